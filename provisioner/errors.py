@@ -1,0 +1,28 @@
+"""Exceptions that mean "cannot continue". Expected refusals are Problems, not exceptions.
+
+The CLI maps each class to an exit status: UsageError → 2, everything else → 3.
+"""
+
+
+class SspError(Exception):
+    """Something broke that the user did not cause by writing a bad request."""
+
+
+class UsageError(SspError):
+    """The command line or the repository layout is not what the command needs."""
+
+
+class LxdError(SspError):
+    """The LXD daemon refused a request or could not be reached."""
+
+
+class GithubError(SspError):
+    """GitHub refused a request or could not be reached."""
+
+
+class GpuError(SspError):
+    """NVML could not be loaded or queried (no driver, no library, no permission)."""
+
+
+class LockHeld(SspError):
+    """Another apply holds the host lock."""
