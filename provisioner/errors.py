@@ -24,5 +24,5 @@ class GpuError(SspError):
     """NVML could not be loaded or queried (no driver, no library, no permission)."""
 
 
-class LockHeld(SspError):
+class LockHeldError(SspError):
     """Another apply holds the host lock."""

@@ -1,0 +1,73 @@
+"""The `ssp` command line: the only place that reads the environment, prints and exits.
+
+Each subcommand lives in `provisioner.commands.<name>` and exposes `register(subparsers)`,
+which adds its parser and sets `func(args, env) -> int` as the handler. This module maps
+exceptions to exit statuses so that no user ever sees a traceback:
+0 ok, 1 findings/failures, 2 usage, 3 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from provisioner import __version__
+from provisioner.commands import COMMANDS
+from provisioner.errors import SspError, UsageError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_ERROR = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad usage already; keep its message, drop the traceback risk."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"ssp: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ssp", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"ssp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if env is None else env)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args, environ)
+    except UsageError as e:
+        print(f"ssp {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SspError as e:
+        print(f"ssp {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"ssp {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the last line of defence: a bug, reported without a traceback
+        print(
+            f"ssp {args.command}: unexpected error ({type(e).__name__}: {e}); "
+            "set SSP_DEBUG=1 to see the traceback",
+            file=sys.stderr,
+        )
+        if environ.get("SSP_DEBUG"):
+            raise
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""Safe YAML loading with positions: untrusted bytes in, plain data + a position map out.
+
+Request files are written by lab members and read by a process that can reach the LXD
+socket, so the loader accepts only a small, boring subset of YAML (SECURITY.md "Input
+handling"): a size cap before parsing, UTF-8 without BOM, no control or bidi characters, one
+document, no anchors/aliases/merge keys, no tags, no duplicate keys, bounded depth, and YAML
+1.2 core-schema scalars (`no` stays a string, `0755` is the decimal 755, dates stay strings
+for the schema to check). It works on the parser's event stream, so nothing is ever
+constructed from a tag.
+
+Every value and every mapping key gets its 1-based (line, column), so that later stages can
+point at the exact place a problem is about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from provisioner.problems import Position, Problem
+
+MAX_BYTES = 64 * 1024
+MAX_DEPTH = 8
+MAX_SCALAR = 16 * 1024
+
+Where = tuple[str | int, ...]
+
+try:  # libyaml's parser is several times faster; the events are the same
+    _Loader: type[Any] = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+# C0 controls other than tab/newline/carriage return, DEL, C1 controls, and the Unicode
+# bidirectional overrides/isolates that can make a file read differently from how it parses.
+_BAD_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+    "|\r(?!\n)"
+)
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), plain scalars only.
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_TRUE = re.compile(r"^(?:true|True|TRUE)$")
+_FALSE = re.compile(r"^(?:false|False|FALSE)$")
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded file: its data and where each part of it was written."""
+
+    path: str
+    data: Any
+    values: Mapping[Where, Position]
+    keys: Mapping[Where, Position]
+
+    def position(self, where: Where) -> Position:
+        """Where `where` was written; for a missing part, the closest written parent."""
+        probe = tuple(where)
+        while probe:
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Position(1, 1))
+
+    def key_position(self, where: Where) -> Position:
+        """The position of the mapping key at `where` (the value's position otherwise)."""
+        return self.keys.get(tuple(where)) or self.position(where)
+
+
+class RefusalError(Exception):
+    """One refusal while walking the events; becomes a Problem at the event's position."""
+
+    def __init__(self, rule: str, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.position = _pos(mark)
+
+
+def _pos(mark: Any) -> Position:
+    if mark is None:
+        return Position(1, 1)
+    return Position(int(mark.line) + 1, int(mark.column) + 1)
+
+
+def resolve_plain(text: str) -> Any:
+    """The value of a plain (unquoted) scalar under the YAML 1.2 core schema."""
+    if _NULL.match(text):
+        return None
+    if _TRUE.match(text):
+        return True
+    if _FALSE.match(text):
+        return False
+    if _INT10.match(text):
+        return int(text, 10)
+    if _INT8.match(text):
+        return int(text[2:], 8)
+    if _INT16.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text) or _INF.match(text) or _NAN.match(text):
+        return float(text.lower().replace(".", "", 1) if not _FLOAT.match(text) else text)
+    return text
+
+
+class _Builder:
+    """Builds plain data from parser events, refusing what the input rules forbid."""
+
+    def __init__(self, events: Iterator[Any]) -> None:
+        self._events = events
+        self.values: dict[Where, Position] = {}
+        self.keys: dict[Where, Position] = {}
+
+    def _next(self) -> Any:
+        return next(self._events)
+
+    def document(self) -> Any:
+        event = self._next()
+        if not isinstance(event, yaml.StreamStartEvent):  # pragma: no cover - parser contract
+            raise RefusalError("yaml.syntax", "not a YAML stream", event.start_mark)
+        event = self._next()
+        if isinstance(event, yaml.StreamEndEvent):
+            raise RefusalError("yaml.empty", "the file is empty", event.start_mark)
+        if not isinstance(event, yaml.DocumentStartEvent):  # pragma: no cover
+            raise RefusalError("yaml.syntax", "expected a document", event.start_mark)
+        if getattr(event, "tags", None):
+            raise RefusalError("yaml.tag", "%TAG directives are not allowed", event.start_mark)
+        data = self._node(self._next(), (), 1)
+        end = self._next()
+        if not isinstance(end, yaml.DocumentEndEvent):  # pragma: no cover
+            raise RefusalError("yaml.syntax", "expected the end of the document", end.start_mark)
+        event = self._next()
+        if not isinstance(event, yaml.StreamEndEvent):
+            raise RefusalError(
+                "yaml.multiple_documents",
+                "only one YAML document per file (remove the second '---')",
+                event.start_mark,
+            )
+        return data
+
+    def _check_props(self, event: Any) -> None:
+        if getattr(event, "anchor", None) is not None:
+            raise RefusalError(
+                "yaml.anchor",
+                f"anchors (&{event.anchor}) are not allowed; write values out",
+                event.start_mark,
+            )
+        if getattr(event, "tag", None) is not None:
+            raise RefusalError("yaml.tag", f"tags ({event.tag}) are not allowed", event.start_mark)
+
+    def _node(self, event: Any, where: Where, depth: int) -> Any:
+        if isinstance(event, yaml.AliasEvent):
+            raise RefusalError(
+                "yaml.alias",
+                f"aliases (*{event.anchor}) are not allowed; write values out",
+                event.start_mark,
+            )
+        self._check_props(event)
+        if depth > MAX_DEPTH:
+            raise RefusalError(
+                "yaml.depth", f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+        self.values[where] = _pos(event.start_mark)
+        if isinstance(event, yaml.ScalarEvent):
+            if len(event.value) > MAX_SCALAR:
+                raise RefusalError(
+                    "yaml.size", f"a value longer than {MAX_SCALAR} characters", event.start_mark
+                )
+            return resolve_plain(event.value) if not event.style else event.value
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[Any] = []
+            event = self._next()
+            while not isinstance(event, yaml.SequenceEndEvent):
+                items.append(self._node(event, (*where, len(items)), depth + 1))
+                event = self._next()
+            return items
+        if isinstance(event, yaml.MappingStartEvent):
+            return self._mapping(where, depth)
+        raise RefusalError(  # pragma: no cover - parser contract
+            "yaml.syntax", "unexpected YAML event", event.start_mark
+        )
+
+    def _mapping(self, where: Where, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        event = self._next()
+        while not isinstance(event, yaml.MappingEndEvent):
+            if isinstance(event, yaml.AliasEvent):
+                self._node(event, where, depth)  # raises yaml.alias
+            if not isinstance(event, yaml.ScalarEvent):
+                raise RefusalError("yaml.key", "mapping keys must be plain words", event.start_mark)
+            self._check_props(event)
+            key = event.value
+            if key == "<<" and not event.style:
+                raise RefusalError(
+                    "yaml.merge", "merge keys (<<) are not allowed", event.start_mark
+                )
+            if key in result:
+                first = self.keys[(*where, key)]
+                raise RefusalError(
+                    "yaml.duplicate_key",
+                    f"duplicate key '{key}' (first written on line {first.line})",
+                    event.start_mark,
+                )
+            self.keys[(*where, key)] = _pos(event.start_mark)
+            result[key] = self._node(self._next(), (*where, key), depth + 1)
+            event = self._next()
+        return result
+
+
+def _decode(raw: bytes, path: str) -> tuple[str | None, list[Problem]]:
+    if len(raw) > MAX_BYTES:
+        return None, [
+            Problem(
+                path,
+                Position(1, 1),
+                "yaml.size",
+                f"file is {len(raw)} bytes; the limit is {MAX_BYTES}",
+            )
+        ]
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return None, [
+            Problem(
+                path,
+                Position(1, 1),
+                "yaml.encoding",
+                "file starts with a byte-order mark; save it as UTF-8 without BOM",
+            )
+        ]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        return None, [
+            Problem(path, Position(line, col), "yaml.encoding", "file is not valid UTF-8")
+        ]
+    bad = _BAD_CHARS.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        col = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        return None, [
+            Problem(
+                path,
+                Position(line, col),
+                "yaml.control_char",
+                f"control or bidirectional character U+{ord(bad.group()[0]):04X} is not allowed",
+            )
+        ]
+    return text, []
+
+
+def load(raw: bytes, path: str) -> tuple[Document | None, list[Problem]]:
+    """Parse `raw` (the file's bytes) as the safe YAML subset. Never raises for bad input."""
+    text, problems = _decode(raw, path)
+    if text is None:
+        return None, problems
+    builder = _Builder(iter(yaml.parse(text, Loader=_Loader)))
+    try:
+        data = builder.document()
+    except RefusalError as e:
+        return None, [Problem(path, e.position, e.rule, e.message)]
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or e.context or "not valid YAML"
+        return None, [Problem(path, _pos(mark), "yaml.syntax", f"YAML syntax: {what}")]
+    except yaml.YAMLError as e:  # reader errors (e.g. unprintable characters) carry no mark
+        return None, [
+            Problem(path, _pos(getattr(e, "mark", None)), "yaml.syntax", f"YAML syntax: {e}")
+        ]
+    return Document(path, data, builder.values, builder.keys), []
