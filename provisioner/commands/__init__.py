@@ -7,31 +7,29 @@ return exit statuses. They hold no logic of their own beyond wiring arguments to
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import UsageError
+
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
-# Listed, not discovered: the order is the order `ssp --help` shows.
-_NAMES = ("validate", "new", "schema", "plan", "apply", "gpus", "host", "doctor")
+# Listed, not discovered: the order is the order `ssp --help` shows. `cli` imports them.
+NAMES = ("validate", "new", "schema", "plan", "apply", "gpus", "host", "doctor")
 
 
-def _load() -> list[Register]:
-    found: list[Register] = []
-    for name in _NAMES:
-        try:
-            module = importlib.import_module(f"provisioner.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"provisioner.commands.{name}":
-                raise
-            continue
-        found.append(module.register)
-    return found
-
-
-COMMANDS: list[Register] = _load()
+def clock(env: Mapping[str, str]) -> datetime:
+    """Now, as an aware datetime. SSP_NOW (ISO 8601) pins it for tests and demos."""
+    pinned = env.get("SSP_NOW")
+    if not pinned:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(pinned)
+    except ValueError as e:
+        raise UsageError(f"SSP_NOW={pinned!r} is not an ISO 8601 date-time") from e
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def add_repo_arg(parser: argparse.ArgumentParser) -> None:

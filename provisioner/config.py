@@ -1,0 +1,144 @@
+"""The admin-owned files: config/policy.yaml and config/hosts.yaml, loaded and cross-checked.
+
+Both are parsed with the same safe loader as requests and checked against their schemas;
+then the references inside the policy (default image, quota names, time zone) and the
+inventory's uniqueness (GPU index, PCI address, UUID) are checked, so that a broken policy is
+reported on its own line instead of surfacing as a confusing error in every request.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from provisioner.models import Inventory, Policy
+from provisioner.problems import Position, Problem
+from provisioner.schema import check
+from provisioner.sources import Document, load
+
+POLICY_PATH = "config/policy.yaml"
+HOSTS_PATH = "config/hosts.yaml"
+
+
+@dataclass(frozen=True)
+class Config:
+    policy: Policy
+    inventory: Inventory
+    policy_doc: Document
+    hosts_doc: Document
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.policy.timezone)
+
+
+def _at(doc: Document, where: tuple[str | int, ...], rule: str, message: str) -> Problem:
+    return Problem(doc.path, doc.position(where), rule, message, where=where)
+
+
+def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
+    out = []
+    if policy.defaults.image not in policy.images:
+        out.append(
+            _at(
+                doc,
+                ("defaults", "image"),
+                "policy.default_image",
+                f"defaults.image '{policy.defaults.image}' is not in images",
+            )
+        )
+    if "default" not in policy.quotas:
+        out.append(
+            _at(
+                doc,
+                ("quotas",),
+                "policy.default_quota",
+                "quotas must define 'default' (used for members without a quota)",
+            )
+        )
+    for login, user in policy.users.items():
+        if user.quota is not None and user.quota not in policy.quotas:
+            out.append(
+                _at(
+                    doc,
+                    ("users", login, "quota"),
+                    "policy.quota_unknown",
+                    f"users.{login}.quota '{user.quota}' is not in quotas",
+                )
+            )
+    uids = Counter(u.uid for u in policy.users.values())
+    for login, user in policy.users.items():
+        if uids[user.uid] > 1:
+            out.append(
+                _at(
+                    doc,
+                    ("users", login, "uid"),
+                    "policy.uid_duplicate",
+                    f"uid {user.uid} is given to more than one member",
+                )
+            )
+    try:
+        ZoneInfo(policy.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        out.append(
+            _at(
+                doc,
+                ("timezone",),
+                "policy.timezone",
+                f"timezone '{policy.timezone}' is not an IANA time zone (e.g. Asia/Shanghai)",
+            )
+        )
+    return out
+
+
+def _hosts_rules(doc: Document, inventory: Inventory) -> list[Problem]:
+    out = []
+    for host_id, host in inventory.hosts.items():
+        for field in ("index", "pci", "uuid"):
+            seen: set[object] = set()
+            for i, gpu in enumerate(host.gpus):
+                value = getattr(gpu, field)
+                if value in seen:
+                    out.append(
+                        _at(
+                            doc,
+                            ("hosts", host_id, "gpus", i, field),
+                            "hosts.duplicate_gpu",
+                            f"{host_id}: GPU {field} {value} is listed twice",
+                        )
+                    )
+                seen.add(value)
+    return out
+
+
+def load_config(
+    policy_raw: bytes | None, hosts_raw: bytes | None
+) -> tuple[Config | None, list[Problem]]:
+    """Load and check both files; None unless both are usable."""
+    problems: list[Problem] = []
+    policy = inventory = None
+    policy_doc = hosts_doc = None
+    if policy_raw is None:
+        problems.append(Problem(POLICY_PATH, Position(1, 1), "config.missing", "file is missing"))
+    else:
+        policy_doc, found = load(policy_raw, POLICY_PATH)
+        problems += found
+        if policy_doc is not None:
+            policy, found = check(policy_doc, "policy", Policy)
+            problems += found
+            if policy is not None:
+                problems += _policy_rules(policy_doc, policy)
+    if hosts_raw is None:
+        problems.append(Problem(HOSTS_PATH, Position(1, 1), "config.missing", "file is missing"))
+    else:
+        hosts_doc, found = load(hosts_raw, HOSTS_PATH)
+        problems += found
+        if hosts_doc is not None:
+            inventory, found = check(hosts_doc, "hosts", Inventory)
+            problems += found
+            if inventory is not None:
+                problems += _hosts_rules(hosts_doc, inventory)
+    if problems or policy is None or inventory is None or policy_doc is None or hosts_doc is None:
+        return None, problems
+    return Config(policy, inventory, policy_doc, hosts_doc), []

@@ -1,0 +1,144 @@
+"""The git adapter: a revision's (or the working tree's) request and config files as a Tree.
+
+PR validation reads the head's files as git blobs, never through the checkout: a symlink in
+a PR must not make the validator read a host file, so only regular blobs (mode 100644) are
+read and everything else is refused with a Problem. Renames are seen as a delete plus an
+add, so moving someone else's file is judged like deleting it. git runs with argv lists.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from provisioner.authz import Change
+from provisioner.errors import UsageError
+from provisioner.problems import Position, Problem
+from provisioner.sources import MAX_BYTES
+from provisioner.tree import Tree
+
+ROOTS = ("requests", "config")
+_KINDS = {
+    "120000": "a symbolic link (never followed)",
+    "160000": "a git submodule",
+    "100755": "an executable file",
+    "040000": "a folder",
+}
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], input=stdin, capture_output=True, check=False
+        )
+    except FileNotFoundError as e:
+        raise UsageError("git is not installed") from e
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"git {args[0]}: {message[-1] if message else 'failed'}")
+    return done.stdout
+
+
+def _wanted(path: str) -> bool:
+    return path.startswith("requests/") or path in ("config/policy.yaml", "config/hosts.yaml")
+
+
+def _refuse(path: str, what: str) -> Problem:
+    return Problem(
+        path,
+        Position(1, 1),
+        "file.mode",
+        f"{what} is not allowed here; only regular files are read",
+    )
+
+
+def _too_big(path: str, size: int) -> Problem:
+    return Problem(
+        path, Position(1, 1), "yaml.size", f"file is {size} bytes; the limit is {MAX_BYTES}"
+    )
+
+
+def revision(repo: Path, rev: str) -> Tree:
+    """The files of `rev`, read as blobs; links, submodules and executables refused."""
+    listing = _git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", rev, "--", *ROOTS)
+    wanted: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    for entry in filter(None, listing.split(b"\0")):
+        meta, _, raw_path = entry.partition(b"\t")
+        mode, kind, sha, size = meta.decode().split()
+        path = raw_path.decode("utf-8", "replace")
+        if not _wanted(path):
+            continue
+        if mode != "100644" or kind != "blob":
+            problems.append(_refuse(path, _KINDS.get(mode, f"mode {mode}")))
+        elif int(size) > MAX_BYTES:
+            problems.append(_too_big(path, int(size)))
+        else:
+            wanted.append((path, sha))
+    return Tree(_read_blobs(repo, wanted), tuple(problems))
+
+
+def _read_blobs(repo: Path, wanted: list[tuple[str, str]]) -> dict[str, bytes]:
+    if not wanted:
+        return {}
+    out = _git(repo, "cat-file", "--batch", stdin="".join(f"{s}\n" for _, s in wanted).encode())
+    files: dict[str, bytes] = {}
+    offset = 0
+    for path, _sha in wanted:
+        header_end = out.index(b"\n", offset)
+        size = int(out[offset:header_end].split()[2])
+        files[path] = out[header_end + 1 : header_end + 1 + size]
+        offset = header_end + 1 + size + 1
+    return files
+
+
+def worktree(repo: Path) -> Tree:
+    """The files on disk (for pre-commit and `ssp validate` without --base)."""
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    candidates = [repo / "config" / "policy.yaml", repo / "config" / "hosts.yaml"]
+    top = repo / "requests"
+    if top.is_dir() and not top.is_symlink():
+        for folder, dirs, names in os.walk(top):
+            for name in sorted(dirs):
+                if (Path(folder) / name).is_symlink():
+                    candidates.append(Path(folder) / name)
+            candidates += [Path(folder) / n for n in sorted(names)]
+    for path in candidates:
+        rel = path.relative_to(repo).as_posix()
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            problems.append(_refuse(rel, _KINDS["120000"]))
+        elif not stat.S_ISREG(info.st_mode):
+            problems.append(_refuse(rel, "a special file"))
+        elif info.st_size > MAX_BYTES:
+            problems.append(_too_big(rel, info.st_size))
+        else:
+            files[rel] = path.read_bytes()
+    return Tree(files, tuple(problems))
+
+
+def merge_base(repo: Path, base: str, head: str = "HEAD") -> str:
+    return _git(repo, "merge-base", base, head).decode().strip()
+
+
+def changes(repo: Path, base: str, head: str = "HEAD") -> list[Change]:
+    """Paths changed from the merge base of `base` and `head` to `head`; renames split."""
+    raw = _git(repo, "diff", "--raw", "--no-renames", "-z", merge_base(repo, base, head), head)
+    fields = raw.split(b"\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not meta:
+            continue
+        status = meta.decode().split()[-1][0]
+        out.append(Change("M" if status in "MT" else status, path.decode("utf-8", "replace")))
+    return out
+
+
+def head_sha(repo: Path, rev: str = "HEAD") -> str:
+    return _git(repo, "rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()

@@ -1,0 +1,270 @@
+"""The contract: pydantic models of request files, the lab policy and the host inventory.
+
+These models are the source of truth; `schemas/*.schema.json` are generated from them
+(`ssp schema --write`) for editors and for the validator's JSON-Schema pass. Every model
+forbids unknown keys and is strict: no string→int, no bool-as-int, dates only as ISO text.
+Users never write host paths, ports, PCI addresses or LXD keys: those live in the
+admin-owned policy and inventory.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+# --- scalar types -----------------------------------------------------------------------------
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"),
+    Field(description="Lower-case letters, digits and '-', 3–32 characters; equals the file name."),
+]
+# GitHub logins: alphanumerics and single hyphens, not at either end, at most 39 characters.
+Login = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length=39),
+    Field(description="A GitHub login."),
+]
+Id = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9._-]{0,62}$"),
+    Field(description="An id from a catalogue in config/policy.yaml."),
+]
+Size = Annotated[
+    str,
+    StringConstraints(pattern=r"^[1-9][0-9]{0,6}(MiB|GiB|TiB)$"),
+    Field(description="A size: a whole number and MiB, GiB or TiB, e.g. 32GiB."),
+]
+GpuIndex = Annotated[int, Field(ge=0, le=63, description="An nvidia-smi index.")]
+GpuIndexList = Annotated[list[GpuIndex], Field(min_length=1, max_length=16)]
+SshKeyText = Annotated[
+    str,
+    StringConstraints(min_length=16, max_length=16384),
+    Field(description="One public key line: type base64 [comment]"),
+]
+Purpose = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=200),
+    Field(description="What the container is for, in a sentence."),
+]
+AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/+-]*$", max_length=255)]
+PciAddress = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$"),
+    Field(description="PCI address in LXD's form: 0000:4b:00.0"),
+]
+
+_UNITS = {"MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_SIZE = re.compile(r"^([1-9][0-9]*)(MiB|GiB|TiB)$")
+
+
+def size_bytes(size: str) -> int:
+    """`32GiB` → 34359738368. The schema has already checked the form."""
+    match = _SIZE.match(size)
+    if not match:
+        raise ValueError(f"not a size: {size!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_size(n: int) -> str:
+    """Bytes → the largest unit that divides them exactly (34359738368 → 32GiB)."""
+    for unit in ("TiB", "GiB", "MiB"):
+        if n % _UNITS[unit] == 0 and n >= _UNITS[unit]:
+            return f"{n // _UNITS[unit]}{unit}"
+    return f"{max(1, n // _UNITS['MiB'])}MiB"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class ContainerRequest(_Strict):
+    """A container of one's own, cloned from a lab image."""
+
+    model_config = ConfigDict(title="Container request")
+
+    kind: Literal["container"]
+    name: Name
+    owner: Login
+    purpose: Purpose
+    image: Id | None = Field(None, description="An id in policy.images (default: the policy's).")
+    gpus: GpuIndexList | Annotated[int, Field(ge=0, le=16)] = Field(
+        0, description="A count, or a list of nvidia-smi indices from config/hosts.yaml."
+    )
+    cpu: Annotated[int, Field(ge=1, le=512)] | None = Field(None, description="Cores.")
+    memory: Size | None = None
+    disk: Size | None = Field(None, description="Root disk size.")
+    shares: list[Id] = Field(
+        default_factory=list, max_length=16, description="Ids in policy.shares."
+    )
+    ssh_keys: list[SshKeyText] = Field(min_length=1, max_length=10)
+    desktop: bool = Field(False, description="xrdp + xfce, reachable through a forwarded port.")
+    snapshots: Literal["none", "daily", "weekly"] | None = None
+    expires: date = Field(description="Last day of the lease (YYYY-MM-DD).")
+    host: Id | None = Field(None, description="A host in config/hosts.yaml (optional).")
+
+
+class AccountRequest(_Strict):
+    """A login on a shared server (e.g. Common-Server) instead of a container of one's own."""
+
+    model_config = ConfigDict(title="Account request")
+
+    kind: Literal["account"]
+    name: Name
+    owner: Login
+    purpose: Purpose
+    server: Id = Field(description="An id in policy.shared_servers.")
+    ssh_keys: list[SshKeyText] = Field(min_length=1, max_length=10)
+    sudo: bool = False
+    expires: date = Field(description="Last day of the lease (YYYY-MM-DD).")
+
+
+Request = Annotated[ContainerRequest | AccountRequest, Field(discriminator="kind")]
+REQUEST_MODELS: dict[str, type[ContainerRequest] | type[AccountRequest]] = {
+    "container": ContainerRequest,
+    "account": AccountRequest,
+}
+
+
+class RequestFile(_Strict):
+    """The schema editors see: either kind, told apart by `kind`."""
+
+    model_config = ConfigDict(title="Super Server Platform request")
+    request: Request
+
+
+# --- policy -----------------------------------------------------------------------------------
+
+
+class User(_Strict):
+    uid: Annotated[int, Field(ge=1000, le=65533, description="The member's UID on the host.")]
+    quota: Id | None = Field(None, description="A name in quotas (default: `default`).")
+
+
+class Quota(_Strict):
+    containers: Annotated[int, Field(ge=0, le=100)]
+    gpus: Annotated[int, Field(ge=0, le=64)]
+    cpu: Annotated[int, Field(ge=0, le=4096)]
+    memory: Size
+    disk: Size
+
+
+class Defaults(_Strict):
+    image: Id
+    cpu: Annotated[int, Field(ge=1, le=512)]
+    memory: Size
+    disk: Size
+    snapshots: Literal["none", "daily", "weekly"] = "none"
+
+
+class CloneImage(_Strict):
+    clone: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62})?$"
+        ),
+        Field(description="An instance, or Instance/snapshot, to copy."),
+    ]
+    description: str = ""
+
+
+class AliasImage(_Strict):
+    image: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
+    description: str = ""
+
+
+class Share(_Strict):
+    source: AbsPath = Field(description="Host path.")
+    path: AbsPath = Field(description="Path inside the container.")
+    readonly: bool = False
+    description: str = ""
+
+
+class SharedServer(_Strict):
+    instance: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")]
+    description: str = ""
+
+
+class SshPolicy(_Strict):
+    listen: Annotated[
+        str,
+        StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"),
+        Field(description="Host address the forwarded ports listen on."),
+    ]
+    ports: Annotated[
+        list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)
+    ]
+    host: str = Field("", description="Name members use to reach the server on the LAN.")
+    public_host: str = Field("", description="Name or address to reach it from outside, if any.")
+
+    @model_validator(mode="after")
+    def _range(self) -> SshPolicy:
+        if self.ports[0] > self.ports[1]:
+            raise ValueError("ssh.ports must be [first, last] with first <= last")
+        return self
+
+
+class LxdSettings(_Strict):
+    project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
+    profiles: list[str] = Field(default_factory=lambda: ["default"])
+    pool: str = "default"
+    network: str = "lxdbr0"
+
+
+class Policy(_Strict):
+    """config/policy.yaml: who may ask for what, and the catalogues requests pick from."""
+
+    model_config = ConfigDict(title="Super Server Platform policy")
+
+    admins: list[Login] = Field(min_length=1)
+    users: dict[Login, User]
+    quotas: dict[Id, Quota]
+    defaults: Defaults
+    max_lease_days: Annotated[int, Field(ge=1, le=3650)]
+    timezone: str = Field(description="IANA time zone used for lease dates, e.g. Asia/Shanghai.")
+    images: dict[Id, CloneImage | AliasImage]
+    shares: dict[Id, Share] = Field(default_factory=dict)
+    shared_servers: dict[Id, SharedServer] = Field(default_factory=dict)
+    ssh: SshPolicy
+    retention_days: Annotated[int, Field(ge=0, le=3650)]
+    gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
+    lxd: LxdSettings = Field(default_factory=LxdSettings)
+
+    def quota_for(self, login: str) -> tuple[str, Quota]:
+        user = self.users.get(login)
+        name = (user.quota if user else None) or "default"
+        return name, self.quotas[name]
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+class GpuEntry(_Strict):
+    index: GpuIndex
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    pci: PciAddress
+    uuid: Annotated[
+        str, StringConstraints(pattern=r"^GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+    ]
+    memory: Size
+
+
+class Host(_Strict):
+    cpu: Annotated[int, Field(ge=1, le=4096)]
+    memory: Size
+    disk: Size | None = Field(None, description="Storage pool size.")
+    gpus: list[GpuEntry] = Field(default_factory=list)
+
+
+class Inventory(_Strict):
+    """config/hosts.yaml: what the GPU server(s) have. Written by `ssp gpus --write`."""
+
+    model_config = ConfigDict(title="Super Server Platform host inventory")
+
+    hosts: dict[Id, Host] = Field(min_length=1)

@@ -1,0 +1,51 @@
+"""Text for people: the only module that imports jinja2.
+
+Templates live in `provisioner/templates/`, one per outcome. Undefined variables are errors
+(StrictUndefined), so a template and its data cannot drift apart silently. Anything that came
+from a request file goes through the `md` filter before it reaches Markdown: a purpose line
+must not become a link, an @-mention or HTML in a PR comment.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import jinja2
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
+
+
+def md(value: Any) -> str:
+    """Escape text for GitHub Markdown (inline): punctuation, HTML and @-mentions."""
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return text.replace("@", "@\u200b").replace("\n", " ")
+
+
+def code(value: Any) -> str:
+    """Inline code that survives backticks inside the value."""
+    text = str(value).replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("provisioner", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # Markdown, not HTML: escaping is the `md` filter's job
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md"] = md
+    env.filters["code"] = code
+    return env
+
+
+def render(template: str, **data: Any) -> str:
+    """Render `templates/<template>` with `data`."""
+    return _environment().get_template(template).render(**data)

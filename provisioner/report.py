@@ -1,0 +1,177 @@
+"""What a validation says, in the three forms people and machines read.
+
+- text: one `path:line:col: severity: message [rule]` line per finding (editors jump to it);
+- github: `::error file=…,line=…,col=…::…` workflow commands, escaped as the Actions toolkit
+  does, plus a Markdown job summary (quota use, free GPUs, what the PR would do);
+- json: a stable document for tools.
+Pure: returns strings; the CLI decides where they go.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.authz import Change
+from provisioner.models import AccountRequest, ContainerRequest, format_size
+from provisioner.problems import Problem, Severity
+from provisioner.render import render
+from provisioner.rules import resources
+from provisioner.validate import REQUEST_PATH, Validation
+
+_VERBS = {"A": "create", "M": "change", "D": "retire"}
+
+
+def text_lines(result: Validation) -> list[str]:
+    lines = [str(p) for p in result.problems]
+    lines += [f"note: {n}" for n in result.notes]
+    return lines
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(problem: Problem) -> str:
+    """A GitHub workflow command that annotates the problem's line in the PR diff."""
+    level = {"error": "error", "warning": "warning", "notice": "notice"}[problem.severity.value]
+    props = ",".join(
+        f"{k}={_escape_property(v)}"
+        for k, v in (
+            ("file", problem.path),
+            ("line", str(problem.line)),
+            ("col", str(problem.col)),
+            ("title", problem.rule),
+        )
+    )
+    return f"::{level} {props}::{_escape_data(problem.message)}"
+
+
+def to_json(result: Validation) -> str:
+    doc = {
+        "ok": result.ok,
+        "problems": [
+            {
+                "path": p.path,
+                "line": p.line,
+                "col": p.col,
+                "severity": p.severity.value,
+                "rule": p.rule,
+                "message": p.message,
+                "where": list(p.where),
+            }
+            for p in result.problems
+        ],
+        "notes": list(result.notes),
+        "valid": [i.path for i in result.valid],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class MemberUse:
+    login: str
+    quota: str
+    containers: str
+    gpus: str
+    cpu: str
+    memory: str
+    disk: str
+
+
+@dataclass(frozen=True)
+class HostGpus:
+    id: str
+    total: int
+    pinned: int
+    counted: int
+
+    @property
+    def free(self) -> int:
+        return max(self.total - self.pinned - self.counted, 0)
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    verb: str
+    path: str
+    owner: str
+    what: str
+
+
+def _describe(request: ContainerRequest | AccountRequest | None) -> str:
+    if request is None:
+        return ""
+    if isinstance(request, AccountRequest):
+        return f"account on {request.server}, until {request.expires}"
+    gpus = request.gpus if isinstance(request.gpus, int) else f"GPUs {request.gpus}"
+    return f"container, gpus: {gpus}, until {request.expires}"
+
+
+def summary_data(result: Validation, changes: Sequence[Change] = ()) -> dict[str, Any]:
+    """The numbers the job summary shows: quota use after the PR, free GPUs, changes."""
+    errors = [p for p in result.problems if p.severity is Severity.ERROR]
+    warnings = [p for p in result.problems if p.severity is not Severity.ERROR]
+    data: dict[str, Any] = {
+        "ok": result.ok,
+        "errors": errors,
+        "warnings": warnings,
+        "notes": list(result.notes),
+        "members": [],
+        "hosts": [],
+        "changes": [],
+    }
+    by_path = {i.path: i.request for i in result.valid}
+    for c in sorted(changes, key=lambda c: c.path):
+        match = REQUEST_PATH.match(c.path)
+        if match:
+            data["changes"].append(
+                PlannedChange(
+                    _VERBS.get(c.status, "change"),
+                    c.path,
+                    match["owner"],
+                    _describe(by_path.get(c.path)),
+                )
+            )
+    if result.config is None:
+        return data
+    policy, inventory = result.config.policy, result.config.inventory
+    use: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    per_host: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item in result.valid:
+        if isinstance(item.request, ContainerRequest):
+            res = resources(item.request, policy, inventory)
+            row = use[item.request.owner]
+            for i, n in enumerate((1, res.gpus, res.cpu, res.memory, res.disk)):
+                row[i] += n
+            per_host[res.host][0] += len(res.pinned)
+            per_host[res.host][1] += res.counted
+    for login in sorted(use):
+        name, quota = policy.quota_for(login)
+        row = use[login]
+        data["members"].append(
+            MemberUse(
+                login,
+                name,
+                f"{row[0]}/{quota.containers}",
+                f"{row[1]}/{quota.gpus}",
+                f"{row[2]}/{quota.cpu}",
+                f"{format_size(row[3])}/{quota.memory}",
+                f"{format_size(row[4])}/{quota.disk}",
+            )
+        )
+    for host_id, host in sorted(inventory.hosts.items()):
+        pinned, counted = per_host[host_id]
+        data["hosts"].append(HostGpus(host_id, len(host.gpus), pinned, counted))
+    return data
+
+
+def summary_markdown(result: Validation, changes: Sequence[Change] = ()) -> str:
+    return render("validate_summary.md.j2", **summary_data(result, changes))

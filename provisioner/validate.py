@@ -1,0 +1,154 @@
+"""Validation of a whole tree of request files, and of a pull request against its base.
+
+A `Tree` is the bytes of one revision's `requests/` and `config/` files (read from git blobs
+or the working tree by `gitfiles`). `validate_tree` runs every stage — safe YAML, schema,
+per-file rules, cross-file rules — and returns a `Validation`: the problems, and the requests
+that are valid, which is what `plan` builds on. `validate_pull` adds the PR's authorization
+and narrows the report to what the PR touches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from provisioner.authz import Change, authorize
+from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
+from provisioner.models import REQUEST_MODELS, AccountRequest, ContainerRequest
+from provisioner.problems import Position, Problem, Severity
+from provisioner.rules import Loaded, check_all, check_request
+from provisioner.schema import check
+from provisioner.sources import load
+from provisioner.tree import Tree
+
+REQUEST_PATH = re.compile(r"^requests/(?P<owner>[^/]+)/(?P<stem>[^/]+)\.yaml$")
+_IGNORED = re.compile(r"^requests/(README(\.[a-z-]+)?\.md|(.*/)?\.gitkeep)$")
+
+
+@dataclass(frozen=True)
+class Validation:
+    problems: tuple[Problem, ...]
+    config: Config | None
+    valid: tuple[Loaded, ...] = ()
+    expired: tuple[Loaded, ...] = ()
+    notes: tuple[str, ...] = ()
+    focus: frozenset[str] | None = field(default=None)
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity is Severity.ERROR)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def invalid_paths(self) -> frozenset[str]:
+        return frozenset(p.path for p in self.errors)
+
+
+def today_for(config: Config, now: datetime) -> date:
+    """The lab's calendar day: leases are days in the policy's time zone, not the runner's."""
+    return now.astimezone(config.zone).date()
+
+
+def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
+    """One request file through the loader and the schema of its kind."""
+    if not REQUEST_PATH.match(path):
+        return None, [
+            Problem(
+                path,
+                Position(1, 1),
+                "path.layout",
+                "request files live at requests/<your login>/<name>.yaml",
+            )
+        ]
+    doc, problems = load(raw, path)
+    if doc is None:
+        return None, problems
+    if not isinstance(doc.data, dict):
+        return None, [
+            Problem(
+                path,
+                doc.position(()),
+                "schema.type",
+                "a request is a mapping of fields (kind: container, name: …)",
+            )
+        ]
+    kind = doc.data.get("kind")
+    if kind not in REQUEST_MODELS:
+        where = ("kind",) if "kind" in doc.data else ()
+        shown = f"'{kind}'" if isinstance(kind, str) and len(kind) < 40 else "missing"
+        return None, [
+            Problem(
+                path,
+                doc.position(where),
+                "schema.kind",
+                f"kind: {shown}; write 'kind: container' or 'kind: account'",
+                where=where,
+            )
+        ]
+    request, problems = check(doc, kind, REQUEST_MODELS[kind])
+    if request is None:
+        return None, problems
+    assert isinstance(request, ContainerRequest | AccountRequest)  # noqa: S101  (for mypy)
+    return Loaded(path, doc, request), []
+
+
+def validate_tree(tree: Tree, now: datetime, focus: frozenset[str] | None = None) -> Validation:
+    """Every request in `tree` against the schema, the policy and each other."""
+    problems = list(tree.problems)
+    config, found = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
+    problems += found
+    if config is None:
+        return Validation(tuple(sorted(problems, key=Problem.sort_key)), None, focus=focus)
+    today = today_for(config, now)
+    loaded: list[Loaded] = []
+    for path in tree.requests():
+        if _IGNORED.match(path):
+            continue
+        item, found = load_request(path, tree.files[path])
+        problems += found
+        if item is not None:
+            loaded.append(item)
+            focused = focus is not None and path in focus
+            problems += check_request(item, config.policy, config.inventory, today, focused)
+    expired = {p.path for p in problems if p.rule == "lease.expired"}
+    broken = {p.path for p in problems if p.severity is Severity.ERROR}
+    # Expired and broken requests hold no resources, so they are left out of the sums.
+    live = [i for i in loaded if i.path not in broken and i.path not in expired]
+    problems += check_all(live, config.policy, config.inventory, focus)
+    broken = {p.path for p in problems if p.severity is Severity.ERROR}
+    return Validation(
+        problems=tuple(sorted(problems, key=Problem.sort_key)),
+        config=config,
+        valid=tuple(i for i in live if i.path not in broken),
+        expired=tuple(i for i in loaded if i.path in expired and i.path not in broken),
+        focus=focus,
+    )
+
+
+def validate_pull(
+    head: Tree, changes: Sequence[Change], author: str, base_admins: frozenset[str], now: datetime
+) -> Validation:
+    """A PR: the author may change only their own requests; report what the PR touches."""
+    touched = frozenset(c.path for c in changes if c.status != "D")
+    auth_problems, notes = authorize(changes, author, base_admins)
+    result = validate_tree(head, now, focus=touched)
+    infra = any(not c.path.startswith("requests/") for c in changes)
+    # A PR is judged on what it touches; an infra change (policy, inventory) may break
+    # anyone's request, so then everything is reported.
+    shown = [p for p in result.problems if infra or p.path in touched]
+    hidden = len(result.problems) - len(shown)
+    if hidden:
+        notes = (*notes, f"{hidden} finding(s) in files this PR does not touch are not shown")
+    return Validation(
+        problems=tuple(sorted([*auth_problems, *shown], key=Problem.sort_key)),
+        config=result.config,
+        valid=result.valid,
+        expired=result.expired,
+        notes=notes,
+        focus=touched,
+    )
