@@ -36,7 +36,8 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("provisioner", "templates"),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # Markdown, not HTML: escaping is the `md` filter's job
+        # Markdown, not HTML: HTML autoescape would garble it; the `md` filter escapes instead.
+        autoescape=False,  # noqa: S701
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
