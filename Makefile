@@ -1,0 +1,45 @@
+# Super Server Platform — the two commands a newcomer needs:
+#   make demo   the main job on this machine: a real LXD, the example requests applied
+#   make test   every test and lint, installing what it needs on a fresh Debian/Ubuntu
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit venv lxd clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# A real LXD daemon with the test images and Common-Server (idempotent; see runner/dev-lxd.sh).
+lxd:
+	bash runner/dev-lxd.sh up
+
+demo: venv lxd
+	$(BIN)/ssp validate
+	$(BIN)/ssp apply --no-comment
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/ssp schema --check
+	$(BIN)/ssp validate
+	shellcheck runner/*.sh
+
+unit: venv
+	$(BIN)/pytest -q -m "not lxd"
+
+test: venv lxd lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

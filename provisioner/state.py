@@ -1,0 +1,121 @@
+"""Observed LXD state as plain data, and the interface the LXD adapter offers.
+
+The pure core (`plan`) reads `Instance` values, never pylxd objects; `apply` drives an
+`LxdApi`, which `provisioner.lxd` implements against a real daemon and the tests implement in
+memory. Labels are `user.ssp.*` config keys: LXD keeps `user.*` keys as they are, so they are
+where a managed instance remembers what it is (owner, request, commit, lifecycle state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+LABEL = "user.ssp."
+MANAGED = "user.ssp.managed"
+OWNER = "user.ssp.owner"
+REQUEST = "user.ssp.request"
+SHA = "user.ssp.sha"
+STATE = "user.ssp.state"  # creating | ready | retired
+EXPIRES = "user.ssp.expires"
+KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
+RETIRED = "user.ssp.retired"  # date the instance was retired
+ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
+
+Devices = Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance as LXD reports it (local config and devices, not the expanded ones)."""
+
+    name: str
+    status: str  # "Running", "Stopped", "Frozen", ...
+    config: Mapping[str, str] = field(default_factory=dict)
+    devices: Devices = field(default_factory=dict)
+    expanded_devices: Devices = field(default_factory=dict)
+    description: str = ""
+    profiles: tuple[str, ...] = ()
+    ipv4: tuple[str, ...] = ()
+    snapshots: tuple[str, ...] = ()
+    location: str = ""
+
+    @property
+    def managed(self) -> bool:
+        return self.config.get(MANAGED) == "true"
+
+    @property
+    def running(self) -> bool:
+        return self.status == "Running"
+
+    def label(self, key: str) -> str | None:
+        return self.config.get(key)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class LxdApi(Protocol):
+    """What apply needs from LXD. Every method raises provisioner.errors.LxdError."""
+
+    def instances(self) -> list[Instance]:
+        """Every instance of the project, with state, in one request."""
+        ...
+
+    def instance(self, name: str) -> Instance: ...
+
+    def create(
+        self,
+        name: str,
+        source: Mapping[str, str],
+        config: Mapping[str, str],
+        devices: Devices,
+        profiles: Sequence[str],
+        description: str,
+    ) -> None:
+        """Create a stopped instance (copy of an instance/snapshot, or from an image)."""
+        ...
+
+    def replace(
+        self,
+        name: str,
+        config: Mapping[str, str],
+        devices: Devices,
+        profiles: Sequence[str],
+        description: str,
+    ) -> None:
+        """PUT the instance's whole local config and devices."""
+        ...
+
+    def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
+        """PATCH config keys (None removes a key)."""
+        ...
+
+    def start(self, name: str) -> None: ...
+
+    def stop(self, name: str, timeout_s: int = 60) -> None:
+        """A clean shutdown first; forced only when it does not stop in time."""
+        ...
+
+    def snapshot(self, name: str, snapshot: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def execute(
+        self, name: str, argv: Sequence[str], stdin: str | None = None
+    ) -> ExecResult: ...
+
+    def push_file(
+        self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int
+    ) -> None: ...
+
+    def delete_file(self, name: str, path: str) -> None: ...
+
+    def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
+        """The instance's IPv4 addresses, polling until one appears or time runs out."""
+        ...
