@@ -1,0 +1,267 @@
+"""The GPU adapter: what NVIDIA GPUs this host has, read through NVML, in our own types.
+
+This is the only module that imports `pynvml` (enforced by import-linter). It turns NVML's
+structs and exceptions into frozen dataclasses and `GpuError`, so nothing above it ever sees
+an NVML object. It also holds the two checks that run before a GPU is attached after a
+reboot: do the device nodes LXD passes through exist, and does the live inventory still match
+`config/hosts.yaml`.
+
+GPUs are keyed by PCI address (LXD form, `0000:4b:00.0`) and UUID, never by NVML index alone:
+NVML documents that its index order is not guaranteed to stay the same across reboots, and
+LXD's own `id` option is the DRM card number, which is a third numbering again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pynvml
+
+from provisioner.errors import GpuError
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A process holding a GPU context; `used_memory` is None where NVML cannot tell."""
+
+    pid: int
+    used_memory: int | None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as NVML sees it now. `memory` and `memory_used` are bytes."""
+
+    index: int
+    model: str
+    uuid: str
+    pci: str
+    memory: int
+    memory_used: int
+    utilization: int | None
+    processes: tuple[GpuProcess, ...]
+
+
+# NVML's busId is "DDDDDDDD:BB:DD.F" (8-digit domain, upper case); busIdLegacy and
+# nvidia-smi's `pci.bus_id` use the same shape, /sys and LXD use a 4-digit lower-case domain.
+_PCI = re.compile(
+    r"(?P<domain>[0-9a-f]{4,8}):(?P<bus>[0-9a-f]{2}):(?P<device>[0-1][0-9a-f])\.(?P<function>[0-7])"
+)
+
+
+def nvml_to_lxd_pci(bus_id: str | bytes) -> str:
+    """'00000000:4B:00.0' -> '0000:4b:00.0', the form LXD's `gpu` device `pci=` takes.
+
+    Already-converted addresses pass through unchanged. Anything that is not a PCI address
+    raises ValueError rather than producing a device option that matches nothing.
+    """
+    text = bus_id.decode("ascii", "replace") if isinstance(bus_id, bytes) else bus_id
+    # ctypes char arrays can carry trailing NULs when a struct is read raw.
+    match = _PCI.fullmatch(text.strip().strip("\x00").lower())
+    if match is None:
+        raise ValueError(f"not a PCI bus id: {text!r} (expected e.g. 00000000:4B:00.0)")
+    domain = int(match["domain"], 16)
+    return f"{domain:04x}:{match['bus']}:{match['device']}.{match['function']}"
+
+
+def _explain(error: Any) -> str:
+    """An actionable sentence for the NVML errors an operator can fix."""
+    detail = f"NVML: {error}"
+    if isinstance(error, pynvml.NVMLError_LibraryNotFound):
+        return (
+            f"NVIDIA driver library (libnvidia-ml.so.1) not found: {detail}. Install the NVIDIA "
+            "driver on this host (nvidia-smi must work), or run this command on the GPU host"
+        )
+    if isinstance(error, pynvml.NVMLError_DriverNotLoaded):
+        return (
+            f"NVIDIA kernel driver is not loaded: {detail}. Load it (`nvidia-modprobe -u -c=0` "
+            "or reboot after installing the driver) and check that `nvidia-smi` works"
+        )
+    if isinstance(error, pynvml.NVMLError_NoPermission):
+        return (
+            f"no permission to query the GPUs: {detail}. Run as a user that can open "
+            "/dev/nvidiactl (root on the GPU host)"
+        )
+    if isinstance(error, pynvml.NVMLError_LibRmVersionMismatch):
+        return (
+            f"NVIDIA driver and library versions differ: {detail}. This usually follows a "
+            "driver upgrade without a reboot; reboot the host"
+        )
+    if isinstance(error, pynvml.NVMLError_GpuIsLost):
+        return f"a GPU fell off the bus: {detail}. Check `nvidia-smi` and the kernel log (dmesg)"
+    return f"{detail} ({type(error).__name__})"
+
+
+def _processes(handle: Any) -> tuple[GpuProcess, ...]:
+    # A process using both CUDA and graphics is listed by both calls; keep it once, with the
+    # first figure NVML gave for it.
+    seen: dict[int, GpuProcess] = {}
+    for query in (
+        pynvml.nvmlDeviceGetComputeRunningProcesses,
+        pynvml.nvmlDeviceGetGraphicsRunningProcesses,
+    ):
+        try:
+            found = query(handle)
+        except pynvml.NVMLError_NotSupported:
+            continue
+        for proc in found:
+            pid = int(proc.pid)
+            if pid not in seen:
+                used = proc.usedGpuMemory
+                seen[pid] = GpuProcess(pid=pid, used_memory=None if used is None else int(used))
+    return tuple(sorted(seen.values(), key=lambda p: p.pid))
+
+
+def _utilization(handle: Any) -> int | None:
+    try:
+        return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    except pynvml.NVMLError_NotSupported:
+        return None
+
+
+def _read_one(index: int) -> Gpu:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return Gpu(
+        index=index,
+        model=str(pynvml.nvmlDeviceGetName(handle)),
+        uuid=str(pynvml.nvmlDeviceGetUUID(handle)),
+        pci=nvml_to_lxd_pci(pynvml.nvmlDeviceGetPciInfo(handle).busId),
+        memory=int(memory.total),
+        memory_used=int(memory.used),
+        utilization=_utilization(handle),
+        processes=_processes(handle),
+    )
+
+
+def read_gpus() -> list[Gpu]:
+    """Every GPU NVML sees, in NVML index order.
+
+    Raises GpuError with a message that says what to do (install or load the driver, run as
+    root, reboot after an upgrade). NVML is shut down again whenever it was initialised.
+    """
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        raise GpuError(_explain(e)) from e
+    read = False
+    try:
+        gpus = [_read_one(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        read = True
+    except pynvml.NVMLError as e:
+        raise GpuError(f"reading the GPU inventory failed: {_explain(e)}") from e
+    except ValueError as e:  # a bus id NVML itself produced; only a broken driver does this
+        raise GpuError(f"NVML reported an unreadable PCI address: {e}") from e
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError as e:
+            # After a failed read the first error is the one worth reporting; after a good
+            # read, a library that cannot shut down is still a broken driver install.
+            if read:
+                raise GpuError(f"NVML shutdown failed: {_explain(e)}") from e
+    return gpus
+
+
+# LXD passes a GPU's /dev/nvidiaN through, plus these shared nodes, but only the nodes that
+# exist when the container starts. /dev/nvidia-uvm is created lazily by the first CUDA call on
+# the host, so after a power loss containers that start first get "CUDA unknown error".
+REQUIRED_NODES: tuple[str, ...] = ("/dev/nvidiactl", "/dev/nvidia-uvm")
+
+
+def missing_device_nodes(root: Path = Path("/")) -> list[str]:
+    """The REQUIRED_NODES that do not exist under `root` (a test passes a temporary root)."""
+    return [node for node in REQUIRED_NODES if not (root / node.lstrip("/")).exists()]
+
+
+class ExpectedGpu(Protocol):
+    """A GPU as the inventory file records it (the hosts model satisfies this)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def pci(self) -> str: ...
+
+    @property
+    def uuid(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class InventoryDiff:
+    """Differences between the live GPUs and the inventory file, one human line each."""
+
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.changed)
+
+    def lines(self) -> list[str]:
+        return [*self.missing, *self.unexpected, *self.changed]
+
+
+def _same_pci(address: str) -> str:
+    try:
+        return nvml_to_lxd_pci(address)
+    except ValueError:
+        return address.strip().lower()
+
+
+def compare_inventory(live: Sequence[Gpu], expected: Sequence[ExpectedGpu]) -> InventoryDiff:
+    """What differs between NVML now and the inventory, matched by PCI address.
+
+    A card whose UUID turns up at another PCI address was moved to another slot; that is
+    reported once as a change, not as one missing and one unexpected GPU. An expected GPU
+    without a UUID is matched by PCI alone.
+    """
+    live_by_pci = {g.pci: g for g in live}
+    expected_by_pci = {_same_pci(e.pci): e for e in expected}
+    live_by_uuid = {g.uuid: g for g in live}
+
+    missing: list[str] = []
+    unexpected: list[str] = []
+    changed: list[str] = []
+    moved_to: set[str] = set()
+
+    for pci, want in expected_by_pci.items():
+        have = live_by_pci.get(pci)
+        if have is None:
+            elsewhere = live_by_uuid.get(want.uuid) if want.uuid else None
+            if elsewhere is not None and elsewhere.pci not in expected_by_pci:
+                moved_to.add(elsewhere.pci)
+                changed.append(
+                    f"{pci}: {want.uuid} ({want.model}) is now at {elsewhere.pci}; "
+                    "the card was moved to another slot"
+                )
+            else:
+                missing.append(
+                    f"{pci}: {want.model} ({want.uuid or 'no UUID recorded'}, index "
+                    f"{want.index}) is in the inventory but not on the host"
+                )
+            continue
+        if want.uuid and want.uuid != have.uuid:
+            changed.append(
+                f"{pci}: UUID {have.uuid}, inventory says {want.uuid} (a different card)"
+            )
+        if want.model != have.model:
+            changed.append(f"{pci}: model {have.model!r}, inventory says {want.model!r}")
+        if want.index != have.index:
+            changed.append(f"{pci}: NVML index {have.index}, inventory says {want.index}")
+
+    for pci, have in live_by_pci.items():
+        if pci not in expected_by_pci and pci not in moved_to:
+            unexpected.append(
+                f"{pci}: {have.model} ({have.uuid}, index {have.index}) is on the host "
+                "but not in the inventory"
+            )
+    return InventoryDiff(tuple(missing), tuple(unexpected), tuple(changed))
