@@ -188,6 +188,10 @@ class Share(_Strict):
 
 class SharedServer(_Strict):
     instance: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")]
+    project: str = Field("default", description="The LXD project the instance is in.")
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="Host port forwarded to its SSH, if any."
+    )
     description: str = ""
 
 

@@ -1,0 +1,432 @@
+"""Apply walks a Plan against LXD and says, per request, what happened.
+
+Every step of a new container follows the same order: create stopped (labelled
+`creating`), replace its config and devices with exactly ours (a clone inherits the base's
+devices and security settings), give it its own identity, verify, start, wait for an IPv4,
+create the owner's user and keys inside, then mark it `ready` and protected. A failure on
+one request is recorded and the others go on; a half-made instance keeps its `creating`
+label and is removed and made again on the next run. Nothing from a request reaches a
+shell: commands are argv lists and files are pushed as bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from provisioner import spec as specs
+from provisioner import state
+from provisioner.errors import LxdError
+from provisioner.identity import HOST_KEY, OLD_HOST_KEYS, new_identity
+from provisioner.models import Policy
+from provisioner.plan import (
+    AccountAction,
+    Action,
+    Create,
+    Drift,
+    Plan,
+    Ready,
+    Refuse,
+    Retire,
+    Start,
+    Update,
+)
+from provisioner.state import Instance, LxdApi
+
+IPV4_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    model: str
+    pci: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one request: the data the PR comment is rendered from."""
+
+    name: str
+    owner: str
+    request_path: str
+    kind: str  # container | account
+    action: str  # created, updated, started, unchanged, retired, refused, failed, locked
+    ok: bool
+    message: str = ""
+    login: str = ""
+    ipv4: tuple[str, ...] = ()
+    ssh_port: int | None = None
+    rdp_port: int | None = None
+    gpus: tuple[GpuInfo, ...] = ()
+    shares: tuple[specs.Share, ...] = ()
+    expires: date | None = None
+    snapshots: str = ""
+    server: str = ""
+    sudo: bool = False
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    outcomes: tuple[Outcome, ...]
+    drift: tuple[Drift, ...] = ()
+    sha: str = ""
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+
+def container_outcome(
+    spec: specs.Spec, action: str, ipv4: tuple[str, ...] = (), ok: bool = True, message: str = ""
+) -> Outcome:
+    return Outcome(
+        name=spec.name,
+        owner=spec.owner,
+        request_path=spec.request_path,
+        kind="container",
+        action=action,
+        ok=ok,
+        message=message,
+        login=spec.login,
+        ipv4=ipv4,
+        ssh_port=spec.ssh_port,
+        rdp_port=spec.rdp_port,
+        gpus=tuple(GpuInfo(g.index, g.model, g.pci) for g in spec.gpus),
+        shares=spec.shares,
+        expires=spec.expires,
+        snapshots=spec.snapshots,
+    )
+
+
+@dataclass
+class Applier:
+    """Walks one plan. `servers` gives the LXD API of a shared server's project."""
+
+    lxd: LxdApi
+    policy: Policy
+    servers: Callable[[str], LxdApi]
+    sha: str = ""
+    ipv4_timeout_s: float = IPV4_TIMEOUT_S
+    log: Callable[[str], None] = field(default=lambda _line: None)
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def _config(self, spec: specs.Spec, keep: Mapping[str, str], status: str) -> dict[str, str]:
+        """Our keys, plus the not-ours keys found on the instance (reported as drift)."""
+        config = {k: v for k, v in keep.items() if not specs.owned(k) and not specs.lxd_managed(k)}
+        config.update(spec.config)
+        config[state.STATE] = status
+        config[state.SHA] = self.sha
+        if status != "ready":  # deletable until it is finished
+            config["security.protection.delete"] = "false"
+        return config
+
+    def create(self, action: Create) -> Outcome:
+        spec = action.spec
+        if action.replace_half_made:
+            self.log(f"{spec.name}: removing a half-made instance from an earlier run")
+            self._remove(spec.name)
+        self.log(f"{spec.name}: creating from {spec.image}")
+        labels = {
+            state.MANAGED: "true",
+            state.OWNER: spec.owner,
+            state.REQUEST: spec.request_path,
+            state.STATE: "creating",
+            "security.protection.delete": "false",
+        }
+        self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        # A clone carries the base's devices and security keys: replace them all with ours.
+        self.lxd.replace(
+            spec.name,
+            self._config(spec, {}, "creating"),
+            spec.devices,
+            spec.profiles,
+            spec.description,
+        )
+        self._new_identity(spec.name)
+        self._verify(spec)
+        self.lxd.start(spec.name)
+        ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
+        self._setup_owner(spec)
+        self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
+        if not ipv4:
+            return container_outcome(spec, "created", ipv4, message="no IPv4 address yet")
+        return container_outcome(spec, "created", ipv4)
+
+    def _remove(self, name: str) -> None:
+        self.lxd.set_config(name, {"security.protection.delete": "false"})
+        self.lxd.stop(name)
+        self.lxd.delete(name)
+
+    def _new_identity(self, name: str) -> None:
+        ident = new_identity(name)
+        self.lxd.push_file(name, "/etc/machine-id", ident.machine_id, 0o444, 0, 0)
+        for path in OLD_HOST_KEYS:
+            self.lxd.delete_file(name, path)
+        self.lxd.push_file(name, HOST_KEY, ident.host_key, 0o600, 0, 0)
+        self.lxd.push_file(name, HOST_KEY + ".pub", ident.host_key_pub, 0o644, 0, 0)
+
+    def _verify(self, spec: specs.Spec) -> None:
+        inst = self.lxd.instance(spec.name)
+        wrong = sorted(k for k, v in spec.config.items() if inst.config.get(k) != v)
+        if {k: dict(v) for k, v in inst.devices.items()} != {
+            k: dict(v) for k, v in spec.devices.items()
+        }:
+            wrong.append("devices")
+        for key in ("security.privileged", "security.nesting"):
+            if inst.config.get(key, "false") != "false":
+                wrong.append(key)
+        if wrong:
+            raise LxdError(f"LXD did not keep the configuration asked for: {', '.join(wrong)}")
+
+    def _run(self, api: LxdApi, name: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> str:
+        result = api.execute(name, argv)
+        if result.exit_code not in ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise LxdError(
+                f"`{' '.join(argv[:2])}` failed in {name} (exit {result.exit_code})"
+                + (f": {detail[-1]}" if detail else "")
+            )
+        return result.stdout
+
+    def _setup_owner(self, spec: specs.Spec) -> None:
+        """The owner's user with the policy's UID (so the share's files are theirs), and keys."""
+        uid, login, name = str(spec.uid), spec.login, spec.name
+        if self.lxd.execute(name, ["getent", "passwd", login]).exit_code != 0:
+            self._run(self.lxd, name, ["groupadd", "--force", "--gid", uid, login])
+            self._run(
+                self.lxd,
+                name,
+                [
+                    "useradd",
+                    "--create-home",
+                    "--uid",
+                    uid,
+                    "--gid",
+                    uid,
+                    "--shell",
+                    "/bin/bash",
+                    login,
+                ],
+            )
+        self.lxd.push_file(
+            name,
+            f"/etc/sudoers.d/ssp-{login}",
+            f"{login} ALL=(ALL) NOPASSWD:ALL\n".encode(),
+            0o440,
+            0,
+            0,
+        )
+        self._push_keys(self.lxd, name, login, spec.keys, spec.uid, spec.uid)
+        if spec.desktop:
+            self._run(
+                self.lxd,
+                name,
+                [
+                    "env",
+                    "DEBIAN_FRONTEND=noninteractive",
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "xrdp",
+                    "xfce4",
+                    "xfce4-terminal",
+                    "dbus-x11",
+                ],
+            )
+
+    def _push_keys(
+        self, api: LxdApi, name: str, login: str, keys: tuple[str, ...], uid: int, gid: int
+    ) -> None:
+        home = f"/home/{login}"
+        self._run(
+            api,
+            name,
+            ["install", "-d", "-m", "700", "-o", str(uid), "-g", str(gid), f"{home}/.ssh"],
+        )
+        body = "".join(k.strip() + "\n" for k in keys).encode()
+        api.push_file(name, f"{home}/.ssh/authorized_keys", body, 0o600, uid, gid)
+
+    def update(self, action: Update, current: Instance) -> Outcome:
+        spec = action.spec
+        self.log(f"{spec.name}: updating ({'; '.join(action.reasons)})")
+        self.lxd.replace(
+            spec.name,
+            self._config(spec, current.config, "ready"),
+            spec.devices,
+            spec.profiles,
+            spec.description,
+        )
+        if action.push_keys:
+            self._push_keys(self.lxd, spec.name, spec.login, spec.keys, spec.uid, spec.uid)
+        if action.restart and current.running:
+            self.lxd.stop(spec.name)
+        running = current.running and not action.restart
+        if not running:
+            self.lxd.start(spec.name)
+        ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
+        return container_outcome(spec, "updated", ipv4, message="; ".join(action.reasons))
+
+    def start(self, action: Start) -> Outcome:
+        self.log(f"{action.spec.name}: starting (found stopped)")
+        self.lxd.start(action.spec.name)
+        return container_outcome(
+            action.spec, "started", self.lxd.wait_ipv4(action.spec.name, self.ipv4_timeout_s)
+        )
+
+    def retire(self, action: Retire) -> Outcome:
+        self.log(f"{action.name}: retiring ({action.reason})")
+        self.lxd.stop(action.name)
+        snapshot = f"retired-{action.today:%Y%m%d}"
+        inst = self.lxd.instance(action.name)
+        if snapshot not in inst.snapshots:
+            self.lxd.snapshot(action.name, snapshot)
+        self.lxd.set_config(
+            action.name, {state.RETIRED: action.today.isoformat(), "boot.autostart": "false"}
+        )
+        keep = self.policy.retention_days
+        return Outcome(
+            action.name,
+            action.owner,
+            action.request_path,
+            "container",
+            "retired",
+            True,
+            f"{action.reason}: stopped and kept as snapshot {snapshot} for "
+            f"{keep} days; an admin can restore it until then",
+        )
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def account(self, action: AccountAction) -> Outcome:
+        acc = action.account
+        api = self.servers(acc.instance)
+        name, login = acc.instance, acc.name
+        if action.verb == "lock":
+            self.log(f"{name}: locking account {login}")
+            self._run(api, name, ["usermod", "--lock", "--expiredate", "1", login], ok=(0, 6))
+            api.delete_file(name, f"/home/{login}/.ssh/authorized_keys")
+            api.set_config(name, {state.ACCOUNT + login: acc.label("locked")})
+            return Outcome(
+                login,
+                acc.owner,
+                acc.request_path,
+                "account",
+                "locked",
+                True,
+                "login locked; the home directory is kept",
+                login=login,
+                server=acc.server,
+            )
+        self.log(f"{name}: {action.verb} account {login}")
+        if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
+            self._run(api, name, ["useradd", "--create-home", "--shell", "/bin/bash", login])
+        self._run(api, name, ["usermod", "--unlock", "--expiredate", "", login], ok=(0, 6))
+        group = (
+            ["usermod", "--append", "--groups", "sudo", login]
+            if acc.sudo
+            else ["gpasswd", "--delete", login, "sudo"]
+        )
+        self._run(api, name, group, ok=(0, 3))
+        ids = (
+            self._run(api, name, ["id", "-u", login]).strip(),
+            self._run(api, name, ["id", "-g", login]).strip(),
+        )
+        self._push_keys(api, name, login, acc.keys, int(ids[0]), int(ids[1]))
+        api.set_config(name, {state.ACCOUNT + login: acc.label()})
+        verb = "created" if action.verb == "create" else "updated"
+        return Outcome(
+            login,
+            acc.owner,
+            acc.request_path,
+            "account",
+            verb,
+            True,
+            login=login,
+            ipv4=api.instance(name).ipv4,
+            server=acc.server,
+            sudo=acc.sudo,
+            expires=acc.expires,
+            ssh_port=self.policy.shared_servers[acc.server].ssh_port,
+        )
+
+    # --- the walk -----------------------------------------------------------------------------
+
+    def step(self, action: Action, observed: Mapping[str, Instance]) -> Outcome:
+        if isinstance(action, Create):
+            return self.create(action)
+        if isinstance(action, Update):
+            return self.update(action, observed[action.spec.name])
+        if isinstance(action, Start):
+            return self.start(action)
+        if isinstance(action, Ready):
+            return container_outcome(action.spec, "unchanged", observed[action.spec.name].ipv4)
+        if isinstance(action, Retire):
+            return self.retire(action)
+        if isinstance(action, AccountAction):
+            return self.account(action)
+        return Outcome(
+            action.name, "", action.request_path, "container", "refused", False, action.message
+        )
+
+
+def _failed(action: Action, error: Exception) -> Outcome:
+    if isinstance(action, Create | Update | Start | Ready):
+        return container_outcome(action.spec, "failed", ok=False, message=str(error))
+    if isinstance(action, AccountAction):
+        a = action.account
+        return Outcome(
+            a.name,
+            a.owner,
+            a.request_path,
+            "account",
+            "failed",
+            False,
+            str(error),
+            login=a.name,
+            server=a.server,
+        )
+    if isinstance(action, Retire):
+        return Outcome(
+            action.name, action.owner, action.request_path, "container", "failed", False, str(error)
+        )
+    return Outcome(
+        action.name, "", action.request_path, "container", "refused", False, action.message
+    )
+
+
+def apply_plan(
+    plan: Plan, applier: Applier, observed: Mapping[str, Instance], dry_run: bool = False
+) -> ApplyResult:
+    """Walk the plan; one request's failure is recorded and the others still run."""
+    outcomes = []
+    for action in plan.actions:
+        if dry_run:
+            outcomes.append(_planned(action, observed))
+            continue
+        try:
+            outcomes.append(applier.step(action, observed))
+        except LxdError as e:
+            applier.log(f"failed: {e}")
+            outcomes.append(_failed(action, e))
+    return ApplyResult(tuple(outcomes), plan.drift, plan.sha, dry_run)
+
+
+def _planned(action: Action, observed: Mapping[str, Instance]) -> Outcome:
+    if isinstance(action, Refuse):
+        return _failed(action, LxdError(action.message))
+    if isinstance(action, Ready):
+        return container_outcome(action.spec, "unchanged", observed[action.spec.name].ipv4)
+    word = {
+        "create": "would create",
+        "update": "would update",
+        "start": "would start",
+        "retire": "would retire",
+        "account": "would change account",
+    }[action.kind]
+    return dataclasses.replace(_failed(action, LxdError("")), action=word, ok=True, message="")

@@ -1,0 +1,405 @@
+"""The plan: desired state (valid requests on main) vs observed LXD state → actions. Pure.
+
+`make_plan` decides everything — which GPUs a count becomes, which port a new container
+gets, what to create, change, start, retire or refuse — and returns an immutable `Plan`.
+`apply` only walks it. Allocation is stable: a container keeps the GPUs and ports it already
+has as long as they are still its to have, so running the plan twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from provisioner import spec as specs
+from provisioner import state
+from provisioner.models import AccountRequest, ContainerRequest, GpuEntry, Inventory, Policy
+from provisioner.rules import Loaded, resources
+from provisioner.state import Instance
+
+
+@dataclass(frozen=True)
+class Create:
+    spec: specs.Spec
+    replace_half_made: bool = False
+    kind: str = "create"
+
+
+@dataclass(frozen=True)
+class Update:
+    spec: specs.Spec
+    config: Mapping[str, str | None]  # keys to set (None: remove)
+    devices: bool  # the device set differs: replace it
+    push_keys: bool  # authorized_keys inside must be rewritten
+    restart: bool  # a change that only takes effect on start (idmap)
+    reasons: tuple[str, ...]
+    kind: str = "update"
+
+
+@dataclass(frozen=True)
+class Start:
+    spec: specs.Spec
+    kind: str = "start"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Nothing to change: reported so the result can still show IP, ports and GPUs."""
+
+    spec: specs.Spec
+    kind: str = "ready"
+
+
+@dataclass(frozen=True)
+class Retire:
+    name: str
+    owner: str
+    request_path: str
+    reason: str
+    today: date
+    kind: str = "retire"
+
+
+@dataclass(frozen=True)
+class Refuse:
+    name: str
+    request_path: str
+    message: str
+    kind: str = "refuse"
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    account: specs.AccountSpec
+    verb: str  # "create" | "update" | "lock"
+    kind: str = "account"
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    message: str
+
+
+Action = Create | Update | Start | Ready | Retire | Refuse | AccountAction
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    drift: tuple[Drift, ...] = ()
+    sha: str = ""
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not isinstance(a, Ready))
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the plan depends on, gathered by apply before planning."""
+
+    policy: Policy
+    inventory: Inventory
+    valid: tuple[Loaded, ...]
+    expired: tuple[Loaded, ...]
+    observed: tuple[Instance, ...]
+    today: date
+    sha: str = ""
+    busy_ports: frozenset[int] = frozenset()
+    gpu_refusal: str | None = None  # why GPUs may not be attached now (None: they may)
+    skipped: frozenset[str] = field(default_factory=frozenset)  # invalid request paths
+    servers: tuple[Instance, ...] = ()  # the shared servers' instances (accounts live there)
+
+
+def _by_name(observed: Iterable[Instance]) -> dict[str, Instance]:
+    return {i.name: i for i in observed}
+
+
+def _ports(inputs: Inputs) -> tuple[dict[str, tuple[int | None, int | None]], set[int]]:
+    """Each managed instance's current (ssh, rdp) ports, and every port taken in the project."""
+    held: dict[str, tuple[int | None, int | None]] = {}
+    taken = set(inputs.busy_ports)
+    for inst in inputs.observed:
+        for device in inst.devices.values():
+            port = specs.listen_port(device)
+            if port is not None:
+                taken.add(port)
+        if inst.managed:
+            held[inst.name] = (
+                specs.listen_port(inst.devices.get(specs.SSH_DEVICE, {})),
+                specs.listen_port(inst.devices.get(specs.RDP_DEVICE, {})),
+            )
+    return held, taken
+
+
+class _PortPool:
+    def __init__(self, first: int, last: int, taken: set[int]) -> None:
+        self._range = range(first, last + 1)
+        self._taken = taken
+
+    def keep_or_new(self, current: int | None) -> int | None:
+        if current is not None and current in self._range:
+            return current
+        for port in self._range:
+            if port not in self._taken:
+                self._taken.add(port)
+                return port
+        return None
+
+
+def _allocate_gpus(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, tuple[GpuEntry, ...]]:
+    """Concrete GPUs per request: pinned ones as listed; counts from free ones, kept stable."""
+    observed = _by_name(inputs.observed)
+    result: dict[str, tuple[GpuEntry, ...]] = {}
+    pinned_everywhere: set[str] = set()
+    counted: list[tuple[Loaded, ContainerRequest, str, int]] = []
+    for item in containers:
+        req = item.request
+        assert isinstance(req, ContainerRequest)  # noqa: S101  (callers pass containers)
+        res = resources(req, inputs.policy, inputs.inventory)
+        host = inputs.inventory.hosts[res.host]
+        by_index = {g.index: g for g in host.gpus}
+        if res.pinned:
+            result[req.name] = tuple(by_index[i] for i in res.pinned)
+            pinned_everywhere |= {by_index[i].pci for i in res.pinned}
+        elif res.counted:
+            counted.append((item, req, res.host, res.counted))
+    exclusive = inputs.policy.gpu_sharing == "exclusive"
+    used = set(pinned_everywhere) if exclusive else set()
+    # First pass: keep what each count-request already holds, if still free.
+    kept: dict[str, list[GpuEntry]] = {}
+    for _item, req, host_id, want in counted:
+        by_pci = {g.pci: g for g in inputs.inventory.hosts[host_id].gpus}
+        inst = observed.get(req.name)
+        current = (
+            []
+            if inst is None
+            else [
+                by_pci[d["pci"]]
+                for d in inst.devices.values()
+                if d.get("type") == "gpu" and d.get("pci") in by_pci
+            ]
+        )
+        keep = [g for g in sorted(current, key=lambda g: g.index) if g.pci not in used][:want]
+        used |= {g.pci for g in keep} if exclusive else set()
+        kept[req.name] = keep
+    # Second pass: fill the rest from the lowest free index.
+    for _item, req, host_id, want in counted:
+        mine = kept[req.name]
+        for gpu in sorted(inputs.inventory.hosts[host_id].gpus, key=lambda g: g.index):
+            if len(mine) >= want:
+                break
+            if gpu.pci not in used and gpu not in mine:
+                mine.append(gpu)
+                if exclusive:
+                    used.add(gpu.pci)
+        result[req.name] = tuple(sorted(mine, key=lambda g: g.index))
+    return result
+
+
+def _config_changes(inst: Instance, want: specs.Spec) -> tuple[dict[str, str | None], list[str]]:
+    changes: dict[str, str | None] = {}
+    for key, value in want.config.items():
+        if key not in specs.UNCOMPARED and inst.config.get(key) != value:
+            changes[key] = value
+    for key in inst.config:
+        if specs.owned(key) and key not in want.config and key not in specs.UNCOMPARED:
+            changes[key] = None
+    if inst.config.get(state.RETIRED):
+        changes[state.RETIRED] = None
+    reasons = [
+        f"{k}: {inst.config.get(k)!r} → {v!r}"
+        for k, v in sorted(changes.items())
+        if k != state.KEYS
+    ]
+    return changes, reasons
+
+
+def _drift(inst: Instance) -> list[Drift]:
+    """Hand edits that are not ours to revert: reported for an admin to look at."""
+    return [
+        Drift(inst.name, f"config {key}={value!r} was set by hand (left as it is)")
+        for key, value in sorted(inst.config.items())
+        if not specs.owned(key) and not specs.lxd_managed(key)
+    ]
+
+
+def _container_action(
+    inst: Instance | None, want: specs.Spec, needs_gpus: bool, inputs: Inputs
+) -> tuple[Action, list[Drift]]:
+    if (
+        inputs.gpu_refusal
+        and needs_gpus
+        and (inst is None or _gpu_devices(inst.devices) != _gpu_devices(want.devices))
+    ):
+        return Refuse(
+            want.name, want.request_path, f"GPUs cannot be attached now: {inputs.gpu_refusal}"
+        ), []
+    if inst is None:
+        return Create(want), []
+    if not inst.managed:
+        return Refuse(
+            want.name,
+            want.request_path,
+            f"an instance named '{want.name}' exists and is not managed by ssp; "
+            "an admin must rename or adopt it",
+        ), []
+    if inst.config.get(state.STATE) == "creating":
+        return Create(want, replace_half_made=True), []
+    if inst.config.get(state.OWNER) != want.owner:
+        return Refuse(
+            want.name,
+            want.request_path,
+            f"'{want.name}' belongs to {inst.config.get(state.OWNER)}; a container "
+            "cannot change owner — give it back and ask for a new one",
+        ), []
+    if inst.config.get(specs.IMAGE, want.image) != want.image:
+        return Refuse(
+            want.name,
+            want.request_path,
+            f"image cannot change in place ({inst.config.get(specs.IMAGE)} → "
+            f"{want.image}); give this container back and request a new one",
+        ), []
+    config, reasons = _config_changes(inst, want)
+    devices = dict(inst.devices) != {k: dict(v) for k, v in want.devices.items()}
+    if devices:
+        reasons.append(_device_reason(inst.devices, want.devices))
+    push_keys = inst.config.get(state.KEYS) != want.config[state.KEYS]
+    if push_keys:
+        reasons.append("SSH keys changed")
+    drift = _drift(inst)
+    if config or devices:
+        restart = "raw.idmap" in config
+        return Update(want, config, devices, push_keys, restart, tuple(reasons)), drift
+    if not inst.running:
+        return Start(want), drift
+    return Ready(want), drift
+
+
+def _gpu_devices(devices: state.Devices) -> set[str]:
+    return {d.get("pci", "") for d in devices.values() if d.get("type") == "gpu"}
+
+
+def _device_reason(have: state.Devices, want: state.Devices) -> str:
+    added = sorted(set(want) - set(have))
+    removed = sorted(set(have) - set(want))
+    changed = sorted(k for k in set(have) & set(want) if dict(have[k]) != dict(want[k]))
+    parts = [f"+{n}" for n in added] + [f"-{n}" for n in removed] + [f"~{n}" for n in changed]
+    return "devices: " + " ".join(parts)
+
+
+def make_plan(inputs: Inputs) -> Plan:
+    """Compute every action needed to make LXD match `inputs`. Pure and deterministic."""
+    observed = _by_name(inputs.observed)
+    containers = [i for i in inputs.valid if isinstance(i.request, ContainerRequest)]
+    gpus = _allocate_gpus(inputs, containers)
+    held, taken = _ports(inputs)
+    pool = _PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
+    actions: list[Action] = []
+    drift: list[Drift] = []
+    wanted: set[str] = set()
+    for item in sorted(containers, key=lambda i: i.path):
+        req = item.request
+        assert isinstance(req, ContainerRequest)  # noqa: S101
+        wanted.add(req.name)
+        ssh_now, rdp_now = held.get(req.name, (None, None))
+        ssh_port = pool.keep_or_new(ssh_now)
+        rdp_port = pool.keep_or_new(rdp_now) if req.desktop else None
+        if ssh_port is None or (req.desktop and rdp_port is None):
+            actions.append(
+                Refuse(req.name, item.path, "no free port left in the policy's ssh.ports range")
+            )
+            continue
+        want = specs.container_spec(
+            req,
+            item.path,
+            inputs.policy,
+            specs.Placement(gpus.get(req.name, ()), ssh_port, rdp_port),
+        )
+        want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
+        if len(want.gpus) < want_gpus:
+            actions.append(
+                Refuse(
+                    req.name,
+                    item.path,
+                    f"only {len(want.gpus)} of the {want_gpus} GPUs asked for are free",
+                )
+            )
+            continue
+        action, found = _container_action(observed.get(req.name), want, want_gpus > 0, inputs)
+        actions.append(action)
+        drift += found
+    actions += _retirements(inputs, wanted)
+    actions += _accounts(inputs)
+    return Plan(tuple(actions), tuple(drift), inputs.sha)
+
+
+def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
+    expired = {i.request.name for i in inputs.expired}
+    skipped_names = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in inputs.skipped}
+    out: list[Action] = []
+    for inst in sorted(inputs.observed, key=lambda i: i.name):
+        if not inst.managed or inst.name in wanted or inst.config.get(state.RETIRED):
+            continue
+        if inst.config.get(state.REQUEST) in inputs.skipped or inst.name in skipped_names:
+            continue  # its request is on main but invalid right now: leave it, it was reported
+        reason = "its lease expired" if inst.name in expired else "its request was removed"
+        out.append(
+            Retire(
+                inst.name,
+                inst.config.get(state.OWNER, ""),
+                inst.config.get(state.REQUEST, ""),
+                reason,
+                inputs.today,
+            )
+        )
+    return out
+
+
+def _accounts(inputs: Inputs) -> list[Action]:
+    observed = _by_name(inputs.servers)
+    out: list[Action] = []
+    desired: dict[tuple[str, str], specs.AccountSpec] = {}
+    for item in sorted(inputs.valid, key=lambda i: i.path):
+        if isinstance(item.request, AccountRequest):
+            acc = specs.account_spec(item.request, item.path, inputs.policy)
+            desired[(acc.instance, acc.name)] = acc
+    for (instance, name), acc in desired.items():
+        host = observed.get(instance)
+        have = None if host is None else host.config.get(state.ACCOUNT + name)
+        if have is None:
+            out.append(AccountAction(acc, "create"))
+        elif have != acc.label():
+            out.append(AccountAction(acc, "update"))
+    for server_id, shared in sorted(inputs.policy.shared_servers.items()):
+        inst = observed.get(shared.instance)
+        if inst is None:
+            continue
+        for key, value in sorted(inst.config.items()):
+            name = key.removeprefix(state.ACCOUNT)
+            if (
+                key.startswith(state.ACCOUNT)
+                and (inst.name, name) not in desired
+                and '"state":"locked"' not in value
+            ):
+                out.append(
+                    AccountAction(
+                        specs.AccountSpec(
+                            name=name,
+                            owner="",
+                            server=server_id,
+                            instance=inst.name,
+                            request_path="",
+                            keys=(),
+                            sudo=False,
+                            expires=inputs.today,
+                        ),
+                        "lock",
+                    )
+                )
+    return out

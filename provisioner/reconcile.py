@@ -1,0 +1,120 @@
+"""One reconcile pass: re-validate main, observe LXD, plan, and (unless dry-run) apply.
+
+Level-triggered: every pass looks at all of main and all managed instances. A request that
+is invalid on main is skipped and reported, and its instance is left alone; a problem that
+concerns everyone (the config, a double-booked GPU, the host's capacity) stops the pass
+before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from provisioner.apply import Applier, ApplyResult, apply_plan
+from provisioner.config import Config
+from provisioner.plan import Inputs, Plan, make_plan
+from provisioner.problems import Problem, Severity
+from provisioner.state import Instance, LxdApi
+from provisioner.validate import Validation, today_for
+
+GLOBAL_RULES = ("config.", "policy.", "hosts.", "schema.", "yaml.", "file.")
+GLOBAL_EXACT = (
+    "gpus.double_booked",
+    "gpus.capacity",
+    "capacity.cpu",
+    "capacity.memory",
+    "capacity.disk",
+    "name.duplicate",
+)
+CONFIG_FILES = ("config/policy.yaml", "config/hosts.yaml")
+
+
+def blocking(validation: Validation) -> list[Problem]:
+    """Problems that stop the whole pass: config problems, and shared-resource conflicts."""
+    out = []
+    for p in validation.errors:
+        if (p.path in CONFIG_FILES and p.rule.startswith(GLOBAL_RULES)) or p.rule in GLOBAL_EXACT:
+            out.append(p)
+    if validation.config is None and not out:
+        out = list(validation.errors)
+    return out
+
+
+@dataclass(frozen=True)
+class Pass:
+    validation: Validation
+    plan: Plan
+    result: ApplyResult
+    skipped: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class Observed:
+    instances: tuple[Instance, ...]
+    servers: tuple[Instance, ...]
+
+    def by_name(self) -> dict[str, Instance]:
+        return {i.name: i for i in self.instances}
+
+
+def observe(config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi]) -> Observed:
+    """The project's instances (one request) and each shared server's instance."""
+    found = []
+    for shared in config.policy.shared_servers.values():
+        found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
+    return Observed(tuple(lxd.instances()), tuple(found))
+
+
+def plan_for(
+    validation: Validation,
+    observed: Observed,
+    *,
+    now: datetime,
+    sha: str,
+    busy_ports: frozenset[int],
+    gpu_refusal: str | None,
+) -> Plan:
+    config = validation.config
+    assert config is not None  # noqa: S101  (callers check `blocking` first)
+    return make_plan(
+        Inputs(
+            policy=config.policy,
+            inventory=config.inventory,
+            valid=validation.valid,
+            expired=validation.expired,
+            observed=observed.instances,
+            servers=observed.servers,
+            today=today_for(config, now),
+            sha=sha,
+            busy_ports=busy_ports,
+            gpu_refusal=gpu_refusal,
+            skipped=validation.invalid_paths,
+        )
+    )
+
+
+def run_pass(
+    validation: Validation,
+    lxd: LxdApi,
+    servers: Callable[[str], LxdApi],
+    *,
+    now: datetime,
+    sha: str,
+    busy_ports: frozenset[int] = frozenset(),
+    gpu_refusal: str | None = None,
+    dry_run: bool = False,
+    log: Callable[[str], None] = lambda _l: None,
+    ipv4_timeout_s: float = 60.0,
+) -> Pass:
+    config = validation.config
+    assert config is not None  # noqa: S101  (callers check `blocking` first)
+    observed = observe(config, lxd, servers)
+    plan = plan_for(
+        validation, observed, now=now, sha=sha, busy_ports=busy_ports, gpu_refusal=gpu_refusal
+    )
+    applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
+    result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run)
+    skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)
+    return Pass(validation, plan, result, skipped)
