@@ -25,6 +25,15 @@ class Create:
     replace_half_made: bool = False
     kind: str = "create"
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def detail(self) -> str:
+        again = " (replacing a half-made one)" if self.replace_half_made else ""
+        return f"from {self.spec.image}{again}"
+
 
 @dataclass(frozen=True)
 class Update:
@@ -36,11 +45,24 @@ class Update:
     reasons: tuple[str, ...]
     kind: str = "update"
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(self.reasons)
+
 
 @dataclass(frozen=True)
 class Start:
     spec: specs.Spec
     kind: str = "start"
+    detail: str = "found stopped"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,11 @@ class Ready:
 
     spec: specs.Spec
     kind: str = "ready"
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,10 @@ class Retire:
     today: date
     kind: str = "retire"
 
+    @property
+    def detail(self) -> str:
+        return self.reason
+
 
 @dataclass(frozen=True)
 class Refuse:
@@ -68,12 +99,24 @@ class Refuse:
     message: str
     kind: str = "refuse"
 
+    @property
+    def detail(self) -> str:
+        return self.message
+
 
 @dataclass(frozen=True)
 class AccountAction:
     account: specs.AccountSpec
     verb: str  # "create" | "update" | "lock"
     kind: str = "account"
+
+    @property
+    def name(self) -> str:
+        return f"{self.account.instance}:{self.account.name}"
+
+    @property
+    def detail(self) -> str:
+        return f"{self.verb} account {self.account.name}"
 
 
 @dataclass(frozen=True)

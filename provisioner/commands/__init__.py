@@ -7,12 +7,18 @@ return exit statuses. They hold no logic of their own beyond wiring arguments to
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from provisioner import gitfiles
 from provisioner.errors import UsageError
+from provisioner.models import Policy
+from provisioner.problems import Problem
+from provisioner.state import LxdApi
+from provisioner.validate import Validation, validate_tree
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -41,3 +47,33 @@ def add_repo_arg(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="repository checkout to work on (default: the current directory)",
     )
+
+
+def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
+    """Re-validate the whole checkout (apply never trusts that the PR check ran)."""
+    sha = gitfiles.head_sha(repo) if (repo / ".git").exists() else ""
+    return validate_tree(gitfiles.worktree(repo), now), sha
+
+
+def print_blocking(problems: Sequence[Problem]) -> None:
+    print("ssp: nothing was changed; these problems concern every request:", file=sys.stderr)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[str], LxdApi]]:
+    """The adapter for the policy's project, and one per shared server's project."""
+    from provisioner.lxd import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
+
+    lxd_dir = env.get("LXD_DIR")
+    main = Lxd(policy.lxd.project, lxd_dir=lxd_dir)
+    projects = {s.instance: s.project for s in policy.shared_servers.values()}
+    cache: dict[str, LxdApi] = {}
+
+    def server(instance: str) -> LxdApi:
+        project = projects.get(instance, "default")
+        if project not in cache:
+            cache[project] = Lxd(project, lxd_dir=lxd_dir)
+        return cache[project]
+
+    return main, server

@@ -1,0 +1,67 @@
+"""`ssp plan`: what `ssp apply` would do now, without changing anything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from provisioner import results
+from provisioner.commands import add_repo_arg, clock, connect, load_main, print_blocking
+from provisioner.hostports import listening_ports
+from provisioner.reconcile import blocking, observe, plan_for
+from provisioner.render import render
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser("plan", help="show what apply would change (and drift)")
+    add_repo_arg(parser)
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    now = clock(env)
+    validation, sha = load_main(args.repo, now)
+    stop = blocking(validation)
+    if stop:
+        print_blocking(stop)
+        return 1
+    config = validation.config
+    assert config is not None  # noqa: S101
+    lxd, servers = connect(config.policy, env)
+    plan = plan_for(
+        validation,
+        observe(config, lxd, servers),
+        now=now,
+        sha=sha,
+        busy_ports=listening_ports(),
+        gpu_refusal=None,
+    )
+    rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
+    drift = [{"name": d.name, "message": d.message} for d in plan.drift]
+    if args.format == "json":
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "sha": sha,
+                    "actions": rows,
+                    "drift": drift,
+                    "skipped": [str(p) for p in validation.errors],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    elif args.format == "markdown":
+        sys.stdout.write(
+            render("plan.md.j2", sha=sha, rows=rows, drift=drift, skipped=validation.errors)
+        )
+    else:
+        for line in results.plan_lines(plan):
+            print(line)
+        for problem in validation.errors:
+            print(f"skipped: {problem}")
+    return 0
