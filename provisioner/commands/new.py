@@ -1,0 +1,163 @@
+"""`ssp new`: write a request file with the lab's defaults, already checked by the validator.
+
+A convenience for members: the file it writes passes `ssp validate` unchanged, or nothing is
+written and the validator's findings say why (unknown owner, quota, ...). Every value goes
+into the YAML either as a plain scalar that reads back as the same string under YAML 1.2, or
+JSON-encoded (a JSON string is a valid YAML double-quoted scalar), so `--purpose` cannot
+inject keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import unicodedata
+from collections.abc import Mapping
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from provisioner import gitfiles
+from provisioner.commands import add_repo_arg, clock
+from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
+from provisioner.errors import UsageError
+from provisioner.render import render
+from provisioner.sources import resolve_plain
+from provisioner.sshkeys import KeyRefusal, parse_key
+from provisioner.tree import Tree
+from provisioner.validate import today_for, validate_tree
+
+DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+LEASE_DAYS = 90
+_PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")  # no '/', no '..': a path part
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, bidi, lone surrogates, breaks
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "new",
+        help="write requests/<owner>/<name>.yaml with the lab's defaults",
+        description="Write a request file that passes `ssp validate`; edit it, then open a PR.",
+    )
+    parser.add_argument("kind", choices=("container", "account"))
+    parser.add_argument("--owner", required=True, metavar="LOGIN", help="your GitHub login")
+    parser.add_argument("--name", required=True, help="the container's or account's name")
+    parser.add_argument("--gpus", type=int, metavar="N", help="GPUs (container; default 0)")
+    parser.add_argument(
+        "--ssh-key", type=Path, metavar="FILE", help="public key (default: ~/.ssh/id_*.pub)"
+    )
+    for flag, metavar, text in (
+        ("--server", "ID", "shared server (account; default: the only one)"),
+        ("--expires", "YYYY-MM-DD", f"last day (default: in {LEASE_DAYS} days)"),
+        ("--purpose", "TEXT", "what it is for, in a sentence"),
+    ):
+        parser.add_argument(flag, metavar=metavar, help=text)
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    add_repo_arg(parser)
+    parser.set_defaults(func=run)
+
+
+def _scalar(value: str | int | bool) -> str:
+    """A YAML scalar that reads back as `value`: plain when that is unambiguous, else JSON."""
+    if isinstance(value, str) and _PLAIN.match(value) and resolve_plain(value) == value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _text(value: str, option: str) -> str:
+    if any(unicodedata.category(c) in _HIDDEN for c in value):
+        raise UsageError(f"{option} holds control or invisible characters; type it plainly")
+    return value
+
+
+def _keys(args: argparse.Namespace, env: Mapping[str, str]) -> list[str]:
+    path: Path | None = args.ssh_key
+    if path is None:
+        ssh = Path(env.get("HOME", "~")) / ".ssh"
+        path = next((ssh / n for n in DEFAULT_KEYS if (ssh / n).is_file()), None)
+        if path is None:
+            raise UsageError(
+                f"no SSH public key in {ssh} ({', '.join(DEFAULT_KEYS)}); make one with "
+                "`ssh-keygen -t ed25519` or give one with --ssh-key FILE"
+            )
+    try:
+        text = path.read_bytes()[: 64 * 1024].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the SSH key {path}: {e}") from e
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    refusals = [k for k in map(parse_key, lines) if isinstance(k, KeyRefusal)]
+    if any(k.rule == "ssh_key.private" for k in refusals):
+        raise UsageError(f"{path} is a PRIVATE key: give its .pub file, never the key itself")
+    if not lines:
+        raise UsageError(f"{path} holds no key; make one with `ssh-keygen -t ed25519`")
+    return lines
+
+
+def _server(config: Config, wanted: str | None) -> str:
+    servers = sorted(config.policy.shared_servers)
+    if wanted is not None:
+        return wanted  # the validator explains an unknown id on its line
+    if len(servers) != 1:
+        raise UsageError(f"pick a shared server with --server ({', '.join(servers) or 'none'})")
+    return servers[0]
+
+
+def _fields(args: argparse.Namespace, env: Mapping[str, str], config: Config) -> dict[str, Any]:
+    """What the template needs; every value from outside goes through `q` (_scalar)."""
+    today = today_for(config, clock(env))
+    try:
+        expires = date.fromisoformat(args.expires) if args.expires else None
+    except ValueError as e:
+        raise UsageError(f"--expires {args.expires!r}: write a date as YYYY-MM-DD") from e
+    days = min(LEASE_DAYS, config.policy.max_lease_days)
+    word = "Container" if args.kind == "container" else "Account"
+    return {
+        "q": _scalar,
+        "policy": config.policy,
+        "hosts": sorted(config.inventory.hosts),
+        "name": args.name,
+        "owner": args.owner,
+        "purpose": _text(args.purpose or f"{word} for {args.owner}'s work", "--purpose"),
+        "gpus": args.gpus or 0,
+        "server": _server(config, args.server) if args.kind == "account" else "",
+        "ssh_keys": _keys(args, env),
+        "expires": (expires or today + timedelta(days=days)).isoformat(),
+    }
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    for value, option in ((args.owner, "--owner"), (args.name, "--name")):
+        if not _PATH_SAFE.match(value):
+            raise UsageError(f"{option} {value!r}: use letters, digits and '-' only")
+    if args.kind == "account" and args.gpus is not None:
+        raise UsageError("--gpus is for containers; an account shares its server's GPUs")
+    if args.kind == "container" and args.server is not None:
+        raise UsageError("--server is for accounts; a container is placed on a host")
+    rel = f"requests/{args.owner}/{args.name}.yaml"
+    target = args.repo / rel
+    if target.exists() and not args.force:
+        raise UsageError(f"{rel} exists; edit it, or pass --force to replace it")
+    tree = gitfiles.worktree(args.repo)
+    config, problems = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
+    if config is None:
+        first = f": {problems[0]}" if problems else ""
+        raise UsageError(f"{args.repo} has no usable {POLICY_PATH} and {HOSTS_PATH}{first}")
+    text = render(f"request_{args.kind}.yaml.j2", **_fields(args, env, config))
+    data = text.encode("utf-8")
+    # Judge the file among all the others, so quotas and unique names count too.
+    candidate = Tree({**tree.files, rel: data}, tree.problems)
+    result = validate_tree(candidate, clock(env), focus=frozenset({rel}))
+    errors = [p for p in result.errors if p.path == rel]
+    if errors:
+        for problem in errors:
+            print(problem, file=sys.stderr)
+        print(f"ssp new: {rel} would not pass the check; nothing written", file=sys.stderr)
+        return 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb" if args.force else "xb") as out:  # "x": never clobber a racing write
+        out.write(data)
+    print(f"wrote {rel}: edit it if you like, check it with `ssp validate`, then open a PR")
+    return 0
