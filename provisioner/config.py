@@ -80,7 +80,8 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
             )
     try:
         ZoneInfo(policy.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name that is a folder of the zone database ("Asia") or too long for a path.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         out.append(
             _at(
                 doc,

@@ -34,10 +34,13 @@ try:  # libyaml's parser is several times faster; the events are the same
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
-# C0 controls other than tab/newline/carriage return, DEL, C1 controls, and the Unicode
-# bidirectional overrides/isolates that can make a file read differently from how it parses.
+# C0 controls other than tab/newline/carriage return, DEL, C1 controls, the Unicode line and
+# paragraph separators (the parser counts them as line breaks, editors do not, so every line
+# number after one would be off), and the bidirectional overrides/isolates that can make a
+# file read differently from how it parses.
 _BAD_CHARS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2066-\u2069\ufeff]"
     "|\r(?!\n)"
 )
 
@@ -174,7 +177,14 @@ class _Builder:
                 raise RefusalError(
                     "yaml.size", f"a value longer than {MAX_SCALAR} characters", event.start_mark
                 )
-            return resolve_plain(event.value) if not event.style else event.value
+            if event.style:
+                return event.value
+            try:
+                return resolve_plain(event.value)
+            except ValueError as e:  # Python refuses int() of more than 4300 digits
+                raise RefusalError(
+                    "yaml.size", f"a number {len(event.value)} digits long", event.start_mark
+                ) from e
         if isinstance(event, yaml.SequenceStartEvent):
             items: list[Any] = []
             event = self._next()
@@ -206,7 +216,8 @@ class _Builder:
                 first = self.keys[(*where, key)]
                 raise RefusalError(
                     "yaml.duplicate_key",
-                    f"duplicate key '{key}' (first written on line {first.line})",
+                    f"duplicate key '{key if len(key) <= 60 else key[:57] + '…'}' "
+                    f"(first written on line {first.line})",
                     event.start_mark,
                 )
             self.keys[(*where, key)] = _pos(event.start_mark)

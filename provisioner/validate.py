@@ -78,9 +78,15 @@ def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
             )
         ]
     kind = doc.data.get("kind")
-    if kind not in REQUEST_MODELS:
+    # `kind: [a]` is unhashable: test the type before looking it up.
+    if not isinstance(kind, str) or kind not in REQUEST_MODELS:
         where = ("kind",) if "kind" in doc.data else ()
-        shown = f"'{kind}'" if isinstance(kind, str) and len(kind) < 40 else "missing"
+        if "kind" not in doc.data:
+            shown = "missing"
+        elif isinstance(kind, str) and len(kind) < 40:
+            shown = f"'{kind}' is not a kind"
+        else:
+            shown = "not a kind"
         return None, [
             Problem(
                 path,
