@@ -146,11 +146,14 @@ def _secret(where: Where) -> bool:
     return "ssh_keys" in where
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def _show(value: Any, where: Where) -> str:
     if _secret(where):
         return "this key"
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + "…"
+    return _clip(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _field(where: Where) -> str:
@@ -186,11 +189,11 @@ def _describe(error: Any, where: Where) -> tuple[str, str, Where]:  # noqa: PLR0
         allowed = sorted(schema.get("properties", {}))
         extras = [k for k in value if k not in schema.get("properties", {})]
         if not allowed:
-            return "schema.unknown_field", f"{name}: unexpected entry '{extras[0]}'", where
+            return "schema.unknown_field", f"{name}: unexpected entry '{_clip(extras[0])}'", where
         extra = extras[0]
         close = difflib.get_close_matches(extra, allowed, n=1)
         tip = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(allowed)}"
-        return "schema.unknown_field", f"unknown field '{extra}'{tip}", (*where, extra)
+        return "schema.unknown_field", f"unknown field '{_clip(extra)}'{tip}", (*where, extra)
     if v == "type":
         want = schema["type"]
         want_words = (
@@ -214,7 +217,7 @@ def _describe(error: Any, where: Where) -> tuple[str, str, Where]:  # noqa: PLR0
         return "schema.pattern", f"{name}: {_show(value, where)} is not allowed here{why}", where
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = "at least" if "inimum" in v else "at most"
-        return "schema.range", f"{name}: {value} must be {word} {schema[v]}", where
+        return "schema.range", f"{name}: {_show(value, where)} must be {word} {schema[v]}", where
     if v in ("minLength", "maxLength"):
         word = "at least" if v == "minLength" else "at most"
         return "schema.length", f"{name}: must be {word} {schema[v]} characters", where
@@ -254,7 +257,13 @@ def _problems(doc: Document, errors: Iterable[Any]) -> list[Problem]:
             doc.key_position(point) if rule == "schema.unknown_field" else doc.position(point)
         )
         found.setdefault((rule, point), Problem(doc.path, position, rule, message, where=point))
-    return sorted(found.values(), key=Problem.sort_key)
+    # A value of the wrong type also breaks the checks meant for the right type (`cpu: -.inf`
+    # is "not a whole number" and "below 1"): say only the first.
+    mistyped = {point for rule, point in found if rule == "schema.type"}
+    return sorted(
+        (p for (rule, point), p in found.items() if rule == "schema.type" or point not in mistyped),
+        key=Problem.sort_key,
+    )
 
 
 def _pydantic_problems(doc: Document, error: ValidationError) -> list[Problem]:
