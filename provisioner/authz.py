@@ -57,12 +57,17 @@ def authorize(
                 )
             )
         else:
+            where = (
+                "is not in a member's folder requests/<login>/"
+                if change.path.startswith("requests/")
+                else "is outside requests/"
+            )
             problems.append(
                 Problem(
                     change.path,
                     Position(1, 1),
                     "authz.infra",
-                    f"{change.path} is outside requests/: an infra change only an admin may "
+                    f"{change.path} {where}: an infra change only an admin may "
                     f"make ({author} is not an admin)",
                 )
             )

@@ -69,6 +69,10 @@ def revision(repo: Path, rev: str) -> Tree:
         meta, _, raw_path = entry.partition(b"\t")
         mode, kind, sha, size = meta.decode().split()
         path = raw_path.decode("utf-8", "replace")
+        # `requests` or `config` itself as a link or submodule would hide every file under it
+        if path in ROOTS and mode != "100644":
+            problems.append(_refuse(path, _KINDS.get(mode, f"mode {mode}")))
+            continue
         if not _wanted(path):
             continue
         if mode != "100644" or kind != "blob":
@@ -99,6 +103,10 @@ def worktree(repo: Path) -> Tree:
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     candidates = [repo / "config" / "policy.yaml", repo / "config" / "hosts.yaml"]
+    for root in ROOTS:
+        if (repo / root).is_symlink():
+            problems.append(_refuse(root, _KINDS["120000"]))
+            candidates = [c for c in candidates if not c.is_relative_to(repo / root)]
     top = repo / "requests"
     if top.is_dir() and not top.is_symlink():
         for folder, dirs, names in os.walk(top):
@@ -107,7 +115,13 @@ def worktree(repo: Path) -> Tree:
                     candidates.append(Path(folder) / name)
             candidates += [Path(folder) / n for n in sorted(names)]
     for path in candidates:
-        rel = path.relative_to(repo).as_posix()
+        # A file name that is not UTF-8 must still print (and become a finding, not a crash).
+        rel = (
+            path.relative_to(repo)
+            .as_posix()
+            .encode("utf-8", "surrogateescape")
+            .decode("utf-8", "replace")
+        )
         try:
             info = path.lstat()
         except FileNotFoundError:

@@ -72,6 +72,8 @@ def _check_pull(
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     now = clock(env)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
+    if not args.repo.is_dir():
+        raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
     if args.base:
