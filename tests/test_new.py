@@ -198,6 +198,7 @@ def test_names_cannot_leave_the_requests_folder(repo: Path, home: Path, name: st
         "yes",
         "0755",
         "- a list?",
+        "-starts-with-a-dash",
         "[a, b]",
         "{a: 1}",
         "*alias &anchor !tag",
@@ -208,7 +209,7 @@ def test_names_cannot_leave_the_requests_folder(repo: Path, home: Path, name: st
 )
 def test_purpose_reads_back_exactly(repo: Path, home: Path, purpose: str) -> None:
     code, _, err = ssp("new", "container", "--owner", "carol", "--name", "carol-box",
-                       "--purpose", purpose, "--repo", str(repo), home=home)  # fmt: skip
+                       f"--purpose={purpose}", "--repo", str(repo), home=home)  # fmt: skip
     assert (code, err) == (0, "")
     assert read(repo, "requests/carol/carol-box.yaml")["purpose"] == purpose
     assert ssp("validate", "--repo", str(repo), home=home)[0] == 0
@@ -239,7 +240,7 @@ def test_any_printable_purpose_is_written_faithfully(
     repo, home = make_repo(base / "repo"), base / "home"
     keygen(home / ".ssh" / "id_ed25519")
     code, _, err = ssp("new", "container", "--owner", "carol", "--name", "carol-box",
-                         "--purpose", purpose, "--repo", str(repo), home=home)  # fmt: skip
+                         f"--purpose={purpose}", "--repo", str(repo), home=home)  # fmt: skip
     assert (code, err) == (0, "")
     assert read(repo, "requests/carol/carol-box.yaml")["purpose"] == purpose
     assert ssp("validate", "--repo", str(repo), home=home)[0] == 0
