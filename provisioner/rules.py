@@ -370,32 +370,39 @@ def _unique_accounts(items: Sequence[Loaded], focus: frozenset[str] | None) -> I
     for (owner, server), same in by_key.items():
         if len(same) > 1:
             for item in _blame(same, focus):
+                other = next(o.path for o in same if o is not item)
                 yield item.problem(
                     ("server",),
                     "account.duplicate",
-                    f"{owner} already has an account on '{server}' ({same[0].path})",
+                    f"{owner} already has an account on '{server}' ({other})",
                 )
 
 
 def _shared_keys(items: Sequence[Loaded], focus: frozenset[str] | None) -> Iterable[Problem]:
-    owners: dict[str, dict[str, tuple[Loaded, int]]] = defaultdict(dict)
+    # Every place a key is written, in path order: a member may hold one key in several
+    # requests, and the PR's own file must be found even when it is not that member's first.
+    places: dict[str, list[tuple[Loaded, int]]] = defaultdict(list)
     for item in items:
         for i, text in enumerate(item.request.ssh_keys):
             key = parse_key(text)
             if isinstance(key, SshKey):
-                owners[key.fingerprint].setdefault(item.request.owner, (item, i))
-    for fingerprint, by_owner in owners.items():
-        if len(by_owner) > 1:
-            places = list(by_owner.values())
-            for item in _blame([p[0] for p in places], focus):
-                index = next(i for (it, i) in places if it is item)
-                others = sorted(o for o in by_owner if o != item.request.owner)
-                yield item.problem(
-                    ("ssh_keys", index),
-                    "ssh_key.shared",
-                    f"ssh_keys[{index}] ({fingerprint}) is also "
-                    f"{', '.join(others)}'s key; each member uses their own key",
-                )
+                places[key.fingerprint].append((item, i))
+    for fingerprint, found in places.items():
+        owners = {item.request.owner for item, _ in found}
+        if len(owners) < 2:
+            continue
+        blamed = [(item, i) for item, i in found if focus is not None and item.path in focus]
+        if not blamed:  # the first owner keeps the key; everyone after is told
+            first = found[0][0].request.owner
+            blamed = [(item, i) for item, i in found if item.request.owner != first]
+        for item, index in blamed:
+            others = sorted(owners - {item.request.owner})
+            yield item.problem(
+                ("ssh_keys", index),
+                "ssh_key.shared",
+                f"ssh_keys[{index}] ({fingerprint}) is also "
+                f"{', '.join(others)}'s key; each member uses their own key",
+            )
 
 
 def _containers(items: Sequence[Loaded]) -> list[tuple[Loaded, ContainerRequest]]:

@@ -36,11 +36,11 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 # C0 controls other than tab/newline/carriage return, DEL, C1 controls, the Unicode line and
 # paragraph separators (the parser counts them as line breaks, editors do not, so every line
-# number after one would be off), and the bidirectional overrides/isolates that can make a
-# file read differently from how it parses.
+# number after one would be off), the bidirectional overrides/isolates that can make a file
+# read differently from how it parses, and the noncharacters U+FFFE/U+FFFF.
 _BAD_CHARS = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2066-\u2069\ufeff]"
+    "\u2066-\u2069\ufeff\ufffe\uffff]"
     "|\r(?!\n)"
 )
 
@@ -277,13 +277,23 @@ def load(raw: bytes, path: str) -> tuple[Document | None, list[Problem]]:
     try:
         data = builder.document()
     except RefusalError as e:
-        return None, [Problem(path, e.position, e.rule, e.message)]
+        return None, [Problem(path, _inside(text, e.position), e.rule, e.message)]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = e.problem or e.context or "not valid YAML"
-        return None, [Problem(path, _pos(mark), "yaml.syntax", f"YAML syntax: {what}")]
-    except yaml.YAMLError as e:  # reader errors (e.g. unprintable characters) carry no mark
         return None, [
-            Problem(path, _pos(getattr(e, "mark", None)), "yaml.syntax", f"YAML syntax: {e}")
+            Problem(path, _inside(text, _pos(mark)), "yaml.syntax", f"YAML syntax: {what}")
         ]
+    except yaml.YAMLError as e:  # reader errors (e.g. unprintable characters) carry no mark
+        what = str(e).splitlines()[0] if str(e) else "not valid YAML"
+        return None, [Problem(path, Position(1, 1), "yaml.syntax", f"YAML syntax: {what}")]
     return Document(path, data, builder.values, builder.keys), []
+
+
+def _inside(text: str, position: Position) -> Position:
+    """The parser reports the end of the stream on a line after the file's last one, where an
+    editor or a GitHub annotation cannot point: say the end of the last line instead."""
+    lines = text.splitlines() or [""]
+    if position.line <= len(lines):
+        return position
+    return Position(len(lines), len(lines[-1]) + 1)
