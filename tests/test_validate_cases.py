@@ -137,7 +137,7 @@ def _cases() -> Iterator[Case]:
         1,
     )
     yield Case("empty-file", {A: ""}, "yaml.empty", A, 1, 1)
-    yield Case("only-comments", {A: "# nothing yet\n"}, "yaml.empty", A, 2, 1)
+    yield Case("only-comments", {A: "# nothing yet\n"}, "yaml.empty", A, 1, 14)
     yield Case(
         "byte-order-mark",
         {A: b"\xef\xbb\xbf" + valid_request().encode()},
@@ -177,6 +177,14 @@ def _cases() -> Iterator[Case]:
         A,
         L["purpose"],
         13,
+    )
+    yield Case(
+        "noncharacter",
+        alice(purpose="Odd \ufffe char"),
+        "yaml.control_char",
+        A,
+        L["purpose"],
+        14,
     )
     yield Case(
         "lone-carriage-return",

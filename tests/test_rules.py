@@ -1,0 +1,263 @@
+"""The lab's rules as a pure function: loaded requests + policy + inventory in, findings out.
+
+These pin what the table of bad inputs cannot show well: boundaries (exactly at a quota),
+which of two clashing requests a finding is pinned on (the PR's own, else the later one),
+what the message names, and which requests count towards sums.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from helpers import NOW, key, request_path, sample, valid_request
+
+from provisioner.config import Config, load_config
+from provisioner.models import Policy
+from provisioner.problems import Problem, Severity
+from provisioner.rules import Loaded, check_all, check_request, resources
+from provisioner.tree import Tree
+from provisioner.validate import load_request, validate_tree
+
+TODAY = date(2026, 11, 28)
+
+
+def _config(policy: str | None = None, hosts: str | None = None) -> Config:
+    config, problems = load_config(
+        (policy or sample("config/policy.yaml")).encode(),
+        (hosts or sample("config/hosts.yaml")).encode(),
+    )
+    assert config is not None, problems
+    return config
+
+
+CONFIG = _config()
+
+
+def loaded(kind: str = "container", **overrides: str | list[str] | None) -> Loaded:
+    text = valid_request(kind, **overrides)
+    item, problems = load_request(request_path(text), text.encode())
+    assert item is not None, problems
+    return item
+
+
+def cross(*items: Loaded, focus: set[str] | None = None, config: Config = CONFIG) -> list[Problem]:
+    return check_all(
+        list(items),
+        config.policy,
+        config.inventory,
+        None if focus is None else frozenset(focus),
+    )
+
+
+def single(item: Loaded, focused: bool = False, config: Config = CONFIG) -> list[Problem]:
+    return check_request(item, config.policy, config.inventory, TODAY, focused)
+
+
+def rules(problems: list[Problem]) -> list[tuple[str, str, int]]:
+    return [(p.rule, p.path, p.line) for p in problems]
+
+
+# --- resources and defaults --------------------------------------------------------------------
+
+
+def test_left_out_resources_come_from_the_policy_defaults() -> None:
+    item = loaded(cpu=None, memory=None, disk=None, gpus=None)
+    res = resources(item.request, CONFIG.policy, CONFIG.inventory)  # type: ignore[arg-type]
+    assert (res.host, res.cpu, res.memory, res.disk, res.gpus) == (
+        "super-server",
+        8,
+        32 * 2**30,
+        100 * 2**30,
+        0,
+    )
+
+
+def test_pinned_and_counted_gpus_both_count() -> None:
+    pinned = resources(loaded(gpus="[1, 3]").request, CONFIG.policy, CONFIG.inventory)  # type: ignore[arg-type]
+    counted = resources(loaded(gpus="2").request, CONFIG.policy, CONFIG.inventory)  # type: ignore[arg-type]
+    assert (pinned.pinned, pinned.counted, pinned.gpus) == ((1, 3), 0, 2)
+    assert (counted.pinned, counted.counted, counted.gpus) == ((), 2, 2)
+
+
+# --- quotas: alice is a student (2 containers, 2 GPUs, 16 cores, 64GiB, 300GiB) ---------------
+
+
+def _alice_pair(**second: str) -> tuple[Loaded, Loaded]:
+    first = loaded(name="alice-a", gpus="1", cpu="8", memory="32GiB", disk="150GiB")
+    other = {"gpus": "1", "cpu": "8", "memory": "32GiB", "disk": "150GiB", **second}
+    return first, loaded(name="alice-b", **other)
+
+
+def test_exactly_at_the_quota_is_allowed() -> None:
+    assert cross(*_alice_pair()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("gpus", "2", "quota.gpus"),
+        ("cpu", "9", "quota.cpu"),
+        ("memory", "33GiB", "quota.memory"),
+        ("disk", "151GiB", "quota.disk"),
+    ],
+)
+def test_one_over_the_quota_is_found_on_the_request_that_tips_it(
+    field: str, value: str, rule: str
+) -> None:
+    first, second = _alice_pair(**{field: value})
+    found = cross(first, second)
+    assert rules(found) == [(rule, second.path, second.doc.position((field,)).line)]
+    assert "alice would use" in found[0].message and "'student' quota" in found[0].message
+
+
+def test_a_pull_request_is_blamed_for_the_quota_even_when_its_file_sorts_first() -> None:
+    first, second = _alice_pair(gpus="2")
+    found = cross(first, second, focus={first.path})
+    assert rules(found) == [("quota.gpus", first.path, 7)]
+
+
+def test_members_without_a_quota_get_the_default_one() -> None:
+    item = loaded(owner="lab-admin", gpus="2")
+    found = cross(item)
+    assert [p.message for p in found] == ["gpus: 2 exceeds lab-admin's quota of 1"]
+
+
+def test_accounts_take_no_quota() -> None:
+    accounts = [loaded("account", name=f"bob-{n}", server="common") for n in ("aa", "bb")]
+    # two accounts on one server is a finding, but never a quota one
+    assert {p.rule for p in cross(*accounts)} == {"account.duplicate"}
+
+
+# --- GPUs ----------------------------------------------------------------------------------------
+
+
+def test_a_double_booked_gpu_is_pinned_on_the_later_file_and_names_the_earlier() -> None:
+    alice = loaded(gpus="[0, 2]")
+    carol = loaded(owner="carol", gpus="[2]")
+    found = cross(alice, carol)
+    assert rules(found) == [("gpus.double_booked", carol.path, 7)]
+    assert found[0].message == f"GPU 2 is already pinned by {alice.path}"
+    assert found[0].col == 8
+
+
+def test_a_double_booked_gpu_is_pinned_on_the_pull_requests_file() -> None:
+    alice = loaded(gpus="[0, 2]")
+    carol = loaded(owner="carol", gpus="[2]")
+    found = cross(alice, carol, focus={alice.path})
+    assert rules(found) == [("gpus.double_booked", alice.path, 7)]
+    assert found[0].col == 11  # the `2` in [0, 2]
+    assert found[0].message == f"GPU 2 is already pinned by {carol.path}"
+
+
+def test_shared_gpus_may_be_pinned_twice() -> None:
+    shared = _config(sample("config/policy.yaml").replace("exclusive", "shared"))
+    alice = loaded(gpus="[0, 2]")
+    carol = loaded(owner="carol", gpus="[2]")
+    assert cross(alice, carol, config=shared) == []
+
+
+def test_counted_gpus_must_fit_beside_the_pinned_ones() -> None:
+    alice = loaded(gpus="[0, 1]")
+    carol_fits = loaded(owner="carol", gpus="2")
+    carol_too_many = loaded(owner="carol", gpus="3")
+    assert cross(alice, carol_fits) == []
+    found = cross(alice, carol_too_many)
+    assert rules(found) == [("gpus.capacity", carol_too_many.path, 7)]
+    assert "2 GPUs not pinned by anyone" in found[0].message
+
+
+def test_a_host_without_gpus_says_so() -> None:
+    no_gpus = _config(hosts="hosts:\n  super-server:\n    cpu: 64\n    memory: 256GiB\n")
+    found = single(loaded(gpus="[0]"), config=no_gpus)
+    assert [(p.rule, p.message) for p in found] == [
+        ("gpus.unknown", "GPU 0 does not exist on this host (it has no GPUs)")
+    ]
+
+
+# --- names, accounts, keys ---------------------------------------------------------------------
+
+
+def test_a_duplicate_account_names_the_other_file() -> None:
+    first = loaded("account", name="bob-aa")
+    second = loaded("account", name="bob-bb")
+    for focus, blamed, other in ((None, second, first), ({first.path}, first, second)):
+        found = cross(first, second, focus=focus)
+        assert rules(found) == [("account.duplicate", blamed.path, 6)]
+        assert found[0].message == f"bob already has an account on 'common' ({other.path})"
+
+
+def test_a_duplicate_name_names_the_other_file() -> None:
+    alice = loaded(name="shared-name")
+    bob = loaded(owner="bob", name="shared-name")
+    found = cross(alice, bob, focus={alice.path})
+    assert [p.message for p in found] == [f"name 'shared-name' is already used by {bob.path}"]
+
+
+def test_a_key_shared_between_members_is_found_on_the_pull_requests_file() -> None:
+    # alice already uses carol's key in one file (main is not clean); the PR adds a second
+    alice_old = loaded(name="alice-a", gpus="0", ssh_keys=[key("carol")])
+    alice_new = loaded(name="alice-b", gpus="0", ssh_keys=[key("alice"), key("carol")])
+    carol = loaded(owner="carol", gpus="0")
+    found = cross(alice_old, alice_new, carol, focus={alice_new.path})
+    assert rules(found) == [("ssh_key.shared", alice_new.path, 14)]
+    assert "ssh_keys[1]" in found[0].message and "is also carol's key" in found[0].message
+
+
+def test_one_member_may_use_one_key_in_several_requests() -> None:
+    assert cross(loaded(name="alice-a", gpus="0"), loaded(name="alice-b", gpus="0")) == []
+
+
+@pytest.mark.parametrize("name", ["root", "sshd", "systemd-oomd", "www-data", "nobody"])
+def test_system_user_names_are_refused_for_accounts(name: str) -> None:
+    assert [p.rule for p in single(loaded("account", name=name))] == ["account.system_user"]
+
+
+def test_a_container_may_be_called_like_a_system_user() -> None:
+    assert single(loaded(name="backup")) == []
+
+
+# --- leases --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expires", "focused", "found"),
+    [
+        ("2026-11-29", True, []),
+        ("2027-11-28", True, []),  # today + max_lease_days
+        ("2027-11-29", True, [("lease.too_long", Severity.ERROR)]),
+        ("2026-11-28", True, [("lease.past", Severity.ERROR)]),
+        ("2026-11-28", False, [("lease.expired", Severity.WARNING)]),
+        ("2020-01-01", False, [("lease.expired", Severity.WARNING)]),
+    ],
+)
+def test_lease_boundaries(expires: str, focused: bool, found: list[tuple[str, Severity]]) -> None:
+    problems = single(loaded(expires=expires), focused=focused)
+    assert [(p.rule, p.severity) for p in problems] == found
+    assert all(p.line == 16 for p in problems)
+
+
+# --- what counts towards sums ---------------------------------------------------------------------
+
+
+def _tree(*texts: str) -> Tree:
+    files = {request_path(t): t.encode() for t in texts}
+    files["config/policy.yaml"] = sample("config/policy.yaml").encode()
+    files["config/hosts.yaml"] = sample("config/hosts.yaml").encode()
+    return Tree(files)
+
+
+def test_expired_and_broken_requests_hold_no_resources() -> None:
+    expired = valid_request(name="alice-old", gpus="2", expires="2026-01-01")
+    broken = valid_request(name="alice-bad", gpus="2", image="windows")
+    current = valid_request(name="alice-new", gpus="2")
+    result = validate_tree(_tree(expired, broken, current), datetime.fromisoformat(NOW))
+    assert {p.rule for p in result.problems} == {"lease.expired", "image.unknown"}
+    assert [i.path for i in result.valid] == ["requests/alice/alice-new.yaml"]
+    assert [i.path for i in result.expired] == ["requests/alice/alice-old.yaml"]
+
+
+def test_policy_model_quota_lookup_is_by_member() -> None:
+    policy: Policy = CONFIG.policy
+    assert policy.quota_for("carol")[0] == "staff"
+    assert policy.quota_for("nobody-known")[0] == "default"

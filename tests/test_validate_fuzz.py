@@ -1,0 +1,310 @@
+"""No file, however broken, makes the validator crash: it returns findings or a valid result.
+
+Hypothesis feeds the real pipeline (safe YAML → schema → rules → reports) with random bytes,
+random text, and mutations of a valid request (lines deleted, duplicated or swapped,
+characters changed, a field's value replaced by random YAML), and the same for the policy.
+Every finding must point inside its file. A few mutated files also go through the command
+line, which must answer 0 or 1, never 3 (an unexpected error).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from helpers import (
+    CONTAINER_FIELDS,
+    NOW,
+    key,
+    sample,
+    sample_repo,
+    valid_request,
+    validate,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provisioner import report
+from provisioner.authz import Change
+from provisioner.config import load_config
+from provisioner.problems import Problem
+from provisioner.rules import Loaded
+from provisioner.tree import Tree
+from provisioner.validate import Validation, load_request, validate_tree
+
+PATH = "requests/alice/alice-box.yaml"
+OTHER = "requests/carol/carol-box.yaml"
+NOW_DT = datetime.fromisoformat(NOW)
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Pieces that stress the loader: YAML indicators, 1.1-style scalars, unicode, key material.
+TOKENS = [
+    "",
+    " ",
+    "\t",
+    ":",
+    "- ",
+    "? ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "'",
+    '"',
+    "|",
+    ">",
+    "#",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!x ",
+    "<<: ",
+    "%YAML 1.1\n",
+    "---\n",
+    "...\n",
+    "yes",
+    "no",
+    "on",
+    "~",
+    "null",
+    "0755",
+    "0x1F",
+    "0o17",
+    "1e9",
+    ".inf",
+    "-.nan",
+    "2027-02-30",
+    "12:30:00",
+    "9" * 30,
+    "\u00e9",
+    "\u202e",
+    "\u2028",
+    "\x00",
+    "\r",
+    "\ufeff",
+    "😀",
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "ssh-rsa AAAA",
+    'command="x" ',
+]
+
+# Values a member might really write: valid YAML, often valid schema, sometimes breaking a rule.
+PLAUSIBLE = {
+    "name": ["alice-box", "alice-two", "default", "root", "x"],
+    "owner": ["alice", "bob", "carol", "dave", "Alice"],
+    "image": ["common-server", "ubuntu-24.04", "windows"],
+    "gpus": ["0", "2", "3", "5", "[0]", "[1, 1]", "[3]", "[9]", "[0, 1, 2]"],
+    "cpu": ["1", "16", "17", "64", "65"],
+    "memory": ["1MiB", "64GiB", "65GiB", "300GiB"],
+    "disk": ["10GiB", "300GiB", "5TiB"],
+    "shares": ["[]", "[share]", "[share, share]", "[home]"],
+    "expires": ["2026-11-28", "2026-11-29", "2027-11-28", "2027-11-29", "2030-01-01"],
+    "snapshots": ["none", "weekly", "hourly"],
+    "host": ["super-server", "other"],
+    "ssh_keys": [f"[{key('carol')}]", f"[{key('alice')}, {key('alice')}]"],
+}
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(TOKENS),
+    st.dates().map(str),
+)
+yaml_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(
+            st.one_of(st.text(max_size=10), st.sampled_from(CONTAINER_FIELDS)), inner, max_size=5
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+def _dump(value: object) -> str:
+    """A value as YAML flow text (what a member might type after `field: `)."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000)
+    return text.removesuffix("\n...\n").strip()
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> str:
+    """A valid request with a few random edits to its lines, characters or values."""
+    lines = valid_request(gpus=draw(st.sampled_from(["1", "[0, 1]", "0"]))).splitlines()
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=max(len(lines) - 1, 0)))
+        edit = draw(
+            st.sampled_from(
+                ["delete", "duplicate", "swap", "char", "token", "value", "indent", "plausible"]
+            )
+        )
+        if not lines:
+            lines = [""]
+        if edit == "delete":
+            del lines[at]
+        elif edit == "duplicate":
+            lines.insert(at, lines[at])
+        elif edit == "swap":
+            other = draw(st.integers(min_value=0, max_value=len(lines) - 1))
+            lines[at], lines[other] = lines[other], lines[at]
+        elif edit == "indent":
+            lines[at] = draw(st.sampled_from([" ", "  ", "\t", "    "])) + lines[at]
+        elif edit in ("char", "token"):
+            line = lines[at]
+            pos = draw(st.integers(min_value=0, max_value=len(line)))
+            piece = draw(st.characters() if edit == "char" else st.sampled_from(TOKENS))
+            cut = draw(st.integers(min_value=0, max_value=2))
+            lines[at] = line[:pos] + piece + line[pos + cut :]
+        else:
+            if edit == "plausible":
+                field = draw(st.sampled_from(sorted(PLAUSIBLE)))
+                written = f"{field}: {draw(st.sampled_from(PLAUSIBLE[field]))}"
+            else:
+                field = draw(st.sampled_from([*CONTAINER_FIELDS, "host", "server", "extra"]))
+                written = f"{field}: {_dump(draw(yaml_values))}"
+            starts = [i for i, line in enumerate(lines) if line.startswith(f"{field}:")]
+            if starts:
+                lines[starts[0]] = written
+            else:
+                lines.append(written)
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\r\n", "\n\n"]))
+
+
+def _tree(files: dict[str, bytes]) -> Tree:
+    base = {
+        "config/policy.yaml": sample("config/policy.yaml").encode(),
+        "config/hosts.yaml": sample("config/hosts.yaml").encode(),
+        OTHER: valid_request(owner="carol", gpus="[3]").encode(),
+    }
+    return Tree({**base, **files})
+
+
+def _assert_sound(result: Validation, files: dict[str, bytes]) -> None:
+    """Findings are values that point inside their files; every report renders."""
+    for problem in result.problems:
+        assert isinstance(problem, Problem)
+        assert problem.rule and problem.message
+        assert problem.line >= 1 and problem.col >= 1
+        raw = files.get(problem.path)
+        if raw is not None:
+            assert problem.line <= raw.count(b"\n") + raw.count(b"\r") + 1, str(problem)
+        assert str(problem).startswith(f"{problem.path}:{problem.line}:{problem.col}: ")
+        report.annotation(problem)
+    report.text_lines(result)
+    json.loads(report.to_json(result))
+    report.summary_markdown(result, [Change("A", p) for p in files])
+
+
+def _run(files: dict[str, bytes]) -> Validation:
+    tree = _tree(files)
+    result = validate_tree(tree, NOW_DT)
+    _assert_sound(result, dict(tree.files))
+    return result
+
+
+def _load(raw: bytes) -> None:
+    loaded, problems = load_request(PATH, raw)
+    assert (loaded is None) == bool(problems)
+    assert loaded is None or isinstance(loaded, Loaded)
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_random_bytes_as_a_request(raw: bytes) -> None:
+    _load(raw)
+    _run({PATH: raw})
+
+
+@FUZZ
+@given(st.text(max_size=1000))
+def test_random_text_as_a_request(text: str) -> None:
+    raw = text.encode("utf-8", "surrogatepass")
+    _load(raw)
+    _run({PATH: raw})
+
+
+@FUZZ
+@given(mutated_request())
+def test_mutated_requests(text: str) -> None:
+    raw = text.encode("utf-8", "surrogatepass")
+    _load(raw)
+    result = _run({PATH: raw})
+    # a mutation that leaves a valid file is judged by the rules, not waved through
+    assert result.ok or result.errors
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(CONTAINER_FIELDS), yaml_values, max_size=4))
+def test_random_values_for_fields(values: dict[str, object]) -> None:
+    text = valid_request(**{k: _dump(v) for k, v in values.items()})
+    _run({PATH: text.encode("utf-8", "surrogatepass")})
+
+
+@st.composite
+def mutated_config(draw: st.DrawFn) -> tuple[str, str]:
+    path = draw(st.sampled_from(["config/policy.yaml", "config/hosts.yaml"]))
+    lines = sample(path).splitlines()
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        at = draw(st.integers(min_value=0, max_value=len(lines) - 1))
+        edit = draw(st.sampled_from(["delete", "duplicate", "token", "value"]))
+        if edit == "delete" and len(lines) > 1:
+            del lines[at]
+        elif edit == "duplicate":
+            lines.insert(at, lines[at])
+        elif edit == "token":
+            pos = draw(st.integers(min_value=0, max_value=len(lines[at])))
+            lines[at] = lines[at][:pos] + draw(st.sampled_from(TOKENS)) + lines[at][pos:]
+        else:
+            head, colon, _ = lines[at].partition(":")
+            if colon:
+                lines[at] = f"{head}: {_dump(draw(yaml_values))}"
+    return path, "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(mutated_config())
+def test_mutated_config(edit: tuple[str, str]) -> None:
+    path, text = edit
+    raw = text.encode("utf-8", "surrogatepass")
+    policy = raw if path == "config/policy.yaml" else sample("config/policy.yaml").encode()
+    hosts = raw if path == "config/hosts.yaml" else sample("config/hosts.yaml").encode()
+    config, problems = load_config(policy, hosts)
+    assert (config is None) == bool(problems)
+    _run({path: raw, PATH: valid_request().encode()})
+
+
+@settings(max_examples=12, deadline=None)
+@given(mutated_request())
+def test_mutated_requests_through_the_command_line(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = sample_repo(Path(tmp) / "repo", {PATH: text.encode("utf-8", "surrogatepass")})
+        result = validate(repo)
+        assert result.code in (0, 1), result.both
+        assert "Traceback" not in result.both
+        for fmt in ("json", "github"):
+            assert validate(repo, "--format", fmt).code == result.code
+
+
+def test_the_fuzzer_reaches_valid_files_and_findings() -> None:
+    """The strategies are not so wild that every run is a YAML syntax error."""
+    rules: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(mutated_request())
+    def collect(text: str) -> None:
+        result = _run({PATH: text.encode("utf-8", "surrogatepass")})
+        rules.update(p.rule.split(".")[0] for p in result.problems)
+        if result.ok:
+            rules.add("ok")
+
+    collect()
+    assert {"ok", "yaml", "schema"} <= rules, rules
+    assert len(rules) >= 5, rules
