@@ -140,16 +140,11 @@ class Applier:
         }
         self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
         # A clone carries the base's devices and security keys: replace them all with ours.
-        self.lxd.replace(
-            spec.name,
-            self._config(spec, {}, "creating"),
-            spec.devices,
-            spec.profiles,
-            spec.description,
-        )
+        config = self._config(spec, {}, "creating")
+        self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
         self._new_identity(spec.name)
-        self._verify(spec)
-        self.lxd.start(spec.name)
+        self._verify(spec, config)
+        self._start(spec)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         self._setup_owner(spec)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
@@ -170,18 +165,23 @@ class Applier:
         self.lxd.push_file(name, HOST_KEY, ident.host_key, 0o600, 0, 0)
         self.lxd.push_file(name, HOST_KEY + ".pub", ident.host_key_pub, 0o644, 0, 0)
 
-    def _verify(self, spec: specs.Spec) -> None:
+    def _verify(self, spec: specs.Spec, sent: Mapping[str, str]) -> None:
+        """LXD holds exactly the config and devices sent: nothing dropped, nothing inherited."""
         inst = self.lxd.instance(spec.name)
-        wrong = sorted(k for k, v in spec.config.items() if inst.config.get(k) != v)
-        if {k: dict(v) for k, v in inst.devices.items()} != {
-            k: dict(v) for k, v in spec.devices.items()
-        }:
+        wrong = sorted(k for k, v in sent.items() if inst.config.get(k) != v)
+        # A key of ours that we did not send (an inherited security.privileged or raw.lxc)
+        # is as wrong as one LXD dropped.
+        wrong += sorted(k for k in inst.config if specs.owned(k) and k not in sent)
+        if _plain(inst.devices) != _plain(spec.devices):
             wrong.append("devices")
-        for key in ("security.privileged", "security.nesting"):
-            if inst.config.get(key, "false") != "false":
-                wrong.append(key)
         if wrong:
             raise LxdError(f"LXD did not keep the configuration asked for: {', '.join(wrong)}")
+
+    def _start(self, spec: specs.Spec) -> None:
+        try:
+            self.lxd.start(spec.name)
+        except LxdError as e:
+            raise _explained(spec, e) from e
 
     def _run(self, api: LxdApi, name: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> str:
         result = api.execute(name, argv)
@@ -255,26 +255,29 @@ class Applier:
     def update(self, action: Update, current: Instance) -> Outcome:
         spec = action.spec
         self.log(f"{spec.name}: updating ({'; '.join(action.reasons)})")
-        self.lxd.replace(
-            spec.name,
-            self._config(spec, current.config, "ready"),
-            spec.devices,
-            spec.profiles,
-            spec.description,
-        )
-        if action.push_keys:
-            self._push_keys(self.lxd, spec.name, spec.login, spec.keys, spec.uid, spec.uid)
+        try:  # devices added to a running container are attached (and can fail) right away
+            self.lxd.replace(
+                spec.name,
+                self._config(spec, current.config, "ready"),
+                spec.devices,
+                spec.profiles,
+                spec.description,
+            )
+        except LxdError as e:
+            raise _explained(spec, e) from e
         if action.restart and current.running:
             self.lxd.stop(spec.name)
-        running = current.running and not action.restart
-        if not running:
-            self.lxd.start(spec.name)
+        if action.restart or not current.running:
+            self._start(spec)
+        # Commands run only in a running container: keys are pushed once it is up.
+        if action.push_keys:
+            self._push_keys(self.lxd, spec.name, spec.login, spec.keys, spec.uid, spec.uid)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         return container_outcome(spec, "updated", ipv4, message="; ".join(action.reasons))
 
     def start(self, action: Start) -> Outcome:
         self.log(f"{action.spec.name}: starting (found stopped)")
-        self.lxd.start(action.spec.name)
+        self._start(action.spec)
         return container_outcome(
             action.spec, "started", self.lxd.wait_ipv4(action.spec.name, self.ipv4_timeout_s)
         )
@@ -286,8 +289,14 @@ class Applier:
         inst = self.lxd.instance(action.name)
         if snapshot not in inst.snapshots:
             self.lxd.snapshot(action.name, snapshot)
+        # Protected again in case it was retired half-made (those are still deletable).
         self.lxd.set_config(
-            action.name, {state.RETIRED: action.today.isoformat(), "boot.autostart": "false"}
+            action.name,
+            {
+                state.RETIRED: action.today.isoformat(),
+                "boot.autostart": "false",
+                "security.protection.delete": "true",
+            },
         )
         keep = self.policy.retention_days
         return Outcome(
@@ -373,6 +382,30 @@ class Applier:
         return Outcome(
             action.name, "", action.request_path, "container", "refused", False, action.message
         )
+
+
+def _plain(devices: state.Devices) -> dict[str, dict[str, str]]:
+    return {name: dict(options) for name, options in devices.items()}
+
+
+def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
+    """LXD's start failures for a missing GPU or a taken port, said in the request's terms."""
+    text = str(error)
+    for gpu in spec.gpus:
+        if gpu.pci in text and "no device found" in text:
+            return LxdError(
+                f"GPU {gpu.index} ({gpu.model}, PCI {gpu.pci}) is not present on the host, so "
+                f"{spec.name} cannot start with it; compare `ssp gpus` with config/hosts.yaml "
+                f"(LXD: {text})"
+            )
+    if "address already in use" in text:
+        for port in (spec.ssh_port, spec.rdp_port):
+            if port is not None and f":{port}:" in text:
+                return LxdError(
+                    f"port {port} is already taken on the host by another program, so "
+                    f"{spec.name} cannot forward it (LXD: {text})"
+                )
+    return error
 
 
 def _failed(action: Action, error: Exception) -> Outcome:
