@@ -8,6 +8,7 @@ has as long as they are still its to have, so running the plan twice changes not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -168,6 +169,10 @@ def _ports(inputs: Inputs) -> tuple[dict[str, tuple[int | None, int | None]], se
     held: dict[str, tuple[int | None, int | None]] = {}
     taken = set(inputs.busy_ports)
     for inst in inputs.observed:
+        if inst.managed and inst.config.get(state.STATE) == "creating":
+            # Half-made: it is made again, and nobody was ever told its port. If that port
+            # is what stopped it (taken on the host), it must not be kept.
+            continue
         for device in inst.devices.values():
             port = specs.listen_port(device)
             if port is not None:
@@ -195,10 +200,38 @@ class _PortPool:
         return None
 
 
-def _allocate_gpus(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, tuple[GpuEntry, ...]]:
-    """Concrete GPUs per request: pinned ones as listed; counts from free ones, kept stable."""
+def _held_outside(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, str]:
+    """GPUs (by PCI address) attached to instances this plan does not manage → the holder.
+
+    An unmanaged instance, or a managed one whose request is invalid right now (left alone),
+    still has its GPUs: giving them to a request would double-book them. A retired instance
+    is stopped and its lease is over, so its GPUs are free again.
+    """
+    planned = {item.request.name for item in containers}
+    held: dict[str, str] = {}
+    for inst in sorted(inputs.observed, key=lambda i: i.name):
+        if (inst.managed and inst.name in planned) or inst.config.get(state.RETIRED):
+            continue
+        for device in inst.devices.values():
+            if device.get("type") == "gpu" and device.get("pci"):
+                held.setdefault(device["pci"].lower(), inst.name)
+    return held
+
+
+def _allocate_gpus(
+    inputs: Inputs, containers: Sequence[Loaded]
+) -> tuple[dict[str, tuple[GpuEntry, ...]], dict[str, str]]:
+    """Concrete GPUs per request: pinned ones as listed; counts from free ones, kept stable.
+
+    Also returns, per request, why a pinned GPU cannot be had (another instance holds it).
+    Requests are taken in path order, so the result does not depend on the input order.
+    """
+    containers = sorted(containers, key=lambda i: i.path)
     observed = _by_name(inputs.observed)
+    exclusive = inputs.policy.gpu_sharing == "exclusive"
+    outside = _held_outside(inputs, containers) if exclusive else {}
     result: dict[str, tuple[GpuEntry, ...]] = {}
+    conflicts: dict[str, str] = {}
     pinned_everywhere: set[str] = set()
     counted: list[tuple[Loaded, ContainerRequest, str, int]] = []
     for item in containers:
@@ -210,10 +243,16 @@ def _allocate_gpus(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, tu
         if res.pinned:
             result[req.name] = tuple(by_index[i] for i in res.pinned)
             pinned_everywhere |= {by_index[i].pci for i in res.pinned}
+            busy = [by_index[i] for i in res.pinned if by_index[i].pci in outside]
+            if busy:
+                conflicts[req.name] = "; ".join(
+                    f"GPU {g.index} ({g.pci}) is in use by instance '{outside[g.pci]}', "
+                    "which no valid request manages; an admin must free it first"
+                    for g in busy
+                )
         elif res.counted:
             counted.append((item, req, res.host, res.counted))
-    exclusive = inputs.policy.gpu_sharing == "exclusive"
-    used = set(pinned_everywhere) if exclusive else set()
+    used = set(pinned_everywhere) | set(outside) if exclusive else set()
     # First pass: keep what each count-request already holds, if still free.
     kept: dict[str, list[GpuEntry]] = {}
     for _item, req, host_id, want in counted:
@@ -242,7 +281,7 @@ def _allocate_gpus(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, tu
                 if exclusive:
                     used.add(gpu.pci)
         result[req.name] = tuple(sorted(mine, key=lambda g: g.index))
-    return result
+    return result, conflicts
 
 
 def _config_changes(inst: Instance, want: specs.Spec) -> tuple[dict[str, str | None], list[str]]:
@@ -275,25 +314,26 @@ def _drift(inst: Instance) -> list[Drift]:
 def _container_action(
     inst: Instance | None, want: specs.Spec, needs_gpus: bool, inputs: Inputs
 ) -> tuple[Action, list[Drift]]:
-    if (
-        inputs.gpu_refusal
-        and needs_gpus
-        and (inst is None or _gpu_devices(inst.devices) != _gpu_devices(want.devices))
-    ):
+    def no_gpus() -> Refuse:
         return Refuse(
             want.name, want.request_path, f"GPUs cannot be attached now: {inputs.gpu_refusal}"
-        ), []
-    if inst is None:
-        return Create(want), []
-    if not inst.managed:
+        )
+
+    # Attaching a GPU includes starting a container that has one: after a power cut the
+    # device nodes may be missing, and the container would start with broken CUDA.
+    gpus_blocked = bool(inputs.gpu_refusal) and needs_gpus
+    if inst is not None and not inst.managed:
         return Refuse(
             want.name,
             want.request_path,
             f"an instance named '{want.name}' exists and is not managed by ssp; "
             "an admin must rename or adopt it",
         ), []
-    if inst.config.get(state.STATE) == "creating":
-        return Create(want, replace_half_made=True), []
+    half_made = inst is not None and inst.config.get(state.STATE) == "creating"
+    if inst is None or half_made:
+        if gpus_blocked:
+            return no_gpus(), []
+        return Create(want, replace_half_made=half_made), []
     if inst.config.get(state.OWNER) != want.owner:
         return Refuse(
             want.name,
@@ -308,20 +348,43 @@ def _container_action(
             f"image cannot change in place ({inst.config.get(specs.IMAGE)} → "
             f"{want.image}); give this container back and request a new one",
         ), []
+    config, devices, push_keys, reasons = _differences(inst, want)
+    drift = _drift(inst)
+    if reasons:
+        # idmap changes take effect only when the container starts again.
+        restart = any(k.startswith(("raw.idmap", "security.idmap")) for k in config)
+        starts = restart or not inst.running
+        if gpus_blocked and (starts or _gpu_devices(inst.devices) != _gpu_devices(want.devices)):
+            return no_gpus(), drift
+        return Update(want, config, devices, push_keys, restart, tuple(reasons)), drift
+    if not inst.running:
+        if gpus_blocked:
+            return no_gpus(), drift
+        return Start(want), drift
+    return Ready(want), drift
+
+
+def _differences(
+    inst: Instance, want: specs.Spec
+) -> tuple[dict[str, str | None], bool, bool, list[str]]:
+    """Config changes, whether the devices differ, whether keys must be pushed, and why."""
     config, reasons = _config_changes(inst, want)
-    devices = dict(inst.devices) != {k: dict(v) for k, v in want.devices.items()}
+    devices = _plain(inst.devices) != _plain(want.devices)
     if devices:
         reasons.append(_device_reason(inst.devices, want.devices))
+    # Neither is a config key, but both are ours: the purpose line and the policy's profiles.
+    if inst.description != want.description:
+        reasons.append("description changed")
+    if tuple(inst.profiles) != tuple(want.profiles):
+        reasons.append(f"profiles: {', '.join(inst.profiles)} → {', '.join(want.profiles)}")
     push_keys = inst.config.get(state.KEYS) != want.config[state.KEYS]
     if push_keys:
         reasons.append("SSH keys changed")
-    drift = _drift(inst)
-    if config or devices:
-        restart = "raw.idmap" in config
-        return Update(want, config, devices, push_keys, restart, tuple(reasons)), drift
-    if not inst.running:
-        return Start(want), drift
-    return Ready(want), drift
+    return config, devices, push_keys, reasons
+
+
+def _plain(devices: state.Devices) -> dict[str, dict[str, str]]:
+    return {name: dict(options) for name, options in devices.items()}
 
 
 def _gpu_devices(devices: state.Devices) -> set[str]:
@@ -340,7 +403,7 @@ def make_plan(inputs: Inputs) -> Plan:
     """Compute every action needed to make LXD match `inputs`. Pure and deterministic."""
     observed = _by_name(inputs.observed)
     containers = [i for i in inputs.valid if isinstance(i.request, ContainerRequest)]
-    gpus = _allocate_gpus(inputs, containers)
+    gpus, gpu_conflicts = _allocate_gpus(inputs, containers)
     held, taken = _ports(inputs)
     pool = _PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
     actions: list[Action] = []
@@ -365,6 +428,9 @@ def make_plan(inputs: Inputs) -> Plan:
             specs.Placement(gpus.get(req.name, ()), ssh_port, rdp_port),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
+        if req.name in gpu_conflicts:
+            actions.append(Refuse(req.name, item.path, gpu_conflicts[req.name]))
+            continue
         if len(want.gpus) < want_gpus:
             actions.append(
                 Refuse(
@@ -377,6 +443,9 @@ def make_plan(inputs: Inputs) -> Plan:
         action, found = _container_action(observed.get(req.name), want, want_gpus > 0, inputs)
         actions.append(action)
         drift += found
+    # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create
+    # after it attaches; the other way round both would hold it for a while.
+    actions.sort(key=lambda a: 0 if isinstance(a, Update) else 1)
     actions += _retirements(inputs, wanted)
     actions += _accounts(inputs)
     return Plan(tuple(actions), tuple(drift), inputs.sha)
@@ -384,7 +453,7 @@ def make_plan(inputs: Inputs) -> Plan:
 
 def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
     expired = {i.request.name for i in inputs.expired}
-    skipped_names = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in inputs.skipped}
+    skipped_names = {_stem(p) for p in inputs.skipped}
     out: list[Action] = []
     for inst in sorted(inputs.observed, key=lambda i: i.name):
         if not inst.managed or inst.name in wanted or inst.config.get(state.RETIRED):
@@ -419,30 +488,47 @@ def _accounts(inputs: Inputs) -> list[Action]:
             out.append(AccountAction(acc, "create"))
         elif have != acc.label():
             out.append(AccountAction(acc, "update"))
+    skipped_names = {_stem(p) for p in inputs.skipped}
     for server_id, shared in sorted(inputs.policy.shared_servers.items()):
         inst = observed.get(shared.instance)
         if inst is None:
             continue
         for key, value in sorted(inst.config.items()):
+            if not key.startswith(state.ACCOUNT):
+                continue
             name = key.removeprefix(state.ACCOUNT)
-            if (
-                key.startswith(state.ACCOUNT)
-                and (inst.name, name) not in desired
-                and '"state":"locked"' not in value
-            ):
-                out.append(
-                    AccountAction(
-                        specs.AccountSpec(
-                            name=name,
-                            owner="",
-                            server=server_id,
-                            instance=inst.name,
-                            request_path="",
-                            keys=(),
-                            sudo=False,
-                            expires=inputs.today,
-                        ),
-                        "lock",
-                    )
+            label = _account_label(value)
+            if (inst.name, name) in desired or label.get("state") == "locked":
+                continue
+            request_path = str(label.get("request", ""))
+            if request_path in inputs.skipped or name in skipped_names:
+                continue  # its request is on main but invalid right now: leave it, it was reported
+            out.append(
+                AccountAction(
+                    specs.AccountSpec(
+                        name=name,
+                        owner=str(label.get("owner", "")),
+                        server=server_id,
+                        instance=inst.name,
+                        request_path=request_path,
+                        keys=(),
+                        sudo=False,
+                        expires=inputs.today,
+                    ),
+                    "lock",
                 )
+            )
     return out
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
+def _account_label(value: str) -> dict[str, object]:
+    """What a shared server's `user.ssp.account.<name>` records (see AccountSpec.label)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
