@@ -17,21 +17,35 @@ from provisioner.render import render
 
 
 def ssh_host(policy: Policy, outcome: Outcome) -> str:
+    """Where members reach a forwarded port: the policy's host name, or its listen address."""
+    del outcome  # the forwarded port is on the host whatever the instance's own address
     if policy.ssh.host:
         return policy.ssh.host
     if policy.ssh.listen not in ("0.0.0.0", ""):  # noqa: S104  (a value we compare, not bind)
         return policy.ssh.listen
-    return outcome.ipv4[0] if outcome.ipv4 else "<server>"
+    return "<server>"
 
 
 def ssh_command(policy: Policy, outcome: Outcome) -> str | None:
-    if outcome.ssh_port is None or not outcome.ok or outcome.action in ("retired", "locked"):
+    if not outcome.ok or outcome.action in ("retired", "locked"):
         return None
-    return f"ssh -p {outcome.ssh_port} {outcome.login}@{ssh_host(policy, outcome)}"
+    host = ssh_host(policy, outcome)
+    if outcome.ssh_port is not None and (host != "<server>" or not outcome.ipv4):
+        return f"ssh -p {outcome.ssh_port} {outcome.login}@{host}"
+    if outcome.ipv4:
+        # No name for the host (or no forwarded port, as for an account on a shared server
+        # without one): the instance's own address, where its sshd listens on port 22. The
+        # forwarded port is on the host, never on that address.
+        return f"ssh {outcome.login}@{outcome.ipv4[0]}"
+    return None
 
 
 def public_command(policy: Policy, outcome: Outcome) -> str | None:
-    if not policy.ssh.public_host or ssh_command(policy, outcome) is None:
+    if (
+        not policy.ssh.public_host
+        or outcome.ssh_port is None
+        or ssh_command(policy, outcome) is None
+    ):
         return None
     return f"ssh -p {outcome.ssh_port} {outcome.login}@{policy.ssh.public_host}"
 
