@@ -1,0 +1,843 @@
+"""An in-memory LXD daemon behind the `LxdApi` interface, and the lab it serves, for tests.
+
+`FakeLxd` is one project's view of a `FakeDaemon`. It keeps the semantics the crib sheet
+(shared/notes/lxd-nvml-github-crib.md) recorded against a real LXD 5.0, because apply's
+correctness depends on them:
+
+- create by copy MERGES the source's local config and devices with the ones given (a clone
+  inherits the base's GPU device, `security.privileged`, `raw.lxc`) and copies its files and
+  users; the new instance is Stopped; a duplicate name fails;
+- replace (PUT) keeps LXD's own `volatile.*`/`image.*` keys, like the real adapter does;
+  on a running instance new devices are hot-plugged, and fail as they would at start;
+- delete refuses protected ("Container is protected") and running ("Instance is running")
+  instances; stop of a stopped instance is a no-op, as the adapter makes it;
+- start fails for a `gpu` device whose PCI address is not present ("Invalid PCI address (no
+  device found)") and for a proxy whose port another running instance (or a host process)
+  already listens on ("bind: address already in use");
+- exec runs only in running instances and simulates the few commands apply uses (getent,
+  groupadd, useradd, install -d, usermod, gpasswd, id, env … apt-get); an unknown command
+  fails like the adapter reports LXD's "Command not found"; file pushes need the parent
+  directory and work on stopped instances;
+- a DHCP lease follows /etc/machine-id (as systemd-networkd's client id does), so clones that
+  keep the base's machine-id get the same address.
+
+Every call is recorded in `calls` as (method, instance); `mutations` is every call except the
+three reads, so a test can assert that a second apply changes nothing. `fail_on` makes a
+method fail for one instance, to test that one failure leaves the other requests applied.
+
+`Lab` builds the config and request files that `validate_tree` reads, with real ed25519 keys
+from ssh-keygen; it sits here because the plan, apply and reconcile tests all need it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provisioner.errors import LxdError
+from provisioner.state import Devices, ExecResult, Instance
+from provisioner.tree import Tree
+from provisioner.validate import Validation, validate_tree
+
+READS = frozenset({"instances", "instance", "wait_ipv4"})
+GOLDEN = "golden"
+BASE = "Common-Server"
+BASE_MACHINE_ID = b"0123456789abcdef0123456789abcdef\n"
+OLD_KEYS = tuple(
+    f"/etc/ssh/ssh_host_{kind}_key{suffix}"
+    for kind in ("rsa", "ecdsa", "ed25519")
+    for suffix in ("", ".pub")
+)
+CONFIG_PREFIXES = (
+    "limits.",
+    "security.",
+    "raw.",
+    "snapshots.",
+    "boot.",
+    "nvidia.",
+    "linux.",
+    "user.",
+    "volatile.",
+    "image.",
+    "environment.",
+    "cloud-init.",
+)
+LXD_OWN = ("volatile.", "image.")
+_PCI = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_SCHEDULES = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@startup"}
+
+
+# --- inside an instance -------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    locked: bool = False
+    expired: bool = False
+
+
+@dataclass
+class File:
+    data: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class Inside:
+    """The parts of a root file system apply touches: accounts, directories, files, packages."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    groups: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
+    dirs: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # path → mode, uid, gid
+    files: dict[str, File] = field(default_factory=dict)
+    packages: set[str] = field(default_factory=set)
+    commands: list[tuple[str, ...]] = field(default_factory=list)
+
+    def user_by_uid(self, uid: int) -> str | None:
+        return next((n for n, u in self.users.items() if u.uid == uid), None)
+
+    def group_by_gid(self, gid: int) -> str | None:
+        return next((n for n, (g, _m) in self.groups.items() if g == gid), None)
+
+
+def debian_base() -> Inside:
+    """What the lab's Common-Server has inside: a Debian with sshd and the seed's `user`."""
+    inside = Inside()
+    for path in ("/", "/etc", "/etc/ssh", "/etc/sudoers.d", "/home", "/root", "/tmp"):
+        inside.dirs[path] = (0o755, 0, 0)
+    inside.dirs["/home/user"] = (0o755, 1000, 1000)
+    inside.users = {
+        "root": User(0, 0, "/root", "/bin/bash"),
+        "user": User(1000, 1000, "/home/user", "/bin/bash"),
+    }
+    inside.groups = {"root": (0, set()), "sudo": (27, {"user"}), "user": (1000, set())}
+    inside.files["/etc/machine-id"] = File(BASE_MACHINE_ID, 0o444, 0, 0)
+    for path in OLD_KEYS:
+        inside.files[path] = File(b"base host key " + path.encode(), 0o600, 0, 0)
+    return inside
+
+
+# --- instances and the daemon ---------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    inside: Inside
+
+
+@dataclass
+class Record:
+    """One instance as the daemon stores it."""
+
+    name: str
+    project: str
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    profiles: list[str]
+    description: str
+    inside: Inside
+    status: str = "Stopped"
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+
+
+@dataclass
+class FakeDaemon:
+    """The state every project's view shares: instances, profiles, images, host hardware."""
+
+    present_gpus: set[str] = field(default_factory=set)  # PCI addresses the host really has
+    host_paths: set[str] = field(default_factory=lambda: {"/home/user/share"})
+    busy_host_ports: set[int] = field(default_factory=set)  # held by non-LXD processes
+    profiles: dict[str, dict[str, dict[str, str]]] = field(
+        default_factory=lambda: {
+            "default": {
+                "root": {"type": "disk", "path": "/", "pool": "default"},
+                "eth0": {"type": "nic", "network": "lxdbr0", "name": "eth0"},
+            }
+        }
+    )
+    images: dict[str, Snapshot] = field(default_factory=dict)  # alias → what it unpacks to
+    projects: dict[str, dict[str, Record]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    failures: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    leases: dict[bytes, str] = field(default_factory=dict)  # DHCP client id → address
+    serial: int = 0
+
+    def running(self) -> list[Record]:
+        return [r for p in self.projects.values() for r in p.values() if r.status == "Running"]
+
+
+def _err(message: str) -> LxdError:
+    return LxdError(message)
+
+
+def _check_key(key: str, value: str) -> None:
+    if not key.startswith(CONFIG_PREFIXES):
+        raise _err(f"Invalid config: Unknown configuration key: {key}")
+    cron = len(value.split()) == 5
+    if key == "snapshots.schedule" and value and value not in _SCHEDULES and not cron:
+        raise _err(
+            "Invalid config: Schedule must be of the form: <minute> <hour> "
+            "<day-of-month> <month> <day-of-week>"
+        )
+    boolean = key.startswith("security.") and not key.startswith("security.idmap.")
+    if (boolean or key == "security.idmap.isolated") and value not in ("true", "false"):
+        raise _err(f"Invalid config: Invalid value for {key}: {value}")
+
+
+def _port(listen: str) -> int | None:
+    tail = listen.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+class FakeLxd:
+    """`LxdApi` over one project of a `FakeDaemon`."""
+
+    def __init__(self, project: str = "ssp", daemon: FakeDaemon | None = None) -> None:
+        self.project = project
+        self.daemon = daemon or FakeDaemon()
+        self.daemon.projects.setdefault(project, {})
+
+    # -- construction and inspection helpers (not part of LxdApi) ------------------------------
+
+    @classmethod
+    def seeded(cls, present_gpus: Sequence[str] = (), project: str = "ssp") -> FakeLxd:
+        """A daemon as the seed left it: a running Common-Server with bad habits, snapshotted."""
+        daemon = FakeDaemon(present_gpus=set(present_gpus))
+        default = cls("default", daemon)
+        base = Record(
+            name=BASE,
+            project="default",
+            config={
+                "security.privileged": "true",
+                "raw.lxc": "lxc.apparmor.profile=unconfined\nlxc.cgroup.devices.allow = a",
+                "image.os": "Debian",
+                "image.release": "bookworm",
+                "volatile.base_image": "f" * 64,
+                "volatile.uuid": "00000000-0000-4000-8000-000000000001",
+                "user.lab.note": "set up by hand, see the wiki",
+            },
+            devices={
+                # The seed's manual: a GPU device with no selector gets every GPU.
+                "gpu": {"type": "gpu"},
+                "sharedfolder": {
+                    "type": "disk",
+                    "source": "/home/user/share",
+                    "path": "/home/user/share",
+                },
+            },
+            profiles=["default"],
+            description="The lab's common server",
+            inside=debian_base(),
+            status="Running",
+        )
+        daemon.projects["default"][BASE] = base
+        base.snapshots[GOLDEN] = Snapshot(
+            copy.deepcopy(base.config), copy.deepcopy(base.devices), copy.deepcopy(base.inside)
+        )
+        daemon.images["ubuntu/24.04"] = Snapshot(
+            {"image.os": "Ubuntu", "image.release": "noble", "volatile.base_image": "e" * 64},
+            {},
+            debian_base(),
+        )
+        default._lease(base)
+        return cls(project, daemon)
+
+    def view(self, project: str) -> FakeLxd:
+        return FakeLxd(project, self.daemon)
+
+    def servers(self, instance: str) -> FakeLxd:
+        """The `servers` callable apply takes: the view of the project holding `instance`."""
+        for project, records in sorted(self.daemon.projects.items()):
+            if instance in records:
+                return self.view(project)
+        return self.view("default")
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        return self.daemon.calls
+
+    @property
+    def mutations(self) -> list[tuple[str, str]]:
+        return [c for c in self.daemon.calls if c[0] not in READS]
+
+    def fail_on(self, method: str, name: str, message: str, times: int | None = None) -> None:
+        """Make `method` on instance `name` raise LxdError(message), `times` times (or always)."""
+        self.daemon.failures[(method, name)] = [message, times]
+
+    def record(self, name: str) -> Record:
+        """The stored instance, for assertions (KeyError when missing)."""
+        return self.daemon.projects[self.project][name]
+
+    def add(self, record: Record) -> Record:
+        """Put an instance in place directly, as if someone made it by hand."""
+        record.project = self.project
+        self.daemon.projects[self.project][record.name] = record
+        if record.status == "Running":
+            self._lease(record)
+        return record
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @property
+    def _records(self) -> dict[str, Record]:
+        return self.daemon.projects[self.project]
+
+    def _call(self, method: str, name: str) -> None:
+        self.daemon.calls.append((method, name))
+        failure = self.daemon.failures.get((method, name))
+        if failure is not None:
+            message, times = failure
+            if times is not None:
+                failure[1] = times - 1
+                if failure[1] <= 0:
+                    del self.daemon.failures[(method, name)]
+            raise _err(message)
+
+    def _get(self, name: str) -> Record:
+        try:
+            return self._records[name]
+        except KeyError:
+            raise _err(f"instance {name!r} not found in LXD project {self.project!r}") from None
+
+    def _expanded(self, record: Record) -> dict[str, dict[str, str]]:
+        devices: dict[str, dict[str, str]] = {}
+        for profile in record.profiles:
+            devices.update(copy.deepcopy(self.daemon.profiles[profile]))
+        devices.update(copy.deepcopy(record.devices))
+        return devices
+
+    def _check(self, config: Mapping[str, str], devices: Devices) -> None:
+        """LXD's validation of config keys and device options (what the fake can know)."""
+        for key, value in config.items():
+            _check_key(key, value)
+        for dev, options in devices.items():
+            self._check_device(dev, options)
+
+    def _check_device(self, dev: str, options: Mapping[str, str]) -> None:
+        kind = options.get("type")
+        if kind not in ("disk", "gpu", "proxy", "nic", "unix-char", "unix-block"):
+            raise _err(f'Failed add validation for device "{dev}": Invalid device type')
+        if kind == "gpu" and "pci" in options:
+            if "id" in options:
+                raise _err('Cannot use "id" when when "pci" is set')
+            if not _PCI.match(options["pci"]):
+                raise _err('Invalid value for device option "pci": Invalid PCI address')
+        if kind == "proxy":
+            for end in ("listen", "connect"):
+                proto = options.get(end, "").split(":", 1)[0]
+                if proto not in ("tcp", "udp", "unix"):
+                    raise _err(f'Unknown protocol type "{proto}"')
+        if kind == "disk" and options.get("path") != "/":
+            source = options.get("source", "")
+            if source not in self.daemon.host_paths:
+                raise _err(
+                    f'Failed add validation for device "{dev}": Missing source path '
+                    f'"{source}" for disk "{dev}"'
+                )
+
+    def _start_device(self, record: Record, dev: str, options: Mapping[str, str]) -> None:
+        """What starting (or hot-plugging) one device needs from the host."""
+        if options.get("type") == "gpu":
+            pci = options.get("pci")
+            if pci is not None and pci.lower() not in self.daemon.present_gpus:
+                raise _err(
+                    f'Failed to start device "{dev}": Invalid PCI address (no device found): {pci}'
+                )
+            if pci is None and not self.daemon.present_gpus:
+                raise _err(f'Failed to start device "{dev}": Failed to detect requested GPU device')
+        if options.get("type") == "proxy":
+            port = _port(options.get("listen", ""))
+            others = [
+                _port(d.get("listen", ""))
+                for r in self.daemon.running()
+                if r is not record
+                for d in self._expanded(r).values()
+                if d.get("type") == "proxy"
+            ]
+            if port in others or port in self.daemon.busy_host_ports:
+                addr = options["listen"].split(":", 1)[1]
+                raise _err(
+                    f'Failed to start device "{dev}": Error occurred when starting proxy device: '
+                    f"Error: Failed to listen on {addr}: listen tcp {addr}: bind: address "
+                    "already in use"
+                )
+        if options.get("type") == "disk" and not options.get("path"):
+            raise _err(f"Failed to run: /usr/bin/lxd forkstart {record.name} exit status 1")
+
+    def _lease(self, record: Record) -> str:
+        machine_id = record.inside.files.get("/etc/machine-id")
+        client = machine_id.data if machine_id else record.name.encode()
+        if client not in self.daemon.leases:
+            self.daemon.leases[client] = f"10.23.0.{len(self.daemon.leases) + 10}"
+        return self.daemon.leases[client]
+
+    def _to_instance(self, record: Record) -> Instance:
+        running = record.status == "Running"
+        return Instance(
+            name=record.name,
+            status=record.status,
+            config=dict(record.config),
+            devices=copy.deepcopy(record.devices),
+            expanded_devices=self._expanded(record),
+            description=record.description,
+            profiles=tuple(record.profiles),
+            ipv4=(self._lease(record),) if running else (),
+            snapshots=tuple(record.snapshots),
+        )
+
+    # -- LxdApi: reading --------------------------------------------------------------------------
+
+    def instances(self) -> list[Instance]:
+        self._call("instances", "")
+        return [self._to_instance(r) for _n, r in sorted(self._records.items())]
+
+    def instance(self, name: str) -> Instance:
+        self._call("instance", name)
+        return self._to_instance(self._get(name))
+
+    def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
+        self._call("wait_ipv4", name)
+        record = self._get(name)
+        return (self._lease(record),) if record.status == "Running" else ()
+
+    # -- LxdApi: lifecycle ------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        source: Mapping[str, str],
+        config: Mapping[str, str],
+        devices: Devices,
+        profiles: Sequence[str],
+        description: str,
+    ) -> None:
+        self._call("create", name)
+        if name in self._records:
+            raise _err(
+                "Failed creating instance record: Add instance info to the database: This "
+                '"instances" entry already exists'
+            )
+        origin = self._origin(source)
+        merged_config = {k: v for k, v in origin.config.items() if not k.startswith("volatile.")}
+        if "volatile.base_image" in origin.config:
+            merged_config["volatile.base_image"] = origin.config["volatile.base_image"]
+        merged_config.update(config)
+        merged_devices = copy.deepcopy(origin.devices)
+        merged_devices.update({k: dict(v) for k, v in devices.items()})
+        self._check(merged_config, merged_devices)
+        if not profiles and "root" not in merged_devices:
+            raise _err(
+                "Failed creating instance record: Failed initialising instance: Failed getting "
+                "root disk: No root device could be found"
+            )
+        self.daemon.serial += 1
+        merged_config["volatile.uuid"] = f"00000000-0000-4000-8000-{self.daemon.serial:012d}"
+        self._records[name] = Record(
+            name=name,
+            project=self.project,
+            config=merged_config,
+            devices=merged_devices,
+            profiles=list(profiles),
+            description=description,
+            inside=copy.deepcopy(origin.inside),
+        )
+
+    def _origin(self, source: Mapping[str, str]) -> Snapshot:
+        if source.get("type") == "image":
+            alias = source.get("alias", "")
+            if alias not in self.daemon.images:
+                raise _err(f"Image not found: {alias}")
+            return self.daemon.images[alias]
+        if source.get("type") != "copy":
+            raise _err(f"Unknown source type {source.get('type')!r}")
+        project = source.get("project", self.project)
+        instance, _, snap = source.get("source", "").partition("/")
+        record = self.daemon.projects.get(project, {}).get(instance)
+        if record is None:
+            raise _err(
+                f'Failed to fetch instance "{instance}" in project "{project}": Instance not found'
+            )
+        if snap:
+            if snap not in record.snapshots:
+                raise _err(f'Failed to fetch snapshot "{instance}/{snap}": Instance not found')
+            return record.snapshots[snap]
+        return Snapshot(record.config, record.devices, record.inside)
+
+    def replace(
+        self,
+        name: str,
+        config: Mapping[str, str],
+        devices: Devices,
+        profiles: Sequence[str],
+        description: str,
+    ) -> None:
+        self._call("replace", name)
+        record = self._get(name)
+        new_devices = {k: dict(v) for k, v in devices.items()}
+        self._check(config, new_devices)
+        if record.status == "Running":  # hot-plug: new or changed devices start now
+            old = self._expanded(record)
+            for dev, options in new_devices.items():
+                if old.get(dev) != options:
+                    self._start_device(record, dev, options)
+        kept = {k: v for k, v in record.config.items() if k.startswith(LXD_OWN)}
+        record.config = {**kept, **config}
+        record.devices = new_devices
+        record.profiles = list(profiles)
+        record.description = description
+
+    def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
+        self._call("set_config", name)
+        record = self._get(name)
+        self._check({k: v for k, v in changes.items() if v is not None}, {})
+        for key, value in changes.items():
+            if value is None:
+                record.config.pop(key, None)
+            else:
+                record.config[key] = value
+
+    def start(self, name: str) -> None:
+        self._call("start", name)
+        record = self._get(name)
+        if record.status == "Running":
+            raise _err("The instance is already running")
+        for dev, options in sorted(self._expanded(record).items()):
+            self._start_device(record, dev, options)
+        record.status = "Running"
+        record.config["volatile.last_state.power"] = "RUNNING"
+        record.config.setdefault("volatile.eth0.hwaddr", f"00:16:3e:00:00:{len(record.name):02x}")
+        self._lease(record)
+
+    def stop(self, name: str, timeout_s: int = 60) -> None:
+        self._call("stop", name)
+        record = self._get(name)
+        record.status = "Stopped"  # stopping a stopped instance is a no-op, as in the adapter
+        record.config["volatile.last_state.power"] = "STOPPED"
+
+    def snapshot(self, name: str, snapshot: str) -> None:
+        self._call("snapshot", name)
+        record = self._get(name)
+        if snapshot in record.snapshots:
+            raise _err(
+                f'Failed creating instance snapshot record "{snapshot}": Add instance info to '
+                'the database: This "instances_snapshots" entry already exists'
+            )
+        record.snapshots[snapshot] = Snapshot(
+            copy.deepcopy(record.config),
+            copy.deepcopy(record.devices),
+            copy.deepcopy(record.inside),
+        )
+
+    def delete(self, name: str) -> None:
+        self._call("delete", name)
+        record = self._get(name)
+        if record.config.get("security.protection.delete") == "true":
+            raise _err("Container is protected")
+        if record.status == "Running":
+            raise _err("Instance is running")
+        del self._records[name]
+
+    # -- LxdApi: inside -------------------------------------------------------------------------
+
+    def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult:
+        self._call("execute", name)
+        record = self._get(name)
+        if record.status != "Running":
+            raise _err(f"run {argv[0]!r} in {name!r}: Instance is not running")
+        record.inside.commands.append(tuple(argv))
+        return _Shell(record.inside).run(name, list(argv))
+
+    def push_file(self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+        self._call("push_file", name)
+        inside = self._get(name).inside
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent not in inside.dirs:
+            raise _err(
+                f"write {path} in {name!r}: Failed to open {path}: no such file or directory"
+            )
+        inside.files[path] = File(bytes(data), mode, uid, gid)
+
+    def delete_file(self, name: str, path: str) -> None:
+        self._call("delete_file", name)
+        self._get(name).inside.files.pop(path, None)
+
+
+# --- the commands apply runs inside -------------------------------------------------------------
+
+
+class _Shell:
+    """Just enough of Debian's passwd tools, with their exit statuses."""
+
+    def __init__(self, inside: Inside) -> None:
+        self.inside = inside
+
+    def run(self, name: str, argv: list[str]) -> ExecResult:
+        handlers: dict[str, Callable[[list[str]], ExecResult]] = {
+            "getent": self.getent,
+            "groupadd": self.groupadd,
+            "useradd": self.useradd,
+            "install": self.install,
+            "usermod": self.usermod,
+            "gpasswd": self.gpasswd,
+            "id": self.id,
+            "env": lambda rest: self.run(name, [a for a in rest if "=" not in a]),
+            "apt-get": self.apt_get,
+            "true": lambda _rest: ExecResult(0, "", ""),
+        }
+        handler = handlers.get(argv[0])
+        if handler is None:
+            raise _err(f"command not found in {name}: {argv[0]}")
+        return handler(argv[1:])
+
+    @staticmethod
+    def _options(args: list[str], flags: set[str]) -> tuple[dict[str, str], list[str]]:
+        """--opt value pairs (flags take no value) and the positional arguments."""
+        opts: dict[str, str] = {}
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            if args[i].startswith("-"):
+                if args[i] in flags:
+                    opts[args[i]] = ""
+                    i += 1
+                else:
+                    opts[args[i]] = args[i + 1]
+                    i += 2
+            else:
+                rest.append(args[i])
+                i += 1
+        return opts, rest
+
+    def getent(self, args: list[str]) -> ExecResult:
+        if args[:1] != ["passwd"] or len(args) != 2:
+            return ExecResult(1, "", "getent: only 'passwd NAME' is simulated")
+        user = self.inside.users.get(args[1])
+        if user is None:
+            return ExecResult(2, "", "")
+        return ExecResult(0, f"{args[1]}:x:{user.uid}:{user.gid}::{user.home}:{user.shell}\n", "")
+
+    def groupadd(self, args: list[str]) -> ExecResult:
+        opts, (group,) = self._options(args, {"--force", "-f"})
+        force = "--force" in opts or "-f" in opts
+        if group in self.inside.groups:
+            return ExecResult(0 if force else 9, "", f"groupadd: group '{group}' already exists")
+        gid = int(opts.get("--gid", "-1"))
+        if gid < 0 or self.inside.group_by_gid(gid) is not None:
+            if gid >= 0 and not force:
+                return ExecResult(4, "", f"groupadd: GID '{gid}' already exists")
+            gid = max([g for g, _m in self.inside.groups.values()] + [999]) + 1
+        self.inside.groups[group] = (gid, set())
+        return ExecResult(0, "", "")
+
+    def useradd(self, args: list[str]) -> ExecResult:
+        opts, (login,) = self._options(args, {"--create-home", "-m"})
+        if login in self.inside.users:
+            return ExecResult(9, "", f"useradd: user '{login}' already exists")
+        uid = int(opts["--uid"]) if "--uid" in opts else self._free_uid()
+        if self.inside.user_by_uid(uid) is not None:
+            return ExecResult(4, "", f"useradd: UID {uid} is not unique")
+        if "--gid" in opts:
+            spec = opts["--gid"]
+            group = self.inside.group_by_gid(int(spec)) if spec.isdigit() else spec
+            if group is None or group not in self.inside.groups:
+                return ExecResult(6, "", f"useradd: group '{spec}' does not exist")
+            gid = self.inside.groups[group][0]
+        elif login in self.inside.groups:
+            return ExecResult(9, "", f"useradd: group {login} exists - use -g")
+        else:  # USERGROUPS_ENAB: a group of the same name, with the UID as GID when free
+            gid = uid if self.inside.group_by_gid(uid) is None else self._free_uid()
+            self.inside.groups[login] = (gid, set())
+        home = f"/home/{login}"
+        self.inside.users[login] = User(uid, gid, home, opts.get("--shell", "/bin/sh"))
+        if "--create-home" in opts or "-m" in opts:
+            self.inside.dirs[home] = (0o755, uid, gid)
+        return ExecResult(0, "", "")
+
+    def _free_uid(self) -> int:
+        used = {u.uid for u in self.inside.users.values()} | {
+            g for g, _m in self.inside.groups.values()
+        }
+        return next(n for n in range(1000, 60000) if n not in used)
+
+    def install(self, args: list[str]) -> ExecResult:
+        opts, paths = self._options(args, {"-d"})
+        if "-d" not in opts:
+            return ExecResult(1, "", "install: only -d is simulated")
+        mode = int(opts.get("-m", "755"), 8)
+        uid, gid = self._id(opts.get("-o", "0"), user=True), self._id(opts.get("-g", "0"))
+        if uid is None or gid is None:
+            return ExecResult(1, "", f"install: invalid user or group {opts}")
+        for path in paths:
+            parts = path.strip("/").split("/")
+            for i in range(1, len(parts)):
+                self.inside.dirs.setdefault("/" + "/".join(parts[:i]), (0o755, 0, 0))
+            self.inside.dirs[path] = (mode, uid, gid)
+        return ExecResult(0, "", "")
+
+    def _id(self, text: str, user: bool = False) -> int | None:
+        if text.isdigit():
+            return int(text)
+        if user:
+            found = self.inside.users.get(text)
+            return found.uid if found else None
+        group = self.inside.groups.get(text)
+        return group[0] if group else None
+
+    def usermod(self, args: list[str]) -> ExecResult:
+        opts, (login,) = self._options(args, {"--lock", "--unlock", "--append", "-L", "-U", "-a"})
+        user = self.inside.users.get(login)
+        if user is None:
+            return ExecResult(6, "", f"usermod: user '{login}' does not exist")
+        if "--groups" in opts:
+            for group in opts["--groups"].split(","):
+                if group not in self.inside.groups:
+                    return ExecResult(6, "", f"usermod: group '{group}' does not exist")
+            for group, (gid, members) in list(self.inside.groups.items()):
+                if group in opts["--groups"].split(","):
+                    members.add(login)
+                elif "--append" not in opts:
+                    members.discard(login)
+                self.inside.groups[group] = (gid, members)
+        if "--lock" in opts:
+            user.locked = True
+        if "--unlock" in opts:
+            user.locked = False
+        if "--expiredate" in opts:
+            user.expired = opts["--expiredate"] not in ("", "-1")
+        return ExecResult(0, "", "")
+
+    def gpasswd(self, args: list[str]) -> ExecResult:
+        opts, (group,) = self._options(args, set())
+        login = opts.get("--delete")
+        if login is None:
+            return ExecResult(2, "", "gpasswd: only --delete is simulated")
+        if group not in self.inside.groups:
+            return ExecResult(3, "", f"gpasswd: group '{group}' does not exist in /etc/group")
+        members = self.inside.groups[group][1]
+        if login not in members:
+            return ExecResult(3, "", f"gpasswd: user '{login}' is not a member of '{group}'")
+        members.discard(login)
+        return ExecResult(0, f"Removing user {login} from group {group}\n", "")
+
+    def id(self, args: list[str]) -> ExecResult:
+        (flag, login) = args
+        user = self.inside.users.get(login)
+        if user is None:
+            return ExecResult(1, "", f"id: '{login}': no such user")
+        return ExecResult(0, f"{user.uid if flag == '-u' else user.gid}\n", "")
+
+    def apt_get(self, args: list[str]) -> ExecResult:
+        if args[:1] != ["install"]:
+            return ExecResult(100, "", f"E: apt-get {shlex.join(args)} is not simulated")
+        self.inside.packages |= {a for a in args[1:] if not a.startswith("-")}
+        return ExecResult(0, "", "")
+
+
+# --- the lab: config and requests as validate_tree reads them --------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# 2027-01-10 noon in the lab's zone (Asia/Shanghai): leases below end months later.
+NOW = datetime(2027, 1, 10, 4, 0, tzinfo=UTC)
+TODAY = date(2027, 1, 10)
+EXPIRES = date(2027, 6, 30)
+OWNERS = ("alice", "bob", "carol", "lab-admin")
+
+
+def keygen(where: Path, comment: str) -> str:
+    """A fresh ed25519 public key line, made by ssh-keygen."""
+    key = where / comment.replace("@", "_")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+        check=True,
+    )
+    return key.with_name(key.name + ".pub").read_text(encoding="ascii").strip()
+
+
+@dataclass
+class Lab:
+    """The sample policy and inventory, plus request files written from keyword arguments."""
+
+    keys: dict[str, list[str]]  # owner → two public key lines
+    policy: str = field(default_factory=(ROOT / "config" / "policy.yaml").read_text)
+    hosts: str = field(default_factory=(ROOT / "config" / "hosts.yaml").read_text)
+
+    @classmethod
+    def make(cls, where: Path | None = None) -> Lab:
+        folder = where or Path(tempfile.mkdtemp(prefix="ssp-lab-keys-"))
+        keys = {o: [keygen(folder, f"{o}@laptop"), keygen(folder, f"{o}@desk")] for o in OWNERS}
+        return cls(keys)
+
+    def edited(self, old: str, new: str) -> Lab:
+        """The same lab with one text replacement in config/policy.yaml."""
+        assert old in self.policy, old
+        return Lab(self.keys, self.policy.replace(old, new), self.hosts)
+
+    def container(self, name: str, owner: str = "alice", **fields: Any) -> tuple[str, bytes]:
+        doc: dict[str, Any] = {
+            "kind": "container",
+            "name": name,
+            "owner": owner,
+            "purpose": f"Experiments in {name}",
+            "ssh_keys": self.keys[owner][:1],
+            "expires": EXPIRES,
+        }
+        doc.update(fields)
+        return self._file(owner, name, doc)
+
+    def account(self, name: str, owner: str = "bob", **fields: Any) -> tuple[str, bytes]:
+        doc: dict[str, Any] = {
+            "kind": "account",
+            "name": name,
+            "owner": owner,
+            "purpose": "Notebooks on the shared server",
+            "server": "common",
+            "ssh_keys": self.keys[owner][:1],
+            "expires": EXPIRES,
+        }
+        doc.update(fields)
+        return self._file(owner, name, doc)
+
+    @staticmethod
+    def _file(owner: str, name: str, doc: Mapping[str, Any]) -> tuple[str, bytes]:
+        text = yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=1000)
+        return f"requests/{owner}/{name}.yaml", text.encode()
+
+    def tree(self, *requests: tuple[str, bytes]) -> Tree:
+        files = {
+            "config/policy.yaml": self.policy.encode(),
+            "config/hosts.yaml": self.hosts.encode(),
+        }
+        files.update(dict(requests))
+        return Tree(files)
+
+    def validate(self, *requests: tuple[str, bytes], now: datetime = NOW) -> Validation:
+        return validate_tree(self.tree(*requests), now)
+
+    def write(self, repo: Path, *requests: tuple[str, bytes]) -> Path:
+        """The lab as a checkout on disk (for the CLI); stale request files are removed."""
+        for path, data in self.tree(*requests).files.items():
+            (repo / path).parent.mkdir(parents=True, exist_ok=True)
+            (repo / path).write_bytes(data)
+        wanted = {repo / p for p, _d in requests}
+        for old in (repo / "requests").rglob("*.yaml"):
+            if old not in wanted:
+                old.unlink()
+        return repo

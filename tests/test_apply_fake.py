@@ -1,0 +1,440 @@
+"""Apply against the in-memory LXD: what a request becomes, and that a second run does nothing.
+
+Each test runs whole reconcile passes (`run_pass`: observe → plan → apply) on a `FakeLxd`
+seeded like the lab's host: a running Common-Server with the seed's bad habits (a GPU device
+without a PCI address, `security.privileged`, `raw.lxc`) and its `golden` snapshot. The fake
+counts every call, so "nothing changed" is asserted as zero mutating calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab
+
+from provisioner.apply import GpuInfo
+from provisioner.errors import LxdError
+from provisioner.reconcile import Pass, blocking, run_pass
+from provisioner.state import (
+    ACCOUNT,
+    MANAGED,
+    OWNER,
+    REQUEST,
+    RETIRED,
+    SHA,
+    STATE,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+
+COMMIT = "c0ffee" * 6 + "abcd"
+PCI = {0: "0000:18:00.0", 1: "0000:3b:00.0", 2: "0000:86:00.0", 3: "0000:af:00.0"}
+MODEL = "NVIDIA GeForce RTX 4090"
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return Lab.make(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def fake() -> FakeLxd:
+    return FakeLxd.seeded(present_gpus=list(PCI.values()))
+
+
+def apply(lab: Lab, fake: FakeLxd, *requests: tuple[str, bytes], **options: object) -> Pass:
+    v = lab.validate(*requests)
+    assert not blocking(v), v.problems
+    return run_pass(v, fake, fake.servers, now=NOW, sha=COMMIT, **options)  # type: ignore[arg-type]
+
+
+def outcomes(done: Pass) -> dict[str, tuple[str, bool, str]]:
+    return {o.name: (o.action, o.ok, o.message) for o in done.result.outcomes}
+
+
+# --- a new container ----------------------------------------------------------------------------
+
+
+def test_a_request_becomes_a_running_unprivileged_container(lab: Lab, fake: FakeLxd) -> None:
+    req = lab.container("alice-x", gpus=1, shares=["share"], snapshots="daily", cpu=4)
+    done = apply(lab, fake, req)
+    assert outcomes(done) == {"alice-x": ("created", True, "")}
+    (o,) = done.result.outcomes
+    rec = fake.record("alice-x")
+    assert rec.status == "Running"
+    c = rec.config
+    # nothing of the base's security settings survives the clone
+    assert "security.privileged" not in c
+    assert [k for k in c if k.startswith("raw.")] == ["raw.idmap"]
+    assert "user.lab.note" not in c
+    assert c["raw.idmap"] == "both 1001 1001"  # alice's UID: the share is writable as her
+    assert c["security.idmap.isolated"] == "true"
+    assert c["security.protection.delete"] == "true"
+    assert (c["limits.cpu"], c["limits.memory"], c["limits.processes"]) == ("4", "32GiB", "10000")
+    assert (c["snapshots.schedule"], c["snapshots.expiry"]) == ("@daily", "2w")
+    assert (c[MANAGED], c[OWNER], c[REQUEST]) == ("true", "alice", "requests/alice/alice-x.yaml")
+    assert (c[STATE], c[SHA]) == ("ready", COMMIT)
+    # only our devices: no inherited every-GPU device, no hand-made share mount
+    assert sorted(rec.devices) == ["gpu-0000-18-00-0", "root", "share-share", "ssh"]
+    assert rec.devices["gpu-0000-18-00-0"] == {"type": "gpu", "gputype": "physical", "pci": PCI[0]}
+    assert rec.devices["ssh"] == {
+        "type": "proxy",
+        "bind": "host",
+        "listen": "tcp:0.0.0.0:22001",
+        "connect": "tcp:127.0.0.1:22",
+    }
+    assert rec.devices["share-share"]["path"] == "/home/user/share"
+    assert rec.devices["root"]["size"] == "102400MiB"
+    # its own identity: a new machine-id and host key, the base's keys gone
+    files = rec.inside.files
+    assert files["/etc/machine-id"].data != BASE_MACHINE_ID
+    assert len(files["/etc/machine-id"].data.strip()) == 32
+    assert not [k for k in OLD_KEYS if k in files and b"base host key" in files[k].data]
+    assert files["/etc/ssh/ssh_host_ed25519_key.pub"].data.endswith(b" root@alice-x\n")
+    assert files["/etc/ssh/ssh_host_ed25519_key"].mode == 0o600
+    # the owner, with the policy's UID, and her key
+    alice = rec.inside.users["alice"]
+    assert (alice.uid, alice.gid, alice.home) == (1001, 1001, "/home/alice")
+    keys = files["/home/alice/.ssh/authorized_keys"]
+    assert keys.data == (lab.keys["alice"][0] + "\n").encode()
+    assert (keys.mode, keys.uid, keys.gid) == (0o600, 1001, 1001)
+    assert rec.inside.dirs["/home/alice/.ssh"] == (0o700, 1001, 1001)
+    # created stopped, configured, given its identity, verified, and only then started
+    steps = [method for method, name in fake.calls if name == "alice-x"]
+    assert steps[:3] == ["create", "replace", "push_file"]
+    assert steps.index("start") > max(i for i, m in enumerate(steps) if m == "instance")
+    assert steps.index("start") > steps.index("push_file")
+    # what the PR comment is made of
+    assert o.ipv4 and o.ipv4 != fake.view("default").instance(BASE).ipv4
+    assert (o.ssh_port, o.login, o.snapshots) == (22001, "alice", "daily")
+    assert o.gpus == (GpuInfo(0, MODEL, PCI[0]),)
+    assert [s.id for s in o.shares] == ["share"]
+
+
+def test_clones_get_addresses_of_their_own(lab: Lab, fake: FakeLxd) -> None:
+    done = apply(lab, fake, lab.container("alice-x"), lab.container("alice-y"))
+    addresses = {o.ipv4 for o in done.result.outcomes} | {fake.view("default").instance(BASE).ipv4}
+    assert len(addresses) == 3
+
+
+def test_a_container_from_an_image_alias(lab: Lab, fake: FakeLxd) -> None:
+    done = apply(lab, fake, lab.container("alice-x", image="ubuntu-24.04"))
+    assert outcomes(done)["alice-x"][:2] == ("created", True)
+    assert fake.record("alice-x").config["image.os"] == "Ubuntu"
+
+
+def test_a_desktop_gets_xrdp_and_a_second_forward(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x", desktop=True))
+    rec = fake.record("alice-x")
+    assert rec.devices["rdp"]["listen"] == "tcp:0.0.0.0:22002"
+    assert rec.devices["rdp"]["connect"] == "tcp:127.0.0.1:3389"
+    assert {"xrdp", "xfce4"} <= rec.inside.packages
+
+
+# --- idempotence ---------------------------------------------------------------------------------
+
+
+def test_a_second_pass_makes_no_mutating_call(lab: Lab, fake: FakeLxd) -> None:
+    requests = (
+        lab.container("alice-x", gpus=2, shares=["share"], desktop=True),
+        lab.container("carol-y", owner="carol", gpus=[3]),
+        lab.container("bob-x", owner="bob", snapshots="none"),
+        lab.account("bob-nb", sudo=True),
+    )
+    first = apply(lab, fake, *requests)
+    assert all(o.ok for o in first.result.outcomes), outcomes(first)
+    calls, mutations = len(fake.calls), len(fake.mutations)
+    second = apply(lab, fake, *requests)
+    assert fake.mutations[mutations:] == []
+    assert second.plan.changes == ()
+    assert [o.action for o in second.result.outcomes] == ["unchanged"] * 3
+    # the result still carries everything the comment shows
+    assert {o.name: o.ipv4 for o in second.result.outcomes} == {
+        o.name: o.ipv4 for o in first.result.outcomes if o.kind == "container"
+    }
+    assert len(fake.calls) - calls == 2  # one listing of the project, one of the shared server
+
+
+# --- one request's failure -------------------------------------------------------------------
+
+
+def test_a_missing_gpu_fails_that_request_clearly_and_the_others_apply(lab: Lab) -> None:
+    fake = FakeLxd.seeded(present_gpus=[PCI[1], PCI[2], PCI[3]])  # GPU 0 fell off the bus
+    done = apply(
+        lab, fake, lab.container("alice-x", gpus=[0]), lab.container("carol-y", owner="carol")
+    )
+    action, ok, message = outcomes(done)["alice-x"]
+    assert (action, ok) == ("failed", False)
+    assert message.startswith(
+        f"GPU 0 ({MODEL}, PCI {PCI[0]}) is not present on the host, so alice-x cannot start"
+    )
+    assert "Invalid PCI address (no device found): 0000:18:00.0" in message
+    assert outcomes(done)["carol-y"][:2] == ("created", True)
+    assert fake.record("carol-y").status == "Running"
+    assert not done.result.ok
+
+
+def test_a_port_taken_on_the_host_fails_clearly_then_moves(lab: Lab, fake: FakeLxd) -> None:
+    fake.daemon.busy_host_ports.add(22001)  # a program the plan was not told about
+    done = apply(lab, fake, lab.container("alice-x"))
+    _action, ok, message = outcomes(done)["alice-x"]
+    assert not ok
+    assert message.startswith("port 22001 is already taken on the host by another program")
+    # The next run sees the port busy (as /proc/net shows it) and remakes the half-made one.
+    done = apply(lab, fake, lab.container("alice-x"), busy_ports=frozenset({22001}))
+    assert outcomes(done)["alice-x"][:2] == ("created", True)
+    assert fake.record("alice-x").devices["ssh"]["listen"] == "tcp:0.0.0.0:22002"
+
+
+@pytest.mark.parametrize(
+    "method", ["create", "replace", "push_file", "start", "execute", "set_config"]
+)
+def test_a_failure_leaves_the_others_applied_and_is_finished_next_time(
+    lab: Lab, fake: FakeLxd, method: str
+) -> None:
+    requests = (
+        lab.container("alice-x"),
+        lab.container("bob-x", owner="bob"),
+        lab.container("carol-y", owner="carol"),
+    )
+    fake.fail_on(method, "bob-x", "boom", times=1)
+    first = apply(lab, fake, *requests)
+    assert outcomes(first)["bob-x"] == ("failed", False, "boom")
+    assert outcomes(first)["alice-x"][:2] == outcomes(first)["carol-y"][:2] == ("created", True)
+    second_calls = len(fake.mutations)
+    second = apply(lab, fake, *requests)
+    assert outcomes(second)["bob-x"][:2] == ("created", True)
+    assert {name for _m, name in fake.mutations[second_calls:]} == {"bob-x"}
+    rec = fake.record("bob-x")
+    assert (rec.status, rec.config[STATE]) == ("Running", "ready")
+    assert rec.config["security.protection.delete"] == "true"
+    assert "bob" in rec.inside.users
+    third = len(fake.mutations)
+    apply(lab, fake, *requests)
+    assert fake.mutations[third:] == []
+
+
+# --- retire --------------------------------------------------------------------------------------
+
+
+def test_a_removed_request_is_retired_and_kept(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"), lab.container("alice-y"))
+    done = apply(lab, fake, lab.container("alice-x"))
+    action, ok, message = outcomes(done)["alice-y"]
+    assert (action, ok) == ("retired", True)
+    assert "kept as snapshot retired-20270110 for 30 days" in message
+    rec = fake.record("alice-y")
+    assert rec.status == "Stopped"
+    assert "retired-20270110" in rec.snapshots
+    assert rec.config[RETIRED] == "2027-01-10"
+    assert rec.config["boot.autostart"] == "false"
+    assert rec.config["security.protection.delete"] == "true"
+    with pytest.raises(LxdError, match="Container is protected"):
+        fake.delete("alice-y")
+    assert fake.record("alice-x").status == "Running"
+    before = len(fake.mutations)
+    again = apply(lab, fake, lab.container("alice-x"))
+    assert fake.mutations[before:] == []
+    assert [o.name for o in again.result.outcomes] == ["alice-x"]
+
+
+def test_a_retired_container_comes_back_when_asked_for_again(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    apply(lab, fake)
+    assert fake.record("alice-x").status == "Stopped"
+    # asked for again, with a new key: started first, then the key goes in
+    done = apply(lab, fake, lab.container("alice-x", ssh_keys=lab.keys["alice"]))
+    assert outcomes(done)["alice-x"][:2] == ("updated", True)
+    rec = fake.record("alice-x")
+    assert rec.status == "Running"
+    assert RETIRED not in rec.config
+    assert rec.config["boot.autostart"] == "true"
+    keys = rec.inside.files["/home/alice/.ssh/authorized_keys"].data.decode().splitlines()
+    assert keys == lab.keys["alice"]
+    before = len(fake.mutations)
+    apply(lab, fake, lab.container("alice-x", ssh_keys=lab.keys["alice"]))
+    assert fake.mutations[before:] == []
+
+
+# --- updates and hand edits ---------------------------------------------------------------------
+
+
+def test_a_share_added_later_restarts_the_container_with_the_idmap(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    before = len(fake.calls)
+    done = apply(lab, fake, lab.container("alice-x", shares=["share"]))
+    assert outcomes(done)["alice-x"][:2] == ("updated", True)
+    assert ("stop", "alice-x") in fake.calls[before:]
+    assert ("start", "alice-x") in fake.calls[before:]
+    rec = fake.record("alice-x")
+    assert rec.status == "Running"
+    assert rec.config["raw.idmap"] == "both 1001 1001"
+
+
+def test_gpus_are_hot_plugged_without_a_restart(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    before = len(fake.calls)
+    apply(lab, fake, lab.container("alice-x", gpus=1))
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    assert "gpu-0000-18-00-0" in fake.record("alice-x").devices
+
+
+def test_hand_edits_of_ours_are_reverted_and_others_reported(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    fake.set_config("alice-x", {"security.privileged": "true", "environment.HTTP_PROXY": "p:1"})
+    rec = fake.record("alice-x")
+    rec.devices["everything"] = {"type": "gpu"}
+    done = apply(lab, fake, lab.container("alice-x"))
+    assert outcomes(done)["alice-x"][:2] == ("updated", True)
+    assert "security.privileged" not in rec.config
+    assert "everything" not in rec.devices
+    assert rec.config["environment.HTTP_PROXY"] == "p:1"  # not ours: left, and reported
+    assert [d.message for d in done.result.drift] == [
+        "config environment.HTTP_PROXY='p:1' was set by hand (left as it is)"
+    ]
+    before = len(fake.mutations)
+    again = apply(lab, fake, lab.container("alice-x"))
+    assert fake.mutations[before:] == []
+    assert len(again.result.drift) == 1
+
+
+def test_a_stopped_container_is_started(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    fake.stop("alice-x")
+    done = apply(lab, fake, lab.container("alice-x"))
+    assert outcomes(done)["alice-x"][:2] == ("started", True)
+    assert fake.record("alice-x").status == "Running"
+
+
+# --- dry run -------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_changes_nothing(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-y"))
+    before = len(fake.mutations)
+    done = apply(lab, fake, lab.container("alice-x", gpus=1), lab.account("bob-nb"), dry_run=True)
+    assert fake.mutations[before:] == []
+    assert outcomes(done) == {
+        "alice-x": ("would create", True, ""),
+        "alice-y": ("would retire", True, ""),
+        "bob-nb": ("would change account", True, ""),
+    }
+    assert done.result.dry_run
+
+
+# --- accounts on the shared server -------------------------------------------------------------
+
+
+def test_an_account_is_made_on_the_shared_server_then_locked(lab: Lab, fake: FakeLxd) -> None:
+    base = fake.view("default")
+    done = apply(lab, fake, lab.account("bob-nb"))
+    (o,) = done.result.outcomes
+    assert (o.kind, o.action, o.ok, o.login, o.server) == (
+        "account",
+        "created",
+        True,
+        "bob-nb",
+        "common",
+    )
+    assert o.ipv4 == base.instance(BASE).ipv4
+    shared = base.record(BASE)
+    user = shared.inside.users["bob-nb"]
+    assert not user.locked
+    keys = shared.inside.files["/home/bob-nb/.ssh/authorized_keys"]
+    assert keys.data == (lab.keys["bob"][0] + "\n").encode()
+    assert (keys.uid, keys.gid) == (user.uid, user.gid)
+    assert "bob-nb" not in shared.inside.groups["sudo"][1]
+    assert '"state":"active"' in shared.config[ACCOUNT + "bob-nb"]
+    before = len(fake.mutations)
+    apply(lab, fake, lab.account("bob-nb"))
+    assert fake.mutations[before:] == []
+    # sudo, then removed: locked, keys gone, home kept
+    apply(lab, fake, lab.account("bob-nb", sudo=True))
+    assert "bob-nb" in shared.inside.groups["sudo"][1]
+    done = apply(lab, fake)
+    (o,) = done.result.outcomes
+    assert (o.action, o.owner, o.request_path) == ("locked", "bob", "requests/bob/bob-nb.yaml")
+    assert user.locked and user.expired
+    assert "/home/bob-nb/.ssh/authorized_keys" not in shared.inside.files
+    assert "/home/bob-nb" in shared.inside.dirs
+    assert '"state":"locked"' in shared.config[ACCOUNT + "bob-nb"]
+    before = len(fake.mutations)
+    apply(lab, fake)
+    assert fake.mutations[before:] == []
+    # asked for again: unlocked with its keys
+    apply(lab, fake, lab.account("bob-nb"))
+    assert not user.locked and not user.expired
+    assert "/home/bob-nb/.ssh/authorized_keys" in shared.inside.files
+    assert "bob-nb" not in shared.inside.groups["sudo"][1]
+
+
+# --- the fake keeps the LXD rules the tests above rely on ------------------------------------
+
+
+def test_the_fake_keeps_lxds_rules() -> None:
+    lxd = FakeLxd.seeded(present_gpus=[PCI[1]])
+    golden = {"type": "copy", "source": f"{BASE}/golden", "project": "default"}
+    lxd.create(
+        "x",
+        golden,
+        {"limits.cpu": "2"},
+        {"ssh": {"type": "proxy", "listen": "tcp:0.0.0.0:22001", "connect": "tcp:127.0.0.1:22"}},
+        ["default"],
+        "d",
+    )
+    made = lxd.record("x")
+    # a copy merges the base's local config and devices with the ones given, and is stopped
+    assert made.status == "Stopped"
+    assert made.config["security.privileged"] == "true" and made.config["limits.cpu"] == "2"
+    assert sorted(made.devices) == ["gpu", "sharedfolder", "ssh"]
+    with pytest.raises(LxdError, match='"instances" entry already exists'):
+        lxd.create("x", golden, {}, {}, ["default"], "")
+    with pytest.raises(LxdError, match="No root device could be found"):
+        lxd.create("y", golden, {}, {}, [], "")
+    # replace keeps LXD's own keys and drops everything else not sent
+    lxd.replace("x", {"limits.cpu": "1"}, {"g": {"type": "gpu", "pci": PCI[0]}}, ["default"], "")
+    assert "volatile.uuid" in made.config and "security.privileged" not in made.config
+    with pytest.raises(LxdError, match=f"Invalid PCI address \\(no device found\\): {PCI[0]}"):
+        lxd.start("x")
+    lxd.replace(
+        "x",
+        {},
+        {"s": {"type": "proxy", "listen": "tcp:0.0.0.0:22001", "connect": "tcp:127.0.0.1:22"}},
+        ["default"],
+        "",
+    )
+    lxd.start("x")
+    with pytest.raises(LxdError, match="Instance is running"):
+        lxd.delete("x")
+    lxd.create(
+        "z",
+        golden,
+        {},
+        {
+            "gpu": {"type": "gpu", "pci": PCI[1]},
+            "s": {"type": "proxy", "listen": "tcp:0.0.0.0:22001", "connect": "tcp:127.0.0.1:22"},
+        },
+        ["default"],
+        "",
+    )
+    with pytest.raises(LxdError, match="bind: address already in use"):
+        lxd.start("z")
+    with pytest.raises(LxdError, match="Instance is not running"):
+        lxd.execute("z", ["id", "-u", "root"])
+    lxd.set_config("x", {"security.protection.delete": "true"})
+    lxd.stop("x")
+    lxd.stop("x")  # already stopped: nothing happens
+    with pytest.raises(LxdError, match="Container is protected"):
+        lxd.delete("x")
+    lxd.start("x")
+    assert lxd.execute("x", ["getent", "passwd", "nobody-here"]).exit_code == 2
+    with pytest.raises(LxdError, match="command not found"):
+        lxd.execute("x", ["sshd", "-t"])
+    with pytest.raises(LxdError, match="no such file or directory"):
+        lxd.push_file("x", "/home/nobody/.ssh/authorized_keys", b"", 0o600, 0, 0)
+    lxd.fail_on("start", "z", "boom", times=1)
+    with pytest.raises(LxdError, match="boom"):
+        lxd.start("z")
+    assert [m for m, _n in lxd.mutations].count("start") == 5
+    assert ("instances", "") not in lxd.mutations

@@ -1,0 +1,313 @@
+"""Whole passes and the CLI: global problems stop everything, invalid requests are skipped.
+
+`ssp plan` and `ssp apply` run in-process (`provisioner.cli.main`) on a checkout in a
+temporary git repository, with the commands' `connect` pointed at a `FakeLxd`, the host lock
+in the test's folder and the GPU readiness check off (there is no GPU here; the fake has the
+inventory's GPUs). Everything else is the real code: git, validation, the lock, /proc.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from fakelxd import BASE, NOW, FakeLxd, Lab
+
+from provisioner import results
+from provisioner.apply import ApplyResult, Outcome
+from provisioner.cli import main
+from provisioner.commands import apply as apply_command
+from provisioner.commands import plan as plan_command
+from provisioner.hostlock import host_lock
+from provisioner.reconcile import blocking, run_pass
+from provisioner.state import ACCOUNT, LxdApi
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None or shutil.which("git") is None,
+    reason="needs ssh-keygen and git",
+)
+
+PCI = ("0000:18:00.0", "0000:3b:00.0", "0000:86:00.0", "0000:af:00.0")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return Lab.make(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLxd:
+    """A seeded fake that `ssp plan` and `ssp apply` connect to instead of a daemon."""
+    lxd = FakeLxd.seeded(present_gpus=PCI)
+
+    def connect(_policy: object, _env: Mapping[str, str]) -> tuple[LxdApi, object]:
+        return lxd, lxd.servers
+
+    for command in (plan_command, apply_command):
+        monkeypatch.setattr(command, "connect", connect)
+    return lxd
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def checkout(lab: Lab, repo: Path, *requests: tuple[str, bytes]) -> str:
+    """`main` with these requests, committed; returns the commit."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "-q")
+    lab.write(repo, *requests)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "main")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def ssp(*argv: str, tmp_path: Path, **env: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    environ = {
+        "SSP_NOW": NOW.isoformat(),
+        "SSP_LOCK": str(tmp_path / "lock" / "apply.lock"),
+        "SSP_GPU_CHECK": "off",
+        **env,
+    }
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv), environ)
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- ssp plan / ssp apply ----------------------------------------------------------------------
+
+
+def test_plan_then_apply_then_nothing_left_to_do(lab: Lab, fake: FakeLxd, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    sha = checkout(
+        lab,
+        repo,
+        lab.container("alice-x", gpus=1, shares=["share"]),
+        lab.container("carol-y", owner="carol"),
+        lab.account("bob-nb"),
+    )
+    code, out, err = ssp("plan", "--repo", str(repo), tmp_path=tmp_path)
+    assert (code, err) == (0, "")
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["create", "alice-x"],
+        ["create", "carol-y"],
+        ["account", "Common-Server:bob-nb"],
+    ]
+    code, out, _ = ssp("plan", "--repo", str(repo), "--format", "json", tmp_path=tmp_path)
+    doc = json.loads(out)
+    assert doc["sha"] == sha
+    assert [(a["kind"], a["name"]) for a in doc["actions"]] == [
+        ("create", "alice-x"),
+        ("create", "carol-y"),
+        ("account", "Common-Server:bob-nb"),
+    ]
+    code, out, _ = ssp("plan", "--repo", str(repo), "--format", "markdown", tmp_path=tmp_path)
+    assert out.startswith(f"## Plan for `{sha[:12]}`")
+    assert "| create | `alice-x` |" in out
+    code, out, _ = ssp(
+        "apply", "--repo", str(repo), "--dry-run", "--format", "json", tmp_path=tmp_path
+    )
+    assert code == 0
+    assert [o["action"] for o in json.loads(out)["outcomes"]] == [
+        "would create",
+        "would create",
+        "would change account",
+    ]
+    assert fake.mutations == []
+
+    code, out, err = ssp("apply", "--repo", str(repo), tmp_path=tmp_path)
+    assert code == 0, err
+    lines = {line.split()[1]: line for line in out.splitlines()}
+    assert lines["alice-x"].startswith("created")
+    assert "ssh -p 22001 alice@super-server.lab.example" in lines["alice-x"]
+    assert "GPUs 0 (0000:18:00.0)" in lines["alice-x"]
+    assert "ssh -p 22002 carol@super-server.lab.example" in lines["carol-y"]
+    assert lines["bob-nb"].startswith("created")
+    assert "ssp apply: alice-x: creating from common-server" in err
+    assert fake.record("alice-x").config["user.ssp.sha"] == sha
+
+    made = len(fake.mutations)
+    code, out, _ = ssp("apply", "--repo", str(repo), "--format", "json", tmp_path=tmp_path)
+    assert code == 0
+    assert fake.mutations[made:] == []
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["sha"] == sha and doc["skipped"] == []
+    assert [(o["name"], o["action"]) for o in doc["outcomes"]] == [
+        ("alice-x", "unchanged"),
+        ("carol-y", "unchanged"),
+    ]
+    alice = doc["outcomes"][0]
+    assert alice["ssh_command"] == "ssh -p 22001 alice@super-server.lab.example"
+    assert alice["gpus"] == [{"index": 0, "model": "NVIDIA GeForce RTX 4090", "pci": PCI[0]}]
+    assert alice["shares"] == [{"id": "share", "path": "/home/user/share", "readonly": False}]
+    assert alice["expires"] == "2027-06-30"
+    code, out, _ = ssp("plan", "--repo", str(repo), "--format", "markdown", tmp_path=tmp_path)
+    assert "Nothing to change: LXD matches `main`." in out
+    code, out, _ = ssp("apply", "--repo", str(repo), "--format", "markdown", tmp_path=tmp_path)
+    assert out.startswith(f"## Applied at `{sha[:12]}`")
+    assert "| `alice-x` | alice | ✅ unchanged |" in out
+    assert fake.mutations[made:] == []
+
+
+def test_apply_exits_1_when_a_request_fails_and_applies_the_rest(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
+    fake.daemon.present_gpus.discard(PCI[2])
+    repo = tmp_path / "repo"
+    checkout(lab, repo, lab.container("alice-x", gpus=[2]), lab.container("carol-y", owner="carol"))
+    code, out, _ = ssp("apply", "--repo", str(repo), "--format", "json", tmp_path=tmp_path)
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    alice, carol = doc["outcomes"]
+    assert (alice["action"], alice["ok"], alice["ssh_command"]) == ("failed", False, None)
+    assert alice["message"].startswith("GPU 2 (NVIDIA GeForce RTX 4090, PCI 0000:86:00.0)")
+    assert (carol["action"], carol["ok"]) == ("created", True)
+
+
+def test_a_double_booked_gpu_stops_the_run_before_any_change(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
+    requests = (
+        lab.container("alice-x", gpus=[2]),
+        lab.container("carol-y", owner="carol", gpus=[2]),
+        lab.container("carol-z", owner="carol"),
+    )
+    v = lab.validate(*requests)
+    stop = blocking(v)
+    assert [(p.path, p.rule) for p in stop] == [
+        ("requests/carol/carol-y.yaml", "gpus.double_booked")
+    ]
+    repo = tmp_path / "repo"
+    checkout(lab, repo, *requests)
+    for command in ("plan", "apply"):
+        code, out, err = ssp(command, "--repo", str(repo), tmp_path=tmp_path)
+        assert (code, out) == (1, "")
+        assert "nothing was changed; these problems concern every request" in err
+        assert "GPU 2 is already pinned by requests/alice/alice-x.yaml" in err
+    assert fake.calls == []
+
+
+def test_an_over_capacity_host_stops_the_run(lab: Lab) -> None:
+    big = lab.edited("  carol: {uid: 1003, quota: staff}", "  carol: {uid: 1003, quota: big}")
+    big = big.edited(
+        "  staff: {containers: 4",
+        "  big: {containers: 9, gpus: 4, cpu: 512, memory: 1TiB, disk: 9TiB}\n"
+        "  staff: {containers: 4",
+    )
+    v = big.validate(
+        big.container("carol-a", owner="carol", cpu=40),
+        big.container("carol-b", owner="carol", cpu=40),
+    )
+    assert [p.rule for p in blocking(v)] == ["capacity.cpu"]
+
+
+def test_an_invalid_request_is_skipped_and_what_it_made_is_left_alone(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    checkout(lab, repo, lab.container("alice-x"), lab.account("bob-nb"))
+    assert ssp("apply", "--repo", str(repo), tmp_path=tmp_path)[0] == 0
+    label = fake.view("default").record(BASE).config[ACCOUNT + "bob-nb"]
+    made = len(fake.mutations)
+    # Both requests break on main (a share and a server that do not exist); carol's is new.
+    checkout(
+        lab,
+        repo,
+        lab.container("alice-x", shares=["no-such-share"]),
+        lab.account("bob-nb", server="no-such-server"),
+        lab.container("carol-y", owner="carol"),
+    )
+    code, out, _ = ssp("apply", "--repo", str(repo), tmp_path=tmp_path)
+    assert code == 1
+    assert {name for _m, name in fake.mutations[made:]} == {"carol-y"}
+    assert fake.record("alice-x").status == "Running"
+    assert fake.view("default").record(BASE).config[ACCOUNT + "bob-nb"] == label
+    skipped = [line for line in out.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2
+    assert "requests/alice/alice-x.yaml" in skipped[0] and "[share.unknown]" in skipped[0]
+    assert "requests/bob/bob-nb.yaml" in skipped[1] and "[server.unknown]" in skipped[1]
+
+
+def test_an_unreachable_lxd_is_an_error(lab: Lab, fake: FakeLxd, tmp_path: Path) -> None:
+    fake.fail_on("instances", "", "cannot reach LXD at /var/lib/lxd/unix.socket")
+    repo = tmp_path / "repo"
+    checkout(lab, repo, lab.container("alice-x"))
+    code, out, err = ssp("apply", "--repo", str(repo), tmp_path=tmp_path)
+    assert (code, out) == (3, "")
+    assert err == "ssp apply: error: cannot reach LXD at /var/lib/lxd/unix.socket\n"
+
+
+def test_a_second_apply_waits_for_the_host_lock(lab: Lab, fake: FakeLxd, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    checkout(lab, repo, lab.container("alice-x"))
+    with host_lock(tmp_path / "lock" / "apply.lock"):
+        code, _out, err = ssp("apply", "--repo", str(repo), "--lock-wait", "0", tmp_path=tmp_path)
+    assert code == 3
+    assert "another apply holds" in err
+    assert fake.calls == []
+
+
+# --- run_pass and results directly ------------------------------------------------------------
+
+
+def test_a_dry_run_pass_makes_no_mutation(lab: Lab) -> None:
+    fake = FakeLxd.seeded(present_gpus=PCI)
+    v = lab.validate(lab.container("alice-x", gpus=2), lab.account("bob-nb"))
+    done = run_pass(v, fake, fake.servers, now=NOW, sha="", dry_run=True)
+    assert [o.action for o in done.result.outcomes] == ["would create", "would change account"]
+    assert fake.mutations == []
+    assert [m for m, _n in fake.calls] == ["instances", "instances"]
+
+
+def outcome(**fields: object) -> Outcome:
+    base: dict[str, object] = {
+        "name": "alice-x",
+        "owner": "alice",
+        "request_path": "requests/alice/alice-x.yaml",
+        "kind": "container",
+        "action": "created",
+        "ok": True,
+        "login": "alice",
+        "ipv4": ("10.23.0.11",),
+        "ssh_port": 22001,
+    }
+    base.update(fields)
+    return Outcome(**base)  # type: ignore[arg-type]
+
+
+def test_the_ssh_command_never_sends_the_host_port_to_the_container_address(lab: Lab) -> None:
+    named = lab.validate().config
+    unnamed = lab.edited("host: super-server.lab.example", 'host: ""').validate().config
+    public = lab.edited('public_host: ""', "public_host: lab.example.org").validate().config
+    assert named and unnamed and public
+    o = outcome()
+    assert results.ssh_command(named.policy, o) == "ssh -p 22001 alice@super-server.lab.example"
+    # No host name: the container's own sshd (port 22), not its address with the host's port.
+    assert results.ssh_command(unnamed.policy, o) == "ssh alice@10.23.0.11"
+    assert results.ssh_command(unnamed.policy, outcome(ipv4=())) == "ssh -p 22001 alice@<server>"
+    assert results.public_command(public.policy, o) == "ssh -p 22001 alice@lab.example.org"
+    account = outcome(kind="account", name="bob-nb", login="bob-nb", ssh_port=None)
+    assert results.ssh_command(named.policy, account) == "ssh bob-nb@10.23.0.11"
+    assert results.public_command(public.policy, account) is None
+    for gone in (outcome(action="retired"), outcome(action="failed", ok=False)):
+        assert results.ssh_command(named.policy, gone) is None
+    text = results.text_lines(named.policy, ApplyResult((o,)), ())
+    assert text == [
+        "created       alice-x                  alice        10.23.0.11  "
+        "ssh -p 22001 alice@super-server.lab.example"
+    ]
