@@ -22,9 +22,12 @@ venv: $(STAMP)
 lxd:
 	bash runner/dev-lxd.sh up
 
+# The sample policy's share and shared server, as the lab's real host has them.
 demo: venv lxd
+	mkdir -p /home/user/share
+	lxc info Common-Server | grep -q '^Status: RUNNING' || lxc start Common-Server
 	$(BIN)/ssp validate
-	$(BIN)/ssp apply --no-comment
+	$(BIN)/ssp apply --no-comment || echo "demo: some requests were not applied on this machine (see above)"
 
 lint: venv
 	$(BIN)/ruff check .

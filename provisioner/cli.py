@@ -33,12 +33,21 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ssp", description=__doc__.splitlines()[0] if __doc__ else None)
+def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """Only the named command's module is imported: start-up time is every check's cost."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    return (words[0],) if words and words[0] in NAMES else NAMES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ssp",
+        description="Self-service LXD containers on a shared GPU server, driven by pull requests.",
+    )
     parser.add_argument("--version", action="version", version=f"ssp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in NAMES:
+    for name in _wanted(argv) if argv is not None else NAMES:
         try:
             module = importlib.import_module(f"provisioner.commands.{name}")
         except ModuleNotFoundError as e:  # a command not written yet
@@ -51,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args, environ)
