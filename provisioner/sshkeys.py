@@ -17,6 +17,7 @@ import re
 import struct
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_KEYS: int = 10
 MAX_LINE = 16 * 1024
@@ -203,6 +204,9 @@ def _decode(key_type: str, blob: str) -> KeyRefusal | tuple[bytes, int | None]:
     return data, bits
 
 
+# The per-file check and the cross-file "one key, one owner" check both parse every key;
+# results are immutable, so the second parse is a dictionary lookup.
+@lru_cache(maxsize=8192)
 def parse_key(text: str) -> SshKey | KeyRefusal:
     """Parse one authorized_keys-style public key line, or say which rule it breaks."""
     if (refusal := _line_refusal(text)) is not None:
