@@ -111,8 +111,14 @@ def _describe(request: ContainerRequest | AccountRequest | None) -> str:
         return ""
     if isinstance(request, AccountRequest):
         return f"account on {request.server}, until {request.expires}"
-    gpus = request.gpus if isinstance(request.gpus, int) else f"GPUs {request.gpus}"
-    return f"container, gpus: {gpus}, until {request.expires}"
+    return f"container, {_gpu_words(request.gpus)}, until {request.expires}"
+
+
+def _gpu_words(gpus: int | list[int]) -> str:
+    """`2` → "2 GPUs", `[3]` → "GPU 3", `[0, 1]` → "GPUs 0, 1", `0` → "no GPU"."""
+    if isinstance(gpus, list):
+        return f"GPU{'s' if len(gpus) > 1 else ''} {', '.join(map(str, gpus))}"
+    return "no GPU" if gpus == 0 else f"{gpus} GPU{'s' if gpus > 1 else ''}"
 
 
 def summary_data(result: Validation, changes: Sequence[Change] = ()) -> dict[str, Any]:
