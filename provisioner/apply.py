@@ -146,7 +146,8 @@ class Applier:
         self._verify(spec, config)
         self._start(spec)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
-        self._setup_owner(spec)
+        if spec.users:
+            self._setup_owner(spec)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
         if not ipv4:
             return container_outcome(spec, "created", ipv4, message="no IPv4 address yet")
@@ -162,6 +163,7 @@ class Applier:
         self.lxd.push_file(name, "/etc/machine-id", ident.machine_id, 0o444, 0, 0)
         for path in OLD_HOST_KEYS:
             self.lxd.delete_file(name, path)
+        self.lxd.make_dir(name, "/etc/ssh", 0o755, 0, 0)  # minimal images have none
         self.lxd.push_file(name, HOST_KEY, ident.host_key, 0o600, 0, 0)
         self.lxd.push_file(name, HOST_KEY + ".pub", ident.host_key_pub, 0o644, 0, 0)
 
@@ -270,7 +272,7 @@ class Applier:
         if action.restart or not current.running:
             self._start(spec)
         # Commands run only in a running container: keys are pushed once it is up.
-        if action.push_keys:
+        if action.push_keys and spec.users:
             self._push_keys(self.lxd, spec.name, spec.login, spec.keys, spec.uid, spec.uid)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         return container_outcome(spec, "updated", ipv4, message="; ".join(action.reasons))

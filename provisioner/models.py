@@ -163,7 +163,16 @@ class Defaults(_Strict):
     snapshots: Literal["none", "daily", "weekly"] = "none"
 
 
-class CloneImage(_Strict):
+class _Image(_Strict):
+    description: str = ""
+    users: bool = Field(
+        True,
+        description="The image has useradd and sshd: create the owner's user and SSH keys "
+        "inside. False for minimal images (e.g. busybox), which get the container only.",
+    )
+
+
+class CloneImage(_Image):
     clone: Annotated[
         str,
         StringConstraints(
@@ -171,12 +180,10 @@ class CloneImage(_Strict):
         ),
         Field(description="An instance, or Instance/snapshot, to copy."),
     ]
-    description: str = ""
 
 
-class AliasImage(_Strict):
+class AliasImage(_Image):
     image: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
-    description: str = ""
 
 
 class Share(_Strict):

@@ -122,6 +122,7 @@ class Spec:
     desktop: bool
     expires: date
     snapshots: str
+    users: bool = True  # the image can hold the owner's user and keys
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def container_spec(
         desktop=request.desktop,
         expires=request.expires,
         snapshots=snapshots,
+        users=policy.images[image_id].users,
     )
 
 

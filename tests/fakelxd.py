@@ -575,6 +575,14 @@ class FakeLxd:
             )
         inside.files[path] = File(bytes(data), mode, uid, gid)
 
+    def make_dir(self, name: str, path: str, mode: int, uid: int, gid: int) -> None:
+        self._call("make_dir", name)
+        inside = self._get(name).inside
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent not in inside.dirs:
+            raise _err(f"make {path} in {name!r}: no such file or directory")
+        inside.dirs.setdefault(path, (mode, uid, gid))
+
     def delete_file(self, name: str, path: str) -> None:
         self._call("delete_file", name)
         self._get(name).inside.files.pop(path, None)
