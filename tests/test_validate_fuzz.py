@@ -297,7 +297,7 @@ def test_the_fuzzer_reaches_valid_files_and_findings() -> None:
     """The strategies are not so wild that every run is a YAML syntax error."""
     rules: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(mutated_request())
     def collect(text: str) -> None:
         result = _run({PATH: text.encode("utf-8", "surrogatepass")})
@@ -307,4 +307,5 @@ def test_the_fuzzer_reaches_valid_files_and_findings() -> None:
 
     collect()
     assert {"ok", "yaml", "schema"} <= rules, rules
-    assert len(rules) >= 5, rules
+    # and the lab's rules (quota, gpus, name, lease, ...), not only the parser and the schema
+    assert len(rules - {"ok", "yaml", "schema"}) >= 3, rules
