@@ -33,7 +33,7 @@ from provisioner.config import load_config
 from provisioner.problems import Problem
 from provisioner.rules import Loaded
 from provisioner.tree import Tree
-from provisioner.validate import Validation, load_request, validate_tree
+from provisioner.validate import Validation, load_request, validate_pull, validate_tree
 
 PATH = "requests/alice/alice-box.yaml"
 OTHER = "requests/carol/carol-box.yaml"
@@ -279,6 +279,40 @@ def test_mutated_config(edit: tuple[str, str]) -> None:
     config, problems = load_config(policy, hosts)
     assert (config is None) == bool(problems)
     _run({path: raw, PATH: valid_request().encode()})
+
+
+PR_PATHS = [
+    PATH,
+    OTHER,
+    "requests/bob/bob-common.yaml",
+    "requests/alice",
+    "requests/x.yaml",
+    "requests/alice/sub/x.yaml",
+    "config/policy.yaml",
+    "README.md",
+    "requests/ålice/x.yaml",
+    "requests//x.yaml",
+]
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("AMD"), st.one_of(st.sampled_from(PR_PATHS), st.text())),
+        max_size=6,
+    ),
+    st.one_of(st.sampled_from(["alice", "Alice", "lab-admin", "carol", ""]), st.text()),
+    mutated_request(),
+)
+def test_random_pull_requests(changes: list[tuple[str, str]], author: str, text: str) -> None:
+    files = {PATH: text.encode("utf-8", "surrogatepass")}
+    tree = _tree(files)
+    pull = [Change(status, path) for status, path in changes]
+    result = validate_pull(tree, pull, author, frozenset({"lab-admin"}), NOW_DT)
+    _assert_sound(result, dict(tree.files))
+    touched_by_others = [c for c in pull if (c.owner_folder or "").casefold() != author.casefold()]
+    if author.casefold() != "lab-admin" and touched_by_others:
+        assert {"authz.other_owner", "authz.infra"} & {p.rule for p in result.problems}
 
 
 @settings(max_examples=12, deadline=None)
