@@ -10,6 +10,7 @@ Pure: returns strings; the CLI decides where they go.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,9 +26,19 @@ from provisioner.validate import REQUEST_PATH, Validation
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
 
 
+# A file name or a YAML key may hold a line break; printed raw it would split a finding in
+# two, and under GitHub Actions a line starting with `::` is a workflow command.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    return _BREAKS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def text_lines(result: Validation) -> list[str]:
-    lines = [str(p) for p in result.problems]
-    lines += [f"note: {n}" for n in result.notes]
+    """One line per finding (control characters shown as escapes), then the notes."""
+    lines = [_one_line(str(p)) for p in result.problems]
+    lines += [_one_line(f"note: {n}") for n in result.notes]
     return lines
 
 
