@@ -361,3 +361,17 @@ def test_authorize_is_pure_and_sorted() -> None:
         "admin override: LAB-ADMIN may delete requests/alice/a.yaml (alice's request)",
         "admin override: LAB-ADMIN may add requests/zed/z.yaml (zed's request)",
     )
+
+
+def test_no_file_name_or_key_can_write_a_workflow_command(tmp_path: Path) -> None:
+    evil_name = "requests/alice/x\n::warning::injected.yaml"
+    evil_key = valid_request(name="alice-two", gpus="0") + '"x\\n::add-mask::all": 1\n'
+    repo = pr(tmp_path, {evil_name: valid_request(), "requests/alice/alice-two.yaml": evil_key})
+    result = check(repo, "alice", "--format", "github")
+    assert result.code == 1
+    commands = [line for line in result.out.splitlines() if line.startswith("::")]
+    assert len(commands) == 2
+    assert all(line.startswith("::error file=requests/alice/") for line in commands)
+    # the text lines show the line break as an escape, one finding per line
+    assert "requests/alice/x\\n::warning::injected.yaml:3:7: error: " in result.out
+    assert "unknown field 'x\\n::add-mask::all'" in result.out
