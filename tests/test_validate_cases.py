@@ -8,6 +8,7 @@ case must exit 1 with a `path:line:col: error: ... [rule]` line and never show a
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -994,3 +995,45 @@ def test_tz_really_changes_local_time_in_these_tests(monkeypatch: pytest.MonkeyP
     monkeypatch.undo()
     time.tzset()
     assert offsets == {"+0000", "+0800", "-0800"}
+
+
+# --- what the findings say --------------------------------------------------------------------
+
+
+def test_a_mistyped_value_gets_one_finding(tmp_path: Path) -> None:
+    result = validate(sample_repo(tmp_path / "repo", alice(cpu="-.inf")))
+    assert result.out.splitlines() == [
+        f"{A}:8:6: error: cpu: expected a whole number, got a number [schema.type]"
+    ]
+
+
+def test_long_keys_and_values_are_clipped_in_messages(tmp_path: Path) -> None:
+    long_key = "k" * 500
+    files = {
+        **alice(**{long_key: "1"}),
+        "requests/alice/alice-two.yaml": valid_request(name="alice-two", cpu="9" * 400),
+    }
+    result = validate(sample_repo(tmp_path / "repo", files))
+    assert result.code == 1
+    assert "[schema.unknown_field]" in result.out and "[schema.range]" in result.out
+    assert "k" * 100 not in result.out
+    assert "9" * 100 not in result.out
+    assert all(len(line) < 400 for line in result.out.splitlines())
+
+
+def test_a_file_name_that_is_not_utf8_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    repo = sample_repo(tmp_path / "repo", alice())
+    raw = os.fsencode(repo / "requests" / "alice") + b"/caf\xe9.yaml"
+    with open(raw, "wb") as out:  # noqa: PTH123  (a bytes path: pathlib cannot spell it)
+        out.write(valid_request().encode())
+    result = validate(repo)
+    assert result.code == 1
+    result.out.encode("utf-8")  # printable on a strict UTF-8 stdout (no lone surrogates)
+    assert "requests/alice/caf\ufffd.yaml:3:7: error: " in result.out
+
+
+def test_a_missing_repository_is_a_usage_error(tmp_path: Path) -> None:
+    result = validate(tmp_path / "nowhere")
+    assert result.code == 2
+    assert "no such directory" in result.err
+    assert "Traceback" not in result.both
