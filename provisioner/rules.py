@@ -290,7 +290,7 @@ def _container(
         out.append(
             item.problem(
                 ("gpus",),
-                "gpus.capacity",
+                "gpus.too_many",
                 f"gpus: {req.gpus} is more than the host has ({len(host.gpus)})",
             )
         )

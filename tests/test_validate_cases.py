@@ -429,7 +429,7 @@ def _cases() -> Iterator[Case]:
     yield Case(
         "gpus-more-than-host",
         member("carol", gpus="5"),
-        "gpus.capacity",
+        "gpus.too_many",
         "requests/carol/carol-box.yaml",
         L["gpus"],
         7,
