@@ -1,4 +1,5 @@
-"""The GitHub adapter: pull requests of a commit, one pull request, the sticky comment.
+"""The GitHub adapter: pull requests of a commit, one pull request and its files, the sticky
+comment.
 
 The only module that imports PyGithub. It turns PyGithub's objects into `PullRef` and
 `CommentRef` and every PyGithub, requests or PyJWT exception into `GithubError` (chained,
@@ -31,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import jwt
+import requests
 from github import Auth, Github, GithubException, GithubIntegration
 from github.GithubException import BadAttributeException, RateLimitExceededException
 from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-import requests
 from provisioner.errors import GithubError, UsageError
 
 T = TypeVar("T")
@@ -160,6 +161,20 @@ class GitHubClient:
             return _pull_ref(p, merged=p.merged)
 
         return self._attempt(f"get pull request #{number}", once)
+
+    def pull_files(self, number: int) -> list[str]:
+        """The paths pull request NUMBER touches; a renamed file counts under both names
+        (what it was is gone, what it is now is new). GitHub lists at most 3,000 files."""
+
+        def once() -> list[str]:
+            paths: list[str] = []
+            for f in self._repo().get_pull(number).get_files():
+                if f.previous_filename:
+                    paths.append(f.previous_filename)
+                paths.append(f.filename)
+            return paths
+
+        return self._attempt(f"list the files of #{number}", once)
 
     def upsert_comment(self, number: int, body: str, marker: str) -> CommentRef:
         """Make our one comment on pull request NUMBER say BODY: edit it if it exists (found

@@ -1,22 +1,36 @@
-"""`ssp apply`: make the LXD host match the checkout (main), then report per request."""
+"""`ssp apply`: make the LXD host match the checkout (main), then report per request.
+
+When GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_SHA are set (as in apply.yml), it then
+comments on the pull request(s) merged by GITHUB_SHA, one sticky comment each, through
+GITHUB_API_URL. Commenting comes last and can only print a warning: a GitHub outage never
+changes the exit status and never undoes host work; re-running the apply for the same commit
+posts or updates the comments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import results
+from provisioner import comments, results
+from provisioner.apply import ApplyResult
 from provisioner.commands import add_repo_arg, clock, connect, load_main, print_blocking
 from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
 from provisioner.hostports import listening_ports
-from provisioner.models import ContainerRequest
+from provisioner.models import ContainerRequest, Policy
+from provisioner.problems import Problem
 from provisioner.reconcile import blocking, run_pass
+from provisioner.validate import Validation
 
 DEFAULT_LOCK = Path("/var/lock/ssp-apply.lock")
+DEFAULT_API_URL = "https://api.github.com"
+# Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
+_SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -52,6 +66,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     stop = blocking(validation)
     if stop:
         print_blocking(stop)
+        if not args.dry_run and not args.no_comment:
+            policy = validation.config.policy if validation.config else None
+            comment(env, policy, validation, None, stop)
         return 1
     config = validation.config
     assert config is not None  # noqa: S101  (blocking() is empty only with a config)
@@ -83,4 +100,72 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         for line in results.text_lines(policy, done.result, done.skipped):
             print(line)
+    sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
+    if not args.dry_run and not args.no_comment:
+        comment(env, policy, validation, done.result, done.skipped)
     return 0 if done.result.ok and not done.skipped else 1
+
+
+def comment(
+    env: Mapping[str, str],
+    policy: Policy | None,
+    validation: Validation,
+    result: ApplyResult | None,
+    problems: tuple[Problem, ...] | list[Problem],
+) -> None:
+    """Post or update the sticky comment on each PR merged by GITHUB_SHA; warn on failure.
+
+    Never raises: by now the host work is done, and its exit status stands.
+    """
+    token = env.get("GITHUB_TOKEN", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    sha = env.get("GITHUB_SHA", "").strip()
+    if not (token and repository and sha):
+        return
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    run_id = env.get("GITHUB_RUN_ID", "")
+    secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
+    ctx = comments.Context(
+        policy=policy,
+        sha=sha,
+        run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else "",
+        purposes={v.path: v.request.purpose for v in (*validation.valid, *validation.expired)},
+        secrets=tuple(secrets),
+    )
+    try:
+        # PyGithub loads only when a comment is to be written.
+        from provisioner.github import GitHubClient  # noqa: PLC0415
+
+        client = GitHubClient(
+            repository=repository,
+            token=token,
+            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        )
+        posted = comments.post(client, ctx, result, problems, log=_note)
+    except Exception as e:
+        _warn(env, comments.redact(f"could not comment on the merged PR(s): {e}", secrets))
+        return
+    if not posted:
+        _note(f"no merged pull request found for {sha[:12]}; no comment")
+    for p in posted:
+        if p.error:
+            _warn(env, comments.redact(f"could not comment on #{p.number}: {p.error}", secrets))
+        else:
+            _note(
+                f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"
+            )
+
+
+def _note(line: str) -> None:
+    print(f"ssp apply: {line}", file=sys.stderr)
+
+
+def _warn(env: Mapping[str, str], text: str) -> None:
+    text = f"{text}; re-run the apply for this commit to post it (the host is not affected)"
+    if env.get("GITHUB_ACTIONS") == "true":
+        # A workflow command: shown as a warning on the run. stderr, because stdout is the
+        # report that apply.yml writes into the job summary.
+        data = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        print(f"::warning title=PR comment not posted::{data}", file=sys.stderr)
+    else:
+        print(f"ssp apply: warning: {text}", file=sys.stderr)
