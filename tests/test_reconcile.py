@@ -51,6 +51,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLxd:
 
     for command in (plan_command, apply_command):
         monkeypatch.setattr(command, "connect", connect)
+        # The real host's listening ports (other tests' containers) must not move the
+        # ports this fake lab expects.
+        monkeypatch.setattr(command, "listening_ports", frozenset)
     return lxd
 
 
