@@ -157,10 +157,16 @@ def test_every_job_has_a_timeout(workflow: tuple[str, dict[str, Any]]) -> None:
         assert 0 < job["timeout-minutes"] <= 120
 
 
-@pytest.mark.parametrize("name", SELF_HOSTED)
-def test_self_hosted_workflows_share_one_uncancelled_concurrency_group(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "group"), [("apply", "ssp-apply"), ("maintenance", "ssp-maintenance")]
+)
+def test_self_hosted_workflows_have_their_own_uncancelled_concurrency_group(
+    name: str, group: str
+) -> None:
+    # Separate groups: GitHub keeps one pending run per group, so a shared group would let a
+    # pending maintenance run replace a pending apply. The host lock keeps their changes apart.
     doc = load(name)
-    assert doc["concurrency"] == {"group": "ssp-apply", "cancel-in-progress": False}
+    assert doc["concurrency"] == {"group": group, "cancel-in-progress": False}
     for job in jobs(doc):
         # a job-level group would make a second, independent queue
         assert "concurrency" not in job
