@@ -27,6 +27,7 @@ demo: venv lxd
 	mkdir -p /home/user/share
 	lxc info Common-Server | grep -q '^Status: RUNNING' || lxc start Common-Server
 	$(BIN)/ssp validate
+	$(BIN)/ssp host init
 	$(BIN)/ssp apply --no-comment || echo "demo: some requests were not applied on this machine (see above)"
 
 lint: venv

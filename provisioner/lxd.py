@@ -7,6 +7,9 @@ the core never sees a pylxd object. It uses `client.api` (URLs and JSON) rather 
 models: one request lists every instance with its state, no stale `sync()`, no model warnings.
 Only `execute` borrows the model, for its stdin/stdout/stderr websockets.
 
+It also implements `provisioner.host.HostApi` (server info, the project and its profile,
+storage pools, networks, GPUs LXD sees) for `ssp host init` and `ssp doctor`.
+
 Every HTTP request it sends is recorded in `Lxd.requests`, so tests and benchmarks can show
 that a no-op apply mutates nothing. It never reads the environment: the CLI passes `lxd_dir`.
 """
@@ -30,6 +33,7 @@ from pylxd.client import get_session_for_url
 from pylxd.models import Instance as PylxdInstance
 
 from provisioner.errors import LxdError
+from provisioner.host import Pool, Profile, Project, ServerInfo
 from provisioner.state import Devices, ExecResult, Instance
 
 DEBIAN_SOCKET = "/var/lib/lxd/unix.socket"
@@ -125,13 +129,18 @@ class Lxd:
         endpoint: str | None = None,
         lxd_dir: str | None = None,
         op_timeout_s: float = 1800.0,
+        require_project: bool = True,
     ) -> None:
         self.project = project
         self.socket = socket_path(endpoint, lxd_dir)
         self.op_timeout_s = op_timeout_s
+        # False for `ssp host init`, which creates the project, and `ssp doctor`, which says
+        # that it is missing rather than failing to connect.
+        self.require_project = require_project
         # (method, path with query) of every HTTP request sent, in order.
         self.requests: list[tuple[str, str]] = []
         self._client: Any = None
+        self._server_client: Any = None
 
     @property
     def mutations(self) -> list[tuple[str, str]]:
@@ -146,16 +155,27 @@ class Lxd:
     def _record(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         self.requests.append((str(response.request.method), str(response.request.path_url)))
 
+    def _new_client(self, project: str | None) -> Any:
+        # pylxd treats a path that does not exist as a URL and fails obscurely: check first.
+        if not Path(self.socket).exists():
+            raise self._unreachable("no such socket")
+        session = get_session_for_url("http+unix://" + parse.quote(self.socket, safe=""))
+        session.hooks["response"].append(self._record)
+        try:
+            with _released_by_gc():
+                return Client(endpoint=self.socket, project=project, session=session)
+        except (pylxd_errors.ClientConnectionFailed, requests.RequestException) as e:
+            raise self._unreachable(e) from e
+        except pylxd_errors.LXDAPIException as e:
+            raise LxdError(f"LXD at {self.socket} refused the connection: {e}") from e
+
     def _connect(self) -> Any:
         if self._client is None:
-            # pylxd treats a path that does not exist as a URL and fails obscurely: check first.
-            if not Path(self.socket).exists():
-                raise self._unreachable("no such socket")
-            session = get_session_for_url("http+unix://" + parse.quote(self.socket, safe=""))
-            session.hooks["response"].append(self._record)
+            client = self._new_client(self.project)
+            if not self.require_project:
+                self._client = client
+                return client
             try:
-                with _released_by_gc():
-                    client = Client(endpoint=self.socket, project=self.project, session=session)
                 # Listing a project that does not exist returns [] rather than an error.
                 client.api.projects[self.project].get(timeout=REQUEST_TIMEOUT_S)
             except pylxd_errors.NotFound as e:
@@ -293,9 +313,16 @@ class Lxd:
         self._send(what, node.put, json=body, headers={"If-Match": etag} if etag else {})
 
     def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
-        """PATCH config keys; a None value removes the key."""
+        """PATCH config keys; a None value removes the key.
+
+        LXD 5.0 empties the description on a PATCH that leaves it out, so the current one
+        is sent back (read together with its ETag, so a change made meanwhile is refused)."""
         what = f"set config {sorted(changes)} on {name!r}"
-        self._send(what, self._api.instances[name].patch, json={"config": dict(changes)})
+        node = self._api.instances[name]
+        current = self._send(what, node.get)
+        body = {"config": dict(changes), "description": current.json()["metadata"]["description"]}
+        etag = current.headers.get("ETag")
+        self._send(what, node.patch, json=body, headers={"If-Match": etag} if etag else {})
 
     def _change_state(self, name: str, action: str, **options: object) -> None:
         body = {"action": action, **options}
@@ -382,3 +409,116 @@ class Lxd:
             if found or time.monotonic() >= deadline:
                 return found
             time.sleep(POLL_S)
+
+    # -- the host: server, project, profile, pool, network (provisioner.host.HostApi) -------
+
+    def _server_connect(self) -> Any:
+        """A client without `?project=`: LXD refuses server-wide requests for a project that
+        does not exist yet, and `ssp host init` has to create it."""
+        if self._server_client is None:
+            self._server_client = self._new_client(None)
+        return self._server_client
+
+    @property
+    def _server_api(self) -> Any:
+        return self._server_connect().api
+
+    def server(self) -> ServerInfo:
+        """Version and API extensions, from the `GET /1.0` a new client starts with."""
+        info = self._server_connect().host_info
+        return ServerInfo(
+            version=str(info.get("environment", {}).get("server_version", "")),
+            api_extensions=frozenset(info.get("api_extensions") or ()),
+        )
+
+    def _get_or_none(self, what: str, node: Any) -> Any:
+        try:
+            return self._send(what, node.get)
+        except LxdError as e:
+            if _not_found(e):
+                return None
+            raise
+
+    def read_project(self) -> Project | None:
+        got = self._get_or_none(
+            f"read LXD project {self.project!r}", self._server_api.projects[self.project]
+        )
+        if got is None:
+            return None
+        meta = got.json()["metadata"]
+        return Project(meta["name"], meta.get("description") or "", dict(meta.get("config") or {}))
+
+    def create_project(self, project: Project) -> None:
+        body = {
+            "name": project.name,
+            "description": project.description,
+            "config": dict(project.config),
+        }
+        self._send(
+            f"create LXD project {project.name!r}", self._server_api.projects.post, json=body
+        )
+
+    def update_project(self, project: Project) -> None:
+        """PUT the whole config: on LXD 5.0 a project PATCH replaces the config anyway."""
+        what = f"update LXD project {project.name!r}"
+        node = self._server_api.projects[project.name]
+        etag = self._send(what, node.get).headers.get("ETag")
+        body = {"description": project.description, "config": dict(project.config)}
+        self._send(what, node.put, json=body, headers={"If-Match": etag} if etag else {})
+
+    def read_profile(self, name: str) -> Profile | None:
+        what = f"read profile {name!r} of LXD project {self.project!r}"
+        got = self._get_or_none(what, self._api.profiles[name])
+        if got is None:
+            return None
+        meta = got.json()["metadata"]
+        return Profile(
+            meta["name"],
+            meta.get("description") or "",
+            dict(meta.get("config") or {}),
+            _devices(meta.get("devices")),
+        )
+
+    def update_profile(self, profile: Profile) -> None:
+        what = f"update profile {profile.name!r} of LXD project {self.project!r}"
+        node = self._api.profiles[profile.name]
+        etag = self._send(what, node.get).headers.get("ETag")
+        body = {
+            "description": profile.description,
+            "config": dict(profile.config),
+            "devices": _devices(profile.devices),
+        }
+        self._send(what, node.put, json=body, headers={"If-Match": etag} if etag else {})
+
+    def storage_pool(self, name: str) -> Pool | None:
+        node = self._server_api.storage_pools[name]
+        got = self._get_or_none(f"read storage pool {name!r}", node)
+        if got is None:
+            return None
+        space = self._send(f"read the space of storage pool {name!r}", node.resources.get)
+        used = space.json()["metadata"].get("space") or {}
+        return Pool(
+            name,
+            str(got.json()["metadata"].get("driver") or ""),
+            int(used.get("total") or 0),
+            int(used.get("used") or 0),
+        )
+
+    def network_exists(self, name: str) -> bool:
+        return (
+            self._get_or_none(f"read network {name!r}", self._server_api.networks[name]) is not None
+        )
+
+    def project_usage(self) -> dict[str, tuple[int, int]]:
+        """Per resource of the project (instances, cpu, memory, disk, ...): (limit, usage);
+        a limit of -1 means none. Bytes for memory and disk."""
+        what = f"read the usage of LXD project {self.project!r}"
+        got = self._send(what, self._server_api.projects[self.project].state.get)
+        resources = got.json()["metadata"].get("resources") or {}
+        return {k: (int(v["Limit"]), int(v["Usage"])) for k, v in resources.items()}
+
+    def gpu_pci_addresses(self) -> frozenset[str]:
+        """The PCI addresses of the GPUs LXD itself sees (what a `gpu` device's `pci` matches)."""
+        got = self._send("read the host's resources", self._server_api.resources.get)
+        cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
+        return frozenset(str(c["pci_address"]).lower() for c in cards if c.get("pci_address"))

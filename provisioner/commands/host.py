@@ -1,0 +1,155 @@
+"""`ssp host init`: the policy's LXD project as a second line of defence, and the members' UIDs.
+
+Run it once on a new GPU host, and again whenever config/policy.yaml changes its members,
+shares, project, pool or network, or config/hosts.yaml its capacity. It compares what LXD has
+with what `provisioner.host` computes from the policy and changes only what differs, so a
+second run prints "nothing to change" and sends no mutating request. `--dry-run` prints the
+same list and changes nothing. /etc/subuid and /etc/subgid only ever gain lines; LXD reads them
+when it starts, so the command says when the daemon must be restarted.
+
+Exit statuses: 0 done (or nothing to do), 1 the checkout's config is invalid or the host lacks
+what the project needs (pool, network, a profile the policy names), 3 LXD refused or is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner import subids
+from provisioner.commands import add_repo_arg, clock, load_main
+from provisioner.host import DEFAULT_PROFILE, HostApi, HostPlan, plan_host
+from provisioner.models import Policy
+
+PREFIX = "ssp host init"
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "host",
+        help="set up the GPU host: the hardened LXD project, subordinate UIDs",
+        description="Set up the GPU host (run as root on it).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    init = actions.add_parser(
+        "init",
+        help="create or update the policy's LXD project and /etc/subuid, /etc/subgid",
+        description="Create or update the LXD project named in config/policy.yaml (restricted: "
+        "unprivileged containers only, host paths limited to the share catalogue, host UIDs "
+        "to the members', no unix/usb/pci devices; limits from config/hosts.yaml) with its "
+        "default profile, and delegate the members' UIDs to LXD in /etc/subuid and "
+        "/etc/subgid. Changes only what differs; safe to run again.",
+        epilog="Exit status: 0 done or nothing to do, 1 invalid config or missing pool, "
+        "network or profile, 3 LXD refused or unreachable.",
+    )
+    add_repo_arg(init)
+    init.add_argument("--dry-run", action="store_true", help="show what would change only")
+    init.add_argument(
+        "--subuid",
+        type=Path,
+        default=subids.SUBUID,
+        metavar="FILE",
+        help=f"subordinate UID file LXD reads (default: {subids.SUBUID})",
+    )
+    init.add_argument(
+        "--subgid",
+        type=Path,
+        default=subids.SUBGID,
+        metavar="FILE",
+        help=f"subordinate GID file LXD reads (default: {subids.SUBGID})",
+    )
+    init.set_defaults(func=run_init)
+
+
+def open_lxd(project: str, env: Mapping[str, str]) -> Any:
+    """The LXD adapter for `project`, which may not exist yet."""
+    from provisioner.lxd import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
+
+    return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=False)
+
+
+def missing_prerequisites(lxd: HostApi, policy: Policy, project_exists: bool) -> list[str]:
+    """What the project's profile points at but the host lacks; each says what to do."""
+    out = []
+    settings = policy.lxd
+    if lxd.storage_pool(settings.pool) is None:
+        out.append(
+            f"storage pool {settings.pool!r} does not exist: create it (`lxc storage create "
+            f"{settings.pool} zfs` or `dir`) or name an existing one in lxd.pool of "
+            "config/policy.yaml"
+        )
+    if not lxd.network_exists(settings.network):
+        out.append(
+            f"network {settings.network!r} does not exist: create it (`lxc network create "
+            f"{settings.network}`) or name an existing one in lxd.network of config/policy.yaml"
+        )
+    if project_exists:
+        for name in settings.profiles:
+            if name != DEFAULT_PROFILE and lxd.read_profile(name) is None:
+                out.append(
+                    f"profile {name!r} (lxd.profiles in config/policy.yaml) does not exist in "
+                    f"project {settings.project!r}: create it (`lxc profile create {name} "
+                    f"--project {settings.project}`) or remove it from the policy"
+                )
+    return out
+
+
+def apply_plan(lxd: HostApi, plan: HostPlan) -> None:
+    """Create or update the project and profile. Order matters: a new project must exist
+    before its profile, and an existing one's profile must carry the limit defaults before
+    the project's limits are raised over instances that lack them."""
+    if plan.create_project:
+        lxd.create_project(plan.project)
+        if plan.profile_changes:
+            lxd.update_profile(plan.profile)
+        return
+    if plan.profile_changes:
+        lxd.update_profile(plan.profile)
+    if plan.project_changes:
+        lxd.update_project(plan.project)
+
+
+def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    validation, _sha = load_main(args.repo, clock(env))
+    config = validation.config
+    if config is None:
+        print(f"{PREFIX}: config/ is not valid; nothing was changed:", file=sys.stderr)
+        for problem in validation.errors:
+            print(problem, file=sys.stderr)
+        return 1
+    policy = config.policy
+    lxd = open_lxd(policy.lxd.project, env)
+    observed = lxd.read_project()
+    missing = missing_prerequisites(lxd, policy, observed is not None)
+    profile = lxd.read_profile(DEFAULT_PROFILE) if observed is not None else None
+    plan = plan_host(policy, config.inventory, observed, profile)
+    uids = [user.uid for user in policy.users.values()]
+    files = {path: subids.additions(subids.read(path), uids) for path in (args.subuid, args.subgid)}
+
+    lines = [str(change) for change in plan.changes]
+    if plan.create_project:
+        lines.insert(0, f"project {policy.lxd.project}: create")
+    lines += [f"{path}: append {r}" for path, ranges in files.items() for r in ranges]
+    if lines:
+        print(f"{PREFIX}: {'would change' if args.dry_run else 'changing'}:")
+    for line in lines:
+        print(f"  {line}")
+    if missing:
+        for line in missing:
+            print(f"{PREFIX}: error: {line}", file=sys.stderr)
+        print(f"{PREFIX}: nothing was changed", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{PREFIX}: dry run: {len(lines)} changes, nothing was changed")
+        return 0
+    apply_plan(lxd, plan)
+    for path, ranges in files.items():
+        subids.append(path, ranges)
+    print(f"{PREFIX}: {len(lines)} changes made" if lines else f"{PREFIX}: nothing to change")
+    if any(files.values()):
+        print(f"{PREFIX}: {subids.RESTART_HINT}")
+    return 0
