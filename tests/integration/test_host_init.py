@@ -1,0 +1,249 @@
+"""`ssp host init` on the real daemon: LXD itself refuses what our code must never send.
+
+Each test works on a project `ssp host init` creates (`ssp-t-<random>`, removed afterwards,
+even when the test fails), with the sample policy pointed at it, the share catalogue at a
+temporary folder and the subordinate-ID files at temporary copies of the host's (the daemon
+reads the host's own, which runner/dev-lxd.sh set up to delegate UIDs 1000-1099).
+
+What is shown: inside the project LXD refuses a disk outside the share catalogue, privileged
+and nested containers, `raw.lxc`, a unix device and `raw.idmap` of a host UID that is not a
+member's, with its own error messages; `ssp apply` of a normal request (the Debian test image,
+the share, `raw.idmap` for alice's UID 1001) still works there; a second `ssp host init` sends
+no mutating request; `ssp doctor` then reports GPU checks n/a and everything else ok.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import ENV, CliResult, keypair, run_cli
+
+from provisioner.commands import host as host_command
+from provisioner.errors import LxdError
+from provisioner.lxd import Lxd
+
+from .conftest import purge_project
+
+pytestmark = pytest.mark.lxd
+
+ROOT = Path(__file__).resolve().parents[2]
+BUSYBOX = {"type": "image", "alias": "ssp-busybox"}
+# Ports the test policy forwards from; apart from the default range other tests use.
+PORTS = [23400, 23499]
+
+
+@pytest.fixture
+def project(lxd_socket: str) -> Iterator[str]:
+    """A project name no one uses; whatever `ssp host init` made of it is removed after."""
+    name = f"ssp-t-{secrets.token_hex(4)}"
+    yield name
+    if Lxd(name, endpoint=lxd_socket, require_project=False).read_project() is not None:
+        purge_project(lxd_socket, name)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, project: str) -> Path:
+    """The sample config pointed at `project`, its share at a temporary folder."""
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "config", root / "config")
+    policy = yaml.safe_load((root / "config" / "policy.yaml").read_text(encoding="utf-8"))
+    share = tmp_path / "share"
+    share.mkdir()
+    share.chmod(0o777)  # alice (host UID 1001) writes into it from her container
+    policy["shares"]["share"]["source"] = str(share)
+    policy["lxd"]["project"] = project
+    policy["images"]["debian"] = {"image": "ssp-debian", "description": "the Debian test image"}
+    policy["defaults"]["image"] = "debian"
+    policy["ssh"]["listen"] = "127.0.0.1"
+    policy["ssh"]["ports"] = PORTS
+    (root / "config" / "policy.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+    for name in ("subuid", "subgid"):
+        etc = Path("/etc") / name
+        (tmp_path / name).write_text(etc.read_text(encoding="utf-8") if etc.exists() else "")
+    return root
+
+
+def host_init(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[CliResult, list[Lxd]]:
+    """`ssp host init` in-process; the adapters it opened, to count their requests."""
+    opened: list[Lxd] = []
+    real = host_command.open_lxd
+
+    def recording(project: str, env: Any) -> Any:
+        opened.append(real(project, env))
+        return opened[-1]
+
+    monkeypatch.setattr(host_command, "open_lxd", recording)
+    tmp = repo.parent
+    result = run_cli(
+        "host",
+        "init",
+        "--repo",
+        str(repo),
+        "--subuid",
+        str(tmp / "subuid"),
+        "--subgid",
+        str(tmp / "subgid"),
+        *args,
+    )
+    return result, opened
+
+
+def refusal(lxd: Lxd, name: str, config: dict[str, str], devices: dict[str, Any]) -> str:
+    """LXD's message when it refuses to create this busybox container."""
+    with pytest.raises(LxdError) as caught:
+        lxd.create(name, BUSYBOX, config, devices, ["default"], "should be refused")
+    return str(caught.value)
+
+
+def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
+    repo: Path, project: str, lxd_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = host_init(repo, monkeypatch)
+    assert first.code == 0, first.both
+    assert f"project {project}: create" in first.out
+    assert "changes made" in first.out
+
+    lxd = Lxd(project, endpoint=lxd_socket)
+    suffix = project.rsplit("-", 1)[-1]
+    name: Callable[[str], str] = lambda role: f"{role}-{suffix}"  # noqa: E731
+    on = f'on container "{name("x")}" of project "{project}"'
+
+    message = refusal(
+        lxd, name("x"), {}, {"etc": {"type": "disk", "source": "/etc", "path": "/mnt"}}
+    )
+    assert f'Invalid device "etc" {on}: Disk source path "/etc" not allowed' in message
+    message = refusal(lxd, name("x"), {"security.privileged": "true"}, {})
+    assert f'"security.privileged" {on}: Privileged containers are forbidden' in message
+    message = refusal(lxd, name("x"), {"raw.lxc": "lxc.apparmor.profile=unconfined"}, {})
+    assert f'Use of low-level config "raw.lxc" {on} is forbidden' in message
+    message = refusal(lxd, name("x"), {"security.nesting": "true"}, {})
+    assert "Container nesting is forbidden" in message
+    message = refusal(lxd, name("x"), {}, {"kmsg": {"type": "unix-char", "source": "/dev/kmsg"}})
+    assert "Unix character devices are forbidden" in message
+    # UID 1050 is delegated on this host (root:1000:100) but belongs to no member.
+    message = refusal(lxd, name("x"), {"raw.idmap": "both 1050 1050"}, {})
+    assert f'Use of low-level "raw.idmap" element 0 {on} is forbidden' in message
+    message = refusal(lxd, name("x"), {"security.idmap.isolated": "false"}, {})
+    assert "Non-isolated containers are forbidden" in message
+    assert lxd.instances() == []
+
+    # A normal request: the Debian image, the share, alice's UID mapped through raw.idmap.
+    key = keypair("alice").public
+    request = {
+        "kind": "container",
+        "name": name("alice"),
+        "owner": "alice",
+        "purpose": "Works inside the restricted project",
+        "cpu": 1,
+        "memory": "512MiB",
+        "disk": "2GiB",
+        "shares": ["share"],
+        "ssh_keys": [key],
+        "expires": "2027-06-30",
+    }
+    path = repo / "requests" / "alice" / f"{name('alice')}.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(request, sort_keys=False), encoding="utf-8")
+    env = {**ENV, "SSP_LOCK": str(repo.parent / "apply.lock")}
+    applied = run_cli("apply", "--repo", str(repo), "--no-comment", env=env)
+    assert applied.code == 0, applied.both
+    assert re.search(rf"^created\s+{name('alice')}\s", applied.out, re.MULTILINE), applied.out
+    made = lxd.instance(name("alice"))
+    assert made.config["raw.idmap"] == "both 1001 1001"
+    assert made.running
+    wrote = lxd.execute(name("alice"), ["su", "alice", "-c", "touch /home/user/share/from-alice"])
+    assert wrote.exit_code == 0, wrote.stderr
+    assert (repo.parent / "share" / "from-alice").stat().st_uid == 1001
+    # retiring snapshots a container: the project allows snapshots
+    lxd.snapshot(name("alice"), "still-allowed")
+
+    second, opened = host_init(repo, monkeypatch)
+    assert second.code == 0, second.both
+    assert second.out.strip() == "ssp host init: nothing to change"
+    [adapter] = opened
+    assert adapter.mutations == []
+
+    checked = run_cli("doctor", "--repo", str(repo), env=ENV)
+    assert checked.code == 0, checked.out
+    statuses = {
+        check: status
+        for status, check in re.findall(r"^(ok|PROBLEM|n/a|skipped)\s+(\S+)", checked.out, re.M)
+    }
+    gpu = {k: v for k, v in statuses.items() if k.startswith("gpu.")}
+    assert len(gpu) == 5 and set(gpu.values()) == {"n/a"}, checked.out
+    rest = {k: v for k, v in statuses.items() if not k.startswith("gpu.")}
+    assert set(rest.values()) == {"ok"}, checked.out
+    assert "ports.listening" in rest  # the container's forwarded port listens
+
+
+def test_dry_run_changes_nothing_and_subids_are_appended_once(
+    repo: Path, project: str, lxd_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subuid, subgid = repo.parent / "subuid", repo.parent / "subgid"
+    subuid.write_text("root:100000:65536\n", encoding="utf-8")  # no member delegated yet
+    before = subgid.read_text(encoding="utf-8")
+
+    dry, opened = host_init(repo, monkeypatch, "--dry-run")
+    assert dry.code == 0, dry.both
+    assert "would change:" in dry.out
+    assert f"project {project}: set restricted=true" in dry.out
+    assert f"{subuid}: append root:1000:4" in dry.out
+    assert "nothing was changed" in dry.out
+    assert opened[0].mutations == []
+    assert Lxd(project, endpoint=lxd_socket, require_project=False).read_project() is None
+    assert subuid.read_text(encoding="utf-8") == "root:100000:65536\n"
+
+    done, _ = host_init(repo, monkeypatch)
+    assert done.code == 0, done.both
+    assert subuid.read_text(encoding="utf-8") == "root:100000:65536\nroot:1000:4\n"
+    assert subgid.read_text(encoding="utf-8") == before  # the host's copy delegates them already
+    assert "restart the daemon" in done.out
+
+    again, _ = host_init(repo, monkeypatch)
+    assert again.out.strip() == "ssp host init: nothing to change"
+
+
+def test_a_relaxed_project_is_found_by_doctor_and_put_back_by_host_init(
+    repo: Path, project: str, lxd_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert host_init(repo, monkeypatch)[0].code == 0
+    healthy = run_cli("doctor", "--repo", str(repo), env=ENV)
+    assert healthy.code == 0, healthy.out
+    assert re.search(r"^n/a\s+ports\.listening", healthy.out, re.MULTILINE)  # no container yet
+
+    # An admin "just quickly" allows privileged containers by hand.
+    lxd = Lxd(project, endpoint=lxd_socket)
+    relaxed = lxd.read_project()
+    assert relaxed is not None
+    lxd.update_project(
+        type(relaxed)(
+            relaxed.name,
+            relaxed.description,
+            {**relaxed.config, "restricted.containers.privilege": "allow"},
+        )
+    )
+    sick = run_cli("doctor", "--repo", str(repo), env=ENV)
+    assert sick.code == 1
+    assert "PROBLEM  project.config" in sick.out
+    assert "restricted.containers.privilege: allow → isolated" in sick.out
+
+    fixed, _ = host_init(repo, monkeypatch)
+    assert f"project {project}: restricted.containers.privilege: allow → isolated" in fixed.out
+    assert "1 changes made" in fixed.out
+    assert run_cli("doctor", "--repo", str(repo), env=ENV).code == 0
+
+
+def test_doctor_names_a_missing_project(repo: Path, project: str) -> None:
+    result = run_cli("doctor", "--repo", str(repo), env=ENV)
+    assert result.code == 1
+    assert f"PROBLEM  project.config    LXD project '{project}' does not exist" in result.out
+    assert "fix: run `ssp host init`" in result.out
