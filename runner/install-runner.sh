@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Registers the GitHub Actions self-hosted runner that runs apply.yml and maintenance.yml on
+# the GPU host: a dedicated system user, access to the LXD socket through its group, the
+# runner unpacked in its own folder, registered with the labels the workflows ask for, and a
+# systemd service that starts it at boot after LXD and the NVIDIA device unit.
+#
+# Usage: install-runner.sh --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME]
+#          [--group RUNNER_GROUP] [--ephemeral] [--user USER] [--dir DIR] [--lxd-group GROUP]
+#          [--sha256 HEX] [--dry-run]
+#
+#   --url URL         https://github.com/OWNER/REPO (a repository runner), or
+#                     https://github.com/ORG with --group (an organisation runner group, which
+#                     GitHub can limit to selected workflows; see docs/admin-guide.md)
+#   --runner PATH     the runner release already downloaded on this host: the tarball
+#                     actions-runner-linux-x64-<version>.tar.gz from
+#                     https://github.com/actions/runner/releases (or an unpacked copy). This
+#                     script never downloads anything.
+#   --sha256 HEX      check the tarball against the SHA-256 the release page lists
+#   --token-file F    a file holding the registration token (`-`: read it from stdin). The
+#                     token (valid one hour) comes from Settings > Actions > Runners > New
+#                     self-hosted runner, or `gh api -X POST repos/OWNER/REPO/actions/runners/registration-token`.
+#                     It is passed to config.sh in its environment, never on a command line.
+#                     Only needed the first time (or with --ephemeral, every time).
+#   --ephemeral       register for one job only; GitHub then removes the runner and the
+#                     service stays stopped until this script runs again with a new token
+#   --user USER       the runner's account (default ssp-runner); created as a system user
+#   --dir DIR         where the runner lives (default /opt/ssp-runner)
+#   --lxd-group G     the group owning the LXD socket (default: read from the socket, else lxd)
+#   --dry-run         print what would be done and change nothing (root not needed)
+#
+# Every step checks first and says "unchanged" when there is nothing to do, so running it
+# again changes nothing. An unpacked runner is never replaced: it updates itself, and an old
+# tarball would downgrade it. Run as root on the GPU host.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+
+USAGE="usage: ${0##*/} --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME] [--group RUNNER_GROUP] [--ephemeral] [--user USER] [--dir DIR] [--lxd-group GROUP] [--sha256 HEX] [--dry-run]"
+# `self-hosted`, `linux` and `x64` are the runner's own default labels; the workflows'
+# `runs-on: [self-hosted, linux, x64, gpu-host]` needs this one on top.
+LABEL=gpu-host
+UNIT=ssp-runner.service
+
+url="" runner="" token_file="" name="" group="" ephemeral=false
+user=ssp-runner dir=/opt/ssp-runner lxd_group="" sha256="" dry_run=false
+
+usage_error() {
+	printf '%s\n' "$USAGE" >&2
+	[ $# -eq 0 ] || log "error: $*"
+	exit 2
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--url | --runner | --token-file | --name | --group | --user | --dir | --lxd-group | --sha256)
+		[ $# -ge 2 ] || usage_error "$1 needs a value"
+		case $1 in
+		--url) url=$2 ;;
+		--runner) runner=$2 ;;
+		--token-file) token_file=$2 ;;
+		--name) name=$2 ;;
+		--group) group=$2 ;;
+		--user) user=$2 ;;
+		--dir) dir=${2%/} ;;
+		--lxd-group) lxd_group=$2 ;;
+		--sha256) sha256=$2 ;;
+		esac
+		shift
+		;;
+	--ephemeral) ephemeral=true ;;
+	--dry-run) dry_run=true ;;
+	-h | --help)
+		printf '%s\n' "$USAGE"
+		exit 0
+		;;
+	*) usage_error "unknown argument: $1" ;;
+	esac
+	shift
+done
+
+[ -n "$url" ] || usage_error "--url is required"
+[ -n "$runner" ] || usage_error "--runner is required (the runner tarball downloaded from GitHub)"
+[[ $url =~ ^https://[A-Za-z0-9.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$ ]] ||
+	usage_error "--url must be https://github.com/OWNER/REPO or https://github.com/ORG"
+if [ -n "$group" ] && [[ $url =~ ^https://[^/]+/[^/]+/[^/]+$ ]]; then
+	usage_error "runner groups belong to organisations: with --group, --url is https://github.com/ORG"
+fi
+[ -n "$name" ] || name="$(hostname -s)-ssp"
+[[ $dir == /* ]] || usage_error "--dir must be an absolute path"
+
+changes=0
+say() { printf '%s: %s\n' "${0##*/}" "$*"; }
+unchanged() { say "unchanged: $*"; }
+# Print the step; do it unless this is a dry run.
+act() {
+	local what=$1
+	shift
+	changes=$((changes + 1))
+	if $dry_run; then
+		say "would $what"
+	else
+		say "$what"
+		"$@"
+	fi
+}
+
+# --- preflight -----------------------------------------------------------------------------
+
+$dry_run || require_root "${0##*/}"
+systemd=true
+if [ ! -d /run/systemd/system ]; then
+	systemd=false
+	$dry_run || die "this machine is not running systemd (no /run/systemd/system): no service to install"
+	log "warning: no systemd here; the service steps are shown as they would run on the GPU host"
+fi
+[ "$(uname -m)" = x86_64 ] ||
+	log "warning: this is $(uname -m), so the runner's default arch label is not x64 and the workflows' runs-on will not match"
+python3 -c 'import venv, ensurepip' 2>/dev/null ||
+	log "warning: python3 cannot create virtual environments, which the workflows do: apt-get install python3-venv"
+
+# The socket LXD listens on, as `lxc` and ssp find it.
+socket=""
+for candidate in "${LXD_DIR:-/var/lib/lxd}/unix.socket" /var/snap/lxd/common/lxd/unix.socket; do
+	if [ -S "$candidate" ]; then
+		socket=$candidate
+		break
+	fi
+done
+if [ -z "$lxd_group" ]; then
+	lxd_group=lxd
+	if [ -n "$socket" ]; then
+		owner=$(stat -c %G "$socket")
+		if [ "$owner" = root ]; then
+			msg="the LXD socket $socket belongs to group root, so no group gives the runner access; restart LXD with --group lxd (Debian's lxd.service does) or pass --lxd-group"
+			$dry_run || die "$msg"
+			log "warning: $msg"
+		else
+			lxd_group=$owner
+		fi
+	else
+		log "warning: no LXD socket found (is LXD running?); using group $lxd_group"
+	fi
+fi
+getent group "$lxd_group" >/dev/null ||
+	die "group $lxd_group does not exist: install LXD first, or pass --lxd-group"
+
+# The runner release: a tarball (checked, unpacked later) or an unpacked folder.
+if [ -d "$runner" ]; then
+	{ [ -f "$runner/config.sh" ] && [ -f "$runner/bin/runsvc.sh" ]; } ||
+		die "$runner does not look like an unpacked actions runner (no config.sh or bin/runsvc.sh)"
+	[ -z "$sha256" ] || die "--sha256 checks a tarball, and $runner is a folder"
+elif [ -f "$runner" ]; then
+	tar -tzf "$runner" 2>/dev/null | awk '$0 == "./config.sh" || $0 == "config.sh" { f = 1 } END { exit !f }' ||
+		die "$runner is not an actions runner tarball (no config.sh inside)"
+	if [ -n "$sha256" ]; then
+		actual=$(sha256sum "$runner" | cut -d' ' -f1)
+		[ "$actual" = "${sha256,,}" ] ||
+			die "$runner has SHA-256 $actual, not $sha256: download it again from the release page"
+		say "checked: $runner matches the SHA-256 given"
+	else
+		log "warning: no --sha256 given; compare $(sha256sum "$runner" | cut -d' ' -f1) with the release page"
+	fi
+else
+	die "$runner does not exist: download actions-runner-linux-x64-<version>.tar.gz from https://github.com/actions/runner/releases"
+fi
+
+# --- the user and its access to LXD -------------------------------------------------------
+
+if id -u "$user" >/dev/null 2>&1; then
+	unchanged "user $user exists"
+else
+	act "create system user $user (home /var/lib/$user, no login shell)" \
+		useradd --system --create-home --home-dir "/var/lib/$user" --shell /usr/sbin/nologin "$user"
+fi
+member_of=" $(id -nG "$user" 2>/dev/null || true) "
+if [[ $member_of == *" $lxd_group "* ]]; then
+	unchanged "$user is in group $lxd_group (the LXD socket)"
+else
+	act "add $user to group $lxd_group so it can reach the LXD socket" \
+		usermod --append --groups "$lxd_group" "$user"
+fi
+
+# --- the runner's files ------------------------------------------------------------------------
+
+unpack() {
+	install -d -m 0750 "$dir"
+	if [ -d "$runner" ]; then
+		cp -a "$runner/." "$dir/"
+	else
+		tar -xzf "$runner" -C "$dir"
+	fi
+	chown -R "$user:" "$dir"
+}
+if [ -f "$dir/config.sh" ]; then
+	unchanged "runner already unpacked in $dir (it updates itself)"
+else
+	act "unpack $runner into $dir, owned by $user" unpack
+fi
+
+# --- registration -------------------------------------------------------------------------------
+
+labels="self-hosted,linux,x64,$LABEL"
+register() {
+	local token
+	if [ "$token_file" = - ]; then
+		IFS= read -r token
+	else
+		token=$(<"$token_file")
+	fi
+	local args=(--unattended --url "$url" --name "$name" --labels "$LABEL" --work _work --replace)
+	$ephemeral && args+=(--ephemeral)
+	[ -z "$group" ] || args+=(--runnergroup "$group")
+	(cd "$dir" && runuser -u "$user" -- env ACTIONS_RUNNER_INPUT_TOKEN="${token//[$'\r\n ']/}" \
+		./config.sh "${args[@]}")
+}
+if [ -f "$dir/.runner" ]; then
+	unchanged "runner already registered ($dir/.runner); to move it: ./config.sh remove, then run this again"
+else
+	[ -n "$token_file" ] || die "the runner is not registered yet: give a registration token with --token-file"
+	[ "$token_file" = - ] || [ -r "$token_file" ] || die "cannot read the token file $token_file"
+	once=""
+	$ephemeral && once=", ephemeral"
+	act "register runner $name at $url (labels $labels${group:+, runner group $group}$once)" register
+fi
+
+# --- the service ------------------------------------------------------------------------------------
+
+restart=always
+$ephemeral && restart=no
+unit_text() {
+	cat <<EOF
+# Written by runner/install-runner.sh: the GitHub Actions runner for ssp apply and maintenance.
+[Unit]
+Description=GitHub Actions runner for Super Server Platform (ssp)
+Wants=network-online.target
+After=network-online.target nvidia-devices.service lxd.service snap.lxd.daemon.service
+
+[Service]
+User=$user
+WorkingDirectory=$dir
+ExecStart=$dir/runsvc.sh
+# The runner's own unit template: stop the listener only, let a running job finish.
+KillMode=process
+KillSignal=SIGTERM
+TimeoutStopSec=5min
+Restart=$restart
+RestartSec=5s
+# Jobs never need to gain privileges (no sudo): LXD is reached through its socket's group.
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+unit_path=/etc/systemd/system/$UNIT
+install_unit() {
+	install -m 0755 -o "$user" "$dir/bin/runsvc.sh" "$dir/runsvc.sh"
+	unit_text >"$unit_path.tmp"
+	chmod 0644 "$unit_path.tmp"
+	mv "$unit_path.tmp" "$unit_path"
+	systemctl daemon-reload
+}
+restart_unit() {
+	systemctl enable --quiet "$UNIT"
+	systemctl restart "$UNIT"
+}
+if [ -f "$unit_path" ] && unit_text | cmp -s - "$unit_path" && [ -x "$dir/runsvc.sh" ]; then
+	unchanged "$unit_path is up to date"
+	unit_changed=false
+else
+	act "write $unit_path (runs $dir/runsvc.sh as $user) and reload systemd" install_unit
+	unit_changed=true
+fi
+if $systemd && [ "$(systemctl is-enabled "$UNIT" 2>/dev/null || true)" = enabled ] &&
+	systemctl is-active --quiet "$UNIT" && ! $unit_changed; then
+	unchanged "$UNIT is enabled and running"
+elif $unit_changed && $systemd && systemctl is-active --quiet "$UNIT"; then
+	act "enable and restart $UNIT (its unit changed)" restart_unit
+else
+	act "enable and start $UNIT" systemctl enable --now "$UNIT"
+fi
+
+if $dry_run; then
+	say "dry run: $changes change(s) would be made, nothing was changed"
+elif [ "$changes" -eq 0 ]; then
+	say "nothing to change"
+else
+	say "$changes change(s) made; check the runner under Settings > Actions > Runners"
+fi

@@ -1,0 +1,185 @@
+"""runner/install-runner.sh, and what every script in runner/ promises (shellcheck, usage).
+
+The installer runs for real with `--dry-run` against a stand-in runner tarball (config.sh and
+bin/runsvc.sh only: the real one comes from GitHub, which this machine cannot reach). A dry
+run must change nothing, so running it twice gives the same plan; an already-installed runner
+shows every step unchanged. Its real run needs systemd and root on the GPU host.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "runner"
+INSTALL = RUNNER / "install-runner.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+URL = "https://github.com/super-server-lab/super-server-platform"
+SCRIPTS = sorted(p for p in RUNNER.glob("*.sh") if p.name != "lib.sh")  # lib.sh is sourced
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_shellcheck_is_clean_on_every_runner_script() -> None:
+    done = subprocess.run(
+        ["shellcheck", *map(str, sorted(RUNNER.glob("*.sh")))],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=RUNNER,
+    )
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_script_is_strict_and_has_a_usage_line(script: Path) -> None:
+    text = script.read_text(encoding="utf-8")
+    assert "set -euo pipefail" in text
+    assert re.search(r"^#? ?[Uu]sage:", text, re.MULTILINE) or "USAGE=" in text
+
+
+def fake_runner(where: Path) -> Path:
+    """A tarball laid out like actions-runner-linux-x64-*.tar.gz (entries under ./)."""
+    src = where / "runner-src"
+    (src / "bin").mkdir(parents=True)
+    (src / "config.sh").write_text("#!/bin/bash\ntouch .runner\n", encoding="utf-8")
+    (src / "bin" / "runsvc.sh").write_text("#!/bin/bash\n", encoding="utf-8")
+    tarball = where / "actions-runner-linux-x64-2.329.0.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src, arcname=".")
+    return tarball
+
+
+def install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BASH, str(INSTALL), *args], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.fixture
+def tarball(tmp_path: Path) -> Path:
+    return fake_runner(tmp_path)
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("AAAREGISTRATIONTOKEN\n", encoding="utf-8")
+    return path
+
+
+def test_a_dry_run_plans_every_step_changes_nothing_and_says_the_same_twice(
+    tmp_path: Path, tarball: Path, token: Path
+) -> None:
+    target = tmp_path / "opt" / "ssp-runner"
+    args = [*("--url", URL, "--runner", str(tarball), "--token-file", str(token))]
+    args += ["--dir", str(target), "--user", "ssp-runner-test", "--lxd-group", "lxd", "--dry-run"]
+    first, second = install(*args), install(*args)
+    assert first.returncode == 0, first.stderr
+    assert (first.stdout, first.stderr) == (second.stdout, second.stderr)
+    plan = first.stdout
+    assert "would create system user ssp-runner-test" in plan
+    assert "would add ssp-runner-test to group lxd" in plan
+    assert f"would unpack {tarball} into {target}" in plan
+    assert "would register runner" in plan and f"at {URL}" in plan
+    assert "would write /etc/systemd/system/ssp-runner.service" in plan
+    assert "dry run: 6 change(s) would be made, nothing was changed" in plan
+    assert "AAAREGISTRATIONTOKEN" not in first.stdout + first.stderr
+    assert not target.exists()
+
+
+def test_the_labels_are_the_ones_the_self_hosted_workflows_ask_for(
+    tmp_path: Path, tarball: Path, token: Path
+) -> None:
+    done = install(
+        *("--url", URL, "--runner", str(tarball), "--token-file", str(token)),
+        *("--dir", str(tmp_path / "r"), "--lxd-group", "lxd", "--dry-run"),
+    )
+    labels = re.search(r"\(labels ([^)]+)\)", done.stdout)
+    assert labels, done.stdout
+    for workflow in ("apply.yml", "maintenance.yml"):
+        doc = yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text("utf-8"))
+        for job in doc["jobs"].values():
+            assert job["runs-on"] == labels.group(1).split(","), workflow
+
+
+def test_an_installed_runner_is_left_alone(tmp_path: Path, tarball: Path) -> None:
+    # nobody's own group stands in for the LXD socket's group it is already in
+    target = tmp_path / "runner"
+    (target / "bin").mkdir(parents=True)
+    for name in ("config.sh", "runsvc.sh", "bin/runsvc.sh", ".runner"):
+        (target / name).write_text("#!/bin/bash\n", encoding="utf-8")
+        (target / name).chmod(0o755)
+    done = install(
+        *("--url", URL, "--runner", str(tarball), "--dir", str(target)),
+        *("--user", "nobody", "--lxd-group", "nogroup", "--dry-run"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unchanged: user nobody exists" in done.stdout
+    assert "unchanged: nobody is in group nogroup" in done.stdout
+    assert f"unchanged: runner already unpacked in {target}" in done.stdout
+    assert "unchanged: runner already registered" in done.stdout  # no token was needed
+
+
+def test_ephemeral_and_an_organisation_runner_group(
+    tmp_path: Path, tarball: Path, token: Path
+) -> None:
+    done = install(
+        *("--url", "https://github.com/super-server-lab", "--group", "gpu-host"),
+        *("--runner", str(tarball), "--token-file", str(token), "--ephemeral"),
+        *("--dir", str(tmp_path / "r"), "--lxd-group", "lxd", "--dry-run"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "runner group gpu-host, ephemeral)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        ((), 2, "--url is required"),
+        (("--url", URL), 2, "--runner is required"),
+        (("--url", "http://github.com/x/y", "--runner", "r"), 2, "--url must be"),
+        (
+            ("--url", URL, "--runner", "r", "--group", "g"),
+            2,
+            "runner groups belong to organisations",
+        ),
+        (("--url", URL, "--runner", "/nonexistent.tar.gz"), 1, "download actions-runner-linux-x64"),
+        (("--url", URL, "--bogus"), 2, "unknown argument: --bogus"),
+    ],
+)
+def test_bad_arguments_say_what_is_wrong(args: tuple[str, ...], code: int, says: str) -> None:
+    done = install(*args, "--lxd-group", "lxd", "--dry-run")
+    assert done.returncode == code
+    assert says in done.stderr
+    if code == 2:
+        assert done.stderr.startswith("usage: install-runner.sh --url URL --runner")
+
+
+def test_a_tarball_is_checked_before_anything_happens(tmp_path: Path, tarball: Path) -> None:
+    wrong = install(
+        *("--url", URL, "--runner", str(tarball), "--sha256", "0" * 64),
+        *("--lxd-group", "lxd", "--dry-run"),
+    )
+    assert wrong.returncode == 1
+    assert "not " + "0" * 64 in wrong.stderr
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tarball")
+    done = install("--url", URL, "--runner", str(junk), "--lxd-group", "lxd", "--dry-run")
+    assert done.returncode == 1
+    assert "is not an actions runner tarball" in done.stderr
+
+
+def test_registering_needs_a_token(tmp_path: Path, tarball: Path) -> None:
+    done = install(
+        *("--url", URL, "--runner", str(tarball), "--dir", str(tmp_path / "r")),
+        *("--lxd-group", "lxd", "--dry-run"),
+    )
+    assert done.returncode == 1
+    assert "give a registration token with --token-file" in done.stderr
