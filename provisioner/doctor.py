@@ -258,6 +258,52 @@ def check_pool(name: str, pool: Pool | None, need: Need, declared: int) -> Check
     )
 
 
+# LXD 5.0.2 does not apply project restrictions to a copy: a clone of a privileged base with
+# raw.lxc and an /etc disk was created in a restricted project and started (seen here). apply
+# replaces what a clone inherits before its first start, but the base itself must be clean.
+CLONE_DEVICES = ("unix-char", "unix-block", "unix-hotplug", "usb", "pci", "gpu", "infiniband")
+
+
+def _unsafe(base: Profile) -> list[str]:
+    found = [
+        f"{key}={value}"
+        for key, value in sorted(base.config.items())
+        if key.startswith("raw.")
+        or (key in ("security.privileged", "security.nesting") and value == "true")
+    ]
+    for name, device in sorted(base.devices.items()):
+        kind = device.get("type", "")
+        if kind in CLONE_DEVICES or (
+            kind == "disk" and device.get("source") and not device.get("pool")
+        ):
+            found.append(
+                f"device {name} ({kind}{' ' + device['source'] if 'source' in device else ''})"
+            )
+    return found
+
+
+def check_clone_sources(bases: Mapping[str, Profile | None]) -> Check:
+    """The instances or snapshots the policy's images clone (in the default project)."""
+    name = "images.clones"
+    if not bases:
+        return _na(name, "the policy's images are all image aliases, nothing is cloned")
+    missing = sorted(source for source, base in bases.items() if base is None)
+    unsafe = {source: _unsafe(base) for source, base in bases.items() if base is not None}
+    wrong = [f"{source} does not exist in the default project" for source in missing]
+    wrong += [
+        f"{source} has {', '.join(found)}" for source, found in sorted(unsafe.items()) if found
+    ]
+    if wrong:
+        return _problem(
+            name,
+            "; ".join(wrong),
+            "clean the base and take its snapshot again (`lxc config unset`, `lxc config device "
+            "remove`, `lxc snapshot`): LXD 5.0 does not apply the project's restrictions to "
+            "a copy, so a clone would inherit these until apply replaces them",
+        )
+    return _ok(name, f"{len(bases)} clone source(s) carry no privileged, raw or host-device keys")
+
+
 # --- the host's files ---------------------------------------------------------------------------
 
 

@@ -522,3 +522,22 @@ class Lxd:
         got = self._send("read the host's resources", self._server_api.resources.get)
         cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
         return frozenset(str(c["pci_address"]).lower() for c in cards if c.get("pci_address"))
+
+    def source_config(self, source: str, project: str = "default") -> Profile | None:
+        """The local config and devices of an instance (`name`) or snapshot (`name/snap`) that
+        clones are copied from; None when it is not there. Returned as a `Profile` (a name,
+        config and devices) because that is all a copy inherits."""
+        name, _, snapshot = source.partition("/")
+        node = self._server_api.instances[name]
+        if snapshot:
+            node = node.snapshots[snapshot]
+        try:
+            got = self._send(
+                f"read {source!r} in LXD project {project!r}", node.get, params={"project": project}
+            )
+        except LxdError as e:
+            if _not_found(e):
+                return None
+            raise
+        meta = got.json()["metadata"]
+        return Profile(source, "", dict(meta.get("config") or {}), _devices(meta.get("devices")))

@@ -22,7 +22,7 @@ from provisioner.config import Config, load_config
 from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GpuError, LxdError
 from provisioner.gpus import read_gpus
-from provisioner.host import Pool, Project, ServerInfo, desired_project
+from provisioner.host import Pool, Profile, Project, ServerInfo, desired_project
 from provisioner.lxd import Lxd
 from provisioner.models import GpuEntry
 from provisioner.state import ExecResult, Instance
@@ -348,3 +348,27 @@ def test_on_a_gpu_host_with_lxd_down_the_gpu_checks_still_run(
     assert "/dev/nvidia-uvm" in checks["gpu.nodes"].detail
     assert checks["gpu.lxd"].status is Status.SKIPPED
     assert not doctor.healthy(list(checks.values()))
+
+
+def test_clone_sources_must_not_carry_what_the_project_forbids() -> None:
+    clean = Profile("Common-Server/golden", "", {"image.os": "debian"}, {})
+    dirty = Profile(
+        "Old-Base/golden",
+        "",
+        {"security.privileged": "true", "raw.lxc": "lxc.apparmor.profile=unconfined"},
+        {
+            "share": {"type": "disk", "source": "/home/user/share", "path": "/share"},
+            "data": {"type": "disk", "pool": "default", "source": "vol1", "path": "/data"},
+            "gpu": {"type": "gpu"},
+        },
+    )
+    check = doctor.check_clone_sources({clean.name: clean, dirty.name: dirty, "Gone": None})
+    assert check.status is Status.PROBLEM
+    assert "Gone does not exist in the default project" in check.detail
+    assert (
+        "Old-Base/golden has raw.lxc=lxc.apparmor.profile=unconfined, security.privileged=true, "
+        "device gpu (gpu), device share (disk /home/user/share)"
+    ) in check.detail
+    assert "Common-Server/golden" not in check.detail
+    assert doctor.check_clone_sources({clean.name: clean}).status is Status.OK
+    assert doctor.check_clone_sources({}).status is Status.NA

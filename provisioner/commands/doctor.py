@@ -26,9 +26,16 @@ from provisioner.config import Config
 from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GpuError, LxdError
 from provisioner.gpus import Gpu, missing_device_nodes, read_gpus
-from provisioner.host import DEFAULT_PROFILE, HostApi, ServerInfo, desired_profile, desired_project
+from provisioner.host import (
+    DEFAULT_PROFILE,
+    HostApi,
+    Profile,
+    ServerInfo,
+    desired_profile,
+    desired_project,
+)
 from provisioner.hostports import listening_ports
-from provisioner.models import ContainerRequest, GpuEntry
+from provisioner.models import CloneImage, ContainerRequest, GpuEntry
 from provisioner.rules import Loaded, resources
 from provisioner.state import ExecResult, Instance
 
@@ -42,6 +49,7 @@ LXD_CHECKS = (
     "project.headroom",
     "lxd.network",
     "pool.space",
+    "images.clones",
 )
 MARK = {Status.OK: "ok", Status.PROBLEM: "PROBLEM", Status.NA: "n/a", Status.SKIPPED: "skipped"}
 
@@ -67,6 +75,8 @@ class DoctorLxd(HostApi, Protocol):
     def instances(self) -> list[Instance]: ...
 
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult: ...
+
+    def source_config(self, source: str, project: str = "default") -> Profile | None: ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,8 @@ def _lxd_checks(
     )
     pool = lxd.storage_pool(policy.lxd.pool)
     checks.append(doctor.check_pool(policy.lxd.pool, pool, need, declared))
+    clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
+    checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
     return checks, instances
 
 
