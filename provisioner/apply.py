@@ -170,7 +170,9 @@ class Applier:
     def _verify(self, spec: specs.Spec, sent: Mapping[str, str]) -> None:
         """LXD holds exactly the config and devices sent: nothing dropped, nothing inherited."""
         inst = self.lxd.instance(spec.name)
-        wrong = sorted(k for k, v in sent.items() if inst.config.get(k) != v)
+        # LXD stores no empty values (setting "" removes a key), e.g. the sha of a checkout
+        # that is not a git repository: absent is what was asked for then.
+        wrong = sorted(k for k, v in sent.items() if inst.config.get(k, "") != v)
         # A key of ours that we did not send (an inherited security.privileged or raw.lxc)
         # is as wrong as one LXD dropped.
         wrong += sorted(k for k in inst.config if specs.owned(k) and k not in sent)
