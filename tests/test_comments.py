@@ -11,6 +11,7 @@ which checks every request against GitHub's OpenAPI description.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -22,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from fakegithub import FAKE_REPO, FakeGitHub
+from fakegithub import FAKE_REPO, FakeGitHub, PullFile
 from fakelxd import NOW, FakeLxd, Lab
 
 from provisioner import comments
@@ -30,6 +31,7 @@ from provisioner.apply import GpuInfo, Outcome
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.config import load_config
+from provisioner.github import GitHubClient
 from provisioner.models import Policy
 from provisioner.problems import Position, Problem
 from provisioner.spec import Share
@@ -82,7 +84,7 @@ def alice(**changes: object) -> Outcome:
         expires=date(2027, 6, 30),
         snapshots="daily",
     )
-    return Outcome(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def bob_account(**changes: object) -> Outcome:
@@ -100,7 +102,7 @@ def bob_account(**changes: object) -> Outcome:
         sudo=False,
         expires=date(2027, 3, 31),
     )
-    return Outcome(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def carol_retired() -> Outcome:
@@ -206,6 +208,14 @@ def test_a_pull_request_gets_the_results_of_the_files_it_touched() -> None:
     assert [o.name for o in mine] == ["bob-common"]
     assert theirs == problems
     assert comments.draft(ctx(), *comments.belongs(["config/policy.yaml"], outcomes, ())) is None
+
+
+def test_the_adapter_lists_a_renamed_request_under_both_names(
+    fake_github: FakeGitHub, github_client: GitHubClient
+) -> None:
+    moved = PullFile("requests/carol/carol-new.yaml", "renamed", previous_filename=CAROL)
+    pull = fake_github.add_pull(FAKE_REPO, author="carol", title="Rename", files=[moved, BOB])
+    assert github_client.pull_files(pull.number) == [CAROL, "requests/carol/carol-new.yaml", BOB]
 
 
 @pytest.mark.parametrize(
@@ -402,10 +412,14 @@ def test_a_rerun_edits_the_comment_instead_of_adding_one(
     assert after.id == before.id
     assert "- **Status:** running; nothing needed changing" in after.body
     assert "/actions/runs/2)" in after.body
+    # a re-run of that run keeps its id; the link then names the attempt
+    ssp_apply(repo, fake_github, sha, tmp_path, GITHUB_RUN_ID="2", GITHUB_RUN_ATTEMPT="2")
+    (again,) = fake_github.comments_on(FAKE_REPO, number)
+    assert "/actions/runs/2/attempts/2)" in again.body
     assert f"updated the comment on #{number}" in err
     comments_path = f"/repos/{FAKE_REPO}/issues/{number}/comments"
     assert len(fake_github.requests_matching("POST", comments_path)) == 1
-    assert len(fake_github.requests_matching("PATCH", f"/repos/{FAKE_REPO}/issues/comments")) == 1
+    assert len(fake_github.requests_matching("PATCH", f"/repos/{FAKE_REPO}/issues/comments")) == 2
 
 
 @skip_without_tools

@@ -124,11 +124,15 @@ def comment(
         return
     server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
     run_id = env.get("GITHUB_RUN_ID", "")
+    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+    run_url = f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else ""
+    if run_url and attempt.isdigit() and int(attempt) > 1:
+        run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
     secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
     ctx = comments.Context(
         policy=policy,
         sha=sha,
-        run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else "",
+        run_url=run_url,
         purposes={v.path: v.request.purpose for v in (*validation.valid, *validation.expired)},
         secrets=tuple(secrets),
     )
