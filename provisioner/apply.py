@@ -383,9 +383,7 @@ class Applier:
             return self.retire(action)
         if isinstance(action, AccountAction):
             return self.account(action)
-        return Outcome(
-            action.name, "", action.request_path, "container", "refused", False, action.message
-        )
+        return refused(action)
 
 
 def _plain(devices: state.Devices) -> dict[str, dict[str, str]]:
@@ -432,8 +430,15 @@ def _failed(action: Action, error: Exception) -> Outcome:
         return Outcome(
             action.name, action.owner, action.request_path, "container", "failed", False, str(error)
         )
+    return refused(action)
+
+
+def refused(action: Refuse) -> Outcome:
+    """A request the plan would not carry out; its owner is its folder under requests/."""
+    parts = action.request_path.split("/")
+    owner = parts[1] if len(parts) == 3 else ""
     return Outcome(
-        action.name, "", action.request_path, "container", "refused", False, action.message
+        action.name, owner, action.request_path, "container", "refused", False, action.message
     )
 
 
