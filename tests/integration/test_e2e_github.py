@@ -160,6 +160,8 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
     assert warning.title == "PR comment not posted"
     assert "500" in warning.message
     assert token not in first.output
+    # persist-credentials: false, so the checkout keeps no token for later steps
+    assert token not in (first.workspace / ".git" / "config").read_text(encoding="utf-8")
     assert "alice-thesis" in first.summary  # the apply report, in the job summary
 
     # --- 3. a re-run posts the comment; its SSH command works ---
