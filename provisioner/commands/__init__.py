@@ -15,7 +15,7 @@ from typing import Any
 
 from provisioner import gitfiles
 from provisioner.errors import UsageError
-from provisioner.models import Policy
+from provisioner.models import ContainerRequest, Policy
 from provisioner.problems import Problem
 from provisioner.state import LxdApi
 from provisioner.validate import Validation, validate_tree
@@ -77,3 +77,19 @@ def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[s
         return cache[project]
 
     return main, server
+
+
+def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:
+    """Why GPUs may not be attached now (None: they may, or no request wants one).
+
+    SSP_GPU_CHECK=off skips the check: for machines without GPUs in tests and demos only.
+    """
+    from provisioner.gpucheck import gpu_refusal  # noqa: PLC0415  (loads NVML bindings)
+
+    config = validation.config
+    wants = any(
+        isinstance(i.request, ContainerRequest) and i.request.gpus for i in validation.valid
+    )
+    if config is None or not wants or env.get("SSP_GPU_CHECK") == "off":
+        return None
+    return gpu_refusal(config.inventory)

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner import results
-from provisioner.commands import add_repo_arg, clock, connect, load_main, print_blocking
+from provisioner.commands import (
+    add_repo_arg,
+    clock,
+    connect,
+    gpu_gate,
+    load_main,
+    print_blocking,
+)
 from provisioner.hostports import listening_ports
 from provisioner.reconcile import blocking, observe, plan_for
 from provisioner.render import render
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         now=now,
         sha=sha,
         busy_ports=listening_ports(),
-        gpu_refusal=None,
+        gpu_refusal=gpu_gate(validation, env),
     )
     rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
     drift = [{"name": d.name, "message": d.message} for d in plan.drift]
