@@ -63,6 +63,8 @@ def repo(tmp_path: Path, project: str) -> Path:
     policy["defaults"]["image"] = "debian"
     policy["ssh"]["listen"] = "127.0.0.1"
     policy["ssh"]["ports"] = PORTS
+    # Common-Server in the default project is shared by every test: leave its accounts alone.
+    policy["shared_servers"] = {}
     (root / "config" / "policy.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
     for name in ("subuid", "subgid"):
         etc = Path("/etc") / name
