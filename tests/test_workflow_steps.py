@@ -102,8 +102,9 @@ jobs:
         env:
           ANSWER: ${{ steps.first.outputs.answer }}
           TOKEN: ${{ secrets.GITHUB_TOKEN }}
+          FLAG: false
         run: |
-          echo "$GREETING $ANSWER $FROM_WORKFLOW $GITHUB_ACTIONS $TOKEN"
+          echo "$GREETING $ANSWER $FROM_WORKFLOW $GITHUB_ACTIONS $TOKEN $FLAG"
           test -d "$RUNNER_TEMP" && test "$PWD" = "$GITHUB_WORKSPACE"
           false | true
       - name: third
@@ -120,9 +121,50 @@ jobs:
     # `false | true` fails under pipefail, so the third step never runs
     assert [s.returncode for s in run.steps] == [0, 1]
     assert run.skipped == ["third"]
-    assert run.step("second").output.startswith(f"hello 42 {'2' * 40} true sekret\n")
+    assert run.step("second").output.startswith(f"hello 42 {'2' * 40} true sekret false\n")
     assert run.summary == "### summary of first\n"
     assert run.step("first").outputs == {"answer": "42"}
+
+
+def test_checkout_fetches_like_the_action_and_keeps_the_token_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    origin = GitRepo.create(tmp_path / "origin")
+    first = origin.git("rev-parse", "HEAD").strip()
+    second = origin.commit({"README.md": "two"}, "second")
+    workflow = tmp_path / "w.yml"
+    workflow.write_text(
+        f"""
+on: push
+jobs:
+  one:
+    runs-on: ubuntu-24.04
+    steps:
+      - uses: actions/checkout@{"0" * 40}
+        with:
+          path: shallow
+          persist-credentials: false
+      - uses: actions/checkout@{"0" * 40}
+        with:
+          path: whole
+          ref: {first}
+          fetch-depth: 0
+""",
+        encoding="utf-8",
+    )
+    push = push_event(GitHubState().add_repo(FAKE_REPO), before=first, after=second)
+    runner = Runner(source=origin.root, work=tmp_path / "w", secrets={"GITHUB_TOKEN": "sekret"})
+
+    run = runner.run_job(workflow, "push", push, sha=second, ref="refs/heads/main")
+
+    assert run.ok, run.log()
+    shallow, whole = run.workspace / "shallow", run.workspace / "whole"
+    assert head_of(shallow) == second  # no ref: the event's commit
+    assert (shallow / ".git" / "shallow").exists()
+    assert "sekret" not in (shallow / ".git" / "config").read_text(encoding="utf-8")
+    assert head_of(whole) == first
+    assert not (whole / ".git" / "shallow").exists()
+    assert "sekret" in (whole / ".git" / "config").read_text(encoding="utf-8")  # the default
 
 
 # --- validate.yml ------------------------------------------------------------------------------

@@ -189,6 +189,13 @@ def _read_file_commands(path: Path) -> dict[str, str]:
 # --- expressions ---------------------------------------------------------------------------------
 
 
+def _scalar(value: Any) -> str:
+    """A YAML value as the runner passes it on: booleans as true/false, null as ''."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def evaluate(text: str, context: Mapping[str, Any]) -> str:
     """TEXT with each `${{ expr }}` replaced; only property paths and literals are known."""
 
@@ -474,7 +481,7 @@ class Runner:
         machine |= dict(self.env)
         for level in (doc, spec):  # workflow env, then job env, each seeing the one before
             context["env"] |= {
-                k: evaluate(str(v), context) for k, v in (level.get("env") or {}).items()
+                k: evaluate(_scalar(v), context) for k, v in (level.get("env") or {}).items()
             }
         run_defaults = {
             **((doc.get("defaults") or {}).get("run") or {}),
@@ -497,7 +504,7 @@ class Runner:
             path.touch()
         step_env = dict(job.context["env"]) | job.exported
         context = job.context | {"env": step_env}
-        step_env |= {k: evaluate(str(v), context) for k, v in (step.get("env") or {}).items()}
+        step_env |= {k: evaluate(_scalar(v), context) for k, v in (step.get("env") or {}).items()}
         env = job.machine | step_env | job.defaults | {k: str(v) for k, v in files.items()}
         env["GITHUB_ACTION"] = str(step.get("id", f"__run_{index}"))
         if job.extra_path:
@@ -537,7 +544,7 @@ class Runner:
         action = str(step["uses"]).split("@", 1)[0]
         if action != "actions/checkout":
             raise Unsupported(f"action {step['uses']}")
-        inputs = {k: evaluate(str(v), context) for k, v in (step.get("with") or {}).items()}
+        inputs = {k: evaluate(_scalar(v), context) for k, v in (step.get("with") or {}).items()}
         unknown = set(inputs) - {"ref", "path", "fetch-depth", "persist-credentials"}
         if unknown:
             raise Unsupported(f"actions/checkout inputs {sorted(unknown)}")
