@@ -14,6 +14,7 @@ what the project needs (pool, network, a profile the policy names), 3 LXD refuse
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from provisioner import subids
 from provisioner.commands import add_repo_arg, clock, load_main
+from provisioner.errors import SspError
 from provisioner.host import DEFAULT_PROFILE, HostApi, HostPlan, plan_host
 from provisioner.models import Policy
 
@@ -146,6 +148,10 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.dry_run:
         print(f"{PREFIX}: dry run: {len(lines)} changes, nothing was changed")
         return 0
+    for path, ranges in files.items():
+        target = path if path.exists() else path.parent
+        if ranges and not os.access(target, os.W_OK):
+            raise SspError(f"cannot write {path}: run `ssp host init` as root; nothing was changed")
     apply_plan(lxd, plan)
     for path, ranges in files.items():
         subids.append(path, ranges)
