@@ -154,7 +154,10 @@ class Applier:
         return container_outcome(spec, "created", ipv4)
 
     def _remove(self, name: str) -> None:
-        self.lxd.set_config(name, {"security.protection.delete": "false"})
+        # A half-made clone of a privileged base refuses every config change, the unprotect
+        # included; it was created unprotected, so only touch the key when it is set.
+        if self.lxd.instance(name).config.get("security.protection.delete") == "true":
+            self.lxd.set_config(name, {"security.protection.delete": "false"})
         self.lxd.stop(name)
         self.lxd.delete(name)
 
