@@ -93,7 +93,7 @@ class Posted:
     number: int
     url: str = ""
     created: bool = False
-    error: str = ""  # set when GitHub refused; the next run tries again
+    error: str = ""  # set when GitHub refused; a re-run of the apply tries again
 
 
 def belongs(
