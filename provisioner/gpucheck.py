@@ -23,12 +23,16 @@ def gpu_refusal(inventory: Inventory, root: Path = Path("/")) -> str | None:
         return f"{e} (run `ssp doctor` on the host)"
     missing = missing_device_nodes(root)
     if missing:
-        return (f"device nodes missing: {', '.join(missing)}; run `nvidia-modprobe -u -c=0` "
-                "and `nvidia-smi` (runner/install-gpu-unit.sh does this at every boot)")
+        return (
+            f"device nodes missing: {', '.join(missing)}; run `nvidia-modprobe -u -c=0` "
+            "and `nvidia-smi` (runner/install-gpu-unit.sh does this at every boot)"
+        )
     expected = [g for host in inventory.hosts.values() for g in host.gpus]
     diff = compare_inventory(live, expected)
     if not diff.ok:
-        return ("the GPUs on the host differ from config/hosts.yaml: "
-                + "; ".join(diff.lines())
-                + " — run `ssp gpus --write` and have an admin commit the change")
+        return (
+            "the GPUs on the host differ from config/hosts.yaml: "
+            + "; ".join(diff.lines())
+            + " — run `ssp gpus --write` and have an admin commit the change"
+        )
     return None

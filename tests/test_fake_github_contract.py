@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from fakegithub import FAKE_REPO, ContractViolationError, FakeGitHub, OpenApiContract, PullFile
 from fakegithub.contract import to_json_schema
 from fakegithub.events import (
@@ -21,8 +22,6 @@ from fakegithub.events import (
 )
 from fakegithub.state import GitHubState, Reply
 from jsonschema import Draft202012Validator
-
-import requests
 
 pytest_plugins = ["fakegithub.fixtures"]  # fake_github
 
