@@ -1,0 +1,296 @@
+"""Reconcile passes on a real LXD: what a request becomes, what a second pass does, retiring,
+a GPU that is not there, and a half-made instance from an earlier failure.
+
+Each test has its own LXD project (`lxd_project`) and a lab checkout pointing at it
+(`helpers.LabRepo`). Passes run through `run_pass` with the real `Lxd` adapters, whose
+request logs show what changed; what the containers hold is read back with `lxc`. Debian
+clones of `Common-Server/golden` take seconds each on the dir pool, so one test walks one
+container through its whole life; the busybox policy image carries the failure cases.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration.helpers import (
+    NOW,
+    SHA,
+    UIDS,
+    Adapters,
+    LabRepo,
+    apply_pass,
+    in_instance,
+    lxc,
+    lxc_query,
+    outcomes,
+)
+from provisioner.plan import Create, Ready
+from provisioner.spec import IMAGE
+
+pytestmark = pytest.mark.lxd
+
+BASE, GOLDEN = "Common-Server", "golden"
+RETIRED_SNAPSHOT = f"retired-{NOW:%Y%m%d}"  # noon UTC is the same day in Asia/Shanghai
+GPU0 = ("0000:18:00.0", "NVIDIA GeForce RTX 4090")  # GPU 0 of the sample config/hosts.yaml
+
+
+@pytest.fixture
+def suffix(lxd_project: str) -> str:
+    """The project's random part: instance names carry it (bridges share DNS names)."""
+    return lxd_project.rsplit("-", 1)[-1]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
+    return LabRepo.make(tmp_path, lxd_project, suffix)
+
+
+@pytest.fixture
+def adapters(lxd_project: str, lxd_socket: str) -> Adapters:
+    return Adapters.make(lxd_project, lxd_socket)
+
+
+def instance(project: str, name: str) -> dict[str, object]:
+    found = lxc_query(f"/1.0/instances/{name}?recursion=1", project)
+    assert isinstance(found, dict)
+    return found
+
+
+def config_of(project: str, name: str) -> dict[str, str]:
+    config = instance(project, name)["config"]
+    assert isinstance(config, dict)
+    return config
+
+
+def inside(project: str, name: str, *argv: str, uid: int = 0) -> str:
+    return in_instance(project, name, *argv, uid=uid).stdout
+
+
+def memory_limit(project: str, name: str) -> int:
+    """The memory cgroup limit the container's processes run under (cgroup v1 or v2)."""
+    text = inside(
+        project,
+        name,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || "
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    )
+    return int(text.strip())
+
+
+# --- a container's whole life ----------------------------------------------------------------
+
+
+def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
+) -> None:
+    project = lxd_project
+    a, b = f"alice-a-{suffix}", f"alice-b-{suffix}"
+    req_a = lab.container(a, shares=["share"], snapshots="daily")
+    req_b = lab.container(b)
+
+    first = apply_pass(lab, adapters, req_a, req_b)
+
+    assert outcomes(first) == {a: ("created", True, ""), b: ("created", True, "")}
+    for name in (a, b):
+        inst = instance(project, name)
+        config = config_of(project, name)
+        assert inst["status"] == "Running"
+        # Unprivileged: nothing of a privileged base survives, and root inside is a high,
+        # unprivileged UID on the host.
+        assert config.get("security.privileged", "false") == "false"
+        assert not [k for k in config if k.startswith("raw.") and k != "raw.idmap"]
+        uid_map = inside(project, name, "cat", "/proc/self/uid_map").split("\n")[0].split()
+        assert uid_map[0] == "0" and int(uid_map[1]) >= 65536, uid_map
+        # Protected, labelled, limited.
+        assert config["security.protection.delete"] == "true"
+        assert config["security.idmap.isolated"] == "true"
+        assert (config["limits.cpu"], config["limits.memory"]) == ("2", "1GiB")
+        assert memory_limit(project, name) == 2**30
+        assert config["user.ssp.managed"] == "true"
+        assert config["user.ssp.owner"] == "alice"
+        assert config["user.ssp.request"] == f"requests/alice/{name}.yaml"
+        assert (config["user.ssp.state"], config["user.ssp.sha"]) == ("ready", SHA)
+        assert config[IMAGE] == "common-server"
+        assert inst["description"] == f"alice: Integration test {name}"
+        # An address of its own from the bridge, reported in the outcome.
+        (o,) = [o for o in first.result.outcomes if o.name == name]
+        assert o.ipv4 and all(re.fullmatch(r"10\.\d+\.\d+\.\d+", ip) for ip in o.ipv4)
+    (oa,) = [o for o in first.result.outcomes if o.name == a]
+    (ob,) = [o for o in first.result.outcomes if o.name == b]
+    assert not set(oa.ipv4) & set(ob.ipv4)
+    assert config_of(project, a)["snapshots.schedule"] == "@daily"
+    devices = instance(project, a)["devices"]
+    assert isinstance(devices, dict)
+    assert devices["ssh"] == {
+        "type": "proxy",
+        "bind": "host",
+        "listen": f"tcp:127.0.0.1:{oa.ssh_port}",
+        "connect": "tcp:127.0.0.1:22",
+    }
+    assert devices["share-share"]["source"] == str(lab.share)
+
+    # The share: raw.idmap maps alice's UID to itself, so she writes into a folder only her
+    # host UID may enter, and the host sees her file as hers.
+    assert config_of(project, a)["raw.idmap"] == f"both {UIDS['alice']} {UIDS['alice']}"
+    assert f"{UIDS['alice']} {UIDS['alice']} 1" in " ".join(
+        inside(project, a, "cat", "/proc/self/uid_map").split()
+    )
+    assert inside(project, a, "id", "-un", uid=UIDS["alice"]).strip() == "alice"
+    in_instance(project, a, "sh", "-c", "echo hi > /home/user/share/note", uid=UIDS["alice"])
+    note = lab.share / "note"
+    assert (note.stat().st_uid, note.stat().st_gid) == (UIDS["alice"], UIDS["alice"])
+    assert note.read_text() == "hi\n"
+    # Root inside is no host root: what it writes there belongs to an unprivileged host UID.
+    in_instance(project, a, "touch", "/home/user/share/by-root")
+    assert (lab.share / "by-root").stat().st_uid >= 65536
+
+    # Its own identity: machine-id and SSH host key differ from the base's and each other's.
+    base_id = lxc("file", "pull", "--project", "default", f"{BASE}/etc/machine-id", "-").stdout
+    ids = {name: inside(project, name, "cat", "/etc/machine-id").strip() for name in (a, b)}
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids.values()), ids
+    assert len({*ids.values(), base_id.strip()}) == 3
+    host_keys = {
+        name: inside(project, name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub") for name in (a, b)
+    }
+    assert host_keys[a].split()[1] != host_keys[b].split()[1]
+    assert host_keys[a].strip().endswith(f"root@{a}")
+
+    # A second pass changes nothing: one listing per adapter, no mutating request at all.
+    before = adapters.requests()
+    mutations = len(adapters.mutations())
+    second = apply_pass(lab, adapters, req_a, req_b)
+    assert adapters.mutations()[mutations:] == []
+    assert adapters.requests() - before == 2
+    assert second.plan.changes == ()
+    assert outcomes(second) == {a: ("unchanged", True, ""), b: ("unchanged", True, "")}
+    assert {o.name: o.ipv4 for o in second.result.outcomes} == {a: oa.ipv4, b: ob.ipv4}
+
+    # LXD refuses to delete it (`lxc delete --force` stops it first, then is refused).
+    refused = lxc("delete", "--force", "--project", project, b, check=False)
+    assert refused.returncode != 0 and "protected" in refused.stderr
+    assert instance(project, b)["status"] == "Stopped"
+
+    # Its request removed: retired, i.e. stopped, snapshotted, labelled, kept, protected.
+    third = apply_pass(lab, adapters, req_a)
+    assert outcomes(third)[a] == ("unchanged", True, "")
+    action, ok, message = outcomes(third)[b]
+    assert (action, ok) == ("retired", True)
+    assert RETIRED_SNAPSHOT in message
+    retired = instance(project, b)
+    config = config_of(project, b)
+    assert retired["status"] == "Stopped"
+    snapshots = lxc_query(f"/1.0/instances/{b}/snapshots?recursion=1", project)
+    assert [s["name"] for s in snapshots] == [RETIRED_SNAPSHOT]
+    assert config["user.ssp.retired"] == NOW.date().isoformat()
+    assert config["security.protection.delete"] == "true"
+    assert config["boot.autostart"] == "false"
+    refused = lxc("delete", "--project", project, b, check=False)
+    assert refused.returncode != 0 and "protected" in refused.stderr
+    assert instance(project, a)["status"] == "Running"
+
+    # And then nothing more happens to it.
+    mutations = len(adapters.mutations())
+    fourth = apply_pass(lab, adapters, req_a)
+    assert adapters.mutations()[mutations:] == []
+    assert outcomes(fourth) == {a: ("unchanged", True, "")}
+
+
+# --- a GPU that is not on this host ------------------------------------------------------------
+
+
+def test_a_missing_gpu_fails_its_request_clearly_and_a_refusal_changes_nothing(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
+) -> None:
+    project = lxd_project
+    gpu, other = f"carol-gpu-{suffix}", f"carol-cpu-{suffix}"
+    req_gpu = lab.container(gpu, owner="carol", image="busybox", gpus=[0])
+    req_other = lab.container(other, owner="carol", image="busybox")
+
+    first = apply_pass(lab, adapters, req_gpu, req_other)
+
+    # The GPU device is stored as the inventory says: by PCI address, never by LXD's `id`.
+    devices = instance(project, gpu)["devices"]
+    assert isinstance(devices, dict)
+    assert [d for d in devices.values() if d["type"] == "gpu"] == [
+        {"type": "gpu", "gputype": "physical", "pci": GPU0[0]}
+    ]
+    action, ok, message = outcomes(first)[gpu]
+    assert (action, ok) == ("failed", False)
+    assert message.startswith(f"GPU 0 ({GPU0[1]}, PCI {GPU0[0]}) is not present on the host")
+    assert "Invalid PCI address" in message
+    assert instance(project, gpu)["status"] == "Stopped"
+    assert config_of(project, gpu)["user.ssp.state"] == "creating"
+    # ... while the other request of the same pass is made and runs.
+    assert outcomes(first)[other][:2] == ("created", True)
+    assert instance(project, other)["status"] == "Running"
+    assert not first.result.ok
+
+    # GPUs refused (say the device nodes are gone): GPU requests are refused before any
+    # change, the half-made one is left as it is and a new one is not made at all.
+    gpu2 = f"carol-gpu2-{suffix}"
+    req_gpu2 = lab.container(gpu2, owner="carol", image="busybox", gpus=[1])
+    mutations = len(adapters.mutations())
+    refused = apply_pass(
+        lab, adapters, req_gpu, req_other, req_gpu2, gpu_refusal="/dev/nvidia-uvm is missing"
+    )
+    assert adapters.mutations()[mutations:] == []
+    for name in (gpu, gpu2):
+        action, ok, message = outcomes(refused)[name]
+        assert (action, ok) == ("refused", False)
+        assert message == "GPUs cannot be attached now: /dev/nvidia-uvm is missing"
+    assert outcomes(refused)[other] == ("unchanged", True, "")
+    assert config_of(project, gpu)["user.ssp.state"] == "creating"
+    missing = lxc("info", "--project", project, gpu2, check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+
+
+# --- a half-made instance ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def squatter(lab: LabRepo) -> Iterator[int]:
+    """Another program listening on the first port of the lab's range."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", lab.ports[0]))
+        sock.listen()
+        yield lab.ports[0]
+
+
+def test_a_half_made_instance_is_replaced_on_the_next_pass(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str, squatter: int
+) -> None:
+    project = lxd_project
+    name = f"alice-h-{suffix}"
+    req = lab.container(name, image="busybox")
+
+    # The port is taken after the host was looked at (busy_ports empty): start fails late.
+    first = apply_pass(lab, adapters, req, busy_ports=frozenset())
+    action, ok, message = outcomes(first)[name]
+    assert (action, ok) == ("failed", False)
+    assert message.startswith(f"port {squatter} is already taken on the host")
+    config = config_of(project, name)
+    assert config["user.ssp.state"] == "creating"
+    assert config["security.protection.delete"] == "false"
+    half_made_uuid = config["volatile.uuid"]
+
+    second = apply_pass(lab, adapters, req)
+    (create,) = second.plan.actions
+    assert isinstance(create, Create) and create.replace_half_made
+    assert outcomes(second)[name][:2] == ("created", True)
+    config = config_of(project, name)
+    assert config["volatile.uuid"] != half_made_uuid  # made again, not patched up
+    assert (config["user.ssp.state"], config["security.protection.delete"]) == ("ready", "true")
+    assert instance(project, name)["status"] == "Running"
+    devices = instance(project, name)["devices"]
+    assert isinstance(devices, dict)
+    assert devices["ssh"]["listen"] == f"tcp:127.0.0.1:{squatter + 1}"
+
+    third = apply_pass(lab, adapters, req)
+    assert [type(a) for a in third.plan.actions] == [Ready]

@@ -1,0 +1,224 @@
+"""SSH logins that `ssp apply` hands out, tried for real: a container of one's own (through
+the CLI, as the runner calls it) and an account on a shared server.
+
+Both use Debian clones of `Common-Server/golden` (sshd inside) in the test's own LXD project,
+forwarded ports on 127.0.0.1, and the request's own key pair. sshd needs a few seconds after
+the container starts, so the first login is retried for a while.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration.helpers import (
+    NOW,
+    Adapters,
+    LabRepo,
+    apply_pass,
+    in_instance,
+    lxc,
+    lxc_query,
+    outcomes,
+    ssh,
+    ssh_until_ok,
+)
+from provisioner import cli, commands
+from provisioner.commands import apply as apply_command
+from provisioner.lxd import Lxd
+from provisioner.models import Policy
+from provisioner.state import LxdApi
+
+pytestmark = pytest.mark.lxd
+
+GOLDEN = "Common-Server/golden"
+SSH_COMMAND = re.compile(r"ssh -p (\d+) ([a-z0-9-]+)@127\.0\.0\.1")
+
+
+@pytest.fixture
+def suffix(lxd_project: str) -> str:
+    return lxd_project.rsplit("-", 1)[-1]
+
+
+# --- a container, through the CLI --------------------------------------------------------------
+
+
+@pytest.fixture
+def adapters_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Lxd]]:
+    """Every real adapter `ssp apply` builds, so a test can count the requests it sent."""
+    made: list[Lxd] = []
+    real = commands.connect
+
+    def connect(policy: Policy, env: dict[str, str]) -> tuple[LxdApi, object]:
+        main, servers = real(policy, env)
+        assert isinstance(main, Lxd)
+        made.append(main)
+
+        def server(instance: str) -> LxdApi:
+            api = servers(instance)
+            assert isinstance(api, Lxd)
+            made.append(api)
+            return api
+
+        return main, server
+
+    monkeypatch.setattr(apply_command, "connect", connect)
+    yield made
+
+
+def ssp_apply(
+    lab: LabRepo, socket: str, capsys: pytest.CaptureFixture[str], *options: str
+) -> tuple[int, str]:
+    env = {
+        "SSP_NOW": NOW.isoformat(),
+        "SSP_LOCK": str(lab.root / "apply.lock"),
+        "SSP_GPU_CHECK": "off",
+        "LXD_DIR": str(Path(socket).parent),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    code = cli.main(["apply", "--repo", str(lab.root), "--no-comment", *options], env=env)
+    return code, capsys.readouterr().out
+
+
+def test_ssp_apply_prints_an_ssh_command_that_logs_the_owner_in(
+    tmp_path: Path,
+    lxd_project: str,
+    lxd_socket: str,
+    suffix: str,
+    adapters_made: list[Lxd],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lab = LabRepo.make(tmp_path, lxd_project, suffix)
+    name = f"alice-s-{suffix}"
+    lab.write(lab.container(name))
+
+    # A dry run says what it would do and changes nothing.
+    code, out = ssp_apply(lab, lxd_socket, capsys, "--dry-run")
+    assert (code, out.split()[:2]) == (0, ["would", "create"]), out
+    assert name in out
+    assert [m for api in adapters_made for m in api.mutations] == []
+    assert lxc_query("/1.0/instances", lxd_project) == []
+
+    code, out = ssp_apply(lab, lxd_socket, capsys)
+    assert code == 0, out
+    (line,) = [line for line in out.splitlines() if name in line]
+    assert line.startswith("created")
+    found = SSH_COMMAND.search(line)
+    assert found, line
+    port, login = int(found.group(1)), found.group(2)
+    assert login == "alice" and lab.ports[0] <= port <= lab.ports[1]
+
+    # The printed command, with the request's private key, logs alice in; sudo works.
+    key = lab.keys["alice"]
+    done = ssh_until_ok(key, port, login, "id -un; sudo -n id -u")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["alice", "0"]
+    # The host key sshd presents is the one ssp gave this container.
+    scanned = lxc(
+        "exec", "--project", lxd_project, name, "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"
+    )
+    offered = ssh(key, port, login, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+    assert offered.stdout == scanned.stdout
+    # Another key is refused.
+    refused = ssh(lab.keys["bob"], port, login, "true")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+
+    # Applied again: exit 0, unchanged, still the same command, and no mutating request.
+    adapters_made.clear()
+    code, again = ssp_apply(lab, lxd_socket, capsys)
+    assert code == 0, again
+    (line,) = [line for line in again.splitlines() if name in line]
+    assert line.startswith("unchanged") and f"ssh -p {port} alice@127.0.0.1" in line
+    assert adapters_made and [m for api in adapters_made for m in api.mutations] == []
+    code, report = ssp_apply(lab, lxd_socket, capsys, "--dry-run", "--format", "json")
+    doc = json.loads(report)
+    assert (code, doc["ok"], doc["dry_run"]) == (0, True, True)
+    assert [(o["name"], o["action"], o["ssh_command"]) for o in doc["outcomes"]] == [
+        (name, "unchanged", f"ssh -p {port} alice@127.0.0.1")
+    ]
+    assert [m for api in adapters_made for m in api.mutations] == []
+
+
+# --- an account on a shared server ------------------------------------------------------------
+
+
+def make_shared_server(lab: LabRepo) -> None:
+    """A Debian instance in the test project playing Common-Server, SSH forwarded, running."""
+    name, project = lab.shared_server, lab.project
+    lxc("copy", GOLDEN, name, "--project", "default", "--target-project", project)
+    lxc("config", "set", "--project", project, name, "user.lab.note=the lab's own server")
+    lxc(
+        "config", "device", "add", "--project", project, name, "ssh", "proxy",
+        f"listen=tcp:127.0.0.1:{lab.shared_ssh_port}", "connect=tcp:127.0.0.1:22",
+    )  # fmt: skip
+    lxc(
+        "query",
+        "-X",
+        "PATCH",
+        f"/1.0/instances/{name}?project={project}",
+        "--data",
+        json.dumps({"description": "Common-Server (test stand-in)"}),
+    )
+    lxc("start", "--project", project, name)
+
+
+def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
+    tmp_path: Path, lxd_project: str, lxd_socket: str, suffix: str
+) -> None:
+    lab = LabRepo.make(tmp_path, lxd_project, suffix, shared_ssh=True)
+    make_shared_server(lab)
+    adapters = Adapters.make(lxd_project, lxd_socket)
+    server, login, port = lab.shared_server, "bob-nb", lab.shared_ssh_port
+    assert port is not None
+    req = lab.account(login)
+
+    first = apply_pass(lab, adapters, req)
+
+    (o,) = first.result.outcomes
+    assert (o.kind, o.action, o.ok, o.login, o.server, o.ssh_port) == (
+        "account",
+        "created",
+        True,
+        login,
+        "common",
+        port,
+    )
+    home = f"/home/{login}"
+    keys = in_instance(lxd_project, server, "cat", f"{home}/.ssh/authorized_keys").stdout
+    assert keys == lab.keys["bob"].public + "\n"
+    done = ssh_until_ok(lab.keys["bob"], port, login, "id -un; touch ~/work")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == login
+    # The shared server is not ours: its own description and settings are left as they were.
+    info = lxc_query(f"/1.0/instances/{server}", lxd_project)
+    assert info["description"] == "Common-Server (test stand-in)"
+    assert info["config"]["user.lab.note"] == "the lab's own server"
+    assert "user.ssp.managed" not in info["config"]
+
+    # Nothing to do the second time, on the project's adapter or the shared server's.
+    mutations = len(adapters.mutations())
+    second = apply_pass(lab, adapters, req)
+    assert adapters.mutations()[mutations:] == []
+    assert second.plan.changes == ()
+
+    # The request removed: the login is locked and expired, its keys gone, its home kept.
+    third = apply_pass(lab, adapters)
+    assert outcomes(third) == {login: ("locked", True, "login locked; the home directory is kept")}
+    status = in_instance(lxd_project, server, "passwd", "--status", login).stdout.split()
+    assert status[1] == "L"
+    shadow = in_instance(lxd_project, server, "getent", "shadow", login).stdout.split(":")
+    assert shadow[7] == "1"  # expired on 2 January 1970
+    assert (
+        in_instance(lxd_project, server, "test", "-f", f"{home}/work", check=False).returncode == 0
+    )
+    refused = ssh(lab.keys["bob"], port, login, "true")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+
+    mutations = len(adapters.mutations())
+    fourth = apply_pass(lab, adapters)
+    assert adapters.mutations()[mutations:] == []
+    assert fourth.result.outcomes == ()
