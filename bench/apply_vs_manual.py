@@ -1,0 +1,224 @@
+"""Bench: `ssp` making N containers from Common-Server/golden vs the seed's manual `lxc` steps.
+
+Both sides make the same N containers on the same daemon in the same run, each side in a
+throwaway LXD project of its own, removed afterwards (not timed):
+
+- ssp: one reconcile pass (`run_pass` with the real `Lxd` adapters) over N container
+  requests (2 CPUs, 1 GiB, the share, an SSH forward on 127.0.0.1). Everything ssp does is
+  in the time: clone, replace the inherited config and devices, new machine-id and SSH host
+  key, verify, start, wait for an IPv4, the owner's user, sudoers and authorized_keys inside,
+  mark ready and protected.
+- manual: the seed's procedure scripted with the `lxc` client, one container after the
+  other: `lxc copy Common-Server/golden`, `lxc config set` the two limits, `lxc config
+  device add` the SSH proxy and the share disk, `lxc start`, then poll until it has an IPv4.
+
+Runs alternate (ssp first in odd rounds, manual first in even ones) so that neither side
+always gets the warmer page cache; one untimed copy warms the cache before the first round.
+Prints each run and the medians; the ratio is ssp / manual (below 1: ssp is faster).
+
+usage: .venv/bin/python bench/apply_vs_manual.py [--count 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found via sys.path)
+    Adapters,
+    LabRepo,
+    apply_pass,
+    free_ports,
+    make_key,
+    throwaway_project,
+)
+
+from provisioner.lxd import socket_path  # noqa: E402
+
+GOLDEN = "Common-Server/golden"
+SSH_DIR = "/home/alice/.ssh"
+# What an admin would type to give a clone its own identity (ssp pushes files instead).
+IDENTITY = (
+    "rm -f /etc/machine-id /etc/ssh/ssh_host_* && systemd-machine-id-setup >/dev/null"
+    " && ssh-keygen -A >/dev/null && systemctl restart ssh"
+)
+SUDOERS = (
+    "echo 'alice ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/alice && chmod 440 /etc/sudoers.d/alice"
+)
+SIDES = ("ssp", "manual", "manual-same")
+WINDOW = (41000, 41999)  # apart from the tests' 40000-40999
+
+
+class BenchLab(LabRepo):
+    """The test lab, with a quota and a host big enough for every container of the run."""
+
+    def policy(self) -> dict[str, Any]:
+        policy = super().policy()
+        policy["quotas"]["bench"] = {
+            "containers": 100,
+            "gpus": 0,
+            "cpu": 4096,
+            "memory": "1024TiB",
+            "disk": "1024TiB",
+        }
+        for login in ("alice", "bob", "carol"):
+            policy["users"][login]["quota"] = "bench"
+        # As in the sample policy: the shared server is the admin's, in the default project.
+        policy["shared_servers"] = {"common": {"instance": "Common-Server", "project": "default"}}
+        return policy
+
+    def hosts(self) -> str:
+        return (
+            super()
+            .hosts()
+            .replace("cpu: 64", "cpu: 4096")
+            .replace("memory: 256GiB", "memory: 64TiB")
+            .replace("disk: 4TiB", "disk: 1024TiB")
+        )
+
+
+def lxc(*args: str) -> str:
+    return subprocess.run(["lxc", *args], capture_output=True, text=True, check=True).stdout
+
+
+def has_ipv4(project: str, name: str) -> bool:
+    state = json.loads(lxc("query", f"/1.0/instances/{name}/state?project={project}"))
+    network = state.get("network") or {}
+    return any(
+        a["family"] == "inet"
+        for nic, info in network.items()
+        if nic != "lo"
+        for a in info["addresses"]
+    )
+
+
+def manual(
+    project: str, names: list[str], first_port: int, share: Path, same: Path | None = None
+) -> float:
+    """The seed's steps with `lxc`, container after container; seconds for all of them.
+
+    With `same` (alice's public key file), also what ssp does beyond those steps, the way an
+    admin would type it: the isolated idmap with alice's UID for the share, protection, a
+    new machine-id and SSH host keys, her user, sudo and authorized_keys."""
+    start = time.perf_counter()
+    for i, name in enumerate(names):
+        at = ["--project", project]
+        lxc("copy", GOLDEN, name, "--project", "default", "--target-project", project)
+        lxc("config", "set", *at, name, "limits.cpu=2", "limits.memory=1GiB")
+        if same:
+            lxc(
+                "config", "set", *at, name, "security.idmap.isolated=true",
+                "raw.idmap=both 1001 1001", "limits.processes=10000",
+            )  # fmt: skip
+        lxc(
+            "config", "device", "add", *at, name, "ssh", "proxy",
+            f"listen=tcp:127.0.0.1:{first_port + i}", "connect=tcp:127.0.0.1:22",
+        )  # fmt: skip
+        lxc(
+            "config", "device", "add", *at, name, "share", "disk",
+            f"source={share}", "path=/home/user/share",
+        )  # fmt: skip
+        lxc("start", *at, name)
+        deadline = time.monotonic() + 60
+        while not has_ipv4(project, name):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} got no IPv4 within 60 s")
+            time.sleep(0.2)
+        if same:
+            run = ["exec", *at, name, "--"]
+            lxc(*run, "sh", "-c", IDENTITY)
+            lxc(*run, "useradd", "-m", "-u", "1001", "-U", "-s", "/bin/bash", "alice")
+            lxc(*run, "install", "-d", "-m", "700", "-o", "1001", "-g", "1001", SSH_DIR)
+            lxc(
+                "file", "push", *at, "--uid", "1001", "--gid", "1001", "--mode", "0600",
+                str(same), f"{name}{SSH_DIR}/authorized_keys",
+            )  # fmt: skip
+            lxc(*run, "sh", "-c", SUDOERS)
+            lxc("config", "set", *at, name, "security.protection.delete=true")
+    return time.perf_counter() - start
+
+
+def with_ssp(socket: str, project: str, count: int, work: Path) -> float:
+    """One reconcile pass over `count` new requests; seconds for the pass."""
+    suffix = project.rsplit("-", 1)[-1]
+    lab = BenchLab.make(work, project, suffix, ports=count, window=WINDOW)
+    requests = [lab.container(f"bench-{i:02d}-{suffix}", shares=["share"]) for i in range(count)]
+    adapters = Adapters.make(project, socket, shared_project="default")
+    start = time.perf_counter()
+    done = apply_pass(lab, adapters, *requests)
+    took = time.perf_counter() - start
+    failed = [(o.name, o.message) for o in done.result.outcomes if o.action != "created"]
+    if failed:
+        raise RuntimeError(f"ssp did not create every container: {failed}")
+    return took
+
+
+def one_round(socket: str, side: str, count: int) -> float:
+    with (
+        tempfile.TemporaryDirectory(prefix="ssp-bench-") as tmp,
+        throwaway_project(socket, "ssp-bench") as project,
+    ):
+        work = Path(tmp)
+        if side == "ssp":
+            return with_ssp(socket, project, count, work)
+        share = work / "share"
+        share.mkdir()
+        same = None
+        if side == "manual-same":
+            key = make_key(work, "alice").private
+            same = key.with_name(key.name + ".pub")
+        suffix = project.rsplit("-", 1)[-1]
+        names = [f"manual-{i:02d}-{suffix}" for i in range(count)]
+        return manual(project, names, free_ports(count, WINDOW)[0], share, same)
+
+
+def warm_up(socket: str) -> None:
+    """One untimed copy of the base, so the first timed round does not read a cold disk."""
+    with throwaway_project(socket, "ssp-bench") as project:
+        lxc("copy", GOLDEN, "warm-up", "--project", "default", "--target-project", project)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=10, help="containers per run (10)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (3)")
+    args = parser.parse_args(argv)
+    socket = socket_path(lxd_dir=os.environ.get("LXD_DIR"))
+    warm_up(socket)
+    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    for r in range(args.rounds):
+        order = SIDES[r % 3 :] + SIDES[: r % 3]  # each side goes first in turn
+        for side in order:
+            took = one_round(socket, side, args.count)
+            times[side].append(took)
+            print(
+                f"round {r + 1} {side:<6} {args.count} containers in {took:6.1f} s "
+                f"({took / args.count:.2f} s each)",
+                flush=True,
+            )
+    medians = {side: statistics.median(runs) for side, runs in times.items()}
+    print()
+    print(f"| side | median of {args.rounds} (s) | per container (s) | runs (s) |")
+    print("|---|---|---|---|")
+    for side, median in medians.items():
+        runs = ", ".join(f"{t:.1f}" for t in times[side])
+        print(f"| {side} | {median:.1f} | {median / args.count:.2f} | {runs} |")
+    print()
+    for side in SIDES[1:]:
+        print(f"ratio ssp / {side} (medians): {medians['ssp'] / medians[side]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
