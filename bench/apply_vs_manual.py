@@ -35,13 +35,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from integration.conftest import throwaway_project  # noqa: E402
 from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found via sys.path)
     Adapters,
     LabRepo,
     apply_pass,
     free_ports,
     make_key,
-    throwaway_project,
 )
 
 from provisioner.lxd import socket_path  # noqa: E402

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
 
 from apply_vs_manual import WINDOW, BenchLab  # noqa: E402  (found via sys.path)
-from integration.helpers import NOW, SHA, Adapters, throwaway_project  # noqa: E402
+from integration.conftest import throwaway_project  # noqa: E402
+from integration.helpers import NOW, SHA, Adapters  # noqa: E402
 
 from provisioner.hostports import listening_ports  # noqa: E402
 from provisioner.lxd import socket_path  # noqa: E402

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -68,21 +69,21 @@ def purge_project(socket: str, project: str) -> None:
     assert not failures, f"cleanup of LXD project {project} failed: {failures}"
 
 
-@pytest.fixture
-def lxd_project(lxd_socket: str) -> Iterator[str]:
-    """A fresh LXD project with its own default profile, removed after the test."""
-    project = f"ssp-t-{secrets.token_hex(4)}"
-    admin = Client(endpoint=lxd_socket)
+@contextmanager
+def throwaway_project(socket: str, prefix: str = "ssp-t") -> Iterator[str]:
+    """A new LXD project with its own default profile, purged (and deleted) at the end."""
+    project = f"{prefix}-{secrets.token_hex(4)}"
+    admin = Client(endpoint=socket)
     admin.api.projects.post(
         json={
             "name": project,
-            "description": "ssp integration test (safe to delete)",
+            "description": "ssp test or benchmark (safe to delete)",
             "config": {"features.images": "false", "features.profiles": "true"},
         }
     )
     try:
         default = admin.api.profiles["default"].get().json()["metadata"]
-        Client(endpoint=lxd_socket, project=project).api.profiles["default"].put(
+        Client(endpoint=socket, project=project).api.profiles["default"].put(
             json={
                 "description": "copy of the default project's",
                 "config": {},
@@ -91,7 +92,14 @@ def lxd_project(lxd_socket: str) -> Iterator[str]:
         )
         yield project
     finally:
-        purge_project(lxd_socket, project)
+        purge_project(socket, project)
+
+
+@pytest.fixture
+def lxd_project(lxd_socket: str) -> Iterator[str]:
+    """A fresh LXD project with its own default profile, removed after the test."""
+    with throwaway_project(lxd_socket) as project:
+        yield project
 
 
 @pytest.fixture

@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pylxd import Client
 
-from integration.conftest import purge_project
 from provisioner import gitfiles
 from provisioner.hostports import listening_ports
 from provisioner.lxd import Lxd
@@ -296,32 +292,6 @@ def ssh_until_ok(
 
     eventually(attempt, timeout_s, every_s=1)
     return last[0]
-
-
-@contextmanager
-def throwaway_project(socket: str, prefix: str = "ssp-t") -> Iterator[str]:
-    """A new LXD project like the `lxd_project` fixture's, purged (and deleted) at the end."""
-    project = f"{prefix}-{secrets.token_hex(4)}"
-    admin = Client(endpoint=socket)
-    admin.api.projects.post(
-        json={
-            "name": project,
-            "description": "ssp test or benchmark (safe to delete)",
-            "config": {"features.images": "false", "features.profiles": "true"},
-        }
-    )
-    try:
-        default = admin.api.profiles["default"].get().json()["metadata"]
-        Client(endpoint=socket, project=project).api.profiles["default"].put(
-            json={
-                "description": "copy of the default project's",
-                "config": {},
-                "devices": default["devices"],
-            }
-        )
-        yield project
-    finally:
-        purge_project(socket, project)
 
 
 def outcomes(done: Pass) -> dict[str, tuple[str, bool, str]]:
