@@ -17,6 +17,7 @@ that a no-op apply mutates nothing. It never reads the environment: the CLI pass
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import traceback
 import warnings
@@ -100,12 +101,17 @@ def _not_found(error: LxdError) -> bool:
     return isinstance(error.__cause__, pylxd_errors.NotFound)
 
 
+# `warnings.catch_warnings` swaps the process-wide filter list: two threads inside it at once
+# would restore each other's filters. One at a time, then.
+_GC_LOCK = threading.Lock()
+
+
 @contextmanager
 def _released_by_gc() -> Iterator[None]:
     """pylxd leaves its exec stdin websocket and a refused connection's socket to the garbage
     collector, which warns "unclosed socket" wherever it runs: collect them here, silenced
     (after clearing the frames a failure's traceback keeps alive)."""
-    with warnings.catch_warnings():
+    with _GC_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         warnings.filterwarnings("ignore", "Attempted to set unknown attribute", UserWarning)
         try:
@@ -121,7 +127,11 @@ def _released_by_gc() -> Iterator[None]:
 
 
 class Lxd:
-    """`LxdApi` on one project of a daemon reached by its unix socket. Connects on first use."""
+    """`LxdApi` on one project of a daemon reached by its unix socket. Connects on first use.
+
+    Safe to share between threads (apply makes new containers concurrently): each thread
+    gets its own connection, since a `requests.Session` is not meant to be shared.
+    """
 
     def __init__(
         self,
@@ -139,7 +149,7 @@ class Lxd:
         self.require_project = require_project
         # (method, path with query) of every HTTP request sent, in order.
         self.requests: list[tuple[str, str]] = []
-        self._client: Any = None
+        self._local = threading.local()  # .client: this thread's connection to the project
         self._server_client: Any = None
 
     @property
@@ -170,10 +180,11 @@ class Lxd:
             raise LxdError(f"LXD at {self.socket} refused the connection: {e}") from e
 
     def _connect(self) -> Any:
-        if self._client is None:
+        client = getattr(self._local, "client", None)
+        if client is None:
             client = self._new_client(self.project)
             if not self.require_project:
-                self._client = client
+                self._local.client = client
                 return client
             try:
                 # Listing a project that does not exist returns [] rather than an error.
@@ -184,8 +195,8 @@ class Lxd:
                 raise self._unreachable(e) from e
             except pylxd_errors.LXDAPIException as e:
                 raise LxdError(f"LXD at {self.socket} refused the connection: {e}") from e
-            self._client = client
-        return self._client
+            self._local.client = client
+        return client
 
     @property
     def _api(self) -> Any:

@@ -32,15 +32,17 @@ from ssh-keygen; it sits here because the plan, apply and reconcile tests all ne
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import shlex
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import yaml
 
@@ -179,6 +181,10 @@ class FakeDaemon:
     failures: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     leases: dict[bytes, str] = field(default_factory=dict)  # DHCP client id → address
     serial: int = 0
+    # Apply makes new containers from several threads: one call at a time, as LXD's database
+    # would see them. A test that must see creates overlap sets `create_gate` to a barrier.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    create_gate: threading.Barrier | None = None
 
     def running(self) -> list[Record]:
         return [r for p in self.projects.values() for r in p.values() if r.status == "Running"]
@@ -207,8 +213,25 @@ def _port(listen: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[FakeLxd, P], R],
+) -> Callable[Concatenate[FakeLxd, P], R]:
+    """An `LxdApi` call, under the daemon's lock."""
+
+    def locked(self: FakeLxd, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.daemon.lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)
+    return locked
+
+
 class FakeLxd:
-    """`LxdApi` over one project of a `FakeDaemon`."""
+    """`LxdApi` over one project of a `FakeDaemon`; safe to call from several threads."""
 
     def __init__(self, project: str = "ssp", daemon: FakeDaemon | None = None) -> None:
         self.project = project
@@ -405,14 +428,17 @@ class FakeLxd:
 
     # -- LxdApi: reading --------------------------------------------------------------------------
 
+    @_serialized
     def instances(self) -> list[Instance]:
         self._call("instances", "")
         return [self._to_instance(r) for _n, r in sorted(self._records.items())]
 
+    @_serialized
     def instance(self, name: str) -> Instance:
         self._call("instance", name)
         return self._to_instance(self._get(name))
 
+    @_serialized
     def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
         self._call("wait_ipv4", name)
         record = self._get(name)
@@ -429,36 +455,41 @@ class FakeLxd:
         profiles: Sequence[str],
         description: str,
     ) -> None:
-        self._call("create", name)
-        if name in self._records:
-            raise _err(
-                "Failed creating instance record: Add instance info to the database: This "
-                '"instances" entry already exists'
+        if self.daemon.create_gate is not None:  # outside the lock, or nothing could overlap
+            self.daemon.create_gate.wait()
+        with self.daemon.lock:
+            self._call("create", name)
+            if name in self._records:
+                raise _err(
+                    "Failed creating instance record: Add instance info to the database: This "
+                    '"instances" entry already exists'
+                )
+            origin = self._origin(source)
+            merged_config = {
+                k: v for k, v in origin.config.items() if not k.startswith("volatile.")
+            }
+            if "volatile.base_image" in origin.config:
+                merged_config["volatile.base_image"] = origin.config["volatile.base_image"]
+            merged_config.update(config)
+            merged_devices = copy.deepcopy(origin.devices)
+            merged_devices.update({k: dict(v) for k, v in devices.items()})
+            self._check(merged_config, merged_devices)
+            if not profiles and "root" not in merged_devices:
+                raise _err(
+                    "Failed creating instance record: Failed initialising instance: Failed getting "
+                    "root disk: No root device could be found"
+                )
+            self.daemon.serial += 1
+            merged_config["volatile.uuid"] = f"00000000-0000-4000-8000-{self.daemon.serial:012d}"
+            self._records[name] = Record(
+                name=name,
+                project=self.project,
+                config=merged_config,
+                devices=merged_devices,
+                profiles=list(profiles),
+                description=description,
+                inside=copy.deepcopy(origin.inside),
             )
-        origin = self._origin(source)
-        merged_config = {k: v for k, v in origin.config.items() if not k.startswith("volatile.")}
-        if "volatile.base_image" in origin.config:
-            merged_config["volatile.base_image"] = origin.config["volatile.base_image"]
-        merged_config.update(config)
-        merged_devices = copy.deepcopy(origin.devices)
-        merged_devices.update({k: dict(v) for k, v in devices.items()})
-        self._check(merged_config, merged_devices)
-        if not profiles and "root" not in merged_devices:
-            raise _err(
-                "Failed creating instance record: Failed initialising instance: Failed getting "
-                "root disk: No root device could be found"
-            )
-        self.daemon.serial += 1
-        merged_config["volatile.uuid"] = f"00000000-0000-4000-8000-{self.daemon.serial:012d}"
-        self._records[name] = Record(
-            name=name,
-            project=self.project,
-            config=merged_config,
-            devices=merged_devices,
-            profiles=list(profiles),
-            description=description,
-            inside=copy.deepcopy(origin.inside),
-        )
 
     def _origin(self, source: Mapping[str, str]) -> Snapshot:
         if source.get("type") == "image":
@@ -481,6 +512,7 @@ class FakeLxd:
             return record.snapshots[snap]
         return Snapshot(record.config, record.devices, record.inside)
 
+    @_serialized
     def replace(
         self,
         name: str,
@@ -504,6 +536,7 @@ class FakeLxd:
         record.profiles = list(profiles)
         record.description = description
 
+    @_serialized
     def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
         self._call("set_config", name)
         record = self._get(name)
@@ -514,6 +547,7 @@ class FakeLxd:
             else:
                 record.config[key] = value
 
+    @_serialized
     def start(self, name: str) -> None:
         self._call("start", name)
         record = self._get(name)
@@ -526,12 +560,14 @@ class FakeLxd:
         record.config.setdefault("volatile.eth0.hwaddr", f"00:16:3e:00:00:{len(record.name):02x}")
         self._lease(record)
 
+    @_serialized
     def stop(self, name: str, timeout_s: int = 60) -> None:
         self._call("stop", name)
         record = self._get(name)
         record.status = "Stopped"  # stopping a stopped instance is a no-op, as in the adapter
         record.config["volatile.last_state.power"] = "STOPPED"
 
+    @_serialized
     def snapshot(self, name: str, snapshot: str) -> None:
         self._call("snapshot", name)
         record = self._get(name)
@@ -546,6 +582,7 @@ class FakeLxd:
             copy.deepcopy(record.inside),
         )
 
+    @_serialized
     def delete(self, name: str) -> None:
         self._call("delete", name)
         record = self._get(name)
@@ -557,6 +594,7 @@ class FakeLxd:
 
     # -- LxdApi: inside -------------------------------------------------------------------------
 
+    @_serialized
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult:
         self._call("execute", name)
         record = self._get(name)
@@ -565,6 +603,7 @@ class FakeLxd:
         record.inside.commands.append(tuple(argv))
         return _Shell(record.inside).run(name, list(argv))
 
+    @_serialized
     def push_file(self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
         self._call("push_file", name)
         inside = self._get(name).inside
@@ -575,6 +614,7 @@ class FakeLxd:
             )
         inside.files[path] = File(bytes(data), mode, uid, gid)
 
+    @_serialized
     def make_dir(self, name: str, path: str, mode: int, uid: int, gid: int) -> None:
         self._call("make_dir", name)
         inside = self._get(name).inside
@@ -583,6 +623,7 @@ class FakeLxd:
             raise _err(f"make {path} in {name!r}: no such file or directory")
         inside.dirs.setdefault(path, (mode, uid, gid))
 
+    @_serialized
     def delete_file(self, name: str, path: str) -> None:
         self._call("delete_file", name)
         self._get(name).inside.files.pop(path, None)
