@@ -7,12 +7,17 @@ create the owner's user and keys inside, then mark it `ready` and protected. A f
 one request is recorded and the others go on; a half-made instance keeps its `creating`
 label and is removed and made again on the next run. Nothing from a request reaches a
 shell: commands are argv lists and files are pushed as bytes.
+
+Changes to existing instances run one at a time, in the plan's order; new containers are
+then made a few at a time (`jobs`), since each mostly waits on LXD. The `LxdApi` given must
+therefore be safe to call from several threads (the real adapter and the fake are).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -36,6 +41,10 @@ from provisioner.plan import (
 from provisioner.state import Instance, LxdApi
 
 IPV4_TIMEOUT_S = 60.0
+# New containers made at once. Each spends most of its time waiting on LXD (the copy's I/O,
+# the start's idmap shift and proxy set-up), so a few overlap well even on two cores.
+DEFAULT_JOBS = 4
+USER_EXISTS = 9  # useradd's exit status for "user already exists"
 
 
 @dataclass(frozen=True)
@@ -201,25 +210,16 @@ class Applier:
         return result.stdout
 
     def _setup_owner(self, spec: specs.Spec) -> None:
-        """The owner's user with the policy's UID (so the share's files are theirs), and keys."""
+        """The owner's user with the policy's UID (so the share's files are theirs), and keys.
+
+        Two commands and three file requests: each `exec` costs a round of websockets, so
+        "already there" is taken from the tools' own exit statuses rather than asked first.
+        """
         uid, login, name = str(spec.uid), spec.login, spec.name
-        if self.lxd.execute(name, ["getent", "passwd", login]).exit_code != 0:
-            self._run(self.lxd, name, ["groupadd", "--force", "--gid", uid, login])
-            self._run(
-                self.lxd,
-                name,
-                [
-                    "useradd",
-                    "--create-home",
-                    "--uid",
-                    uid,
-                    "--gid",
-                    uid,
-                    "--shell",
-                    "/bin/bash",
-                    login,
-                ],
-            )
+        self._run(self.lxd, name, ["groupadd", "--force", "--gid", uid, login])
+        useradd = ["useradd", "--create-home", "--uid", uid, "--gid", uid, "--shell", "/bin/bash"]
+        # 9: the base already has this user (as a clone of a used Common-Server may).
+        self._run(self.lxd, name, [*useradd, login], ok=(0, USER_EXISTS))
         self.lxd.push_file(
             name,
             f"/etc/sudoers.d/ssp-{login}",
@@ -228,7 +228,10 @@ class Applier:
             0,
             0,
         )
-        self._push_keys(self.lxd, name, login, spec.keys, spec.uid, spec.uid)
+        # A new home has no ~/.ssh (Debian's /etc/skel holds none): make it through the file
+        # API, which sets owner and mode in the same request.
+        self.lxd.make_dir(name, f"/home/{login}/.ssh", 0o700, spec.uid, spec.uid)
+        self._write_keys(self.lxd, name, login, spec.keys, spec.uid, spec.uid)
         if spec.desktop:
             self._run(
                 self.lxd,
@@ -250,14 +253,20 @@ class Applier:
     def _push_keys(
         self, api: LxdApi, name: str, login: str, keys: tuple[str, ...], uid: int, gid: int
     ) -> None:
-        home = f"/home/{login}"
+        """~/.ssh made right (`install -d` also mends an existing one's owner and mode), keys."""
         self._run(
             api,
             name,
-            ["install", "-d", "-m", "700", "-o", str(uid), "-g", str(gid), f"{home}/.ssh"],
+            ["install", "-d", "-m", "700", "-o", str(uid), "-g", str(gid), f"/home/{login}/.ssh"],
         )
+        self._write_keys(api, name, login, keys, uid, gid)
+
+    @staticmethod
+    def _write_keys(
+        api: LxdApi, name: str, login: str, keys: tuple[str, ...], uid: int, gid: int
+    ) -> None:
         body = "".join(k.strip() + "\n" for k in keys).encode()
-        api.push_file(name, f"{home}/.ssh/authorized_keys", body, 0o600, uid, gid)
+        api.push_file(name, f"/home/{login}/.ssh/authorized_keys", body, 0o600, uid, gid)
 
     def update(self, action: Update, current: Instance) -> Outcome:
         spec = action.spec
@@ -446,20 +455,41 @@ def refused(action: Refuse) -> Outcome:
 
 
 def apply_plan(
-    plan: Plan, applier: Applier, observed: Mapping[str, Instance], dry_run: bool = False
+    plan: Plan,
+    applier: Applier,
+    observed: Mapping[str, Instance],
+    dry_run: bool = False,
+    jobs: int = DEFAULT_JOBS,
 ) -> ApplyResult:
-    """Walk the plan; one request's failure is recorded and the others still run."""
-    outcomes = []
-    for action in plan.actions:
-        if dry_run:
-            outcomes.append(_planned(action, observed))
-            continue
+    """Walk the plan; one request's failure is recorded and the others still run.
+
+    What already exists is changed first, one action at a time in the plan's order, so a
+    retirement has freed its GPUs and port before anything new starts. Then new containers
+    are made, up to `jobs` at a time. Outcomes come back in the plan's order either way.
+    """
+    if dry_run:
+        return ApplyResult(
+            tuple(_planned(a, observed) for a in plan.actions), plan.drift, plan.sha, True
+        )
+
+    def attempt(action: Action) -> Outcome:
         try:
-            outcomes.append(applier.step(action, observed))
+            return applier.step(action, observed)
         except LxdError as e:
-            applier.log(f"failed: {e}")
-            outcomes.append(_failed(action, e))
-    return ApplyResult(tuple(outcomes), plan.drift, plan.sha, dry_run)
+            applier.log(f"{action.name}: failed: {e}")
+            return _failed(action, e)
+
+    outcomes: dict[int, Outcome] = {}
+    new = {i: a for i, a in enumerate(plan.actions) if isinstance(a, Create)}
+    for i, action in enumerate(plan.actions):
+        if i not in new:
+            outcomes[i] = attempt(action)
+    if jobs <= 1 or len(new) <= 1:
+        outcomes.update({i: attempt(a) for i, a in new.items()})
+    else:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ssp-create") as pool:
+            outcomes.update(zip(new, pool.map(attempt, new.values()), strict=True))
+    return ApplyResult(tuple(outcomes[i] for i in sorted(outcomes)), plan.drift, plan.sha)
 
 
 def _planned(action: Action, observed: Mapping[str, Instance]) -> Outcome:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from provisioner.apply import Applier, ApplyResult, apply_plan
+from provisioner.apply import DEFAULT_JOBS, Applier, ApplyResult, apply_plan
 from provisioner.config import Config
 from provisioner.plan import Inputs, Plan, make_plan
 from provisioner.problems import Problem, Severity
@@ -107,6 +107,7 @@ def run_pass(
     dry_run: bool = False,
     log: Callable[[str], None] = lambda _l: None,
     ipv4_timeout_s: float = 60.0,
+    jobs: int = DEFAULT_JOBS,
 ) -> Pass:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
@@ -115,6 +116,6 @@ def run_pass(
         validation, observed, now=now, sha=sha, busy_ports=busy_ports, gpu_refusal=gpu_refusal
     )
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
-    result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run)
+    result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)
     skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)
     return Pass(validation, plan, result, skipped)

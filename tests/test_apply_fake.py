@@ -9,6 +9,7 @@ counts every call, so "nothing changed" is asserted as zero mutating calls.
 from __future__ import annotations
 
 import shutil
+import threading
 
 import pytest
 from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab
@@ -213,6 +214,51 @@ def test_a_failure_leaves_the_others_applied_and_is_finished_next_time(
     third = len(fake.mutations)
     apply(lab, fake, *requests)
     assert fake.mutations[third:] == []
+
+
+def test_new_containers_are_made_several_at_a_time(lab: Lab, fake: FakeLxd) -> None:
+    # Each create waits until three are in flight: made one after another, it would break.
+    fake.daemon.create_gate = threading.Barrier(3, timeout=10)
+    requests = [lab.container(f"{who}-x", owner=who) for who in ("carol", "alice", "bob")]
+    done = apply(lab, fake, *requests, jobs=3)
+    assert [(o.name, o.action, o.ok) for o in done.result.outcomes] == [
+        ("alice-x", "created", True),  # the plan's order, whichever finished first
+        ("bob-x", "created", True),
+        ("carol-x", "created", True),
+    ]
+    assert len({o.ipv4 for o in done.result.outcomes}) == 3
+    assert {o.ssh_port for o in done.result.outcomes} == {22001, 22002, 22003}
+    for who in ("alice", "bob", "carol"):
+        rec = fake.record(f"{who}-x")
+        assert (rec.status, rec.config[STATE]) == ("Running", "ready")
+        assert who in rec.inside.users
+
+
+def test_one_at_a_time_when_asked(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"), lab.container("bob-x", owner="bob"), jobs=1)
+    made = [name for method, name in fake.calls if method in ("create", "set_config")]
+    # alice-x is finished (marked ready) before bob-x is begun
+    assert made == ["alice-x", "alice-x", "bob-x", "bob-x"]
+
+
+def test_existing_instances_are_changed_before_new_ones_are_made(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-old"), lab.container("bob-x", owner="bob"))
+    fake.stop("bob-x")
+    done = apply(lab, fake, lab.container("alice-new"), lab.container("bob-x", owner="bob"))
+    # reported in the plan's order
+    assert [(o.name, o.action) for o in done.result.outcomes] == [
+        ("alice-new", "created"),
+        ("bob-x", "started"),
+        ("alice-old", "retired"),
+    ]
+    # but carried out changes first, so a retirement is stopped before anything new starts
+    calls = [(m, n) for m, n in fake.calls if m in ("stop", "start", "create")][-4:]
+    assert calls == [
+        ("start", "bob-x"),
+        ("stop", "alice-old"),
+        ("create", "alice-new"),
+        ("start", "alice-new"),
+    ]
 
 
 # --- retire --------------------------------------------------------------------------------------

@@ -87,7 +87,10 @@ def ssp(*argv: str, tmp_path: Path, **env: str) -> tuple[int, str, str]:
         **env,
     }
     with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(argv), environ)
+        try:
+            code = main(list(argv), environ)
+        except SystemExit as e:  # argparse refusing the command line
+            code = int(e.code or 0)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -244,6 +247,24 @@ def test_an_invalid_request_is_skipped_and_what_it_made_is_left_alone(
     assert len(skipped) == 2
     assert "requests/alice/alice-x.yaml" in skipped[0] and "[share.unknown]" in skipped[0]
     assert "requests/bob/bob-nb.yaml" in skipped[1] and "[server.unknown]" in skipped[1]
+
+
+@pytest.mark.parametrize("jobs", ["0", "33", "two"])
+def test_apply_jobs_is_a_small_whole_number(
+    lab: Lab, fake: FakeLxd, tmp_path: Path, jobs: str
+) -> None:
+    repo = tmp_path / "repo"
+    checkout(lab, repo, lab.container("alice-x"), lab.container("carol-y", owner="carol"))
+    code, out, err = ssp("apply", "--repo", str(repo), "--jobs", jobs, tmp_path=tmp_path)
+    assert (code, out) == (2, "")
+    assert f"argument --jobs: expected a whole number from 1 to 32 (not {jobs!r})" in err
+    assert fake.mutations == []
+    code, out, _ = ssp("apply", "--repo", str(repo), "--jobs", "1", tmp_path=tmp_path)
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["created", "alice-x"],
+        ["created", "carol-y"],
+    ]
 
 
 def test_an_unreachable_lxd_is_an_error(lab: Lab, fake: FakeLxd, tmp_path: Path) -> None:

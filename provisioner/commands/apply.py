@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import comments, results
-from provisioner.apply import ApplyResult
+from provisioner.apply import DEFAULT_JOBS, ApplyResult
 from provisioner.commands import add_repo_arg, clock, connect, load_main, print_blocking
 from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
@@ -31,6 +31,15 @@ DEFAULT_LOCK = Path("/var/lock/ssp-apply.lock")
 DEFAULT_API_URL = "https://api.github.com"
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
+MAX_JOBS = 32
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_JOBS} (not {text!r})"
+        )
+    return int(text)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -42,6 +51,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--no-comment",
         action="store_true",
         help="do not comment on the merged PR(s) even when GITHUB_* is set",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"new containers to make at once, 1-{MAX_JOBS} (default: {DEFAULT_JOBS})",
     )
     parser.add_argument(
         "--lock",
@@ -90,6 +106,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             busy_ports=listening_ports(),
             gpu_refusal=refusal,
             dry_run=args.dry_run,
+            jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
         )
     policy = config.policy

@@ -25,6 +25,7 @@ from typing import Any, Self
 import yaml
 
 from provisioner import gitfiles
+from provisioner.apply import DEFAULT_JOBS
 from provisioner.hostports import listening_ports
 from provisioner.lxd import Lxd
 from provisioner.reconcile import Pass, blocking, run_pass
@@ -252,6 +253,7 @@ def apply_pass(
     *requests: tuple[str, bytes],
     gpu_refusal: str | None = None,
     busy_ports: frozenset[int] | None = None,
+    jobs: int = DEFAULT_JOBS,
 ) -> Pass:
     """One reconcile pass of `requests` on the real daemon, with the host's busy ports."""
     return run_pass(
@@ -263,6 +265,7 @@ def apply_pass(
         busy_ports=listening_ports() if busy_ports is None else busy_ports,
         gpu_refusal=gpu_refusal,
         ipv4_timeout_s=30,
+        jobs=jobs,
     )
 
 

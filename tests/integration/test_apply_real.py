@@ -125,6 +125,9 @@ def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
     (oa,) = [o for o in first.result.outcomes if o.name == a]
     (ob,) = [o for o in first.result.outcomes if o.name == b]
     assert not set(oa.ipv4) & set(ob.ipv4)
+    # Both were made at once (apply's jobs), yet each has a host ID range of its own.
+    bases = sorted(int(config_of(project, n)["volatile.idmap.base"]) for n in (a, b))
+    assert bases[1] - bases[0] >= 65536, bases
     assert config_of(project, a)["snapshots.schedule"] == "@daily"
     devices = instance(project, a)["devices"]
     assert isinstance(devices, dict)
