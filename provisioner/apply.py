@@ -154,9 +154,12 @@ class Applier:
         self._new_identity(spec.name)
         self._verify(spec, config)
         self._start(spec)
-        ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
+        # The owner is set up while the container boots: only the desktop needs the network.
         if spec.users:
             self._setup_owner(spec)
+        ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
+        if spec.users and spec.desktop:
+            self._install_desktop(spec, ipv4)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
         if not ipv4:
             return container_outcome(spec, "created", ipv4, message="no IPv4 address yet")
@@ -174,7 +177,8 @@ class Applier:
         ident = new_identity(name)
         self.lxd.push_file(name, "/etc/machine-id", ident.machine_id, 0o444, 0, 0)
         for path in OLD_HOST_KEYS:
-            self.lxd.delete_file(name, path)
+            if path not in (HOST_KEY, HOST_KEY + ".pub"):  # those two are overwritten below
+                self.lxd.delete_file(name, path)
         self.lxd.make_dir(name, "/etc/ssh", 0o755, 0, 0)  # minimal images have none
         self.lxd.push_file(name, HOST_KEY, ident.host_key, 0o600, 0, 0)
         self.lxd.push_file(name, HOST_KEY + ".pub", ident.host_key_pub, 0o644, 0, 0)
@@ -232,23 +236,29 @@ class Applier:
         # API, which sets owner and mode in the same request.
         self.lxd.make_dir(name, f"/home/{login}/.ssh", 0o700, spec.uid, spec.uid)
         self._write_keys(self.lxd, name, login, spec.keys, spec.uid, spec.uid)
-        if spec.desktop:
-            self._run(
-                self.lxd,
-                name,
-                [
-                    "env",
-                    "DEBIAN_FRONTEND=noninteractive",
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "xrdp",
-                    "xfce4",
-                    "xfce4-terminal",
-                    "dbus-x11",
-                ],
+
+    def _install_desktop(self, spec: specs.Spec, ipv4: tuple[str, ...]) -> None:
+        if not ipv4:
+            raise LxdError(
+                f"{spec.name} got no IPv4 address within {self.ipv4_timeout_s:.0f} s, so the "
+                "desktop (xrdp, xfce) could not be installed; the next apply makes it again"
             )
+        self._run(
+            self.lxd,
+            spec.name,
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "xrdp",
+                "xfce4",
+                "xfce4-terminal",
+                "dbus-x11",
+            ],
+        )
 
     def _push_keys(
         self, api: LxdApi, name: str, login: str, keys: tuple[str, ...], uid: int, gid: int

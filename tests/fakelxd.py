@@ -183,6 +183,7 @@ class FakeDaemon:
     serial: int = 0
     # Apply makes new containers from several threads: one call at a time, as LXD's database
     # would see them. A test that must see creates overlap sets `create_gate` to a barrier.
+    no_dhcp: set[str] = field(default_factory=set)  # instances whose DHCP never answers
     lock: threading.RLock = field(default_factory=threading.RLock)
     create_gate: threading.Barrier | None = None
 
@@ -405,6 +406,11 @@ class FakeLxd:
         if options.get("type") == "disk" and not options.get("path"):
             raise _err(f"Failed to run: /usr/bin/lxd forkstart {record.name} exit status 1")
 
+    def _addresses(self, record: Record) -> tuple[str, ...]:
+        if record.status != "Running" or record.name in self.daemon.no_dhcp:
+            return ()
+        return (self._lease(record),)
+
     def _lease(self, record: Record) -> str:
         machine_id = record.inside.files.get("/etc/machine-id")
         client = machine_id.data if machine_id else record.name.encode()
@@ -413,7 +419,6 @@ class FakeLxd:
         return self.daemon.leases[client]
 
     def _to_instance(self, record: Record) -> Instance:
-        running = record.status == "Running"
         return Instance(
             name=record.name,
             status=record.status,
@@ -422,7 +427,7 @@ class FakeLxd:
             expanded_devices=self._expanded(record),
             description=record.description,
             profiles=tuple(record.profiles),
-            ipv4=(self._lease(record),) if running else (),
+            ipv4=self._addresses(record),
             snapshots=tuple(record.snapshots),
         )
 
@@ -441,8 +446,7 @@ class FakeLxd:
     @_serialized
     def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
         self._call("wait_ipv4", name)
-        record = self._get(name)
-        return (self._lease(record),) if record.status == "Running" else ()
+        return self._addresses(self._get(name))
 
     # -- LxdApi: lifecycle ------------------------------------------------------------------------
 

@@ -133,6 +133,32 @@ def test_a_desktop_gets_xrdp_and_a_second_forward(lab: Lab, fake: FakeLxd) -> No
     assert {"xrdp", "xfce4"} <= rec.inside.packages
 
 
+def test_no_address_yet_is_said_and_the_owner_is_still_set_up(lab: Lab, fake: FakeLxd) -> None:
+    fake.daemon.no_dhcp.add("alice-x")
+    done = apply(lab, fake, lab.container("alice-x"))
+    assert outcomes(done) == {"alice-x": ("created", True, "no IPv4 address yet")}
+    rec = fake.record("alice-x")
+    assert "/home/alice/.ssh/authorized_keys" in rec.inside.files
+    assert rec.config[STATE] == "ready"
+
+
+def test_a_desktop_without_an_address_fails_clearly_and_is_made_again(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    fake.daemon.no_dhcp.add("alice-x")
+    req = lab.container("alice-x", desktop=True)
+    action, ok, message = outcomes(apply(lab, fake, req))["alice-x"]
+    assert (action, ok) == ("failed", False)
+    assert message == (
+        "alice-x got no IPv4 address within 60 s, so the desktop (xrdp, xfce) could not be "
+        "installed; the next apply makes it again"
+    )
+    assert fake.record("alice-x").config[STATE] == "creating"
+    fake.daemon.no_dhcp.clear()
+    assert outcomes(apply(lab, fake, req))["alice-x"][:2] == ("created", True)
+    assert {"xrdp", "xfce4"} <= fake.record("alice-x").inside.packages
+
+
 # --- idempotence ---------------------------------------------------------------------------------
 
 
