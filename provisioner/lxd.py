@@ -102,8 +102,31 @@ def _not_found(error: LxdError) -> bool:
 
 
 # `warnings.catch_warnings` swaps the process-wide filter list: two threads inside it at once
-# would restore each other's filters. One at a time, then.
+# would restore each other's filters. One at a time, then (the thread hook below as well).
 _GC_LOCK = threading.Lock()
+
+
+def quiet_ws4py_shutdown_race() -> None:
+    """Keep one harmless pylxd/ws4py thread error from printing a traceback to the user.
+
+    After an exec, pylxd stops ws4py's `WebSocketManager` while its thread may still be
+    unregistering a socket from the poller it just closed; the thread then dies with
+    "ValueError: I/O operation on closed epoll object". The command's output is complete by
+    then. Installed once, on the first exec; every other thread error goes on as before.
+    """
+    with _GC_LOCK:
+        previous = threading.excepthook
+        if getattr(previous, "ssp_ws4py", False):
+            return
+
+        def hook(args: threading.ExceptHookArgs) -> None:
+            thread = args.thread.name if args.thread is not None else ""
+            race = isinstance(args.exc_value, ValueError) and "closed epoll" in str(args.exc_value)
+            if not (thread == "WebSocketManager" and race):
+                previous(args)
+
+        hook.ssp_ws4py = True  # type: ignore[attr-defined]
+        threading.excepthook = hook
 
 
 @contextmanager
@@ -372,6 +395,7 @@ class Lxd:
         """Run argv (a list, never a shell string) in a running instance; no time limit."""
         if not argv:
             raise LxdError(f"run in {name!r}: no command given")
+        quiet_ws4py_shutdown_race()
         model = PylxdInstance(self._connect(), name=name)
         with self._errors(f"run {argv[0]!r} in {name!r}"):
             try:
