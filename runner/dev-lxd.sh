@@ -255,6 +255,20 @@ debian_mirror() {
 	return 1
 }
 
+# A fingerprint of what builds image $1 (busybox or debian): its build function, the files
+# under images/$1 and the Debian suite and packages. Stored in the image as the property
+# ssp.recipe (and so in instances made from it as image.ssp.recipe): an image or a base
+# built from an older recipe is rebuilt rather than silently kept.
+recipe() {
+	local kind=$1
+	{
+		declare -f "build_$kind" write_metadata
+		printf '%s\n' "$DEBIAN_SUITE" "$DEBIAN_INCLUDE"
+		find "$IMAGES_DIR/$kind" -type f -print0 | sort -z | xargs -0 sha256sum |
+			sed "s|$IMAGES_DIR/||"
+	} | sha256sum | cut -c1-16
+}
+
 write_metadata() {
 	local file=$1 os=$2 release=$3 description=$4
 	cat >"$file" <<EOF
@@ -264,6 +278,7 @@ properties:
   description: $description
   os: $os
   release: $release
+  ssp.recipe: $(recipe "$os")
 EOF
 }
 
@@ -348,17 +363,25 @@ EOF
 }
 
 ensure_image() {
-	local alias=$1 builder=$2 tarball fingerprint
+	local alias=$1 kind=$2 tarball fingerprint want have
+	want=$(recipe "$kind")
 	if lxd_exists "/1.0/images/aliases/$alias?project=$PROJECT"; then
-		skipped "image $alias already imported"
-		return
+		have=$(lxc image get-property "$alias" ssp.recipe --project "$PROJECT" 2>/dev/null) || true
+		if [ "$have" = "$want" ]; then
+			skipped "image $alias already imported (recipe $want)"
+			return
+		fi
+		lxc image delete "$alias" --project "$PROJECT"
+		changed "deleted image $alias: built from recipe ${have:-unknown}, now $want"
 	fi
-	tarball=$CACHE_DIR/$alias.tar.gz
+	tarball=$CACHE_DIR/$alias-$want.tar.gz
 	if [ -s "$tarball" ]; then
 		log "using cached $tarball"
 	else
 		log "building $alias"
-		"$builder" "$tarball"
+		"build_$kind" "$tarball"
+		# Tarballs of older recipes are of no further use.
+		find "$CACHE_DIR" -maxdepth 1 -name "$alias*.tar.gz" ! -name "${tarball##*/}" -delete
 	fi
 	# A unified tarball's fingerprint is its sha256: the image may be there without alias.
 	fingerprint=$(sha256sum "$tarball" | cut -d' ' -f1)
@@ -374,8 +397,8 @@ ensure_image() {
 cmd_images() {
 	require_root images
 	require_daemon
-	ensure_image "$IMAGE_BUSYBOX" build_busybox
-	ensure_image "$IMAGE_DEBIAN" build_debian
+	ensure_image "$IMAGE_BUSYBOX" busybox
+	ensure_image "$IMAGE_DEBIAN" debian
 }
 
 # --- common-server -------------------------------------------------------------------------
@@ -433,6 +456,18 @@ settle_base() {
 cmd_common_server() {
 	require_root common-server
 	require_daemon
+	local want have made
+	want=$(recipe debian)
+	if lxd_exists "/1.0/instances/$BASE?project=$PROJECT"; then
+		have=$(lxc config get "$BASE" image.ssp.recipe --project "$PROJECT")
+		made=$(lxc config get "$BASE" image.description --project "$PROJECT")
+		# Only a base this script made from its own image (never a lab's real one), and
+		# from an older recipe of it (or from before recipes were recorded).
+		if [[ $made == "SSP test image"* ]] && [ "$have" != "$want" ]; then
+			lxc delete --force "$BASE" --project "$PROJECT"
+			changed "deleted $BASE and its snapshots: made from recipe ${have:-unknown}, now $want"
+		fi
+	fi
 	if lxd_exists "/1.0/instances/$BASE?project=$PROJECT"; then
 		skipped "instance $BASE exists"
 	else

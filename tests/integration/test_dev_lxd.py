@@ -129,6 +129,26 @@ def test_up_a_second_time_changes_nothing() -> None:
     assert "(nothing changed)" in again.stdout, again.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="dev-lxd.sh images needs root")
+def test_an_image_built_from_an_older_recipe_is_replaced() -> None:
+    # As if ssp-busybox had been built before runner/images/busybox last changed.
+    recipe = lxc("image", "get-property", "ssp-busybox", "ssp.recipe").strip()
+    assert len(recipe) == 16
+    lxc("image", "set-property", "ssp-busybox", "ssp.recipe", "0ld0ld0ld0ld0ld0")
+
+    done = subprocess.run(
+        [SCRIPT, "images"], capture_output=True, text=True, check=True, timeout=600
+    )
+
+    assert (
+        f"deleted image ssp-busybox: built from recipe 0ld0ld0ld0ld0ld0, now {recipe}"
+        in done.stderr
+    ), done.stderr
+    assert "image ssp-busybox (" in done.stderr  # imported again
+    assert lxc("image", "get-property", "ssp-busybox", "ssp.recipe").strip() == recipe
+    assert "skip: image ssp-debian already imported" in done.stderr
+
+
 def test_the_names_other_tests_rely_on_exist() -> None:
     assert exists("/1.0/storage-pools/default")
     bridge = query("/1.0/networks/lxdbr0")
