@@ -101,6 +101,11 @@ def _not_found(error: LxdError) -> bool:
     return isinstance(error.__cause__, pylxd_errors.NotFound)
 
 
+# pylxd's models warn about every field a newer LXD sends that they do not know: noise for
+# whoever runs ssp, whichever thread it comes from.
+warnings.filterwarnings(
+    "ignore", "Attempted to set unknown attribute", UserWarning, module=r"pylxd\."
+)
 # `warnings.catch_warnings` swaps the process-wide filter list: two threads inside it at once
 # would restore each other's filters. One at a time, then (the thread hook below as well).
 _GC_LOCK = threading.Lock()
@@ -130,22 +135,29 @@ def quiet_ws4py_shutdown_race() -> None:
 
 
 @contextmanager
-def _released_by_gc() -> Iterator[None]:
-    """pylxd leaves its exec stdin websocket and a refused connection's socket to the garbage
-    collector, which warns "unclosed socket" wherever it runs: collect them here, silenced
-    (after clearing the frames a failure's traceback keeps alive)."""
+def _unclosed_sockets_silenced() -> Iterator[None]:
     with _GC_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        warnings.filterwarnings("ignore", "Attempted to set unknown attribute", UserWarning)
-        try:
-            yield
-        except Exception as e:
+        yield
+
+
+@contextmanager
+def _released_by_gc() -> Iterator[None]:
+    """pylxd leaves its exec stdin websocket and a refused connection's socket to the garbage
+    collector, which warns "unclosed socket" wherever it runs: release them right after,
+    silenced (a failure's traceback keeps the refused socket alive: its frames are cleared).
+    Only the release holds the lock, so commands in several containers still run at once."""
+    try:
+        yield
+    except Exception as e:
+        with _unclosed_sockets_silenced():
             error: BaseException | None = e
             while error is not None:  # the chain too: pylxd re-raises connection errors
                 traceback.clear_frames(error.__traceback__)
                 error = error.__cause__ or error.__context__
-            raise
-        finally:
+        raise
+    finally:
+        with _unclosed_sockets_silenced():
             gc.collect()
 
 
