@@ -360,7 +360,8 @@ class Applier:
             )
         self.log(f"{name}: {action.verb} account {login}")
         if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
-            self._run(api, name, ["useradd", "--create-home", "--shell", "/bin/bash", login])
+            useradd = ["useradd", "--create-home", "--shell", "/bin/bash", login]
+            self._run(api, name, useradd, ok=(0, USER_EXISTS))
         self._run(api, name, ["usermod", "--unlock", "--expiredate", "", login], ok=(0, 6))
         group = (
             ["usermod", "--append", "--groups", "sudo", login]

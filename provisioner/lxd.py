@@ -44,6 +44,8 @@ MANAGED_PREFIXES = ("volatile.", "image.")
 REQUEST_TIMEOUT_S = 60.0  # one plain request; operations are waited for separately
 WAIT_SLICE_S = 30  # /wait?timeout= takes whole seconds; loop in slices up to op_timeout_s
 POLL_S = 0.2
+EXEC_TRIES = 3  # a command whose websocket broke is run again, this many times in all
+EXEC_RETRY_S = 0.5
 
 
 def socket_path(endpoint: str | None = None, lxd_dir: str | None = None) -> str:
@@ -404,19 +406,31 @@ class Lxd:
     # -- inside the instance ----------------------------------------------------------------
 
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult:
-        """Run argv (a list, never a shell string) in a running instance; no time limit."""
+        """Run argv (a list, never a shell string) in a running instance; no time limit.
+
+        A websocket that breaks under the command (a busy host, several commands at once)
+        is tried again, up to EXEC_TRIES times in all: so the commands given must be safe to
+        run twice, as apply's are (each accepts "already done").
+        """
         if not argv:
             raise LxdError(f"run in {name!r}: no command given")
         quiet_ws4py_shutdown_race()
         model = PylxdInstance(self._connect(), name=name)
-        with self._errors(f"run {argv[0]!r} in {name!r}"):
+        what = f"run {argv[0]!r} in {name!r}"
+        for attempt in range(1, EXEC_TRIES + 1):
             try:
-                with _released_by_gc():
+                with self._errors(what), _released_by_gc():
                     result = model.execute(list(argv), stdin_payload=stdin)
-            except pylxd_errors.LXDAPIException as e:
-                if "command not found" in str(e).lower():
-                    raise LxdError(f"command not found in {name}: {argv[0]}") from e
-                raise
+                break
+            except LxdError as e:
+                if isinstance(e.__cause__, pylxd_errors.LXDAPIException):
+                    if "command not found" in str(e.__cause__).lower():
+                        raise LxdError(f"command not found in {name}: {argv[0]}") from e
+                    raise
+                broken = isinstance(e.__cause__, OSError | requests.ConnectionError)
+                if not broken or attempt == EXEC_TRIES:
+                    raise
+                time.sleep(EXEC_RETRY_S * attempt)
         return ExecResult(int(result.exit_code), str(result.stdout), str(result.stderr))
 
     def push_file(self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:

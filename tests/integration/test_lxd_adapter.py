@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import lxd as lxd_module
 from provisioner.errors import LxdError
 from provisioner.lxd import Lxd
 
@@ -175,6 +176,34 @@ def test_execute_returns_exit_code_and_output_without_a_shell(lxd: Lxd, unique: 
 
     with pytest.raises(LxdError, match=rf"^command not found in {name}: no-such-tool$"):
         lxd.execute(name, ["no-such-tool", "--help"])
+
+
+def test_a_broken_exec_websocket_is_tried_again_then_said(
+    lxd: Lxd, unique: Unique, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = unique("pipe")
+    make_busybox(lxd, name, running=True)
+    model = vars(lxd_module)["PylxdInstance"]  # pylxd's Instance, as the adapter imports it
+    real = model.execute
+    calls: list[list[str]] = []
+
+    def flaky(self: object, commands: list[str], **options: object) -> object:
+        calls.append(commands)
+        if len(calls) == 1 or commands[0] == "false":
+            raise BrokenPipeError(32, "Broken pipe")  # as ws4py raises it mid-handshake
+        return real(self, commands, **options)
+
+    monkeypatch.setattr(model, "execute", flaky)
+    monkeypatch.setattr(lxd_module, "EXEC_RETRY_S", 0.0)
+
+    done = lxd.execute(name, ["sh", "-c", "echo ran >> /tmp/runs; wc -l < /tmp/runs"])
+    assert (done.exit_code, done.stdout.strip()) == (0, "1")  # ran once, on the second try
+    assert len(calls) == 2
+
+    calls.clear()
+    with pytest.raises(LxdError, match=rf"^run 'false' in '{name}': \[Errno 32\] Broken pipe$"):
+        lxd.execute(name, ["false"])
+    assert len(calls) == lxd_module.EXEC_TRIES == 3
 
 
 def test_execute_in_a_stopped_instance_says_so(lxd: Lxd, unique: Unique) -> None:
