@@ -1,22 +1,25 @@
 """Bench: `ssp` making N containers from Common-Server/golden vs the seed's manual `lxc` steps.
 
-Both sides make the same N containers on the same daemon in the same run, each side in a
+Every side makes the same N containers on the same daemon in the same run, each side in a
 throwaway LXD project of its own, removed afterwards (not timed):
 
 - ssp: one reconcile pass (`run_pass` with the real `Lxd` adapters) over N container
-  requests (2 CPUs, 1 GiB, the share, an SSH forward on 127.0.0.1). Everything ssp does is
-  in the time: clone, replace the inherited config and devices, new machine-id and SSH host
-  key, verify, start, wait for an IPv4, the owner's user, sudoers and authorized_keys inside,
-  mark ready and protected.
+  requests (2 CPUs, 1 GiB, the share, an SSH forward on 127.0.0.1), `--jobs` containers at
+  a time as `ssp apply` makes them. Everything ssp does is in the time: clone, replace the
+  inherited config and devices, new machine-id and SSH host key, verify, start, wait for an
+  IPv4, the owner's user, sudoers and authorized_keys inside, mark ready and protected.
+- ssp-serial: the same pass, one container at a time (`ssp apply --jobs 1`).
 - manual: the seed's procedure scripted with the `lxc` client, one container after the
   other: `lxc copy Common-Server/golden`, `lxc config set` the two limits, `lxc config
   device add` the SSH proxy and the share disk, `lxc start`, then poll until it has an IPv4.
+- manual-same: the manual steps plus what ssp does beyond them, typed as an admin would.
 
-Runs alternate (ssp first in odd rounds, manual first in even ones) so that neither side
-always gets the warmer page cache; one untimed copy warms the cache before the first round.
-Prints each run and the medians; the ratio is ssp / manual (below 1: ssp is faster).
+The sides take turns going first from round to round, so that none always gets the warmer
+page cache; one untimed copy warms the cache before the first round. Prints each run and
+the medians; a ratio is ssp / another side (below 1: ssp is faster).
 
-usage: .venv/bin/python bench/apply_vs_manual.py [--count 10] [--rounds 3]
+usage: .venv/bin/python bench/apply_vs_manual.py [--count 10] [--rounds 3] [--jobs 4]
+                                                 [--sides ssp,ssp-serial,manual,manual-same]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +48,7 @@ from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found 
     make_key,
 )
 
+from provisioner.apply import DEFAULT_JOBS  # noqa: E402
 from provisioner.lxd import socket_path  # noqa: E402
 
 GOLDEN = "Common-Server/golden"
@@ -56,7 +61,7 @@ IDENTITY = (
 SUDOERS = (
     "echo 'alice ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/alice && chmod 440 /etc/sudoers.d/alice"
 )
-SIDES = ("ssp", "manual", "manual-same")
+SIDES = ("ssp", "ssp-serial", "manual", "manual-same")
 WINDOW = (41000, 41999)  # apart from the tests' 40000-40999
 
 
@@ -149,14 +154,14 @@ def manual(
     return time.perf_counter() - start
 
 
-def with_ssp(socket: str, project: str, count: int, work: Path) -> float:
-    """One reconcile pass over `count` new requests; seconds for the pass."""
+def with_ssp(socket: str, project: str, count: int, work: Path, jobs: int) -> float:
+    """One reconcile pass over `count` new requests, `jobs` made at once; seconds for it."""
     suffix = project.rsplit("-", 1)[-1]
     lab = BenchLab.make(work, project, suffix, ports=count, window=WINDOW)
     requests = [lab.container(f"bench-{i:02d}-{suffix}", shares=["share"]) for i in range(count)]
     adapters = Adapters.make(project, socket, shared_project="default")
     start = time.perf_counter()
-    done = apply_pass(lab, adapters, *requests)
+    done = apply_pass(lab, adapters, *requests, jobs=jobs)
     took = time.perf_counter() - start
     failed = [(o.name, o.message) for o in done.result.outcomes if o.action != "created"]
     if failed:
@@ -164,14 +169,14 @@ def with_ssp(socket: str, project: str, count: int, work: Path) -> float:
     return took
 
 
-def one_round(socket: str, side: str, count: int) -> float:
+def one_round(socket: str, side: str, count: int, jobs: int) -> float:
     with (
         tempfile.TemporaryDirectory(prefix="ssp-bench-") as tmp,
         throwaway_project(socket, "ssp-bench") as project,
     ):
         work = Path(tmp)
-        if side == "ssp":
-            return with_ssp(socket, project, count, work)
+        if side.startswith("ssp"):
+            return with_ssp(socket, project, count, work, 1 if side == "ssp-serial" else jobs)
         share = work / "share"
         share.mkdir()
         same = None
@@ -193,30 +198,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=10, help="containers per run (10)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side (3)")
+    parser.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, help=f"ssp's jobs ({DEFAULT_JOBS}, the default)"
+    )
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"which to run, in order ({','.join(SIDES)})"
+    )
     args = parser.parse_args(argv)
+    sides = tuple(args.sides.split(","))
+    if "ssp" not in sides or not set(sides) <= set(SIDES):
+        parser.error(f"--sides: ssp and any of {', '.join(SIDES[1:])}")
     socket = socket_path(lxd_dir=os.environ.get("LXD_DIR"))
+    print(f"{args.count} containers per run, {args.rounds} rounds, ssp with --jobs {args.jobs}")
+    print(f"{platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     warm_up(socket)
-    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    times: dict[str, list[float]] = {side: [] for side in sides}
     for r in range(args.rounds):
-        order = SIDES[r % 3 :] + SIDES[: r % 3]  # each side goes first in turn
-        for side in order:
-            took = one_round(socket, side, args.count)
+        shift = r % len(sides)
+        for side in sides[shift:] + sides[:shift]:  # each side goes first in turn
+            took = one_round(socket, side, args.count, args.jobs)
             times[side].append(took)
             print(
-                f"round {r + 1} {side:<6} {args.count} containers in {took:6.1f} s "
+                f"round {r + 1} {side:<11} {args.count} containers in {took:6.1f} s "
                 f"({took / args.count:.2f} s each)",
                 flush=True,
             )
     medians = {side: statistics.median(runs) for side, runs in times.items()}
-    print()
+    print(f"\nload {os.getloadavg()}\n")
     print(f"| side | median of {args.rounds} (s) | per container (s) | runs (s) |")
     print("|---|---|---|---|")
     for side, median in medians.items():
         runs = ", ".join(f"{t:.1f}" for t in times[side])
         print(f"| {side} | {median:.1f} | {median / args.count:.2f} | {runs} |")
     print()
-    for side in SIDES[1:]:
-        print(f"ratio ssp / {side} (medians): {medians['ssp'] / medians[side]:.2f}")
+    for side in sides:
+        if side != "ssp":
+            print(f"ratio ssp / {side} (medians): {medians['ssp'] / medians[side]:.2f}")
     return 0
 
 
