@@ -358,6 +358,8 @@ class Applier:
                 login=login,
                 server=acc.server,
             )
+        if action.verb == "keep":
+            return self._account_outcome(acc, "unchanged", action.ipv4)
         self.log(f"{name}: {action.verb} account {login}")
         if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
             useradd = ["useradd", "--create-home", "--shell", "/bin/bash", login]
@@ -376,15 +378,18 @@ class Applier:
         self._push_keys(api, name, login, acc.keys, int(ids[0]), int(ids[1]))
         api.set_config(name, {state.ACCOUNT + login: acc.label()})
         verb = "created" if action.verb == "create" else "updated"
+        return self._account_outcome(acc, verb, api.instance(name).ipv4)
+
+    def _account_outcome(self, acc: specs.AccountSpec, verb: str, ipv4: tuple[str, ...]) -> Outcome:
         return Outcome(
-            login,
+            acc.name,
             acc.owner,
             acc.request_path,
             "account",
             verb,
             True,
-            login=login,
-            ipv4=api.instance(name).ipv4,
+            login=acc.name,
+            ipv4=ipv4,
             server=acc.server,
             sudo=acc.sudo,
             expires=acc.expires,
@@ -480,7 +485,7 @@ def apply_plan(
     """
     if dry_run:
         return ApplyResult(
-            tuple(_planned(a, observed) for a in plan.actions), plan.drift, plan.sha, True
+            tuple(_planned(a, observed, applier) for a in plan.actions), plan.drift, plan.sha, True
         )
 
     def attempt(action: Action) -> Outcome:
@@ -503,11 +508,11 @@ def apply_plan(
     return ApplyResult(tuple(outcomes[i] for i in sorted(outcomes)), plan.drift, plan.sha)
 
 
-def _planned(action: Action, observed: Mapping[str, Instance]) -> Outcome:
+def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier) -> Outcome:
     if isinstance(action, Refuse):
         return _failed(action, LxdError(action.message))
-    if isinstance(action, Ready):
-        return container_outcome(action.spec, "unchanged", observed[action.spec.name].ipv4)
+    if isinstance(action, Ready) or (isinstance(action, AccountAction) and action.verb == "keep"):
+        return applier.step(action, observed)  # nothing to change: no request either
     word = {
         "create": "would create",
         "update": "would update",

@@ -223,6 +223,8 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
 
 
 def _status(o: Outcome) -> str:
+    if o.kind == "account" and o.action == "unchanged":
+        return "ready; nothing needed changing"
     return {
         "created": "created",
         "updated": "updated",

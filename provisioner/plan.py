@@ -108,7 +108,8 @@ class Refuse:
 @dataclass(frozen=True)
 class AccountAction:
     account: specs.AccountSpec
-    verb: str  # "create" | "update" | "lock"
+    verb: str  # "create" | "update" | "lock", or "keep": nothing to change, reported only
+    ipv4: tuple[str, ...] = ()  # the server's addresses as observed (for "keep")
     kind: str = "account"
 
     @property
@@ -117,6 +118,8 @@ class AccountAction:
 
     @property
     def detail(self) -> str:
+        if self.verb == "keep":
+            return f"unchanged account {self.account.name}"
         return f"{self.verb} account {self.account.name}"
 
 
@@ -129,6 +132,12 @@ class Drift:
 Action = Create | Update | Start | Ready | Retire | Refuse | AccountAction
 
 
+def _unchanged(action: Action) -> bool:
+    return isinstance(action, Ready) or (
+        isinstance(action, AccountAction) and action.verb == "keep"
+    )
+
+
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
@@ -137,7 +146,8 @@ class Plan:
 
     @property
     def changes(self) -> tuple[Action, ...]:
-        return tuple(a for a in self.actions if not isinstance(a, Ready))
+        """The actions that change something: not a Ready container, not a kept account."""
+        return tuple(a for a in self.actions if not _unchanged(a))
 
     def count(self, kind: str) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
@@ -488,6 +498,8 @@ def _accounts(inputs: Inputs) -> list[Action]:
             out.append(AccountAction(acc, "create"))
         elif have != acc.label():
             out.append(AccountAction(acc, "update"))
+        else:  # reported, so its PR comment can be written again (a re-run after an outage)
+            out.append(AccountAction(acc, "keep", host.ipv4 if host else ()))
     skipped_names = {_stem(p) for p in inputs.skipped}
     for server_id, shared in sorted(inputs.policy.shared_servers.items()):
         inst = observed.get(shared.instance)

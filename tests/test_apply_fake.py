@@ -175,12 +175,26 @@ def test_a_second_pass_makes_no_mutating_call(lab: Lab, fake: FakeLxd) -> None:
     second = apply(lab, fake, *requests)
     assert fake.mutations[mutations:] == []
     assert second.plan.changes == ()
-    assert [o.action for o in second.result.outcomes] == ["unchanged"] * 3
+    # every request is reported, the account too, so a re-run can write its comment again
+    assert [(o.name, o.action) for o in second.result.outcomes] == [
+        ("alice-x", "unchanged"),
+        ("bob-x", "unchanged"),
+        ("carol-y", "unchanged"),
+        ("bob-nb", "unchanged"),
+    ]
     # the result still carries everything the comment shows
     assert {o.name: o.ipv4 for o in second.result.outcomes} == {
-        o.name: o.ipv4 for o in first.result.outcomes if o.kind == "container"
+        o.name: o.ipv4 for o in first.result.outcomes
     }
+    (account,) = [o for o in second.result.outcomes if o.kind == "account"]
+    assert (account.login, account.server, account.sudo, account.ssh_port) == (
+        "bob-nb",
+        "common",
+        True,
+        None,  # the lab's shared server forwards no port: its own address is shown
+    )
     assert len(fake.calls) - calls == 2  # one listing of the project, one of the shared server
+    assert account.ipv4 == fake.view("default").instance(BASE).ipv4
 
 
 # --- one request's failure -------------------------------------------------------------------

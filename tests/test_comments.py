@@ -451,6 +451,30 @@ def test_github_failing_at_comment_time_changes_nothing_on_the_host_and_the_next
 
 
 @skip_without_tools
+def test_an_account_whose_comment_was_lost_gets_it_on_the_next_run(
+    lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    req = lab.account("bob-common")
+    repo = tmp_path / "repo"
+    sha = commit(lab, repo, req)
+    number = merged(fake_github, sha, "bob", req[0])
+    fake_github.fail_next(4, 500, retry_after=0, path_prefix=f"/repos/{FAKE_REPO}/issues/")
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    assert fake_github.comments_on(FAKE_REPO, number) == []
+    made = len(fake_lxd.mutations)
+
+    code, out, err = ssp_apply(repo, fake_github, sha, tmp_path)
+
+    assert code == 0, err
+    assert fake_lxd.mutations[made:] == []  # the account was already right
+    assert out.split()[:2] == ["unchanged", "bob-common"]
+    (posted,) = fake_github.comments_on(FAKE_REPO, number)
+    assert "### ✅ Your account is ready" in posted.body
+    assert "ready; nothing needed changing" in posted.body
+    assert f"commented on #{number}" in err
+
+
+@skip_without_tools
 def test_a_failed_request_keeps_its_exit_status_and_is_explained_on_its_pull_request(
     lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
 ) -> None:

@@ -646,8 +646,10 @@ def test_accounts_are_created_updated_and_locked(lab: Lab) -> None:
     current = account_spec(lab, req)["bob-nb"].label()
     # new
     assert accounts(plan(lab.validate(req), servers=[server()])) == [("bob-nb", "create")]
-    # as it should be
-    assert plan(lab.validate(req), servers=[server(**{"bob-nb": current})]).actions == ()
+    # as it should be: reported (for its PR comment), and no change
+    p = plan(lab.validate(req), servers=[server(**{"bob-nb": current})])
+    assert accounts(p) == [("bob-nb", "keep")]
+    assert p.changes == ()
     # new keys, sudo
     for changed in (
         lab.account("bob-nb", ssh_keys=lab.keys["bob"]),

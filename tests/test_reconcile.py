@@ -155,7 +155,11 @@ def test_plan_then_apply_then_nothing_left_to_do(lab: Lab, fake: FakeLxd, tmp_pa
     assert [(o["name"], o["action"]) for o in doc["outcomes"]] == [
         ("alice-x", "unchanged"),
         ("carol-y", "unchanged"),
+        ("bob-nb", "unchanged"),
     ]
+    bob = doc["outcomes"][2]
+    assert (bob["kind"], bob["server"]) == ("account", "common")
+    assert bob["ipv4"] and bob["ssh_command"] == f"ssh bob-nb@{bob['ipv4'][0]}"
     alice = doc["outcomes"][0]
     assert alice["ssh_command"] == "ssh -p 22001 alice@super-server.lab.example"
     assert alice["gpus"] == [{"index": 0, "model": "NVIDIA GeForce RTX 4090", "pci": PCI[0]}]
