@@ -37,6 +37,7 @@ from provisioner.plan import (
     Retire,
     Start,
     Update,
+    unchanged,
 )
 from provisioner.state import Instance, LxdApi
 
@@ -340,6 +341,8 @@ class Applier:
 
     def account(self, action: AccountAction) -> Outcome:
         acc = action.account
+        if action.verb == "keep":
+            return self._account_outcome(acc, "unchanged", action.ipv4)
         api = self.servers(acc.instance)
         name, login = acc.instance, acc.name
         if action.verb == "lock":
@@ -358,8 +361,6 @@ class Applier:
                 login=login,
                 server=acc.server,
             )
-        if action.verb == "keep":
-            return self._account_outcome(acc, "unchanged", action.ipv4)
         self.log(f"{name}: {action.verb} account {login}")
         if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
             useradd = ["useradd", "--create-home", "--shell", "/bin/bash", login]
@@ -511,7 +512,7 @@ def apply_plan(
 def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier) -> Outcome:
     if isinstance(action, Refuse):
         return _failed(action, LxdError(action.message))
-    if isinstance(action, Ready) or (isinstance(action, AccountAction) and action.verb == "keep"):
+    if unchanged(action):
         return applier.step(action, observed)  # nothing to change: no request either
     word = {
         "create": "would create",

@@ -110,7 +110,7 @@ warnings.filterwarnings(
 )
 # `warnings.catch_warnings` swaps the process-wide filter list: two threads inside it at once
 # would restore each other's filters. One at a time, then (the thread hook below as well).
-_GC_LOCK = threading.Lock()
+_GLOBALS_LOCK = threading.Lock()
 
 
 def quiet_ws4py_shutdown_race() -> None:
@@ -121,7 +121,7 @@ def quiet_ws4py_shutdown_race() -> None:
     "ValueError: I/O operation on closed epoll object". The command's output is complete by
     then. Installed once, on the first exec; every other thread error goes on as before.
     """
-    with _GC_LOCK:
+    with _GLOBALS_LOCK:
         previous = threading.excepthook
         if getattr(previous, "ssp_ws4py", False):
             return
@@ -138,7 +138,7 @@ def quiet_ws4py_shutdown_race() -> None:
 
 @contextmanager
 def _unclosed_sockets_silenced() -> Iterator[None]:
-    with _GC_LOCK, warnings.catch_warnings():
+    with _GLOBALS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         yield
 
@@ -416,21 +416,20 @@ class Lxd:
             raise LxdError(f"run in {name!r}: no command given")
         quiet_ws4py_shutdown_race()
         model = PylxdInstance(self._connect(), name=name)
-        what = f"run {argv[0]!r} in {name!r}"
-        for attempt in range(1, EXEC_TRIES + 1):
-            try:
-                with self._errors(what), _released_by_gc():
-                    result = model.execute(list(argv), stdin_payload=stdin)
-                break
-            except LxdError as e:
-                if isinstance(e.__cause__, pylxd_errors.LXDAPIException):
-                    if "command not found" in str(e.__cause__).lower():
+        with self._errors(f"run {argv[0]!r} in {name!r}"):
+            for attempt in range(1, EXEC_TRIES + 1):
+                try:
+                    with _released_by_gc():
+                        result = model.execute(list(argv), stdin_payload=stdin)
+                    break
+                except pylxd_errors.LXDAPIException as e:
+                    if "command not found" in str(e).lower():
                         raise LxdError(f"command not found in {name}: {argv[0]}") from e
                     raise
-                broken = isinstance(e.__cause__, OSError | requests.ConnectionError)
-                if not broken or attempt == EXEC_TRIES:
-                    raise
-                time.sleep(EXEC_RETRY_S * attempt)
+                except OSError:  # the websocket broke (requests' errors are OSErrors too)
+                    if attempt == EXEC_TRIES:
+                        raise
+                    time.sleep(EXEC_RETRY_S * attempt)
         return ExecResult(int(result.exit_code), str(result.stdout), str(result.stderr))
 
     def push_file(self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:

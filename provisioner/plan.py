@@ -132,7 +132,8 @@ class Drift:
 Action = Create | Update | Start | Ready | Retire | Refuse | AccountAction
 
 
-def _unchanged(action: Action) -> bool:
+def unchanged(action: Action) -> bool:
+    """Nothing to do, only to report: a container that is as asked, an account likewise."""
     return isinstance(action, Ready) or (
         isinstance(action, AccountAction) and action.verb == "keep"
     )
@@ -147,7 +148,7 @@ class Plan:
     @property
     def changes(self) -> tuple[Action, ...]:
         """The actions that change something: not a Ready container, not a kept account."""
-        return tuple(a for a in self.actions if not _unchanged(a))
+        return tuple(a for a in self.actions if not unchanged(a))
 
     def count(self, kind: str) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
