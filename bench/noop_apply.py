@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
 
 from apply_vs_manual import WINDOW, BenchLab  # noqa: E402  (found via sys.path)
 from integration.conftest import throwaway_project  # noqa: E402
-from integration.helpers import NOW, SHA, Adapters  # noqa: E402
+from integration.helpers import NOW, SHA, Adapters, host_id_spans  # noqa: E402
 
 from provisioner.hostports import listening_ports  # noqa: E402
 from provisioner.lxd import socket_path  # noqa: E402
@@ -72,6 +72,7 @@ def one_pass(
         now=NOW,
         sha=SHA,
         busy_ports=listening_ports(),
+        id_spans=host_id_spans(),
     )
     took = time.perf_counter() - validated
     actions: dict[str, int] = {}

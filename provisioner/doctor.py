@@ -18,11 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from provisioner import subids
+from provisioner import idranges, subids
 from provisioner.config import Config
 from provisioner.errors import GpuError, LxdError
 from provisioner.gpus import Gpu, compare_inventory
 from provisioner.host import Pool, Profile, Project, ServerInfo, profile_changes, project_changes
+from provisioner.idranges import IdMapUse, IdRange
 from provisioner.models import ContainerRequest, GpuEntry
 from provisioner.rules import Loaded, resources
 from provisioner.state import ExecResult
@@ -340,6 +341,26 @@ def check_subids(texts: Mapping[str, str], uids: Sequence[int]) -> Check:
             "fail to start until then",
         )
     return _ok(name, f"the members' {len(set(uids))} UIDs are delegated to root for LXD")
+
+
+def check_idmaps(uses: Sequence[IdMapUse], spans: Sequence[IdRange]) -> Check:
+    """No two instances on the host (any project) share host IDs, and isolated blocks lie
+    inside root's subordinate IDs (outside them a container cannot start)."""
+    name = "idmaps.overlap"
+    wrong = [o.describe() for o in idranges.overlaps(uses)]
+    for use in sorted(uses, key=lambda u: u.label):
+        outside = [r for r in use.ranges() if use.isolated and not any(r.within(s) for s in spans)]
+        wrong += [f"{use.label} maps host IDs {r} outside root's usable range" for r in outside]
+    if wrong:
+        return _problem(
+            name,
+            "; ".join(wrong),
+            "for containers ssp manages, run `ssp apply`: it gives the later one a free block "
+            "and restarts it; for others, `lxc config set [--project P] NAME "
+            "security.idmap.base=<a free base>` and restart it (files are re-owned on start)",
+        )
+    isolated = sum(u.isolated for u in uses)
+    return _ok(name, f"{isolated} isolated instance(s), each with host IDs of its own")
 
 
 # --- GPUs -----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pylxd.models import Instance as PylxdInstance
 
 from provisioner.errors import LxdError
 from provisioner.host import Pool, Profile, Project, ServerInfo
+from provisioner.idranges import IdMapUse, use_of
 from provisioner.state import Devices, ExecResult, Instance
 
 DEBIAN_SOCKET = "/var/lib/lxd/unix.socket"
@@ -285,6 +286,18 @@ class Lxd:
         what = f"list instances of LXD project {self.project!r}"
         response = self._send(what, self._api.instances.get, params={"recursion": 2})
         return [to_instance(raw) for raw in response.json()["metadata"]]
+
+    def id_maps(self) -> list[IdMapUse]:
+        """Every instance's host ID blocks, in every project of the daemon: one GET."""
+        got = self._send(
+            "list the host's instances in all projects",
+            self._server_api.instances.get,
+            params={"all-projects": "true", "recursion": 1},
+        )
+        return [
+            use_of(str(m.get("project") or "default"), str(m["name"]), dict(m.get("config") or {}))
+            for m in got.json()["metadata"]
+        ]
 
     def instance(self, name: str) -> Instance:
         """One instance with state and snapshots (recursion=1); LxdError "not found" if absent."""

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from provisioner import idranges, state
 from provisioner import spec as specs
-from provisioner import state
+from provisioner.idranges import IdMapUse, IdRange
 from provisioner.models import AccountRequest, ContainerRequest, GpuEntry, Inventory, Policy
 from provisioner.rules import Loaded, resources
 from provisioner.state import Instance
@@ -169,6 +170,10 @@ class Inputs:
     gpu_refusal: str | None = None  # why GPUs may not be attached now (None: they may)
     skipped: frozenset[str] = field(default_factory=frozenset)  # invalid request paths
     servers: tuple[Instance, ...] = ()  # the shared servers' instances (accounts live there)
+    # Where containers' host ID blocks may go (root's subordinate IDs), and every instance's
+    # blocks on the host, in all projects: a new block must be clear of all of them.
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS
+    id_maps: tuple[IdMapUse, ...] = ()
 
 
 def _by_name(observed: Iterable[Instance]) -> dict[str, Instance]:
@@ -323,7 +328,11 @@ def _drift(inst: Instance) -> list[Drift]:
 
 
 def _container_action(
-    inst: Instance | None, want: specs.Spec, needs_gpus: bool, inputs: Inputs
+    inst: Instance | None,
+    want: specs.Spec,
+    needs_gpus: bool,
+    inputs: Inputs,
+    ids_moved: str | None = None,
 ) -> tuple[Action, list[Drift]]:
     def no_gpus() -> Refuse:
         return Refuse(
@@ -359,11 +368,15 @@ def _container_action(
             f"image cannot change in place ({inst.config.get(specs.IMAGE)} → "
             f"{want.image}); give this container back and request a new one",
         ), []
-    config, devices, push_keys, reasons = _differences(inst, want)
+    config, devices, push_keys, reasons = _differences(inst, want, ids_moved)
     drift = _drift(inst)
     if reasons:
-        # idmap changes take effect only when the container starts again.
-        restart = any(k.startswith(("raw.idmap", "security.idmap")) for k in config)
+        # ID map changes take effect only when the container starts again. Pinning the block
+        # it already runs with changes nothing until then, so that alone needs no restart.
+        running_ids = idranges.use_of("", inst.name, inst.config).current
+        restart = any(k.startswith(("raw.idmap", idranges.ISOLATED)) for k in config) or (
+            running_ids not in (None, idranges.pinned(want.config))
+        )
         starts = restart or not inst.running
         if gpus_blocked and (starts or _gpu_devices(inst.devices) != _gpu_devices(want.devices)):
             return no_gpus(), drift
@@ -376,10 +389,19 @@ def _container_action(
 
 
 def _differences(
-    inst: Instance, want: specs.Spec
+    inst: Instance, want: specs.Spec, ids_moved: str | None = None
 ) -> tuple[dict[str, str | None], bool, bool, list[str]]:
     """Config changes, whether the devices differ, whether keys must be pushed, and why."""
     config, reasons = _config_changes(inst, want)
+    ids_want = idranges.pinned(want.config)
+    if ids_want is not None and (idranges.BASE in config or idranges.SIZE_KEY in config):
+        reasons = [
+            r for r in reasons if not r.startswith(("security.idmap.base", "security.idmap.size"))
+        ]
+        if ids_moved:
+            reasons.append(f"{ids_moved}: moved to {ids_want} (restarts the container)")
+        else:
+            reasons.append(f"host IDs pinned at {ids_want}")
     devices = _plain(inst.devices) != _plain(want.devices)
     if devices:
         reasons.append(_device_reason(inst.devices, want.devices))
@@ -410,11 +432,77 @@ def _device_reason(have: state.Devices, want: state.Devices) -> str:
     return "devices: " + " ".join(parts)
 
 
+@dataclass(frozen=True)
+class _Ids:
+    """The host ID block each wanted container gets, and which ones had to move."""
+
+    blocks: Mapping[str, IdRange]
+    moved: Mapping[str, str]  # name → why its block changed (it overlapped another's)
+
+
+NO_IDS = (
+    "no free host ID range left in root's subordinate IDs (/etc/subuid and /etc/subgid): "
+    "an admin must give root a larger range"
+)
+
+
+def _allocate_ids(inputs: Inputs, containers: Sequence[Loaded]) -> _Ids:
+    """Host ID blocks like ports: kept when clear of everyone else's, else a new free one.
+
+    Every instance not planned here keeps what it has (other projects', unmanaged ones,
+    retired ones): those ranges are taken. The wanted containers that exist keep theirs first,
+    in path order, so a new container never takes a block an existing one holds; of two that
+    overlap, the later path moves. Then new (and moved) containers get the first free blocks.
+    """
+    project = inputs.policy.lxd.project
+    observed = _by_name(inputs.observed)
+    names = [i.request.name for i in sorted(containers, key=lambda i: i.path)]
+    remade = {n for n in names if n in observed and _half_made(observed[n])}
+    taken = [r for u in inputs.id_maps if u.project != project for r in u.ranges()]
+    for other in inputs.observed:
+        if other.name not in names or not other.managed:
+            taken += idranges.use_of(project, other.name, other.config).ranges()
+    alloc = idranges.Allocator(inputs.id_spans, taken)
+    blocks: dict[str, IdRange] = {}
+    moved: dict[str, str] = {}
+    for name in names:
+        inst = observed.get(name)
+        if inst is None or name in remade or not inst.managed:
+            continue
+        use = idranges.use_of(project, name, inst.config)
+        # Not pinned yet (made before ssp chose blocks): adopt the one it runs with, if any.
+        have = idranges.pinned(inst.config) or ((use.current or use.next) if use.isolated else None)
+        if have is not None and alloc.free(have):
+            alloc.take(have)
+            blocks[name] = have
+            now = use.current
+            if inst.running and now is not None and now != have and alloc.free(now):
+                alloc.take(now)  # in use until its restart
+        elif have is not None:
+            inside = any(have.within(span) for span in inputs.id_spans)
+            moved[name] = (
+                f"its host IDs {have} overlapped another instance's"
+                if inside
+                else f"its host IDs {have} were outside root's subordinate IDs"
+            )
+    for name in names:
+        if name not in blocks:
+            block = alloc.new()
+            if block is not None:
+                blocks[name] = block
+    return _Ids(blocks, moved)
+
+
+def _half_made(inst: Instance) -> bool:
+    return inst.managed and inst.config.get(state.STATE) == "creating"
+
+
 def make_plan(inputs: Inputs) -> Plan:
     """Compute every action needed to make LXD match `inputs`. Pure and deterministic."""
     observed = _by_name(inputs.observed)
     containers = [i for i in inputs.valid if isinstance(i.request, ContainerRequest)]
     gpus, gpu_conflicts = _allocate_gpus(inputs, containers)
+    ids = _allocate_ids(inputs, containers)
     held, taken = _ports(inputs)
     pool = _PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
     actions: list[Action] = []
@@ -432,11 +520,14 @@ def make_plan(inputs: Inputs) -> Plan:
                 Refuse(req.name, item.path, "no free port left in the policy's ssh.ports range")
             )
             continue
+        if req.name not in ids.blocks:
+            actions.append(Refuse(req.name, item.path, NO_IDS))
+            continue
         want = specs.container_spec(
             req,
             item.path,
             inputs.policy,
-            specs.Placement(gpus.get(req.name, ()), ssh_port, rdp_port),
+            specs.Placement(gpus.get(req.name, ()), ssh_port, rdp_port, ids=ids.blocks[req.name]),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
         if req.name in gpu_conflicts:
@@ -451,7 +542,9 @@ def make_plan(inputs: Inputs) -> Plan:
                 )
             )
             continue
-        action, found = _container_action(observed.get(req.name), want, want_gpus > 0, inputs)
+        action, found = _container_action(
+            observed.get(req.name), want, want_gpus > 0, inputs, ids.moved.get(req.name)
+        )
         actions.append(action)
         drift += found
     # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from provisioner import idranges
 from provisioner.apply import DEFAULT_JOBS, Applier, ApplyResult, apply_plan
 from provisioner.config import Config
+from provisioner.idranges import IdMapUse, IdRange
 from provisioner.plan import Inputs, Plan, make_plan
 from provisioner.problems import Problem, Severity
 from provisioner.state import Instance, LxdApi
@@ -54,17 +56,19 @@ class Pass:
 class Observed:
     instances: tuple[Instance, ...]
     servers: tuple[Instance, ...]
+    id_maps: tuple[IdMapUse, ...] = ()  # every instance's host IDs, all projects
 
     def by_name(self) -> dict[str, Instance]:
         return {i.name: i for i in self.instances}
 
 
 def observe(config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi]) -> Observed:
-    """The project's instances (one request) and each shared server's instance."""
+    """The project's instances (one request), each shared server's instance, and the host
+    ID blocks of every instance on the host (one request)."""
     found = []
     for shared in config.policy.shared_servers.values():
         found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
-    return Observed(tuple(lxd.instances()), tuple(found))
+    return Observed(tuple(lxd.instances()), tuple(found), tuple(lxd.id_maps()))
 
 
 def plan_for(
@@ -75,6 +79,7 @@ def plan_for(
     sha: str,
     busy_ports: frozenset[int],
     gpu_refusal: str | None,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
 ) -> Plan:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
@@ -91,6 +96,8 @@ def plan_for(
             busy_ports=busy_ports,
             gpu_refusal=gpu_refusal,
             skipped=validation.invalid_paths,
+            id_spans=id_spans,
+            id_maps=observed.id_maps,
         )
     )
 
@@ -104,6 +111,7 @@ def run_pass(
     sha: str,
     busy_ports: frozenset[int] = frozenset(),
     gpu_refusal: str | None = None,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
     dry_run: bool = False,
     log: Callable[[str], None] = lambda _l: None,
     ipv4_timeout_s: float = 60.0,
@@ -113,7 +121,13 @@ def run_pass(
     assert config is not None  # noqa: S101  (callers check `blocking` first)
     observed = observe(config, lxd, servers)
     plan = plan_for(
-        validation, observed, now=now, sha=sha, busy_ports=busy_ports, gpu_refusal=gpu_refusal
+        validation,
+        observed,
+        now=now,
+        sha=sha,
+        busy_ports=busy_ports,
+        gpu_refusal=gpu_refusal,
+        id_spans=id_spans,
     )
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
     result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from provisioner import state
+from provisioner import idranges, state
+from provisioner.idranges import IdRange
 from provisioner.models import (
     AccountRequest,
     AliasImage,
@@ -164,12 +165,13 @@ def image_source(policy: Policy, image_id: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Placement:
-    """The concrete resources a container gets at apply time (GPUs, ports)."""
+    """The concrete resources a container gets at apply time (GPUs, ports, host IDs)."""
 
     gpus: tuple[GpuEntry, ...] = ()
     ssh_port: int = 0
     rdp_port: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    ids: IdRange | None = None  # the host ID block (None only where a caller has no host)
 
 
 def container_spec(
@@ -197,6 +199,9 @@ def container_spec(
         state.KEYS: keys_hash(tuple(request.ssh_keys)),
         IMAGE: image_id,
     }
+    if placement.ids is not None:
+        config[idranges.BASE] = str(placement.ids.base)
+        config[idranges.SIZE_KEY] = str(placement.ids.size)
     if shares:
         # The owner's host UID/GID appear as themselves inside, so files they write in the
         # share are theirs on the host (and on every other container that mounts it).

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from provisioner.idranges import IdMapUse
+
 LABEL = "user.ssp."
 MANAGED = "user.ssp.managed"
 OWNER = "user.ssp.owner"
@@ -68,6 +70,10 @@ class LxdApi(Protocol):
         ...
 
     def instance(self, name: str) -> Instance: ...
+
+    def id_maps(self) -> list[IdMapUse]:
+        """Every instance's host ID blocks, in every project of the daemon, in one request."""
+        ...
 
     def create(
         self,

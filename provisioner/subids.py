@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.idranges import IdRange, usable_spans
+
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
 OWNER = "root"  # LXD's daemon runs as root and reads root's entries
@@ -95,3 +97,17 @@ def append(path: Path, ranges: Sequence[Range]) -> None:
     lead = "\n" if text and not text.endswith("\n") else ""
     with path.open("a", encoding="utf-8") as f:
         f.write(lead + "".join(f"{r}\n" for r in ranges))
+
+
+def id_spans(subuid_text: str, subgid_text: str) -> tuple[IdRange, ...]:
+    """Where ssp may place containers' isolated ID blocks, from the two files' text.
+
+    LXD uses root's entries, or its built-in default when root has none (in either file).
+    """
+
+    def large(text: str) -> list[tuple[int, int]]:
+        mine = [(r.start, r.count) for r in parse(text) if r.owner == OWNER]
+        big = [m for m in mine if m[1] >= MAP_MIN]
+        return big or [(LXD_DEFAULT.start, LXD_DEFAULT.count)]
+
+    return usable_spans(large(subuid_text), large(subgid_text))

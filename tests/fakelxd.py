@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import shlex
 import subprocess
@@ -46,12 +47,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import yaml
 
+from provisioner import idranges
 from provisioner.errors import LxdError
+from provisioner.idranges import IdMapUse
 from provisioner.state import Devices, ExecResult, Instance
 from provisioner.tree import Tree
 from provisioner.validate import Validation, validate_tree
 
-READS = frozenset({"instances", "instance", "wait_ipv4"})
+READS = frozenset({"instances", "instance", "wait_ipv4", "id_maps"})
 GOLDEN = "golden"
 BASE = "Common-Server"
 BASE_MACHINE_ID = b"0123456789abcdef0123456789abcdef\n"
@@ -184,11 +187,56 @@ class FakeDaemon:
     # Apply makes new containers from several threads: one call at a time, as LXD's database
     # would see them. A test that must see creates overlap sets `create_gate` to a barrier.
     no_dhcp: set[str] = field(default_factory=set)  # instances whose DHCP never answers
+    # root's map when /etc/subuid gives none (LXD's default): non-isolated instances share it
+    id_default: tuple[int, int] = (1_000_000, 1_000_000_000)
     lock: threading.RLock = field(default_factory=threading.RLock)
     create_gate: threading.Barrier | None = None
 
     def running(self) -> list[Record]:
         return [r for p in self.projects.values() for r in p.values() if r.status == "Running"]
+
+    def records(self) -> list[Record]:
+        return [r for p in self.projects.values() for r in p.values()]
+
+    def remap(self, record: Record) -> None:
+        """LXD's ID map bookkeeping on a config change: `volatile.idmap.base` and `.next`.
+
+        An isolated instance gets `security.idmap.base` when set, keeps a block it has, or
+        gets the first free block after the default map's first 65,536 IDs; the others share
+        the default map (base 0). Unlike LXD 5.0.2, never the same block twice: the fake runs
+        one call at a time.
+        """
+        config = record.config
+        start, count = self.id_default
+        if config.get("security.idmap.isolated") != "true":
+            config["volatile.idmap.base"] = "0"
+            config["volatile.idmap.next"] = _idmap_json(start, count)
+            return
+        size = int(config.get("security.idmap.size", "65536"))
+        if config.get("security.idmap.base"):
+            base = int(config["security.idmap.base"])
+        elif int(config.get("volatile.idmap.base", "0")) > 0:
+            base = int(config["volatile.idmap.base"])
+        else:
+            held = sorted(
+                int(r.config["volatile.idmap.base"])
+                for r in self.records()
+                if r is not record and int(r.config.get("volatile.idmap.base", "0")) > 0
+            )
+            base = start + 65536
+            while any(b < base + size and base < b + 65536 for b in held):
+                base += 65536
+        config["volatile.idmap.base"] = str(base)
+        config["volatile.idmap.next"] = _idmap_json(base, size)
+
+
+def _idmap_json(base: int, size: int) -> str:
+    """LXD's record of a map: one UID and one GID entry from container ID 0."""
+    entries = [
+        {"Isuid": uid, "Isgid": not uid, "Hostid": base, "Nsid": 0, "Maprange": size}
+        for uid in (True, False)
+    ]
+    return json.dumps(entries)
 
 
 def _err(message: str) -> LxdError:
@@ -314,7 +362,10 @@ class FakeLxd:
         """Put an instance in place directly, as if someone made it by hand."""
         record.project = self.project
         self.daemon.projects[self.project][record.name] = record
+        if "volatile.idmap.next" not in record.config:
+            self.daemon.remap(record)
         if record.status == "Running":
+            record.config.setdefault("volatile.idmap.current", record.config["volatile.idmap.next"])
             self._lease(record)
         return record
 
@@ -439,6 +490,11 @@ class FakeLxd:
         return [self._to_instance(r) for _n, r in sorted(self._records.items())]
 
     @_serialized
+    def id_maps(self) -> list[IdMapUse]:
+        self._call("id_maps", "")
+        return [idranges.use_of(r.project, r.name, r.config) for r in self.daemon.records()]
+
+    @_serialized
     def instance(self, name: str) -> Instance:
         self._call("instance", name)
         return self._to_instance(self._get(name))
@@ -494,6 +550,7 @@ class FakeLxd:
                 description=description,
                 inside=copy.deepcopy(origin.inside),
             )
+            self.daemon.remap(self._records[name])
 
     def _origin(self, source: Mapping[str, str]) -> Snapshot:
         if source.get("type") == "image":
@@ -536,6 +593,7 @@ class FakeLxd:
                     self._start_device(record, dev, options)
         kept = {k: v for k, v in record.config.items() if k.startswith(LXD_OWN)}
         record.config = {**kept, **config}
+        self.daemon.remap(record)
         record.devices = new_devices
         record.profiles = list(profiles)
         record.description = description
@@ -550,6 +608,7 @@ class FakeLxd:
                 record.config.pop(key, None)
             else:
                 record.config[key] = value
+        self.daemon.remap(record)
 
     @_serialized
     def start(self, name: str) -> None:
@@ -560,6 +619,7 @@ class FakeLxd:
         for dev, options in sorted(self._expanded(record).items()):
             self._start_device(record, dev, options)
         record.status = "Running"
+        record.config["volatile.idmap.current"] = record.config.get("volatile.idmap.next", "[]")
         record.config["volatile.last_state.power"] = "RUNNING"
         record.config.setdefault("volatile.eth0.hwaddr", f"00:16:3e:00:00:{len(record.name):02x}")
         self._lease(record)

@@ -23,6 +23,7 @@ from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GpuError, LxdError
 from provisioner.gpus import read_gpus
 from provisioner.host import Pool, Profile, Project, ServerInfo, desired_project
+from provisioner.idranges import IdMapUse, IdRange
 from provisioner.lxd import Lxd
 from provisioner.models import GpuEntry
 from provisioner.state import ExecResult, Instance
@@ -372,3 +373,21 @@ def test_clone_sources_must_not_carry_what_the_project_forbids() -> None:
     assert "Common-Server/golden" not in check.detail
     assert doctor.check_clone_sources({clean.name: clean}).status is Status.OK
     assert doctor.check_clone_sources({}).status is Status.NA
+
+
+def test_instances_sharing_host_ids_are_a_problem_with_the_fix() -> None:
+    def isolated(project: str, name: str, base: int) -> IdMapUse:
+        return IdMapUse(project, name, True, IdRange(base), IdRange(base))
+
+    span = (IdRange(165536, 100 * 65536),)
+    common = IdMapUse("default", "Common-Server", False, IdRange(100000), IdRange(100000))
+    fine = [common, isolated("ssp", "a", 165536), isolated("lab2", "b", 231072)]
+    ok = doctor.check_idmaps(fine, span)
+    assert ok.status is Status.OK
+    assert ok.detail == "2 isolated instance(s), each with host IDs of its own"
+    clash = [*fine, isolated("ssp", "c", 231072), isolated("ssp", "far", 90_000_000)]
+    check = doctor.check_idmaps(clash, span)
+    assert check.status is Status.PROBLEM
+    assert "lab2/b and ssp/c share host IDs (around 231072-296607)" in check.detail
+    assert "ssp/far maps host IDs 90000000-90065535 outside root's usable range" in check.detail
+    assert "run `ssp apply`" in check.fix and "security.idmap.base" in check.fix

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles
+from provisioner import gitfiles, subids
 from provisioner.errors import UsageError
+from provisioner.idranges import IdRange
 from provisioner.models import ContainerRequest, Policy
 from provisioner.problems import Problem
 from provisioner.state import LxdApi
@@ -77,6 +78,11 @@ def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[s
         return cache[project]
 
     return main, server
+
+
+def host_id_spans() -> tuple[IdRange, ...]:
+    """Where containers' host ID blocks may go: root's ranges in /etc/subuid and /etc/subgid."""
+    return subids.id_spans(subids.read(subids.SUBUID), subids.read(subids.SUBGID))
 
 
 def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:

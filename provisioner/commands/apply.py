@@ -18,7 +18,14 @@ from typing import Any
 
 from provisioner import comments, results
 from provisioner.apply import DEFAULT_JOBS, ApplyResult
-from provisioner.commands import add_repo_arg, clock, connect, load_main, print_blocking
+from provisioner.commands import (
+    add_repo_arg,
+    clock,
+    connect,
+    host_id_spans,
+    load_main,
+    print_blocking,
+)
 from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
 from provisioner.hostports import listening_ports
@@ -105,6 +112,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             sha=sha,
             busy_ports=listening_ports(),
             gpu_refusal=refusal,
+            id_spans=host_id_spans(),
             dry_run=args.dry_run,
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),

@@ -35,6 +35,7 @@ from provisioner.host import (
     desired_project,
 )
 from provisioner.hostports import listening_ports
+from provisioner.idranges import IdMapUse
 from provisioner.models import CloneImage, ContainerRequest, GpuEntry
 from provisioner.rules import Loaded, resources
 from provisioner.state import ExecResult, Instance
@@ -77,6 +78,8 @@ class DoctorLxd(HostApi, Protocol):
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult: ...
 
     def source_config(self, source: str, project: str = "default") -> Profile | None: ...
+
+    def id_maps(self) -> list[IdMapUse]: ...
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,11 @@ def examine(
     else:
         seen = lxd.gpu_pci_addresses() if cards else frozenset()
         checks.append(doctor.check_lxd_gpus(cards, seen, expected))
+    if server is None:
+        checks.append(doctor.skipped("idmaps.overlap", "LXD does not answer (see lxd.reachable)"))
+    else:
+        spans = subids.id_spans(texts[str(paths.subuid)], texts[str(paths.subgid)])
+        checks.append(doctor.check_idmaps(lxd.id_maps(), spans))
     if instances is None:
         why = "LXD does not answer" if server is None else "no project (see project.config)"
         checks += [doctor.skipped("gpu.containers", why), doctor.skipped("ports.listening", why)]

@@ -14,6 +14,7 @@ from provisioner.commands import (
     clock,
     connect,
     gpu_gate,
+    host_id_spans,
     load_main,
     print_blocking,
 )
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         sha=sha,
         busy_ports=listening_ports(),
         gpu_refusal=gpu_gate(validation, env),
+        id_spans=host_id_spans(),
     )
     rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
     drift = [{"name": d.name, "message": d.message} for d in plan.drift]

@@ -24,9 +24,10 @@ from typing import Any, Self
 
 import yaml
 
-from provisioner import gitfiles
+from provisioner import gitfiles, subids
 from provisioner.apply import DEFAULT_JOBS
 from provisioner.hostports import listening_ports
+from provisioner.idranges import IdRange
 from provisioner.lxd import Lxd
 from provisioner.reconcile import Pass, blocking, run_pass
 from provisioner.validate import Validation, validate_tree
@@ -264,9 +265,15 @@ def apply_pass(
         sha=SHA,
         busy_ports=listening_ports() if busy_ports is None else busy_ports,
         gpu_refusal=gpu_refusal,
+        id_spans=host_id_spans(),
         ipv4_timeout_s=30,
         jobs=jobs,
     )
+
+
+def host_id_spans() -> tuple[IdRange, ...]:
+    """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them."""
+    return subids.id_spans(subids.read(subids.SUBUID), subids.read(subids.SUBGID))
 
 
 def ssh(key: Key, port: int, login: str, *command: str) -> subprocess.CompletedProcess[str]:
