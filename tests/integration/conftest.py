@@ -14,12 +14,14 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pylxd import Client
 from pylxd import exceptions as pylxd_errors
 
+from integration.helpers import Adapters, LabRepo
 from provisioner.errors import LxdError
 from provisioner.lxd import Lxd, socket_path
 
@@ -106,6 +108,24 @@ def lxd_project(lxd_socket: str) -> Iterator[str]:
 def lxd(lxd_project: str, lxd_socket: str) -> Lxd:
     """The adapter under test, on the test's own project."""
     return Lxd(lxd_project, endpoint=lxd_socket)
+
+
+@pytest.fixture
+def suffix(lxd_project: str) -> str:
+    """The project's random part: instance names carry it (bridges share DNS names)."""
+    return lxd_project.rsplit("-", 1)[-1]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
+    """A lab checkout whose policy points at the test's project."""
+    return LabRepo.make(tmp_path, lxd_project, suffix)
+
+
+@pytest.fixture
+def adapters(lxd_project: str, lxd_socket: str) -> Adapters:
+    """The adapters a pass uses, as `ssp apply` makes them."""
+    return Adapters.make(lxd_project, lxd_socket)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -37,22 +36,6 @@ pytestmark = pytest.mark.lxd
 BASE, GOLDEN = "Common-Server", "golden"
 RETIRED_SNAPSHOT = f"retired-{NOW:%Y%m%d}"  # noon UTC is the same day in Asia/Shanghai
 GPU0 = ("0000:18:00.0", "NVIDIA GeForce RTX 4090")  # GPU 0 of the sample config/hosts.yaml
-
-
-@pytest.fixture
-def suffix(lxd_project: str) -> str:
-    """The project's random part: instance names carry it (bridges share DNS names)."""
-    return lxd_project.rsplit("-", 1)[-1]
-
-
-@pytest.fixture
-def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
-    return LabRepo.make(tmp_path, lxd_project, suffix)
-
-
-@pytest.fixture
-def adapters(lxd_project: str, lxd_socket: str) -> Adapters:
-    return Adapters.make(lxd_project, lxd_socket)
 
 
 def instance(project: str, name: str) -> dict[str, object]:

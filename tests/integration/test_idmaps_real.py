@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from pathlib import Path
 
 import pytest
 import yaml
@@ -27,21 +26,6 @@ pytestmark = pytest.mark.lxd
 
 RUNS = int(os.environ.get("SSP_IDMAP_RUNS", "1"))
 OWNERS = ("carol", "carol", "carol", "carol", "alice", "alice")  # within the sample quotas
-
-
-@pytest.fixture
-def suffix(lxd_project: str) -> str:
-    return lxd_project.rsplit("-", 1)[-1]
-
-
-@pytest.fixture
-def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
-    return LabRepo.make(tmp_path, lxd_project, suffix)
-
-
-@pytest.fixture
-def adapters(lxd_project: str, lxd_socket: str) -> Adapters:
-    return Adapters.make(lxd_project, lxd_socket)
 
 
 def config_of(project: str, name: str) -> dict[str, str]:

@@ -39,11 +39,6 @@ GOLDEN = "Common-Server/golden"
 SSH_COMMAND = re.compile(r"ssh -p (\d+) ([a-z0-9-]+)@127\.0\.0\.1")
 
 
-@pytest.fixture
-def suffix(lxd_project: str) -> str:
-    return lxd_project.rsplit("-", 1)[-1]
-
-
 # --- a container, through the CLI --------------------------------------------------------------
 
 
