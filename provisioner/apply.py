@@ -24,6 +24,7 @@ from datetime import date
 from provisioner import spec as specs
 from provisioner import state
 from provisioner.errors import LxdError
+from provisioner.hostports import listening_ports
 from provisioner.identity import HOST_KEY, OLD_HOST_KEYS, new_identity
 from provisioner.models import Policy
 from provisioner.plan import (
@@ -429,14 +430,22 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
                 f"{spec.name} cannot start with it; compare `ssp gpus` with config/hosts.yaml "
                 f"(LXD: {text})"
             )
+    ports = [p for p in (spec.ssh_port, spec.rdp_port) if p is not None]
     if "address already in use" in text:
-        for port in (spec.ssh_port, spec.rdp_port):
-            if port is not None and f":{port}:" in text:
-                return LxdError(
-                    f"port {port} is already taken on the host by another program, so "
-                    f"{spec.name} cannot forward it (LXD: {text})"
-                )
-    return error
+        taken = [p for p in ports if f":{p}:" in text]
+    elif "proxy device" in text:
+        # LXD's proxy helper may die on the failed bind before it reports it, and LXD then
+        # says only that it got no socket back: look at what listens on the host now.
+        busy = listening_ports()
+        taken = [p for p in ports if p in busy]
+    else:
+        taken = []
+    if not taken:
+        return error
+    return LxdError(
+        f"port {taken[0]} is already taken on the host by another program, so "
+        f"{spec.name} cannot forward it (LXD: {text})"
+    )
 
 
 def _failed(action: Action, error: Exception) -> Outcome:

@@ -196,6 +196,11 @@ def examine(
     checks.append(doctor.check_shares(sources, lambda p: (paths.root / p.lstrip("/")).is_dir()))
     texts = {str(p): subids.read(p) for p in (paths.subuid, paths.subgid)}
     checks.append(doctor.check_subids(texts, [u.uid for u in policy.users.values()]))
+    if server is None:
+        checks.append(doctor.skipped("idmaps.overlap", "LXD does not answer (see lxd.reachable)"))
+    else:
+        spans = subids.id_spans(texts[str(paths.subuid)], texts[str(paths.subgid)])
+        checks.append(doctor.check_idmaps(lxd.id_maps(), spans))
 
     cards = nvidia_cards(paths.sys)
     live: list[Gpu] | GpuError = []
@@ -212,11 +217,6 @@ def examine(
     else:
         seen = lxd.gpu_pci_addresses() if cards else frozenset()
         checks.append(doctor.check_lxd_gpus(cards, seen, expected))
-    if server is None:
-        checks.append(doctor.skipped("idmaps.overlap", "LXD does not answer (see lxd.reachable)"))
-    else:
-        spans = subids.id_spans(texts[str(paths.subuid)], texts[str(paths.subgid)])
-        checks.append(doctor.check_idmaps(lxd.id_maps(), spans))
     if instances is None:
         why = "LXD does not answer" if server is None else "no project (see project.config)"
         checks += [doctor.skipped("gpu.containers", why), doctor.skipped("ports.listening", why)]

@@ -143,6 +143,9 @@ def test_stop_is_clean_and_stopping_a_stopped_instance_sends_nothing(
     lxd.push_file(name, "/etc/inittab", INITTAB_WITH_MARKER, 0o644, 0, 0)
     lxd.start(name)
     assert lxd.instance(name).running
+    # init ignores the shutdown signal until it has booted: a loaded host boots slowly, and a
+    # stop sent before then is forced after the timeout. Its address means rcS has run.
+    assert lxd.wait_ipv4(name, 60)
 
     lxd.stop(name, timeout_s=30)
     assert lxd.instance(name).status == "Stopped"
