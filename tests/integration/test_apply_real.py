@@ -271,7 +271,7 @@ def test_a_half_made_instance_is_replaced_on_the_next_pass(
     second = apply_pass(lab, adapters, req)
     (create,) = second.plan.actions
     assert isinstance(create, Create) and create.replace_half_made
-    assert outcomes(second)[name][:2] == ("created", True)
+    assert outcomes(second)[name][:2] == ("created", True), outcomes(second)[name]
     config = config_of(project, name)
     assert config["volatile.uuid"] != half_made_uuid  # made again, not patched up
     assert (config["user.ssp.state"], config["security.protection.delete"]) == ("ready", "true")
