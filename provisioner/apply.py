@@ -16,6 +16,7 @@ therefore be safe to call from several threads (the real adapter and the fake ar
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ IPV4_TIMEOUT_S = 60.0
 # the start's idmap shift and proxy set-up), so a few overlap well even on two cores.
 DEFAULT_JOBS = 4
 USER_EXISTS = 9  # useradd's exit status for "user already exists"
+READ_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,17 @@ class Applier:
             )
         return result.stdout
 
+    def _number(self, api: LxdApi, name: str, argv: list[str]) -> int:
+        """A command's one-number output. Under load pylxd has lost an exec's output while
+        the command succeeded (ws4py: "Broken pipe"): the read is asked again then."""
+        out = ""
+        for attempt in range(1, READ_TRIES + 1):
+            out = self._run(api, name, argv).strip()
+            if out.isdigit():
+                return int(out)
+            time.sleep(0.2 * attempt)
+        raise LxdError(f"`{' '.join(argv[:2])}` in {name} printed {out!r}, not a number")
+
     def _setup_owner(self, spec: specs.Spec) -> None:
         """The owner's user with the policy's UID (so the share's files are theirs), and keys.
 
@@ -373,11 +386,9 @@ class Applier:
             else ["gpasswd", "--delete", login, "sudo"]
         )
         self._run(api, name, group, ok=(0, 3))
-        ids = (
-            self._run(api, name, ["id", "-u", login]).strip(),
-            self._run(api, name, ["id", "-g", login]).strip(),
-        )
-        self._push_keys(api, name, login, acc.keys, int(ids[0]), int(ids[1]))
+        uid = self._number(api, name, ["id", "-u", login])
+        gid = self._number(api, name, ["id", "-g", login])
+        self._push_keys(api, name, login, acc.keys, uid, gid)
         api.set_config(name, {state.ACCOUNT + login: acc.label()})
         verb = "created" if action.verb == "create" else "updated"
         return self._account_outcome(acc, verb, api.instance(name).ipv4)

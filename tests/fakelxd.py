@@ -187,6 +187,9 @@ class FakeDaemon:
     # Apply makes new containers from several threads: one call at a time, as LXD's database
     # would see them. A test that must see creates overlap sets `create_gate` to a barrier.
     no_dhcp: set[str] = field(default_factory=set)  # instances whose DHCP never answers
+    # (instance, command) → how many more runs lose their output but keep their exit code,
+    # as pylxd's exec did under load when ws4py's socket broke ("Broken pipe") after the run
+    lost_output: dict[tuple[str, str], int] = field(default_factory=dict)
     # root's map when /etc/subuid gives none (LXD's default): non-isolated instances share it
     id_default: tuple[int, int] = (1_000_000, 1_000_000_000)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -665,7 +668,11 @@ class FakeLxd:
         if record.status != "Running":
             raise _err(f"run {argv[0]!r} in {name!r}: Instance is not running")
         record.inside.commands.append(tuple(argv))
-        return _Shell(record.inside).run(name, list(argv))
+        result = _Shell(record.inside).run(name, list(argv))
+        if self.daemon.lost_output.get((name, argv[0]), 0) > 0:
+            self.daemon.lost_output[(name, argv[0])] -= 1
+            return ExecResult(result.exit_code, "", "")
+        return result
 
     @_serialized
     def push_file(self, name: str, path: str, data: bytes, mode: int, uid: int, gid: int) -> None:

@@ -413,6 +413,24 @@ def test_a_dry_run_changes_nothing(lab: Lab, fake: FakeLxd) -> None:
 # --- accounts on the shared server -------------------------------------------------------------
 
 
+def test_an_exec_whose_output_was_lost_is_read_again(lab: Lab, fake: FakeLxd) -> None:
+    fake.daemon.lost_output[(BASE, "id")] = 2  # `id -u` comes back empty twice, then right
+    (o,) = apply(lab, fake, lab.account("bob-nb")).result.outcomes
+    assert (o.action, o.ok) == ("created", True)
+    user = fake.view("default").record(BASE).inside.users["bob-nb"]
+    keys = fake.view("default").record(BASE).inside.files["/home/bob-nb/.ssh/authorized_keys"]
+    assert (keys.uid, keys.gid) == (user.uid, user.gid)
+
+
+def test_an_exec_that_never_prints_its_number_fails_the_account_clearly(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    fake.daemon.lost_output[(BASE, "id")] = 3
+    (o,) = apply(lab, fake, lab.account("bob-nb")).result.outcomes
+    assert (o.action, o.ok) == ("failed", False)
+    assert o.message == f"`id -u` in {BASE} printed '', not a number"
+
+
 def test_an_account_is_made_on_the_shared_server_then_locked(lab: Lab, fake: FakeLxd) -> None:
     base = fake.view("default")
     done = apply(lab, fake, lab.account("bob-nb"))
