@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv lxd clean
+.PHONY: demo test lint unit venv lxd browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(STAMP)
 # A real LXD daemon with the test images and Common-Server (idempotent; see runner/dev-lxd.sh).
 lxd:
 	bash runner/dev-lxd.sh up
+
+# Headless Chromium and its driver from Debian, for the status page's browser test.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 # The sample policy's share and shared server, as the lab's real host has them.
 demo: venv lxd
@@ -42,7 +47,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q -m "not lxd"
 
-test: venv lxd lint
+test: venv lxd browser lint
 	$(BIN)/pytest -q
 
 clean:

@@ -50,3 +50,20 @@ def _environment() -> jinja2.Environment:
 def render(template: str, **data: Any) -> str:
     """Render `templates/<template>` with `data`."""
     return _environment().get_template(template).render(**data)
+
+
+@cache
+def _html_environment() -> jinja2.Environment:
+    """HTML pages: every value is escaped unless a template says otherwise."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("provisioner", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(template: str, **data: Any) -> str:
+    """Render the HTML template `templates/<template>` with `data`, autoescaped."""
+    return _html_environment().get_template(template).render(**data)

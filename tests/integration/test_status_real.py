@@ -1,0 +1,131 @@
+"""`ssp status` on a real LXD, and its HTML page in a real browser.
+
+One lab in the test's own project: alice's container, carol's whose lease ends soon, one of
+carol's retired (its request removed), and bob's account on a Debian stand-in for the shared
+server. `ssp status` runs as the CLI does, with the clock pinned after carol's last day, so
+her container shows as expired. The page it writes is opened in headless Chromium (Debian's
+package, driven by selenium): the board and tables must be there, the console must be clean,
+and a screenshot is kept (under the test's tmp dir, and in $SSP_TEST_OUTPUT when set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from integration.helpers import NOW, Adapters, LabRepo, apply_pass
+from integration.test_ssh_login import make_shared_server
+from provisioner import cli
+
+pytestmark = pytest.mark.lxd
+
+CAROL_ENDS = (NOW + timedelta(days=5)).date()
+LATER = NOW + timedelta(days=7)  # two days after carol's last day
+
+
+def ssp_status(lab: LabRepo, socket: str, *options: str) -> tuple[int, Path]:
+    out = lab.root / "status.out"
+    env = {
+        "SSP_NOW": LATER.isoformat(),
+        "SSP_GPU_CHECK": "off",
+        "LXD_DIR": str(Path(socket).parent),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    code = cli.main(["status", "--repo", str(lab.root), "--output", str(out), *options], env=env)
+    return code, out
+
+
+@pytest.fixture
+def lab_made(tmp_path: Path, lxd_project: str, lxd_socket: str, suffix: str) -> LabRepo:
+    lab = LabRepo.make(tmp_path, lxd_project, suffix, shared_ssh=True)
+    make_shared_server(lab)
+    adapters = Adapters.make(lxd_project, lxd_socket)
+    alice = lab.container(f"alice-s-{suffix}", image="busybox", shares=[])
+    carol = lab.container(
+        f"carol-s-{suffix}", owner="carol", image="busybox", shares=[], expires=str(CAROL_ENDS)
+    )
+    gone = lab.container(f"carol-g-{suffix}", owner="carol", image="busybox", shares=[])
+    account = lab.account("bob-nb")
+    assert apply_pass(lab, adapters, alice, carol, gone, account).result.ok
+    assert apply_pass(lab, adapters, alice, carol, account).result.ok  # carol-g retired
+    return lab
+
+
+def test_ssp_status_lists_containers_accounts_retired_and_expired_ones(
+    lab_made: LabRepo, lxd_socket: str, suffix: str
+) -> None:
+    code, out = ssp_status(lab_made, lxd_socket, "--format", "json")
+    assert code == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    rows = {c["name"]: c for c in data["containers"]}
+    alice, carol, gone = (rows[f"{n}-{suffix}"] for n in ("alice-s", "carol-s", "carol-g"))
+    assert (alice["owner"], alice["state"], alice["expires"]) == ("alice", "running", "2027-06-30")
+    assert alice["ipv4"] and alice["ssh_port"] in range(*lab_made.ports)
+    assert alice["days_left"] == (date(2027, 6, 30) - LATER.date()).days
+    assert (carol["state"], carol["days_left"]) == ("expired", -2)
+    assert (gone["state"], gone["retired"]) == ("retired", NOW.date().isoformat())
+    (account,) = data["accounts"]
+    assert (account["login"], account["owner"], account["state"]) == ("bob-nb", "bob", "active")
+    assert data["free_gpus"] == [0, 1, 2, 3]  # nobody here asked for a GPU
+    quotas = {q["member"]: q for q in data["quotas"]}
+    assert (quotas["carol"]["containers"], quotas["alice"]["containers"]) == (1, 1)
+    assert data["pool"]["name"] == "default" and data["pool"]["total"] > 0
+
+    code, text = ssp_status(lab_made, lxd_socket)
+    assert code == 0
+    lines = text.read_text(encoding="utf-8")
+    assert f"carol-s-{suffix}" in lines and "ended " in lines
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def test_the_status_page_shows_the_board_in_a_real_browser(
+    lab_made: LabRepo, lxd_socket: str, suffix: str, tmp_path: Path
+) -> None:
+    found = _chromium()
+    if found is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (`make test` installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+    code, page = ssp_status(lab_made, lxd_socket, "--format", "html")
+    assert code == 0
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=420,1400"):
+        options.add_argument(flag)  # a phone-sized window: the board must still read
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=found[1])
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.get(page.as_uri())
+        cards = driver.find_elements(By.CSS_SELECTOR, "#gpu-board .gpu")
+        assert [c.get_attribute("data-gpu") for c in cards] == ["0", "1", "2", "3"]
+        assert all("free · 空闲" in c.text for c in cards)
+        assert "RTX 4090" in cards[0].text
+        table = driver.find_element(By.ID, "containers").text
+        assert f"alice-s-{suffix}" in table and "expired" in table and "retired" in table
+        assert "bob-nb" in driver.find_element(By.ID, "accounts").text
+        assert f"carol-s-{suffix}" in driver.find_element(By.ID, "upcoming").text
+        # nothing overflows a phone's width but the tables, which scroll in their own box
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 420, width
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        shot = tmp_path / "status-page.png"
+        assert driver.save_screenshot(str(shot))
+        if os.environ.get("SSP_TEST_OUTPUT"):
+            target = Path(os.environ["SSP_TEST_OUTPUT"])
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, target / shot.name)
+    finally:
+        driver.quit()
