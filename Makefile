@@ -22,10 +22,12 @@ venv: $(STAMP)
 lxd:
 	bash runner/dev-lxd.sh up
 
-# Headless Chromium and its driver from Debian, for the status page's browser test.
+# Headless Chromium and its driver from Debian, for the status page's browser test, and a
+# Chinese font so its screenshot shows the page's Chinese labels as a member's phone does.
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
 browser:
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+	dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
 
 # The sample policy's share and shared server, as the lab's real host has them.
 demo: venv lxd

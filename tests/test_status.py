@@ -29,9 +29,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     return Lab.make(tmp_path_factory.mktemp("keys"))
 
 
-def status_of(
-    fake: FakeLxd, v: Validation, today: date = TODAY, **extra: object
-) -> ServerStatus:
+def status_of(fake: FakeLxd, v: Validation, today: date = TODAY, **extra: object) -> ServerStatus:
     assert v.config is not None
     seen = observe(v.config, fake, fake.servers)
     return build(
