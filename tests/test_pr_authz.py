@@ -372,6 +372,9 @@ def test_no_file_name_or_key_can_write_a_workflow_command(tmp_path: Path) -> Non
     commands = [line for line in result.out.splitlines() if line.startswith("::")]
     assert len(commands) == 2
     assert all(line.startswith("::error file=requests/alice/") for line in commands)
-    # the text lines show the line break as an escape, one finding per line
-    assert "requests/alice/x\\n::warning::injected.yaml:3:7: error: " in result.out
-    assert "unknown field 'x\\n::add-mask::all'" in result.out
+    # the text lines show the line break as an escape, one finding per line; neither the
+    # name nor the key is repeated in the message: both are refused for the line break
+    assert "requests/alice/x\\n::warning::injected.yaml:1:1: error: " in result.out
+    assert result.out.count("[path.char]") == 1
+    assert "add-mask" not in result.out
+    assert "a top-level key: line break U+000A (line feed) is not allowed" in result.out
