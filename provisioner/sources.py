@@ -136,6 +136,14 @@ def field_name(where: Where) -> str:
     return "".join(parts) or "(top level)"
 
 
+# What to say, by the scalar's style, about a character refused once decoded.
+_HINTS = {
+    '"': ", not even as an escape",
+    "|": " (write it without |)",
+    ">": " (write it without >)",
+}
+
+
 def _check_text(event: Any, where: Where, what: str) -> None:
     """Refuse a scalar (a value at `where`, or a key of the mapping at `where`) that is too
     long, or that holds a character `textpolicy` refuses once its escapes are decoded."""
@@ -151,16 +159,11 @@ def _check_text(event: Any, where: Where, what: str) -> None:
     if bad is not None and (secret := private_refusal(event.value)) is not None:
         raise RefusalError(secret.rule, f"{name}: {secret.message}", event.start_mark)
     if bad is not None:
-        how = {
-            '"': ", not even as an escape",
-            "|": " (write it without |)",
-            ">": " (write it without >)",
-        }
         # Never repeat the text: it may be key material, and it holds the character refused.
         raise RefusalError(
             "yaml.control_char",
-            f"{name}: {describe(event.value[bad])} is not allowed{how.get(event.style or '', '')}; "
-            f"a {what} is one line of visible text",
+            f"{name}: {describe(event.value[bad])} is not allowed"
+            f"{_HINTS.get(event.style or '', '')}; a {what} is one line of visible text",
             event.start_mark,
         )
 
