@@ -23,9 +23,11 @@ Name = Annotated[
     Field(description="Lower-case letters, digits and '-', 3–32 characters; equals the file name."),
 ]
 # GitHub logins: alphanumerics and single hyphens, not at either end, at most 39 characters.
+LOGIN_PATTERN = r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$"
+LOGIN_MAX = 39
 Login = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length=39),
+    StringConstraints(pattern=LOGIN_PATTERN, max_length=LOGIN_MAX),
     Field(description="A GitHub login."),
 ]
 Id = Annotated[

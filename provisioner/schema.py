@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioner import models
 from provisioner.problems import Problem
-from provisioner.sources import Document, Where
+from provisioner.sources import Document, Where, field_name
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = {
@@ -156,16 +156,6 @@ def _show(value: Any, where: Where) -> str:
     return _clip(json.dumps(value, ensure_ascii=False, default=str))
 
 
-def _field(where: Where) -> str:
-    parts = []
-    for part in where:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        else:
-            parts.append(("." if parts else "") + part)
-    return "".join(parts) or "(top level)"
-
-
 def _pick_branch(error: Any) -> Any:
     """For `anyOf` (gpus: a count or a list), explain the branch matching the value's type."""
     value_type = _type_of(error.instance)
@@ -180,7 +170,7 @@ def _pick_branch(error: Any) -> Any:
 def _describe(error: Any, where: Where) -> tuple[str, str, Where]:  # noqa: PLR0912  (a branch per JSON-Schema keyword)
     """(rule, message, where-to-point) for one jsonschema error."""
     v, schema, value = error.validator, error.schema, error.instance
-    name = _field(where)
+    name = field_name(where)
     hint = schema.get("description", "")
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "a field"
@@ -277,7 +267,7 @@ def _pydantic_problems(doc: Document, error: ValidationError) -> list[Problem]:
                     doc.path,
                     doc.key_position(where),
                     "schema.key",
-                    f"{_field(where[:-1])}: '{where[-1]}' is not allowed as a name here "
+                    f"{field_name(where[:-1])}: '{where[-1]}' is not allowed as a name here "
                     f"({item['msg']})",
                     where=where,
                 )
@@ -289,7 +279,7 @@ def _pydantic_problems(doc: Document, error: ValidationError) -> list[Problem]:
                 doc.path,
                 doc.position(where),
                 "schema.invalid",
-                f"{_field(where)}: {item['msg']}",
+                f"{field_name(where)}: {item['msg']}",
                 where=where,
             )
         )

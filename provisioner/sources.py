@@ -2,11 +2,17 @@
 
 Request files are written by lab members and read by a process that can reach the LXD
 socket, so the loader accepts only a small, boring subset of YAML (SECURITY.md "Input
-handling"): a size cap before parsing, UTF-8 without BOM, no control or bidi characters, one
-document, no anchors/aliases/merge keys, no tags, no duplicate keys, bounded depth, and YAML
-1.2 core-schema scalars (`no` stays a string, `0755` is the decimal 755, dates stay strings
-for the schema to check). It works on the parser's event stream, so nothing is ever
-constructed from a tag.
+handling"): a size cap before parsing, UTF-8 without BOM, one document, no anchors/aliases/
+merge keys, no tags, no duplicate keys, bounded depth, bounded scalars, and YAML 1.2
+core-schema scalars (`no` stays a string, `0755` is the decimal 755, dates stay strings for
+the schema to check). It works on the parser's event stream, so nothing is ever constructed
+from a tag.
+
+What text may hold is decided by `textpolicy`, twice: on the file as written (so a raw ESC is
+found on its exact column) and on every scalar and key as decoded (so `"\\e[31m"` or
+`"\\u202e"`, which are those characters once YAML has read the escape, are refused too,
+whatever the quoting). A plain scalar that looks like a number is bounded in length before
+it is converted: Python's int() refuses long decimals and would build huge hex ones.
 
 Every value and every mapping key gets its 1-based (line, column), so that later stages can
 point at the exact place a problem is about.
@@ -22,10 +28,15 @@ from typing import Any
 import yaml
 
 from provisioner.problems import Position, Problem
+from provisioner.sshkeys import private_refusal
+from provisioner.textpolicy import describe, first_forbidden
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 8
 MAX_SCALAR = 16 * 1024
+# Characters in a number literal: far more than any field needs (the largest is a port),
+# far fewer than int() refuses (4300 digits) or than would be slow to convert.
+MAX_NUMBER = 100
 
 Where = tuple[str | int, ...]
 
@@ -33,16 +44,6 @@ try:  # libyaml's parser is several times faster; the events are the same
     _Loader: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
-
-# C0 controls other than tab/newline/carriage return, DEL, C1 controls, the Unicode line and
-# paragraph separators (the parser counts them as line breaks, editors do not, so every line
-# number after one would be off), the bidirectional overrides/isolates that can make a file
-# read differently from how it parses, and the noncharacters U+FFFE/U+FFFF.
-_BAD_CHARS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2066-\u2069\ufeff\ufffe\uffff]"
-    "|\r(?!\n)"
-)
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), plain scalars only.
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -54,6 +55,7 @@ _INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+_NUMBERS = (_INT10, _INT8, _INT16, _FLOAT, _INF, _NAN)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,17 @@ def _pos(mark: Any) -> Position:
     return Position(int(mark.line) + 1, int(mark.column) + 1)
 
 
+class NumberTooLongError(ValueError):
+    """A plain scalar reads as a number but is longer than MAX_NUMBER characters."""
+
+
 def resolve_plain(text: str) -> Any:
-    """The value of a plain (unquoted) scalar under the YAML 1.2 core schema."""
+    """The value of a plain (unquoted) scalar under the YAML 1.2 core schema.
+
+    Raises NumberTooLongError for a number literal longer than MAX_NUMBER characters.
+    """
+    if len(text) > MAX_NUMBER and any(p.match(text) for p in _NUMBERS):
+        raise NumberTooLongError(text)
     if _NULL.match(text):
         return None
     if _TRUE.match(text):
@@ -112,6 +123,49 @@ def resolve_plain(text: str) -> Any:
     if _FLOAT.match(text) or _INF.match(text) or _NAN.match(text):
         return float(text.lower().replace(".", "", 1) if not _FLOAT.match(text) else text)
     return text
+
+
+def field_name(where: Where) -> str:
+    """`where` as a member reads it: `ssh_keys[0]`, `hosts.main.gpus[1].pci`."""
+    parts: list[str] = []
+    for part in where:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + part)
+    return "".join(parts) or "(top level)"
+
+
+# What to say, by the scalar's style, about a character refused once decoded.
+_HINTS = {
+    '"': ", not even as an escape",
+    "|": " (write it without |)",
+    ">": " (write it without >)",
+}
+
+
+def _check_text(event: Any, where: Where, what: str) -> None:
+    """Refuse a scalar (a value at `where`, or a key of the mapping at `where`) that is too
+    long, or that holds a character `textpolicy` refuses once its escapes are decoded."""
+    if what == "key":
+        name = f"a key in {field_name(where)}" if where else "a top-level key"
+    else:
+        name = field_name(where)
+    if len(event.value) > MAX_SCALAR:
+        raise RefusalError(
+            "yaml.size", f"{name}: a {what} longer than {MAX_SCALAR} characters", event.start_mark
+        )
+    bad = first_forbidden(event.value)
+    if bad is not None and (secret := private_refusal(event.value)) is not None:
+        raise RefusalError(secret.rule, f"{name}: {secret.message}", event.start_mark)
+    if bad is not None:
+        # Never repeat the text: it may be key material, and it holds the character refused.
+        raise RefusalError(
+            "yaml.control_char",
+            f"{name}: {describe(event.value[bad])} is not allowed"
+            f"{_HINTS.get(event.style or '', '')}; a {what} is one line of visible text",
+            event.start_mark,
+        )
 
 
 class _Builder:
@@ -173,17 +227,17 @@ class _Builder:
             )
         self.values[where] = _pos(event.start_mark)
         if isinstance(event, yaml.ScalarEvent):
-            if len(event.value) > MAX_SCALAR:
-                raise RefusalError(
-                    "yaml.size", f"a value longer than {MAX_SCALAR} characters", event.start_mark
-                )
+            _check_text(event, where, "value")
             if event.style:
                 return event.value
             try:
                 return resolve_plain(event.value)
-            except ValueError as e:  # Python refuses int() of more than 4300 digits
+            except NumberTooLongError as e:
                 raise RefusalError(
-                    "yaml.size", f"a number {len(event.value)} digits long", event.start_mark
+                    "yaml.size",
+                    f"{field_name(where)}: a number {len(event.value)} characters long; "
+                    f"the limit is {MAX_NUMBER}",
+                    event.start_mark,
                 ) from e
         if isinstance(event, yaml.SequenceStartEvent):
             items: list[Any] = []
@@ -207,6 +261,7 @@ class _Builder:
             if not isinstance(event, yaml.ScalarEvent):
                 raise RefusalError("yaml.key", "mapping keys must be plain words", event.start_mark)
             self._check_props(event)
+            _check_text(event, where, "key")
             key = event.value
             if key == "<<" and not event.style:
                 raise RefusalError(
@@ -253,16 +308,16 @@ def _decode(raw: bytes, path: str) -> tuple[str | None, list[Problem]]:
         return None, [
             Problem(path, Position(line, col), "yaml.encoding", "file is not valid UTF-8")
         ]
-    bad = _BAD_CHARS.search(text)
-    if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        col = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+    bad = first_forbidden(text, layout=True)
+    if bad is not None:
+        line = text.count("\n", 0, bad) + 1
+        col = bad - (text.rfind("\n", 0, bad) + 1) + 1
         return None, [
             Problem(
                 path,
                 Position(line, col),
                 "yaml.control_char",
-                f"control or bidirectional character U+{ord(bad.group()[0]):04X} is not allowed",
+                f"{describe(text[bad])} is not allowed",
             )
         ]
     return text, []

@@ -1,6 +1,7 @@
 """SSH public keys from request files: parse one `type base64 [comment]` line or refuse it.
 
-Pure and stdlib-only (imports nothing from the project): the OpenSSH wire format (RFC 4253
+Pure: stdlib only, plus the project's one rule on what text may hold (`textpolicy`), which
+is why a key is one line without tabs or control characters. The OpenSSH wire format (RFC 4253
 section 6.6, uint32-length-prefixed strings and mpints) is read here with `struct`, so a key
 is judged by what its blob holds, not by what its text claims. A refusal is a value with a
 stable rule id; its message never repeats the input's key material, because a member who
@@ -15,9 +16,10 @@ import base64
 import hashlib
 import re
 import struct
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+from provisioner.textpolicy import first_forbidden
 
 MAX_KEYS: int = 10
 MAX_LINE = 16 * 1024
@@ -42,8 +44,6 @@ _OPTION = re.compile(
     r"|cert-authority|restrict|verify-required",
     re.IGNORECASE,
 )
-# Unicode categories that break a line or hide text: controls, format (bidi), line/para seps.
-_CONTROL = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # "openssh-key-v1\0" in base64: how every OpenSSH private key body (and its first line) starts.
 _PRIVATE_MARKS = ("PRIVATE KEY", "-----BEGIN", "-----END", "b3BlbnNzaC1rZXktdjE", "PuTTY-User-Key")
 # The first base64 line of a PEM private key: a DER SEQUENCE then version 0 (RSA PKCS#1 and
@@ -124,21 +124,32 @@ def _split(text: str) -> tuple[str, str, str]:
     return key_type, blob, comment.strip(" ")
 
 
+def private_refusal(text: str) -> KeyRefusal | None:
+    """Refuse `text` if it looks like (a piece of) a private key, wherever it was written.
+
+    The loader asks this before it refuses a value for its line breaks: a private key pasted
+    as a block is a leak, and the member must be told so, not that it has too many lines.
+    """
+    if any(mark in text for mark in _PRIVATE_MARKS) or _PEM_BODY.search(text):
+        return _refuse(
+            "private",
+            "this looks like a PRIVATE key; never share it: treat it as leaked, "
+            f"delete it and {_HOW}",
+        )
+    return None
+
+
 def _line_refusal(text: str) -> KeyRefusal | None:
     """The first rule the line's text breaks, before its blob is looked at; in priority order."""
+    if (private := private_refusal(text)) is not None:
+        return private
     key_type, blob, comment = _split(text)
     too_long = len(text) > MAX_LINE
     known = key_type in KNOWN_TYPES
     checks = (
-        (
-            any(mark in text for mark in _PRIVATE_MARKS) or bool(_PEM_BODY.search(text)),
-            "private",
-            "this looks like a PRIVATE key; never share it: treat it as leaked, "
-            f"delete it and {_HOW}",
-        ),
         (too_long, "format", f"a key line must be at most {MAX_LINE} characters"),
         (
-            not too_long and any(unicodedata.category(c) in _CONTROL for c in text),
+            not too_long and first_forbidden(text) is not None,
             "newline",
             "a key must be one line without line breaks, tabs or other control characters",
         ),

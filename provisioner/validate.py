@@ -21,6 +21,7 @@ from provisioner.problems import Position, Problem, Severity
 from provisioner.rules import Loaded, check_all, check_request
 from provisioner.schema import check
 from provisioner.sources import load
+from provisioner.textpolicy import describe, first_forbidden
 from provisioner.tree import Tree
 
 REQUEST_PATH = re.compile(r"^requests/(?P<owner>[^/]+)/(?P<stem>[^/]+)\.yaml$")
@@ -56,6 +57,18 @@ def today_for(config: Config, now: datetime) -> date:
 
 def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
     """One request file through the loader and the schema of its kind."""
+    bad = first_forbidden(path)
+    if bad is not None:
+        # The name is text from the PR like any value: held to the same rule, never repeated.
+        return None, [
+            Problem(
+                path,
+                Position(1, 1),
+                "path.char",
+                f"the file's name holds {describe(path[bad])}; request files are "
+                "requests/<your login>/<name>.yaml",
+            )
+        ]
     if not REQUEST_PATH.match(path):
         return None, [
             Problem(

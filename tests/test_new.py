@@ -216,7 +216,17 @@ def test_purpose_reads_back_exactly(repo: Path, home: Path, purpose: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "bad", ["two\nlines", "tab\there", "rtl \u202e trick", "\u2028sep", "nel\x85"]
+    "bad",
+    [
+        "two\nlines",
+        "tab\there",
+        "rtl \u202e trick",
+        "\u2028sep",
+        "nel\x85",
+        "red \x1b[31m text",
+        "odd \uffff char",
+        "zero\u200bwidth",
+    ],
 )
 def test_hidden_characters_in_purpose_are_refused(repo: Path, home: Path, bad: str) -> None:
     code, out, err = ssp("new", "container", "--owner", "carol", "--name", "carol-box",
@@ -224,6 +234,24 @@ def test_hidden_characters_in_purpose_are_refused(repo: Path, home: Path, bad: s
     assert code == 2
     assert "--purpose" in err
     assert "Traceback" not in out + err
+    assert not (repo / "requests/carol/carol-box.yaml").exists()
+
+
+def test_a_purpose_of_digits_stays_text(repo: Path, home: Path) -> None:
+    """Digits only: longer than a number may be, it is written quoted and reads back as text."""
+    purpose = "9" * 150
+    code, _, err = ssp("new", "container", "--owner", "carol", "--name", "carol-box",
+                       f"--purpose={purpose}", "--repo", str(repo), home=home)  # fmt: skip
+    assert (code, err) == (0, "")
+    assert read(repo, "requests/carol/carol-box.yaml")["purpose"] == purpose
+
+
+def test_a_purpose_of_thousands_of_digits_is_a_finding_not_a_crash(repo: Path, home: Path) -> None:
+    code, out, err = ssp("new", "container", "--owner", "carol", "--name", "carol-box",
+                         f"--purpose={'9' * 5000}", "--repo", str(repo), home=home)  # fmt: skip
+    assert code == 1, out + err
+    assert "purpose: must be at most 200 characters [schema.length]" in out + err
+    assert "unexpected error" not in out + err
     assert not (repo / "requests/carol/carol-box.yaml").exists()
 
 

@@ -316,6 +316,20 @@ def test_without_an_author_the_check_is_a_usage_error(tmp_path: Path) -> None:
     assert check(repo, None, env={"GITHUB_EVENT_PATH": str(broken_event)}).code == 2
 
 
+@pytest.mark.parametrize("author", ["ev\x1b[31mil", "x\n::warning::y", "al\u202eice", "a" * 40])
+def test_an_author_that_is_no_github_login_is_a_usage_error(tmp_path: Path, author: str) -> None:
+    """The author is named in findings: from --author or the event, only a login is taken."""
+    repo = pr(tmp_path, {ALICE: valid_request(cpu="8")})
+    for result in (
+        check(repo, author),
+        check(repo, None, env={"GITHUB_EVENT_PATH": _event(tmp_path, author)}),
+    ):
+        assert result.code == 2, result.both
+        assert "the PR author is not a GitHub login" in result.err
+        assert result.out == ""
+        assert author not in result.both
+
+
 def test_an_unknown_base_is_a_usage_error(tmp_path: Path) -> None:
     repo = pr(tmp_path, {})
     result = validate(repo.root, "--base", "no-such-branch", "--author", "alice", env=ENV)
@@ -372,6 +386,9 @@ def test_no_file_name_or_key_can_write_a_workflow_command(tmp_path: Path) -> Non
     commands = [line for line in result.out.splitlines() if line.startswith("::")]
     assert len(commands) == 2
     assert all(line.startswith("::error file=requests/alice/") for line in commands)
-    # the text lines show the line break as an escape, one finding per line
-    assert "requests/alice/x\\n::warning::injected.yaml:3:7: error: " in result.out
-    assert "unknown field 'x\\n::add-mask::all'" in result.out
+    # the text lines show the line break as an escape, one finding per line; neither the
+    # name nor the key is repeated in the message: both are refused for the line break
+    assert "requests/alice/x\\n::warning::injected.yaml:1:1: error: " in result.out
+    assert result.out.count("[path.char]") == 1
+    assert "add-mask" not in result.out
+    assert "a top-level key: line break U+000A (line feed) is not allowed" in result.out

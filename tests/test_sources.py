@@ -7,7 +7,15 @@ import math
 import pytest
 
 from provisioner.problems import Position
-from provisioner.sources import MAX_BYTES, MAX_DEPTH, MAX_SCALAR, load, resolve_plain
+from provisioner.sources import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_NUMBER,
+    MAX_SCALAR,
+    NumberTooLongError,
+    load,
+    resolve_plain,
+)
 
 
 def ok(text: str | bytes) -> object:
@@ -83,11 +91,22 @@ def test_a_yaml_1_1_directive_does_not_bring_back_1_1_booleans() -> None:
     assert ok("%YAML 1.1\n---\nv: no\nw: 010\n") == {"v": "no", "w": 10}
 
 
-def test_block_scalars_keep_their_text() -> None:
-    assert ok("a: |\n  one\n  two\nb: >\n  three\n  four\n") == {
-        "a": "one\ntwo\n",
-        "b": "three four\n",
-    }
+def test_block_scalars_of_one_line_keep_their_text() -> None:
+    assert ok("a: |-\n  one\nb: >-\n  three\n  four\n") == {"a": "one", "b": "three four"}
+
+
+@pytest.mark.parametrize(
+    ("text", "col"),
+    [
+        ("a: |\n  one\n  two\n", 4),
+        ("a: >\n  three\n  four\n", 4),  # folded, but `>` keeps the final line break
+        ("a: x\n\n  y\n", 4),  # a blank line inside a plain scalar is a line break
+        ("a: 'x\n\n  y'\n", 4),
+    ],
+)
+def test_a_value_of_several_lines_is_refused(text: str, col: int) -> None:
+    """A value is one line: it becomes a description in `lxc list`, a table cell, a log line."""
+    assert refused(text) == ("yaml.control_char", 1, col)
 
 
 def test_an_explicit_document_start_and_end_are_fine() -> None:
@@ -196,6 +215,128 @@ def test_nesting_is_bounded() -> None:
     assert ok(_nested(MAX_DEPTH))
     # refused at the first node too deep: the `1` after the brackets
     assert refused(_nested(MAX_DEPTH + 1)) == ("yaml.depth", 1, 3 + MAX_DEPTH)
+
+
+# --- text as decoded (issue 15) -----------------------------------------------------------------
+
+# Characters refused when typed raw, and the YAML escapes that spell them inside "...".
+ESCAPED = [
+    ("\\0", "\x00"),
+    ("\\a", "\x07"),
+    ("\\e[31m", "\x1b"),
+    ("\\x9b", "\x9b"),
+    ("\\t", "\t"),
+    ("\\n", "\n"),
+    ("\\r", "\r"),
+    ("\\N", "\x85"),
+    ("\\L", "\u2028"),
+    ("\\P", "\u2029"),
+    ("\\u061c", "\u061c"),
+    ("\\u200e", "\u200e"),
+    ("\\u202e", "\u202e"),
+    ("\\u2067", "\u2067"),
+    ("\\u200b", "\u200b"),
+    ("\\ufeff", "\ufeff"),
+    ("\\uffff", "\uffff"),
+    ("\\ufdd0", "\ufdd0"),
+    ("\\U0010FFFE", "\U0010fffe"),
+]
+
+
+@pytest.mark.parametrize(("escape", "char"), ESCAPED)
+def test_an_escaped_character_is_refused_like_a_typed_one(escape: str, char: str) -> None:
+    # typed raw: refused too (a raw line feed is the file's layout: it folds into a space)
+    if char != "\n":
+        assert refused(f"a: ok\nb: 'x{char}y'\n")[0] == "yaml.control_char"
+    # written as an escape: the decoded value is refused at the value, whatever it is under
+    for text, line, col in (
+        (f'a: ok\nb: "x{escape}y"\n', 2, 4),
+        (f'a: ok\nb: [1, "x{escape}y"]\n', 2, 8),
+        (f'a: ok\nb:\n  c: {{d: "x{escape}y"}}\n', 3, 10),
+        (f'a: ok\n"b{escape}": 1\n', 2, 1),  # a key
+        (f'a: ok\nb:\n  "{escape}": 1\n', 3, 3),  # a nested key
+    ):
+        doc, problems = load(text.encode(), "f.yaml")
+        assert doc is None
+        (p,) = problems
+        assert (p.rule, p.line, p.col) == ("yaml.control_char", line, col), text
+        assert f"U+{ord(char):04X}" in p.message
+        assert char not in p.message
+
+
+def test_the_refusal_names_the_field_and_the_character() -> None:
+    _, problems = load(b'a:\n  b: [ok, "\\e[2J"]\n', "f.yaml")
+    assert problems[0].message == (
+        "a.b[1]: control character U+001B (escape) is not allowed, not even as an escape; "
+        "a value is one line of visible text"
+    )
+    _, problems = load(b'a:\n  "x\\u202ey": 1\n', "f.yaml")
+    assert problems[0].message.startswith(
+        "a key in a: invisible formatting character U+202E (right-to-left override)"
+    )
+    _, problems = load(b"a: |\n  x\n", "f.yaml")
+    assert "(write it without |)" in problems[0].message
+
+
+def test_a_raw_tab_inside_a_value_is_refused_but_not_between_values() -> None:
+    assert ok("a:\t1\nb: [1,\t2]  \t# note\n") == {"a": 1, "b": [1, 2]}
+    assert refused("a: x\ty\n") == ("yaml.control_char", 1, 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Diffusion experiments for my thesis",
+        "训练扩散模型，写毕业论文",
+        "Ελληνικά, русский, العربية, עברית, हिन्दी",
+        "emoji 🚀 and symbols ©®™ ≤ ≥ → ✓",
+        "private use \ue000 and non-breaking\u00a0space",
+    ],
+)
+def test_visible_text_of_any_script_is_kept(text: str) -> None:
+    assert ok(f'a: "{text}"\n') == {"a": text}
+    assert ok(f"{text}: 1\n") == {text: 1}
+
+
+def test_a_pasted_private_key_is_named_for_what_it_is() -> None:
+    """Its line breaks would be refused too; the member must hear that the key is leaked."""
+    body = "".join(
+        f"    {line}\n"
+        for line in ("-----BEGIN OPENSSH PRIVATE KEY-----", "b3BlbnNzaC1rZXktdjE", "-----END")
+    )
+    _, problems = load(f"ssh_keys:\n  - |\n{body}".encode(), "f.yaml")
+    (p,) = problems
+    assert (p.rule, p.line, p.col) == ("ssh_key.private", 2, 5)
+    assert p.message.startswith("ssh_keys[0]: this looks like a PRIVATE key")
+    assert "b3BlbnNzaC1rZXktdjE" not in p.message
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9" * 5000,  # int() refuses it
+        "0x" + "f" * 5000,  # int() builds it, str() of it fails later
+        "0o" + "7" * 5000,
+        "-" + "1" * 4300,
+        "1" * 3000 + ".5e3",
+        "1" * (MAX_NUMBER + 1),
+    ],
+)
+def test_a_number_too_long_is_refused_before_it_is_converted(number: str) -> None:
+    _, problems = load(f"a: ok\nb: [1, {number}]\n".encode(), "f.yaml")
+    (p,) = problems
+    assert (p.rule, p.line, p.col) == ("yaml.size", 2, 8)
+    assert p.message == f"b[1]: a number {len(number)} characters long; the limit is {MAX_NUMBER}"
+    with pytest.raises(NumberTooLongError):
+        resolve_plain(number)
+
+
+def test_numbers_up_to_the_limit_and_long_text_are_fine() -> None:
+    assert ok(f"a: {'1' * MAX_NUMBER}\n") == {"a": int("1" * MAX_NUMBER)}
+    assert ok(f"a: 0x{'f' * (MAX_NUMBER - 2)}\n") == {"a": 16 ** (MAX_NUMBER - 2) - 1}
+    # text that only starts like a number is text, however long
+    assert ok(f"a: {'1' * 5000}x\n") == {"a": "1" * 5000 + "x"}
+    assert ok(f'a: "{"9" * 5000}"\n') == {"a": "9" * 5000}
 
 
 def test_the_file_size_is_capped_before_parsing() -> None:

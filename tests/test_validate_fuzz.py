@@ -5,6 +5,11 @@ random text, and mutations of a valid request (lines deleted, duplicated or swap
 characters changed, a field's value replaced by random YAML), and the same for the policy.
 Every finding must point inside its file. A few mutated files also go through the command
 line, which must answer 0 or 1, never 3 (an unexpected error).
+
+A second family writes YAML escapes (`"\\e[31m"`, `"\\u202e"`, `"\\U0010fffe"`, any code point)
+and numerals thousands of digits long into values, keys and SSH key comments: nothing the
+text rule refuses may reach a valid request, every report must encode as UTF-8, and the
+command line (tree and PR mode, every format) must never answer 3.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import yaml
 from helpers import (
     CONTAINER_FIELDS,
     NOW,
+    GitRepo,
     key,
     sample,
     sample_repo,
@@ -32,6 +38,7 @@ from provisioner.authz import Change
 from provisioner.config import load_config
 from provisioner.problems import Problem
 from provisioner.rules import Loaded
+from provisioner.textpolicy import first_forbidden
 from provisioner.tree import Tree
 from provisioner.validate import Validation, load_request, validate_pull, validate_tree
 
@@ -325,6 +332,161 @@ def test_mutated_requests_through_the_command_line(text: str) -> None:
         assert "Traceback" not in result.both
         for fmt in ("json", "github"):
             assert validate(repo, "--format", fmt).code == result.code
+
+
+# --- escapes and long numerals (issue 15) ------------------------------------------------------
+
+# Every escape YAML's double-quoted style has, and code points written in hex: what a member
+# would use to smuggle a character the loader refuses when typed.
+SIMPLE_ESCAPES = [*'0abtnvfre N_LP/\\"', "\t"]
+CODE_POINTS = st.one_of(
+    st.integers(min_value=0, max_value=0x10FFFF),
+    st.sampled_from(
+        [
+            0x1B,
+            0x9B,
+            0x202E,
+            0x2066,
+            0x200B,
+            0xFEFF,
+            0xFFFE,
+            0xFFFF,
+            0xFDD0,
+            0x1FFFF,
+            0x10FFFF,
+            0xD800,
+            0xDFFF,
+            0x110000,
+            0xE000,
+        ]
+    ),
+)
+
+
+@st.composite
+def escape(draw: st.DrawFn) -> str:
+    """One escape sequence as written inside "...": `\\e`, `\\x9b`, `\\u202e`, `\\U0001fffe`."""
+    form = draw(st.sampled_from(["simple", "x", "u", "U"]))
+    if form == "simple":
+        return "\\" + draw(st.sampled_from(SIMPLE_ESCAPES))
+    code = draw(CODE_POINTS)
+    width = {"x": 2, "u": 4, "U": 8}[form]
+    return f"\\{form}{code % 16**width:0{width}x}"
+
+
+@st.composite
+def escaped_text(draw: st.DrawFn) -> str:
+    """A double-quoted YAML scalar mixing plain words and escapes."""
+    pieces = draw(
+        st.lists(
+            st.one_of(escape(), st.sampled_from(["x", "ok", " ", "训练", "é", "😀"])),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    return '"' + "".join(pieces) + '"'
+
+
+@st.composite
+def long_numeral(draw: st.DrawFn) -> str:
+    """A number literal, often longer than the loader converts."""
+    size = draw(st.one_of(st.integers(1, 120), st.integers(4000, 6000)))
+    form = draw(st.sampled_from(["dec", "hex", "oct", "float", "signed", "exp"]))
+    digits = draw(st.sampled_from("123456789")) * size
+    return {
+        "dec": digits,
+        "hex": "0x" + "f" * size,
+        "oct": "0o" + "7" * size,
+        "float": digits + ".5",
+        "signed": "-" + digits,
+        "exp": "1e" + digits[:6],
+    }[form]
+
+
+@st.composite
+def request_with_escapes(draw: st.DrawFn, *, number: bool = False) -> str:
+    """A valid request with escapes or long numerals in values, keys or a key's comment
+    (with `number`, always a numeral in a field that wants one, where the schema shows it)."""
+    overrides: dict[str, str | list[str]] = {}
+    if number:
+        overrides[draw(st.sampled_from(["cpu", "gpus"]))] = draw(long_numeral())
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        where = draw(st.sampled_from(["value", "key", "key-comment", "number", "list"]))
+        field = draw(st.sampled_from(CONTAINER_FIELDS))
+        if where == "value":
+            overrides[field] = draw(escaped_text())
+        elif where == "key":
+            overrides[draw(escaped_text())] = draw(st.one_of(escaped_text(), long_numeral()))
+        elif where == "key-comment":
+            comment = draw(escaped_text())[1:-1]
+            overrides["ssh_keys"] = [f'"{key("alice")} {comment}"']
+        elif where == "number":
+            overrides[field] = draw(long_numeral())
+        else:
+            overrides[field] = f"[{draw(escaped_text())}, {draw(long_numeral())}]"
+    return valid_request(**overrides)
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in loaded data, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _assert_only_allowed_text(result: Validation) -> None:
+    """What passed the loader holds no character textpolicy refuses, and every report can be
+    written out as UTF-8 (a lone surrogate would fail there, as an unexpected error)."""
+    for item in result.valid:
+        for text in _strings(item.doc.data):
+            assert first_forbidden(text) is None, ascii(text)
+    for text in (
+        *report.text_lines(result),
+        report.to_json(result),
+        report.summary_markdown(result),
+    ):
+        text.encode("utf-8")
+    for problem in result.problems:
+        report.annotation(problem).encode("utf-8")
+
+
+@FUZZ
+@given(request_with_escapes())
+def test_escapes_and_long_numerals_in_requests(text: str) -> None:
+    raw = text.encode("utf-8")
+    _load(raw)
+    result = _run({PATH: raw})
+    _assert_only_allowed_text(result)
+
+
+@FUZZ
+@given(st.sampled_from(["config/policy.yaml", "config/hosts.yaml"]), st.data())
+def test_escapes_and_long_numerals_in_the_lab_files(path: str, data: st.DataObject) -> None:
+    lines = sample(path).splitlines()
+    at = data.draw(st.sampled_from([i for i, line in enumerate(lines) if ": " in line]))
+    head, _, _ = lines[at].partition(": ")
+    lines[at] = f"{head}: {data.draw(st.one_of(escaped_text(), long_numeral()))}"
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    result = _run({path: raw, PATH: valid_request().encode()})
+    _assert_only_allowed_text(result)
+
+
+@settings(max_examples=10, deadline=None)
+@given(request_with_escapes(number=True))
+def test_escapes_and_long_numerals_through_the_command_line(text: str) -> None:
+    """Tree mode and PR mode answer 0 or 1, never 3, in every output format."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = GitRepo.pull_request(Path(tmp) / "repo", {}, {PATH: text})
+        for args in ((), ("--base", "main", "--author", "alice")):
+            for fmt in ("text", "json", "github"):
+                result = validate(repo.root, *args, "--format", fmt)
+                assert result.code in (0, 1), result.both
+                assert "unexpected error" not in result.both
+                assert "Traceback" not in result.both
 
 
 def test_the_fuzzer_reaches_valid_files_and_findings() -> None:

@@ -13,7 +13,6 @@ import argparse
 import json
 import re
 import sys
-import unicodedata
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,8 +23,9 @@ from provisioner.commands import add_repo_arg, clock
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.errors import UsageError
 from provisioner.render import render
-from provisioner.sources import resolve_plain
+from provisioner.sources import NumberTooLongError, resolve_plain
 from provisioner.sshkeys import KeyRefusal, parse_key
+from provisioner.textpolicy import describe, first_forbidden
 from provisioner.tree import Tree
 from provisioner.validate import today_for, validate_tree
 
@@ -33,7 +33,6 @@ DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 LEASE_DAYS = 90
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")  # no '/', no '..': a path part
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, bidi, lone surrogates, breaks
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -62,14 +61,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _scalar(value: str | int | bool) -> str:
     """A YAML scalar that reads back as `value`: plain when that is unambiguous, else JSON."""
-    if isinstance(value, str) and _PLAIN.match(value) and resolve_plain(value) == value:
-        return value
+    try:
+        if isinstance(value, str) and _PLAIN.match(value) and resolve_plain(value) == value:
+            return value
+    except NumberTooLongError:  # a long run of digits: written quoted, it stays text
+        pass
     return json.dumps(value, ensure_ascii=False)
 
 
 def _text(value: str, option: str) -> str:
-    if any(unicodedata.category(c) in _HIDDEN for c in value):
-        raise UsageError(f"{option} holds control or invisible characters; type it plainly")
+    """The validator's rule on text (`textpolicy`), said before anything is written."""
+    bad = first_forbidden(value)
+    if bad is not None:
+        raise UsageError(f"{option} holds {describe(value[bad])}; type it plainly, on one line")
     return value
 
 

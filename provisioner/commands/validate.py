@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -15,6 +16,7 @@ from provisioner.authz import Change
 from provisioner.commands import add_repo_arg, clock
 from provisioner.config import load_config
 from provisioner.errors import UsageError
+from provisioner.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.validate import Validation, validate_pull, validate_tree
 
 
@@ -54,6 +56,9 @@ def _check_pull(
     author = args.author or _event_author(env)
     if not author:
         raise UsageError("--base needs --author LOGIN (or GITHUB_EVENT_PATH of a pull_request)")
+    # The author is named in findings ("x may not change bob's request"): only a real login.
+    if len(author) > LOGIN_MAX or not re.fullmatch(LOGIN_PATTERN, author):
+        raise UsageError("the PR author is not a GitHub login (letters, digits and '-')")
     base_tree = gitfiles.revision(args.repo, args.base)
     base_config, problems = load_config(
         base_tree.files.get("config/policy.yaml"), base_tree.files.get("config/hosts.yaml")
