@@ -43,9 +43,11 @@ def check(repo: GitRepo, author: str | None, *args: str, env: dict | None = None
 
 
 def findings(out: str) -> list[str]:
-    """`path:line:col [rule]` of each finding line."""
+    """`path:line:col [rule]` of each finding line (not of the notes that quote one)."""
     found = []
     for line in out.splitlines():
+        if line.startswith("note: "):
+            continue
         if ": error: " in line or ": warning: " in line:
             where = line.split(": ", 1)[0]
             found.append(f"{where} {line.rsplit(' ', 1)[-1]}")
