@@ -4,7 +4,8 @@ A `Tree` is the bytes of one revision's `requests/` and `config/` files (read fr
 or the working tree by `gitfiles`). `validate_tree` runs every stage — safe YAML, schema,
 per-file rules, cross-file rules — and returns a `Validation`: the problems, and the requests
 that are valid, which is what `plan` builds on. `validate_pull` adds the PR's authorization
-and narrows the report to what the PR touches.
+and judges the tree after the PR against the tree before it: what the PR breaks anywhere is
+its error, what was broken before is a note.
 """
 
 from __future__ import annotations
