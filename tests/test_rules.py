@@ -1,7 +1,8 @@
 """The lab's rules as a pure function: loaded requests + policy + inventory in, findings out.
 
 These pin what the table of bad inputs cannot show well: boundaries (exactly at a quota),
-which of two clashing requests a finding is pinned on (the PR's own, else the later one),
+which of two clashing requests a finding is pinned on (the newest: the PR's own, else by
+age from git, else the later path),
 what the message names, and which requests count towards sums.
 """
 
@@ -169,6 +170,49 @@ def test_counted_gpus_must_fit_beside_the_pinned_ones() -> None:
         "gpus: super-server has 4 GPUs and older requests take 2 "
         f"({alice.path}: GPU 0, 1); the 3 asked for here do not fit beside them"
     )
+
+
+def test_the_newest_request_is_at_fault_by_age_then_focus_then_path() -> None:
+    # three of carol's pins of GPU 2; which ones are refused depends only on the order
+    a = loaded(owner="carol", name="carol-a", gpus="[2]")
+    b = loaded(owner="carol", name="carol-b", gpus="[2]")
+    c = loaded(owner="carol", name="carol-c", gpus="[2]")
+
+    def blamed(ages: dict[str, int] | None, focus: set[str] | None = None) -> list[str]:
+        found = check_all(
+            [a, b, c],
+            CONFIG.policy,
+            CONFIG.inventory,
+            None if focus is None else frozenset(focus),
+            ages,
+        )
+        return [p.path.rsplit("/", 1)[1] for p in found if p.rule == "gpus.double_booked"]
+
+    assert blamed(None) == ["carol-b.yaml", "carol-c.yaml"]  # path order
+    assert blamed({a.path: 3, b.path: 1, c.path: 2}) == ["carol-c.yaml", "carol-a.yaml"]
+    assert blamed({b.path: 1}) == ["carol-a.yaml", "carol-c.yaml"]  # no age: newest
+    # a PR's files are newer than anything merged
+    assert blamed({a.path: 3, b.path: 1, c.path: 2}, focus={b.path}) == [
+        "carol-a.yaml",
+        "carol-b.yaml",
+    ]
+
+
+def test_removing_an_older_request_never_makes_a_newer_one_fail() -> None:
+    # a running total: once over, every later request that adds to it is at fault, so a
+    # smaller one after a refused bigger one is refused too (no overtaking)
+    big = loaded(owner="carol", name="carol-a", cpu="40", gpus="0")
+    huge = loaded(owner="carol", name="carol-b", cpu="48", gpus="0")
+    small = loaded(owner="carol", name="carol-c", cpu="8", gpus="0")
+    staff = _config(
+        sample("config/policy.yaml").replace(
+            "  staff: {containers: 4, gpus: 4, cpu: 48",
+            "  staff: {containers: 4, gpus: 4, cpu: 512",
+        )
+    )
+    found = [(p.rule, p.path) for p in cross(big, huge, small, config=staff)]
+    assert found == [("capacity.cpu", huge.path), ("capacity.cpu", small.path)]
+    assert [(p.rule, p.path) for p in cross(big, small, config=staff)] == []
 
 
 def test_a_host_without_gpus_says_so() -> None:
