@@ -187,3 +187,21 @@ def test_a_new_problem_in_a_file_the_pr_does_not_list_is_pinned_on_the_prs_file(
     (problem,) = result.errors
     assert (problem.path, problem.line, problem.rule) == (CAROL_PIN, 1, "share.unknown")
     assert problem.message.startswith(f"this pull request breaks {BOB_BOX} (line 11): share")
+
+
+def test_an_account_named_after_another_member_fails_the_pr(tmp_path: Path) -> None:
+    mine = "requests/alice/bob.yaml"
+    repo = GitRepo.pull_request(
+        tmp_path / "repo", {}, {mine: valid_request("account", owner="alice", name="bob")}
+    )
+    code, out = check(repo, "alice")
+    assert code == 1
+    (line,) = errors(out)
+    assert line.startswith(f"{mine}:3:7: error: an account on a shared server is named after")
+    assert line.endswith("not 'bob'; 'bob' is another member's login [account.name_owner]")
+    # named after herself, it passes
+    own = "requests/alice/alice-common.yaml"
+    fine = GitRepo.pull_request(
+        tmp_path / "fine", {}, {own: valid_request("account", owner="alice", name="alice-common")}
+    )
+    assert check(fine, "alice") == (0, "")
