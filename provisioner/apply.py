@@ -375,6 +375,26 @@ class Applier:
                 login=login,
                 server=acc.server,
             )
+        if action.verb == "create":
+            taken = self._taken(api, name, login)
+            if taken:
+                self.log(f"{name}: not taking over {taken} '{login}'")
+                return Outcome(
+                    login,
+                    acc.owner,
+                    acc.request_path,
+                    "account",
+                    "refused",
+                    False,
+                    f"a {taken} named '{login}' already exists on {name} and was not made by "
+                    "ssp, so it is not taken over; pick another name "
+                    f"(e.g. '{acc.owner.lower()}-{acc.server}'), or ask an admin to remove it",
+                    login=login,
+                    server=acc.server,
+                )
+            # The account's record is written before the user is made: it is how the next run
+            # tells a user of ours (finished or half made) from one that was there before.
+            api.set_config(name, {state.ACCOUNT + login: acc.label("creating")})
         self.log(f"{name}: {action.verb} account {login}")
         if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
             useradd = ["useradd", "--create-home", "--shell", "/bin/bash", login]
@@ -392,6 +412,18 @@ class Applier:
         api.set_config(name, {state.ACCOUNT + login: acc.label()})
         verb = "created" if action.verb == "create" else "updated"
         return self._account_outcome(acc, verb, api.instance(name).ipv4)
+
+    def _taken(self, api: LxdApi, name: str, login: str) -> str:
+        """'user' or 'group' when the shared server already has one of that name, else ''.
+
+        A user ssp made has its record on the instance (`user.ssp.account.<login>`, in LXD's
+        config, which nobody inside the server can write); one without it was made by a
+        package or by hand, and taking it over would hand its files and rights to a member.
+        """
+        for database in ("passwd", "group"):
+            if api.execute(name, ["getent", database, login]).exit_code == 0:
+                return "user" if database == "passwd" else "group"
+        return ""
 
     def _account_outcome(self, acc: specs.AccountSpec, verb: str, ipv4: tuple[str, ...]) -> Outcome:
         return Outcome(

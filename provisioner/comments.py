@@ -14,7 +14,8 @@ not import PyGithub and reads no environment: the CLI hands in the client, the r
 and the secrets to keep out of the text.
 
 Imports: provisioner.results, provisioner.render, provisioner.apply, provisioner.models,
-provisioner.problems, provisioner.errors.
+provisioner.rules (which rules are about requests competing), provisioner.problems,
+provisioner.errors.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from provisioner.models import Policy
 from provisioner.problems import Problem
 from provisioner.render import render
 from provisioner.results import outcome_dict, ssh_host
+from provisioner.rules import competing
 from provisioner.spec import SCHEDULES
 
 MARKER = "<!-- ssp:apply -->"
@@ -146,6 +148,7 @@ def draft(
         accounts=[r for r in rows if r["ok"] and r["kind"] == "account" and not r["gone"]],
         gone=[r for r in rows if r["ok"] and r["gone"]],
         problems=list(problems),
+        competing=any(competing(p.rule) for p in problems),
     )
     return Draft(name, redact(_tidy(body), ctx.secrets))
 

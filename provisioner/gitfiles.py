@@ -156,3 +156,35 @@ def changes(repo: Path, base: str, head: str = "HEAD") -> list[Change]:
 
 def head_sha(repo: Path, rev: str = "HEAD") -> str:
     return _git(repo, "rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+
+
+def ages(repo: Path, rev: str = "HEAD") -> dict[str, int]:
+    """How new each request file's current form is on `rev`: the place, counted from the
+    oldest (1), of the commit on the first-parent history of `rev` that last changed it.
+
+    First-parent history is `main`'s own sequence of merges (and direct commits), so this is
+    merge order, whatever dates the PR's own commits carry; a merge counts as changing what
+    its PR changed. Apply refuses competing requests newest first by it. A shallow clone has
+    no history to count: every file then looks as new as its oldest commit, and ties are
+    broken by path (apply.yml fetches the whole history for this).
+    """
+    raw = _git(
+        repo,
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--name-only",
+        "-z",
+        "--format=%x01",
+        rev,
+        "--",
+        "requests",
+    )
+    commits = raw.split(b"\x01")[1:]  # newest first
+    found: dict[str, int] = {}
+    for i, chunk in enumerate(commits):
+        for name in chunk.split(b"\0"):
+            path = name.strip(b"\n").decode("utf-8", "replace")
+            if path:
+                found.setdefault(path, len(commits) - i)
+    return found

@@ -1,9 +1,10 @@
 """One reconcile pass: re-validate main, observe LXD, plan, and (unless dry-run) apply.
 
 Level-triggered: every pass looks at all of main and all managed instances. A request that
-is invalid on main is skipped and reported, and its instance is left alone; a problem that
-concerns everyone (the config, a double-booked GPU, the host's capacity) stops the pass
-before anything changes.
+is invalid on main is skipped and reported, and its instance is left alone; so is one that
+does not fit beside older requests (a GPU, a quota, the host's capacity: newest refused
+first). Only a broken config, which every request needs, stops the pass before anything
+changes.
 """
 
 from __future__ import annotations
@@ -22,22 +23,19 @@ from provisioner.state import Instance, LxdApi
 from provisioner.validate import Validation, today_for
 
 GLOBAL_RULES = ("config.", "policy.", "hosts.", "schema.", "yaml.", "file.")
-GLOBAL_EXACT = (
-    "gpus.double_booked",
-    "gpus.capacity",
-    "capacity.cpu",
-    "capacity.memory",
-    "capacity.disk",
-    "name.duplicate",
-)
 CONFIG_FILES = ("config/policy.yaml", "config/hosts.yaml")
 
 
 def blocking(validation: Validation) -> list[Problem]:
-    """Problems that stop the whole pass: config problems, and shared-resource conflicts."""
+    """Problems that stop the whole pass: those of the config, which every request needs.
+
+    Requests that compete (a double-booked GPU, a host or a quota over its limit, a name
+    used twice) do not stop it: validation finds the newest of them at fault, and those are
+    skipped like any invalid request while the rest are applied.
+    """
     out = []
     for p in validation.errors:
-        if (p.path in CONFIG_FILES and p.rule.startswith(GLOBAL_RULES)) or p.rule in GLOBAL_EXACT:
+        if p.path in CONFIG_FILES and p.rule.startswith(GLOBAL_RULES):
             out.append(p)
     if validation.config is None and not out:
         out = list(validation.errors)

@@ -2,14 +2,14 @@
 
 Input is data that already passed the schema (models + the Documents they came from, for
 positions); output is Problems. Cross-file findings (quota, GPU double-booking, capacity, a
-key shared by two owners) are pinned on the request that tips the balance: one the PR
-touches when there is one (`focus`), otherwise the later ones in path order.
+key shared by two owners) are pinned on the newest requests involved: the older ones keep
+what they have (see `ranked`), so apply can refuse exactly those and carry out the rest.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -25,59 +25,8 @@ from provisioner.models import (
 from provisioner.problems import Problem, Severity
 from provisioner.sources import Document, Where
 from provisioner.sshkeys import KeyRefusal, SshKey, parse_key
+from provisioner.usernames import namespace_owner, system_user
 
-# Linux accounts a Debian/Ubuntu base already has, or that would confuse admins.
-SYSTEM_USERS = frozenset(
-    [
-        "root",
-        "daemon",
-        "bin",
-        "sys",
-        "sync",
-        "games",
-        "man",
-        "lp",
-        "mail",
-        "news",
-        "uucp",
-        "proxy",
-        "www-data",
-        "backup",
-        "list",
-        "irc",
-        "gnats",
-        "nobody",
-        "nogroup",
-        "_apt",
-        "messagebus",
-        "sshd",
-        "systemd-network",
-        "systemd-resolve",
-        "systemd-timesync",
-        "systemd-journal",
-        "systemd-coredump",
-        "syslog",
-        "uuidd",
-        "tcpdump",
-        "landscape",
-        "pollinate",
-        "polkitd",
-        "ubuntu",
-        "debian",
-        "admin",
-        "administrator",
-        "lxd",
-        "sudo",
-        "adm",
-        "staff",
-        "users",
-        "operator",
-        "guest",
-        "xrdp",
-        "postfix",
-        "ntp",
-    ]
-)
 # Instance names that would collide with LXD or the lab's own machines on the bridge's DNS.
 RESERVED_NAMES = frozenset({"default", "localhost", "lxdbr0", "host", "gateway", "common-server"})
 
@@ -312,75 +261,133 @@ def _account(item: Loaded, req: AccountRequest, policy: Policy) -> list[Problem]
                 f"({', '.join(sorted(policy.shared_servers)) or 'none'})",
             )
         )
-    if req.name in SYSTEM_USERS or req.name.startswith("systemd-"):
-        out.append(
-            item.problem(
-                ("name",),
-                "account.system_user",
-                f"'{req.name}' is a system account name; pick another",
-            )
-        )
+    out += _account_name(item, req, policy)
     return out
 
 
+def _account_name(item: Loaded, req: AccountRequest, policy: Policy) -> list[Problem]:
+    """A login on a shared server is the member's own: `<login>` or `<login>-<suffix>`."""
+    mine = req.owner.lower()
+    holder = namespace_owner(req.name, [*policy.users, *policy.admins, req.owner])
+    if holder != mine:
+        whose = ""
+        if holder is not None:
+            whose = (
+                f"; '{holder}' is another member's login"
+                if req.name == holder
+                else f"; it starts with {holder}'s login"
+            )
+        return [
+            item.problem(
+                ("name",),
+                "account.name_owner",
+                f"an account on a shared server is named after its owner: '{mine}' or "
+                f"'{mine}-<something>' (e.g. '{mine}-common'), not '{req.name}'{whose}",
+            )
+        ]
+    if system_user(req.name):
+        return [
+            item.problem(
+                ("name",),
+                "account.system_user",
+                f"'{req.name}' is a system or service account name on Linux; "
+                f"pick another, e.g. '{mine}-common'",
+            )
+        ]
+    return []
+
+
 # --- across files -----------------------------------------------------------------------------
+#
+# When requests compete (a name, a GPU, a quota, a host's capacity), the OLDER ones keep what
+# they have and the newest are refused until the rest fits: `ranked` puts the requests oldest
+# first, and every rule below walks them in that order. Oldest means the request's current
+# form reached `main` earliest (`ages`, which apply reads from git); a pull request's own files
+# (`focus`) are the newest of all, since they are not merged yet; without ages, path order.
+# A running total that goes over a limit blames every later request that adds to it, so
+# removing or shrinking a request never makes another one fail.
 
 
-def _blame(items: Sequence[Loaded], focus: frozenset[str] | None) -> list[Loaded]:
-    """Which of several requests sharing a fault to report: the PR's own, else the later ones."""
-    if focus is not None:
-        mine = [i for i in items if i.path in focus]
-        if mine:
-            return mine
-    return list(items[1:]) or list(items[-1:])
+# Rules of requests that compete for one thing: apply refuses the newest, not everything.
+COMPETING = (
+    "quota.",
+    "capacity.",
+    "gpus.capacity",
+    "gpus.double_booked",
+    "name.duplicate",
+    "account.duplicate",
+    "ssh_key.shared",
+)
+
+
+def competing(rule: str) -> bool:
+    return rule.startswith(COMPETING)
+
+
+def ranked(
+    items: Iterable[Loaded], focus: frozenset[str] | None, ages: Mapping[str, int] | None
+) -> list[Loaded]:
+    """Oldest first: by age (a larger number is newer; unknown is newest), then path."""
+
+    def key(item: Loaded) -> tuple[bool, bool, int, str]:
+        in_focus = focus is not None and item.path in focus
+        age = None if ages is None else ages.get(item.path)
+        return (in_focus, ages is not None and age is None, age or 0, item.path)
+
+    return sorted(items, key=key)
+
+
+def _newer(items: Sequence[Loaded]) -> list[Loaded]:
+    """Of several requests sharing one thing (in age order), those that do not get it."""
+    return list(items[1:])
 
 
 def check_all(
-    items: Sequence[Loaded], policy: Policy, inventory: Inventory, focus: frozenset[str] | None
+    items: Sequence[Loaded],
+    policy: Policy,
+    inventory: Inventory,
+    focus: frozenset[str] | None,
+    ages: Mapping[str, int] | None = None,
 ) -> list[Problem]:
-    items = sorted(items, key=lambda i: i.path)
+    items = ranked(items, focus, ages)
     return [
-        *_unique_names(items, focus),
-        *_unique_accounts(items, focus),
+        *_unique_names(items),
+        *_unique_accounts(items),
         *_shared_keys(items, focus),
-        *_quotas(items, policy, inventory, focus),
-        *_gpus(items, policy, inventory, focus),
-        *_capacity(items, policy, inventory, focus),
+        *_quotas(items, policy, inventory),
+        *_gpus(items, policy, inventory),
+        *_capacity(items, policy, inventory),
     ]
 
 
-def _unique_names(items: Sequence[Loaded], focus: frozenset[str] | None) -> Iterable[Problem]:
+def _unique_names(items: Sequence[Loaded]) -> Iterable[Problem]:
     by_name: dict[str, list[Loaded]] = defaultdict(list)
     for item in items:
         by_name[item.request.name].append(item)
     for name, same in by_name.items():
-        if len(same) > 1:
-            for item in _blame(same, focus):
-                other = next(o.path for o in same if o is not item)
-                yield item.problem(
-                    ("name",), "name.duplicate", f"name '{name}' is already used by {other}"
-                )
+        for item in _newer(same):
+            yield item.problem(
+                ("name",), "name.duplicate", f"name '{name}' is already used by {same[0].path}"
+            )
 
 
-def _unique_accounts(items: Sequence[Loaded], focus: frozenset[str] | None) -> Iterable[Problem]:
+def _unique_accounts(items: Sequence[Loaded]) -> Iterable[Problem]:
     by_key: dict[tuple[str, str], list[Loaded]] = defaultdict(list)
     for item in items:
         if isinstance(item.request, AccountRequest):
             by_key[(item.request.owner, item.request.server)].append(item)
     for (owner, server), same in by_key.items():
-        if len(same) > 1:
-            for item in _blame(same, focus):
-                other = next(o.path for o in same if o is not item)
-                yield item.problem(
-                    ("server",),
-                    "account.duplicate",
-                    f"{owner} already has an account on '{server}' ({other})",
-                )
+        for item in _newer(same):
+            yield item.problem(
+                ("server",),
+                "account.duplicate",
+                f"{owner} already has an account on '{server}' ({same[0].path})",
+            )
 
 
 def _shared_keys(items: Sequence[Loaded], focus: frozenset[str] | None) -> Iterable[Problem]:
-    # Every place a key is written, in path order: a member may hold one key in several
-    # requests, and the PR's own file must be found even when it is not that member's first.
+    # Every place a key is written, oldest first: a member may hold one key in several
+    # requests; the owner of the oldest keeps it and every other owner is told.
     places: dict[str, list[tuple[Loaded, int]]] = defaultdict(list)
     for item in items:
         for i, text in enumerate(item.request.ssh_keys):
@@ -391,8 +398,10 @@ def _shared_keys(items: Sequence[Loaded], focus: frozenset[str] | None) -> Itera
         owners = {item.request.owner for item, _ in found}
         if len(owners) < 2:
             continue
+        # A PR's own files are told whenever they use a key that is also someone else's,
+        # even the first owner's: a key is a person, and age does not say whose it is.
         blamed = [(item, i) for item, i in found if focus is not None and item.path in focus]
-        if not blamed:  # the first owner keeps the key; everyone after is told
+        if not blamed:
             first = found[0][0].request.owner
             blamed = [(item, i) for item, i in found if item.request.owner != first]
         for item, index in blamed:
@@ -409,16 +418,8 @@ def _containers(items: Sequence[Loaded]) -> list[tuple[Loaded, ContainerRequest]
     return [(i, i.request) for i in items if isinstance(i.request, ContainerRequest)]
 
 
-def _over(
-    running: list[tuple[Loaded, int]], limit: int, focus: frozenset[str] | None
-) -> list[Loaded]:
-    """The requests that push a running total over `limit`."""
-    if sum(n for _, n in running) <= limit:
-        return []
-    if focus is not None:
-        mine = [item for item, n in running if item.path in focus and n > 0]
-        if mine:
-            return mine
+def _over(running: list[tuple[Loaded, int]], limit: int) -> list[Loaded]:
+    """The requests (oldest first) from the one that takes the total over `limit` on."""
     total, over = 0, []
     for item, n in running:
         total += n
@@ -427,9 +428,17 @@ def _over(
     return over
 
 
-def _quotas(
-    items: Sequence[Loaded], policy: Policy, inventory: Inventory, focus: frozenset[str] | None
-) -> Iterable[Problem]:
+def _older(running: list[tuple[Loaded, int]], item: Loaded, what: str) -> str:
+    """What the requests before `item` hold: up to three named, then a count."""
+    before = [(i, n) for i, n in running[: [i for i, _ in running].index(item)] if n > 0]
+    if not before:
+        return ""
+    named = ", ".join(f"{i.path}: {_amount(what, n)}" for i, n in before[:3])
+    more = f" and {len(before) - 3} more" if len(before) > 3 else ""
+    return f"; older requests hold {_amount(what, sum(n for _, n in before))} ({named}{more})"
+
+
+def _quotas(items: Sequence[Loaded], policy: Policy, inventory: Inventory) -> Iterable[Problem]:
     by_owner: dict[str, list[tuple[Loaded, Resources]]] = defaultdict(list)
     for item, req in _containers(items):
         if req.owner in policy.users and (req.host is None or req.host in inventory.hosts):
@@ -446,14 +455,14 @@ def _quotas(
         for what, field, limit, amount in checks:
             running = [(item, amount(res)) for item, res in mine]
             total = sum(n for _, n in running)
-            for item in _over(running, limit, focus):
+            for item in _over(running, limit):
                 shown = _amount(what, total)
                 cap = _amount(what, limit)
                 yield item.problem(
                     (field,),
                     f"quota.{what}",
                     f"{what}: {owner} would use {shown} in total, over the '{quota_name}' "
-                    f"quota of {cap}"
+                    f"quota of {cap}{_older(running, item, what)}"
                     if len(running) > 1
                     else f"{what}: {shown} exceeds {owner}'s quota of {cap}",
                 )
@@ -463,55 +472,74 @@ def _amount(what: str, n: int) -> str:
     return format_size(n) if what in ("memory", "disk") else str(n)
 
 
-def _gpus(
-    items: Sequence[Loaded], policy: Policy, inventory: Inventory, focus: frozenset[str] | None
-) -> Iterable[Problem]:
-    per_host: dict[str, list[tuple[Loaded, Resources]]] = defaultdict(list)
-    for item, req in _containers(items):
-        if req.host is None or req.host in inventory.hosts:
-            per_host[(req.host or sorted(inventory.hosts)[0])].append(
-                (item, resources(req, policy, inventory))
-            )
-    for host_id, on_host in sorted(per_host.items()):
-        host = inventory.hosts[host_id]
-        if policy.gpu_sharing == "exclusive":
-            holders: dict[int, list[Loaded]] = defaultdict(list)
-            pins = {item.path: res.pinned for item, res in on_host}
-            for item, res in on_host:
-                for index in res.pinned:
-                    holders[index].append(item)
-            for index, same in sorted(holders.items()):
-                if len(same) > 1:
-                    for item in _blame(same, focus):
-                        other = next(o.path for o in same if o is not item)
-                        pos = pins[item.path].index(index)
-                        yield item.problem(
-                            ("gpus", pos),
-                            "gpus.double_booked",
-                            f"GPU {index} is already pinned by {other}",
-                        )
-            pinned = {i for _, res in on_host for i in res.pinned}
-            free = len(host.gpus) - len(pinned)
-            running = [(item, res.counted) for item, res in on_host]
-            for item in _over(running, max(free, 0), focus):
-                want = sum(n for _, n in running)
-                yield item.problem(
-                    ("gpus",),
-                    "gpus.capacity",
-                    f"gpus: {host_id} has {free} GPUs not pinned by anyone, "
-                    f"but the requests ask for {want} more",
-                )
-
-
-def _capacity(
-    items: Sequence[Loaded], policy: Policy, inventory: Inventory, focus: frozenset[str] | None
-) -> Iterable[Problem]:
+def _per_host(
+    items: Sequence[Loaded], policy: Policy, inventory: Inventory
+) -> dict[str, list[tuple[Loaded, Resources]]]:
     per_host: dict[str, list[tuple[Loaded, Resources]]] = defaultdict(list)
     for item, req in _containers(items):
         if req.host is None or req.host in inventory.hosts:
             res = resources(req, policy, inventory)
             per_host[res.host].append((item, res))
-    for host_id, on_host in sorted(per_host.items()):
+    return per_host
+
+
+def _gpus(items: Sequence[Loaded], policy: Policy, inventory: Inventory) -> Iterable[Problem]:
+    if policy.gpu_sharing != "exclusive":
+        return
+    for host_id, on_host in sorted(_per_host(items, policy, inventory).items()):
+        holders: dict[int, list[Loaded]] = defaultdict(list)
+        for item, res in on_host:
+            for index in res.pinned:
+                holders[index].append(item)
+        for index, same in sorted(holders.items()):
+            for item in _newer(same):
+                pins = next(r.pinned for i, r in on_host if i is item)
+                yield item.problem(
+                    ("gpus", pins.index(index)),
+                    "gpus.double_booked",
+                    f"GPU {index} is already pinned by {same[0].path}",
+                )
+        yield from _gpu_capacity(host_id, len(inventory.hosts[host_id].gpus), on_host)
+
+
+def _gpu_capacity(
+    host_id: str, total: int, on_host: list[tuple[Loaded, Resources]]
+) -> Iterable[Problem]:
+    """Pins and counts share the host's GPUs, oldest first; from the first that does not
+    fit on, every later request that wants a GPU is refused."""
+    pinned: set[int] = set()
+    counted = 0
+    held: list[str] = []
+    over = False
+    for item, res in on_host:
+        if not res.gpus:
+            continue
+        pins = pinned | set(res.pinned)
+        over = over or len(pins) + counted + res.counted > total
+        if over:
+            here = (
+                f"GPU{'s' if len(res.pinned) > 1 else ''} "
+                f"{', '.join(map(str, res.pinned))} pinned here"
+                if res.pinned
+                else f"the {res.counted} asked for here"
+            )
+            older = f" ({', '.join(held[:3])}{' …' if len(held) > 3 else ''})" if held else ""
+            yield item.problem(
+                ("gpus",),
+                "gpus.capacity",
+                f"gpus: {host_id} has {total} GPUs and older requests take "
+                f"{len(pinned) + counted}{older}; {here} do not fit beside them",
+            )
+        pinned, counted = pins, counted + res.counted
+        held.append(
+            f"{item.path}: GPU {', '.join(map(str, res.pinned))}"
+            if res.pinned
+            else f"{item.path}: {res.counted}"
+        )
+
+
+def _capacity(items: Sequence[Loaded], policy: Policy, inventory: Inventory) -> Iterable[Problem]:
+    for host_id, on_host in sorted(_per_host(items, policy, inventory).items()):
         host = inventory.hosts[host_id]
         limits: list[tuple[str, int, Callable[[Resources], int]]] = [
             ("cpu", host.cpu, lambda r: r.cpu),
@@ -521,11 +549,12 @@ def _capacity(
             limits.append(("disk", size_bytes(host.disk), lambda r: r.disk))
         for what, limit, amount in limits:
             running = [(item, amount(res)) for item, res in on_host]
-            for item in _over(running, limit, focus):
+            for item in _over(running, limit):
                 total = sum(n for _, n in running)
                 yield item.problem(
                     (what,),
                     f"capacity.{what}",
                     f"{what}: requests on {host_id} would need "
-                    f"{_amount(what, total)}, the host has {_amount(what, limit)}",
+                    f"{_amount(what, total)}, the host has {_amount(what, limit)}"
+                    f"{_older(running, item, what)}",
                 )

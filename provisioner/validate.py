@@ -4,13 +4,14 @@ A `Tree` is the bytes of one revision's `requests/` and `config/` files (read fr
 or the working tree by `gitfiles`). `validate_tree` runs every stage — safe YAML, schema,
 per-file rules, cross-file rules — and returns a `Validation`: the problems, and the requests
 that are valid, which is what `plan` builds on. `validate_pull` adds the PR's authorization
-and narrows the report to what the PR touches.
+and judges the tree after the PR against the tree before it: what the PR breaks anywhere is
+its error, what was broken before is a note.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -116,8 +117,17 @@ def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
     return Loaded(path, doc, request), []
 
 
-def validate_tree(tree: Tree, now: datetime, focus: frozenset[str] | None = None) -> Validation:
-    """Every request in `tree` against the schema, the policy and each other."""
+def validate_tree(
+    tree: Tree,
+    now: datetime,
+    focus: frozenset[str] | None = None,
+    ages: Mapping[str, int] | None = None,
+) -> Validation:
+    """Every request in `tree` against the schema, the policy and each other.
+
+    Where requests compete, the newest are found at fault: `focus` (a PR's files) are the
+    newest of all, then `ages` orders the rest (see rules.ranked).
+    """
     problems = list(tree.problems)
     config, found = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
     problems += found
@@ -138,7 +148,7 @@ def validate_tree(tree: Tree, now: datetime, focus: frozenset[str] | None = None
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     # Expired and broken requests hold no resources, so they are left out of the sums.
     live = [i for i in loaded if i.path not in broken and i.path not in expired]
-    problems += check_all(live, config.policy, config.inventory, focus)
+    problems += check_all(live, config.policy, config.inventory, focus, ages)
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     return Validation(
         problems=tuple(sorted(problems, key=Problem.sort_key)),
@@ -150,17 +160,56 @@ def validate_tree(tree: Tree, now: datetime, focus: frozenset[str] | None = None
 
 
 def validate_pull(
-    head: Tree, changes: Sequence[Change], author: str, base_admins: frozenset[str], now: datetime
+    head: Tree,
+    changes: Sequence[Change],
+    author: str,
+    base_admins: frozenset[str],
+    now: datetime,
+    before: Tree | None = None,
 ) -> Validation:
-    """A PR: the author may change only their own requests; report what the PR touches."""
+    """A PR: the author may change only their own requests, and may hurt no one else.
+
+    The tree after the PR (`head`) is judged against the tree before it (`before`): the
+    PR's files are the newest, so where they compete with others for a GPU, a quota or the
+    host, they are the ones found at fault. Any problem in another file that was not there
+    before is the PR's doing too, so it fails the PR, reported on the PR's own file with the
+    name of the file it breaks (an infra change reports it in place: it may break anyone).
+    Problems that were already there before are notes, not blamed on the PR.
+    """
     touched = frozenset(c.path for c in changes if c.status != "D")
     auth_problems, notes = authorize(changes, author, base_admins)
     result = validate_tree(head, now, focus=touched)
     infra = any(not c.path.startswith("requests/") for c in changes)
-    # A PR is judged on what it touches; an infra change (policy, inventory) may break
-    # anyone's request, so then everything is reported.
-    shown = [p for p in result.problems if infra or p.path in touched]
-    hidden = len(result.problems) - len(shown)
+    known = None
+    if before is not None:
+        earlier = validate_tree(before, now, focus=touched)
+        known = {(p.path, p.rule) for p in earlier.errors}
+    mine = sorted(p for p in touched if p in head.files and p.startswith("requests/"))
+    shown: list[Problem] = []
+    already: list[Problem] = []
+    hidden = 0
+    for p in result.problems:
+        if p.path in touched:
+            shown.append(p)
+        elif known is not None and p.severity is Severity.ERROR:
+            if (p.path, p.rule) in known:
+                already.append(p)
+            elif infra or not mine:
+                shown.append(p)
+            else:  # something the PR's requests broke: said on the PR's own file
+                shown.append(
+                    Problem(
+                        mine[0],
+                        Position(1, 1),
+                        p.rule,
+                        f"this pull request breaks {p.path} (line {p.line}): {p.message}",
+                    )
+                )
+        elif infra:
+            shown.append(p)
+        else:
+            hidden += 1
+    notes = (*notes, *_already(already))
     if hidden:
         notes = (*notes, f"{hidden} finding(s) in files this PR does not touch are not shown")
     return Validation(
@@ -171,3 +220,14 @@ def validate_pull(
         notes=notes,
         focus=touched,
     )
+
+
+_MAX_ALREADY = 20
+
+
+def _already(problems: Sequence[Problem]) -> tuple[str, ...]:
+    """Notes for problems that were on the base before the PR (not blamed on it)."""
+    lines = [f"already before this PR, not blamed on it: {p}" for p in problems[:_MAX_ALREADY]]
+    if len(problems) > _MAX_ALREADY:
+        lines.append(f"... and {len(problems) - _MAX_ALREADY} more problem(s) already before it")
+    return tuple(lines)

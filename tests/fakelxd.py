@@ -747,8 +747,13 @@ class _Shell:
         return opts, rest
 
     def getent(self, args: list[str]) -> ExecResult:
+        if args[:1] == ["group"] and len(args) == 2:
+            group = self.inside.groups.get(args[1])
+            if group is None:
+                return ExecResult(2, "", "")
+            return ExecResult(0, f"{args[1]}:x:{group[0]}:{','.join(sorted(group[1]))}\n", "")
         if args[:1] != ["passwd"] or len(args) != 2:
-            return ExecResult(1, "", "getent: only 'passwd NAME' is simulated")
+            return ExecResult(1, "", "getent: only 'passwd NAME' and 'group NAME' are simulated")
         user = self.inside.users.get(args[1])
         if user is None:
             return ExecResult(2, "", "")

@@ -12,7 +12,7 @@ import shutil
 import threading
 
 import pytest
-from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab
+from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab, User
 
 from provisioner.apply import GpuInfo
 from provisioner.errors import LxdError
@@ -472,6 +472,53 @@ def test_an_account_is_made_on_the_shared_server_then_locked(lab: Lab, fake: Fak
     assert not user.locked and not user.expired
     assert "/home/bob-nb/.ssh/authorized_keys" in shared.inside.files
     assert "bob-nb" not in shared.inside.groups["sudo"][1]
+
+
+@pytest.mark.parametrize("made_by_hand", ["user", "group"])
+def test_an_existing_user_or_group_ssp_did_not_make_is_not_taken_over(
+    lab: Lab, fake: FakeLxd, made_by_hand: str
+) -> None:
+    # Someone (a package, an admin) already made bob-nb on the shared server: its files and
+    # rights must not go to the member who asks for that name.
+    shared = fake.view("default").record(BASE)
+    if made_by_hand == "user":
+        shared.inside.users["bob-nb"] = User(1500, 1500, "/home/bob-nb", "/bin/sh")
+    else:
+        shared.inside.groups["bob-nb"] = (1500, {"user"})
+    done = apply(lab, fake, lab.account("bob-nb"), lab.account("carol-nb", owner="carol"))
+    outcomes = {o.name: o for o in done.result.outcomes}
+    bob = outcomes["bob-nb"]
+    assert (bob.action, bob.ok) == ("refused", False)
+    assert bob.message.startswith(
+        f"a {made_by_hand} named 'bob-nb' already exists on {BASE} and was not made by ssp, "
+        "so it is not taken over"
+    )
+    assert ACCOUNT + "bob-nb" not in shared.config
+    assert "/home/bob-nb/.ssh/authorized_keys" not in shared.inside.files
+    if made_by_hand == "user":
+        assert shared.inside.users["bob-nb"] == User(1500, 1500, "/home/bob-nb", "/bin/sh")
+    # the other account of the same pass is made as usual
+    assert (outcomes["carol-nb"].action, outcomes["carol-nb"].ok) == ("created", True)
+    # and asked again, it is refused again: nothing was recorded as ours
+    again = apply(lab, fake, lab.account("bob-nb"), lab.account("carol-nb", owner="carol"))
+    assert [(o.name, o.action) for o in again.result.outcomes] == [
+        ("bob-nb", "refused"),
+        ("carol-nb", "unchanged"),
+    ]
+
+
+def test_a_user_ssp_began_to_make_is_its_own_on_the_next_run(lab: Lab, fake: FakeLxd) -> None:
+    # A run that stopped right after useradd leaves the user and a record still 'creating'
+    # (written before the user was made): the next run finishes it instead of refusing it.
+    shared = fake.view("default").record(BASE)
+    apply(lab, fake, lab.account("bob-nb"))
+    label = shared.config[ACCOUNT + "bob-nb"]
+    shared.config[ACCOUNT + "bob-nb"] = label.replace('"state":"active"', '"state":"creating"')
+    del shared.inside.files["/home/bob-nb/.ssh/authorized_keys"]
+    again = apply(lab, fake, lab.account("bob-nb"))
+    assert [(o.action, o.ok) for o in again.result.outcomes] == [("updated", True)]
+    assert shared.config[ACCOUNT + "bob-nb"] == label
+    assert "/home/bob-nb/.ssh/authorized_keys" in shared.inside.files
 
 
 # --- the fake keeps the LXD rules the tests above rely on ------------------------------------

@@ -494,6 +494,48 @@ def test_a_failed_request_keeps_its_exit_status_and_is_explained_on_its_pull_req
 
 
 @skip_without_tools
+def test_a_merge_that_no_longer_fits_is_refused_on_its_own_pull_request_only(
+    lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    # Two of alice's PRs each passed the check against the main of their day; with the
+    # first merged she holds 2 GPUs, her quota. The second (sorting first) is merged after.
+    first_req = lab.container("alice-z", gpus=2)
+    second_req = lab.container("alice-a", gpus=1)
+    carol_req = lab.container("carol-ci", owner="carol")
+    repo = tmp_path / "repo"
+    sha1 = commit(lab, repo, first_req)
+    first = merged(fake_github, sha1, "alice", first_req[0])
+    assert ssp_apply(repo, fake_github, sha1, tmp_path)[0] == 0
+    sha2 = commit(lab, repo, first_req, second_req, carol_req)
+    second = merged(fake_github, sha2, "alice", second_req[0])
+    third = merged(fake_github, sha2, "carol", carol_req[0])
+
+    code, out, _err = ssp_apply(repo, fake_github, sha2, tmp_path)
+
+    assert code == 1
+    assert fake_lxd.record("carol-ci").status == "Running"
+    assert "alice-a" not in {i.name for i in fake_lxd.instances()}
+    assert len(fake_lxd.record("alice-z").devices) > 2  # still has its GPUs
+    (refused,) = fake_github.comments_on(FAKE_REPO, second)
+    assert "### ❌ Failed" in refused.body
+    assert "`requests/alice/alice-a.yaml` line" in refused.body
+    assert (
+        "line 8: gpus: alice would use 3 in total, over the 'student' quota of 2; older "
+        r"requests hold 2 \(requests/alice/alice\-z.yaml: 2\) `[quota.gpus]`" in refused.body
+    )
+    assert "served oldest first" in refused.body
+    assert "nobody else's request was held back by it" in refused.body
+    assert "ask for less in a new pull request" in refused.body
+    (ok,) = fake_github.comments_on(FAKE_REPO, third)
+    assert "### ✅ Your container is ready" in ok.body
+    assert "alice" not in ok.body
+    # the earlier PR's comment is from its own apply and stays as it was
+    (earlier,) = fake_github.comments_on(FAKE_REPO, first)
+    assert "### ✅ Your container is ready" in earlier.body
+    assert "skipped: requests/alice/alice-a.yaml" in out
+
+
+@skip_without_tools
 def test_a_broken_policy_is_reported_on_the_pull_request_that_merged_it(
     lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
 ) -> None:

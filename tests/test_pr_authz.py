@@ -43,9 +43,11 @@ def check(repo: GitRepo, author: str | None, *args: str, env: dict | None = None
 
 
 def findings(out: str) -> list[str]:
-    """`path:line:col [rule]` of each finding line."""
+    """`path:line:col [rule]` of each finding line (not of the notes that quote one)."""
     found = []
     for line in out.splitlines():
+        if line.startswith("note: "):
+            continue
         if ": error: " in line or ": warning: " in line:
             where = line.split(": ", 1)[0]
             found.append(f"{where} {line.rsplit(' ', 1)[-1]}")
@@ -214,8 +216,20 @@ def test_the_base_moving_on_is_not_blamed_on_the_pr(tmp_path: Path) -> None:
     assert result.code == 0, result.both
 
 
-def test_findings_in_files_the_pr_does_not_touch_are_left_out(tmp_path: Path) -> None:
+def test_problems_already_on_the_base_are_notes_not_blamed_on_the_pr(tmp_path: Path) -> None:
     base = {**BASE, BOB: valid_request("account", server="gone")}  # already broken on main
+    repo = pr(tmp_path, {"requests/alice/alice-two.yaml": valid_request(name="alice-two")}, base)
+    result = check(repo, "alice")
+    assert result.code == 0, result.both
+    assert findings(result.out) == []
+    assert (
+        f"note: already before this PR, not blamed on it: {BOB}:6:9: error: server 'gone' "
+        "is not a shared server (common) [server.unknown]" in result.out
+    )
+
+
+def test_warnings_in_files_the_pr_does_not_touch_are_counted_not_shown(tmp_path: Path) -> None:
+    base = {**BASE, BOB: valid_request("account", expires="2026-11-01")}  # lease over
     repo = pr(tmp_path, {"requests/alice/alice-two.yaml": valid_request(name="alice-two")}, base)
     result = check(repo, "alice")
     assert result.code == 0, result.both

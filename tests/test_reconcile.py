@@ -1,4 +1,5 @@
-"""Whole passes and the CLI: global problems stop everything, invalid requests are skipped.
+"""Whole passes and the CLI: a broken config stops everything; invalid requests, and the
+newest of requests that compete for a GPU, a quota or the host, are skipped.
 
 `ssp plan` and `ssp apply` run in-process (`provisioner.cli.main`) on a checkout in a
 temporary git repository, with the commands' `connect` pointed at a `FakeLxd`, the host lock
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner import results
+from provisioner import gitfiles, results
 from provisioner.apply import ApplyResult, Outcome
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
@@ -189,41 +191,101 @@ def test_apply_exits_1_when_a_request_fails_and_applies_the_rest(
     assert (carol["action"], carol["ok"]) == ("created", True)
 
 
-def test_a_double_booked_gpu_stops_the_run_before_any_change(
+def test_a_gpu_pinned_twice_refuses_the_newer_request_and_applies_the_rest(
     lab: Lab, fake: FakeLxd, tmp_path: Path
 ) -> None:
-    requests = (
-        lab.container("alice-x", gpus=[2]),
-        lab.container("carol-y", owner="carol", gpus=[2]),
-        lab.container("carol-z", owner="carol"),
-    )
-    v = lab.validate(*requests)
-    stop = blocking(v)
-    assert [(p.path, p.rule) for p in stop] == [
-        ("requests/carol/carol-y.yaml", "gpus.double_booked")
-    ]
+    # carol's pin of GPU 2 was merged first; alice's (whose path sorts first) came later
     repo = tmp_path / "repo"
-    checkout(lab, repo, *requests)
-    for command in ("plan", "apply"):
-        code, out, err = ssp(command, "--repo", str(repo), tmp_path=tmp_path)
-        assert (code, out) == (1, "")
-        assert "nothing was changed; these problems concern every request" in err
-        assert "GPU 2 is already pinned by requests/alice/alice-x.yaml" in err
-    assert fake.calls == []
+    carol_y = lab.container("carol-y", owner="carol", gpus=[2])
+    carol_z = lab.container("carol-z", owner="carol")
+    checkout(lab, repo, carol_y, carol_z)
+    alice_x = lab.container("alice-x", gpus=[2])
+    checkout(lab, repo, carol_y, carol_z, alice_x)
+    code, out, err = ssp("plan", "--repo", str(repo), tmp_path=tmp_path)
+    assert code == 0, err
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["create", "carol-y"],
+        ["create", "carol-z"],
+        ["skipped:", "requests/alice/alice-x.yaml:9:3:"],
+    ]
+    assert "GPU 2 is already pinned by requests/carol/carol-y.yaml" in out
+    code, out, err = ssp("apply", "--repo", str(repo), "--format", "json", tmp_path=tmp_path)
+    assert code == 1, err
+    doc = json.loads(out)
+    assert [(o["name"], o["action"]) for o in doc["outcomes"]] == [
+        ("carol-y", "created"),
+        ("carol-z", "created"),
+    ]
+    (skipped,) = doc["skipped"]
+    assert skipped.startswith("requests/alice/alice-x.yaml:9:3: error: GPU 2 is already pinned")
+    assert skipped.endswith("[gpus.double_booked]")
+    assert fake.record("carol-y").devices["gpu-0000-86-00-0"]["pci"] == PCI[2]
+    assert "alice-x" not in {i.name for i in fake.instances()}
 
 
-def test_an_over_capacity_host_stops_the_run(lab: Lab) -> None:
+def test_two_merges_over_a_quota_refuse_the_newest_and_keep_the_rest(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
+    # alice's quota (student) is 2 containers; three PRs that each passed were merged
+    repo = tmp_path / "repo"
+    first = lab.container("alice-c", gpus=0, cpu=4, memory="8GiB")
+    second = lab.container("alice-b", gpus=0, cpu=4, memory="8GiB")
+    third = lab.container("alice-a", gpus=0, cpu=4, memory="8GiB")  # merged last, sorts first
+    checkout(lab, repo, first)
+    checkout(lab, repo, first, second)
+    assert ssp("apply", "--repo", str(repo), tmp_path=tmp_path)[0] == 0
+    checkout(lab, repo, first, second, third)
+    code, out, _ = ssp("apply", "--repo", str(repo), "--format", "json", tmp_path=tmp_path)
+    assert code == 1
+    doc = json.loads(out)
+    assert [(o["name"], o["action"]) for o in doc["outcomes"]] == [
+        ("alice-b", "unchanged"),
+        ("alice-c", "unchanged"),
+    ]
+    (skipped,) = doc["skipped"]
+    assert skipped.startswith("requests/alice/alice-a.yaml:")
+    assert skipped.endswith("[quota.containers]")
+    assert "over the 'student' quota of 2" in skipped
+    assert sorted(i.name for i in fake.instances() if i.managed) == ["alice-b", "alice-c"]
+
+
+def test_an_over_capacity_host_refuses_the_newest_and_applies_the_rest(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
     big = lab.edited("  carol: {uid: 1003, quota: staff}", "  carol: {uid: 1003, quota: big}")
     big = big.edited(
         "  staff: {containers: 4",
         "  big: {containers: 9, gpus: 4, cpu: 512, memory: 1TiB, disk: 9TiB}\n"
         "  staff: {containers: 4",
     )
-    v = big.validate(
-        big.container("carol-a", owner="carol", cpu=40),
-        big.container("carol-b", owner="carol", cpu=40),
-    )
-    assert [p.rule for p in blocking(v)] == ["capacity.cpu"]
+    repo = tmp_path / "repo"
+    older = big.container("carol-b", owner="carol", cpu=40, gpus=0)
+    newer = big.container("carol-a", owner="carol", cpu=40, gpus=0)
+    checkout(big, repo, older)
+    checkout(big, repo, older, newer, big.account("bob-nb"))
+    v = big.validate(older, newer)
+    assert blocking(v) == []  # no longer a reason to stop everything
+    code, out, _ = ssp("apply", "--repo", str(repo), tmp_path=tmp_path)
+    assert code == 1
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["created", "carol-b"],
+        ["created", "bob-nb"],
+        ["skipped:", "requests/carol/carol-a.yaml:8:6:"],
+    ]
+    assert "cpu: requests on super-server would need 80, the host has 64" in out
+
+
+def test_a_broken_config_still_stops_the_run_before_any_change(
+    lab: Lab, fake: FakeLxd, tmp_path: Path
+) -> None:
+    broken = lab.edited("max_lease_days: 365", "max_lease_days: lots")
+    repo = tmp_path / "repo"
+    checkout(broken, repo, broken.container("alice-x"))
+    for command in ("plan", "apply"):
+        code, out, err = ssp(command, "--repo", str(repo), tmp_path=tmp_path)
+        assert (code, out) == (1, "")
+        assert "nothing was changed; these problems concern every request" in err
+    assert fake.calls == []
 
 
 def test_an_invalid_request_is_skipped_and_what_it_made_is_left_alone(
@@ -338,4 +400,35 @@ def test_the_ssh_command_never_sends_the_host_port_to_the_container_address(lab:
     assert text == [
         "created       alice-x                  alice        10.23.0.11  "
         "ssh -p 22001 alice@super-server.lab.example"
+    ]
+
+
+def test_ages_follow_the_order_of_merges_on_main_not_commit_dates(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+
+    def commit(path: str, when: str) -> None:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(when)
+        git(repo, "add", "-A")
+        subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
+             "commit", "-q", "-m", path],
+            check=True,
+            env={**os.environ, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when},
+        )  # fmt: skip
+
+    commit("requests/bob/bob-a.yaml", "2026-01-01T00:00:00")
+    git(repo, "checkout", "-q", "-b", "pr")
+    commit("requests/alice/alice-a.yaml", "2026-01-02T00:00:00")  # written early ...
+    git(repo, "checkout", "-q", "main")
+    commit("requests/carol/carol-a.yaml", "2026-03-01T00:00:00")
+    git(repo, "merge", "-q", "--no-ff", "pr", "-m", "merge alice's PR")  # ... merged last
+    commit("requests/bob/bob-a.yaml", "2026-04-01T00:00:00")  # changed: newest now
+    found = gitfiles.ages(repo)
+    assert sorted(found, key=found.__getitem__) == [
+        "requests/carol/carol-a.yaml",
+        "requests/alice/alice-a.yaml",
+        "requests/bob/bob-a.yaml",
     ]

@@ -1,7 +1,8 @@
 """The lab's rules as a pure function: loaded requests + policy + inventory in, findings out.
 
 These pin what the table of bad inputs cannot show well: boundaries (exactly at a quota),
-which of two clashing requests a finding is pinned on (the PR's own, else the later one),
+which of two clashing requests a finding is pinned on (the newest: the PR's own, else by
+age from git, else the later path),
 what the message names, and which requests count towards sums.
 """
 
@@ -17,6 +18,7 @@ from provisioner.models import Policy
 from provisioner.problems import Problem, Severity
 from provisioner.rules import Loaded, check_all, check_request, resources
 from provisioner.tree import Tree
+from provisioner.usernames import system_user
 from provisioner.validate import load_request, validate_tree
 
 TODAY = date(2026, 11, 28)
@@ -164,7 +166,53 @@ def test_counted_gpus_must_fit_beside_the_pinned_ones() -> None:
     assert cross(alice, carol_fits) == []
     found = cross(alice, carol_too_many)
     assert rules(found) == [("gpus.capacity", carol_too_many.path, 7)]
-    assert "2 GPUs not pinned by anyone" in found[0].message
+    assert found[0].message == (
+        "gpus: super-server has 4 GPUs and older requests take 2 "
+        f"({alice.path}: GPU 0, 1); the 3 asked for here do not fit beside them"
+    )
+
+
+def test_the_newest_request_is_at_fault_by_age_then_focus_then_path() -> None:
+    # three of carol's pins of GPU 2; which ones are refused depends only on the order
+    a = loaded(owner="carol", name="carol-a", gpus="[2]")
+    b = loaded(owner="carol", name="carol-b", gpus="[2]")
+    c = loaded(owner="carol", name="carol-c", gpus="[2]")
+
+    def blamed(ages: dict[str, int] | None, focus: set[str] | None = None) -> list[str]:
+        found = check_all(
+            [a, b, c],
+            CONFIG.policy,
+            CONFIG.inventory,
+            None if focus is None else frozenset(focus),
+            ages,
+        )
+        return [p.path.rsplit("/", 1)[1] for p in found if p.rule == "gpus.double_booked"]
+
+    assert blamed(None) == ["carol-b.yaml", "carol-c.yaml"]  # path order
+    assert blamed({a.path: 3, b.path: 1, c.path: 2}) == ["carol-c.yaml", "carol-a.yaml"]
+    assert blamed({b.path: 1}) == ["carol-a.yaml", "carol-c.yaml"]  # no age: newest
+    # a PR's files are newer than anything merged
+    assert blamed({a.path: 3, b.path: 1, c.path: 2}, focus={b.path}) == [
+        "carol-a.yaml",
+        "carol-b.yaml",
+    ]
+
+
+def test_removing_an_older_request_never_makes_a_newer_one_fail() -> None:
+    # a running total: once over, every later request that adds to it is at fault, so a
+    # smaller one after a refused bigger one is refused too (no overtaking)
+    big = loaded(owner="carol", name="carol-a", cpu="40", gpus="0")
+    huge = loaded(owner="carol", name="carol-b", cpu="48", gpus="0")
+    small = loaded(owner="carol", name="carol-c", cpu="8", gpus="0")
+    staff = _config(
+        sample("config/policy.yaml").replace(
+            "  staff: {containers: 4, gpus: 4, cpu: 48",
+            "  staff: {containers: 4, gpus: 4, cpu: 512",
+        )
+    )
+    found = [(p.rule, p.path) for p in cross(big, huge, small, config=staff)]
+    assert found == [("capacity.cpu", huge.path), ("capacity.cpu", small.path)]
+    assert [(p.rule, p.path) for p in cross(big, small, config=staff)] == []
 
 
 def test_a_host_without_gpus_says_so() -> None:
@@ -208,9 +256,79 @@ def test_one_member_may_use_one_key_in_several_requests() -> None:
     assert cross(loaded(name="alice-a", gpus="0"), loaded(name="alice-b", gpus="0")) == []
 
 
-@pytest.mark.parametrize("name", ["root", "sshd", "systemd-oomd", "www-data", "nobody"])
-def test_system_user_names_are_refused_for_accounts(name: str) -> None:
-    assert [p.rule for p in single(loaded("account", name=name))] == ["account.system_user"]
+# Members whose GitHub logins are also Linux service names (all valid GitHub logins).
+SERVICE_LOGINS = ("root", "sshd", "docker", "git", "postgres", "dnsmasq", "messagebus")
+SERVICE_MEMBERS = _config(
+    sample("config/policy.yaml").replace(
+        "  carol: {",
+        "".join(f"  {login}: {{uid: {2000 + i}}}\n" for i, login in enumerate(SERVICE_LOGINS))
+        + "  nvidia-persistenced: {uid: 2100}\n  systemd-oomd: {uid: 2101}\n  carol: {",
+    )
+)
+
+
+@pytest.mark.parametrize("name", [*SERVICE_LOGINS, "nvidia-persistenced", "systemd-oomd"])
+def test_system_and_service_user_names_are_refused_for_accounts(name: str) -> None:
+    found = single(loaded("account", owner=name, name=name), config=SERVICE_MEMBERS)
+    assert [p.rule for p in found] == ["account.system_user"]
+    assert f"'{name}' is a system or service account name" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "name",
+    # Debian's base, its service packages, NVIDIA's and the container stacks', the lab's own
+    [
+        "root", "www-data", "nobody", "_apt", "sudo", "adm", "kvm", "render", "video",
+        "messagebus", "sshd", "systemd-timesync", "systemd-anything", "syslog", "dnsmasq",
+        "docker", "containerd", "lxd", "incus-admin", "libvirt-qemu", "nvidia-persistenced",
+        "nvidia-fabricmanager", "nvidia-anything", "git", "postgres", "mysql", "redis",
+        "postfix", "xrdp", "ntp", "chrony", "polkitd", "tss",
+        "runner", "ssp", "user", "ubuntu",
+    ],
+)  # fmt: skip
+def test_the_refusal_list_covers_debian_nvidia_and_service_users(name: str) -> None:
+    assert system_user(name)
+
+
+def test_ordinary_member_names_are_not_system_users() -> None:
+    assert not any(system_user(n) for n in ("alice", "bob-common", "carol-ci", "git-lab-x"))
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "ok"),
+    [
+        ("bob", "bob", True),
+        ("bob", "bob-common", True),
+        ("bob", "bob-gpu-2", True),
+        ("bob", "bobby", False),  # not bob's: a name is the login or login-<suffix>
+        ("bob", "carol", False),  # another member's login
+        ("bob", "carol-nb", False),  # in another member's names
+        ("bob", "lab-admin", False),  # an admin's login
+        ("bob", "docker", False),
+        ("Bob", "bob-common", True),  # logins are compared without case
+    ],
+)
+def test_an_account_is_named_after_its_owner(owner: str, name: str, ok: bool) -> None:
+    text = valid_request("account", name=name).replace("owner: bob", f"owner: {owner}")
+    item, problems = load_request(f"requests/{owner}/{name}.yaml", text.encode())
+    assert item is not None, problems
+    config = _config(sample("config/policy.yaml").replace("  bob: {", f"  {owner}: {{"))
+    found = [p.rule for p in single(item, config=config)]
+    assert found == ([] if ok else ["account.name_owner"])
+
+
+def test_a_longer_login_owns_the_names_that_start_with_it() -> None:
+    # alice and alice-x are both members: alice-x's login and names are not alice's
+    config = _config(
+        sample("config/policy.yaml").replace("  carol: {", "  alice-x: {uid: 1009}\n  carol: {")
+    )
+    for name, whose in (("alice-x", "'alice-x' is another member's login"), ("alice-x-nb", "")):
+        found = single(loaded("account", owner="alice", name=name), config=config)
+        assert [p.rule for p in found] == ["account.name_owner"], found
+        assert whose in found[0].message
+        assert "it starts with alice-x's login" in found[0].message or whose
+    assert single(loaded("account", owner="alice", name="alice-xy"), config=config) == []
+    assert single(loaded("account", owner="alice-x", name="alice-x-nb"), config=config) == []
 
 
 def test_a_container_may_be_called_like_a_system_user() -> None:

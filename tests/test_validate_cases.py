@@ -670,13 +670,36 @@ def _cases() -> Iterator[Case]:
     )
 
     # --- accounts ---------------------------------------------------------------------------
+    # A member whose GitHub login is a service's name still may not have that login.
     yield Case(
         "account-system-name",
-        {"requests/bob/root.yaml": valid_request("account", name="root")},
+        {
+            **policy("  carol: {", "  git: {uid: 1010}\n  carol: {"),
+            "requests/git/git.yaml": valid_request("account", owner="git", name="git"),
+        },
         "account.system_user",
-        "requests/bob/root.yaml",
+        "requests/git/git.yaml",
         AL["name"],
         7,
+        message="'git' is a system or service account name",
+    )
+    yield Case(
+        "account-named-after-another-member",
+        {"requests/alice/bob.yaml": valid_request("account", owner="alice", name="bob")},
+        "account.name_owner",
+        "requests/alice/bob.yaml",
+        AL["name"],
+        7,
+        message="'bob' is another member's login",
+    )
+    yield Case(
+        "account-named-after-a-service",
+        {"requests/bob/docker.yaml": valid_request("account", name="docker")},
+        "account.name_owner",
+        "requests/bob/docker.yaml",
+        AL["name"],
+        7,
+        message="'bob' or 'bob-<something>' (e.g. 'bob-common'), not 'docker'",
     )
     yield Case(
         "account-twice-on-one-server",

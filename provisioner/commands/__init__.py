@@ -51,9 +51,15 @@ def add_repo_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
-    """Re-validate the whole checkout (apply never trusts that the PR check ran)."""
-    sha = gitfiles.head_sha(repo) if (repo / ".git").exists() else ""
-    return validate_tree(gitfiles.worktree(repo), now), sha
+    """Re-validate the whole checkout (apply never trusts that the PR check ran).
+
+    Where requests compete (a GPU, a quota, the host's capacity), the newest by git history
+    are refused and the rest applied; outside git, path order decides.
+    """
+    if not (repo / ".git").exists():
+        return validate_tree(gitfiles.worktree(repo), now), ""
+    ages = gitfiles.ages(repo)
+    return validate_tree(gitfiles.worktree(repo), now, ages=ages), gitfiles.head_sha(repo)
 
 
 def print_blocking(problems: Sequence[Problem]) -> None:

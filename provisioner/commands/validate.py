@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "validate",
         help="check request files against the schema, the policy and each other",
-        description="Check requests/. With --base, check a pull request: only what it touches, "
-        "and whether its author may change it.",
+        description="Check requests/. With --base, check a pull request: whether its author may "
+        "change what it touches, and any problem it causes anywhere (problems already on the "
+        "base are notes).",
     )
     add_repo_arg(parser)
     parser.add_argument("--base", metavar="REF", help="the PR's base commit or branch")
@@ -70,8 +71,11 @@ def _check_pull(
         )
     changes = gitfiles.changes(args.repo, args.base)
     head = gitfiles.revision(args.repo, "HEAD")
+    # What the PR is compared with: the tree it started from, so that the base moving on
+    # meanwhile is neither blamed on it nor credited to it.
+    before = gitfiles.revision(args.repo, gitfiles.merge_base(args.repo, args.base))
     admins = frozenset(base_config.policy.admins)
-    return validate_pull(head, changes, author, admins, now), changes
+    return validate_pull(head, changes, author, admins, now, before=before), changes
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

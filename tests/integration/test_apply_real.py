@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -28,7 +29,10 @@ from integration.helpers import (
     lxc_query,
     outcomes,
 )
+from provisioner.commands import load_main
+from provisioner.hostports import listening_ports
 from provisioner.plan import Create, Ready
+from provisioner.reconcile import Pass, blocking, run_pass
 from provisioner.spec import IMAGE
 
 pytestmark = pytest.mark.lxd
@@ -282,3 +286,66 @@ def test_a_half_made_instance_is_replaced_on_the_next_pass(
 
     third = apply_pass(lab, adapters, req)
     assert [type(a) for a in third.plan.actions] == [Ready]
+
+
+# --- requests that no longer fit together on main ---------------------------------------------
+
+
+def commit_main(lab: LabRepo, *requests: tuple[str, bytes], message: str) -> None:
+    """Write exactly these requests into the lab's checkout and commit them on `main`."""
+    lab.write(*requests)
+    git = ["git", "-C", str(lab.root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    if not (lab.root / ".git").exists():
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A", "--", "requests", "config"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], check=True, capture_output=True)
+
+
+def test_a_capacity_conflict_on_main_refuses_the_newest_and_applies_the_rest(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host of 4 cores. alice's and then carol's 2-core containers fill it; a later merge
+    # adds carol's third (whose name sorts before her first) and changes alice's purpose.
+    project = lxd_project
+    hosts = lab.hosts().replace("    cpu: 64\n", "    cpu: 4\n")
+    monkeypatch.setattr(lab, "hosts", lambda: hosts)
+    a, c, b = f"alice-a-{suffix}", f"carol-c-{suffix}", f"carol-b-{suffix}"
+    req_a = lab.container(a, image="busybox")
+    req_c = lab.container(c, owner="carol", image="busybox")
+    req_b = lab.container(b, owner="carol", image="busybox")
+    commit_main(lab, req_a, message="alice's container")
+    commit_main(lab, req_a, req_c, message="carol's first")
+    first = run(lab, adapters)
+    assert outcomes(first) == {a: ("created", True, ""), c: ("created", True, "")}
+
+    changed_a = lab.container(a, image="busybox", purpose="A new purpose")
+    commit_main(lab, changed_a, req_c, req_b, message="carol's second, alice's new purpose")
+    second = run(lab, adapters)
+
+    # Nothing stopped the pass: the newest request that does not fit is refused, alone.
+    assert outcomes(second) == {
+        a: ("updated", True, "description changed"),
+        c: ("unchanged", True, ""),
+    }
+    (skipped,) = second.skipped
+    assert (skipped.path, skipped.rule) == (f"requests/carol/{b}.yaml", "capacity.cpu")
+    assert "would need 6, the host has 4" in skipped.message
+    assert instance(project, a)["description"] == "alice: A new purpose"
+    assert instance(project, c)["status"] == "Running"
+    missing = lxc("info", "--project", project, b, check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+
+
+def run(lab: LabRepo, adapters: Adapters) -> Pass:
+    """One pass over the lab's committed `main`, validated as `ssp apply` does (with ages)."""
+    validation, sha = load_main(lab.root, NOW)
+    assert not blocking(validation)
+    return run_pass(
+        validation,
+        adapters.main,
+        lambda _instance: adapters.shared,
+        now=NOW,
+        sha=sha,
+        busy_ports=listening_ports(),
+        ipv4_timeout_s=30,
+    )

@@ -200,6 +200,22 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     assert adapters.mutations()[mutations:] == []
     assert second.plan.changes == ()
 
+    # A user made on the server by hand (or by a package) is never taken over, even when a
+    # request's name is the member's own: refused, left as it was, nothing recorded.
+    in_instance(lxd_project, server, "useradd", "--create-home", "carol-old")
+    taken = apply_pass(lab, adapters, req, lab.account("carol-old", owner="carol"))
+    assert outcomes(taken)["carol-old"][:2] == ("refused", False)
+    assert "a user named 'carol-old' already exists" in outcomes(taken)["carol-old"][2]
+    assert outcomes(taken)[login][:2] == ("unchanged", True)
+    assert (
+        in_instance(
+            lxd_project, server, "test", "-e", "/home/carol-old/.ssh", check=False
+        ).returncode
+        != 0
+    )
+    info = lxc_query(f"/1.0/instances/{server}", lxd_project)
+    assert "user.ssp.account.carol-old" not in info["config"]
+
     # The request removed: the login is locked and expired, its keys gone, its home kept.
     third = apply_pass(lab, adapters)
     assert outcomes(third) == {login: ("locked", True, "login locked; the home directory is kept")}
