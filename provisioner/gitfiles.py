@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.authz import Change
@@ -137,13 +139,104 @@ def worktree(repo: Path) -> Tree:
     return Tree(files, tuple(problems))
 
 
-def merge_base(repo: Path, base: str, head: str = "HEAD") -> str:
-    return _git(repo, "merge-base", base, head).decode().strip()
+def merge_bases(repo: Path, base: str, head: str = "HEAD") -> list[str]:
+    """Every merge base of `base` and `head` (a criss-cross history has more than one)."""
+    return _git(repo, "merge-base", "--all", base, head).decode().split()
+
+
+@dataclass(frozen=True)
+class Merge:
+    """What merging `head` into `base` gives: the tree, and the paths that conflict."""
+
+    tree: str
+    conflicts: tuple[str, ...] = ()
+
+
+def merge(repo: Path, base: str, head: str = "HEAD") -> Merge:
+    """The tree a merge of `head` into `base` would make, built the way `git merge` does from
+    EVERY merge base (a virtual one when there are several), so nothing a second merge base
+    brings in is missed. Nothing is checked out or committed."""
+    try:
+        out = _git_status(repo, "merge-tree", "--write-tree", "-z", "--name-only", base, head)
+    except _TooOldError:
+        return _merge_in_worktree(repo, base, head)
+    # Clean: "<tree>\0". Conflicts (exit 1): "<tree>\0<path>\0...\0\0<messages>".
+    head_part = out.split(b"\0\0", 1)[0]
+    tree, *paths = head_part.split(b"\0")
+    return Merge(
+        tree.decode().strip(),
+        tuple(sorted({p.decode("utf-8", "replace") for p in paths if p})),
+    )
+
+
+class _TooOldError(Exception):
+    """This git has no `merge-tree --write-tree` (before 2.38)."""
+
+
+def _git_status(repo: Path, *args: str) -> bytes:
+    """`git ARGS`, where exit 1 means conflicts (the output still holds the tree)."""
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+    except FileNotFoundError as e:
+        raise UsageError("git is not installed") from e
+    if done.returncode in (0, 1) and done.stdout:
+        return done.stdout
+    if b"write-tree" in done.stderr or done.returncode == 129:
+        raise _TooOldError
+    message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    raise UsageError(f"git {args[0]}: {message[-1] if message else 'failed'}")
+
+
+def _merge_in_worktree(repo: Path, base: str, head: str) -> Merge:
+    """The same merge for an older git: in a temporary worktree (hooks off), then removed."""
+    # resolved here: inside the temporary worktree, HEAD is the base
+    head = head_sha(repo, head)
+    with tempfile.TemporaryDirectory(prefix="ssp-merge-") as scratch:
+        where = Path(scratch) / "merge"
+        _git(repo, "worktree", "add", "-q", "--detach", str(where), base)
+        try:
+            done = subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(where),
+                    "-c",
+                    "core.hooksPath=/dev/null",
+                    "-c",
+                    "user.name=ssp",
+                    "-c",
+                    "user.email=ssp@invalid",
+                    "merge",
+                    "-q",
+                    "--no-commit",
+                    "--no-ff",
+                    head,
+                ],
+                capture_output=True,
+                check=False,
+            )
+            conflicts: tuple[str, ...] = ()
+            if done.returncode != 0:
+                raw = _git(where, "diff", "--name-only", "-z", "--diff-filter=U")
+                conflicts = tuple(
+                    sorted(p.decode("utf-8", "replace") for p in raw.split(b"\0") if p)
+                )
+                if not conflicts:
+                    message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+                    raise UsageError(f"git merge: {message[-1] if message else 'failed'}")
+                _git(where, "add", "-A")
+            tree = _git(where, "write-tree").decode().strip()
+        finally:
+            _git(repo, "worktree", "remove", "--force", str(where))
+    return Merge(tree, conflicts)
 
 
 def changes(repo: Path, base: str, head: str = "HEAD") -> list[Change]:
-    """Paths changed from the merge base of `base` and `head` to `head`; renames split."""
-    raw = _git(repo, "diff", "--raw", "--no-renames", "-z", merge_base(repo, base, head), head)
+    """Paths changed from `base` to `head` (commits or trees); renames split in two.
+
+    For a pull request, `head` is the tree of the merge (see `merge`): what merging would
+    change on the base, whatever the merge bases, is exactly what the PR must be allowed."""
+    raw = _git(repo, "diff", "--raw", "--no-renames", "-z", base, head)
     fields = raw.split(b"\0")
     out = []
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
@@ -152,6 +245,11 @@ def changes(repo: Path, base: str, head: str = "HEAD") -> list[Change]:
         status = meta.decode().split()[-1][0]
         out.append(Change("M" if status in "MT" else status, path.decode("utf-8", "replace")))
     return out
+
+
+def new_commits(repo: Path, base: str, head: str = "HEAD") -> list[str]:
+    """The commits a merge of `head` into `base` brings in (on `head`, not on `base`)."""
+    return _git(repo, "rev-list", head, "--not", base).decode().split()
 
 
 def head_sha(repo: Path, rev: str = "HEAD") -> str:
