@@ -16,8 +16,8 @@ simply sent again (it may have reached GitHub although the answer did not reach 
 whole "find, then edit or create" step is redone, so a comment that did get made is found by
 its marker and edited instead of doubled.
 
-Imports: provisioner.errors, PyGithub, requests, PyJWT. Reads no environment: the CLI passes
-the token or the App credentials in.
+Imports: provisioner.errors, provisioner.authz (CommitBy), PyGithub, requests, PyJWT. Reads no
+environment: the CLI passes the token or the App credentials in.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
+from provisioner.authz import CommitBy
 from provisioner.errors import GithubError, UsageError
 
 T = TypeVar("T")
@@ -175,6 +176,22 @@ class GitHubClient:
             return paths
 
         return self._attempt(f"list the files of #{number}", once)
+
+    def pull_commits(self, number: int) -> list[CommitBy]:
+        """The commits of pull request NUMBER and the accounts GitHub links to each as author
+        and committer (None where the e-mail is on no account). GitHub lists at most 250."""
+
+        def once() -> list[CommitBy]:
+            return [
+                CommitBy(
+                    c.sha,
+                    c.author.login if c.author is not None else None,
+                    c.committer.login if c.committer is not None else None,
+                )
+                for c in self._repo().get_pull(number).get_commits()
+            ]
+
+        return self._attempt(f"list the commits of #{number}", once)
 
     def upsert_comment(self, number: int, body: str, marker: str) -> CommentRef:
         """Make our one comment on pull request NUMBER say BODY: edit it if it exists (found

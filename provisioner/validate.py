@@ -166,8 +166,11 @@ def validate_pull(
     base_admins: frozenset[str],
     now: datetime,
     before: Tree | None = None,
+    others: Mapping[str, str] | None = None,
 ) -> Validation:
-    """A PR: the author may change only their own requests, and may hurt no one else.
+    """A PR: everyone involved (the author, and `others`: pushers and commit authors) may
+    change only their own requests, and the PR may hurt no one else. `head` is the tree the
+    merge would make and `changes` what it changes on the base.
 
     The tree after the PR (`head`) is judged against the tree before it (`before`): the
     PR's files are the newest, so where they compete with others for a GPU, a quota or the
@@ -177,7 +180,7 @@ def validate_pull(
     Problems that were already there before are notes, not blamed on the PR.
     """
     touched = frozenset(c.path for c in changes if c.status != "D")
-    auth_problems, notes = authorize(changes, author, base_admins)
+    auth_problems, notes = authorize(changes, author, base_admins, others)
     result = validate_tree(head, now, focus=touched)
     infra = any(not c.path.startswith("requests/") for c in changes)
     known = None

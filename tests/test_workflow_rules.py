@@ -101,7 +101,7 @@ def test_top_level_permissions_are_empty(workflow: tuple[str, dict[str, Any]]) -
 
 def test_each_job_asks_for_exactly_its_permissions() -> None:
     expected = {
-        "validate": {"contents": "read"},
+        "validate": {"contents": "read", "pull-requests": "read"},
         "apply": {"contents": "read", "pull-requests": "write", "issues": "write"},
         "maintenance": {"contents": "read"},
     }
@@ -223,6 +223,9 @@ def test_validate_passes_event_values_through_env() -> None:
     assert step["env"] == {
         "BASE_SHA": "${{ github.event.pull_request.base.sha }}",
         "AUTHOR": "${{ github.event.pull_request.user.login }}",
+        "PUSHER": "${{ github.event.sender.login }}",
+        "PULL": "${{ github.event.pull_request.number }}",
+        "GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}",
     }
     words = shlex.split(step["run"])
     assert words[0] == "$RUNNER_TEMP/ssp-venv/bin/ssp"
@@ -234,6 +237,10 @@ def test_validate_passes_event_values_through_env() -> None:
         "$BASE_SHA",
         "--author",
         "$AUTHOR",
+        "--pusher",
+        "$PUSHER",
+        "--pull",
+        "$PULL",
         "--format",
         "github",
     ]

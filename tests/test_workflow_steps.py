@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import workflowrun
-from fakegithub import FAKE_REPO
+from fakegithub import FAKE_REPO, FakeGitHub
 from fakegithub.events import pull_request_event, push_event
 from fakegithub.state import GitHubState
 from helpers import GitRepo, line_of, request_path, valid_request
@@ -181,8 +181,11 @@ def origin(tmp_path: Path) -> GitRepo:
     return GitRepo.create(tmp_path / "origin", workflowrun.project_files())
 
 
-def open_pull_request(origin: GitRepo, author: str, files: dict[str, str]) -> tuple[Any, str]:
-    """A PR branch with FILES; its event payload and GitHub's test-merge commit."""
+def open_pull_request(
+    origin: GitRepo, author: str, files: dict[str, str], gh: FakeGitHub | None = None
+) -> tuple[Any, str]:
+    """A PR branch with FILES; its event payload and GitHub's test-merge commit. The pull
+    request (and who wrote its one commit) is on GH, the fake GitHub the job reads."""
     base = origin.git("rev-parse", "HEAD").strip()
     branch = f"{author}/request"
     origin.branch(branch)
@@ -192,8 +195,9 @@ def open_pull_request(origin: GitRepo, author: str, files: dict[str, str]) -> tu
     origin.git("merge", "-q", "--no-ff", "-m", "Merge pull request", head)
     merge = origin.git("rev-parse", "HEAD").strip()
     origin.checkout("main")
-    state = GitHubState()
-    state.add_repo(FAKE_REPO)
+    state = gh if gh is not None else GitHubState()
+    if gh is None:
+        state.add_repo(FAKE_REPO)
     pull = state.add_pull(
         FAKE_REPO,
         author=author,
@@ -202,13 +206,23 @@ def open_pull_request(origin: GitRepo, author: str, files: dict[str, str]) -> tu
         head_ref=branch,
         base_sha=base,
         files=list(files),
+        commits=[(head, author, author)],
     )
     origin.git("update-ref", f"refs/pull/{pull.number}/merge", merge)
     return pull_request_event("opened", pull), merge
 
 
-def run_validate(origin: GitRepo, wheels: Path, tmp_path: Path, event: Any, merge: str) -> Any:
-    runner = Runner(source=origin.root, work=tmp_path, repository=FAKE_REPO, wheels=wheels)
+def run_validate(
+    origin: GitRepo, wheels: Path, tmp_path: Path, event: Any, merge: str, gh: FakeGitHub
+) -> Any:
+    runner = Runner(
+        source=origin.root,
+        work=tmp_path,
+        repository=FAKE_REPO,
+        wheels=wheels,
+        api_url=gh.url,
+        secrets={"GITHUB_TOKEN": gh.token},
+    )
     ref = f"refs/pull/{event['number']}/merge"
     return runner.run_job(WORKFLOWS / "validate.yml", "pull_request", event, sha=merge, ref=ref)
 
@@ -225,12 +239,12 @@ def head_of(checkout: Path) -> str:
 
 @pytest.mark.slow
 def test_a_good_pull_request_passes_and_summarises(
-    origin: GitRepo, wheels: Path, tmp_path: Path
+    origin: GitRepo, wheels: Path, tmp_path: Path, fake_github: FakeGitHub
 ) -> None:
     text = valid_request(name="alice-thesis")
-    event, merge = open_pull_request(origin, "alice", {request_path(text): text})
+    event, merge = open_pull_request(origin, "alice", {request_path(text): text}, fake_github)
 
-    run = run_validate(origin, wheels, tmp_path / "runner", event, merge)
+    run = run_validate(origin, wheels, tmp_path / "runner", event, merge, fake_github)
 
     assert run.ok, run.log()
     assert [s.name for s in run.steps] == [
@@ -251,13 +265,13 @@ def test_a_good_pull_request_passes_and_summarises(
 
 @pytest.mark.slow
 def test_a_pull_request_that_breaks_a_rule_fails_with_an_annotation_on_its_line(
-    origin: GitRepo, wheels: Path, tmp_path: Path
+    origin: GitRepo, wheels: Path, tmp_path: Path, fake_github: FakeGitHub
 ) -> None:
     text = valid_request(name="alice-thesis", gpus="3")  # alice's quota is 2 GPUs
     path = request_path(text)
-    event, merge = open_pull_request(origin, "alice", {path: text})
+    event, merge = open_pull_request(origin, "alice", {path: text}, fake_github)
 
-    run = run_validate(origin, wheels, tmp_path / "runner", event, merge)
+    run = run_validate(origin, wheels, tmp_path / "runner", event, merge, fake_github)
 
     assert not run.ok
     assert run.steps[-1].name == "Validate the PR's changes"
@@ -274,13 +288,13 @@ def test_a_pull_request_that_breaks_a_rule_fails_with_an_annotation_on_its_line(
 
 @pytest.mark.slow
 def test_the_event_payload_the_steps_read_is_the_one_given(
-    origin: GitRepo, wheels: Path, tmp_path: Path
+    origin: GitRepo, wheels: Path, tmp_path: Path, fake_github: FakeGitHub
 ) -> None:
     # bob may not change alice's folder: who asked comes from the event, not from the file
     text = valid_request(name="alice-thesis")
-    event, merge = open_pull_request(origin, "bob", {request_path(text): text})
+    event, merge = open_pull_request(origin, "bob", {request_path(text): text}, fake_github)
 
-    run = run_validate(origin, wheels, tmp_path / "runner", event, merge)
+    run = run_validate(origin, wheels, tmp_path / "runner", event, merge, fake_github)
 
     assert not run.ok
     (error,) = [a for a in run.annotations if a.level == "error"]

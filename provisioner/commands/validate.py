@@ -6,17 +6,19 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from provisioner import gitfiles, report
-from provisioner.authz import Change
+from provisioner.authz import Change, commit_people
 from provisioner.commands import add_repo_arg, clock
 from provisioner.config import load_config
-from provisioner.errors import UsageError
+from provisioner.errors import GithubError, UsageError
 from provisioner.models import LOGIN_MAX, LOGIN_PATTERN
+from provisioner.problems import Position, Problem
 from provisioner.validate import Validation, validate_pull, validate_tree
 
 
@@ -32,6 +34,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--base", metavar="REF", help="the PR's base commit or branch")
     parser.add_argument("--author", metavar="LOGIN", help="the PR author's GitHub login")
     parser.add_argument(
+        "--pusher", metavar="LOGIN", help="who pushed to the PR (the event's sender), judged too"
+    )
+    parser.add_argument(
+        "--pull",
+        type=int,
+        metavar="NUMBER",
+        help="the PR's number: who wrote and committed each of its commits is read from GitHub "
+        "(GITHUB_TOKEN, GITHUB_REPOSITORY) and judged too",
+    )
+    parser.add_argument(
         "--format",
         choices=("text", "github", "json"),
         help="output (default: text; github when GITHUB_ACTIONS=true)",
@@ -39,22 +51,78 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(func=run)
 
 
-def _event_author(env: Mapping[str, str]) -> str | None:
+def _event(env: Mapping[str, str]) -> dict[str, Any]:
     path = env.get("GITHUB_EVENT_PATH")
     if not path:
-        return None
+        return {}
     try:
         event = json.loads(Path(path).read_text(encoding="utf-8"))
-        login = event["pull_request"]["user"]["login"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return login if isinstance(login, str) else None
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _login(event: Mapping[str, Any], *keys: str) -> str | None:
+    value: Any = event
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _pull_number(args: argparse.Namespace, event: Mapping[str, Any]) -> int | None:
+    if args.pull is not None:
+        return int(args.pull)
+    number = event.get("number")
+    return number if isinstance(number, int) and "pull_request" in event else None
+
+
+def _commit_people(
+    args: argparse.Namespace, env: Mapping[str, str], number: int | None
+) -> tuple[dict[str, str], list[Problem], tuple[str, ...]]:
+    """Who wrote and committed what the merge brings in, as GitHub's API reports it."""
+    if number is None:  # a local run: only the given author is judged
+        return {}, [], ()
+    token = env.get("GITHUB_TOKEN", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    if not (token and repository):
+        raise UsageError(
+            f"--pull {number} needs GITHUB_TOKEN and GITHUB_REPOSITORY to read its commits"
+        )
+    # PyGithub loads only when commits are looked up.
+    from provisioner.github import GitHubClient  # noqa: PLC0415
+
+    client = GitHubClient(
+        repository=repository,
+        token=token,
+        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+    )
+    try:
+        listed = client.pull_commits(number)
+    except GithubError as e:
+        raise UsageError(f"cannot read who wrote the commits of #{number}: {e}") from e
+    in_git = gitfiles.new_commits(args.repo, args.base, "HEAD")
+    people, problems = commit_people(listed, in_git)
+    return people, problems, ()
+
+
+def _merge_problems(conflicts: Sequence[str], base: str) -> list[Problem]:
+    return [
+        Problem(
+            path,
+            Position(1, 1),
+            "merge.conflict",
+            f"this file conflicts with the base ({base}): merge or rebase the base into the PR "
+            "and push again; the check judges what the merge would make",
+        )
+        for path in conflicts
+    ]
 
 
 def _check_pull(
     args: argparse.Namespace, env: Mapping[str, str], now: datetime
 ) -> tuple[Validation, list[Change]]:
-    author = args.author or _event_author(env)
+    event = _event(env)
+    author = args.author or _login(event, "pull_request", "user", "login")
     if not author:
         raise UsageError("--base needs --author LOGIN (or GITHUB_EVENT_PATH of a pull_request)")
     # The author is named in findings ("x may not change bob's request"): only a real login.
@@ -69,13 +137,34 @@ def _check_pull(
             f"the base ({args.base}) has no valid config/policy.yaml: "
             + "; ".join(str(p) for p in problems[:3])
         )
-    changes = gitfiles.changes(args.repo, args.base)
-    head = gitfiles.revision(args.repo, "HEAD")
-    # What the PR is compared with: the tree it started from, so that the base moving on
-    # meanwhile is neither blamed on it nor credited to it.
-    before = gitfiles.revision(args.repo, gitfiles.merge_base(args.repo, args.base))
+    # What is judged is what merging would make, built from every merge base, and what it
+    # changes on the base: a criss-cross history cannot hide a change behind one merge base.
+    merged = gitfiles.merge(args.repo, args.base, "HEAD")
+    changes = gitfiles.changes(args.repo, args.base, merged.tree)
+    head = gitfiles.revision(args.repo, merged.tree)
+    others: dict[str, str] = {}
+    pusher = args.pusher or _login(event, "sender", "login")
+    if pusher:
+        others[pusher] = "pushed to the PR"
+    people, extra, notes = _commit_people(args, env, _pull_number(args, event))
+    for login, why in people.items():
+        others.setdefault(login, why)
+    extra += _merge_problems(merged.conflicts, args.base)
+    bases = gitfiles.merge_bases(args.repo, args.base, "HEAD")
+    if len(bases) > 1:
+        notes += (f"the PR and the base have {len(bases)} merge bases; judged on the merge",)
     admins = frozenset(base_config.policy.admins)
-    return validate_pull(head, changes, author, admins, now, before=before), changes
+    # What the merge is compared with: the base as it is now, so that the base having moved
+    # on since the PR branched is neither blamed on the PR nor credited to it.
+    result = validate_pull(head, changes, author, admins, now, before=base_tree, others=others)
+    return (
+        replace(
+            result,
+            problems=tuple(sorted([*result.problems, *extra], key=Problem.sort_key)),
+            notes=(*result.notes, *notes),
+        ),
+        changes,
+    )
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -38,6 +38,15 @@ PATHS = frozenset(
         # GitHub App installation tokens (the adapter's App authentication)
         "/app/installations/{installation_id}/access_tokens",
         "/repos/{owner}/{repo}/installation",
+        # who wrote a pull request's commits (the PR check judges every one of them)
+        "/repos/{owner}/{repo}/pulls/{pull_number}/commits",
+        # the repository settings `ssp doctor --github` reads
+        "/repos/{owner}/{repo}/actions/permissions",
+        "/repos/{owner}/{repo}/actions/permissions/fork-pr-contributor-approval",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        "/repos/{owner}/{repo}/actions/runners",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        "/repos/{owner}/{repo}/rules/branches/{branch}",
     }
 )
 

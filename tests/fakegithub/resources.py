@@ -75,6 +75,19 @@ class PullFile:
 
 
 @dataclass
+class PullCommit:
+    """One commit of a pull request; `author`/`committer` are None when GitHub links the
+    commit's e-mail to no account (the API then sends `null` there)."""
+
+    sha: str
+    author: User | None
+    committer: User | None
+    message: str = "change"
+    email: str = "someone@example.invalid"
+    parents: tuple[str, ...] = ()
+
+
+@dataclass
 class Pull:
     repo: Repo
     number: int
@@ -92,6 +105,7 @@ class Pull:
     merge_commit_sha: str | None = None
     closed_at: datetime | None = None
     files: list[PullFile] = field(default_factory=list)
+    commits: list[PullCommit] = field(default_factory=list)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -416,6 +430,39 @@ def diff_entry(site: Site, pull: Pull, entry: PullFile) -> Json:
     if entry.previous_filename is not None:
         out["previous_filename"] = entry.previous_filename
     return out
+
+
+def pull_commit(site: Site, repo: Repo, commit: PullCommit) -> Json:
+    """An item of GET /repos/{owner}/{repo}/pulls/{pull_number}/commits."""
+    api = f"{site.api}/repos/{repo.full_name}"
+    web = f"{site.web}/{repo.full_name}"
+    stamp = iso(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+
+    def person(user: User | None) -> Json:
+        name = user.login if user is not None else "Someone"
+        return {"name": name, "email": commit.email, "date": stamp}
+
+    return {
+        "url": f"{api}/commits/{commit.sha}",
+        "sha": commit.sha,
+        "node_id": node_id("Commit", int(commit.sha[:6], 16)),
+        "html_url": f"{web}/commit/{commit.sha}",
+        "comments_url": f"{api}/commits/{commit.sha}/comments",
+        "commit": {
+            "url": f"{api}/git/commits/{commit.sha}",
+            "author": person(commit.author),
+            "committer": person(commit.committer),
+            "message": commit.message,
+            "comment_count": 0,
+            "tree": {"sha": fake_sha(f"tree:{commit.sha}"), "url": f"{api}/git/trees/x"},
+        },
+        "author": simple_user(site, commit.author) if commit.author is not None else None,
+        "committer": simple_user(site, commit.committer) if commit.committer is not None else None,
+        "parents": [
+            {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{web}/commit/{p}"}
+            for p in commit.parents
+        ],
+    }
 
 
 def installation(

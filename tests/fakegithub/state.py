@@ -115,8 +115,10 @@ class GitHubState:
         base_sha: str | None = None,
         body: str | None = None,
         files: Sequence[r.PullFile | str] = (),
+        commits: Sequence[tuple[str, str | None, str | None]] = (),
     ) -> r.Pull:
-        """An open pull request; FILES are paths (status "added") or PullFile objects."""
+        """An open pull request; FILES are paths (status "added") or PullFile objects; COMMITS
+        are (sha, author login, committer login), None where no account is linked."""
         with self.lock:
             repo = self.repo(full_name)
             taken = [n for (k, n) in self.pulls if k == full_name.lower()]
@@ -133,6 +135,14 @@ class GitHubState:
                 base_ref=repo.default_branch,
                 body=body,
                 files=[f if isinstance(f, r.PullFile) else r.PullFile(f) for f in files],
+                commits=[
+                    r.PullCommit(
+                        sha,
+                        self.user(a) if a is not None else None,
+                        self.user(c) if c is not None else None,
+                    )
+                    for sha, a, c in commits
+                ],
             )
             self.pulls[(full_name.lower(), number)] = pull
             return pull
@@ -310,6 +320,16 @@ class GitHubState:
         items = [r.diff_entry(self.site, pull, f) for f in pull.files]
         return self._page(items, f"/repos/{p['owner']}/{p['repo']}/pulls/{pull.number}/files", q)
 
+    def _list_commits(
+        self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
+    ) -> Reply:
+        pull = self._find_pull(p, "pull_number")
+        if pull is None:
+            return _not_found()
+        # GitHub lists at most 250 commits of a pull request, oldest first.
+        items = [r.pull_commit(self.site, pull.repo, c) for c in pull.commits[:250]]
+        return self._page(items, f"/repos/{p['owner']}/{p['repo']}/pulls/{pull.number}/commits", q)
+
     def _list_comments(
         self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
     ) -> Reply:
@@ -441,6 +461,7 @@ _HANDLERS = {
     "pulls/get": GitHubState._get_pull,
     "repos/list-pull-requests-associated-with-commit": GitHubState._commit_pulls,
     "pulls/list-files": GitHubState._list_files,
+    "pulls/list-commits": GitHubState._list_commits,
     "issues/list-comments": GitHubState._list_comments,
     "issues/create-comment": GitHubState._create_comment,
     "issues/get-comment": GitHubState._get_comment,
