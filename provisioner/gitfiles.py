@@ -67,7 +67,11 @@ def revision(repo: Path, rev: str) -> Tree:
     listing = _git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", rev, "--", *ROOTS)
     wanted: list[tuple[str, str]] = []
     problems: list[Problem] = []
-    for entry in filter(None, listing.split(b"\0")):
+    deep: set[str] = set()
+    for count, entry in enumerate(filter(None, listing.split(b"\0"))):
+        if count >= MAX_ENTRIES:
+            problems.append(_too_many("requests"))
+            break
         meta, _, raw_path = entry.partition(b"\t")
         mode, kind, sha, size = meta.decode().split()
         path = raw_path.decode("utf-8", "replace")
@@ -76,6 +80,14 @@ def revision(repo: Path, rev: str) -> Tree:
             problems.append(_refuse(path, _KINDS.get(mode, f"mode {mode}")))
             continue
         if not _wanted(path):
+            continue
+        parts = path.split("/")
+        if parts[0] == "requests" and len(parts) > MAX_DEPTH + 2:
+            # once per too-deep folder, on a file in it: the PR's diff shows files, not folders
+            folder = "/".join(parts[: MAX_DEPTH + 2])
+            if folder not in deep:
+                deep.add(folder)
+                problems.append(_too_deep(path, "file"))
             continue
         if mode != "100644" or kind != "blob":
             problems.append(_refuse(path, _KINDS.get(mode, f"mode {mode}")))
@@ -100,6 +112,74 @@ def _read_blobs(repo: Path, wanted: list[tuple[str, str]]) -> dict[str, bytes]:
     return files
 
 
+# Request files sit at requests/<login>/<name>.yaml. A folder nested deeper is reported once
+# and not entered, and a tree with more entries than any lab writes stops the walk with a
+# finding: a 1000-deep folder or a million files must not crash or stall every command.
+MAX_DEPTH = 3  # folders below requests/: <login>/ and one more, shown as a layout problem
+MAX_ENTRIES = 20_000
+
+
+def _too_deep(path: str, what: str = "folder") -> Problem:
+    return Problem(
+        path,
+        Position(1, 1),
+        "tree.depth",
+        f"this {what} is nested too deep to be read: request files live at "
+        "requests/<your login>/<name>.yaml",
+    )
+
+
+def _too_many(path: str) -> Problem:
+    return Problem(
+        path,
+        Position(1, 1),
+        "tree.size",
+        f"more than {MAX_ENTRIES} files and folders under requests/; the rest were not read",
+    )
+
+
+def _shown(repo: Path, path: Path) -> str:
+    # A file name that is not UTF-8 must still print (and become a finding, not a crash).
+    return (
+        path.relative_to(repo)
+        .as_posix()
+        .encode("utf-8", "surrogateescape")
+        .decode("utf-8", "replace")
+    )
+
+
+def _walk(repo: Path, top: Path) -> tuple[list[Path], list[Problem]]:
+    """Every entry under `top` but folders (links to folders are entries), sorted, without
+    recursion: at most MAX_DEPTH folders deep and MAX_ENTRIES entries in all."""
+    found: list[Path] = []
+    problems: list[Problem] = []
+    stack = [(top, 0)]
+    seen = 0
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            continue
+        below = []
+        for entry in entries:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                problems.append(_too_many("requests"))
+                return sorted(found), problems
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth + 1 > MAX_DEPTH:
+                    problems.append(_too_deep(_shown(repo, path)))
+                else:
+                    below.append((path, depth + 1))
+            else:
+                found.append(path)
+        stack += reversed(below)
+    return sorted(found), problems
+
+
 def worktree(repo: Path) -> Tree:
     """The files on disk (for pre-commit and `ssp validate` without --base)."""
     files: dict[str, bytes] = {}
@@ -111,19 +191,11 @@ def worktree(repo: Path) -> Tree:
             candidates = [c for c in candidates if not c.is_relative_to(repo / root)]
     top = repo / "requests"
     if top.is_dir() and not top.is_symlink():
-        for folder, dirs, names in os.walk(top):
-            for name in sorted(dirs):
-                if (Path(folder) / name).is_symlink():
-                    candidates.append(Path(folder) / name)
-            candidates += [Path(folder) / n for n in sorted(names)]
+        found, walked = _walk(repo, top)
+        candidates += found
+        problems += walked
     for path in candidates:
-        # A file name that is not UTF-8 must still print (and become a finding, not a crash).
-        rel = (
-            path.relative_to(repo)
-            .as_posix()
-            .encode("utf-8", "surrogateescape")
-            .decode("utf-8", "replace")
-        )
+        rel = _shown(repo, path)
         try:
             info = path.lstat()
         except FileNotFoundError:

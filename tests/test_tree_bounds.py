@@ -1,0 +1,103 @@
+"""Walking requests/ is bounded: a folder nested too deep or too many files is a finding, never
+a crash. Before, a 1000-deep folder under a member's own folder (holding only a `.gitkeep`)
+passed the PR check, and after the merge every `ssp validate`, `plan`, `apply` and the
+pre-commit hook died with a RecursionError (exit 3) for everyone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import GitRepo, sample_repo, valid_request, validate
+
+from provisioner import gitfiles
+from provisioner.commands import clock, load_main
+
+ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}
+ALICE = "requests/alice/alice-box.yaml"
+DEPTH = 1000
+
+
+@pytest.fixture
+def tmp_deep(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied with `rm -rf` afterwards: pytest's own clean-up (shutil.rmtree)
+    recurses once per level and dies on a 1000-deep folder."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", "--", str(tmp_path)], check=True)
+
+
+def deep_folder(root: Path, depth: int = DEPTH) -> Path:
+    """requests/alice/d/d/…/d (DEPTH folders) with a .gitkeep at the bottom, made without
+    recursion (Path.mkdir(parents=True) itself recurses once per level)."""
+    here = Path.cwd()
+    try:
+        os.chdir(root / "requests" / "alice")
+        for _ in range(depth):
+            Path("d").mkdir()
+            os.chdir("d")
+        Path(".gitkeep").write_bytes(b"")
+        return Path.cwd()
+    finally:
+        os.chdir(here)
+
+
+def test_a_pr_adding_a_1000_deep_folder_is_refused(tmp_path: Path) -> None:
+    repo = GitRepo.create(tmp_path / "repo", {ALICE: valid_request()})
+    repo.branch("pr")
+    # staged through git's index: the checkout never needs the folders
+    blob = repo.git("hash-object", "-w", "--stdin").strip()
+    deep = "requests/alice/" + "d/" * DEPTH + ".gitkeep"
+    repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{deep}")
+    repo.git("commit", "-q", "-m", "alice: a deep folder")
+    result = validate(repo.root, "--base", "main", "--author", "alice", env=ENV)
+    assert "Traceback" not in result.both
+    assert result.code == 1, result.both
+    # on the file itself, so that GitHub annotates it in the PR's diff
+    assert f"{deep}:1:1: error: this file is nested too deep to be read" in result.out
+    assert "[tree.depth]" in result.out
+
+
+@pytest.mark.parametrize("depth", [DEPTH, 4])
+def test_a_deep_folder_on_disk_is_one_finding_for_validate_and_the_hook(
+    tmp_deep: Path, depth: int
+) -> None:
+    root = sample_repo(tmp_deep / "repo", {ALICE: valid_request()})
+    deep_folder(root, depth)
+    result = validate(root, env=ENV)
+    assert result.code == 1, result.both
+    assert result.out.splitlines() == [
+        "requests/alice/d/d/d:1:1: error: this folder is nested too deep to be read: request "
+        "files live at requests/<your login>/<name>.yaml [tree.depth]"
+    ]
+
+
+def test_apply_and_plan_read_the_deep_tree_as_a_finding_and_keep_the_other_requests(
+    tmp_deep: Path,
+) -> None:
+    # `ssp apply` and `ssp plan` start from load_main: the deep folder is a finding on its
+    # own path, and alice's request is still valid (so the rest of main is still applied)
+    root = sample_repo(tmp_deep / "repo", {ALICE: valid_request()})
+    deep_folder(root)
+    validation, _ = load_main(root, clock(ENV))
+    assert [p.rule for p in validation.problems] == ["tree.depth"]
+    assert [i.path for i in validation.valid] == [ALICE]
+
+
+def test_too_many_files_stop_the_walk_with_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitfiles, "MAX_ENTRIES", 30)
+    files = {f"requests/alice/n{i:03}.txt": "x\n" for i in range(40)}
+    root = sample_repo(tmp_path / "repo", files)
+    tree = gitfiles.worktree(root)
+    assert [p.rule for p in tree.problems] == ["tree.size"]
+    assert "more than 30 files and folders" in tree.problems[0].message
+    assert len(tree.files) < 40
+
+    repo = GitRepo.create(tmp_path / "git", files)
+    from_git = gitfiles.revision(repo.root, "HEAD")
+    assert [p.rule for p in from_git.problems] == ["tree.size"]
