@@ -8,27 +8,12 @@ must not become a link, an @-mention or HTML in a PR comment.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from typing import Any
 
 import jinja2
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
-
-
-def md(value: Any) -> str:
-    """Escape text for GitHub Markdown (inline): punctuation, HTML and @-mentions."""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return text.replace("@", "@\u200b").replace("\n", " ")
-
-
-def code(value: Any) -> str:
-    """Inline code that survives backticks inside the value."""
-    text = str(value).replace("\n", " ")
-    fence = "``" if "`" in text else "`"
-    return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
+from provisioner.escape import code, md
 
 
 @cache

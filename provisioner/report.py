@@ -1,22 +1,23 @@
 """What a validation says, in the three forms people and machines read.
 
 - text: one `path:line:col: severity: message [rule]` line per finding (editors jump to it);
-- github: `::error file=…,line=…,col=…::…` workflow commands, escaped as the Actions toolkit
-  does, plus a Markdown job summary (quota use, free GPUs, what the PR would do);
+- github: `::error file=…,line=…,col=…::…` workflow commands, plus a Markdown job summary
+  (quota use, free GPUs, what the PR would do);
 - json: a stable document for tools.
-Pure: returns strings; the CLI decides where they go.
+Every value is escaped for its channel by `provisioner.escape`. Pure: returns strings; the
+CLI decides where they go.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.authz import Change
+from provisioner.escape import command_data, command_property, log_line, one_line
 from provisioner.models import AccountRequest, ContainerRequest, format_size
 from provisioner.problems import Problem, Severity
 from provisioner.render import render
@@ -26,35 +27,18 @@ from provisioner.validate import REQUEST_PATH, Validation
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
 
 
-# A file name or a YAML key may hold a line break; printed raw it would split a finding in
-# two, and under GitHub Actions a line starting with `::` is a workflow command.
-_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def _one_line(text: str) -> str:
-    return _BREAKS.sub(lambda m: ascii(m.group())[1:-1], text)
-
-
 def text_lines(result: Validation) -> list[str]:
-    """One line per finding (control characters shown as escapes), then the notes."""
-    lines = [_one_line(str(p)) for p in result.problems]
-    lines += [_one_line(f"note: {n}") for n in result.notes]
+    """One line per finding, then the notes; escaped for a terminal or a CI log."""
+    lines = [log_line(p) for p in result.problems]
+    lines += [log_line(f"note: {n}") for n in result.notes]
     return lines
-
-
-def _escape_data(value: str) -> str:
-    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(value: str) -> str:
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
 def annotation(problem: Problem) -> str:
     """A GitHub workflow command that annotates the problem's line in the PR diff."""
     level = {"error": "error", "warning": "warning", "notice": "notice"}[problem.severity.value]
     props = ",".join(
-        f"{k}={_escape_property(v)}"
+        f"{k}={command_property(v)}"
         for k, v in (
             ("file", problem.path),
             ("line", str(problem.line)),
@@ -62,7 +46,7 @@ def annotation(problem: Problem) -> str:
             ("title", problem.rule),
         )
     )
-    return f"::{level} {props}::{_escape_data(problem.message)}"
+    return f"::{level} {props}::{command_data(one_line(problem.message))}"
 
 
 def to_json(result: Validation) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner import gitfiles, subids
 from provisioner.errors import UsageError
+from provisioner.escape import log_line
 from provisioner.idranges import IdRange
 from provisioner.models import ContainerRequest, Policy
 from provisioner.problems import Problem
@@ -65,7 +66,7 @@ def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
 def print_blocking(problems: Sequence[Problem]) -> None:
     print("ssp: nothing was changed; these problems concern every request:", file=sys.stderr)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(log_line(problem), file=sys.stderr)
 
 
 def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[str], LxdApi]]:

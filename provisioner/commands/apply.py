@@ -26,6 +26,7 @@ from provisioner.commands import (
     load_main,
     print_blocking,
 )
+from provisioner.escape import command_data, log_line
 from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
 from provisioner.hostports import listening_ports
@@ -194,7 +195,6 @@ def _warn(env: Mapping[str, str], text: str) -> None:
     if env.get("GITHUB_ACTIONS") == "true":
         # A workflow command: shown as a warning on the run. stderr, because stdout is the
         # report that apply.yml writes into the job summary.
-        data = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        print(f"::warning title=PR comment not posted::{data}", file=sys.stderr)
+        print(f"::warning title=PR comment not posted::{command_data(text)}", file=sys.stderr)
     else:
-        print(f"ssp apply: warning: {text}", file=sys.stderr)
+        print(log_line(f"ssp apply: warning: {text}"), file=sys.stderr)

@@ -25,6 +25,7 @@ from provisioner.commands import add_repo_arg, clock, load_main
 from provisioner.config import Config
 from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GpuError, LxdError
+from provisioner.escape import log_line
 from provisioner.gpus import Gpu, missing_device_nodes, read_gpus
 from provisioner.host import (
     DEFAULT_PROFILE,
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if config is None:
         print("ssp doctor: config/ is not valid, so the host cannot be checked against it:")
         for problem in validation.errors:
-            print(problem)
+            print(log_line(problem))
         return 1
     lxd = open_lxd(config.policy.lxd.project, env)
     checks = examine(config, validation.valid, lxd, lxd.socket)

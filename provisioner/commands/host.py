@@ -23,6 +23,7 @@ from typing import Any
 from provisioner import subids
 from provisioner.commands import add_repo_arg, clock, load_main
 from provisioner.errors import SspError
+from provisioner.escape import log_line
 from provisioner.host import DEFAULT_PROFILE, HostApi, HostPlan, plan_host
 from provisioner.models import Policy
 
@@ -121,7 +122,7 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if config is None:
         print(f"{PREFIX}: config/ is not valid; nothing was changed:", file=sys.stderr)
         for problem in validation.errors:
-            print(problem, file=sys.stderr)
+            print(log_line(problem), file=sys.stderr)
         return 1
     policy = config.policy
     lxd = open_lxd(policy.lxd.project, env)

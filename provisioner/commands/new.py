@@ -22,6 +22,7 @@ from provisioner import gitfiles
 from provisioner.commands import add_repo_arg, clock
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.errors import UsageError
+from provisioner.escape import log_line
 from provisioner.render import render
 from provisioner.sources import NumberTooLongError, resolve_plain
 from provisioner.sshkeys import KeyRefusal, parse_key
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     errors = [p for p in result.errors if p.path == rel]
     if errors:
         for problem in errors:
-            print(problem, file=sys.stderr)
+            print(log_line(problem), file=sys.stderr)
         print(f"ssp new: {rel} would not pass the check; nothing written", file=sys.stderr)
         return 1
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from provisioner.commands import (
     load_main,
     print_blocking,
 )
+from provisioner.escape import log_line
 from provisioner.hostports import listening_ports
 from provisioner.reconcile import blocking, observe, plan_for
 from provisioner.render import render
@@ -72,5 +73,5 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for line in results.plan_lines(plan):
             print(line)
         for problem in validation.errors:
-            print(f"skipped: {problem}")
+            print(log_line(f"skipped: {problem}"))
     return 0
