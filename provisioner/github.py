@@ -29,7 +29,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import jwt
 import requests
@@ -192,6 +193,47 @@ class GitHubClient:
             ]
 
         return self._attempt(f"list the commits of #{number}", once)
+
+    def repository_settings(self, branch: str, probe: str) -> dict[str, Any]:
+        """What `ssp doctor --github` judges, as GitHub's JSON: `protection` of BRANCH (None
+        when it has none), the ruleset `rules` on BRANCH and on PROBE (a branch name no one
+        uses: what applies there applies to every branch), the Actions `workflow` token
+        defaults, `fork` PR approval (None where GitHub does not offer it) and the
+        repository's self-hosted `runners`. Needs a token with administration read access."""
+        base = f"{self._api_url}/repos/{self.repository}"
+
+        def get(path: str, missing_ok: bool = False) -> Any:
+            try:
+                _headers, data = self._client().requester.requestJsonAndCheck(
+                    "GET", f"{base}{path}"
+                )
+            except GithubException as e:
+                if missing_ok and e.status == 404:
+                    return None
+                raise
+            return data
+
+        def rules(name: str) -> list[Any]:
+            found: list[Any] = []
+            page = 1
+            while True:
+                chunk = get(f"/rules/branches/{quote(name, safe='')}?per_page=100&page={page}")
+                found += chunk or []
+                if not chunk or len(chunk) < 100:
+                    return found
+                page += 1
+
+        def once() -> dict[str, Any]:
+            return {
+                "protection": get(f"/branches/{quote(branch, safe='')}/protection", True),
+                "rules": rules(branch),
+                "probe_rules": rules(probe),
+                "workflow": get("/actions/permissions/workflow"),
+                "fork": get("/actions/permissions/fork-pr-contributor-approval", True),
+                "runners": (get("/actions/runners?per_page=100") or {}).get("runners", []),
+            }
+
+        return self._attempt("read the repository's settings", once)
 
     def upsert_comment(self, number: int, body: str, marker: str) -> CommentRef:
         """Make our one comment on pull request NUMBER say BODY: edit it if it exists (found

@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from provisioner import doctor, spec, subids
+from provisioner import doctor, repocheck, spec, subids
 from provisioner.commands import add_repo_arg, clock, load_main
 from provisioner.config import Config
 from provisioner.doctor import Check, GpuContainer, Need, Status
-from provisioner.errors import GpuError, LxdError
+from provisioner.errors import GithubError, GpuError, LxdError, UsageError
 from provisioner.escape import log_line
 from provisioner.gpus import Gpu, missing_device_nodes, read_gpus
 from provisioner.host import (
@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     add_repo_arg(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--github",
+        action="store_true",
+        help="check the GitHub repository's settings instead of the host (GITHUB_TOKEN with "
+        "administration read access, GITHUB_REPOSITORY, GITHUB_API_URL)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -233,7 +239,31 @@ def open_lxd(project: str, env: Mapping[str, str]) -> Any:
     return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=False)
 
 
+def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
+    """The repository's settings, read through GitHub's API, against the trust model."""
+    token = env.get("GITHUB_TOKEN", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    if not (token and repository):
+        raise UsageError("--github needs GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name)")
+    from provisioner.github import GitHubClient  # noqa: PLC0415  (PyGithub loads only here)
+
+    client = GitHubClient(
+        repository=repository,
+        token=token,
+        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+    )
+    try:
+        settings = client.repository_settings(repocheck.MAIN, repocheck.PROBE_BRANCH)
+    except GithubError as e:
+        raise UsageError(f"cannot read the repository's settings: {e}") from e
+    owners = repo / ".github" / "CODEOWNERS"
+    text = owners.read_text(encoding="utf-8") if owners.is_file() else None
+    return repocheck.examine(settings, text)
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.github:
+        return show(github_checks(args.repo, env), args.format)
     validation, _sha = load_main(args.repo, clock(env))
     config = validation.config
     if config is None:
@@ -242,17 +272,21 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(log_line(problem))
         return 1
     lxd = open_lxd(config.policy.lxd.project, env)
-    checks = examine(config, validation.valid, lxd, lxd.socket)
+    return show(examine(config, validation.valid, lxd, lxd.socket), args.format)
+
+
+def show(checks: Sequence[Check], fmt: str) -> int:
+    """One line per check (and its fix), or JSON; 0 when every check is ok or n/a."""
     ok = doctor.healthy(checks)
-    if args.format == "json":
+    if fmt == "json":
         document = {"healthy": ok, "checks": [asdict(c) for c in checks]}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0 if ok else 1
     width = max(len(c.name) for c in checks)
     for c in checks:
-        print(f"{MARK[c.status]:<8} {c.name:<{width}}  {c.detail}")
+        print(log_line(f"{MARK[c.status]:<8} {c.name:<{width}}  {c.detail}"))
         if c.fix:
-            print(f"{'':<8} {'':<{width}}  fix: {c.fix}")
+            print(log_line(f"{'':<8} {'':<{width}}  fix: {c.fix}"))
     problems = sum(c.status is Status.PROBLEM for c in checks)
     skipped = sum(c.status is Status.SKIPPED for c in checks)
     if ok:

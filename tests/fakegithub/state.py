@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import resources as r
+from . import settings as rs
+from .settings import RepoSettings
 
 # GitHub's limit on issue comment bodies (the API answers 422 beyond it).
 MAX_COMMENT_CHARS = 65536
@@ -72,6 +74,7 @@ class GitHubState:
         self.commit_links: dict[tuple[str, str], list[int]] = {}
         self.apps: dict[int, App] = {}
         self.tokens: dict[str, Identity] = {}
+        self.settings: dict[str, RepoSettings] = {}
         self.me = self.user(login)
 
     # ---- seeding ---------------------------------------------------------------------------
@@ -330,6 +333,43 @@ class GitHubState:
         items = [r.pull_commit(self.site, pull.repo, c) for c in pull.commits[:250]]
         return self._page(items, f"/repos/{p['owner']}/{p['repo']}/pulls/{pull.number}/commits", q)
 
+    def settings_of(self, full_name: str) -> RepoSettings:
+        """The repository's settings (branch protection, rules, Actions), to seed or read."""
+        with self.lock:
+            return self.settings.setdefault(full_name.lower(), RepoSettings())
+
+    def _protection(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
+        full = f"{p['owner']}/{p['repo']}"
+        found = self.settings_of(full).protection.get(p["branch"])
+        if found is None:
+            return Reply(404, r.error("Branch not protected", DOCS, 404))
+        return Reply(200, rs.protection(self.site.api, full, p["branch"], found))
+
+    def _branch_rules(
+        self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
+    ) -> Reply:
+        full = f"{p['owner']}/{p['repo']}"
+        settings = self.settings_of(full)
+        rules = [*settings.branch_rules.get(p["branch"], []), *settings.all_branch_rules]
+        return self._page(rules, f"/repos/{full}/rules/branches/{p['branch']}", q)
+
+    def _workflow_permissions(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
+        settings = self.settings_of(f"{p['owner']}/{p['repo']}")
+        return Reply(
+            200,
+            {
+                "default_workflow_permissions": settings.default_workflow_permissions,
+                "can_approve_pull_request_reviews": settings.can_approve_pull_request_reviews,
+            },
+        )
+
+    def _fork_approval(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
+        settings = self.settings_of(f"{p['owner']}/{p['repo']}")
+        return Reply(200, {"approval_policy": settings.fork_approval})
+
+    def _runners(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
+        return Reply(200, rs.runners(self.settings_of(f"{p['owner']}/{p['repo']}").runners))
+
     def _list_comments(
         self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
     ) -> Reply:
@@ -462,6 +502,13 @@ _HANDLERS = {
     "repos/list-pull-requests-associated-with-commit": GitHubState._commit_pulls,
     "pulls/list-files": GitHubState._list_files,
     "pulls/list-commits": GitHubState._list_commits,
+    "repos/get-branch-protection": GitHubState._protection,
+    "repos/get-branch-rules": GitHubState._branch_rules,
+    "actions/get-github-actions-default-workflow-permissions-repository": (
+        GitHubState._workflow_permissions
+    ),
+    "actions/get-fork-pr-contributor-approval-permissions-repository": (GitHubState._fork_approval),
+    "actions/list-self-hosted-runners-for-repo": GitHubState._runners,
     "issues/list-comments": GitHubState._list_comments,
     "issues/create-comment": GitHubState._create_comment,
     "issues/get-comment": GitHubState._get_comment,

@@ -1,0 +1,213 @@
+"""`ssp doctor --github`: the repository settings the trust model needs, read through GitHub's
+API (PyGithub against the fake GitHub, held to GitHub's OpenAPI description), and the admin
+guide's "Repository settings" section, which must list exactly what is checked.
+
+A safe repository: main takes PRs only, reviewed by a code owner after the last push, the
+required check "Validate request files" on an up-to-date branch (or a merge queue), no force
+pushes; a push ruleset lets only admins change .github/workflows/ on any branch; the default
+token is read-only; every outside contributor's fork PR waits for approval; the GPU host's
+runner is an ephemeral repository runner.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakegithub import FAKE_REPO, FakeGitHub
+from fakegithub.settings import Protection, RepoSettings, Runner, rule
+from helpers import ROOT, run_cli
+
+from provisioner.repocheck import GITHUB_CHECKS
+
+ALL_BRANCHES = rule("file_path_restriction", 9, restricted_file_paths=[".github/workflows/**"])
+
+
+def safe(settings: RepoSettings) -> None:
+    settings.protection["main"] = Protection(
+        contexts=["Validate request files"],
+        strict=True,
+        approvals=1,
+        code_owners=True,
+        last_push_approval=True,
+        dismiss_stale=True,
+    )
+    settings.all_branch_rules = [ALL_BRANCHES]
+    settings.default_workflow_permissions = "read"
+    settings.fork_approval = "all_external_contributors"
+    settings.runners = [Runner("gpu-1-ssp")]
+
+
+def doctor(gh: FakeGitHub, repo: Path = ROOT) -> tuple[int, str, dict[str, dict[str, str]]]:
+    env = {"GITHUB_TOKEN": gh.token, "GITHUB_REPOSITORY": FAKE_REPO, "GITHUB_API_URL": gh.url}
+    text = run_cli("doctor", "--github", "--repo", str(repo), env=env)
+    assert "Traceback" not in text.both
+    as_json = run_cli("doctor", "--github", "--repo", str(repo), "--format", "json", env=env)
+    checks = {c["name"]: c for c in json.loads(as_json.out)["checks"]}
+    assert as_json.code == text.code
+    return text.code, text.out, checks
+
+
+def test_a_safe_repository_is_healthy(fake_github: FakeGitHub) -> None:
+    safe(fake_github.settings_of(FAKE_REPO))
+    code, out, checks = doctor(fake_github)
+    assert code == 0, out
+    assert list(checks) == list(GITHUB_CHECKS)
+    assert all(c["status"] == "ok" for c in checks.values()), out
+    assert out.rstrip().endswith("ssp doctor: healthy")
+
+
+def unprotected(s: RepoSettings) -> None:
+    del s.protection["main"]
+
+
+def not_up_to_date(s: RepoSettings) -> None:
+    s.protection["main"].strict = False
+
+
+def check_not_required(s: RepoSettings) -> None:
+    s.protection["main"].contexts = ["lint"]
+
+
+def no_code_owner_review(s: RepoSettings) -> None:
+    s.protection["main"].code_owners = False
+
+
+def no_last_push_approval(s: RepoSettings) -> None:
+    s.protection["main"].last_push_approval = False
+
+
+def force_pushes(s: RepoSettings) -> None:
+    s.protection["main"].force_pushes = True
+
+
+def workflows_open(s: RepoSettings) -> None:
+    s.all_branch_rules = []
+
+
+def workflows_only_on_main(s: RepoSettings) -> None:
+    # restricting workflow files on main alone leaves every other branch open
+    s.all_branch_rules = []
+    s.branch_rules["main"] = [ALL_BRANCHES]
+
+
+def token_writes(s: RepoSettings) -> None:
+    s.default_workflow_permissions = "write"
+
+
+def token_approves(s: RepoSettings) -> None:
+    s.can_approve_pull_request_reviews = True
+
+
+def forks_first_time_only(s: RepoSettings) -> None:
+    s.fork_approval = "first_time_contributors"
+
+
+def lasting_runner(s: RepoSettings) -> None:
+    s.runners = [Runner("gpu-1-ssp", ephemeral=False)]
+
+
+def no_runner(s: RepoSettings) -> None:
+    s.runners = [Runner("other", labels=("self-hosted", "linux", "x64"))]
+
+
+@pytest.mark.parametrize(
+    ("unsafe", "check", "says"),
+    [
+        (unprotected, "github.main.reviews", "accepts pushes without a pull request"),
+        (unprotected, "github.main.check", "is not required"),
+        (unprotected, "github.main.history", "allows force pushes and deleting it"),
+        (not_up_to_date, "github.main.check", "without being checked again"),
+        (check_not_required, "github.main.check", "'Validate request files' is not required"),
+        (no_code_owner_review, "github.main.reviews", "review from Code Owners"),
+        (no_last_push_approval, "github.main.reviews", "approval of the most recent push"),
+        (force_pushes, "github.main.history", "allows force pushes"),
+        (workflows_open, "github.workflows", "may add or change a workflow on any branch"),
+        (workflows_only_on_main, "github.workflows", "on any branch"),
+        (token_writes, "github.token", "the default GITHUB_TOKEN can write"),
+        (token_approves, "github.token", "workflows may approve pull requests"),
+        (forks_first_time_only, "github.forks", "policy: first_time_contributors"),
+        (lasting_runner, "github.runners", "runners that take more than one job: gpu-1-ssp"),
+        (no_runner, "github.runners", "no self-hosted runner labelled gpu-host"),
+    ],
+    ids=lambda v: v.__name__ if callable(v) else None,
+)
+def test_each_unsafe_setting_is_a_problem_with_a_fix(
+    fake_github: FakeGitHub, unsafe: Callable[[RepoSettings], None], check: str, says: str
+) -> None:
+    settings = fake_github.settings_of(FAKE_REPO)
+    safe(settings)
+    unsafe(settings)
+    code, out, checks = doctor(fake_github)
+    assert code == 1, out
+    assert checks[check]["status"] == "problem", out
+    assert says in checks[check]["detail"]
+    assert checks[check]["fix"]
+    assert f"PROBLEM  {check}" in out
+
+
+def test_rulesets_alone_with_a_merge_queue_are_enough(fake_github: FakeGitHub) -> None:
+    # no classic branch protection: the same guarantees from a branch ruleset on main
+    settings = fake_github.settings_of(FAKE_REPO)
+    safe(settings)
+    del settings.protection["main"]
+    settings.branch_rules["main"] = [
+        rule(
+            "pull_request",
+            required_approving_review_count=1,
+            require_code_owner_review=True,
+            require_last_push_approval=True,
+            dismiss_stale_reviews_on_push=True,
+            required_review_thread_resolution=False,
+        ),
+        rule(
+            "required_status_checks",
+            required_status_checks=[{"context": "Validate request files"}],
+            strict_required_status_checks_policy=False,
+        ),
+        rule(
+            "merge_queue",
+            check_response_timeout_minutes=60,
+            grouping_strategy="ALLGREEN",
+            max_entries_to_build=5,
+            max_entries_to_merge=5,
+            merge_method="MERGE",
+            min_entries_to_merge=1,
+            min_entries_to_merge_wait_minutes=5,
+        ),
+        rule("non_fast_forward"),
+        rule("deletion"),
+    ]
+    code, out, checks = doctor(fake_github)
+    assert code == 0, out
+    assert "through a merge queue" in checks["github.main.check"]["detail"]
+
+
+def test_codeowners_must_give_github_to_the_admins(tmp_path: Path, fake_github: FakeGitHub) -> None:
+    safe(fake_github.settings_of(FAKE_REPO))
+    (tmp_path / ".github").mkdir()
+    text = (ROOT / ".github" / "CODEOWNERS").read_text(encoding="utf-8")
+    (tmp_path / ".github" / "CODEOWNERS").write_text(
+        re.sub(r"^/\.github/.*$", "/.github/", text, flags=re.MULTILINE), encoding="utf-8"
+    )
+    code, _out, checks = doctor(fake_github, tmp_path)
+    assert code == 1
+    assert checks["github.codeowners"]["detail"] == "CODEOWNERS names no owner for /.github/"
+
+
+def test_doctor_github_needs_a_token() -> None:
+    result = run_cli("doctor", "--github", env={"GITHUB_REPOSITORY": FAKE_REPO})
+    assert result.code == 2
+    assert "--github needs GITHUB_TOKEN" in result.err
+
+
+@pytest.mark.parametrize("guide", ["admin-guide.md", "admin-guide.zh.md"])
+def test_the_admin_guide_lists_exactly_what_doctor_checks(guide: str) -> None:
+    text = (ROOT / "docs" / guide).read_text(encoding="utf-8")
+    section = text.split("<!-- repository-settings:begin -->")[1]
+    section = section.split("<!-- repository-settings:end -->")[0]
+    listed = re.findall(r"^\| `(github\.[a-z.]+)` \|", section, re.MULTILINE)
+    assert tuple(listed) == GITHUB_CHECKS
