@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv lxd browser clean
+.PHONY: demo test lint unit venv lxd browser clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ lint: venv
 	$(BIN)/ssp schema --check
 	$(BIN)/ssp validate
 	shellcheck runner/*.sh
+
+# The hashed lock the GPU host installs from (apply.yml, maintenance.yml): the runtime
+# dependencies and the build backend, every version pinned, every file hashed. Run after
+# changing dependencies in pyproject.toml; tests/test_lockfile.py checks the two agree.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --build-deps-for wheel \
+	--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple
+lock: venv
+	PIP_CONSTRAINT= $(BIN)/pip-compile $(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
 
 unit: venv
 	$(BIN)/pytest -q -m "not lxd"

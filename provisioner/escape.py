@@ -22,7 +22,7 @@ from typing import Any
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # What the Actions runner takes as a command at the start of a line, after blanks.
 _COMMAND_START = re.compile(r"^(\s*)(::|##\[)")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>:])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
 
 
 def one_line(value: Any) -> str:

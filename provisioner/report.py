@@ -174,5 +174,22 @@ def summary_data(result: Validation, changes: Sequence[Change] = ()) -> dict[str
     return data
 
 
+# GitHub drops a step summary over 1 MiB whole; what ssp writes stays under it with room.
+SUMMARY_LIMIT = 1_000_000
+
+
+def capped(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """TEXT, or its first whole lines within LIMIT bytes (UTF-8) and a note saying it was cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    note = (
+        f"\n\n> **Cut here:** this summary is {len(data)} bytes and GitHub shows at most "
+        "1 MiB per step; every finding is in the job's log and annotations.\n"
+    )
+    head = data[: limit - len(note.encode("utf-8"))].decode("utf-8", "ignore")
+    return head[: head.rfind("\n") + 1] + note
+
+
 def summary_markdown(result: Validation, changes: Sequence[Change] = ()) -> str:
-    return render("validate_summary.md.j2", **summary_data(result, changes))
+    return capped(render("validate_summary.md.j2", **summary_data(result, changes)))
