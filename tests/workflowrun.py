@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -603,7 +602,15 @@ class Runner:
 # --- the repository under test ---------------------------------------------------------------
 
 # What a checkout of this project needs to install and run ssp, and what the workflows read.
-PROJECT_PATHS = ("pyproject.toml", "README.md", "provisioner", "schemas", "config", ".github")
+PROJECT_PATHS = (
+    "pyproject.toml",
+    "requirements.lock",
+    "README.md",
+    "provisioner",
+    "schemas",
+    "config",
+    ".github",
+)
 
 
 def project_files() -> dict[str, bytes]:
@@ -631,13 +638,16 @@ def _python3() -> str:
 
 
 def wheelhouse(cache: Path | None = None) -> Path:
-    """Wheels of the project's dependencies (and its build backend) for the runner's python3.
+    """Wheels of the project's locked dependencies (and build backend) for the runner's python3.
 
     Built once per dependency list and Python version into CACHE (default: the user's cache
     folder); building needs the package index, later runs do not.
     """
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    requirements = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    # The hashed lock the self-hosted workflows install from (its exact files, so that
+    # `--require-hashes` holds offline); it satisfies pyproject.toml too (tests/test_lockfile.py).
+    lock = ROOT / "requirements.lock"
+    requirements = ["--require-hashes", "--no-deps", "-r", str(lock)]
+    pinned = lock.read_text(encoding="utf-8")
     python = _python3()
     version = subprocess.run(
         [python, "-c", "import sys; print(sys.implementation.cache_tag)"],
@@ -646,7 +656,7 @@ def wheelhouse(cache: Path | None = None) -> Path:
         check=True,
         cwd=tempfile.gettempdir(),
     ).stdout.strip()
-    key = hashlib.sha256("\n".join([version, *requirements]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([version, pinned]).encode()).hexdigest()[:16]
     base = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ssp-tests"
     folder = base / f"wheelhouse-{version}-{key}"
     if (folder / ".complete").exists():

@@ -109,6 +109,7 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
         head_ref="alice/thesis",
         base_sha=base,
         files=[REQUEST],
+        commits=[(head, "alice", "alice")],  # who wrote it, as the PR check reads it
     )
     runner = Runner(
         source=origin.root,
