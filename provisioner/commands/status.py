@@ -17,6 +17,7 @@ from typing import Any
 from provisioner import statuspage
 from provisioner.commands import add_repo_arg, clock, connect, load_main
 from provisioner.errors import GpuError
+from provisioner.escape import log_line
 from provisioner.reconcile import observe
 from provisioner.status import Live, PoolUse, build
 from provisioner.validate import today_for
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if config is None:
         print("ssp status: config/ is not valid:", file=sys.stderr)
         for problem in validation.errors:
-            print(problem, file=sys.stderr)
+            print(log_line(problem), file=sys.stderr)
         return 1
     policy = config.policy
     lxd, servers = connect(policy, env)
