@@ -904,9 +904,10 @@ def _text_cases() -> Iterator[Case]:
                pr=described, author="lab-admin", message="U+001B")  # fmt: skip
     # a file's name is text from the PR too
     bidi, clear = "requests/alice/alice\u202ebox.yaml", "requests/alice/x\x1b[2J.yaml"
-    yield Case("file-name-with-bidi", {bidi: valid_request()}, "path.char", bidi, 1, 1,
-               message="U+202E")  # fmt: skip
-    # (the text report shows the ESC in the name as `\x1b`)
+    # (the text report shows the override in the name as `\u202e`, the ESC as `\x1b`:
+    # provisioner/escape.py shows control and bidi characters as escapes on every channel)
+    yield Case("file-name-with-bidi", {bidi: valid_request()}, "path.char", ascii(bidi)[1:-1],
+               1, 1, message="U+202E")  # fmt: skip
     yield Case("pr-file-name-with-escape", {}, "path.char", ascii(clear)[1:-1], 1, 1,
                pr={clear: valid_request()}, message="U+001B")  # fmt: skip
 
