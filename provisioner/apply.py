@@ -16,14 +16,15 @@ therefore be safe to call from several threads (the real adapter and the fake ar
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
+from provisioner import idranges, state
 from provisioner import spec as specs
-from provisioner import state
 from provisioner.errors import LxdError
 from provisioner.hostports import listening_ports
 from provisioner.identity import HOST_KEY, OLD_HOST_KEYS, new_identity
@@ -49,6 +50,9 @@ IPV4_TIMEOUT_S = 60.0
 DEFAULT_JOBS = 4
 USER_EXISTS = 9  # useradd's exit status for "user already exists"
 READ_TRIES = 3
+CREATE_TRIES = 3
+# New containers whose host IDs LXD chooses are created one at a time (see Applier.create).
+_CREATE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,11 @@ class Applier:
             state.STATE: "creating",
             "security.protection.delete": "false",
         }
-        self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
-        # A clone carries the base's devices and security keys: replace them all with ours.
         config = self._config(spec, {}, "creating")
-        self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+        if idranges.BASE in spec.config:
+            self._make(spec, labels, config)
+        else:
+            self._make_in_lxds_block(spec, labels, config)
         self._new_identity(spec.name)
         self._verify(spec, config)
         self._start(spec)
@@ -168,6 +173,47 @@ class Applier:
         if not ipv4:
             return container_outcome(spec, "created", ipv4, message="no IPv4 address yet")
         return container_outcome(spec, "created", ipv4)
+
+    def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
+        self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        # A clone carries the base's devices and security keys: replace them all with ours.
+        self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+
+    def _make_in_lxds_block(
+        self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]
+    ) -> None:
+        """Make it where LXD chooses the host ID block (the project forbids ssp's choice).
+
+        LXD picks the block when the instance first becomes isolated: at the create (from
+        the project's profile) or at the replace (from our config). It gave two instances
+        doing that at once the same block (5.0.2), so both steps go one container at a time,
+        and the block is checked against every instance on the host, since someone else may
+        have made one at that moment. A clash is removed (never started, nothing in it) and
+        made again.
+        """
+        with _CREATE_LOCK:
+            clash = ""
+            for _attempt in range(CREATE_TRIES):
+                self._make(spec, labels, config)
+                clash = self._shared_block(spec.name)
+                if not clash:
+                    return
+                self.log(f"{spec.name}: LXD gave it host IDs {clash}; making it again")
+                self._remove(spec.name)
+        raise LxdError(
+            f"LXD gave {spec.name} host IDs that another instance has ({clash}) "
+            f"{CREATE_TRIES} times; it was removed: see `ssp doctor` (idmaps.overlap)"
+        )
+
+    def _shared_block(self, name: str) -> str:
+        """Which other instance's host IDs the new instance's overlap ("" for none)."""
+        project = self.policy.lxd.project
+        for o in idranges.overlaps(self.lxd.id_maps()):
+            ends = {(o.first.project, o.first.name), (o.second.project, o.second.name)}
+            if (project, name) in ends:
+                other = o.second if (o.first.project, o.first.name) == (project, name) else o.first
+                return f"{other.label}'s, around {o.range}"
+        return ""
 
     def _remove(self, name: str) -> None:
         # A half-made clone of a privileged base refuses every config change, the unprotect

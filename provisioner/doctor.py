@@ -355,9 +355,12 @@ def check_idmaps(uses: Sequence[IdMapUse], spans: Sequence[IdRange]) -> Check:
         return _problem(
             name,
             "; ".join(wrong),
-            "for containers ssp manages, run `ssp apply`: it gives the later one a free block "
-            "and restarts it; for others, `lxc config set [--project P] NAME "
-            "security.idmap.base=<a free base>` and restart it (files are re-owned on start)",
+            "where the project allows low-level keys, `ssp apply` moves the later of its own "
+            "containers to a free block and restarts it, and for others `lxc config set "
+            "[--project P] NAME security.idmap.base=<a free base>` and a restart does it (files "
+            "are re-owned on start); in ssp's restricted project, stop the later container, "
+            "`lxc copy --project P NAME NAME-new` (LXD gives the copy a free block), then "
+            "delete NAME and `lxc move --project P NAME-new NAME`",
         )
     isolated = sum(u.isolated for u in uses)
     return _ok(name, f"{isolated} isolated instance(s), each with host IDs of its own")

@@ -127,6 +127,14 @@ def _limits(policy: Policy, inventory: Inventory) -> dict[str, str]:
     return limits
 
 
+def forbids_low_level(project: Project | None) -> bool:
+    """Whether LXD refuses low-level keys in the project (`security.idmap.base` among them):
+    a restricted project blocks them unless an admin allowed them (never, under ssp)."""
+    if project is None or project.config.get("restricted") != "true":
+        return False
+    return project.config.get("restricted.containers.lowlevel", "block") != "allow"
+
+
 def desired_project(policy: Policy, inventory: Inventory) -> Project:
     """The project's config keys ssp owns; LXD's own and an admin's other keys are kept."""
     config = {

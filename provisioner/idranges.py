@@ -8,6 +8,11 @@ other on the host. So ssp chooses every managed container's block itself, as it 
 ports — `security.idmap.base` and `security.idmap.size` — inside root's subordinate IDs,
 clear of every other instance on the host (all projects), and stable once given.
 
+Where the project forbids low-level keys — ssp's own restricted project does, and
+`security.idmap.base` is one — LXD must choose. There apply makes new containers one at a
+time (the step in which LXD chooses) and checks each block against all others before the
+container ever starts; `ssp doctor` and the plan's drift report any overlap left.
+
 Pure: the callers bring the instances' configs (from the LXD adapter) and root's
 `/etc/subuid` and `/etc/subgid` ranges (from `subids`).
 """

@@ -174,6 +174,9 @@ class Inputs:
     # blocks on the host, in all projects: a new block must be clear of all of them.
     id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS
     id_maps: tuple[IdMapUse, ...] = ()
+    # False in a project that forbids low-level keys (ssp's restricted project): LXD chooses
+    # the blocks there, and apply makes new containers one create at a time and checks them.
+    pin_ids: bool = True
 
 
 def _by_name(observed: Iterable[Instance]) -> dict[str, Instance]:
@@ -454,6 +457,8 @@ def _allocate_ids(inputs: Inputs, containers: Sequence[Loaded]) -> _Ids:
     in path order, so a new container never takes a block an existing one holds; of two that
     overlap, the later path moves. Then new (and moved) containers get the first free blocks.
     """
+    if not inputs.pin_ids:
+        return _Ids({}, {})
     project = inputs.policy.lxd.project
     observed = _by_name(inputs.observed)
     names = [i.request.name for i in sorted(containers, key=lambda i: i.path)]
@@ -493,6 +498,24 @@ def _allocate_ids(inputs: Inputs, containers: Sequence[Loaded]) -> _Ids:
     return _Ids(blocks, moved)
 
 
+def _shared_blocks(inputs: Inputs) -> list[Drift]:
+    """Where ssp may not move blocks (a restricted project): overlaps are said, for an admin."""
+    project = inputs.policy.lxd.project
+    out = []
+    for o in idranges.overlaps(inputs.id_maps):
+        for mine, other in ((o.first, o.second), (o.second, o.first)):
+            if mine.project == project:
+                out.append(
+                    Drift(
+                        mine.name,
+                        f"shares host IDs with {other.label} (around {o.range}); LXD chose "
+                        "them and this project forbids moving them: see `ssp doctor`",
+                    )
+                )
+                break
+    return out
+
+
 def _half_made(inst: Instance) -> bool:
     return inst.managed and inst.config.get(state.STATE) == "creating"
 
@@ -520,14 +543,16 @@ def make_plan(inputs: Inputs) -> Plan:
                 Refuse(req.name, item.path, "no free port left in the policy's ssh.ports range")
             )
             continue
-        if req.name not in ids.blocks:
+        if inputs.pin_ids and req.name not in ids.blocks:
             actions.append(Refuse(req.name, item.path, NO_IDS))
             continue
         want = specs.container_spec(
             req,
             item.path,
             inputs.policy,
-            specs.Placement(gpus.get(req.name, ()), ssh_port, rdp_port, ids=ids.blocks[req.name]),
+            specs.Placement(
+                gpus.get(req.name, ()), ssh_port, rdp_port, ids=ids.blocks.get(req.name)
+            ),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
         if req.name in gpu_conflicts:
@@ -550,6 +575,8 @@ def make_plan(inputs: Inputs) -> Plan:
     # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create
     # after it attaches; the other way round both would hold it for a while.
     actions.sort(key=lambda a: 0 if isinstance(a, Update) else 1)
+    if not inputs.pin_ids:
+        drift += _shared_blocks(inputs)
     actions += _retirements(inputs, wanted)
     actions += _accounts(inputs)
     return Plan(tuple(actions), tuple(drift), inputs.sha)

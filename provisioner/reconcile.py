@@ -78,6 +78,7 @@ def plan_for(
     busy_ports: frozenset[int],
     gpu_refusal: str | None,
     id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
 ) -> Plan:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
@@ -96,6 +97,7 @@ def plan_for(
             skipped=validation.invalid_paths,
             id_spans=id_spans,
             id_maps=observed.id_maps,
+            pin_ids=pin_ids,
         )
     )
 
@@ -110,6 +112,7 @@ def run_pass(
     busy_ports: frozenset[int] = frozenset(),
     gpu_refusal: str | None = None,
     id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
     dry_run: bool = False,
     log: Callable[[str], None] = lambda _l: None,
     ipv4_timeout_s: float = 60.0,
@@ -126,6 +129,7 @@ def run_pass(
         busy_ports=busy_ports,
         gpu_refusal=gpu_refusal,
         id_spans=id_spans,
+        pin_ids=pin_ids,
     )
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
     result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)

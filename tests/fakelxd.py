@@ -49,6 +49,7 @@ import yaml
 
 from provisioner import idranges
 from provisioner.errors import LxdError
+from provisioner.host import Project
 from provisioner.idranges import IdMapUse
 from provisioner.state import Devices, ExecResult, Instance
 from provisioner.tree import Tree
@@ -78,6 +79,8 @@ CONFIG_PREFIXES = (
     "cloud-init.",
 )
 LXD_OWN = ("volatile.", "image.")
+# Keys a restricted project refuses under restricted.containers.lowlevel=block (some of them).
+LOW_LEVEL = frozenset({"security.idmap.base", "security.idmap.size", "raw.lxc", "raw.seccomp"})
 _PCI = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _SCHEDULES = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@startup"}
 
@@ -192,6 +195,11 @@ class FakeDaemon:
     lost_output: dict[tuple[str, str], int] = field(default_factory=dict)
     # root's map when /etc/subuid gives none (LXD's default): non-isolated instances share it
     id_default: tuple[int, int] = (1_000_000, 1_000_000_000)
+    # Blocks the next isolated instances get whatever else holds them: what LXD 5.0.2 did to
+    # creates sent at once (it gave two the same block). One base per create, in order.
+    forced_blocks: list[int] = field(default_factory=list)
+    # Projects that, like ssp's restricted one, refuse low-level keys (security.idmap.base...)
+    low_level_blocked: set[str] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
     create_gate: threading.Barrier | None = None
 
@@ -216,7 +224,9 @@ class FakeDaemon:
             config["volatile.idmap.next"] = _idmap_json(start, count)
             return
         size = int(config.get("security.idmap.size", "65536"))
-        if config.get("security.idmap.base"):
+        if self.forced_blocks and int(config.get("volatile.idmap.base", "0")) == 0:
+            base = self.forced_blocks.pop(0)
+        elif config.get("security.idmap.base"):
             base = int(config["security.idmap.base"])
         elif int(config.get("volatile.idmap.base", "0")) > 0:
             base = int(config["volatile.idmap.base"])
@@ -338,6 +348,12 @@ class FakeLxd:
     def view(self, project: str) -> FakeLxd:
         return FakeLxd(project, self.daemon)
 
+    def read_project(self) -> Project | None:
+        """What `ssp apply` reads to know whether it may choose host ID blocks here."""
+        if self.project in self.daemon.low_level_blocked:
+            return Project(self.project, "", {"restricted": "true"})
+        return Project(self.project, "", {})
+
     def servers(self, instance: str) -> FakeLxd:
         """The `servers` callable apply takes: the view of the project holding `instance`."""
         for project, records in sorted(self.daemon.projects.items()):
@@ -402,10 +418,18 @@ class FakeLxd:
         devices.update(copy.deepcopy(record.devices))
         return devices
 
-    def _check(self, config: Mapping[str, str], devices: Devices) -> None:
-        """LXD's validation of config keys and device options (what the fake can know)."""
+    def _check(self, config: Mapping[str, str], devices: Devices, copy: bool = False) -> None:
+        """LXD's validation of config keys and device options (what the fake can know).
+
+        A restricted project's low-level rule is not checked on a copy: LXD 5.0.2 does not.
+        """
         for key, value in config.items():
             _check_key(key, value)
+            if not copy and self.project in self.daemon.low_level_blocked and key in LOW_LEVEL:
+                raise _err(
+                    f'Failed checking if instance update allowed: Use of low-level config "{key}" '
+                    f'on container of project "{self.project}" is forbidden'
+                )
         for dev, options in devices.items():
             self._check_device(dev, options)
 
@@ -536,7 +560,7 @@ class FakeLxd:
             merged_config.update(config)
             merged_devices = copy.deepcopy(origin.devices)
             merged_devices.update({k: dict(v) for k, v in devices.items()})
-            self._check(merged_config, merged_devices)
+            self._check(merged_config, merged_devices, copy=source.get("type") == "copy")
             if not profiles and "root" not in merged_devices:
                 raise _err(
                     "Failed creating instance record: Failed initialising instance: Failed getting "

@@ -390,4 +390,5 @@ def test_instances_sharing_host_ids_are_a_problem_with_the_fix() -> None:
     assert check.status is Status.PROBLEM
     assert "lab2/b and ssp/c share host IDs (around 231072-296607)" in check.detail
     assert "ssp/far maps host IDs 90000000-90065535 outside root's usable range" in check.detail
-    assert "run `ssp apply`" in check.fix and "security.idmap.base" in check.fix
+    assert "`ssp apply` moves the later" in check.fix and "security.idmap.base" in check.fix
+    assert "lxc copy --project P NAME NAME-new" in check.fix  # the restricted project

@@ -16,6 +16,7 @@ from typing import Any
 from provisioner import gitfiles, subids
 from provisioner.errors import UsageError
 from provisioner.escape import log_line
+from provisioner.host import forbids_low_level
 from provisioner.idranges import IdRange
 from provisioner.models import ContainerRequest, Policy
 from provisioner.problems import Problem
@@ -90,6 +91,12 @@ def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[s
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where containers' host ID blocks may go: root's ranges in /etc/subuid and /etc/subgid."""
     return subids.id_spans(subids.read(subids.SUBUID), subids.read(subids.SUBGID))
+
+
+def ids_pinnable(lxd: LxdApi) -> bool:
+    """Whether ssp may choose host ID blocks in the policy's project: not where the project
+    forbids low-level keys (ssp's own restricted project); LXD chooses there."""
+    return not forbids_low_level(lxd.read_project())  # type: ignore[attr-defined]
 
 
 def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:

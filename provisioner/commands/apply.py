@@ -23,6 +23,7 @@ from provisioner.commands import (
     clock,
     connect,
     host_id_spans,
+    ids_pinnable,
     load_main,
     print_blocking,
 )
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             busy_ports=listening_ports(),
             gpu_refusal=refusal,
             id_spans=host_id_spans(),
+            pin_ids=ids_pinnable(lxd),
             dry_run=args.dry_run,
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),

@@ -15,6 +15,7 @@ from provisioner.commands import (
     connect,
     gpu_gate,
     host_id_spans,
+    ids_pinnable,
     load_main,
     print_blocking,
 )
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         busy_ports=listening_ports(),
         gpu_refusal=gpu_gate(validation, env),
         id_spans=host_id_spans(),
+        pin_ids=ids_pinnable(lxd),
     )
     rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
     drift = [{"name": d.name, "message": d.message} for d in plan.drift]

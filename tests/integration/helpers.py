@@ -26,6 +26,7 @@ import yaml
 
 from provisioner import gitfiles, subids
 from provisioner.apply import DEFAULT_JOBS
+from provisioner.host import forbids_low_level
 from provisioner.hostports import listening_ports
 from provisioner.idranges import IdRange
 from provisioner.lxd import Lxd
@@ -266,6 +267,7 @@ def apply_pass(
         busy_ports=listening_ports() if busy_ports is None else busy_ports,
         gpu_refusal=gpu_refusal,
         id_spans=host_id_spans(),
+        pin_ids=not forbids_low_level(adapters.main.read_project()),
         ipv4_timeout_s=30,
         jobs=jobs,
     )

@@ -27,6 +27,7 @@ from helpers import ENV, CliResult, keypair, run_cli
 
 from provisioner.commands import host as host_command
 from provisioner.errors import LxdError
+from provisioner.idranges import overlaps
 from provisioner.lxd import Lxd
 
 from .conftest import purge_project
@@ -162,6 +163,11 @@ def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
     made = lxd.instance(name("alice"))
     assert made.config["raw.idmap"] == "both 1001 1001"
     assert made.running
+    # The project forbids security.idmap.base (a low-level key): LXD chose the block, and
+    # apply checked it against every instance on the host.
+    assert "security.idmap.base" not in made.config
+    mine = [o for o in overlaps(lxd.id_maps()) if name("alice") in (o.first.name, o.second.name)]
+    assert mine == [], [o.describe() for o in mine]
     wrote = lxd.execute(name("alice"), ["su", "alice", "-c", "touch /home/user/share/from-alice"])
     assert wrote.exit_code == 0, wrote.stderr
     assert (repo.parent / "share" / "from-alice").stat().st_uid == 1001
