@@ -7,8 +7,9 @@ choose the blocks, each run the same way on the same daemon, taking turns:
 
 - ssp: ssp chooses every block (`security.idmap.base`/`size`), clear of all instances.
 - lxd: the choice left to LXD (ssp before this change): the keys are dropped from the spec.
-- lxd-serial: LXD chooses, but the create request that makes it choose is sent one at a
-  time (a lock around the adapter's `create`): the other fix the issue proposed.
+- lxd-serial: LXD chooses, and apply makes the containers one at a time through the steps
+  in which LXD chooses, then checks each block (what ssp does in its restricted project,
+  which forbids `security.idmap.base`): the other fix the issue proposed.
 
 Prints each run (seconds for the pass, distinct blocks of 6, overlapping pairs) and a
 summary per way: runs with a shared block, and the median pass time relative to ssp.
@@ -27,9 +28,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,17 +42,17 @@ from integration.helpers import Adapters, LabRepo, apply_pass, lxc  # noqa: E402
 
 from provisioner import idranges  # noqa: E402
 from provisioner import spec as specs  # noqa: E402
-from provisioner.lxd import Lxd, socket_path  # noqa: E402
+from provisioner.apply import Applier  # noqa: E402
+from provisioner.lxd import socket_path  # noqa: E402
 
 OWNERS = ("carol", "carol", "carol", "carol", "alice", "alice")  # the sample quotas allow it
 
 
 @contextmanager
-def lxd_chooses(serial: bool) -> Iterator[None]:
-    """Leave the block to LXD (no security.idmap.* in the spec); optionally one create at a time."""
+def lxd_chooses() -> Iterator[None]:
+    """Leave the block to LXD as ssp did before: no security.idmap.* in the spec, and new
+    containers made at once with no check."""
     real_spec: Callable[..., specs.Spec] = specs.container_spec
-    real_create = Lxd.create
-    lock = threading.Lock()
 
     def spec_without_ids(*args: Any, **kwargs: Any) -> specs.Spec:
         made = real_spec(*args, **kwargs)
@@ -60,18 +60,19 @@ def lxd_chooses(serial: bool) -> Iterator[None]:
         config.pop(idranges.SIZE_KEY, None)
         return dataclasses.replace(made, config=config)
 
-    def create_one_at_a_time(self: Lxd, *args: Any, **kwargs: Any) -> None:
-        with lock:
-            real_create(self, *args, **kwargs)
+    def make_at_once(
+        self: Applier, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]
+    ) -> None:
+        self._make(spec, labels, config)  # no lock, no check: as before
 
+    real_make = Applier._make_in_lxds_block
     specs.container_spec = spec_without_ids  # type: ignore[assignment]
-    if serial:
-        Lxd.create = create_one_at_a_time  # type: ignore[method-assign]
+    Applier._make_in_lxds_block = make_at_once  # type: ignore[method-assign]
     try:
         yield
     finally:
         specs.container_spec = real_spec  # type: ignore[assignment]
-        Lxd.create = real_create  # type: ignore[method-assign]
+        Applier._make_in_lxds_block = real_make  # type: ignore[method-assign]
 
 
 def one_run(way: str, image: str, socket: str, root: Path) -> tuple[float, int, int]:
@@ -86,10 +87,10 @@ def one_run(way: str, image: str, socket: str, root: Path) -> tuple[float, int, 
             for n, o in zip(names, OWNERS, strict=True)
         ]
         adapters = Adapters.make(project, socket)
-        chooser = lxd_chooses(way == "lxd-serial") if way != "ssp" else _nothing()
+        chooser = lxd_chooses() if way == "lxd" else _nothing()
         with chooser:
             start = time.perf_counter()
-            done = apply_pass(lab, adapters, *requests, jobs=4)
+            done = apply_pass(lab, adapters, *requests, jobs=4, pin_ids=way == "ssp")
             took = time.perf_counter() - start
         failed = [o.message for o in done.result.outcomes if not o.ok]
         if failed:

@@ -256,8 +256,12 @@ def apply_pass(
     gpu_refusal: str | None = None,
     busy_ports: frozenset[int] | None = None,
     jobs: int = DEFAULT_JOBS,
+    pin_ids: bool | None = None,
 ) -> Pass:
-    """One reconcile pass of `requests` on the real daemon, with the host's busy ports."""
+    """One reconcile pass of `requests` on the real daemon, with the host's busy ports; host
+    ID blocks chosen by ssp unless the project forbids it (or `pin_ids` says otherwise)."""
+    if pin_ids is None:
+        pin_ids = not forbids_low_level(adapters.main.read_project())
     return run_pass(
         lab.validation(*requests),
         adapters.main,
@@ -267,7 +271,7 @@ def apply_pass(
         busy_ports=listening_ports() if busy_ports is None else busy_ports,
         gpu_refusal=gpu_refusal,
         id_spans=host_id_spans(),
-        pin_ids=not forbids_low_level(adapters.main.read_project()),
+        pin_ids=pin_ids,
         ipv4_timeout_s=30,
         jobs=jobs,
     )
