@@ -1,0 +1,48 @@
+"""Fixtures of the fault suite: the integration fixtures (a throwaway LXD project per test,
+the lab checkout, the adapters), an estate worth losing, and the record of each run.
+
+`estate` is what a fault must never cost: a running container with a file in the share and
+one in root's home, a snapshot its owner took, and a retired container with its snapshot.
+`record` writes what the user saw and how long convergence took to a JSON-lines file
+(SSP_FAULTS_LOG, else the test's tmp dir): tests/faults/README.md is filled from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faults.helpers import Estate, make_estate
+from integration.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
+    adapters,
+    lab,
+    lxd,
+    lxd_project,
+    lxd_socket,
+    suffix,
+    unique,
+)
+from integration.helpers import Adapters, LabRepo
+
+
+@pytest.fixture
+def estate(lab: LabRepo, adapters: Adapters, suffix: str) -> Estate:
+    return make_estate(lab, adapters, suffix)
+
+
+@pytest.fixture
+def record(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., None]:
+    """record(fault=..., seen=..., exit=..., converge_s=...): one line of the figures."""
+    target = Path(os.environ.get("SSP_FAULTS_LOG") or tmp_path / "faults.jsonl")
+
+    def write(**fields: Any) -> None:
+        fields = {"test": request.node.name, **fields}
+        with target.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(fields) + "\n")
+
+    return write
