@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from provisioner import spec as specs
-from provisioner import state
+from provisioner import state, subids
 from provisioner.errors import LxdError
 from provisioner.hostports import listening_ports
 from provisioner.identity import HOST_KEY, OLD_HOST_KEYS, new_identity
@@ -472,6 +472,18 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
                 f"GPU {gpu.index} ({gpu.model}, PCI {gpu.pci}) is not present on the host, so "
                 f"{spec.name} cannot start with it; compare `ssp gpus` with config/hosts.yaml "
                 f"(LXD: {text})"
+            )
+    if "raw.idmap" in spec.config and "forkstart" in text:
+        # LXD saves a raw.idmap of any UID, then fails to start with only "forkstart: exit
+        # status 1" when root may not map it: name the UID and the fix.
+        files = (subids.SUBUID, subids.SUBGID)
+        missing = [p for p in files if subids.undelegated(subids.parse(subids.read(p)), [spec.uid])]
+        if missing:
+            return LxdError(
+                f"{spec.owner}'s UID {spec.uid} (mapped into {spec.name} for the share) is not "
+                f"delegated to root in {' and '.join(map(str, missing))}, so LXD cannot start "
+                f"it; run `ssp host init` (which adds it), then restart LXD, which reads those "
+                f"files only when it starts (LXD: {text})"
             )
     ports = [p for p in (spec.ssh_port, spec.rdp_port) if p is not None]
     if "address already in use" in text:
