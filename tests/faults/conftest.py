@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from faults.helpers import Estate, make_estate
 from integration.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
     adapters,
     lab,
@@ -29,9 +27,11 @@ from integration.conftest import (  # noqa: F401  (fixtures, re-exported for thi
 )
 from integration.helpers import Adapters, LabRepo
 
+from faults.helpers import Estate, make_estate
+
 
 @pytest.fixture
-def estate(lab: LabRepo, adapters: Adapters, suffix: str) -> Estate:
+def estate(lab: LabRepo, adapters: Adapters, suffix: str) -> Estate:  # noqa: F811
     return make_estate(lab, adapters, suffix)
 
 

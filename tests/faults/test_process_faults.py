@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from integration.helpers import eventually, lxc_query
 
 from faults.helpers import (
     Estate,
@@ -24,7 +25,6 @@ from faults.helpers import (
     start_apply,
     status_of,
 )
-from integration.helpers import eventually, lxc_query
 from provisioner.hostlock import host_lock
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
