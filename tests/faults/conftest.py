@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from integration.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
     adapters,
-    lab,
     lxd,
     lxd_project,
     lxd_socket,
@@ -28,6 +27,16 @@ from integration.conftest import (  # noqa: F401  (fixtures, re-exported for thi
 from integration.helpers import Adapters, LabRepo
 
 from faults.helpers import Estate, make_estate
+
+
+# Ports of their own: other suites forward ports from 40000 up on the same host.
+FAULTS_PORTS = (41000, 41999)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
+    """A lab checkout whose policy points at the test's project."""
+    return LabRepo.make(tmp_path, lxd_project, suffix, window=FAULTS_PORTS)
 
 
 @pytest.fixture

@@ -62,10 +62,13 @@ class Run:
 
 
 def ssp_apply(lab: LabRepo, socket: str, *options: str, env: dict[str, str] | None = None) -> Run:
-    """`ssp apply --no-comment` in a process of its own; its status, output and duration."""
+    """`ssp apply` in a process of its own; its status, output and duration.
+
+    Without `env` it does not comment (--no-comment); with it, the environment decides.
+    """
     began = time.monotonic()
     done = subprocess.run(
-        ssp_argv(lab, "--no-comment", *options),
+        ssp_argv(lab, *([] if env else ["--no-comment"]), *options),
         env=env or ssp_env(lab, socket),
         capture_output=True,
         text=True,

@@ -20,6 +20,7 @@ import yaml
 from integration.conftest import purge_instances
 from integration.helpers import UIDS, Adapters, LabRepo, in_instance, lxc, lxc_query
 
+from faults.conftest import FAULTS_PORTS
 from faults.helpers import (
     Estate,
     config_of,
@@ -155,7 +156,7 @@ def test_a_full_pool_fails_the_new_container_and_keeps_the_rest(
     from faults.helpers import make_estate  # noqa: PLC0415
 
     pool, mount = small_pool
-    lab = LabRepo.make(tmp_path, lxd_project, suffix)
+    lab = LabRepo.make(tmp_path, lxd_project, suffix, window=FAULTS_PORTS)
     lab.pool = pool
     estate = make_estate(lab, Adapters.make(lxd_project, lxd_socket), suffix)
     new = f"alice-f-{suffix}"
@@ -338,7 +339,7 @@ def test_an_account_waits_for_the_shared_server_and_keeps_homes(
 ) -> None:
     from integration.test_ssh_login import make_shared_server  # noqa: PLC0415
 
-    lab = LabRepo.make(tmp_path, lxd_project, suffix, shared_ssh=True)
+    lab = LabRepo.make(tmp_path, lxd_project, suffix, shared_ssh=True, window=FAULTS_PORTS)
     make_shared_server(lab)
     server, project = lab.shared_server, lxd_project
     first = lab.account("bob-nb")
