@@ -28,13 +28,12 @@ from integration.helpers import Adapters, LabRepo
 
 from faults.helpers import Estate, make_estate
 
-
 # Ports of their own: other suites forward ports from 40000 up on the same host.
 FAULTS_PORTS = (41000, 41999)
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:
+def lab(tmp_path: Path, lxd_project: str, suffix: str) -> LabRepo:  # noqa: F811
     """A lab checkout whose policy points at the test's project."""
     return LabRepo.make(tmp_path, lxd_project, suffix, window=FAULTS_PORTS)
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
+from integration.helpers import LabRepo
 
 from faults.helpers import managed, ssp_apply, ssp_env, status_of
-from integration.helpers import LabRepo
 from provisioner.comments import MARKER
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
