@@ -39,15 +39,9 @@ def test_an_apply_killed_between_create_and_ready_is_finished_by_the_next(
 
     proc = start_apply(lab, lxd_socket, "--jobs", "1")
     try:
-        # Killed once LXD holds the instance, labelled `creating`, and before it is `ready`.
-        half_made = eventually(
-            lambda: (
-                config_of(project, name).get("user.ssp.state") == "creating"
-                and config_of(project, name)
-            ),
-            timeout_s=60,
-            every_s=0.05,
-        )
+        # Killed once LXD holds the instance with ssp's config (its port and host ID block
+        # given), labelled `creating`, before it is `ready`.
+        half_made = eventually(lambda: given(project, name), timeout_s=60, every_s=0.05)
         devices = lxc_query(f"/1.0/instances/{name}", project)["devices"]
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -56,7 +50,7 @@ def test_an_apply_killed_between_create_and_ready_is_finished_by_the_next(
     assert proc.returncode == -signal.SIGKILL
     assert half_made, "the apply never got as far as creating the instance"
     assert config_of(project, name)["user.ssp.state"] == "creating"
-    held = devices["ssh"]["listen"] if "ssh" in devices else None
+    held = devices["ssh"]["listen"]
 
     converged = ssp_apply(lab, lxd_socket)
 
@@ -68,14 +62,13 @@ def test_an_apply_killed_between_create_and_ready_is_finished_by_the_next(
     assert status_of(project, name) == "Running"
     # Its port and host ID block are the ones the killed run had picked: nothing leaked.
     listen = lxc_query(f"/1.0/instances/{name}", project)["devices"]["ssh"]["listen"]
-    assert held in (None, listen), (held, listen)
+    assert held == listen
     others = {
         lxc_query(f"/1.0/instances/{n}", project)["devices"]["ssh"]["listen"]
         for n in (estate.keep, estate.old)
     }
     assert listen not in others
-    if "security.idmap.base" in half_made:
-        assert config["security.idmap.base"] == half_made["security.idmap.base"]
+    assert config["security.idmap.base"] == half_made["security.idmap.base"]
     assert managed(project) == sorted([estate.keep, estate.old, name])
     estate.intact()
     again = ssp_apply(lab, lxd_socket)
@@ -87,6 +80,14 @@ def test_an_apply_killed_between_create_and_ready_is_finished_by_the_next(
         exit=converged.code,
         converge_s=round(converged.seconds, 1),
     )
+
+
+def given(project: str, name: str) -> dict[str, str] | None:
+    """The instance's config once ssp has given it its port and host IDs, still `creating`."""
+    found = lxc_query(f"/1.0/instances/{name}", project)
+    config = dict(found["config"])
+    done = "ssh" in found["devices"] and "security.idmap.base" in config
+    return config if done and config.get("user.ssp.state") == "creating" else None
 
 
 def test_two_applies_at_once_one_waits_for_the_other(
