@@ -357,6 +357,13 @@ class Applier:
         acc = action.account
         if action.verb == "keep":
             return self._account_outcome(acc, "unchanged", action.ipv4)
+        try:
+            return self._change_account(action)
+        except LxdError as e:
+            raise _server_explained(self.policy, action, e) from e
+
+    def _change_account(self, action: AccountAction) -> Outcome:
+        acc = action.account
         api = self.servers(acc.instance)
         name, login = acc.instance, acc.name
         if action.verb == "lock":
@@ -501,6 +508,29 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
         f"port {taken[0]} is already taken on the host by another program, so "
         f"{spec.name} cannot forward it (LXD: {text})"
     )
+
+
+def _server_explained(policy: Policy, action: AccountAction, error: LxdError) -> LxdError:
+    """A shared server found stopped or missing, said as such (not as a failed command)."""
+    acc, text = action.account, str(error)
+    where = (
+        f"the shared server {acc.instance} ({acc.server}, LXD project "
+        f"{policy.shared_servers[acc.server].project})"
+    )
+    done = {"create": "made", "lock": "locked"}.get(action.verb, "changed")
+    if "Instance is not running" in text:
+        project = policy.shared_servers[acc.server].project
+        then = "makes it" if action.verb == "create" else "does it"
+        return LxdError(
+            f"{where} is stopped, so account {acc.name} cannot be {done}; start it "
+            f"(`lxc start {acc.instance} --project {project}`) and the next apply {then}"
+        )
+    if "Instance not found" in text:
+        return LxdError(
+            f"{where} does not exist, so account {acc.name} cannot be {done}; restore it, or "
+            f"correct shared_servers.{acc.server} in config/policy.yaml"
+        )
+    return error
 
 
 def _failed(action: Action, error: Exception) -> Outcome:

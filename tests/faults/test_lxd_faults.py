@@ -355,14 +355,24 @@ def test_an_account_waits_for_the_shared_server_and_keeps_homes(
     stopped = ssp_apply(lab, lxd_socket)
     assert stopped.code == 1, stopped
     seen_stopped = stopped.line("carol-nb")
-    assert seen_stopped.startswith("failed") and server in seen_stopped, stopped.out
+    assert seen_stopped.startswith("failed"), stopped.out
+    assert (
+        f"the shared server {server} (common, LXD project {project}) is stopped, so account "
+        f"carol-nb cannot be made; start it (`lxc start {server} --project {project}`) and "
+        "the next apply makes it"
+    ) in seen_stopped, seen_stopped
 
     # ... and missing altogether (renamed away by the admin).
     lxc("rename", "--project", project, server, f"{server}-away")
     missing = ssp_apply(lab, lxd_socket)
     assert missing.code == 1, missing
     seen_missing = missing.line("carol-nb")
-    assert seen_missing.startswith(("failed", "refused")) and server in seen_missing, missing.out
+    assert seen_missing.startswith("failed"), missing.out
+    assert (
+        f"the shared server {server} (common, LXD project {project}) does not exist, so "
+        "account carol-nb cannot be made; restore it, or correct shared_servers.common in "
+        "config/policy.yaml"
+    ) in seen_missing, seen_missing
 
     lxc("rename", "--project", project, f"{server}-away", server)
     lxc("start", "--project", project, server)
@@ -375,7 +385,7 @@ def test_an_account_waits_for_the_shared_server_and_keeps_homes(
     assert passwd.startswith("carol-nb:")
     record(
         fault="Common-Server stopped / missing for an account",
-        seen=f"exit 1; {seen_stopped[:160]}… / {seen_missing[:160]}…",
+        seen=f"exit 1; {seen_stopped[:200]}… / {seen_missing[:200]}…",
         exit=stopped.code,
         converge_s=round(converged.seconds, 1),
     )
