@@ -151,7 +151,10 @@ class Applier:
             state.STATE: "creating",
             "security.protection.delete": "false",
         }
-        self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        try:
+            self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        except LxdError as e:
+            raise _source_explained(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.
         config = self._config(spec, {}, "creating")
         self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
@@ -508,6 +511,20 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
         f"port {taken[0]} is already taken on the host by another program, so "
         f"{spec.name} cannot forward it (LXD: {text})"
     )
+
+
+def _source_explained(spec: specs.Spec, error: LxdError) -> LxdError:
+    """A clone whose base or snapshot is gone, said in the policy's terms."""
+    source = spec.source
+    if source.get("type") == "copy" and (
+        "Instance not found" in str(error) or "InstanceSnapshot not found" in str(error)
+    ):
+        return LxdError(
+            f"image {spec.image} is cloned from {source['source']} (LXD project "
+            f"{source.get('project', 'default')}), which does not exist; restore that snapshot "
+            f"or correct images.{spec.image} in config/policy.yaml (LXD: {error})"
+        )
+    return error
 
 
 def _server_explained(policy: Policy, action: AccountAction, error: LxdError) -> LxdError:

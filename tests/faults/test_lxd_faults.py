@@ -222,7 +222,12 @@ def test_a_missing_clone_source_or_snapshot_is_reported_and_nothing_half_made(
     no_snapshot = ssp_apply(lab, lxd_socket)
     assert no_snapshot.code == 1, no_snapshot
     seen_snapshot = no_snapshot.line(new)
-    assert seen_snapshot.startswith("failed") and f"{test_base}/golden" in seen_snapshot
+    assert seen_snapshot.startswith("failed"), no_snapshot.out
+    gone = (
+        f"image testbase is cloned from {test_base}/golden (LXD project default), which does "
+        "not exist; restore that snapshot or correct images.testbase in config/policy.yaml"
+    )
+    assert gone in seen_snapshot, seen_snapshot
     assert no_snapshot.line(made).startswith("unchanged")
     assert new not in managed(project)
 
@@ -231,7 +236,7 @@ def test_a_missing_clone_source_or_snapshot_is_reported_and_nothing_half_made(
     no_base = ssp_apply(lab, lxd_socket)
     assert no_base.code == 1
     seen_base = no_base.line(new)
-    assert seen_base.startswith("failed") and test_base in seen_base
+    assert seen_base.startswith("failed") and gone in seen_base, seen_base
     assert status_of(project, made) == "Running"
 
     # The admin makes the base again: converges.
