@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,12 +34,22 @@ from provisioner import subids
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 
-def listen_on(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen()
-    return sock
+def listen_on(port: int, timeout_s: float = 15) -> socket.socket:
+    """A socket listening on 127.0.0.1:port, once LXD's proxy for a stopped container lets
+    go of it (its helper process may outlive the stop by a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def ssh_listen(project: str, name: str) -> str:
