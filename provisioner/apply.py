@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
-from provisioner import idranges, state
+from provisioner import idranges, state, subids
 from provisioner import spec as specs
 from provisioner.errors import LxdError
 from provisioner.hostports import listening_ports
@@ -175,7 +175,10 @@ class Applier:
         return container_outcome(spec, "created", ipv4)
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
-        self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        try:
+            self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+        except LxdError as e:
+            raise _source_explained(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.
         self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
 
@@ -403,6 +406,13 @@ class Applier:
         acc = action.account
         if action.verb == "keep":
             return self._account_outcome(acc, "unchanged", action.ipv4)
+        try:
+            return self._change_account(action)
+        except LxdError as e:
+            raise _server_explained(self.policy, action, e) from e
+
+    def _change_account(self, action: AccountAction) -> Outcome:
+        acc = action.account
         api = self.servers(acc.instance)
         name, login = acc.instance, acc.name
         if action.verb == "lock":
@@ -519,6 +529,18 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
                 f"{spec.name} cannot start with it; compare `ssp gpus` with config/hosts.yaml "
                 f"(LXD: {text})"
             )
+    if "raw.idmap" in spec.config and "forkstart" in text:
+        # LXD saves a raw.idmap of any UID, then fails to start with only "forkstart: exit
+        # status 1" when root may not map it: name the UID and the fix.
+        files = (subids.SUBUID, subids.SUBGID)
+        missing = [p for p in files if subids.undelegated(subids.parse(subids.read(p)), [spec.uid])]
+        if missing:
+            return LxdError(
+                f"{spec.owner}'s UID {spec.uid} (mapped into {spec.name} for the share) is not "
+                f"delegated to root in {' and '.join(map(str, missing))}, so LXD cannot start "
+                f"it; run `ssp host init` (which adds it), then restart LXD, which reads those "
+                f"files only when it starts (LXD: {text})"
+            )
     ports = [p for p in (spec.ssh_port, spec.rdp_port) if p is not None]
     if "address already in use" in text:
         taken = [p for p in ports if f":{p}:" in text]
@@ -535,6 +557,43 @@ def _explained(spec: specs.Spec, error: LxdError) -> LxdError:
         f"port {taken[0]} is already taken on the host by another program, so "
         f"{spec.name} cannot forward it (LXD: {text})"
     )
+
+
+def _source_explained(spec: specs.Spec, error: LxdError) -> LxdError:
+    """A clone whose base or snapshot is gone, said in the policy's terms."""
+    source = spec.source
+    if source.get("type") == "copy" and (
+        "Instance not found" in str(error) or "InstanceSnapshot not found" in str(error)
+    ):
+        return LxdError(
+            f"image {spec.image} is cloned from {source['source']} (LXD project "
+            f"{source.get('project', 'default')}), which does not exist; restore that snapshot "
+            f"or correct images.{spec.image} in config/policy.yaml (LXD: {error})"
+        )
+    return error
+
+
+def _server_explained(policy: Policy, action: AccountAction, error: LxdError) -> LxdError:
+    """A shared server found stopped or missing, said as such (not as a failed command)."""
+    acc, text = action.account, str(error)
+    where = (
+        f"the shared server {acc.instance} ({acc.server}, LXD project "
+        f"{policy.shared_servers[acc.server].project})"
+    )
+    done = {"create": "made", "lock": "locked"}.get(action.verb, "changed")
+    if "Instance is not running" in text:
+        project = policy.shared_servers[acc.server].project
+        then = "makes it" if action.verb == "create" else "does it"
+        return LxdError(
+            f"{where} is stopped, so account {acc.name} cannot be {done}; start it "
+            f"(`lxc start {acc.instance} --project {project}`) and the next apply {then}"
+        )
+    if "Instance not found" in text:
+        return LxdError(
+            f"{where} does not exist, so account {acc.name} cannot be {done}; restore it, or "
+            f"correct shared_servers.{acc.server} in config/policy.yaml"
+        )
+    return error
 
 
 def _failed(action: Action, error: Exception) -> Outcome:

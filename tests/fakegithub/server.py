@@ -52,6 +52,7 @@ class _Fault:
     method: str | None
     after_processing: bool
     message: str | None
+    secondary: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -146,6 +147,7 @@ class FakeGitHub(GitHubState):
         method: str | None = None,
         after_processing: bool = False,
         message: str | None = None,
+        secondary: bool = False,
     ) -> None:
         """Answer the next COUNT matching requests with STATUS instead of the real answer.
 
@@ -154,7 +156,12 @@ class FakeGitHub(GitHubState):
         and `method` narrow which requests fail. `after_processing=True` carries the request
         out first and only then answers the error: a write that happened although the client
         saw it fail. A 403 without `message` is a primary rate limit, a 429 a secondary one.
+        `secondary=True` makes a 403 a secondary rate limit too, as GitHub documents it: its
+        message says so, its docs link points there, and X-RateLimit-Remaining is not 0 (only
+        `retry_after` tells how long to wait; without it GitHub asks for at least a minute).
         """
+        if secondary and status not in (403, 429):
+            raise ValueError("a secondary rate limit is a 403 or a 429")
         header = (
             None
             if retry_after is None
@@ -162,7 +169,9 @@ class FakeGitHub(GitHubState):
         )
         with self.lock:
             self._faults.append(
-                _Fault(count, status, header, path_prefix, method, after_processing, message)
+                _Fault(
+                    count, status, header, path_prefix, method, after_processing, message, secondary
+                )
             )
 
     @property
@@ -249,13 +258,17 @@ class FakeGitHub(GitHubState):
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
-        if fault.status == 403 and fault.message is None:
+        if fault.secondary or (fault.status == 429 and fault.message is None):
+            message = fault.message or (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                "try again. If you reach out to GitHub Support for help, please include the "
+                "request ID 0000:0000:0000000:0000000:00000000."
+            )
+            docs = f"{DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+        elif fault.status == 403 and fault.message is None:
             message = "API rate limit exceeded for user ID 1."
             headers |= self._rate_limit_headers(reset_in=60, remaining=0)
             docs = f"{DOCS}/overview/rate-limits-for-the-rest-api"
-        elif fault.status == 429 and fault.message is None:
-            message = "You have exceeded a secondary rate limit. Please wait a few minutes."
-            docs = f"{DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
         else:
             message = fault.message or {500: "Server Error", 502: "Bad Gateway"}.get(
                 fault.status, "Service Unavailable"

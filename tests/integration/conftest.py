@@ -46,8 +46,8 @@ def lxd_socket() -> str:
     return path
 
 
-def purge_project(socket: str, project: str) -> None:
-    """Delete every instance of `project` (unprotected, stopped first), then the project."""
+def purge_instances(socket: str, project: str) -> list[str]:
+    """Delete every instance of `project` (unprotected, stopped first); what failed."""
     client = Client(endpoint=socket, project=project)
     failures = []
     for inst in client.api.instances.get(params={"recursion": 1}).json()["metadata"]:
@@ -59,6 +59,13 @@ def purge_project(socket: str, project: str) -> None:
             _wait(client, node.delete())
         except (pylxd_errors.LXDAPIException, RuntimeError) as e:
             failures.append(f"{inst['name']}: {e}")
+    return failures
+
+
+def purge_project(socket: str, project: str) -> None:
+    """Delete every instance of `project` (unprotected, stopped first), then the project."""
+    failures = purge_instances(socket, project)
+    client = Client(endpoint=socket, project=project)
     # Profiles other than `default` must go before the project; `default` goes with it.
     for url in client.api.profiles.get().json()["metadata"]:
         name = url.rsplit("/", 1)[-1].split("?")[0]

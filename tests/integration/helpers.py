@@ -122,6 +122,8 @@ class LabRepo:
     shared_server: str
     shared_ssh_port: int | None = None
     keys: dict[str, Key] = field(default_factory=dict)
+    pool: str = "default"
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)  # added to the policy's
 
     @classmethod
     def make(
@@ -165,7 +167,8 @@ class LabRepo:
             server["ssh_port"] = self.shared_ssh_port
         policy["shared_servers"] = {"common": server}
         policy["ssh"] = {"listen": "127.0.0.1", "ports": list(self.ports), "host": ""}
-        policy["lxd"] = {"project": self.project, "profiles": ["default"], "pool": "default"}
+        policy["lxd"] = {"project": self.project, "profiles": ["default"], "pool": self.pool}
+        policy["images"].update(self.images)
         return policy
 
     def hosts(self) -> str:
