@@ -33,7 +33,7 @@ browser:
 demo: venv lxd
 	mkdir -p /home/user/share
 	lxc info Common-Server | grep -q '^Status: RUNNING' || lxc start Common-Server
-	$(BIN)/ssp validate
+	$(BIN)/ssp validate --all
 	$(BIN)/ssp host init
 	$(BIN)/ssp apply --no-comment || echo "demo: some requests were not applied on this machine (see above)"
 
@@ -43,7 +43,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/ssp schema --check
-	$(BIN)/ssp validate
+	$(BIN)/ssp validate --all
 	shellcheck runner/*.sh
 
 # The hashed lock the GPU host installs from (apply.yml, maintenance.yml): the runtime

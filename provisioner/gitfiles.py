@@ -358,3 +358,62 @@ def ages(repo: Path, rev: str = "HEAD") -> dict[str, int]:
             if path:
                 found.setdefault(path, len(commits) - i)
     return found
+
+
+def worktree_commit(repo: Path) -> str:
+    """A commit of the working tree as it is now (tracked and untracked files git does not
+    ignore), on top of HEAD, made in a throwaway index: nothing is staged or committed on any
+    branch. `ssp validate` judges a member's uncommitted change with it as a PR would be."""
+    with tempfile.TemporaryDirectory(prefix="ssp-index-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+
+        def git(*args: str) -> bytes:
+            done = subprocess.run(
+                ["git", "-C", str(repo), *args], env=env, capture_output=True, check=False
+            )
+            if done.returncode != 0:
+                message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise UsageError(f"git {args[0]}: {message[-1] if message else 'failed'}")
+            return done.stdout
+
+        git("read-tree", "HEAD")
+        git("add", "--all", "--", *[r for r in ROOTS if (repo / r).exists()])
+        tree = git("write-tree").decode().strip()
+        identity = ["-c", "user.name=ssp", "-c", "user.email=ssp@localhost"]
+        return (
+            git(*identity, "commit-tree", tree, "-p", "HEAD", "-m", "working tree").decode().strip()
+        )
+
+
+def ref_exists(repo: Path, ref: str) -> bool:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def branch_name(repo: Path, ref: str) -> str:
+    """`origin/HEAD` → `origin/main`: the branch a symbolic ref points at (else `ref`)."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--abbrev-ref", ref], capture_output=True, check=False
+    )
+    name = done.stdout.decode("utf-8", "replace").strip()
+    return name if done.returncode == 0 and name and name != "HEAD" else ref
+
+
+def config_value(repo: Path, key: str) -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "config", "--get", key], capture_output=True, check=False
+    )
+    value = done.stdout.decode("utf-8", "replace").strip()
+    return value if done.returncode == 0 and value else None
+
+
+def top_level(path: Path) -> Path | None:
+    """The root of the git checkout holding `path`, or None outside one."""
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, check=False
+    )
+    return Path(done.stdout.decode().strip()) if done.returncode == 0 else None

@@ -26,11 +26,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "validate",
         help="check request files against the schema, the policy and each other",
-        description="Check requests/. With --base, check a pull request: whether its author may "
-        "change what it touches, and any problem it causes anywhere (problems already on the "
-        "base are notes).",
+        description="Check your change as the pull request check will: in a clone, what you "
+        "changed (committed or not) is merged into origin/main and judged, with every problem "
+        "on your own file; problems already on main are notes. --all checks every request on "
+        "its own; --base checks a pull request's commits against its base (the PR check).",
+        epilog="examples:\n"
+        "  ssp validate                      # my change, as the PR check will judge it\n"
+        "  ssp validate --author alice       # ... when git does not know my GitHub login\n"
+        "  ssp validate --all                # every request on main (admins, CI)\n"
+        "  ssp validate --base origin/main --author alice   # committed work only, as in CI",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_repo_arg(parser)
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="check every request on its own, not a change (tree mode)",
+    )
     parser.add_argument("--base", metavar="REF", help="the PR's base commit or branch")
     parser.add_argument("--author", metavar="LOGIN", help="the PR author's GitHub login")
     parser.add_argument(
@@ -119,10 +131,14 @@ def _merge_problems(conflicts: Sequence[str], base: str) -> list[Problem]:
 
 
 def _check_pull(
-    args: argparse.Namespace, env: Mapping[str, str], now: datetime
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    now: datetime,
+    head_rev: str = "HEAD",
+    author: str | None = None,
 ) -> tuple[Validation, list[Change]]:
     event = _event(env)
-    author = args.author or _login(event, "pull_request", "user", "login")
+    author = author or args.author or _login(event, "pull_request", "user", "login")
     if not author:
         raise UsageError("--base needs --author LOGIN (or GITHUB_EVENT_PATH of a pull_request)")
     # The author is named in findings ("x may not change bob's request"): only a real login.
@@ -139,7 +155,7 @@ def _check_pull(
         )
     # What is judged is what merging would make, built from every merge base, and what it
     # changes on the base: a criss-cross history cannot hide a change behind one merge base.
-    merged = gitfiles.merge(args.repo, args.base, "HEAD")
+    merged = gitfiles.merge(args.repo, args.base, head_rev)
     changes = gitfiles.changes(args.repo, args.base, merged.tree)
     head = gitfiles.revision(args.repo, merged.tree)
     others: dict[str, str] = {}
@@ -150,7 +166,7 @@ def _check_pull(
     for login, why in people.items():
         others.setdefault(login, why)
     extra += _merge_problems(merged.conflicts, args.base)
-    bases = gitfiles.merge_bases(args.repo, args.base, "HEAD")
+    bases = gitfiles.merge_bases(args.repo, args.base, head_rev)
     if len(bases) > 1:
         notes += (f"the PR and the base have {len(bases)} merge bases; judged on the merge",)
     admins = frozenset(base_config.policy.admins)
@@ -167,6 +183,77 @@ def _check_pull(
     )
 
 
+# Where a clone's main is, in the order tried: the remote's default branch first.
+LOCAL_BASES = ("origin/HEAD", "origin/main", "origin/master", "upstream/main")
+
+
+def _local_base(repo: Path) -> str | None:
+    if not (repo / ".git").exists():
+        return None
+    found = next((ref for ref in LOCAL_BASES if gitfiles.ref_exists(repo, ref)), None)
+    return None if found is None else gitfiles.branch_name(repo, found)
+
+
+def _gh_login(env: Mapping[str, str]) -> str | None:
+    """The login `gh auth login` stored (~/.config/gh/hosts.yml), if any."""
+    home = env.get("GH_CONFIG_DIR") or str(Path(env.get("HOME", "~")) / ".config" / "gh")
+    try:
+        import yaml  # noqa: PLC0415
+
+        hosts = yaml.safe_load((Path(home).expanduser() / "hosts.yml").read_text("utf-8"))
+    except (OSError, ValueError, ImportError):
+        return None
+    user = hosts.get("github.com", {}).get("user") if isinstance(hosts, dict) else None
+    return user if isinstance(user, str) else None
+
+
+def _local_author(
+    args: argparse.Namespace, env: Mapping[str, str], changed: Sequence[Change]
+) -> tuple[str, str]:
+    """Who the member is, and how that was found (said in a note)."""
+    if args.author:
+        return args.author, "--author"
+    for found, how in (
+        (env.get("SSP_AUTHOR"), "SSP_AUTHOR"),
+        (gitfiles.config_value(args.repo, "github.user"), "git config github.user"),
+        (_gh_login(env), "gh's login"),
+    ):
+        if found:
+            return found, how
+    owners = sorted({c.owner_folder for c in changed if c.owner_folder})
+    if len(owners) == 1:
+        return owners[0], "the folder you changed; say --author LOGIN if you are someone else"
+    raise UsageError(
+        "who are you on GitHub? say --author LOGIN (or `git config github.user LOGIN`), "
+        "or use --all to check every request on its own"
+    )
+
+
+def _check_local(
+    args: argparse.Namespace, env: Mapping[str, str], now: datetime, base: str
+) -> tuple[Validation, list[Change]]:
+    """The member's change, committed or not, judged as its pull request will be."""
+    head = gitfiles.worktree_commit(args.repo)
+    changed = gitfiles.changes(args.repo, base, head)
+    author, how = _local_author(args, env, changed)
+    local = argparse.Namespace(**{**vars(args), "base": base, "pull": None, "pusher": None})
+    result, changes = _check_pull(local, env, now, head_rev=head, author=author)
+    note = f"judged as your pull request into {base} will be, as {author} ({how})"
+    return replace(result, notes=(note, *result.notes)), changes
+
+
+def _judge(
+    args: argparse.Namespace, env: Mapping[str, str], now: datetime
+) -> tuple[Validation, list[Change]]:
+    """A pull request (--base), the member's change (in a clone), or every request (--all)."""
+    if args.base:
+        return _check_pull(args, env, now)
+    base = None if args.all else _local_base(args.repo)
+    if base is not None:
+        return _check_local(args, env, now, base)
+    return validate_tree(gitfiles.worktree(args.repo), now), []
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     now = clock(env)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
@@ -174,10 +261,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
-    if args.base:
-        result, changes = _check_pull(args, env, now)
-    else:
-        result, changes = validate_tree(gitfiles.worktree(args.repo), now), []
+    result, changes = _judge(args, env, now)
     if fmt == "json":
         sys.stdout.write(report.to_json(result))
     elif fmt == "github":

@@ -1,0 +1,124 @@
+"""Plain `ssp validate` in a member's clone judges their change as the pull request check will.
+
+A real clone of a real "lab" repository: main holds the sample config and bob's container;
+alice edits her own folder and runs plain `ssp validate`, without committing. The verdict,
+the rule and the file each finding lands on must be the same as the PR check's
+(`ssp validate --base origin/main --author alice` on the committed change), and every
+finding lands on alice's own file, even when the clash is with bob's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import ENV, GitRepo, key, valid_request, validate
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+
+BOB = "requests/bob/bob-box.yaml"
+
+
+def clone(tmp_path: Path) -> GitRepo:
+    """The lab's repository with bob's container on main, and alice's clone of it."""
+    lab = GitRepo.create(tmp_path / "lab", {BOB: valid_request(owner="bob", gpus="1", shares="[]")})
+    subprocess.run(["git", "clone", "-q", str(lab.root), str(tmp_path / "alice")], check=True)
+    mine = GitRepo(tmp_path / "alice")
+    mine.git("config", "github.user", "alice")
+    return mine
+
+
+def write(repo: GitRepo, path: str, text: str) -> None:
+    (repo.root / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo.root / path).write_text(text, encoding="utf-8")
+
+
+def findings(out: str) -> set[tuple[str, str]]:
+    return {(p["path"], p["rule"]) for p in json.loads(out)["problems"] if p["severity"] == "error"}
+
+
+CASES = {
+    "a past expires": {
+        "requests/alice/alice-box.yaml": valid_request(expires="2026-01-31", shares="[]")
+    },
+    "a name bob has": {"requests/alice/bob-box.yaml": valid_request(name="bob-box", shares="[]")},
+    "bob's key": {
+        "requests/alice/alice-box.yaml": valid_request(ssh_keys=[key("bob")], shares="[]")
+    },
+    "over alice's quota": {
+        f"requests/alice/alice-{n}.yaml": valid_request(name=f"alice-{n}", gpus="0", shares="[]")
+        for n in ("a", "b", "c")
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_plain_validate_reports_on_the_members_own_file_as_the_pr_check_does(
+    tmp_path: Path, case: str
+) -> None:
+    repo = clone(tmp_path)
+    for path, text in CASES[case].items():
+        write(repo, path, text)
+    # Not committed: plain `ssp validate` judges the working tree as the PR would be.
+    local = validate(repo.root, "--format", "json")
+    assert local.code == 1, local.both
+    mine = findings(local.out)
+    assert mine, local.both
+    assert all(path.startswith("requests/alice/") for path, _rule in mine), mine
+    # The PR check on the same change, committed on a branch.
+    repo.branch("alice-change")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "my request")
+    pr = validate(repo.root, "--base", "origin/main", "--author", "alice", "--format", "json")
+    assert pr.code == 1
+    assert findings(pr.out) == mine
+
+
+def test_a_good_change_passes_and_says_how_it_was_judged(tmp_path: Path) -> None:
+    repo = clone(tmp_path)
+    write(repo, "requests/alice/alice-box.yaml", valid_request(shares="[]"))
+    done = validate(repo.root)
+    assert done.code == 0, done.both
+    assert "judged as your pull request into origin/main will be, as alice (git config " \
+        "github.user)" in done.both  # fmt: skip
+
+
+def test_a_problem_already_on_main_is_a_note_not_the_members_fault(tmp_path: Path) -> None:
+    repo = clone(tmp_path)
+    # main already holds a request with a past expires (it was fine when merged)
+    lab = GitRepo(tmp_path / "lab")
+    lab.commit({"requests/bob/bob-old.yaml": valid_request(
+        owner="bob", name="bob-old", expires="2026-01-31", gpus="0", shares="[]")})  # fmt: skip
+    repo.git("pull", "-q", "--ff-only")
+    write(repo, "requests/alice/alice-box.yaml", valid_request(shares="[]"))
+    done = validate(repo.root)
+    assert done.code == 0, done.both
+    assert "1 finding(s) in files this PR does not touch are not shown" in done.both
+    every = validate(repo.root, "--all")  # the admin's view: every request on its own
+    assert "requests/bob/bob-old.yaml:16:10: warning: the lease ended" in every.out
+
+
+def test_the_author_is_the_folder_changed_when_git_does_not_know_it(tmp_path: Path) -> None:
+    repo = clone(tmp_path)
+    repo.git("config", "--unset", "github.user")
+    write(repo, "requests/alice/alice-box.yaml", valid_request(shares="[]"))
+    env = {**ENV, "HOME": str(tmp_path)}  # no gh login either
+    done = validate(repo.root, env=env)
+    assert done.code == 0, done.both
+    assert "as alice (the folder you changed; say --author LOGIN" in done.both
+    # editing someone else's file: the PR check would refuse it, and so does this
+    write(repo, BOB, valid_request(owner="bob", gpus="2", shares="[]"))
+    mixed = validate(repo.root, "--author", "alice", env=env)
+    assert mixed.code == 1 and "alice may not change bob's request" in mixed.both
+
+
+def test_outside_a_clone_it_checks_every_request(tmp_path: Path) -> None:
+    repo = clone(tmp_path)
+    shutil.rmtree(repo.root / ".git")
+    write(repo, "requests/alice/alice-box.yaml", valid_request(shares="[]"))
+    done = validate(repo.root)
+    assert done.code == 0, done.both
+    assert "judged as your pull request" not in done.both
