@@ -100,6 +100,14 @@ def _perm(mode: int, uid: int, gid: int) -> dict[str, str]:
     return {"X-LXD-mode": f"{mode:04o}", "X-LXD-uid": str(uid), "X-LXD-gid": str(gid)}
 
 
+def _source_text(source: Mapping[str, str]) -> str:
+    """`image ssp-busybox`, `a copy of Common-Server/golden (project default)`: for messages."""
+    if source.get("type") == "image":
+        return f"image {source.get('alias', '?')}"
+    where = f" (project {source['project']})" if source.get("project") else ""
+    return f"a copy of {source.get('source', '?')}{where}"
+
+
 def _not_found(error: LxdError) -> bool:
     return isinstance(error.__cause__, pylxd_errors.NotFound)
 
@@ -343,7 +351,7 @@ class Lxd:
             "profiles": list(profiles),
             "description": description,
         }
-        what = f"create instance {name!r} from {dict(source)}"
+        what = f"create instance {name!r} from {_source_text(source)}"
         self._send(what, self._api.instances.post, json=body)
 
     def replace(
