@@ -47,6 +47,8 @@ PATHS = frozenset(
         "/repos/{owner}/{repo}/actions/runners",
         "/repos/{owner}/{repo}/branches/{branch}/protection",
         "/repos/{owner}/{repo}/rules/branches/{branch}",
+        # the registration token runner/ephemeral-runner.sh asks for before every job
+        "/repos/{owner}/{repo}/actions/runners/registration-token",
     }
 )
 

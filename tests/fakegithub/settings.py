@@ -1,7 +1,8 @@
 """A repository's settings as GitHub's API shows them: branch protection, the rules that apply
 to a branch (rulesets), Actions' default token permissions, fork PR approval, self-hosted
-runners. Seeded by tests (`GitHubState.settings_of(repo)`), answered as JSON the contract
-checker holds to GitHub's description.
+runners and the registration tokens handed out for them. Seeded by tests
+(`GitHubState.settings_of(repo)`), answered as JSON the contract checker holds to GitHub's
+description.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class RepoSettings:
     can_approve_pull_request_reviews: bool = False
     fork_approval: str = "first_time_contributors"  # GitHub's default
     runners: list[Runner] = field(default_factory=list)
+    # the runner registration tokens handed out, in order (each valid for an hour)
+    registration_tokens: list[str] = field(default_factory=list)
 
 
 def _enabled(url: str, on: bool) -> Json:

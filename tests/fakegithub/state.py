@@ -25,6 +25,7 @@ from .settings import RepoSettings
 # GitHub's limit on issue comment bodies (the API answers 422 beyond it).
 MAX_COMMENT_CHARS = 65536
 DOCS = "https://docs.github.com/rest"
+_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,15 @@ class GitHubState:
     def _runners(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
         return Reply(200, rs.runners(self.settings_of(f"{p['owner']}/{p['repo']}").runners))
 
+    def _registration_token(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
+        """A new runner registration token, shaped like github.com's (29 upper-case letters and
+        digits); the settings keep every one handed out so that tests can follow it."""
+        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(29))
+        self.settings_of(f"{p['owner']}/{p['repo']}").registration_tokens.append(token)
+        return Reply(
+            201, {"token": token, "expires_at": r.iso(datetime.now(UTC) + timedelta(hours=1))}
+        )
+
     def _list_comments(
         self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
     ) -> Reply:
@@ -509,6 +519,7 @@ _HANDLERS = {
     ),
     "actions/get-fork-pr-contributor-approval-permissions-repository": (GitHubState._fork_approval),
     "actions/list-self-hosted-runners-for-repo": GitHubState._runners,
+    "actions/create-registration-token-for-repo": GitHubState._registration_token,
     "issues/list-comments": GitHubState._list_comments,
     "issues/create-comment": GitHubState._create_comment,
     "issues/get-comment": GitHubState._get_comment,
