@@ -5,8 +5,8 @@
 # systemd service that starts it at boot after LXD and the NVIDIA device unit.
 #
 # Usage: install-runner.sh --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME]
-#          [--group RUNNER_GROUP] [--ephemeral] [--user USER] [--dir DIR] [--lxd-group GROUP]
-#          [--sha256 HEX] [--dry-run]
+#          [--group RUNNER_GROUP] [--ephemeral [--pat-file FILE] [--api-url URL]] [--user USER]
+#          [--dir DIR] [--lxd-group GROUP] [--sha256 HEX] [--dry-run]
 #
 #   --url URL         https://github.com/OWNER/REPO (a repository runner), or
 #                     https://github.com/ORG with --group (an organisation runner group, which
@@ -21,8 +21,19 @@
 #                     self-hosted runner, or `gh api -X POST repos/OWNER/REPO/actions/runners/registration-token`.
 #                     It is passed to config.sh in its environment, never on a command line.
 #                     Only needed the first time (or with --ephemeral, every time).
-#   --ephemeral       register for one job only; GitHub then removes the runner and the
-#                     service stays stopped until this script runs again with a new token
+#   --ephemeral       register for one job only; GitHub then removes the runner. Without
+#                     --pat-file the service then stays stopped until this script runs again
+#                     with a new token; with it, the service registers again by itself.
+#   --pat-file F      (with --ephemeral, repository runners) keep the runner registered
+#                     unattended: a credential that may create registration tokens (a
+#                     fine-grained personal access token, or a GitHub App installation token,
+#                     with the repository permission "Administration: write"), copied to
+#                     /etc/ssp-runner/github-pat (root only); the service then runs
+#                     runner/ephemeral-runner.sh (installed in /usr/local/lib/ssp-runner), which
+#                     fetches a new registration token and registers before every job. To
+#                     rotate the credential, write the new one into that file (or run this again).
+#   --api-url URL     the REST API for --pat-file (default https://api.github.com, or
+#                     https://HOST/api/v3 for GitHub Enterprise Server)
 #   --user USER       the runner's account (default ssp-runner); created as a system user
 #   --dir DIR         where the runner lives (default /opt/ssp-runner)
 #   --lxd-group G     the group owning the LXD socket (default: read from the socket, else lxd)
@@ -37,13 +48,16 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-USAGE="usage: ${0##*/} --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME] [--group RUNNER_GROUP] [--ephemeral] [--user USER] [--dir DIR] [--lxd-group GROUP] [--sha256 HEX] [--dry-run]"
+USAGE="usage: ${0##*/} --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME] [--group RUNNER_GROUP] [--ephemeral [--pat-file FILE] [--api-url URL]] [--user USER] [--dir DIR] [--lxd-group GROUP] [--sha256 HEX] [--dry-run]"
 # `self-hosted`, `linux` and `x64` are the runner's own default labels; the workflows'
 # `runs-on: [self-hosted, linux, x64, gpu-host]` needs this one on top.
 LABEL=gpu-host
 UNIT=ssp-runner.service
+# Where --pat-file puts the loop and the credential: root's, out of the runner user's reach.
+LOOP_DIR=/usr/local/lib/ssp-runner
+PAT_PATH=/etc/ssp-runner/github-pat
 
-url="" runner="" token_file="" name="" group="" ephemeral=false
+url="" runner="" token_file="" name="" group="" ephemeral=false pat_file="" api_url=""
 user=ssp-runner dir=/opt/ssp-runner lxd_group="" sha256="" dry_run=false
 
 usage_error() {
@@ -54,7 +68,7 @@ usage_error() {
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--url | --runner | --token-file | --name | --group | --user | --dir | --lxd-group | --sha256)
+	--url | --runner | --token-file | --name | --group | --user | --dir | --lxd-group | --sha256 | --pat-file | --api-url)
 		[ $# -ge 2 ] || usage_error "$1 needs a value"
 		case $1 in
 		--url) url=$2 ;;
@@ -66,6 +80,8 @@ while [ $# -gt 0 ]; do
 		--dir) dir=${2%/} ;;
 		--lxd-group) lxd_group=$2 ;;
 		--sha256) sha256=$2 ;;
+		--pat-file) pat_file=$2 ;;
+		--api-url) api_url=$2 ;;
 		esac
 		shift
 		;;
@@ -89,6 +105,20 @@ if [ -n "$group" ] && [[ $url =~ ^https://[^/]+/[^/]+/[^/]+$ ]]; then
 fi
 [ -n "$name" ] || name="$(hostname -s)-ssp"
 [[ $dir == /* ]] || usage_error "--dir must be an absolute path"
+[[ $dir$name$user =~ ^[A-Za-z0-9/_.-]+$ ]] ||
+	usage_error "--dir, --name and --user may hold letters, digits and / _ . - only (they go into a systemd unit)"
+# With a credential, the service registers the runner itself before every job.
+relooping=false
+if [ -n "$pat_file" ]; then
+	$ephemeral || usage_error "--pat-file keeps an ephemeral runner registered: add --ephemeral"
+	[ -z "$group" ] || usage_error "--pat-file registers repository runners: --url https://github.com/OWNER/REPO, no --group"
+	[ -z "$token_file" ] || usage_error "with --pat-file the service fetches its own registration tokens: drop --token-file"
+	relooping=true
+elif [ -n "$api_url" ]; then
+	usage_error "--api-url goes with --pat-file"
+fi
+[[ -z $api_url || $api_url =~ ^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9_./-]*)?$ ]] ||
+	usage_error "--api-url must be https://HOST[/PATH]"
 
 changes=0
 say() { printf '%s: %s\n' "${0##*/}" "$*"; }
@@ -212,10 +242,16 @@ register() {
 	local args=(--unattended --url "$url" --name "$name" --labels "$LABEL" --work _work --replace)
 	$ephemeral && args+=(--ephemeral)
 	[ -z "$group" ] || args+=(--runnergroup "$group")
-	(cd "$dir" && runuser -u "$user" -- env ACTIONS_RUNNER_INPUT_TOKEN="${token//[$'\r\n ']/}" \
-		./config.sh "${args[@]}")
+	# Exported, not `env VAR=...`: that would put the token on a command line `ps` shows.
+	(
+		cd "$dir"
+		export ACTIONS_RUNNER_INPUT_TOKEN="${token//[$'\r\n ']/}"
+		runuser -u "$user" -- ./config.sh "${args[@]}"
+	)
 }
-if [ -f "$dir/.runner" ]; then
+if $relooping; then
+	say "registration: the service registers $name at $url (labels $labels, ephemeral) before every job"
+elif [ -f "$dir/.runner" ]; then
 	unchanged "runner already registered ($dir/.runner); to move it: ./config.sh remove, then run this again"
 else
 	[ -n "$token_file" ] || die "the runner is not registered yet: give a registration token with --token-file"
@@ -225,10 +261,60 @@ else
 	act "register runner $name at $url (labels $labels${group:+, runner group $group}$once)" register
 fi
 
+# --- the registering loop and its credential (--pat-file) ------------------------------------
+
+loop_changed=false
+install_pat() {
+	install -d -m 0700 -o root -g root "${PAT_PATH%/*}"
+	install -m 0600 -o root -g root "$pat_file" "$PAT_PATH.tmp"
+	mv "$PAT_PATH.tmp" "$PAT_PATH"
+}
+install_loop() {
+	install -d -m 0755 -o root -g root "$LOOP_DIR"
+	local file
+	for file in ephemeral-runner.sh lib.sh; do
+		install -m 0755 -o root -g root "$HERE/$file" "$LOOP_DIR/$file.tmp"
+		mv "$LOOP_DIR/$file.tmp" "$LOOP_DIR/$file"
+	done
+}
+if $relooping; then
+	[ -r "$pat_file" ] || die "cannot read the credential file $pat_file"
+	[ -n "$(tr -d '[:space:]' <"$pat_file")" ] || die "the credential file $pat_file is empty"
+	[ $((8#$(stat -L -c %a "$pat_file") & 8#077)) -eq 0 ] ||
+		log "warning: $pat_file is readable by others than its owner: delete it once it is copied"
+	if [ -f "$PAT_PATH" ] && cmp -s "$pat_file" "$PAT_PATH" &&
+		[ "$(stat -c '%u %a' "$PAT_PATH")" = "0 600" ]; then
+		unchanged "$PAT_PATH holds the credential (root only)"
+	else
+		act "copy the credential in $pat_file to $PAT_PATH (owner root, mode 600)" install_pat
+	fi
+	if cmp -s "$HERE/ephemeral-runner.sh" "$LOOP_DIR/ephemeral-runner.sh" &&
+		cmp -s "$HERE/lib.sh" "$LOOP_DIR/lib.sh"; then
+		unchanged "$LOOP_DIR/ephemeral-runner.sh is up to date"
+	else
+		act "install ephemeral-runner.sh and lib.sh into $LOOP_DIR (owner root)" install_loop
+		loop_changed=true
+	fi
+fi
+
 # --- the service ------------------------------------------------------------------------------------
 
 restart=always
 $ephemeral && restart=no
+exec_start=$dir/runsvc.sh
+run_as="User=$user"
+kill_mode="# The runner's own unit template: stop the listener only, let a running job finish.
+KillMode=process"
+runs="runs $dir/runsvc.sh as $user"
+if $relooping; then
+	restart=always
+	exec_start="$LOOP_DIR/ephemeral-runner.sh --url $url --pat-file $PAT_PATH --dir $dir --user $user --name $name --labels $LABEL${api_url:+ --api-url $api_url}"
+	run_as="# Root reads the credential; the loop runs config.sh and run.sh as $user.
+User=root"
+	kill_mode="# SIGTERM to the loop, which passes it on to run.sh; what is left at the end is killed.
+KillMode=mixed"
+	runs="runs $LOOP_DIR/ephemeral-runner.sh, which registers and runs the runner as $user before every job, Restart=always"
+fi
 unit_text() {
 	cat <<EOF
 # Written by runner/install-runner.sh: the GitHub Actions runner for ssp apply and maintenance.
@@ -238,11 +324,10 @@ Wants=network-online.target
 After=network-online.target nvidia-devices.service lxd.service snap.lxd.daemon.service
 
 [Service]
-User=$user
+$run_as
 WorkingDirectory=$dir
-ExecStart=$dir/runsvc.sh
-# The runner's own unit template: stop the listener only, let a running job finish.
-KillMode=process
+ExecStart=$exec_start
+$kill_mode
 KillSignal=SIGTERM
 TimeoutStopSec=5min
 Restart=$restart
@@ -258,7 +343,7 @@ EOF
 }
 unit_path=/etc/systemd/system/$UNIT
 install_unit() {
-	install -m 0755 -o "$user" "$dir/bin/runsvc.sh" "$dir/runsvc.sh"
+	$relooping || install -m 0755 -o "$user" "$dir/bin/runsvc.sh" "$dir/runsvc.sh"
 	unit_text >"$unit_path.tmp"
 	chmod 0644 "$unit_path.tmp"
 	mv "$unit_path.tmp" "$unit_path"
@@ -268,12 +353,14 @@ restart_unit() {
 	systemctl enable --quiet "$UNIT"
 	systemctl restart "$UNIT"
 }
-if [ -f "$unit_path" ] && unit_text | cmp -s - "$unit_path" && [ -x "$dir/runsvc.sh" ]; then
+if [ -f "$unit_path" ] && unit_text | cmp -s - "$unit_path" &&
+	{ $relooping || [ -x "$dir/runsvc.sh" ]; }; then
 	unchanged "$unit_path is up to date"
-	unit_changed=false
+	unit_changed=$loop_changed
 else
-	act "write $unit_path (runs $dir/runsvc.sh as $user) and reload systemd" install_unit
+	act "write $unit_path ($runs) and reload systemd" install_unit
 	unit_changed=true
+	! $dry_run || unit_text | sed 's/^/    | /'
 fi
 if $systemd && [ "$(systemctl is-enabled "$UNIT" 2>/dev/null || true)" = enabled ] &&
 	systemctl is-active --quiet "$UNIT" && ! $unit_changed; then

@@ -117,15 +117,23 @@ def host() -> Iterator[Host]:
 
 
 @pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        fake.add_repo(FAKE_REPO)
-        yield fake
-    fake.assert_no_violations()
+def gh(fake_github: FakeGitHub) -> FakeGitHub:
+    return fake_github  # with FAKE_REPO; fails the test on any contract violation
 
 
 def give_credential(host: Host, gh: FakeGitHub) -> None:
     host.pat_file.write_text(gh.token + "\n", encoding="utf-8")
+
+
+def run_loop(host: Host, gh: FakeGitHub, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        host.args(gh, *extra),
+        env=loop_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_each_round_fetches_a_new_token_and_only_config_sh_sees_it(
@@ -133,14 +141,7 @@ def test_each_round_fetches_a_new_token_and_only_config_sh_sees_it(
 ) -> None:
     give_credential(host, gh)
     host.stand_ins()
-    done = subprocess.run(
-        host.args(gh, "--rounds", "2"),
-        env=loop_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_loop(host, gh, "--rounds", "2")
     assert done.returncode == 0, done.stderr
     issued = gh.settings_of(FAKE_REPO).registration_tokens
     assert len(issued) == 2 and issued[0] != issued[1]
@@ -181,14 +182,7 @@ def test_a_refused_or_failed_token_request_is_retried_with_a_bounded_delay(
     gh.fail_next(1, 503, path_prefix=TOKEN_PATH)
     gh.fail_next(1, 401, path_prefix=TOKEN_PATH, message="Bad credentials")
     gh.fail_next(1, 500, path_prefix=TOKEN_PATH)
-    done = subprocess.run(
-        host.args(gh, "--rounds", "1", "--retry-delay", "1", "--max-retry-delay", "2"),
-        env=loop_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_loop(host, gh, "--rounds", "1", "--retry-delay", "1", "--max-retry-delay", "2")
     assert done.returncode == 0, done.stderr
     statuses = [q.status for q in gh.requests_matching("POST", TOKEN_PATH)]
     assert statuses == [503, 401, 500, 201]

@@ -183,3 +183,52 @@ def test_registering_needs_a_token(tmp_path: Path, tarball: Path) -> None:
     )
     assert done.returncode == 1
     assert "give a registration token with --token-file" in done.stderr
+
+
+def test_an_ephemeral_runner_with_a_credential_registers_itself_before_every_job(
+    tmp_path: Path, tarball: Path
+) -> None:
+    pat = tmp_path / "pat"
+    pat.write_text("github_pat_SECRETSECRET\n", encoding="utf-8")
+    pat.chmod(0o600)
+    target = tmp_path / "opt" / "ssp-runner"
+    args = [*("--url", URL, "--runner", str(tarball), "--ephemeral", "--pat-file", str(pat))]
+    args += ["--dir", str(target), "--user", "ssp-runner-test", "--lxd-group", "lxd", "--dry-run"]
+    first, second = install(*args), install(*args)
+    assert first.returncode == 0, first.stderr
+    assert (first.stdout, first.stderr) == (second.stdout, second.stderr)
+    plan = first.stdout
+    assert "github_pat_SECRETSECRET" not in plan + first.stderr
+    # no registration token needed now: the service fetches one before every job
+    assert "registration: the service registers" in plan and "ephemeral) before every job" in plan
+    assert f"would copy the credential in {pat} to /etc/ssp-runner/github-pat" in plan
+    assert "would install ephemeral-runner.sh and lib.sh into /usr/local/lib/ssp-runner" in plan
+    unit = [line.removeprefix("    | ") for line in plan.splitlines() if line.startswith("    | ")]
+    loop = "/usr/local/lib/ssp-runner/ephemeral-runner.sh"
+    assert f"ExecStart={loop} --url {URL} --pat-file /etc/ssp-runner/github-pat" in "\n".join(unit)
+    assert {"User=root", "Restart=always", "KillMode=mixed"} <= set(unit)
+    assert "dry run: 7 change(s) would be made, nothing was changed" in plan
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--pat-file", "p"), "--pat-file keeps an ephemeral runner registered: add --ephemeral"),
+        (("--ephemeral", "--pat-file", "p", "--token-file", "t"), "drop --token-file"),
+        (("--api-url", "https://ghe.example/api/v3"), "--api-url goes with --pat-file"),
+    ],
+)
+def test_the_credential_options_say_what_they_need(args: tuple[str, ...], says: str) -> None:
+    done = install("--url", URL, "--runner", "r", *args, "--lxd-group", "lxd", "--dry-run")
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+def test_a_credential_is_for_repository_runners_only(tarball: Path) -> None:
+    done = install(
+        *("--url", "https://github.com/super-server-lab", "--group", "gpu-host"),
+        *("--runner", str(tarball), "--ephemeral", "--pat-file", "p", "--dry-run"),
+    )
+    assert done.returncode == 2
+    assert "--pat-file registers repository runners" in done.stderr
