@@ -241,7 +241,8 @@ def check_runners(runners: Sequence[Mapping[str, Any]]) -> Check:
             name,
             f"no self-hosted runner labelled {RUNNER_LABEL} is registered to this repository",
             "register it on the GPU host with runner/install-runner.sh --url "
-            "https://github.com/OWNER/REPO --ephemeral (a repository runner)",
+            "https://github.com/OWNER/REPO --ephemeral --pat-file FILE (a repository runner "
+            "that registers itself again before every job; docs/admin-guide.md)",
         )
     lasting = sorted(str(r.get("name")) for r in gpu if not r.get("ephemeral"))
     if lasting:
@@ -249,7 +250,8 @@ def check_runners(runners: Sequence[Mapping[str, Any]]) -> Check:
             name,
             "runners that take more than one job: " + ", ".join(lasting) + " (whatever one "
             "job leaves on the host, the next finds)",
-            "register them again with runner/install-runner.sh --ephemeral",
+            "register them again with runner/install-runner.sh --ephemeral --pat-file FILE "
+            "(it registers itself again before every job; docs/admin-guide.md)",
         )
     return _ok(name, f"{len(gpu)} ephemeral repository runner(s) labelled {RUNNER_LABEL}")
 
