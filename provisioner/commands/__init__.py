@@ -46,9 +46,9 @@ def add_repo_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repo",
         type=Path,
-        default=Path(),
         metavar="DIR",
-        help="repository checkout to work on (default: the current directory)",
+        help="repository checkout to work on (default: the current directory, or the git "
+        "checkout it is in); may also come before the command",
     )
 
 
