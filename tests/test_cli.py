@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import CONTAINER_LINES, GitRepo, run_cli, sample_repo, valid_request
 
+from provisioner.commands import NAMES
+
 BAD = "requests/alice/alice-box.yaml"
 
 
@@ -47,3 +49,13 @@ def test_outside_any_checkout_it_says_what_is_missing(
     result = run_cli("validate", "--all")
     assert result.code == 1
     assert "config/policy.yaml:1:1: error: file is missing [config.missing]" in result.out
+
+
+@pytest.mark.parametrize("command", [*NAMES, "host init"])
+def test_every_command_s_help_ends_with_examples_of_itself(command: str) -> None:
+    result = run_cli(*command.split(), "--help")
+    assert result.code == 0, result.both
+    section = result.out.split("\nexamples:\n", 1)
+    assert len(section) == 2, f"ssp {command} --help has no examples section"
+    first = section[1].splitlines()[0].strip()
+    assert first.removeprefix("sudo ").startswith(f"ssp {command.split(maxsplit=1)[0]}"), first

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,21 @@ def clock(env: Mapping[str, str]) -> datetime:
     except ValueError as e:
         raise UsageError(f"SSP_NOW={pinned!r} is not an ISO 8601 date-time") from e
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def examples(*lines: str, status: str = "") -> dict[str, Any]:
+    """`add_parser` arguments for a help text ending in an EXAMPLES section (and exit statuses).
+
+    Each line is `command  # what it does`; the comments are aligned so the section reads as
+    a table.
+    """
+    pairs = [line.partition("  # ") for line in lines]
+    width = max((len(cmd) for cmd, _, why in pairs if why), default=0) + 2
+    rows = [f"  {cmd:<{width}}# {why}" if why else f"  {cmd}" for cmd, _, why in pairs]
+    text = "examples:\n" + "\n".join(rows)
+    if status:
+        text += "\n\n" + textwrap.fill(status, 78)
+    return {"epilog": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def add_repo_arg(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import gitfiles
-from provisioner.commands import add_repo_arg, clock
+from provisioner.commands import add_repo_arg, clock, examples
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.errors import UsageError
 from provisioner.escape import log_line
@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "new",
         help="write requests/<owner>/<name>.yaml with the lab's defaults",
         description="Write a request file that passes `ssp validate`; edit it, then open a PR.",
+        **examples(
+            "ssp new container --owner alice --name alice-thesis --gpus 1 \\\n"
+            "      --purpose 'Diffusion experiments for my thesis'",
+            "ssp new account --owner bob --name bob-common --purpose 'Notebooks for my course'",
+            "ssp new container --owner alice --name alice-cpu --purpose 'CPU-only builds' \\\n"
+            "      --ssh-key ~/.ssh/id_ecdsa.pub",
+        ),
     )
     parser.add_argument("kind", choices=("container", "account"))
     parser.add_argument("--owner", required=True, metavar="LOGIN", help="your GitHub login")
