@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import CONTAINER_LINES, GitRepo, run_cli, sample_repo, valid_request
+from helpers import CONTAINER_LINES, ROOT, GitRepo, run_cli, sample_repo, valid_request
 
 from provisioner.commands import NAMES
 
@@ -59,3 +59,34 @@ def test_every_command_s_help_ends_with_examples_of_itself(command: str) -> None
     assert len(section) == 2, f"ssp {command} --help has no examples section"
     first = section[1].splitlines()[0].strip()
     assert first.removeprefix("sudo ").startswith(f"ssp {command.split(maxsplit=1)[0]}"), first
+
+
+def test_explain_prints_the_guides_entry_for_a_rule() -> None:
+    result = run_cli("explain", "schema.type", "--repo", str(ROOT))
+    assert result.code == 0, result.both
+    assert result.out.startswith("schema.type  (Fields and values)\n")
+    assert "how to fix it:" in result.out
+    assert "`32GiB`" in result.out
+
+
+def test_explain_takes_the_id_as_a_finding_shows_it_and_speaks_chinese() -> None:
+    result = run_cli("explain", "[yaml.tag]", "--repo", str(ROOT), env={"LANG": "zh_CN.UTF-8"})
+    assert result.code == 0, result.both
+    assert result.out.startswith("yaml.tag  (文件本身)\n")
+    assert "怎么改:" in result.out
+
+
+def test_explain_a_family_lists_its_rules() -> None:
+    result = run_cli("explain", "quota", "--repo", str(ROOT))
+    assert result.code == 0, result.both
+    shown = [line.split()[0] for line in result.out.splitlines() if line[:1].isalpha()]
+    assert shown == [f"quota.{w}" for w in ("containers", "cpu", "disk", "gpus", "memory")]
+
+
+def test_explain_an_unknown_rule_names_the_close_ones() -> None:
+    result = run_cli("explain", "ssh_key.typ", "--repo", str(ROOT))
+    assert result.code == 2
+    assert "no rule 'ssh_key.typ' in the guide; did you mean ssh_key.type" in result.err
+    far = run_cli("explain", "nothing.like.it", "--repo", str(ROOT))
+    assert far.code == 2
+    assert "see docs/user-guide.md" in far.err

@@ -27,7 +27,18 @@ from provisioner.validate import Validation, validate_tree
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
 # Listed, not discovered: the order is the order `ssp --help` shows. `cli` imports them.
-NAMES = ("validate", "new", "schema", "plan", "apply", "status", "gpus", "host", "doctor")
+NAMES = (
+    "validate",
+    "explain",
+    "new",
+    "schema",
+    "plan",
+    "apply",
+    "status",
+    "gpus",
+    "host",
+    "doctor",
+)
 
 
 def clock(env: Mapping[str, str]) -> datetime:
