@@ -87,6 +87,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"ssp {__version__}")  # without loading a command: a start-up's floor
+        return EXIT_OK
     parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if hasattr(args, "repo"):  # the command works on a checkout

@@ -6,10 +6,12 @@ nothing here is a stand-in.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import CONTAINER_LINES, ROOT, GitRepo, run_cli, sample_repo, valid_request
+from helpers import CONTAINER_LINES, NOW, ROOT, GitRepo, run_cli, sample_repo, valid_request
 
 from provisioner.commands import NAMES
 
@@ -90,3 +92,25 @@ def test_explain_an_unknown_rule_names_the_close_ones() -> None:
     far = run_cli("explain", "nothing.like.it", "--repo", str(ROOT))
     assert far.code == 2
     assert "see docs/user-guide.md" in far.err
+
+
+HOST_LIBRARIES = ("pylxd", "github", "pynvml", "jinja2", "ws4py", "requests")
+
+
+@pytest.mark.parametrize("argv", [["validate", "--all"], ["validate"]], ids=["all", "change"])
+def test_validate_loads_no_host_library(tmp_path: Path, argv: list[str]) -> None:
+    """A member's check starts fast and installs slim: no LXD, GitHub, NVML or templates."""
+    repo = GitRepo.create(tmp_path / "repo", {BAD: valid_request(desktop="yes")})
+    code = (
+        "import sys\n"
+        "from provisioner.cli import main\n"
+        f"status = main({[*argv, '--repo', str(repo.root)]!r}, {{'SSP_NOW': '{NOW}'}})\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({HOST_LIBRARIES!r}))\n"
+        "print('loaded:', ','.join(loaded), 'status:', status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "error: desktop" in done.stdout  # it did check the file
+    assert done.stdout.splitlines()[-1] == "loaded:  status: 1"
