@@ -41,7 +41,7 @@ PLACEHOLDERS = frozenset(
      "测试", "无"}
 )  # fmt: skip
 GPU_NUMBERING = (
-    "GPUs are numbered as nvidia-smi numbers them on the host (`ssp status`, config/hosts.yaml); "
+    "GPUs are numbered as nvidia-smi numbers them on the host (config/hosts.yaml, `ssp status`); "
     "inside your container nvidia-smi and CUDA number yours from 0, in the same order "
     "(host GPUs [2, 3] are 0 and 1 there); `nvidia-smi -L` shows the same UUIDs on both sides."
 )
