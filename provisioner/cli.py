@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from provisioner import __version__
 from provisioner.commands import NAMES
@@ -35,8 +36,26 @@ class _Parser(argparse.ArgumentParser):
 
 def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
     """Only the named command's module is imported: start-up time is every check's cost."""
-    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    args = list(sys.argv[1:] if argv is None else argv)
+    words = [
+        a
+        for i, a in enumerate(args)
+        if not a.startswith("-") and not (i and args[i - 1] == "--repo")  # --repo's value
+    ]
     return (words[0],) if words and words[0] in NAMES else NAMES
+
+
+def find_repo(start: Path) -> Path:
+    """The checkout to work on when --repo is not given: `start` when it holds requests/ or
+    config/, else the nearest enclosing git work tree (so `ssp` works from any subdirectory),
+    else `start` (whose findings then say what is missing)."""
+    if (start / "requests").is_dir() or (start / "config").is_dir():
+        return start
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder if folder != here else start
+    return start
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -45,6 +64,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Self-service LXD containers on a shared GPU server, driven by pull requests.",
     )
     parser.add_argument("--version", action="version", version=f"ssp {__version__}")
+    parser.add_argument(
+        "--repo",
+        dest="top_repo",
+        type=Path,
+        metavar="DIR",
+        help="repository checkout to work on, before or after the command (default: the "
+        "current directory, or the git checkout it is in)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _wanted(argv) if argv is not None else NAMES:
@@ -60,8 +87,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"ssp {__version__}")  # without loading a command: a start-up's floor
+        return EXIT_OK
     parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if hasattr(args, "repo"):  # the command works on a checkout
+        args.repo = args.repo or args.top_repo or find_repo(Path.cwd())
+    elif args.top_repo is not None:
+        parser.error(f"ssp {args.command} takes no --repo")
     try:
         code: int = args.func(args, environ)
     except UsageError as e:

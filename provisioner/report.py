@@ -20,7 +20,6 @@ from provisioner.authz import Change
 from provisioner.escape import command_data, command_property, log_line, one_line
 from provisioner.models import AccountRequest, ContainerRequest, format_size
 from provisioner.problems import Problem, Severity
-from provisioner.render import render
 from provisioner.rules import resources
 from provisioner.validate import REQUEST_PATH, Validation
 
@@ -192,4 +191,7 @@ def capped(text: str, limit: int = SUMMARY_LIMIT) -> str:
 
 
 def summary_markdown(result: Validation, changes: Sequence[Change] = ()) -> str:
+    # jinja2 loads only for a step summary: a member's `ssp validate` never needs it.
+    from provisioner.render import render  # noqa: PLC0415
+
     return capped(render("validate_summary.md.j2", **summary_data(result, changes)))

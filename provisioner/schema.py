@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -156,6 +157,37 @@ def _show(value: Any, where: Where) -> str:
     return _clip(json.dumps(value, ensure_ascii=False, default=str))
 
 
+_SIZE_LIKE = re.compile(r"^\s*([1-9][0-9]{0,6})\s*([MGT])(?:i?b?)?\s*$", re.IGNORECASE)
+
+
+def _is_size(schema: Any) -> bool:
+    return "GiB" in str(schema.get("pattern", ""))
+
+
+def _size_guess(value: Any) -> str | None:
+    """What a size probably meant: `32768` (MiB, as `free -m` shows) → 32GiB, `32GB` → 32GiB."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**7:
+        return f"{value // 1024}GiB" if value >= 1024 and value % 1024 == 0 else f"{value}GiB"
+    if isinstance(value, str) and (m := _SIZE_LIKE.match(value)):
+        return f"{m[1]}{m[2].upper()}iB"
+    return None
+
+
+def _type_hint(schema: Any, value: Any, where: Where) -> str:
+    """How to write the value the field wants, said after what was found."""
+    want = schema.get("type")
+    if want == "boolean" and isinstance(value, str):
+        quoted = value.strip().lower() in ("true", "false")
+        how = "it without quotes" if quoted else "true or false"
+        return f" {_show(value, where)} (write {how})"
+    if want == "integer" and isinstance(value, str):
+        digits = value.strip().lstrip("-").isdigit()
+        return f" {_show(value, where)}" + (" (write it without quotes)" if digits else "")
+    if want == "string" and _is_size(schema) and (guess := _size_guess(value)):
+        return f" (did you mean `{guess}`?)"
+    return ""
+
+
 def _pick_branch(error: Any) -> Any:
     """For `anyOf` (gpus: a count or a list), explain the branch matching the value's type."""
     value_type = _type_of(error.instance)
@@ -191,9 +223,9 @@ def _describe(error: Any, where: Where) -> tuple[str, str, Where]:  # noqa: PLR0
             if isinstance(want, list)
             else _TYPE_WORDS[want]
         )
-        got = _type_of(value)
-        if isinstance(value, str) and want in ("integer", "boolean"):
-            got = f"text {_show(value, where)} (write it without quotes)"
+        if _is_size(schema):
+            want_words = "a size with its unit (MiB, GiB or TiB)"
+        got = _type_of(value) + _type_hint(schema, value, where)
         return "schema.type", f"{name}: expected {want_words}, got {got}", where
     if v in ("const", "enum"):
         options = [schema["const"]] if v == "const" else schema["enum"]
@@ -203,7 +235,8 @@ def _describe(error: Any, where: Where) -> tuple[str, str, Where]:  # noqa: PLR0
             where,
         )
     if v == "pattern":
-        why = f" ({hint})" if hint else ""
+        guess = _size_guess(value) if _is_size(schema) else None
+        why = f" (did you mean `{guess}`?)" if guess else f" ({hint})" if hint else ""
         return "schema.pattern", f"{name}: {_show(value, where)} is not allowed here{why}", where
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = "at least" if "inimum" in v else "at most"

@@ -139,6 +139,11 @@ def private_refusal(text: str) -> KeyRefusal | None:
     return None
 
 
+def _looks_like_path(word: str) -> bool:
+    """`~/.ssh/id_ed25519.pub`, `/home/me/.ssh/key.pub`, `id_rsa.pub`: a file named, not pasted."""
+    return word.startswith(("~", "/", "./", "../")) or word.endswith(".pub")
+
+
 def _line_refusal(text: str) -> KeyRefusal | None:
     """The first rule the line's text breaks, before its blob is looked at; in priority order."""
     if (private := private_refusal(text)) is not None:
@@ -163,6 +168,12 @@ def _line_refusal(text: str) -> KeyRefusal | None:
         ),
         (key_type == "ssh-dss", "type", f"DSA keys (ssh-dss) are refused as too weak; {_HOW}"),
         (key_type.startswith("AAAA"), "format", "the key type is missing before the base64"),
+        (
+            not known and not blob and _looks_like_path(key_type),
+            "type",
+            "this is a file's path, not a key: paste the contents of the .pub file "
+            "(print it with `cat ~/.ssh/id_ed25519.pub`)",
+        ),
         (
             not known,
             "type",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.ruleguide import catalogue
+
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [ROOT / "docs" / "user-guide.md", ROOT / "docs" / "user-guide.zh.md"]
 QUOTED_ID = re.compile(r"""["']([a-z][a-z_]*)\.([a-z][a-z0-9_]*)["']""")
@@ -274,3 +276,12 @@ def test_guide_explains_every_rule(guide: Path) -> None:
     ids, _ = rule_ids()
     missing = sorted(i for i in ids if not re.search(rf"(?<![\w.]){re.escape(i)}(?![\w])", text))
     assert not missing, f"{guide.name} does not explain: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_ssp_explain_finds_every_rule_in_the_guides_tables(guide: Path) -> None:
+    """`ssp explain` reads the tables' rows, not just any mention: every id needs its row."""
+    entries = catalogue(guide.read_text(encoding="utf-8"))
+    ids, _ = rule_ids()
+    assert sorted(ids - entries.keys()) == []
+    assert all(len(e.columns) == 2 and all(t for _, t in e.columns) for e in entries.values())

@@ -73,3 +73,20 @@ def test_the_lock_says_how_it_was_made_and_make_lock_makes_it_so() -> None:
     for flag in flags[1].replace("\\\n", " ").split():
         if flag.startswith("--") and flag != "--quiet":
             assert flag.split("=")[0] in header, flag
+
+
+HOST_ONLY = {"pylxd", "pygithub", "nvidia-ml-py"}  # the GPU host's adapters: LXD, GitHub, NVML
+
+
+def test_the_members_slim_list_is_the_dependencies_without_the_host_libraries() -> None:
+    slim = [
+        Requirement(line)
+        for line in (ROOT / "requirements-member.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    deps = [Requirement(t) for t in project()["project"]["dependencies"]]  # type: ignore[index]
+    wanted = {canonicalize_name(r.name): str(r.specifier) for r in deps}
+    assert wanted.keys() >= HOST_ONLY  # still runtime dependencies of a full install
+    for name in HOST_ONLY:
+        del wanted[name]
+    assert {canonicalize_name(r.name): str(r.specifier) for r in slim} == wanted

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.cli import main
+from provisioner.commands.new import PLACEHOLDERS
 from provisioner.sources import load
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
@@ -54,7 +55,13 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def ssp(*argv: str, home: Path) -> tuple[int, str, str]:
+PURPOSE = "Experiments for my thesis"
+
+
+def ssp(*argv: str, home: Path, purpose: str | None = PURPOSE) -> tuple[int, str, str]:
+    """`ssp ARGV`; `ssp new` gets `--purpose PURPOSE` unless ARGV gives one or purpose is None."""
+    if argv[:1] == ("new",) and purpose and not any(a.startswith("--purpose") for a in argv):
+        argv = (*argv, "--purpose", purpose)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -95,14 +102,14 @@ def test_container_and_account_pass_validate_unchanged(repo: Path, tmp_path: Pat
         "kind": "container",
         "name": "alice-new",
         "owner": "alice",
-        "purpose": "Container for alice's work",
+        "purpose": PURPOSE,
         # the policy's defaults
         "image": "common-server",
         "gpus": 0,
         "cpu": 8,
         "memory": "32GiB",
         "disk": "100GiB",
-        "shares": [],
+        "shares": ["share"],  # the policy's catalogue
         "ssh_keys": [alice.read_text(encoding="utf-8").strip()],
         "desktop": False,
         "snapshots": "weekly",
@@ -260,7 +267,11 @@ PRINTABLE = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(purpose=st.text(PRINTABLE, min_size=3, max_size=200))
+@given(
+    purpose=st.text(PRINTABLE, min_size=3, max_size=200).filter(
+        lambda p: len(p.strip()) >= 3 and p.strip().casefold() not in PLACEHOLDERS
+    )
+)
 def test_any_printable_purpose_is_written_faithfully(
     tmp_path_factory: pytest.TempPathFactory, purpose: str
 ) -> None:
@@ -272,3 +283,42 @@ def test_any_printable_purpose_is_written_faithfully(
     assert (code, err) == (0, "")
     assert read(repo, "requests/carol/carol-box.yaml")["purpose"] == purpose
     assert ssp("validate", "--repo", str(repo), home=home)[0] == 0
+
+
+def test_a_purpose_is_required_and_a_placeholder_refused(repo: Path, home: Path) -> None:
+    argv = ("new", "container", "--owner", "carol", "--name", "carol-box", "--repo", str(repo))
+    code, _, err = ssp(*argv, home=home, purpose=None)
+    assert code == 2
+    assert "the following arguments are required: --purpose" in err
+    for empty in ("TODO", "test", " tbd ", "carol-box", "待定", "  x  "):
+        code, _, err = ssp(*argv, "--purpose", empty, home=home)
+        assert code == 2, empty
+        assert "does not say what it is for" in err
+    assert not (repo / "requests/carol/carol-box.yaml").exists()
+
+
+def test_shares_default_to_the_catalogue_and_can_be_chosen(repo: Path, home: Path) -> None:
+    policy = repo / "config/policy.yaml"
+    text = policy.read_text(encoding="utf-8")
+    more = "  scratch:\n    source: /srv/scratch\n    path: /scratch\n    description: Fast disk\n"
+    policy.write_text(text.replace("\nshared_servers:", more + "\nshared_servers:"), "utf-8")
+    argv = ("new", "container", "--owner", "carol", "--repo", str(repo))
+    assert ssp(*argv, "--name", "carol-all", home=home)[0] == 0
+    assert read(repo, "requests/carol/carol-all.yaml")["shares"] == ["scratch", "share"]
+    assert ssp(*argv, "--name", "carol-one", "--share", "scratch", home=home)[0] == 0
+    assert read(repo, "requests/carol/carol-one.yaml")["shares"] == ["scratch"]
+    code, _, err = ssp(*argv, "--name", "carol-bad", "--share", "nope", home=home)
+    assert code == 1
+    assert "[share.unknown]" in err
+
+
+def test_asking_for_gpus_tells_how_they_are_numbered_inside(repo: Path, home: Path) -> None:
+    argv = ("new", "container", "--owner", "carol", "--name", "carol-gpu", "--repo", str(repo))
+    code, out, _ = ssp(*argv, "--gpus", "2", home=home)
+    assert code == 0
+    assert "inside your container nvidia-smi and CUDA number yours from 0" in out
+    text = (repo / "requests/carol/carol-gpu.yaml").read_text(encoding="utf-8")
+    assert "Inside the container they are numbered from 0" in text
+    code, out, _ = ssp(*argv[:5], "carol-cpu", *argv[6:], home=home)
+    assert code == 0
+    assert "nvidia-smi" not in out

@@ -254,7 +254,34 @@ def _cases() -> Iterator[Case]:
         A,
         L["desktop"],
         10,
-        message='got text "yes"',
+        message='got text "yes" (write true or false)',
+    )
+    yield Case(
+        "desktop-quoted-true",
+        alice(desktop='"true"'),
+        "schema.type",
+        A,
+        L["desktop"],
+        10,
+        message="write it without quotes",
+    )
+    yield Case(
+        "memory-mib-number",
+        alice(memory="32768"),
+        "schema.type",
+        A,
+        L["memory"],
+        9,
+        message="did you mean `32GiB`?",
+    )
+    yield Case(
+        "disk-bare-number",
+        alice(disk="100"),
+        "schema.type",
+        A,
+        L["disk"],
+        7,
+        message="did you mean `100GiB`?",
     )
     yield Case("kind-unknown", alice(kind="vm"), "schema.kind", A, L["kind"], 7)
     yield Case("kind-list", alice(kind="[container]"), "schema.kind", A, L["kind"], 7)
@@ -296,7 +323,15 @@ def _cases() -> Iterator[Case]:
         1,
     )
     yield Case("name-pattern", alice(name="Alice_Box"), "schema.pattern", A, L["name"], 7)
-    yield Case("memory-unit", alice(memory="32GB"), "schema.pattern", A, L["memory"], 9)
+    yield Case(
+        "memory-unit",
+        alice(memory="32GB"),
+        "schema.pattern",
+        A,
+        L["memory"],
+        9,
+        message="did you mean `32GiB`?",
+    )
     yield Case("owner-pattern", alice(owner="-alice"), "schema.pattern", A, L["owner"], 8)
     yield Case("cpu-zero", alice(cpu="0"), "schema.range", A, L["cpu"], 6)
     yield Case("gpu-index-64", alice(gpus="[64]"), "schema.range", A, L["gpus"], 8)
@@ -605,6 +640,15 @@ def _cases() -> Iterator[Case]:
         A,
         key_line,
         5,
+    )
+    yield Case(
+        "key-file-path",
+        alice(ssh_keys=["~/.ssh/id_ed25519.pub"]),
+        "ssh_key.type",
+        A,
+        key_line,
+        5,
+        message="paste the contents of the .pub file",
     )
     yield Case("rsa-2048", alice(ssh_keys=[_rsa_2048()]), "ssh_key.rsa_bits", A, key_line, 5)
     yield Case(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,18 @@ from provisioner.validate import Validation, validate_tree
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
 # Listed, not discovered: the order is the order `ssp --help` shows. `cli` imports them.
-NAMES = ("validate", "new", "schema", "plan", "apply", "status", "gpus", "host", "doctor")
+NAMES = (
+    "validate",
+    "explain",
+    "new",
+    "schema",
+    "plan",
+    "apply",
+    "status",
+    "gpus",
+    "host",
+    "doctor",
+)
 
 
 def clock(env: Mapping[str, str]) -> datetime:
@@ -41,14 +53,29 @@ def clock(env: Mapping[str, str]) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def examples(*lines: str, status: str = "") -> dict[str, Any]:
+    """`add_parser` arguments for a help text ending in an EXAMPLES section (and exit statuses).
+
+    Each line is `command  # what it does`; the comments are aligned so the section reads as
+    a table.
+    """
+    pairs = [line.partition("  # ") for line in lines]
+    width = max((len(cmd) for cmd, _, why in pairs if why), default=0) + 2
+    rows = [f"  {cmd:<{width}}# {why}" if why else f"  {cmd}" for cmd, _, why in pairs]
+    text = "examples:\n" + "\n".join(rows)
+    if status:
+        text += "\n\n" + textwrap.fill(status, 78)
+    return {"epilog": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def add_repo_arg(parser: argparse.ArgumentParser) -> None:
     """Every command takes --repo: the checkout holding requests/, config/ and schemas/."""
     parser.add_argument(
         "--repo",
         type=Path,
-        default=Path(),
         metavar="DIR",
-        help="repository checkout to work on (default: the current directory)",
+        help="repository checkout to work on (default: the current directory, or the git "
+        "checkout it is in); may also come before the command",
     )
 
 

@@ -22,6 +22,7 @@ from provisioner.commands import (
     add_repo_arg,
     clock,
     connect,
+    examples,
     host_id_spans,
     ids_pinnable,
     load_main,
@@ -52,7 +53,17 @@ def _jobs(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("apply", help="reconcile LXD with the requests on this checkout")
+    parser = sub.add_parser(
+        "apply",
+        help="reconcile LXD with the requests on this checkout",
+        description="Make LXD match the requests on this checkout (the GPU host's runner runs "
+        "it after each merge) and comment the outcome on the merged pull requests.",
+        **examples(
+            "ssp apply --dry-run  # what would change, changing nothing",
+            "ssp apply --no-comment  # apply without commenting on GitHub",
+            "ssp apply --format json  # the outcome for scripts",
+        ),
+    )
     add_repo_arg(parser)
     parser.add_argument("--dry-run", action="store_true", help="show what would change only")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")

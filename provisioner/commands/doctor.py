@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner import doctor, repocheck, spec, subids
-from provisioner.commands import add_repo_arg, clock, load_main
+from provisioner.commands import add_repo_arg, clock, examples, load_main
 from provisioner.config import Config
 from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GithubError, GpuError, LxdError, UsageError
@@ -62,7 +62,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="check the GPU host: LXD, the project, pool, GPUs, ports, subordinate UIDs",
         description="Check the host this runs on against the checkout's policy and inventory; "
         "every problem comes with how to fix it.",
-        epilog="Exit status: 0 healthy, 1 a problem (or a check that could not run).",
+        **examples(
+            "sudo ssp doctor  # check this host",
+            "ssp doctor --format json  # the same, for scripts",
+            "ssp doctor --github  # also check the GitHub token, repository and labels",
+            status="Exit status: 0 healthy, 1 a problem (or a check that could not run).",
+        ),
     )
     add_repo_arg(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")

@@ -45,8 +45,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="list this host's NVIDIA GPUs; --write records them in config/hosts.yaml",
         description="List this host's NVIDIA GPUs (NVML) and, with --write, record them in "
         "config/hosts.yaml.",
-        epilog="Exit status: 0 listed (and written), 2 usage or hosts-file problem, "
-        "3 NVML unusable (no driver, driver not loaded, no permission).",
+        **commands.examples(
+            "ssp gpus  # the host's GPUs, numbered as nvidia-smi on the host numbers them",
+            "ssp gpus --write  # record them in config/hosts.yaml (then open a PR)",
+            "ssp gpus --format json",
+            status="Exit status: 0 listed (and written), 2 usage or hosts-file problem, "
+            "3 NVML unusable (no driver, driver not loaded, no permission).",
+        ),
     )
     commands.add_repo_arg(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")

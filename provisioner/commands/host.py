@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import subids
-from provisioner.commands import add_repo_arg, clock, load_main
+from provisioner.commands import add_repo_arg, clock, examples, load_main
 from provisioner.errors import SspError
 from provisioner.escape import log_line
 from provisioner.host import DEFAULT_PROFILE, HostApi, HostPlan, plan_host
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "host",
         help="set up the GPU host: the hardened LXD project, subordinate UIDs",
         description="Set up the GPU host (run as root on it).",
+        **examples("sudo ssp host init --dry-run  # what would change", "sudo ssp host init"),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -46,8 +47,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "to the members', no unix/usb/pci devices; limits from config/hosts.yaml) with its "
         "default profile, and delegate the members' UIDs to LXD in /etc/subuid and "
         "/etc/subgid. Changes only what differs; safe to run again.",
-        epilog="Exit status: 0 done or nothing to do, 1 invalid config or missing pool, "
-        "network or profile, 3 LXD refused or unreachable.",
+        **examples(
+            "sudo ssp host init --dry-run  # what would change, changing nothing",
+            "sudo ssp host init  # create or update the project and /etc/subuid, /etc/subgid",
+            status="Exit status: 0 done or nothing to do, 1 invalid config or missing pool, "
+            "network or profile, 3 LXD refused or unreachable.",
+        ),
     )
     add_repo_arg(init)
     init.add_argument("--dry-run", action="store_true", help="show what would change only")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import gitfiles
-from provisioner.commands import add_repo_arg, clock
+from provisioner.commands import add_repo_arg, clock, examples
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.errors import UsageError
 from provisioner.escape import log_line
@@ -34,6 +34,17 @@ DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 LEASE_DAYS = 90
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")  # no '/', no '..': a path part
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+# Purposes that say nothing; `ssp new` refuses them so the PR's first reader is not the one to.
+PLACEHOLDERS = frozenset(
+    {"todo", "tbd", "tba", "test", "testing", "xxx", "purpose", "none", "n/a", "na", "-",
+     "...", "work", "my work", "research", "stuff", "something", "container", "account", "待定",
+     "测试", "无"}
+)  # fmt: skip
+GPU_NUMBERING = (
+    "GPUs are numbered as nvidia-smi numbers them on the host (config/hosts.yaml, `ssp status`); "
+    "inside your container nvidia-smi and CUDA number yours from 0, in the same order "
+    "(host GPUs [2, 3] are 0 and 1 there); `nvidia-smi -L` shows the same UUIDs on both sides."
+)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -41,6 +52,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "new",
         help="write requests/<owner>/<name>.yaml with the lab's defaults",
         description="Write a request file that passes `ssp validate`; edit it, then open a PR.",
+        **examples(
+            "ssp new container --owner alice --name alice-thesis --gpus 1 \\\n"
+            "      --purpose 'Diffusion experiments for my thesis'",
+            "ssp new account --owner bob --name bob-common --purpose 'Notebooks for my course'",
+            "ssp new container --owner alice --name alice-cpu --purpose 'CPU-only builds' \\\n"
+            "      --ssh-key ~/.ssh/id_ecdsa.pub",
+        ),
     )
     parser.add_argument("kind", choices=("container", "account"))
     parser.add_argument("--owner", required=True, metavar="LOGIN", help="your GitHub login")
@@ -49,12 +67,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--ssh-key", type=Path, metavar="FILE", help="public key (default: ~/.ssh/id_*.pub)"
     )
+    parser.add_argument(
+        "--purpose",
+        required=True,
+        metavar="TEXT",
+        help="what it is for, in a sentence (admins read it before they merge)",
+    )
     for flag, metavar, text in (
         ("--server", "ID", "shared server (account; default: the only one)"),
         ("--expires", "YYYY-MM-DD", f"last day (default: in {LEASE_DAYS} days)"),
-        ("--purpose", "TEXT", "what it is for, in a sentence"),
     ):
         parser.add_argument(flag, metavar=metavar, help=text)
+    parser.add_argument(
+        "--share",
+        action="append",
+        metavar="ID",
+        help="a shared folder to mount, again for more (container; default: every share in "
+        "the policy's catalogue)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing file")
     add_repo_arg(parser)
     parser.set_defaults(func=run)
@@ -75,6 +105,17 @@ def _text(value: str, option: str) -> str:
     bad = first_forbidden(value)
     if bad is not None:
         raise UsageError(f"{option} holds {describe(value[bad])}; type it plainly, on one line")
+    return value
+
+
+def _purpose(value: str, name: str) -> str:
+    """A purpose an admin can judge: not empty words, not a placeholder, not the name again."""
+    text = _text(value, "--purpose").strip().casefold()
+    if text in PLACEHOLDERS or text == name.casefold() or len(text) < 3:
+        raise UsageError(
+            f"--purpose {value!r} does not say what it is for; write a sentence an admin can "
+            "judge, e.g. --purpose 'Diffusion experiments for my thesis'"
+        )
     return value
 
 
@@ -118,14 +159,15 @@ def _fields(args: argparse.Namespace, env: Mapping[str, str], config: Config) ->
     except ValueError as e:
         raise UsageError(f"--expires {args.expires!r}: write a date as YYYY-MM-DD") from e
     days = min(LEASE_DAYS, config.policy.max_lease_days)
-    word = "Container" if args.kind == "container" else "Account"
+    shares = args.share if args.share is not None else sorted(config.policy.shares)
     return {
         "q": _scalar,
         "policy": config.policy,
         "hosts": sorted(config.inventory.hosts),
         "name": args.name,
         "owner": args.owner,
-        "purpose": _text(args.purpose or f"{word} for {args.owner}'s work", "--purpose"),
+        "purpose": _purpose(args.purpose, args.name),
+        "shares": shares,
         "gpus": args.gpus or 0,
         "server": _server(config, args.server) if args.kind == "account" else "",
         "ssh_keys": _keys(args, env),
@@ -141,6 +183,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError("--gpus is for containers; an account shares its server's GPUs")
     if args.kind == "container" and args.server is not None:
         raise UsageError("--server is for accounts; a container is placed on a host")
+    if args.kind == "account" and args.share is not None:
+        raise UsageError("--share is for containers; an account sees its server's folders")
     rel = f"requests/{args.owner}/{args.name}.yaml"
     target = args.repo / rel
     if target.exists() and not args.force:
@@ -165,4 +209,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with target.open("wb" if args.force else "xb") as out:  # "x": never clobber a racing write
         out.write(data)
     print(f"wrote {rel}: edit it if you like, check it with `ssp validate`, then open a PR")
+    if args.kind == "container" and args.gpus:
+        print(f"note: {GPU_NUMBERING}")
     return 0

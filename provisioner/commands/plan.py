@@ -13,6 +13,7 @@ from provisioner.commands import (
     add_repo_arg,
     clock,
     connect,
+    examples,
     gpu_gate,
     host_id_spans,
     ids_pinnable,
@@ -26,7 +27,17 @@ from provisioner.render import render
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("plan", help="show what apply would change (and drift)")
+    parser = sub.add_parser(
+        "plan",
+        help="show what apply would change (and drift)",
+        description="Show what `ssp apply` would change on this host, and what drifted from "
+        "the requests; changes nothing.",
+        **examples(
+            "ssp plan",
+            "ssp plan --format markdown  # as the PR comment shows it",
+            "ssp plan --format json",
+        ),
+    )
     add_repo_arg(parser)
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.set_defaults(func=run)

@@ -8,11 +8,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner import schema
-from provisioner.commands import add_repo_arg
+from provisioner.commands import add_repo_arg, examples
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("schema", help="print, write (--write) or check (--check) schemas/")
+    parser = sub.add_parser(
+        "schema",
+        help="print, write (--write) or check (--check) schemas/",
+        description="The JSON Schemas generated from the models (editors use them to check "
+        "request files as you type).",
+        **examples(
+            "ssp schema  # print the request schema",
+            "ssp schema policy  # print the policy schema",
+            "ssp schema --check  # exit 1 if schemas/ is out of date",
+            "ssp schema --write  # regenerate schemas/ after changing the models",
+        ),
+    )
     add_repo_arg(parser)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write schemas/*.schema.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import statuspage
-from provisioner.commands import add_repo_arg, clock, connect, load_main
+from provisioner.commands import add_repo_arg, clock, connect, examples, load_main
 from provisioner.errors import GpuError
 from provisioner.escape import log_line
 from provisioner.reconcile import observe
@@ -36,9 +36,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="who holds which GPU until when: containers, accounts, quotas, pool",
         description="The GPU host as it is now: the GPU board, every managed container and "
         "account with its lease, quota use per member and the storage pool.",
-        epilog="examples:\n  ssp status\n  ssp status --format html --output status.html\n"
-        "  ssp status --format json | jq '.free_gpus'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "ssp status",
+            "ssp status --format html --output status.html",
+            "ssp status --format json | jq '.free_gpus'",
+        ),
     )
     add_repo_arg(parser)
     parser.add_argument("--format", choices=tuple(FORMATS), default="text")

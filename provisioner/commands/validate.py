@@ -14,7 +14,7 @@ from typing import Any
 
 from provisioner import gitfiles, report
 from provisioner.authz import Change, commit_people
-from provisioner.commands import add_repo_arg, clock
+from provisioner.commands import add_repo_arg, clock, examples
 from provisioner.config import load_config
 from provisioner.errors import GithubError, UsageError
 from provisioner.models import LOGIN_MAX, LOGIN_PATTERN
@@ -30,12 +30,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "changed (committed or not) is merged into origin/main and judged, with every problem "
         "on your own file; problems already on main are notes. --all checks every request on "
         "its own; --base checks a pull request's commits against its base (the PR check).",
-        epilog="examples:\n"
-        "  ssp validate                      # my change, as the PR check will judge it\n"
-        "  ssp validate --author alice       # ... when git does not know my GitHub login\n"
-        "  ssp validate --all                # every request on main (admins, CI)\n"
-        "  ssp validate --base origin/main --author alice   # committed work only, as in CI",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "ssp validate  # my change, as the PR check will judge it",
+            "ssp validate --author alice  # ... when git does not know my GitHub login",
+            "ssp validate --all  # every request on main (admins, CI)",
+            "ssp validate --base origin/main --author alice  # committed work only, as in CI",
+        ),
     )
     add_repo_arg(parser)
     parser.add_argument(

@@ -1,0 +1,116 @@
+"""The command line itself: where --repo may go, finding the checkout, help and `ssp explain`.
+
+Everything runs the real `ssp` in-process against real files (and a real git repository);
+nothing here is a stand-in.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import CONTAINER_LINES, NOW, ROOT, GitRepo, run_cli, sample_repo, valid_request
+
+from provisioner.commands import NAMES
+
+BAD = "requests/alice/alice-box.yaml"
+
+
+def bad_repo(tmp_path: Path) -> Path:
+    return sample_repo(tmp_path / "repo", {BAD: valid_request(desktop="yes")})
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_repo_may_come_before_or_after_the_command(tmp_path: Path, before: bool) -> None:
+    repo = str(bad_repo(tmp_path))
+    argv = (
+        ("--repo", repo, "validate", "--all") if before else ("validate", "--all", "--repo", repo)
+    )
+    result = run_cli(*argv)
+    assert result.code == 1, result.both
+    assert f"{BAD}:{CONTAINER_LINES['desktop']}:10: error: desktop" in result.out
+
+
+def test_from_a_subdirectory_the_git_checkout_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = GitRepo.create(tmp_path / "repo", {BAD: valid_request(desktop="yes")})
+    monkeypatch.chdir(repo.root / "requests" / "alice")
+    result = run_cli("validate", "--all")
+    assert result.code == 1, result.both
+    assert f"{BAD}:{CONTAINER_LINES['desktop']}:10: error: desktop" in result.out
+    assert "config.missing" not in result.both
+
+
+def test_outside_any_checkout_it_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("validate", "--all")
+    assert result.code == 1
+    assert "config/policy.yaml:1:1: error: file is missing [config.missing]" in result.out
+
+
+@pytest.mark.parametrize("command", [*NAMES, "host init"])
+def test_every_command_s_help_ends_with_examples_of_itself(command: str) -> None:
+    result = run_cli(*command.split(), "--help")
+    assert result.code == 0, result.both
+    section = result.out.split("\nexamples:\n", 1)
+    assert len(section) == 2, f"ssp {command} --help has no examples section"
+    first = section[1].splitlines()[0].strip()
+    assert first.removeprefix("sudo ").startswith(f"ssp {command.split(maxsplit=1)[0]}"), first
+
+
+def test_explain_prints_the_guides_entry_for_a_rule() -> None:
+    result = run_cli("explain", "schema.type", "--repo", str(ROOT))
+    assert result.code == 0, result.both
+    assert result.out.startswith("schema.type  (Fields and values)\n")
+    assert "how to fix it:" in result.out
+    assert "`32GiB`" in result.out
+
+
+def test_explain_takes_the_id_as_a_finding_shows_it_and_speaks_chinese() -> None:
+    result = run_cli("explain", "[yaml.tag]", "--repo", str(ROOT), env={"LANG": "zh_CN.UTF-8"})
+    assert result.code == 0, result.both
+    assert result.out.startswith("yaml.tag  (文件本身)\n")
+    assert "怎么改:" in result.out
+
+
+def test_explain_a_family_lists_its_rules() -> None:
+    result = run_cli("explain", "quota", "--repo", str(ROOT))
+    assert result.code == 0, result.both
+    shown = [line.split()[0] for line in result.out.splitlines() if line[:1].isalpha()]
+    assert shown == [f"quota.{w}" for w in ("containers", "cpu", "disk", "gpus", "memory")]
+
+
+def test_explain_an_unknown_rule_names_the_close_ones() -> None:
+    result = run_cli("explain", "ssh_key.typ", "--repo", str(ROOT))
+    assert result.code == 2
+    assert "no rule 'ssh_key.typ' in the guide; did you mean ssh_key.type" in result.err
+    far = run_cli("explain", "nothing.like.it", "--repo", str(ROOT))
+    assert far.code == 2
+    assert "see docs/user-guide.md" in far.err
+
+
+HOST_LIBRARIES = ("pylxd", "github", "pynvml", "jinja2", "ws4py", "requests")
+
+
+@pytest.mark.parametrize("argv", [["validate", "--all"], ["validate"]], ids=["all", "change"])
+def test_validate_loads_no_host_library(tmp_path: Path, argv: list[str]) -> None:
+    """A member's check starts fast and installs slim: no LXD, GitHub, NVML or templates."""
+    repo = GitRepo.create(tmp_path / "repo", {BAD: valid_request(desktop="yes")})
+    code = (
+        "import sys\n"
+        "from provisioner.cli import main\n"
+        f"status = main({[*argv, '--repo', str(repo.root)]!r}, {{'SSP_NOW': '{NOW}'}})\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({HOST_LIBRARIES!r}))\n"
+        "print('loaded:', ','.join(loaded), 'status:', status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "error: desktop" in done.stdout  # it did check the file
+    assert done.stdout.splitlines()[-1] == "loaded:  status: 1"
