@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import run_cli, sample_repo
 
 from provisioner import tunnel
 from provisioner.config import load_config
@@ -117,3 +118,12 @@ def test_a_policy_without_a_tunnel_has_no_client_config() -> None:
 def test_the_policy_refuses_what_would_break_the_file(field: str, value: str) -> None:
     with pytest.raises(ValueError):
         Tunnel.model_validate({"kind": "frp", "server": "frp.lab.example", field: value})
+
+
+def test_ssp_tunnel_without_a_tunnel_in_the_policy_is_a_usage_error(tmp_path: Path) -> None:
+    repo = sample_repo(tmp_path / "lab")
+    done = run_cli("tunnel", "--repo", str(repo))
+    assert (done.code, done.out) == (2, "")
+    assert "config/policy.yaml has no `tunnel:`" in done.err
+    assert "Traceback" not in done.err
+    assert run_cli("tunnel", "--repo", str(repo), "--format", "ini").code == 2
