@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from integration.helpers import (
     Adapters,
     LabRepo,
     apply_pass,
+    eventually,
     in_instance,
     lxc,
     lxc_query,
@@ -305,3 +307,80 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     fourth = apply_pass(lab, adapters)
     assert adapters.mutations()[mutations:] == []
     assert fourth.result.outcomes == ()
+
+
+# --- the remote desktop ----------------------------------------------------------------------
+
+# An X.224 Connection Request (TPKT, then RDP negotiation asking for TLS or CredSSP): what an
+# RDP client sends first. xrdp answers with a Connection Confirm (TPKT, code 0xd0).
+RDP_CONNECTION_REQUEST = bytes.fromhex("030000130ee000000000000100080003000000")
+
+
+def rdp_answers(port: int) -> bool:
+    """xrdp on 127.0.0.1:PORT confirms an RDP connection request."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(RDP_CONNECTION_REQUEST)
+            reply = conn.recv(64)
+    except OSError:
+        return False
+    return len(reply) >= 6 and reply[0] == 0x03 and reply[5] == 0xD0
+
+
+def test_the_desktop_answers_on_its_port_and_takes_the_password_set_as_the_comment_says(
+    tmp_path: Path,
+    lxd_project: str,
+    lxd_socket: str,
+    suffix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`desktop: true` installs xrdp and xfce with apt inside the container: this needs the
+    container to reach a Debian mirror, and is skipped (saying so) where it cannot."""
+    lab = LabRepo.make(tmp_path, lxd_project, suffix)
+    lab.tunnel = TUNNEL
+    name, login = f"alice-d-{suffix}", "alice"
+    adapters = Adapters.make(lxd_project, lxd_socket)
+    done = apply_pass(lab, adapters, lab.container(name, desktop=True))
+    (o,) = done.result.outcomes
+    if not o.ok and "apt" in o.message:
+        pytest.skip(f"no Debian mirror reachable from the container: {o.message[:200]}")
+    assert (o.action, o.ok) == ("created", True), o.message
+    assert o.rdp_port is not None and o.ssh_port is not None
+    applied = done.validation.config
+    assert applied is not None
+    said = comments.draft(comments.Context(applied.policy, "0" * 40), done.result.outcomes)
+    assert said is not None
+    assert f"`127.0.0.1:{o.rdp_port}`, from outside the lab `frp.lab.example:" in said.body
+    assert f"`sudo passwd {login}`" in said.body
+
+    # xrdp answers an RDP client on the forwarded port.
+    rdp_port, ssh_port = o.rdp_port, o.ssh_port
+    assert eventually(lambda: rdp_answers(rdp_port), 60, every_s=1)
+
+    # xrdp checks passwords through PAM (service xrdp-sesman): none works until the member
+    # sets one over SSH as the comment says; then that one does, and only that one.
+    key = lab.keys["alice"]
+    got = in_instance(lxd_project, name, "apt-get", "install", "-y", "-q", "pamtester", check=False)
+    if got.returncode != 0:
+        pytest.skip("pamtester could not be installed in the container")
+
+    def pam(password: str) -> int:
+        argv = [
+            "sh",
+            "-c",
+            f"printf '%s\\n' '{password}' | pamtester xrdp-sesman {login} authenticate",
+        ]
+        return in_instance(lxd_project, name, *argv, check=False).returncode
+
+    assert pam("") != 0
+    told = ssh_until_ok(
+        key, ssh_port, login, f"printf 'Desk-42x\\nDesk-42x\\n' | sudo passwd {login}"
+    )
+    assert told.returncode == 0, told.stderr
+    assert pam("Desk-42x") == 0
+    assert pam("wrong-one") != 0
+    # The tunnel's client config carries the desktop's port next to SSH's.
+    assert proxies(ssp_tunnel(lab, lxd_socket, capsys)) == [
+        (f"{lab.project}-{name}-ssh", ssh_port, ssh_port + 10000),
+        (f"{lab.project}-{name}-rdp", rdp_port, rdp_port + 10000),
+    ]
