@@ -212,6 +212,8 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     row["status"] = _status(o)
     row["snapshots"] = _snapshots(o.snapshots)
     row["ssh_config"] = ssh_config(ctx.policy, o)
+    # The instance's own address (no forwarded port): reachable from the host only.
+    row["internal"] = bool(row["ssh_command"]) and not row["ssh_command"].startswith("ssh -p")
     row["rdp"], row["rdp_public"] = rdp_addresses(ctx.policy, o)
     row["sudo"] = o.sudo
     first = o.message.strip().splitlines()[0] if o.message.strip() else ""
