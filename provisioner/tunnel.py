@@ -70,7 +70,7 @@ def frpc_toml(policy: Policy, ports: Iterable[Forward]) -> str:
     lines = [
         "# frpc.toml for the GPU host, written by `ssp tunnel --format frpc` from",
         "# config/policy.yaml and the forwarded ports LXD holds now. Write it again after an",
-        "# apply that adds or removes a container; frpc reloads with `frpc reload`.",
+        "# apply that adds or removes a container, then restart frpc.",
         f"serverAddr = {_str(tunnel.server)}",
         f"serverPort = {tunnel.server_port}",
     ]

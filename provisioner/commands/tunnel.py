@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "(`tunnel:`) and the forwarded ports LXD holds now: each container's SSH and remote "
         "desktop port and each shared server's SSH port, mapped to the frp server's ports.",
         epilog="examples:\n  ssp tunnel\n  sudo ssp tunnel --output /etc/frp/frpc.toml && "
-        "sudo systemctl reload frpc",
+        "sudo systemctl restart frpc",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_repo_arg(parser)
