@@ -48,6 +48,7 @@ IPV4_TIMEOUT_S = 60.0
 # New containers made at once. Each spends most of its time waiting on LXD (the copy's I/O,
 # the start's idmap shift and proxy set-up), so a few overlap well even on two cores.
 DEFAULT_JOBS = 4
+DESKTOP_PACKAGES = ("xrdp", "xfce4", "xfce4-terminal", "dbus-x11")
 USER_EXISTS = 9  # useradd's exit status for "user already exists"
 READ_TRIES = 3
 CREATE_TRIES = 3
@@ -307,21 +308,14 @@ class Applier:
                 f"{spec.name} got no IPv4 address within {self.ipv4_timeout_s:.0f} s, so the "
                 "desktop (xrdp, xfce) could not be installed; the next apply makes it again"
             )
+        # A base fresh from its image has no package lists: without an update first, apt
+        # finds none of the packages ("Unable to locate package").
+        apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        self._run(self.lxd, spec.name, [*apt, "update", "-q"])
         self._run(
             self.lxd,
             spec.name,
-            [
-                "env",
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "xrdp",
-                "xfce4",
-                "xfce4-terminal",
-                "dbus-x11",
-            ],
+            [*apt, "install", "-y", "--no-install-recommends", *DESKTOP_PACKAGES],
         )
 
     def _push_keys(

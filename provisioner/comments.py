@@ -21,7 +21,6 @@ provisioner.errors.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -31,7 +30,7 @@ from provisioner.errors import GithubError
 from provisioner.models import Policy
 from provisioner.problems import Problem
 from provisioner.render import render
-from provisioner.results import outcome_dict, ssh_host
+from provisioner.results import outcome_dict, rdp_addresses, ssh_config
 from provisioner.rules import competing
 from provisioner.spec import SCHEDULES
 
@@ -212,8 +211,10 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     row["purpose"] = ctx.purposes.get(o.request_path, "")
     row["status"] = _status(o)
     row["snapshots"] = _snapshots(o.snapshots)
-    row["ssh_config"] = _ssh_config(o.name, row["ssh_command"])
-    row["rdp"] = f"{ssh_host(ctx.policy, o)}:{o.rdp_port}" if o.rdp_port and o.ok else ""
+    row["ssh_config"] = ssh_config(ctx.policy, o)
+    # The instance's own address (no forwarded port): reachable from the host only.
+    row["internal"] = bool(row["ssh_command"]) and not row["ssh_command"].startswith("ssh -p")
+    row["rdp"], row["rdp_public"] = rdp_addresses(ctx.policy, o)
     row["sudo"] = o.sudo
     first = o.message.strip().splitlines()[0] if o.message.strip() else ""
     row["short"] = first if len(first) <= _SHORT else first[: _SHORT - 1] + "…"
@@ -242,15 +243,3 @@ def _snapshots(schedule: str) -> str:
     kept = SCHEDULES[schedule][1]  # LXD's snapshots.expiry, e.g. "2w"
     count, unit = int(kept[:-1]), _UNITS[kept[-1]]
     return f"{schedule}, each kept {count} {unit}{'s' if count != 1 else ''}"
-
-
-def _ssh_config(name: str, command: str | None) -> str:
-    """An ~/.ssh/config entry equivalent to COMMAND (`ssh [-p PORT] login@host`)."""
-    if not command:
-        return ""
-    words = shlex.split(command)
-    login, _, host = words[-1].partition("@")
-    lines = [f"Host {name}", f"    HostName {host}", f"    User {login}"]
-    if "-p" in words:
-        lines.append(f"    Port {words[words.index('-p') + 1]}")
-    return "\n".join(lines)

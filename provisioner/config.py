@@ -78,6 +78,7 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
                     f"uid {user.uid} is given to more than one member",
                 )
             )
+    out += _port_rules(doc, policy)
     try:
         ZoneInfo(policy.timezone)
     # OSError: a name that is a folder of the zone database ("Asia") or too long for a path.
@@ -90,6 +91,39 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
                 f"timezone '{policy.timezone}' is not an IANA time zone (e.g. Asia/Shanghai)",
             )
         )
+    return out
+
+
+def _port_rules(doc: Document, policy: Policy) -> list[Problem]:
+    """A shared server's port outside the containers' range; every forwarded port still a
+    port once the tunnel's offset is added."""
+    out = []
+    first, last = policy.ssh.ports
+    for sid, server in policy.shared_servers.items():
+        if server.ssh_port is not None and first <= server.ssh_port <= last:
+            out.append(
+                _at(
+                    doc,
+                    ("shared_servers", sid, "ssh_port"),
+                    "policy.shared_port",
+                    f"shared_servers.{sid}.ssh_port {server.ssh_port} is inside ssh.ports "
+                    f"[{first}, {last}], which containers are given; pick a port outside it",
+                )
+            )
+    if policy.tunnel is not None:
+        offset = policy.tunnel.remote_offset
+        ports = [first, last, *(s.ssh_port for s in policy.shared_servers.values() if s.ssh_port)]
+        bad = [p for p in ports if not 1 <= p + offset <= 65535]
+        if bad:
+            out.append(
+                _at(
+                    doc,
+                    ("tunnel", "remote_offset"),
+                    "policy.tunnel_port",
+                    f"tunnel.remote_offset {offset} maps port {bad[0]} to {bad[0] + offset}, "
+                    "which is not a TCP port (1-65535)",
+                )
+            )
     return out
 
 

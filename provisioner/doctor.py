@@ -490,13 +490,15 @@ def check_gpu_containers(containers: Sequence[GpuContainer]) -> Check:
 def check_ports(forwards: Sequence[tuple[str, int]], listening: frozenset[int]) -> Check:
     name = "ports.listening"
     if not forwards:
-        return _na(name, "no running managed container forwards a port")
+        return _na(name, "no running managed container or shared server forwards a port")
     down = [f"{inst}:{port}" for inst, port in forwards if port not in listening]
     if down:
         return _problem(
             name,
             "forwarded ports not listening on the host: " + ", ".join(down),
             "restart the container (`lxc restart --project PROJECT NAME`) and read "
-            "`lxc info --show-log NAME`; another process may hold the port",
+            "`lxc info --show-log NAME`; another process may hold the port. A shared server's "
+            "ssh_port needs a proxy device on it (`lxc config device add SERVER ssh proxy "
+            "listen=tcp:0.0.0.0:PORT connect=tcp:127.0.0.1:22`)",
         )
     return _ok(name, f"{len(forwards)} forwarded port(s) listen")

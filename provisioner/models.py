@@ -204,6 +204,13 @@ class SharedServer(_Strict):
     description: str = ""
 
 
+HostName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"),
+    Field(description="A DNS name or an IPv4 address."),
+]
+
+
 class SshPolicy(_Strict):
     listen: Annotated[
         str,
@@ -215,12 +222,45 @@ class SshPolicy(_Strict):
     ]
     host: str = Field("", description="Name members use to reach the server on the LAN.")
     public_host: str = Field("", description="Name or address to reach it from outside, if any.")
+    jump_host: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^(([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+            r"(:[0-9]{1,5})?)?$"
+        ),
+    ] = Field(
+        "",
+        description="A host reachable from outside that can reach the server ([user@]host[:port]"
+        "): the comment then offers `ssh -J` through it.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> SshPolicy:
         if self.ports[0] > self.ports[1]:
             raise ValueError("ssh.ports must be [first, last] with first <= last")
         return self
+
+
+class Tunnel(_Strict):
+    """The lab's tunnel for off-LAN access: an frp server that forwards its ports to the host.
+
+    frpc runs on the GPU host with the file `ssp tunnel --format frpc` writes; each forwarded
+    port P on the host is reachable from anywhere as `server`:P + `remote_offset`.
+    """
+
+    kind: Literal["frp"] = Field(description="The tunnel software (frp is the one supported).")
+    server: HostName = Field(description="The frp server (frps): members connect to it too.")
+    server_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        7000, description="frps's bindPort, where frpc connects."
+    )
+    remote_offset: Annotated[int, Field(ge=-65534, le=65534)] = Field(
+        0, description="Port P on the host is port P + remote_offset on the frp server."
+    )
+    token_env: Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")] = Field(
+        "FRP_AUTH_TOKEN",
+        description="The environment variable frpc reads the frps token from (never written "
+        "into the file); empty for a server without a token.",
+    )
 
 
 class LxdSettings(_Strict):
@@ -245,6 +285,7 @@ class Policy(_Strict):
     shares: dict[Id, Share] = Field(default_factory=dict)
     shared_servers: dict[Id, SharedServer] = Field(default_factory=dict)
     ssh: SshPolicy
+    tunnel: Tunnel | None = Field(None, description="The lab's tunnel for off-LAN access.")
     retention_days: Annotated[int, Field(ge=0, le=3650)]
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
     lxd: LxdSettings = Field(default_factory=LxdSettings)

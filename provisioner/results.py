@@ -40,14 +40,83 @@ def ssh_command(policy: Policy, outcome: Outcome) -> str | None:
     return None
 
 
-def public_command(policy: Policy, outcome: Outcome) -> str | None:
-    if (
-        not policy.ssh.public_host
-        or outcome.ssh_port is None
-        or ssh_command(policy, outcome) is None
-    ):
+def _forwarded(policy: Policy, outcome: Outcome) -> bool:
+    """The login goes through a forwarded port on the host (not the instance's own address)."""
+    command = ssh_command(policy, outcome)
+    return outcome.ssh_port is not None and command is not None and command.startswith("ssh -p")
+
+
+def remote_port(policy: Policy, port: int) -> int | None:
+    """Where the tunnel exposes the host's forwarded PORT, if the policy has a tunnel."""
+    return None if policy.tunnel is None else port + policy.tunnel.remote_offset
+
+
+def public_address(policy: Policy, port: int | None) -> tuple[str, int] | None:
+    """Host and port that reach the host's forwarded PORT from outside the lab: through the
+    tunnel when there is one, else the policy's public host on the same port."""
+    if port is None:
         return None
-    return f"ssh -p {outcome.ssh_port} {outcome.login}@{policy.ssh.public_host}"
+    if policy.tunnel is not None:
+        return policy.tunnel.server, port + policy.tunnel.remote_offset
+    if policy.ssh.public_host:
+        return policy.ssh.public_host, port
+    return None
+
+
+def public_command(policy: Policy, outcome: Outcome) -> str | None:
+    where = public_address(policy, outcome.ssh_port) if _forwarded(policy, outcome) else None
+    if where is None:
+        return None
+    return f"ssh -p {where[1]} {outcome.login}@{where[0]}"
+
+
+def jump_command(policy: Policy, outcome: Outcome) -> str | None:
+    """The LAN command through the policy's jump host (`ssh -J`), for off-LAN use."""
+    if not policy.ssh.jump_host or not _forwarded(policy, outcome):
+        return None
+    host = ssh_host(policy, outcome)
+    return f"ssh -J {policy.ssh.jump_host} -p {outcome.ssh_port} {outcome.login}@{host}"
+
+
+def rdp_addresses(policy: Policy, outcome: Outcome) -> tuple[str, str]:
+    """The remote desktop's address on the LAN and from outside ("" where there is none)."""
+    if not outcome.rdp_port or not outcome.ok or outcome.action in ("retired", "locked"):
+        return "", ""
+    public = public_address(policy, outcome.rdp_port)
+    return (
+        f"{ssh_host(policy, outcome)}:{outcome.rdp_port}",
+        f"{public[0]}:{public[1]}" if public else "",
+    )
+
+
+IDENTITY_HINT = "    # the private half of a key in your request:"
+IDENTITY_FILE = "    IdentityFile ~/.ssh/id_ed25519"
+
+
+def ssh_config(policy: Policy, outcome: Outcome) -> str:
+    """~/.ssh/config entries: `Host NAME` for the LAN, `NAME-away` through the tunnel or the
+    public host, `NAME-jump` through the jump host; each as the matching command."""
+    command = ssh_command(policy, outcome)
+    if command is None:
+        return ""
+    login, _, host = command.rsplit(" ", 1)[-1].partition("@")
+    port = outcome.ssh_port if _forwarded(policy, outcome) else None
+    blocks = [_host_block(outcome.name, host, port, login)]
+    public = public_address(policy, port)
+    if public is not None:
+        blocks.append(_host_block(f"{outcome.name}-away", public[0], public[1], login))
+    if policy.ssh.jump_host and port is not None:
+        jump = _host_block(f"{outcome.name}-jump", host, port, login)
+        blocks.append(jump + f"\n    ProxyJump {policy.ssh.jump_host}")
+    return "\n\n".join(blocks)
+
+
+def _host_block(alias: str, host: str, port: int | None, login: str) -> str:
+    lines = [f"Host {alias}", f"    HostName {host}"]
+    if port is not None:
+        lines.append(f"    Port {port}")
+    lines += [f"    User {login}", IDENTITY_HINT, IDENTITY_FILE]
+    return "\n".join(lines)
 
 
 def outcome_dict(policy: Policy, o: Outcome) -> dict[str, Any]:
@@ -65,6 +134,7 @@ def outcome_dict(policy: Policy, o: Outcome) -> dict[str, Any]:
         "rdp_port": o.rdp_port,
         "ssh_command": ssh_command(policy, o),
         "ssh_command_public": public_command(policy, o),
+        "ssh_command_jump": jump_command(policy, o),
         "gpus": [{"index": g.index, "model": g.model, "pci": g.pci} for g in o.gpus],
         "shares": [{"id": s.id, "path": s.path, "readonly": s.readonly} for s in o.shares],
         "expires": o.expires.isoformat() if o.expires else None,

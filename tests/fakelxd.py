@@ -115,6 +115,9 @@ class Inside:
     dirs: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # path → mode, uid, gid
     files: dict[str, File] = field(default_factory=dict)
     packages: set[str] = field(default_factory=set)
+    # A base image ships without apt's package lists (as Debian's does): `install` finds
+    # nothing until `apt-get update` has run.
+    package_lists: bool = False
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
     def user_by_uid(self, uid: int) -> str | None:
@@ -894,8 +897,14 @@ class _Shell:
         return ExecResult(0, f"{user.uid if flag == '-u' else user.gid}\n", "")
 
     def apt_get(self, args: list[str]) -> ExecResult:
+        if args[:1] == ["update"]:
+            self.inside.package_lists = True
+            return ExecResult(0, "Reading package lists...\n", "")
         if args[:1] != ["install"]:
             return ExecResult(100, "", f"E: apt-get {shlex.join(args)} is not simulated")
+        if not self.inside.package_lists:
+            wanted = next(a for a in args[1:] if not a.startswith("-"))
+            return ExecResult(100, "", f"E: Unable to locate package {wanted}")
         self.inside.packages |= {a for a in args[1:] if not a.startswith("-")}
         return ExecResult(0, "", "")
 

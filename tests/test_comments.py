@@ -32,7 +32,7 @@ from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.config import load_config
 from provisioner.github import GitHubClient
-from provisioner.models import Policy
+from provisioner.models import Policy, Tunnel
 from provisioner.problems import Position, Problem
 from provisioner.spec import Share
 from provisioner.state import LxdApi
@@ -153,6 +153,69 @@ def test_account_created() -> None:
     made = body(ctx(), bob_account())
     assert made.template == "account"
     golden("account", made.body)
+
+
+def tunnel_policy() -> Policy:
+    """The seed policy with the lab's frp tunnel (host port P is P + 10000 on frp.lab.example)
+    and a jump host."""
+    policy = sample_policy(jump_host="gate@jump.lab.example")
+    tunnel = Tunnel(kind="frp", server="frp.lab.example", remote_offset=10000)
+    return policy.model_copy(update={"tunnel": tunnel})
+
+
+def ssh_config_hosts(text: str) -> dict[str, dict[str, str]]:
+    """The `Host` blocks of the comment's ~/.ssh/config snippet, keyword → value."""
+    snippet = text.split("```\n", 2)[1]
+    hosts: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in snippet.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "Host":
+            current = hosts.setdefault(words[1], {})
+        else:
+            current[words[0]] = words[1]
+    return hosts
+
+
+def test_account_through_the_shared_servers_port_the_tunnel_and_the_jump_host() -> None:
+    made = body(ctx(tunnel_policy()), bob_account(ssh_port=22000))
+    assert made.template == "account"
+    golden("account_tunnel", made.body)
+    # Never the server's internal address: the forwarded port on the host, from outside the
+    # frp server's port, or the jump host.
+    assert "10.201.7.5" not in made.body
+    assert "`ssh -p 22000 bob-common@super-server.lab.example`" in made.body
+    assert "`ssh -p 32000 bob-common@frp.lab.example`" in made.body
+    assert (
+        "`ssh -J gate@jump.lab.example -p 22000 bob-common@super-server.lab.example`" in made.body
+    )
+    # The config block says the same as the commands, alias by alias.
+    key = {"IdentityFile": "~/.ssh/id_ed25519", "User": "bob-common"}
+    lan = {"HostName": "super-server.lab.example", "Port": "22000"} | key
+    assert ssh_config_hosts(made.body) == {
+        "bob-common": lan,
+        "bob-common-away": {"HostName": "frp.lab.example", "Port": "32000"} | key,
+        "bob-common-jump": lan | {"ProxyJump": "gate@jump.lab.example"},
+    }
+
+
+def test_desktop_through_the_tunnel_and_how_to_set_its_password() -> None:
+    desk = alice(gpus=(), shares=(), rdp_port=23001)
+    made = body(ctx(tunnel_policy()), desk)
+    golden("applied_tunnel", made.body)
+    assert "`super-server.lab.example:23001`, from outside the lab `frp.lab.example:33001`" in (
+        made.body
+    )
+    assert "`sudo passwd alice`" in made.body
+    assert "`ssh -p 32001 alice@frp.lab.example`" in made.body
+
+
+def test_no_off_lan_lines_without_a_tunnel_public_host_or_jump_host() -> None:
+    made = body(ctx(), alice(rdp_port=23001))
+    assert "outside the lab" not in made.body and "jump" not in made.body
+    assert set(ssh_config_hosts(made.body)) == {"alice-thesis"}
 
 
 def test_retired_container_and_locked_account() -> None:

@@ -17,7 +17,13 @@ from helpers import ENV, run_cli, sample_repo
 from nvml_standin import NvmlStandin, seed_server
 
 from provisioner import doctor
-from provisioner.commands.doctor import HostPaths, examine, forwards, nvidia_cards
+from provisioner.commands.doctor import (
+    HostPaths,
+    examine,
+    forwards,
+    nvidia_cards,
+    shared_forwards,
+)
 from provisioner.config import Config, load_config
 from provisioner.doctor import Check, GpuContainer, Need, Status
 from provisioner.errors import GpuError, LxdError
@@ -297,6 +303,18 @@ def test_forwarded_ports_of_running_managed_containers() -> None:
     assert status(down) == ("ports.listening", Status.PROBLEM)
     assert "a:22001" in down.detail
     assert doctor.check_ports([], frozenset()).status is Status.NA
+
+
+def test_a_shared_servers_ssh_port_is_checked_and_the_fix_says_how_to_forward_it() -> None:
+    seed = config().policy
+    assert shared_forwards(seed) == []  # the seed forwards no port to Common-Server
+    common = seed.shared_servers["common"].model_copy(update={"ssh_port": 22000})
+    policy = seed.model_copy(update={"shared_servers": {"common": common}})
+    assert shared_forwards(policy) == [("Common-Server", 22000)]
+    down = doctor.check_ports(shared_forwards(policy), frozenset({22}))
+    assert status(down) == ("ports.listening", Status.PROBLEM)
+    assert "Common-Server:22000" in down.detail
+    assert "lxc config device add SERVER ssh proxy" in down.fix
 
 
 # --- the command, without a daemon -------------------------------------------------------------

@@ -813,6 +813,26 @@ def _cases() -> Iterator[Case]:
             0,
         ),
         (
+            "policy-shared-port-among-the-containers-ports",
+            policy(
+                "    instance: Common-Server\n",
+                "    instance: Common-Server\n    ssh_port: 22500\n",
+            ),
+            "policy.shared_port",
+            "ssh_port: 22500",
+            10,
+        ),
+        (
+            "policy-tunnel-offset-past-the-last-port",
+            policy(
+                "\nlxd:\n",
+                "\ntunnel:\n  kind: frp\n  server: frp.lab.example\n  remote_offset: 50000\nlxd:\n",
+            ),
+            "policy.tunnel_port",
+            "remote_offset: 50000",
+            15,
+        ),
+        (
             "policy-ports-reversed",
             policy("[22001, 22999]", "[22999, 22001]"),
             "schema.invalid",

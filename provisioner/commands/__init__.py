@@ -35,6 +35,7 @@ NAMES = (
     "plan",
     "apply",
     "status",
+    "tunnel",
     "gpus",
     "host",
     "doctor",

@@ -37,7 +37,7 @@ from provisioner.host import (
 )
 from provisioner.hostports import listening_ports
 from provisioner.idranges import IdMapUse
-from provisioner.models import CloneImage, ContainerRequest, GpuEntry
+from provisioner.models import CloneImage, ContainerRequest, GpuEntry, Policy
 from provisioner.rules import Loaded, resources
 from provisioner.state import ExecResult, Instance
 
@@ -150,6 +150,12 @@ def forwards(instances: Sequence[Instance]) -> list[tuple[str, int]]:
     ]
 
 
+def shared_forwards(policy: Policy) -> list[tuple[str, int]]:
+    """(instance, host port) of each shared server's SSH port: the admin forwards it by hand
+    (the server is not ssp's), and every account's login goes through it."""
+    return [(s.instance, s.ssh_port) for s in policy.shared_servers.values() if s.ssh_port]
+
+
 def _lxd_checks(
     config: Config, valid: Sequence[Loaded], lxd: DoctorLxd, server: ServerInfo
 ) -> tuple[list[Check], list[Instance] | None]:
@@ -234,7 +240,8 @@ def examine(
         checks += [doctor.skipped("gpu.containers", why), doctor.skipped("ports.listening", why)]
     else:
         checks.append(doctor.check_gpu_containers(gpu_containers(instances, expected, lxd)))
-        checks.append(doctor.check_ports(forwards(instances), listening_ports(paths.proc)))
+        ports = forwards(instances) + shared_forwards(policy)
+        checks.append(doctor.check_ports(ports, listening_ports(paths.proc)))
     return checks
 
 

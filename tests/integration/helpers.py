@@ -124,6 +124,7 @@ class LabRepo:
     keys: dict[str, Key] = field(default_factory=dict)
     pool: str = "default"
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # added to the policy's
+    tunnel: dict[str, Any] | None = None  # the policy's `tunnel:`, if any
 
     @classmethod
     def make(
@@ -169,6 +170,8 @@ class LabRepo:
         policy["ssh"] = {"listen": "127.0.0.1", "ports": list(self.ports), "host": ""}
         policy["lxd"] = {"project": self.project, "profiles": ["default"], "pool": self.pool}
         policy["images"].update(self.images)
+        if self.tunnel is not None:
+            policy["tunnel"] = self.tunnel
         return policy
 
     def hosts(self) -> str:

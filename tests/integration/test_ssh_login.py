@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +24,7 @@ from integration.helpers import (
     Adapters,
     LabRepo,
     apply_pass,
+    eventually,
     in_instance,
     lxc,
     lxc_query,
@@ -27,7 +32,7 @@ from integration.helpers import (
     ssh,
     ssh_until_ok,
 )
-from provisioner import cli, commands
+from provisioner import cli, commands, comments
 from provisioner.commands import apply as apply_command
 from provisioner.lxd import Lxd
 from provisioner.models import Policy
@@ -37,6 +42,22 @@ pytestmark = pytest.mark.lxd
 
 GOLDEN = "Common-Server/golden"
 SSH_COMMAND = re.compile(r"ssh -p (\d+) ([a-z0-9-]+)@127\.0\.0\.1")
+# The lab's frp server as the policy describes it (no frps runs here: the file frpc would
+# read is checked, and the off-LAN command's port).
+TUNNEL = {"kind": "frp", "server": "frp.lab.example", "remote_offset": 10000}
+
+
+def ssp_tunnel(lab: LabRepo, socket: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """`ssp tunnel --format frpc` on the lab, parsed as frpc would (TOML)."""
+    env = {"SSP_NOW": NOW.isoformat(), "LXD_DIR": str(Path(socket).parent)}
+    code = cli.main(["tunnel", "--repo", str(lab.root), "--format", "frpc"], env=env)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return tomllib.loads(out)
+
+
+def proxies(frpc: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return [(p["name"], p["localPort"], p["remotePort"]) for p in frpc.get("proxies", [])]
 
 
 # --- a container, through the CLI --------------------------------------------------------------
@@ -88,6 +109,7 @@ def test_ssp_apply_prints_an_ssh_command_that_logs_the_owner_in(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     lab = LabRepo.make(tmp_path, lxd_project, suffix)
+    lab.tunnel = TUNNEL
     name = f"alice-s-{suffix}"
     lab.write(lab.container(name))
 
@@ -121,6 +143,20 @@ def test_ssp_apply_prints_an_ssh_command_that_logs_the_owner_in(
     # Another key is refused.
     refused = ssh(lab.keys["bob"], port, login, "true")
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
+
+    # The desktop's password, set as the comment says (the account has none, so plain
+    # `passwd` cannot be used): afterwards PAM, which xrdp asks, has a usable password.
+    plain = ssh(key, port, login, "printf 'x\\nDesk-top-42\\nDesk-top-42\\n' | passwd")
+    assert plain.returncode != 0
+    told = ssh(key, port, login, f"printf 'Desk-top-42\\nDesk-top-42\\n' | sudo passwd {login}")
+    assert told.returncode == 0, told.stderr
+    status = ssh(key, port, login, f"sudo passwd --status {login}")
+    assert status.stdout.split()[:2] == [login, "P"], status.stdout
+
+    # The tunnel's client config names the container's forwarded port, and only it.
+    assert proxies(ssp_tunnel(lab, lxd_socket, capsys)) == [
+        (f"{lab.project}-{name}-ssh", port, port + 10000)
+    ]
 
     # Applied again: exit 0, unchanged, still the same command, and no mutating request.
     adapters_made.clear()
@@ -161,10 +197,29 @@ def make_shared_server(lab: LabRepo) -> None:
     lxc("start", "--project", project, name)
 
 
+def comment_ssh_config(body: str, key: Path) -> str:
+    """The ~/.ssh/config snippet of a comment, with the member's key path filled in."""
+    snippet = body.split("```\n", 2)[1]
+    return snippet.replace("~/.ssh/id_ed25519", str(key))
+
+
+def ssh_alias(config: Path, alias: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """`ssh ALIAS` with CONFIG as ~/.ssh/config (host key not checked, no prompts)."""
+    options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    options += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+    argv = ["ssh", "-F", str(config), *options, alias, *command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
-    tmp_path: Path, lxd_project: str, lxd_socket: str, suffix: str
+    tmp_path: Path,
+    lxd_project: str,
+    lxd_socket: str,
+    suffix: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     lab = LabRepo.make(tmp_path, lxd_project, suffix, shared_ssh=True)
+    lab.tunnel = TUNNEL
     make_shared_server(lab)
     adapters = Adapters.make(lxd_project, lxd_socket)
     server, login, port = lab.shared_server, "bob-nb", lab.shared_ssh_port
@@ -188,6 +243,25 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     done = ssh_until_ok(lab.keys["bob"], port, login, "id -un; touch ~/work")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == login
+
+    # The PR comment sends the member to the server's forwarded port, not its own address;
+    # from outside, to the frp server's matching port. Its ~/.ssh/config block, saved with
+    # the key's path filled in, logs in with `ssh bob-nb`.
+    applied = first.validation.config
+    assert applied is not None
+    said = comments.draft(comments.Context(applied.policy, "0" * 40), first.result.outcomes)
+    assert said is not None and said.template == "account"
+    assert f"`ssh -p {port} {login}@127.0.0.1`" in said.body
+    assert f"`ssh -p {port + 10000} {login}@frp.lab.example`" in said.body
+    assert not any(ip in said.body for ip in o.ipv4)
+    config = tmp_path / "ssh_config"
+    config.write_text(comment_ssh_config(said.body, lab.keys["bob"].private))
+    by_alias = ssh_alias(config, login, "id -un")
+    assert (by_alias.returncode, by_alias.stdout.strip()) == (0, login), by_alias.stderr
+    # The tunnel's client config names the shared server's port.
+    assert proxies(ssp_tunnel(lab, lxd_socket, capsys)) == [
+        (f"{lab.project}-{server.lower()}-ssh", port, port + 10000)
+    ]
     # The shared server is not ours: its own description and settings are left as they were.
     info = lxc_query(f"/1.0/instances/{server}", lxd_project)
     assert info["description"] == "Common-Server (test stand-in)"
@@ -233,3 +307,80 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     fourth = apply_pass(lab, adapters)
     assert adapters.mutations()[mutations:] == []
     assert fourth.result.outcomes == ()
+
+
+# --- the remote desktop ----------------------------------------------------------------------
+
+# An X.224 Connection Request (TPKT, then RDP negotiation asking for TLS or CredSSP): what an
+# RDP client sends first. xrdp answers with a Connection Confirm (TPKT, code 0xd0).
+RDP_CONNECTION_REQUEST = bytes.fromhex("030000130ee000000000000100080003000000")
+
+
+def rdp_answers(port: int) -> bool:
+    """xrdp on 127.0.0.1:PORT confirms an RDP connection request."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(RDP_CONNECTION_REQUEST)
+            reply = conn.recv(64)
+    except OSError:
+        return False
+    return len(reply) >= 6 and reply[0] == 0x03 and reply[5] == 0xD0
+
+
+def test_the_desktop_answers_on_its_port_and_takes_the_password_set_as_the_comment_says(
+    tmp_path: Path,
+    lxd_project: str,
+    lxd_socket: str,
+    suffix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`desktop: true` installs xrdp and xfce with apt inside the container: this needs the
+    container to reach a Debian mirror, and is skipped (saying so) where it cannot."""
+    lab = LabRepo.make(tmp_path, lxd_project, suffix)
+    lab.tunnel = TUNNEL
+    name, login = f"alice-d-{suffix}", "alice"
+    adapters = Adapters.make(lxd_project, lxd_socket)
+    done = apply_pass(lab, adapters, lab.container(name, desktop=True))
+    (o,) = done.result.outcomes
+    if not o.ok and "apt" in o.message:
+        pytest.skip(f"no Debian mirror reachable from the container: {o.message[:200]}")
+    assert (o.action, o.ok) == ("created", True), o.message
+    assert o.rdp_port is not None and o.ssh_port is not None
+    applied = done.validation.config
+    assert applied is not None
+    said = comments.draft(comments.Context(applied.policy, "0" * 40), done.result.outcomes)
+    assert said is not None
+    assert f"`127.0.0.1:{o.rdp_port}`, from outside the lab `frp.lab.example:" in said.body
+    assert f"`sudo passwd {login}`" in said.body
+
+    # xrdp answers an RDP client on the forwarded port.
+    rdp_port, ssh_port = o.rdp_port, o.ssh_port
+    assert eventually(lambda: rdp_answers(rdp_port), 60, every_s=1)
+
+    # xrdp checks passwords through PAM (service xrdp-sesman): none works until the member
+    # sets one over SSH as the comment says; then that one does, and only that one.
+    key = lab.keys["alice"]
+    got = in_instance(lxd_project, name, "apt-get", "install", "-y", "-q", "pamtester", check=False)
+    if got.returncode != 0:
+        pytest.skip("pamtester could not be installed in the container")
+
+    def pam(password: str) -> int:
+        argv = [
+            "sh",
+            "-c",
+            f"printf '%s\\n' '{password}' | pamtester xrdp-sesman {login} authenticate",
+        ]
+        return in_instance(lxd_project, name, *argv, check=False).returncode
+
+    assert pam("") != 0
+    told = ssh_until_ok(
+        key, ssh_port, login, f"printf 'Desk-42x\\nDesk-42x\\n' | sudo passwd {login}"
+    )
+    assert told.returncode == 0, told.stderr
+    assert pam("Desk-42x") == 0
+    assert pam("wrong-one") != 0
+    # The tunnel's client config carries the desktop's port next to SSH's.
+    assert proxies(ssp_tunnel(lab, lxd_socket, capsys)) == [
+        (f"{lab.project}-{name}-ssh", ssh_port, ssh_port + 10000),
+        (f"{lab.project}-{name}-rdp", rdp_port, rdp_port + 10000),
+    ]

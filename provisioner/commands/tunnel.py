@@ -1,0 +1,62 @@
+"""`ssp tunnel`: the tunnel client's configuration for the GPU host (frp's frpc.toml), one
+proxy per forwarded port that LXD holds now and per shared server's SSH port.
+
+Run on the host (it reads the LXD project); `--output FILE` writes the file frpc reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner import tunnel
+from provisioner.commands import add_repo_arg, clock, connect, load_main
+from provisioner.errors import UsageError
+from provisioner.escape import log_line
+from provisioner.reconcile import observe
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "tunnel",
+        help="the tunnel client's config for the host (frpc.toml), one proxy per forwarded port",
+        description="Render the lab tunnel's client configuration from config/policy.yaml "
+        "(`tunnel:`) and the forwarded ports LXD holds now: each container's SSH and remote "
+        "desktop port and each shared server's SSH port, mapped to the frp server's ports.",
+        epilog="examples:\n  ssp tunnel\n  sudo ssp tunnel --output /etc/frp/frpc.toml && "
+        "sudo systemctl restart frpc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_repo_arg(parser)
+    parser.add_argument("--format", choices=("frpc",), default="frpc")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    validation, _sha = load_main(args.repo, clock(env))
+    config = validation.config
+    if config is None:
+        print("ssp tunnel: config/ is not valid:", file=sys.stderr)
+        for problem in validation.errors:
+            print(log_line(problem), file=sys.stderr)
+        return 1
+    policy = config.policy
+    if policy.tunnel is None:
+        raise UsageError(
+            "config/policy.yaml has no `tunnel:` (the frp server members reach from outside); "
+            "see the admin guide, 'Access from outside the lab'"
+        )
+    lxd, servers = connect(policy, env)
+    observed = observe(config, lxd, servers)
+    ports = tunnel.forwards(policy, observed.instances)
+    text = tunnel.frpc_toml(policy, ports)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"ssp tunnel: wrote {args.output} ({len(ports)} proxies)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
