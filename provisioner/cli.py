@@ -85,6 +85,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The libraries only the GPU host needs, which the members' slim install leaves out.
+HOST_LIBRARIES = {"pylxd": "pylxd", "github": "PyGithub", "pynvml": "nvidia-ml-py"}
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
@@ -107,16 +111,32 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except KeyboardInterrupt:
         print(f"ssp {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # the last line of defence: a bug, reported without a traceback
+    except ModuleNotFoundError as e:
+        package = HOST_LIBRARIES.get((e.name or "").split(".")[0])
+        if package is None:
+            return _unexpected(args.command, e, environ)
         print(
-            f"ssp {args.command}: unexpected error ({type(e).__name__}: {e}); "
-            "set SSP_DEBUG=1 to see the traceback",
+            f"ssp {args.command}: this needs {package}, which this install of ssp leaves out "
+            "(the members' slim install validates requests only); on the GPU host install it "
+            "whole: pip install .",
             file=sys.stderr,
         )
-        if environ.get("SSP_DEBUG"):
-            raise
-        return EXIT_ERROR
+        return EXIT_USAGE
+    except Exception as e:  # the last line of defence: a bug, reported without a traceback
+        return _unexpected(args.command, e, environ)
     return code
+
+
+def _unexpected(command: str, e: Exception, environ: Mapping[str, str]) -> int:
+    """A bug, reported without a traceback (SSP_DEBUG=1 shows it)."""
+    print(
+        f"ssp {command}: unexpected error ({type(e).__name__}: {e}); "
+        "set SSP_DEBUG=1 to see the traceback",
+        file=sys.stderr,
+    )
+    if environ.get("SSP_DEBUG"):
+        raise e
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

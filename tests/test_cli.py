@@ -114,3 +114,16 @@ def test_validate_loads_no_host_library(tmp_path: Path, argv: list[str]) -> None
     assert done.returncode == 0, done.stderr
     assert "error: desktop" in done.stdout  # it did check the file
     assert done.stdout.splitlines()[-1] == "loaded:  status: 1"
+
+
+def test_a_host_command_in_the_members_slim_install_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if pylxd were not installed: the slim install leaves the host libraries out.
+    monkeypatch.setitem(sys.modules, "pylxd", None)
+    monkeypatch.delitem(sys.modules, "provisioner.lxd", raising=False)
+    repo = sample_repo(tmp_path / "repo")
+    done = run_cli("status", "--repo", str(repo))
+    assert done.code == 2
+    assert done.err.startswith("ssp status: this needs pylxd, which this install of ssp leaves")
+    assert "pip install ." in done.err and "Traceback" not in done.both
