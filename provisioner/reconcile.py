@@ -60,13 +60,16 @@ class Observed:
         return {i.name: i for i in self.instances}
 
 
-def observe(config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi]) -> Observed:
+def observe(
+    config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
+) -> Observed:
     """The project's instances (one request), each shared server's instance, and the host
-    ID blocks of every instance on the host (one request)."""
+    ID blocks of every instance on the host (one request; only planning needs them)."""
     found = []
     for shared in config.policy.shared_servers.values():
         found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
-    return Observed(tuple(lxd.instances()), tuple(found), tuple(lxd.id_maps()))
+    instances = tuple(lxd.instances())
+    return Observed(instances, tuple(found), tuple(lxd.id_maps()) if id_maps else ())
 
 
 def plan_for(

@@ -141,3 +141,19 @@ def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:
     if config is None or not wants or env.get("SSP_GPU_CHECK") == "off":
         return None
     return gpu_refusal(config.inventory)
+
+
+def print_invalid_config(command: str, validation: Validation) -> None:
+    """Why a command that reads the host against the policy cannot run."""
+    print(f"ssp {command}: config/ is not valid:", file=sys.stderr)
+    for problem in validation.errors:
+        print(log_line(problem), file=sys.stderr)
+
+
+def emit(command: str, text: str, output: Path | None, what: str = "") -> None:
+    """A report to stdout, or to `output` with a line on stderr saying where it went."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    print(f"ssp {command}: wrote {output}{what}", file=sys.stderr)

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from provisioner import statuspage
-from provisioner.commands import add_repo_arg, clock, connect, examples, load_main
+from provisioner.commands import (
+    add_repo_arg,
+    clock,
+    connect,
+    emit,
+    examples,
+    load_main,
+    print_invalid_config,
+)
 from provisioner.errors import GpuError
-from provisioner.escape import log_line
 from provisioner.reconcile import observe
 from provisioner.status import Live, PoolUse, build
 from provisioner.validate import today_for
@@ -66,13 +72,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     validation, _sha = load_main(args.repo, now)
     config = validation.config
     if config is None:
-        print("ssp status: config/ is not valid:", file=sys.stderr)
-        for problem in validation.errors:
-            print(log_line(problem), file=sys.stderr)
+        print_invalid_config("status", validation)
         return 1
     policy = config.policy
     lxd, servers = connect(policy, env)
-    observed = observe(config, lxd, servers)
+    observed = observe(config, lxd, servers, id_maps=False)
     got = lxd.storage_pool(policy.lxd.pool)  # type: ignore[attr-defined]
     pool = PoolUse(got.name, got.used, got.total) if got is not None else None
     live, why = live_gpus(env)
@@ -90,9 +94,5 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if why:
         status = dataclasses.replace(status, notes=(*status.notes, why))
     text = FORMATS[args.format](status)
-    if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"ssp status: wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit("status", text, args.output)
     return 0

@@ -7,15 +7,13 @@ Run on the host (it reads the LXD project); `--output FILE` writes the file frpc
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from provisioner import tunnel
-from provisioner.commands import add_repo_arg, clock, connect, load_main
+from provisioner.commands import add_repo_arg, clock, connect, emit, load_main, print_invalid_config
 from provisioner.errors import UsageError
-from provisioner.escape import log_line
 from provisioner.reconcile import observe
 
 
@@ -40,9 +38,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     validation, _sha = load_main(args.repo, clock(env))
     config = validation.config
     if config is None:
-        print("ssp tunnel: config/ is not valid:", file=sys.stderr)
-        for problem in validation.errors:
-            print(log_line(problem), file=sys.stderr)
+        print_invalid_config("tunnel", validation)
         return 1
     policy = config.policy
     if policy.tunnel is None:
@@ -51,12 +47,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "see the admin guide, 'Access from outside the lab'"
         )
     lxd, servers = connect(policy, env)
-    observed = observe(config, lxd, servers)
+    observed = observe(config, lxd, servers, id_maps=False)
     ports = tunnel.forwards(policy, observed.instances)
     text = tunnel.frpc_toml(policy, ports)
-    if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"ssp tunnel: wrote {args.output} ({len(ports)} proxies)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit("tunnel", text, args.output, f" ({len(ports)} proxies)")
     return 0
