@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,21 @@ def ssp_apply(lab: LabRepo, socket: str, *options: str, env: dict[str, str] | No
         check=False,
     )
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
+
+
+def converge(lab: LabRepo, socket: str) -> Run:
+    """The plain `ssp apply` after the fault is mended: it must converge (exit 0)."""
+    run = ssp_apply(lab, socket)
+    assert run.code == 0, run.out + run.err
+    return run
+
+
+def survived(
+    estate: Estate, record: Callable[..., None], converged: Run, *, fault: str, seen: str, exit: int
+) -> None:
+    """Nothing of the estate lost, and the case's figures written for the README's table."""
+    estate.intact()
+    record(fault=fault, seen=seen, exit=exit, converge_s=round(converged.seconds, 1))
 
 
 def start_apply(lab: LabRepo, socket: str, *options: str) -> subprocess.Popen[str]:

@@ -25,9 +25,11 @@ from faults.conftest import FAULTS_PORTS
 from faults.helpers import (
     Estate,
     config_of,
+    converge,
     managed,
     ssp_apply,
     status_of,
+    survived,
 )
 from provisioner import subids
 
@@ -82,16 +84,16 @@ def test_a_taken_port_fails_only_its_container_until_the_program_lets_go(
     assert faulty.line(new).startswith("created"), faulty.out
     assert ssh_listen(project, new) != ssh_listen(project, estate.keep)
 
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert status_of(project, estate.keep) == "Running"
     assert ssh_listen(project, estate.keep) == f"tcp:127.0.0.1:{keep_port}"  # not moved
-    estate.intact()
-    record(
+    survived(
+        estate,
+        record,
+        converged,
         fault="a container's forwarded port taken by another program",
         seen=f"exit {faulty.code}; {seen[:160]}…",
         exit=faulty.code,
-        converge_s=round(converged.seconds, 1),
     )
 
 
@@ -183,17 +185,17 @@ def test_a_full_pool_fails_the_new_container_and_keeps_the_rest(
     estate.intact()
 
     filler.unlink()  # the admin frees space
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert converged.line(new).startswith("created")
     assert status_of(lxd_project, new) == "Running"
     assert managed(lxd_project) == sorted([estate.keep, estate.old, new])
-    estate.intact()
-    record(
+    survived(
+        estate,
+        record,
+        converged,
         fault="storage pool full",
         seen=f"exit {faulty.code}; {seen[:200]}…",
         exit=faulty.code,
-        converge_s=round(converged.seconds, 1),
     )
 
 
@@ -253,16 +255,16 @@ def test_a_missing_clone_source_or_snapshot_is_reported_and_nothing_half_made(
     # The admin makes the base again: converges.
     lxc("init", "ssp-busybox", test_base, "--project", "default")
     lxc("snapshot", "--project", "default", test_base, "golden")
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert converged.line(new).startswith("created")
     assert status_of(project, new) == "Running"
-    estate.intact()
-    record(
+    survived(
+        estate,
+        record,
+        converged,
         fault="clone source's snapshot deleted / base missing",
         seen=f"exit 1; {seen_snapshot[:160]}… / {seen_base[:160]}…",
         exit=no_snapshot.code,
-        converge_s=round(converged.seconds, 1),
     )
 
 
@@ -292,15 +294,15 @@ def test_a_request_lxd_refuses_fails_alone(
     assert status_of(project, first) == "Running"
 
     lxc("project", "set", project, "limits.instances=10")  # the admin raises the limit
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert converged.line(second).startswith("created")
-    estate.intact()
-    record(
+    survived(
+        estate,
+        record,
+        converged,
         fault="a request LXD refuses (project limit reached)",
         seen=f"exit {faulty.code}; {seen[:200]}…",
         exit=faulty.code,
-        converge_s=round(converged.seconds, 1),
     )
 
 
@@ -334,16 +336,16 @@ def test_a_member_uid_lxd_may_not_map_is_named_with_the_fix(
     assert faulty.line(estate.keep).startswith("unchanged")
 
     lab.write(*requests)  # the admin puts carol's real (delegated) UID back
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert converged.line(name).startswith("created")
     assert config_of(project, name)["raw.idmap"] == f"both {UIDS['carol']} {UIDS['carol']}"
-    estate.intact()
-    record(
+    survived(
+        estate,
+        record,
+        converged,
         fault="a member's UID not delegated in /etc/subuid",
         seen=f"exit {faulty.code}; {seen[:240]}…",
         exit=faulty.code,
-        converge_s=round(converged.seconds, 1),
     )
 
 
@@ -392,8 +394,7 @@ def test_an_account_waits_for_the_shared_server_and_keeps_homes(
 
     lxc("rename", "--project", project, f"{server}-away", server)
     lxc("start", "--project", project, server)
-    converged = ssp_apply(lab, lxd_socket)
-    assert converged.code == 0, converged.out + converged.err
+    converged = converge(lab, lxd_socket)
     assert converged.line("carol-nb").startswith("created")
     home = in_instance(project, server, "cat", "/home/bob-nb/thesis.tex").stdout
     assert home == "draft\n"
