@@ -49,7 +49,7 @@ from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found 
 )
 
 from provisioner.apply import DEFAULT_JOBS  # noqa: E402
-from provisioner.lxd import socket_path  # noqa: E402
+from provisioner.lxdwire import socket_path  # noqa: E402
 
 GOLDEN = "Common-Server/golden"
 SSH_DIR = "/home/alice/.ssh"

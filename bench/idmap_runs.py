@@ -43,7 +43,7 @@ from integration.helpers import Adapters, LabRepo, apply_pass, lxc  # noqa: E402
 from provisioner import idranges  # noqa: E402
 from provisioner import spec as specs  # noqa: E402
 from provisioner.apply import Applier  # noqa: E402
-from provisioner.lxd import socket_path  # noqa: E402
+from provisioner.lxdwire import socket_path  # noqa: E402
 
 OWNERS = ("carol", "carol", "carol", "carol", "alice", "alice")  # the sample quotas allow it
 

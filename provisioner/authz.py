@@ -16,12 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from provisioner.problems import Position, Problem
+from provisioner.requestpaths import owner_folder
 
 STATUS_WORDS = {"A": "add", "M": "change", "D": "delete"}
 
 
 @dataclass(frozen=True)
-class Change:
+class FileChange:
     """One changed path between the merge base and the PR head (renames split in two)."""
 
     status: str  # "A", "M" or "D"
@@ -29,12 +30,11 @@ class Change:
 
     @property
     def owner_folder(self) -> str | None:
-        parts = self.path.split("/")
-        return parts[1] if len(parts) >= 3 and parts[0] == "requests" else None
+        return owner_folder(self.path)
 
 
 def authorize(
-    changes: Iterable[Change],
+    changes: Iterable[FileChange],
     author: str,
     admins: frozenset[str],
     others: Mapping[str, str] | None = None,

@@ -12,10 +12,11 @@ from collections import Counter
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from provisioner.document import Document
 from provisioner.models import Inventory, Policy
 from provisioner.problems import Position, Problem
 from provisioner.schema import check
-from provisioner.sources import Document, load
+from provisioner.sources import load
 
 POLICY_PATH = "config/policy.yaml"
 HOSTS_PATH = "config/hosts.yaml"

@@ -16,14 +16,12 @@ simply sent again (it may have reached GitHub although the answer did not reach 
 whole "find, then edit or create" step is redone, so a comment that did get made is found by
 its marker and edited instead of doubled.
 
-Imports: provisioner.errors, provisioner.authz (CommitBy), PyGithub, requests, PyJWT. Reads no
-environment: the CLI passes the token or the App credentials in.
+Imports: provisioner.errors, provisioner.authz (CommitBy), provisioner.githubfailures, PyGithub,
+requests, PyJWT. Reads no environment: the CLI passes the token or the App credentials in.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
 import math
 import re
 import time
@@ -33,15 +31,14 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import jwt
-import requests
 from github import Auth, Github, GithubException, GithubIntegration
-from github.GithubException import BadAttributeException, RateLimitExceededException
 from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
 from provisioner.authz import CommitBy
 from provisioner.errors import GithubError, UsageError
+from provisioner.githubfailures import LIBRARY_ERRORS, classify, rate_limited
 
 T = TypeVar("T")
 
@@ -49,18 +46,8 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,10
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 # GitHub shows a deleted account as "ghost".
 _GHOST = "ghost"
-# Without Retry-After, GitHub's docs say to wait at least a minute after a secondary limit.
-_SECONDARY_LIMIT_WAIT_S = 60.0
 _NOT_LOOKED_UP = object()
 _USER_AGENT = "super-server-platform"
-
-_LIBRARY_ERRORS = (
-    GithubException,
-    BadAttributeException,
-    requests.RequestException,
-    jwt.PyJWTError,
-    json.JSONDecodeError,  # PyGithub lets it out when a body that looks like JSON is not
-)
 
 
 @dataclass(frozen=True)
@@ -87,13 +74,6 @@ class AppCredentials:
     app_id: int
     private_key_pem: str = field(repr=False)
     installation_id: int | None = None
-
-
-@dataclass(frozen=True)
-class _Failure:
-    retryable: bool
-    wait_s: float | None  # what GitHub asked for, None when it said nothing
-    summary: str
 
 
 class GitHubClient:
@@ -318,7 +298,7 @@ class GitHubClient:
                 try:
                     self._login = self._client().get_user().login
                 except GithubException as e:
-                    if e.status != 403 or _rate_limited(e):
+                    if e.status != 403 or rate_limited(e):
                         raise
                     self._login = None  # "Resource not accessible by integration"
         return self._login if isinstance(self._login, str) else None
@@ -330,8 +310,8 @@ class GitHubClient:
         while True:
             try:
                 return once()
-            except _LIBRARY_ERRORS as e:
-                failure = _classify(e, self._clock())
+            except LIBRARY_ERRORS as e:
+                failure = classify(e, self._clock())
                 tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                 if not failure.retryable or attempt >= self._max_attempts:
                     raise GithubError(
@@ -364,61 +344,3 @@ def _pull_ref(p: PullRequest, *, merged: bool) -> PullRef:
         merged=merged,
         url=p.html_url,
     )
-
-
-def _header(e: GithubException, name: str) -> str | None:
-    value = (e.headers or {}).get(name)
-    return None if value is None else str(value)
-
-
-def _rate_limited(e: GithubException) -> bool:
-    return (
-        isinstance(e, RateLimitExceededException)
-        or _header(e, "x-ratelimit-remaining") == "0"
-        or _header(e, "retry-after") is not None
-    )
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """A Retry-After header's wait in seconds: delta-seconds or an HTTP date (RFC 9110)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
-def _classify(e: Exception, now: float) -> _Failure:
-    if isinstance(e, GithubException):
-        message = e.data.get("message") if isinstance(e.data, dict) else None
-        summary = f"{e.status} {str(message or '')[:300]}".strip()
-        if e.status == 401:
-            return _Failure(False, None, f"{summary} (the token or App key was refused)")
-        if e.status == 404:
-            return _Failure(
-                False, None, f"{summary} (missing, or not visible to these credentials)"
-            )
-        wait = retry_after_seconds(_header(e, "retry-after"), now)
-        if e.status >= 500:
-            return _Failure(True, wait, summary)
-        if e.status == 429 or (e.status == 403 and _rate_limited(e)):
-            reset = _header(e, "x-ratelimit-reset")
-            if (
-                wait is None
-                and _header(e, "x-ratelimit-remaining") == "0"
-                and reset
-                and reset.isdigit()
-            ):
-                wait = max(0.0, float(reset) - now)
-            return _Failure(True, _SECONDARY_LIMIT_WAIT_S if wait is None else wait, summary)
-        return _Failure(False, None, summary)
-    if isinstance(e, requests.ConnectionError | requests.Timeout):
-        return _Failure(True, None, f"cannot reach GitHub ({type(e).__name__}: {str(e)[:300]})")
-    if isinstance(e, jwt.PyJWTError):
-        return _Failure(False, None, f"cannot sign the GitHub App token: {e}")
-    return _Failure(False, None, f"unexpected answer ({type(e).__name__}: {str(e)[:200]})")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from provisioner.errors import GpuError
-from provisioner.gpus import compare_inventory, missing_device_nodes, read_gpus
+from provisioner.gpuinventory import compare_inventory
+from provisioner.gpus import missing_device_nodes, read_gpus
 from provisioner.models import Inventory
 
 

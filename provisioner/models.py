@@ -9,7 +9,6 @@ admin-owned policy and inventory.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated, Literal
 
@@ -58,25 +57,6 @@ PciAddress = Annotated[
     StringConstraints(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$"),
     Field(description="PCI address in LXD's form: 0000:4b:00.0"),
 ]
-
-_UNITS = {"MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-_SIZE = re.compile(r"^([1-9][0-9]*)(MiB|GiB|TiB)$")
-
-
-def size_bytes(size: str) -> int:
-    """`32GiB` → 34359738368. The schema has already checked the form."""
-    match = _SIZE.match(size)
-    if not match:
-        raise ValueError(f"not a size: {size!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def format_size(n: int) -> str:
-    """Bytes → the largest unit that divides them exactly (34359738368 → 32GiB)."""
-    for unit in ("TiB", "GiB", "MiB"):
-        if n % _UNITS[unit] == 0 and n >= _UNITS[unit]:
-            return f"{n // _UNITS[unit]}{unit}"
-    return f"{max(1, n // _UNITS['MiB'])}MiB"
 
 
 class _Strict(BaseModel):

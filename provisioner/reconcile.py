@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from provisioner import idranges
-from provisioner.apply import DEFAULT_JOBS, Applier, ApplyResult, apply_plan
+from provisioner.apply import DEFAULT_JOBS, Applier, apply_plan
 from provisioner.config import Config
 from provisioner.idranges import IdMapUse, IdRange
-from provisioner.plan import Inputs, Plan, make_plan
+from provisioner.outcomes import ApplyResult
+from provisioner.plan import make_plan
+from provisioner.plandata import Inputs, Plan
 from provisioner.problems import Problem, Severity
 from provisioner.state import Instance, LxdApi
 from provisioner.validate import Validation, today_for

@@ -20,8 +20,9 @@ import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioner import models
+from provisioner.document import Document, Where
 from provisioner.problems import Problem
-from provisioner.sources import Document, Where, field_name
+from provisioner.sources import field_name
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = {

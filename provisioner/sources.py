@@ -21,12 +21,12 @@ point at the exact place a problem is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
 
+from provisioner.document import Document, Where
 from provisioner.problems import Position, Problem
 from provisioner.sshkeys import private_refusal
 from provisioner.textpolicy import describe, first_forbidden
@@ -38,7 +38,6 @@ MAX_SCALAR = 16 * 1024
 # far fewer than int() refuses (4300 digits) or than would be slow to convert.
 MAX_NUMBER = 100
 
-Where = tuple[str | int, ...]
 
 try:  # libyaml's parser is several times faster; the events are the same
     _Loader: type[Any] = yaml.CSafeLoader
@@ -56,29 +55,6 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 _NUMBERS = (_INT10, _INT8, _INT16, _FLOAT, _INF, _NAN)
-
-
-@dataclass(frozen=True)
-class Document:
-    """A loaded file: its data and where each part of it was written."""
-
-    path: str
-    data: Any
-    values: Mapping[Where, Position]
-    keys: Mapping[Where, Position]
-
-    def position(self, where: Where) -> Position:
-        """Where `where` was written; for a missing part, the closest written parent."""
-        probe = tuple(where)
-        while probe:
-            if probe in self.values:
-                return self.values[probe]
-            probe = probe[:-1]
-        return self.values.get((), Position(1, 1))
-
-    def key_position(self, where: Where) -> Position:
-        """The position of the mapping key at `where` (the value's position otherwise)."""
-        return self.keys.get(tuple(where)) or self.position(where)
 
 
 class RefusalError(Exception):

@@ -23,8 +23,8 @@ from provisioner.models import (
     ContainerRequest,
     GpuEntry,
     Policy,
-    size_bytes,
 )
+from provisioner.sizes import size_bytes
 
 SSH_DEVICE = "ssh"
 RDP_DEVICE = "rdp"

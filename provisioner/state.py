@@ -28,6 +28,11 @@ ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
 Devices = Mapping[str, Mapping[str, str]]
 
 
+def plain_devices(devices: Devices) -> dict[str, dict[str, str]]:
+    """Devices as plain dicts, for comparing what LXD holds with what was asked for."""
+    return {name: dict(options) for name, options in devices.items()}
+
+
 @dataclass(frozen=True)
 class Instance:
     """One instance as LXD reports it (local config and devices, not the expanded ones)."""
@@ -127,3 +132,65 @@ class LxdApi(Protocol):
     def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
         """The instance's IPv4 addresses, polling until one appears or time runs out."""
         ...
+
+
+# --- the host: what `ssp host init` and `ssp doctor` read and write ---------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    description: str = ""
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str = ""
+    config: Mapping[str, str] = field(default_factory=dict)
+    devices: Devices = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A storage pool and its space in bytes, as LXD reports it."""
+
+    name: str
+    driver: str
+    total: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return max(self.total - self.used, 0)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    api_extensions: frozenset[str]
+
+
+class HostApi(Protocol):
+    """What host init and doctor read and write in LXD. Every method raises LxdError."""
+
+    def server(self) -> ServerInfo: ...
+
+    def read_project(self) -> Project | None:
+        """The adapter's project, or None when it does not exist."""
+        ...
+
+    def create_project(self, project: Project) -> None: ...
+
+    def update_project(self, project: Project) -> None:
+        """Replace the project's description and whole config."""
+        ...
+
+    def read_profile(self, name: str) -> Profile | None: ...
+
+    def update_profile(self, profile: Profile) -> None: ...
+
+    def storage_pool(self, name: str) -> Pool | None: ...
+
+    def network_exists(self, name: str) -> bool: ...

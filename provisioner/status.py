@@ -18,8 +18,9 @@ from datetime import date, datetime
 
 from provisioner import spec as specs
 from provisioner import state
-from provisioner.models import AccountRequest, ContainerRequest, Inventory, Policy, size_bytes
-from provisioner.rules import Loaded, resources
+from provisioner.loaded import Loaded, resources
+from provisioner.models import AccountRequest, ContainerRequest, Inventory, Policy
+from provisioner.sizes import size_bytes
 from provisioner.state import Instance
 
 

@@ -13,17 +13,8 @@ from datetime import date, datetime
 from typing import Any
 
 from provisioner.render import render, render_html
+from provisioner.sizes import human_size
 from provisioner.status import AccountRow, ContainerRow, ServerStatus
-
-
-def human(n: int) -> str:
-    """Bytes for people: 1536 MiB → "1.5 GiB"."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover  (the loop returns)
 
 
 def lease(row: ContainerRow | AccountRow) -> str:
@@ -44,7 +35,7 @@ def text_lines(status: ServerStatus) -> list[str]:
         use = ""
         if g.live is not None:
             util = "?" if g.live.utilization is None else f"{g.live.utilization}%"
-            use = f"  {util} busy, {human(g.live.memory_used)} of {human(g.live.memory)}"
+            use = f"  {util} busy, {human_size(g.live.memory_used)} of {human_size(g.live.memory)}"
         lines.append(f"  GPU {g.index}  {g.model:<26} {holder}{use}")
     free = ", ".join(map(str, status.free_gpus)) or "none"
     lines.append(f"  free: {free}")
@@ -76,7 +67,9 @@ def text_lines(status: ServerStatus) -> list[str]:
     if status.pool is not None:
         p = status.pool
         lines.append("")
-        lines.append(f"Pool {p.name}: {human(p.used)} of {human(p.total)} used ({p.percent}%)")
+        lines.append(
+            f"Pool {p.name}: {human_size(p.used)} of {human_size(p.total)} used ({p.percent}%)"
+        )
     lines += [f"note: {n}" for n in status.notes]
     return lines
 
@@ -98,8 +91,8 @@ def to_json(status: ServerStatus) -> str:
 
 
 def markdown(status: ServerStatus) -> str:
-    return render("status.md.j2", s=status, lease=lease, human=human)
+    return render("status.md.j2", s=status, lease=lease, human=human_size)
 
 
 def html(status: ServerStatus) -> str:
-    return render_html("status.html.j2", s=status, lease=lease, human=human)
+    return render_html("status.html.j2", s=status, lease=lease, human=human_size)

@@ -8,8 +8,8 @@ LXD reads root's entries when the daemon starts (crib sheet §2.3, verified on 5
   into a container (a member's UID, so their files in the share are theirs). An ID that is
   not delegated saves fine but the container then fails to start with an obscure error.
 
-Parsing and deciding are pure; `read` and `append` are the only effects, on paths the caller
-gives (tests use temporary copies). Lines are only ever appended, never rewritten.
+Pure: parsing and deciding. Reading and appending the files is `provisioner.subidfiles`, on
+paths the caller gives (tests use temporary copies).
 """
 
 from __future__ import annotations
@@ -79,24 +79,6 @@ def additions(text: str, ids: Iterable[int]) -> list[Range]:
         else:
             out.append(Range(OWNER, n, 1))
     return out
-
-
-def read(path: Path) -> str:
-    """The file's text; a missing file reads as empty (it is created when appended to)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
-
-
-def append(path: Path, ranges: Sequence[Range]) -> None:
-    """Append the ranges, one per line, after a newline if the file lacks a final one."""
-    if not ranges:
-        return
-    text = read(path)
-    lead = "\n" if text and not text.endswith("\n") else ""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(lead + "".join(f"{r}\n" for r in ranges))
 
 
 def id_spans(subuid_text: str, subgid_text: str) -> tuple[IdRange, ...]:

@@ -15,17 +15,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from provisioner.authz import Change, authorize
+from provisioner.authz import FileChange, authorize
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
+from provisioner.crossrules import check_all
+from provisioner.loaded import Loaded
 from provisioner.models import REQUEST_MODELS, AccountRequest, ContainerRequest
 from provisioner.problems import Position, Problem, Severity
-from provisioner.rules import Loaded, check_all, check_request
+from provisioner.requestpaths import REQUEST_PATH
+from provisioner.rules import check_request
 from provisioner.schema import check
 from provisioner.sources import load
 from provisioner.textpolicy import describe, first_forbidden
 from provisioner.tree import Tree
 
-REQUEST_PATH = re.compile(r"^requests/(?P<owner>[^/]+)/(?P<stem>[^/]+)\.yaml$")
 _IGNORED = re.compile(r"^requests/(README(\.[a-z-]+)?\.md|(.*/)?\.gitkeep)$")
 
 
@@ -126,7 +128,7 @@ def validate_tree(
     """Every request in `tree` against the schema, the policy and each other.
 
     Where requests compete, the newest are found at fault: `focus` (a PR's files) are the
-    newest of all, then `ages` orders the rest (see rules.ranked).
+    newest of all, then `ages` orders the rest (see crossrules.ranked).
     """
     problems = list(tree.problems)
     config, found = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
@@ -161,7 +163,7 @@ def validate_tree(
 
 def validate_pull(
     head: Tree,
-    changes: Sequence[Change],
+    changes: Sequence[FileChange],
     author: str,
     base_admins: frozenset[str],
     now: datetime,

@@ -49,9 +49,8 @@ import yaml
 
 from provisioner import idranges
 from provisioner.errors import LxdError
-from provisioner.host import Project
 from provisioner.idranges import IdMapUse
-from provisioner.state import Devices, ExecResult, Instance
+from provisioner.state import Devices, ExecResult, Instance, Project
 from provisioner.tree import Tree
 from provisioner.validate import Validation, validate_tree
 

@@ -14,8 +14,8 @@ import threading
 import pytest
 from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab, User
 
-from provisioner.apply import GpuInfo
 from provisioner.errors import LxdError
+from provisioner.outcomes import GpuInfo
 from provisioner.reconcile import Pass, blocking, run_pass
 from provisioner.state import (
     ACCOUNT,

@@ -26,13 +26,13 @@ import pytest
 from fakegithub import FAKE_REPO, FakeGitHub, PullFile
 from fakelxd import NOW, FakeLxd, Lab
 
-from provisioner import comments
-from provisioner.apply import GpuInfo, Outcome
+from provisioner import mergecomment
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.config import load_config
 from provisioner.github import GitHubClient
 from provisioner.models import Policy, Tunnel
+from provisioner.outcomes import Done, GpuInfo, Outcome, Subject
 from provisioner.problems import Position, Problem
 from provisioner.spec import Share
 from provisioner.state import LxdApi
@@ -73,8 +73,8 @@ def alice(**changes: object) -> Outcome:
         name="alice-thesis",
         owner="alice",
         request_path=ALICE,
-        kind="container",
-        action="created",
+        kind=Subject.CONTAINER,
+        action=Done.CREATED,
         ok=True,
         login="alice",
         ipv4=("10.201.7.23",),
@@ -92,8 +92,8 @@ def bob_account(**changes: object) -> Outcome:
         name="bob-common",
         owner="bob",
         request_path=BOB,
-        kind="account",
-        action="created",
+        kind=Subject.ACCOUNT,
+        action=Done.CREATED,
         ok=True,
         login="bob-common",
         ipv4=("10.201.7.5",),
@@ -107,13 +107,13 @@ def bob_account(**changes: object) -> Outcome:
 
 def carol_retired() -> Outcome:
     return Outcome(
-        "carol-ci",
-        "carol",
-        CAROL,
-        "container",
-        "retired",
-        True,
-        "request removed: stopped and kept as snapshot retired-20261128 for 30 days; "
+        name="carol-ci",
+        owner="carol",
+        request_path=CAROL,
+        kind=Subject.CONTAINER,
+        action=Done.RETIRED,
+        ok=True,
+        message="request removed: stopped and kept as snapshot retired-20261128 for 30 days; "
         "an admin can restore it until then",
     )
 
@@ -121,14 +121,14 @@ def carol_retired() -> Outcome:
 PURPOSES = {ALICE: "Diffusion experiments for my thesis", BOB: "Quick notebooks"}
 
 
-def ctx(policy: Policy | None = None, **kw: object) -> comments.Context:
+def ctx(policy: Policy | None = None, **kw: object) -> mergecomment.Context:
     args: dict[str, object] = {"policy": policy or sample_policy(), "sha": SHA, "run_url": RUN}
     args |= {"purposes": PURPOSES} | kw
-    return comments.Context(**args)  # type: ignore[arg-type]
+    return mergecomment.Context(**args)  # type: ignore[arg-type]
 
 
-def body(context: comments.Context, *outcomes: Outcome, **kw: object) -> comments.Draft:
-    made = comments.draft(context, outcomes, **kw)  # type: ignore[arg-type]
+def body(context: mergecomment.Context, *outcomes: Outcome, **kw: object) -> mergecomment.Draft:
+    made = mergecomment.draft(context, outcomes, **kw)  # type: ignore[arg-type]
     assert made is not None
     return made
 
@@ -231,7 +231,15 @@ def test_partly_failed_says_what_failed_why_how_to_retry_and_what_worked() -> No
         "carol-ci cannot start with it; compare `ssp gpus` with config/hosts.yaml "
         "(LXD: Invalid PCI address (no device found): 0000:3b:00.0)"
     )
-    failed = Outcome("carol-ci", "carol", CAROL, "container", "failed", False, why)
+    failed = Outcome(
+        name="carol-ci",
+        owner="carol",
+        request_path=CAROL,
+        kind=Subject.CONTAINER,
+        action=Done.FAILED,
+        ok=False,
+        message=why,
+    )
     skipped = Problem(BOB, Position(8, 10), "expires.past", "expires: 2026-01-01 is in the past")
     made = body(ctx(), alice(action="updated", message="cpu 8 → 4"), failed, problems=[skipped])
     assert made.template == "failed"
@@ -247,10 +255,10 @@ def test_nothing_applied_when_the_config_is_broken() -> None:
     golden("failed_blocked", made.body)
 
 
-@pytest.mark.parametrize("name", comments.TEMPLATES)
+@pytest.mark.parametrize("name", mergecomment.TEMPLATES)
 def test_every_template_has_a_golden_file_and_ends_with_the_next_step(name: str) -> None:
     text = (GOLDEN / f"{'failed_partly' if name == 'failed' else name}.md").read_text("utf-8")
-    assert text.startswith(comments.MARKER + "\n")
+    assert text.startswith(mergecomment.MARKER + "\n")
     last = text.rstrip("\n").split("\n\n")[-1]
     assert last.startswith("**Next:**"), last
     # long detail is folded, and every fold is closed
@@ -264,13 +272,18 @@ def test_a_pull_request_gets_the_results_of_the_files_it_touched() -> None:
     outcomes = (alice(), bob_account(), carol_retired())
     problems = (Problem(BOB, Position(3, 1), "x.y", "bad"),)
     # a rename counts under both names: the old one was retired, the new one created
-    mine, theirs = comments.belongs([CAROL, "requests/carol/carol-new.yaml"], outcomes, problems)
+    mine, theirs = mergecomment.belongs(
+        [CAROL, "requests/carol/carol-new.yaml"], outcomes, problems
+    )
     assert [o.name for o in mine] == ["carol-ci"]
     assert theirs == ()
-    mine, theirs = comments.belongs([BOB, "README.md"], outcomes, problems)
+    mine, theirs = mergecomment.belongs([BOB, "README.md"], outcomes, problems)
     assert [o.name for o in mine] == ["bob-common"]
     assert theirs == problems
-    assert comments.draft(ctx(), *comments.belongs(["config/policy.yaml"], outcomes, ())) is None
+    assert (
+        mergecomment.draft(ctx(), *mergecomment.belongs(["config/policy.yaml"], outcomes, ()))
+        is None
+    )
 
 
 def test_the_adapter_lists_a_renamed_request_under_both_names(
@@ -300,7 +313,7 @@ def test_the_adapter_lists_a_renamed_request_under_both_names(
 def test_the_template_follows_from_the_outcomes(
     outcomes: tuple[Outcome, ...], problems: tuple[Problem, ...], blocked: bool, template: str
 ) -> None:
-    assert comments.template_for(outcomes, problems, blocked) == template
+    assert mergecomment.template_for(outcomes, problems, blocked) == template
 
 
 def test_a_container_without_address_yet_says_so() -> None:
@@ -327,10 +340,10 @@ PRIVATE = (
 
 def test_redact_removes_secrets_and_private_keys_whatever_the_text() -> None:
     token = "ghs_0123456789abcdefghijklmnopqrstuvwxyz"
-    text = comments.redact(f"a {token} b\n{PRIVATE}\nc", [token, "short"])
+    text = mergecomment.redact(f"a {token} b\n{PRIVATE}\nc", [token, "short"])
     assert text == "a *** b\n[private key removed]\nc"
     # a key block cut off half-way is removed to the end
-    assert comments.redact("x -----BEGIN RSA PRIVATE KEY-----\nMIIE", []) == (
+    assert mergecomment.redact("x -----BEGIN RSA PRIVATE KEY-----\nMIIE", []) == (
         "x [private key removed]"
     )
 
@@ -441,7 +454,7 @@ def test_apply_comments_each_merged_pull_request_with_its_own_results(
     assert fake_github.comments_on(FAKE_REPO, infra) == []
     port = fake_lxd.record("alice-thesis").devices["ssh"]["listen"].rsplit(":", 1)[1]
     (ip,) = fake_lxd.instance("alice-thesis").ipv4
-    assert a.body.startswith(comments.MARKER)
+    assert a.body.startswith(mergecomment.MARKER)
     assert "### ✅ Your container is ready" in a.body
     assert f"`ssh -p {port} alice@super-server.lab.example`" in a.body
     assert f"`ssh -p {port} alice@ssh.lab.example.org`" in a.body
@@ -666,7 +679,7 @@ def test_a_weird_purpose_is_escaped_and_the_token_never_appears(
     assert "\\*\\*Thesis\\*\\*" in text
     assert "\\[click\\]\\(https://evil.example\\)" in text
     assert "@lab" not in text and "@\u200blab\\-admin" in text
-    assert text.count(comments.MARKER) == 1  # the purpose cannot forge a second marker
+    assert text.count(mergecomment.MARKER) == 1  # the purpose cannot forge a second marker
     assert "\\| \\`code\\` \\_x\\_ \\# not a heading" in text
     # HTML in the comment is only ours: the folds and the code in their summaries
     assert set(re.findall(r"</?([a-z]+)", text)) <= {"details", "summary", "code", "sub"}

@@ -16,23 +16,18 @@ import yaml
 from helpers import ENV, run_cli, sample_repo
 from nvml_standin import NvmlStandin, seed_server
 
-from provisioner import doctor
-from provisioner.commands.doctor import (
-    HostPaths,
-    examine,
-    forwards,
-    nvidia_cards,
-    shared_forwards,
-)
+from provisioner import doctor, doctorgpus
+from provisioner.checkup import HostPaths, examine, forwards, nvidia_cards, shared_forwards
 from provisioner.config import Config, load_config
-from provisioner.doctor import Check, GpuContainer, Need, Status
+from provisioner.doctor import Check, Need, Status
+from provisioner.doctorgpus import GpuContainer
 from provisioner.errors import GpuError, LxdError
 from provisioner.gpus import read_gpus
-from provisioner.host import Pool, Profile, Project, ServerInfo, desired_project
+from provisioner.hostproject import desired_project
 from provisioner.idranges import IdMapUse, IdRange
 from provisioner.lxd import Lxd
 from provisioner.models import GpuEntry
-from provisioner.state import ExecResult, Instance
+from provisioner.state import ExecResult, Instance, Pool, Profile, Project, ServerInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2**30
@@ -211,11 +206,11 @@ def test_nvidia_cards_are_display_devices_of_vendor_10de(tmp_path: Path) -> None
 def test_without_nvidia_cards_every_gpu_check_is_not_applicable() -> None:
     expected = seed_inventory()
     checks = [
-        doctor.check_nvml([], [], expected),
-        doctor.check_nodes([], []),
-        doctor.check_inventory([], [], expected),
-        doctor.check_lxd_gpus([], frozenset(), expected),
-        doctor.check_gpu_containers([]),
+        doctorgpus.check_nvml([], [], expected),
+        doctorgpus.check_nodes([], []),
+        doctorgpus.check_inventory([], [], expected),
+        doctorgpus.check_lxd_gpus([], frozenset(), expected),
+        doctorgpus.check_gpu_containers([]),
     ]
     assert {c.status for c in checks} == {Status.NA}
     assert "config/hosts.yaml lists 4" in checks[0].detail
@@ -223,40 +218,44 @@ def test_without_nvidia_cards_every_gpu_check_is_not_applicable() -> None:
 
 def test_cards_without_a_working_driver_are_a_problem() -> None:
     error = GpuError("NVIDIA kernel driver is not loaded: NVML: Driver Not Loaded")
-    check = doctor.check_nvml(list(SEED_PCI), error, seed_inventory())
+    check = doctorgpus.check_nvml(list(SEED_PCI), error, seed_inventory())
     assert status(check) == ("gpu.nvml", Status.PROBLEM)
     assert "Driver Not Loaded" in check.detail
-    assert doctor.check_inventory(list(SEED_PCI), error, seed_inventory()).status is Status.SKIPPED
+    assert (
+        doctorgpus.check_inventory(list(SEED_PCI), error, seed_inventory()).status is Status.SKIPPED
+    )
 
 
 def test_nvml_against_the_bus_and_the_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
     NvmlStandin(seed_server()).install(monkeypatch)
     live = read_gpus()
     expected = seed_inventory()
-    assert doctor.check_nvml(list(SEED_PCI), live, expected).status is Status.OK
-    assert doctor.check_inventory(list(SEED_PCI), live, expected).status is Status.OK
-    fell_off = doctor.check_nvml([*SEED_PCI, "0000:de:00.0"], live, expected)
+    assert doctorgpus.check_nvml(list(SEED_PCI), live, expected).status is Status.OK
+    assert doctorgpus.check_inventory(list(SEED_PCI), live, expected).status is Status.OK
+    fell_off = doctorgpus.check_nvml([*SEED_PCI, "0000:de:00.0"], live, expected)
     assert "NVML sees 4 of the 5 NVIDIA cards" in fell_off.detail
     # a replaced card: same slot, another UUID
     replaced = [expected[0].model_copy(update={"uuid": "GPU-00000000-0000-4000-8000-000000000000"})]
-    check = doctor.check_inventory(list(SEED_PCI), live, replaced + expected[1:])
+    check = doctorgpus.check_inventory(list(SEED_PCI), live, replaced + expected[1:])
     assert check.status is Status.PROBLEM
     assert "0000:1a:00.0: UUID" in check.detail
     assert "ssp gpus --write" in check.fix
 
 
 def test_missing_device_nodes_name_the_boot_unit() -> None:
-    check = doctor.check_nodes(list(SEED_PCI), ["/dev/nvidia-uvm"])
+    check = doctorgpus.check_nodes(list(SEED_PCI), ["/dev/nvidia-uvm"])
     assert check.status is Status.PROBLEM
     assert "install-gpu-unit.sh" in check.fix
 
 
 def test_lxd_must_see_the_inventory_gpus() -> None:
     expected = seed_inventory()
-    check = doctor.check_lxd_gpus(list(SEED_PCI), frozenset(SEED_PCI[:3]), expected)
+    check = doctorgpus.check_lxd_gpus(list(SEED_PCI), frozenset(SEED_PCI[:3]), expected)
     assert check.status is Status.PROBLEM
     assert "0000:ca:00.0" in check.detail
-    assert doctor.check_lxd_gpus(list(SEED_PCI), frozenset(SEED_PCI), expected).status is Status.OK
+    assert (
+        doctorgpus.check_lxd_gpus(list(SEED_PCI), frozenset(SEED_PCI), expected).status is Status.OK
+    )
 
 
 LISTING = (
@@ -284,7 +283,7 @@ TWO = frozenset(
 def test_gpu_containers_see_their_gpus(
     result: ExecResult | LxdError, verdict: Status, says: str
 ) -> None:
-    check = doctor.check_gpu_containers([GpuContainer("alice-box", TWO, result)])
+    check = doctorgpus.check_gpu_containers([GpuContainer("alice-box", TWO, result)])
     assert check.status is verdict
     assert says in check.detail
 

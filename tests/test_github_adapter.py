@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fakegithub import FAKE_REPO, FakeGitHub
 
 from provisioner.errors import GithubError, UsageError
-from provisioner.github import AppCredentials, GitHubClient, PullRef, retry_after_seconds
+from provisioner.github import AppCredentials, GitHubClient, PullRef
+from provisioner.githubfailures import retry_after_seconds
 
 # fake_github, github_client, github_sleeps
 pytest_plugins = ["fakegithub.fixtures"]

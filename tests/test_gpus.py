@@ -20,17 +20,10 @@ import yaml
 from nvml_standin import MiB, NvmlStandin, StandinGpu, seed_server
 
 from provisioner import cli
-from provisioner.commands.gpus import update_hosts_text
 from provisioner.errors import GpuError
-from provisioner.gpus import (
-    REQUIRED_NODES,
-    Gpu,
-    GpuProcess,
-    compare_inventory,
-    missing_device_nodes,
-    nvml_to_lxd_pci,
-    read_gpus,
-)
+from provisioner.gpuinventory import Gpu, GpuProcess, compare_inventory, nvml_to_lxd_pci
+from provisioner.gpus import REQUIRED_NODES, missing_device_nodes, read_gpus
+from provisioner.hostsfile import update_hosts_text
 
 SEED_PCI = ["0000:1a:00.0", "0000:4b:00.0", "0000:b1:00.0", "0000:ca:00.0"]
 

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.host import (
-    Change,
-    Profile,
-    Project,
+from provisioner.hostproject import (
+    SettingChange,
     desired_profile,
     desired_project,
     id_ranges,
@@ -23,6 +21,7 @@ from provisioner.host import (
     project_changes,
 )
 from provisioner.models import Inventory, Policy
+from provisioner.state import Profile, Project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,7 +193,7 @@ def test_a_changed_device_shows_both_sides() -> None:
     root = {**want.devices["root"], "size": "10GiB"}
     observed = Profile("default", "", dict(want.config), {**want.devices, "root": root})
     [change] = profile_changes(want, observed)
-    assert change == Change(
+    assert change == SettingChange(
         "profile default",
         "device root",
         "path=/, pool=default, size=10GiB, type=disk",

@@ -18,7 +18,8 @@ import pytest
 from fakelxd import TODAY, Lab
 
 from provisioner import spec as specs
-from provisioner.plan import (
+from provisioner.plan import make_plan
+from provisioner.plandata import (
     AccountAction,
     Action,
     Create,
@@ -29,7 +30,6 @@ from provisioner.plan import (
     Retire,
     Start,
     Update,
-    make_plan,
 )
 from provisioner.state import ACCOUNT, KEYS, MANAGED, OWNER, RETIRED, SHA, STATE, Instance
 from provisioner.validate import Validation

@@ -14,8 +14,10 @@ from fakelxd import Lab
 from test_plan import applied, inputs, plan
 
 from provisioner import idranges
+from provisioner.allocate import NO_IDS
 from provisioner.idranges import IdMapUse, IdRange
-from provisioner.plan import NO_IDS, Create, Ready, Refuse, Update, make_plan
+from provisioner.plan import make_plan
+from provisioner.plandata import Create, Ready, Refuse, Update
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

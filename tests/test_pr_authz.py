@@ -23,7 +23,7 @@ from helpers import (
     validate,
 )
 
-from provisioner.authz import Change, authorize
+from provisioner.authz import FileChange, authorize
 
 ALICE = "requests/alice/alice-box.yaml"
 BOB = "requests/bob/bob-common.yaml"
@@ -372,9 +372,9 @@ def test_github_format_annotates_and_appends_a_summary(tmp_path: Path) -> None:
 
 def test_authorize_is_pure_and_sorted() -> None:
     changes = [
-        Change("M", "config/hosts.yaml"),
-        Change("A", "requests/zed/z.yaml"),
-        Change("D", "requests/alice/a.yaml"),
+        FileChange("M", "config/hosts.yaml"),
+        FileChange("A", "requests/zed/z.yaml"),
+        FileChange("D", "requests/alice/a.yaml"),
     ]
     problems, notes = authorize(changes, "alice", frozenset({"lab-admin"}))
     assert [(p.path, p.rule) for p in problems] == [

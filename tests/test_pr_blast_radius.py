@@ -14,7 +14,7 @@ from pathlib import Path
 from helpers import GitRepo, sample, valid_request, validate
 
 from provisioner import gitfiles
-from provisioner.authz import Change
+from provisioner.authz import FileChange
 from provisioner.commands import clock
 from provisioner.validate import validate_pull
 
@@ -177,7 +177,7 @@ def test_a_new_problem_in_a_file_the_pr_does_not_list_is_pinned_on_the_prs_file(
     )
     result = validate_pull(
         gitfiles.revision(after.root, "HEAD"),
-        [Change("A", CAROL_PIN)],
+        [FileChange("A", CAROL_PIN)],
         "carol",
         frozenset({"lab-admin"}),
         clock(ENV),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, GitRepo, key, valid_request, validate
 
-from provisioner import gitfiles
+from provisioner import gitfiles, gitrepo
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}
 POLICY = "config/policy.yaml"
@@ -87,10 +87,10 @@ def test_the_history_really_has_two_merge_bases_and_one_hides_the_change(
     repo = criss_cross(
         monkeypatch, tmp_path, {POLICY: WITH_ALICE}, {POLICY: POLICY_TEXT}, {POLICY: WITH_ALICE}
     )
-    bases = gitfiles.merge_bases(repo.root, "main")
+    bases = gitrepo.merge_bases(repo.root, "main")
     assert len(bases) == 2
     # against one of the two merge bases the PR seems to touch nothing but its own commits
-    hiding = [b for b in bases if not any(c.path == POLICY for c in gitfiles.changes(repo.root, b))]
+    hiding = [b for b in bases if not any(c.path == POLICY for c in gitrepo.changes(repo.root, b))]
     assert hiding, "the test history must hide the policy change from one merge base"
 
 
@@ -153,11 +153,11 @@ def test_the_merge_is_what_is_judged_not_the_head(tmp_path: Path) -> None:
     repo.checkout("main")
     repo.commit({BOB: valid_request("account")}, "bob's account")
     repo.checkout("pr")
-    merged = gitfiles.merge(repo.root, "main")
+    merged = gitrepo.merge(repo.root, "main")
     assert merged.conflicts == ()
     files = gitfiles.revision(repo.root, merged.tree).files
     assert BOB in files and "requests/alice/alice-two.yaml" in files
-    changed = [c.path for c in gitfiles.changes(repo.root, "main", merged.tree)]
+    changed = [c.path for c in gitrepo.changes(repo.root, "main", merged.tree)]
     assert changed == ["requests/alice/alice-two.yaml"]
     code, out = check(repo)
     assert code == 0, out
@@ -169,8 +169,8 @@ def test_an_old_git_merges_in_a_temporary_worktree_with_the_same_result(
     repo = criss_cross(
         monkeypatch, tmp_path, {POLICY: WITH_ALICE}, {POLICY: POLICY_TEXT}, {POLICY: WITH_ALICE}
     )
-    fast = gitfiles.merge(repo.root, "main")
-    slow = gitfiles._merge_in_worktree(repo.root, "main", "HEAD")
+    fast = gitrepo.merge(repo.root, "main")
+    slow = gitrepo._merge_in_worktree(repo.root, "main", "HEAD")
     assert slow == fast
     # nothing is left behind: no worktree, the checkout untouched
     assert repo.git("worktree", "list").count("\n") == 1

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner import gitfiles, results
-from provisioner.apply import ApplyResult, Outcome
+from provisioner import applyreport, gitrepo
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import plan as plan_command
 from provisioner.hostlock import host_lock
+from provisioner.outcomes import ApplyResult, Outcome
 from provisioner.reconcile import blocking, run_pass
 from provisioner.state import ACCOUNT, LxdApi
 
@@ -386,17 +386,19 @@ def test_the_ssh_command_never_sends_the_host_port_to_the_container_address(lab:
     public = lab.edited('public_host: ""', "public_host: lab.example.org").validate().config
     assert named and unnamed and public
     o = outcome()
-    assert results.ssh_command(named.policy, o) == "ssh -p 22001 alice@super-server.lab.example"
+    assert applyreport.ssh_command(named.policy, o) == "ssh -p 22001 alice@super-server.lab.example"
     # No host name: the container's own sshd (port 22), not its address with the host's port.
-    assert results.ssh_command(unnamed.policy, o) == "ssh alice@10.23.0.11"
-    assert results.ssh_command(unnamed.policy, outcome(ipv4=())) == "ssh -p 22001 alice@<server>"
-    assert results.public_command(public.policy, o) == "ssh -p 22001 alice@lab.example.org"
+    assert applyreport.ssh_command(unnamed.policy, o) == "ssh alice@10.23.0.11"
+    assert (
+        applyreport.ssh_command(unnamed.policy, outcome(ipv4=())) == "ssh -p 22001 alice@<server>"
+    )
+    assert applyreport.public_command(public.policy, o) == "ssh -p 22001 alice@lab.example.org"
     account = outcome(kind="account", name="bob-nb", login="bob-nb", ssh_port=None)
-    assert results.ssh_command(named.policy, account) == "ssh bob-nb@10.23.0.11"
-    assert results.public_command(public.policy, account) is None
+    assert applyreport.ssh_command(named.policy, account) == "ssh bob-nb@10.23.0.11"
+    assert applyreport.public_command(public.policy, account) is None
     for gone in (outcome(action="retired"), outcome(action="failed", ok=False)):
-        assert results.ssh_command(named.policy, gone) is None
-    text = results.text_lines(named.policy, ApplyResult((o,)), ())
+        assert applyreport.ssh_command(named.policy, gone) is None
+    text = applyreport.text_lines(named.policy, ApplyResult(outcomes=(o,)), ())
     assert text == [
         "created       alice-x                  alice        10.23.0.11  "
         "ssh -p 22001 alice@super-server.lab.example"
@@ -426,7 +428,7 @@ def test_ages_follow_the_order_of_merges_on_main_not_commit_dates(tmp_path: Path
     commit("requests/carol/carol-a.yaml", "2026-03-01T00:00:00")
     git(repo, "merge", "-q", "--no-ff", "pr", "-m", "merge alice's PR")  # ... merged last
     commit("requests/bob/bob-a.yaml", "2026-04-01T00:00:00")  # changed: newest now
-    found = gitfiles.ages(repo)
+    found = gitrepo.ages(repo)
     assert sorted(found, key=found.__getitem__) == [
         "requests/carol/carol-a.yaml",
         "requests/alice/alice-a.yaml",

@@ -14,9 +14,11 @@ import pytest
 from helpers import NOW, key, request_path, sample, valid_request
 
 from provisioner.config import Config, load_config
+from provisioner.crossrules import check_all
+from provisioner.loaded import Loaded, resources
 from provisioner.models import Policy
 from provisioner.problems import Problem, Severity
-from provisioner.rules import Loaded, check_all, check_request, resources
+from provisioner.rules import check_request
 from provisioner.tree import Tree
 from provisioner.usernames import system_user
 from provisioner.validate import load_request, validate_tree

@@ -127,9 +127,9 @@ def test_text_json_markdown_and_html_carry_the_same_facts(
     status = status_of(*host, live=live, pool=pool)
     text = "\n".join(statuspage.text_lines(status))
     assert "  GPU 0  NVIDIA GeForce RTX 4090" in text
-    assert "alice-x (alice, until 2027-06-30)  87% busy, 20.0 GiB of 24.0 GiB" in text
+    assert "alice-x (alice, until 2027-06-30)  87% busy, 20GiB of 24GiB" in text
     assert "  free: 2" in text
-    assert "Pool default: 300.0 GiB of 1.0 TiB used (29%)" in text
+    assert "Pool default: 300GiB of 1TiB used (29%)" in text
     data = json.loads(statuspage.to_json(status))
     assert data["free_gpus"] == [2]
     assert data["gpus"][0]["live"]["utilization"] == 87

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import subids
+from provisioner import subidfiles, subids
 from provisioner.subids import LXD_DEFAULT, Range
 
 # What runner/dev-lxd.sh leaves on a development host, and a stock Debian host with one user.
@@ -58,21 +58,21 @@ def test_a_file_without_a_root_range_first_gets_lxds_default() -> None:
 def test_append_then_nothing_left_to_add(tmp_path: Path) -> None:
     path = tmp_path / "subuid"
     path.write_text("admin:100000:65536", encoding="utf-8")  # no final newline
-    subids.append(path, subids.additions(subids.read(path), [1001, 1002]))
+    subidfiles.append(path, subids.additions(subidfiles.read(path), [1001, 1002]))
     assert path.read_text(encoding="utf-8") == (
         "admin:100000:65536\nroot:1000000:1000000000\nroot:1001:2\n"
     )
-    assert subids.additions(subids.read(path), [1001, 1002]) == []
+    assert subids.additions(subidfiles.read(path), [1001, 1002]) == []
 
 
 def test_a_missing_file_reads_empty_and_is_created(tmp_path: Path) -> None:
     path = tmp_path / "subgid"
-    assert subids.read(path) == ""
-    subids.append(path, [Range("root", 1000, 1)])
+    assert subidfiles.read(path) == ""
+    subidfiles.append(path, [Range("root", 1000, 1)])
     assert path.read_text(encoding="utf-8") == "root:1000:1\n"
 
 
 def test_appending_nothing_leaves_the_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "subuid"
-    subids.append(path, [])
+    subidfiles.append(path, [])
     assert not path.exists()

@@ -33,11 +33,11 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner import report
-from provisioner.authz import Change
+from provisioner import validationreport
+from provisioner.authz import FileChange
 from provisioner.config import load_config
+from provisioner.loaded import Loaded
 from provisioner.problems import Problem
-from provisioner.rules import Loaded
 from provisioner.textpolicy import first_forbidden
 from provisioner.tree import Tree
 from provisioner.validate import Validation, load_request, validate_pull, validate_tree
@@ -204,10 +204,10 @@ def _assert_sound(result: Validation, files: dict[str, bytes]) -> None:
         if raw is not None:
             assert problem.line <= raw.count(b"\n") + raw.count(b"\r") + 1, str(problem)
         assert str(problem).startswith(f"{problem.path}:{problem.line}:{problem.col}: ")
-        report.annotation(problem)
-    report.text_lines(result)
-    json.loads(report.to_json(result))
-    report.summary_markdown(result, [Change("A", p) for p in files])
+        validationreport.annotation(problem)
+    validationreport.text_lines(result)
+    json.loads(validationreport.to_json(result))
+    validationreport.summary_markdown(result, [FileChange("A", p) for p in files])
 
 
 def _run(files: dict[str, bytes]) -> Validation:
@@ -314,7 +314,7 @@ PR_PATHS = [
 def test_random_pull_requests(changes: list[tuple[str, str]], author: str, text: str) -> None:
     files = {PATH: text.encode("utf-8", "surrogatepass")}
     tree = _tree(files)
-    pull = [Change(status, path) for status, path in changes]
+    pull = [FileChange(status, path) for status, path in changes]
     result = validate_pull(tree, pull, author, frozenset({"lab-admin"}), NOW_DT)
     _assert_sound(result, dict(tree.files))
     touched_by_others = [c for c in pull if (c.owner_folder or "").casefold() != author.casefold()]
@@ -445,13 +445,13 @@ def _assert_only_allowed_text(result: Validation) -> None:
         for text in _strings(item.doc.data):
             assert first_forbidden(text) is None, ascii(text)
     for text in (
-        *report.text_lines(result),
-        report.to_json(result),
-        report.summary_markdown(result),
+        *validationreport.text_lines(result),
+        validationreport.to_json(result),
+        validationreport.summary_markdown(result),
     ):
         text.encode("utf-8")
     for problem in result.problems:
-        report.annotation(problem).encode("utf-8")
+        validationreport.annotation(problem).encode("utf-8")
 
 
 @FUZZ

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles, subids
+from provisioner import gitfiles, gitrepo, subidfiles, subids
 from provisioner.errors import UsageError
 from provisioner.escape import log_line
-from provisioner.host import forbids_low_level
+from provisioner.hostproject import forbids_low_level
 from provisioner.idranges import IdRange
 from provisioner.models import ContainerRequest, Policy
 from provisioner.problems import Problem
@@ -88,8 +88,8 @@ def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
     """
     if not (repo / ".git").exists():
         return validate_tree(gitfiles.worktree(repo), now), ""
-    ages = gitfiles.ages(repo)
-    return validate_tree(gitfiles.worktree(repo), now, ages=ages), gitfiles.head_sha(repo)
+    ages = gitrepo.ages(repo)
+    return validate_tree(gitfiles.worktree(repo), now, ages=ages), gitrepo.head_sha(repo)
 
 
 def print_blocking(problems: Sequence[Problem]) -> None:
@@ -98,19 +98,28 @@ def print_blocking(problems: Sequence[Problem]) -> None:
         print(log_line(problem), file=sys.stderr)
 
 
-def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[str], LxdApi]]:
-    """The adapter for the policy's project, and one per shared server's project."""
+def open_lxd(project: str, env: Mapping[str, str], *, require_project: bool = True) -> Any:
+    """The LXD adapter for `project` on the daemon $LXD_DIR names (else the usual socket).
+
+    `require_project=False` for `ssp host init`, which creates the project, and `ssp doctor`,
+    which says it is missing. pylxd is imported here, on first use: the members' slim
+    install runs `ssp validate` without it.
+    """
     from provisioner.lxd import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
 
-    lxd_dir = env.get("LXD_DIR")
-    main = Lxd(policy.lxd.project, lxd_dir=lxd_dir)
+    return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=require_project)
+
+
+def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[str], LxdApi]]:
+    """The adapter for the policy's project, and one per shared server's project."""
+    main: LxdApi = open_lxd(policy.lxd.project, env)
     projects = {s.instance: s.project for s in policy.shared_servers.values()}
     cache: dict[str, LxdApi] = {}
 
     def server(instance: str) -> LxdApi:
         project = projects.get(instance, "default")
         if project not in cache:
-            cache[project] = Lxd(project, lxd_dir=lxd_dir)
+            cache[project] = open_lxd(project, env)
         return cache[project]
 
     return main, server
@@ -118,7 +127,7 @@ def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[s
 
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where containers' host ID blocks may go: root's ranges in /etc/subuid and /etc/subgid."""
-    return subids.id_spans(subids.read(subids.SUBUID), subids.read(subids.SUBGID))
+    return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
 
 
 def ids_pinnable(lxd: LxdApi) -> bool:

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import comments, results
-from provisioner.apply import DEFAULT_JOBS, ApplyResult
+from provisioner import applyreport, mergecomment
+from provisioner.apply import DEFAULT_JOBS
 from provisioner.commands import (
     add_repo_arg,
     clock,
@@ -33,6 +33,7 @@ from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
 from provisioner.hostports import listening_ports
 from provisioner.models import ContainerRequest, Policy
+from provisioner.outcomes import ApplyResult
 from provisioner.problems import Problem
 from provisioner.reconcile import blocking, run_pass
 from provisioner.validate import Validation
@@ -133,11 +134,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     policy = config.policy
     if args.format == "json":
-        sys.stdout.write(results.to_json(policy, done.result, done.skipped))
+        sys.stdout.write(applyreport.to_json(policy, done.result, done.skipped))
     elif args.format == "markdown":
-        sys.stdout.write(results.markdown(policy, done.result, done.skipped))
+        sys.stdout.write(applyreport.markdown(policy, done.result, done.skipped))
     else:
-        for line in results.text_lines(policy, done.result, done.skipped):
+        for line in applyreport.text_lines(policy, done.result, done.skipped):
             print(line)
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
@@ -168,7 +169,7 @@ def comment(
     if run_url and attempt.isdigit() and int(attempt) > 1:
         run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
     secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
-    ctx = comments.Context(
+    ctx = mergecomment.Context(
         policy=policy,
         sha=sha,
         run_url=run_url,
@@ -184,15 +185,15 @@ def comment(
             token=token,
             api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
         )
-        posted = comments.post(client, ctx, result, problems, log=_note)
+        posted = mergecomment.post(client, ctx, result, problems, log=_note)
     except Exception as e:
-        _warn(env, comments.redact(f"could not comment on the merged PR(s): {e}", secrets))
+        _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))
         return
     if not posted:
         _note(f"no merged pull request found for {sha[:12]}; no comment")
     for p in posted:
         if p.error:
-            _warn(env, comments.redact(f"could not comment on #{p.number}: {p.error}", secrets))
+            _warn(env, mergecomment.redact(f"could not comment on #{p.number}: {p.error}", secrets))
         else:
             _note(
                 f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"

@@ -25,18 +25,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 # The package, not the name: `provisioner.commands` imports this module while it is itself
 # being initialised, and `add_repo_arg` is defined after that import runs.
 from provisioner import commands
 from provisioner.errors import UsageError
-from provisioner.gpus import Gpu, missing_device_nodes, nvml_to_lxd_pci, read_gpus
+from provisioner.gpuinventory import Gpu
+from provisioner.gpus import missing_device_nodes, read_gpus
+from provisioner.hostsfile import HOSTS_FILE, update_hosts_text
+from provisioner.sizes import format_mib
 
 MiB = 1024 * 1024
-HOSTS_FILE = Path("config") / "hosts.yaml"
-# What --write records for each GPU, in this order (memory as a size string).
-RECORDED = ("index", "model", "pci", "uuid", "memory")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -115,10 +113,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _mib(size: int) -> str:
-    return f"{size // MiB}MiB"
-
-
 def format_table(gpus: Sequence[Gpu]) -> str:
     if not gpus:
         return "no NVIDIA GPUs found (NVML works, but reports none)"
@@ -126,7 +120,7 @@ def format_table(gpus: Sequence[Gpu]) -> str:
     rows = [header]
     for g in gpus:
         procs = ", ".join(
-            f"{p.pid} ({'?' if p.used_memory is None else _mib(p.used_memory)})"
+            f"{p.pid} ({'?' if p.used_memory is None else format_mib(p.used_memory)})"
             for p in g.processes
         )
         rows.append(
@@ -135,7 +129,7 @@ def format_table(gpus: Sequence[Gpu]) -> str:
                 g.model,
                 g.pci,
                 g.uuid,
-                f"{g.memory_used // MiB}/{_mib(g.memory)}",
+                f"{g.memory_used // MiB}/{format_mib(g.memory)}",
                 "n/a" if g.utilization is None else f"{g.utilization}%",
                 procs or "-",
             )
@@ -145,159 +139,6 @@ def format_table(gpus: Sequence[Gpu]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
-
-
-# -- config/hosts.yaml ------------------------------------------------------------------
-
-
-class _Quoted(str):
-    """A string always written in double quotes: a PCI address looks like a YAML 1.1
-    sexagesimal number to some parsers, so it is quoted as in the hand-written file."""
-
-    __slots__ = ()
-
-
-class _Dumper(yaml.SafeDumper):
-    # Indent list items under their key ("gpus:\n  - index: 0"), as the file is written by hand.
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-_Dumper.add_representer(
-    _Quoted,
-    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style='"'),
-)
-
-
-def _header(text: str) -> str:
-    """The leading block of comment and blank lines (the schema modeline lives there)."""
-    lines = text.splitlines(keepends=True)
-    end = 0
-    for line in lines:
-        if line.strip() and not line.lstrip().startswith("#"):
-            break
-        end += 1
-    return "".join(lines[:end])
-
-
-def _comments_after(text: str, start: int) -> bool:
-    """Whether the YAML text has a comment after `start`: a '#' outside every token."""
-    covered: list[tuple[int, int]] = [
-        (token.start_mark.index, token.end_mark.index) for token in yaml.scan(text)
-    ]
-    for i, char in enumerate(text[start:], start):
-        if char == "#" and not any(a <= i < b for a, b in covered):
-            return True
-    return False
-
-
-def _pci_key(value: object) -> str:
-    try:
-        return nvml_to_lxd_pci(str(value))
-    except ValueError:
-        return str(value)
-
-
-def _recorded(g: Gpu) -> dict[str, Any]:
-    return {
-        "index": g.index,
-        "model": g.model,
-        "pci": _Quoted(g.pci),
-        "uuid": g.uuid,
-        "memory": _mib(g.memory),
-    }
-
-
-def _describe(entry: Mapping[str, Any]) -> str:
-    return (
-        f"{entry.get('model')} ({entry.get('uuid')}, index {entry.get('index')}, "
-        f"{entry.get('memory')})"
-    )
-
-
-def _changes(old: Sequence[Any], new: Sequence[dict[str, Any]]) -> list[str]:
-    old_by_pci = {_pci_key(e.get("pci")): e for e in old if isinstance(e, dict)}
-    new_by_pci = {str(e["pci"]): e for e in new}
-    lines: list[str] = []
-    for pci, entry in new_by_pci.items():
-        before = old_by_pci.get(pci)
-        if before is None:
-            lines.append(f"added {pci}: {_describe(entry)}")
-            continue
-        diffs = [
-            f"{key} {before.get(key)} -> {entry[key]}"
-            for key in RECORDED
-            if key != "pci" and str(before.get(key)) != str(entry[key])
-        ]
-        if diffs:
-            lines.append(f"changed {pci}: {', '.join(diffs)}")
-    lines.extend(
-        f"removed {pci}: {_describe(entry)}"
-        for pci, entry in old_by_pci.items()
-        if pci not in new_by_pci
-    )
-    return lines
-
-
-def _pick_host(hosts: Mapping[str, Any], wanted: str | None) -> str:
-    names = [str(name) for name in hosts]
-    if wanted is not None:
-        if wanted not in hosts:
-            raise UsageError(
-                f"host {wanted!r} is not in {HOSTS_FILE} (hosts: {', '.join(names) or 'none'})"
-            )
-        return wanted
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise UsageError(f"{HOSTS_FILE} lists no hosts: add this host's entry first")
-    raise UsageError(f"{HOSTS_FILE} lists several hosts ({', '.join(names)}): name one with --host")
-
-
-def update_hosts_text(
-    text: str, host: str | None, gpus: Sequence[Gpu]
-) -> tuple[str, str, list[str], bool]:
-    """The hosts file with `host`'s gpus replaced by `gpus`.
-
-    Returns (new text, host id, change lines, whether comments below the header were
-    dropped). The text is returned unchanged when the GPUs already match, so running
-    `--write` twice writes once.
-    """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UsageError(f"{HOSTS_FILE} is not valid YAML: {e}") from e
-    hosts = data.get("hosts") if isinstance(data, dict) else None
-    if not isinstance(hosts, dict):
-        raise UsageError(f"{HOSTS_FILE} has no 'hosts:' mapping")
-    name = _pick_host(hosts, host)
-    entry = hosts[name]
-    if entry is None:
-        entry = hosts[name] = {}
-    if not isinstance(entry, dict):
-        raise UsageError(f"{HOSTS_FILE}: host {name!r} is not a mapping")
-    old = entry.get("gpus") or []
-    if not isinstance(old, list):
-        raise UsageError(f"{HOSTS_FILE}: host {name!r}: 'gpus' is not a list")
-    new = [_recorded(g) for g in gpus]
-    changes = _changes(old, new)
-    if not changes and [_plain(e) for e in old] == [_plain(e) for e in new]:
-        return text, name, [], False
-    if not changes:  # same GPUs, written differently (order, extra keys, spelling)
-        changes = ["same GPUs; entries rewritten in the recorded form"]
-    entry["gpus"] = new
-    header = _header(text)
-    body = yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000, indent=2
-    )
-    return header + body, name, changes, _comments_after(text, len(header))
-
-
-def _plain(entry: object) -> object:
-    """An entry compared by value: the quoted PCI address equals the loaded string."""
-    if isinstance(entry, dict):
-        return {str(k): str(v) for k, v in entry.items()}
-    return entry
 
 
 def write_atomically(path: Path, text: str) -> None:

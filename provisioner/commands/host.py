@@ -2,7 +2,7 @@
 
 Run it once on a new GPU host, and again whenever config/policy.yaml changes its members,
 shares, project, pool or network, or config/hosts.yaml its capacity. It compares what LXD has
-with what `provisioner.host` computes from the policy and changes only what differs, so a
+with what `provisioner.hostproject` computes from the policy and changes only what differs, so a
 second run prints "nothing to change" and sends no mutating request. `--dry-run` prints the
 same list and changes nothing. /etc/subuid and /etc/subgid only ever gain lines; LXD reads them
 when it starts, so the command says when the daemon must be restarted.
@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import subids
-from provisioner.commands import add_repo_arg, clock, examples, load_main
+from provisioner import subidfiles, subids
+from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
 from provisioner.errors import SspError
 from provisioner.escape import log_line
-from provisioner.host import DEFAULT_PROFILE, HostApi, HostPlan, plan_host
-from provisioner.models import Policy
+from provisioner.hostinit import apply_host_plan, missing_prerequisites
+from provisioner.hostproject import DEFAULT_PROFILE, plan_host
 
 PREFIX = "ssp host init"
 
@@ -73,54 +73,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     init.set_defaults(func=run_init)
 
 
-def open_lxd(project: str, env: Mapping[str, str]) -> Any:
-    """The LXD adapter for `project`, which may not exist yet."""
-    from provisioner.lxd import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
-
-    return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=False)
-
-
-def missing_prerequisites(lxd: HostApi, policy: Policy, project_exists: bool) -> list[str]:
-    """What the project's profile points at but the host lacks; each says what to do."""
-    out = []
-    settings = policy.lxd
-    if lxd.storage_pool(settings.pool) is None:
-        out.append(
-            f"storage pool {settings.pool!r} does not exist: create it (`lxc storage create "
-            f"{settings.pool} zfs` or `dir`) or name an existing one in lxd.pool of "
-            "config/policy.yaml"
-        )
-    if not lxd.network_exists(settings.network):
-        out.append(
-            f"network {settings.network!r} does not exist: create it (`lxc network create "
-            f"{settings.network}`) or name an existing one in lxd.network of config/policy.yaml"
-        )
-    if project_exists:
-        for name in settings.profiles:
-            if name != DEFAULT_PROFILE and lxd.read_profile(name) is None:
-                out.append(
-                    f"profile {name!r} (lxd.profiles in config/policy.yaml) does not exist in "
-                    f"project {settings.project!r}: create it (`lxc profile create {name} "
-                    f"--project {settings.project}`) or remove it from the policy"
-                )
-    return out
-
-
-def apply_plan(lxd: HostApi, plan: HostPlan) -> None:
-    """Create or update the project and profile. Order matters: a new project must exist
-    before its profile, and an existing one's profile must carry the limit defaults before
-    the project's limits are raised over instances that lack them."""
-    if plan.create_project:
-        lxd.create_project(plan.project)
-        if plan.profile_changes:
-            lxd.update_profile(plan.profile)
-        return
-    if plan.profile_changes:
-        lxd.update_profile(plan.profile)
-    if plan.project_changes:
-        lxd.update_project(plan.project)
-
-
 def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     validation, _sha = load_main(args.repo, clock(env))
     config = validation.config
@@ -130,13 +82,15 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(log_line(problem), file=sys.stderr)
         return 1
     policy = config.policy
-    lxd = open_lxd(policy.lxd.project, env)
+    lxd = open_lxd(policy.lxd.project, env, require_project=False)
     observed = lxd.read_project()
     missing = missing_prerequisites(lxd, policy, observed is not None)
     profile = lxd.read_profile(DEFAULT_PROFILE) if observed is not None else None
     plan = plan_host(policy, config.inventory, observed, profile)
     uids = [user.uid for user in policy.users.values()]
-    files = {path: subids.additions(subids.read(path), uids) for path in (args.subuid, args.subgid)}
+    files = {
+        path: subids.additions(subidfiles.read(path), uids) for path in (args.subuid, args.subgid)
+    }
 
     lines = [str(change) for change in plan.changes]
     if plan.create_project:
@@ -158,9 +112,9 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         target = path if path.exists() else path.parent
         if ranges and not os.access(target, os.W_OK):
             raise SspError(f"cannot write {path}: run `ssp host init` as root; nothing was changed")
-    apply_plan(lxd, plan)
+    apply_host_plan(lxd, plan)
     for path, ranges in files.items():
-        subids.append(path, ranges)
+        subidfiles.append(path, ranges)
     print(f"{PREFIX}: {len(lines)} changes made" if lines else f"{PREFIX}: nothing to change")
     if any(files.values()):
         print(f"{PREFIX}: {subids.RESTART_HINT}")

@@ -24,6 +24,7 @@ from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.errors import UsageError
 from provisioner.escape import log_line
 from provisioner.render import render
+from provisioner.requestpaths import request_path
 from provisioner.sources import NumberTooLongError, resolve_plain
 from provisioner.sshkeys import KeyRefusal, parse_key
 from provisioner.textpolicy import describe, first_forbidden
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError("--server is for accounts; a container is placed on a host")
     if args.kind == "account" and args.share is not None:
         raise UsageError("--share is for containers; an account sees its server's folders")
-    rel = f"requests/{args.owner}/{args.name}.yaml"
+    rel = request_path(args.owner, args.name)
     target = args.repo / rel
     if target.exists() and not args.force:
         raise UsageError(f"{rel} exists; edit it, or pass --force to replace it")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner import results
+from provisioner import applyreport
 from provisioner.commands import (
     add_repo_arg,
     clock,
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             render("plan.md.j2", sha=sha, rows=rows, drift=drift, skipped=validation.errors)
         )
     else:
-        for line in results.plan_lines(plan):
+        for line in applyreport.plan_lines(plan):
             print(line)
         for problem in validation.errors:
             print(log_line(f"skipped: {problem}"))

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles, report
-from provisioner.authz import Change, commit_people
+from provisioner import gitfiles, gitrepo, validationreport
+from provisioner.authz import FileChange, commit_people
 from provisioner.commands import add_repo_arg, clock, examples
 from provisioner.config import load_config
 from provisioner.errors import GithubError, UsageError
@@ -112,7 +112,7 @@ def _commit_people(
         listed = client.pull_commits(number)
     except GithubError as e:
         raise UsageError(f"cannot read who wrote the commits of #{number}: {e}") from e
-    in_git = gitfiles.new_commits(args.repo, args.base, "HEAD")
+    in_git = gitrepo.new_commits(args.repo, args.base, "HEAD")
     people, problems = commit_people(listed, in_git)
     return people, problems, ()
 
@@ -136,7 +136,7 @@ def _check_pull(
     now: datetime,
     head_rev: str = "HEAD",
     author: str | None = None,
-) -> tuple[Validation, list[Change]]:
+) -> tuple[Validation, list[FileChange]]:
     event = _event(env)
     author = author or args.author or _login(event, "pull_request", "user", "login")
     if not author:
@@ -155,8 +155,8 @@ def _check_pull(
         )
     # What is judged is what merging would make, built from every merge base, and what it
     # changes on the base: a criss-cross history cannot hide a change behind one merge base.
-    merged = gitfiles.merge(args.repo, args.base, head_rev)
-    changes = gitfiles.changes(args.repo, args.base, merged.tree)
+    merged = gitrepo.merge(args.repo, args.base, head_rev)
+    changes = gitrepo.changes(args.repo, args.base, merged.tree)
     head = gitfiles.revision(args.repo, merged.tree)
     others: dict[str, str] = {}
     pusher = args.pusher or _login(event, "sender", "login")
@@ -166,7 +166,7 @@ def _check_pull(
     for login, why in people.items():
         others.setdefault(login, why)
     extra += _merge_problems(merged.conflicts, args.base)
-    bases = gitfiles.merge_bases(args.repo, args.base, head_rev)
+    bases = gitrepo.merge_bases(args.repo, args.base, head_rev)
     if len(bases) > 1:
         notes += (f"the PR and the base have {len(bases)} merge bases; judged on the merge",)
     admins = frozenset(base_config.policy.admins)
@@ -190,8 +190,8 @@ LOCAL_BASES = ("origin/HEAD", "origin/main", "origin/master", "upstream/main")
 def _local_base(repo: Path) -> str | None:
     if not (repo / ".git").exists():
         return None
-    found = next((ref for ref in LOCAL_BASES if gitfiles.ref_exists(repo, ref)), None)
-    return None if found is None else gitfiles.branch_name(repo, found)
+    found = next((ref for ref in LOCAL_BASES if gitrepo.ref_exists(repo, ref)), None)
+    return None if found is None else gitrepo.branch_name(repo, found)
 
 
 def _gh_login(env: Mapping[str, str]) -> str | None:
@@ -208,14 +208,14 @@ def _gh_login(env: Mapping[str, str]) -> str | None:
 
 
 def _local_author(
-    args: argparse.Namespace, env: Mapping[str, str], changed: Sequence[Change]
+    args: argparse.Namespace, env: Mapping[str, str], changed: Sequence[FileChange]
 ) -> tuple[str, str]:
     """Who the member is, and how that was found (said in a note)."""
     if args.author:
         return args.author, "--author"
     for found, how in (
         (env.get("SSP_AUTHOR"), "SSP_AUTHOR"),
-        (gitfiles.config_value(args.repo, "github.user"), "git config github.user"),
+        (gitrepo.config_value(args.repo, "github.user"), "git config github.user"),
         (_gh_login(env), "gh's login"),
     ):
         if found:
@@ -231,10 +231,10 @@ def _local_author(
 
 def _check_local(
     args: argparse.Namespace, env: Mapping[str, str], now: datetime, base: str
-) -> tuple[Validation, list[Change]]:
+) -> tuple[Validation, list[FileChange]]:
     """The member's change, committed or not, judged as its pull request will be."""
-    head = gitfiles.worktree_commit(args.repo)
-    changed = gitfiles.changes(args.repo, base, head)
+    head = gitrepo.worktree_commit(args.repo)
+    changed = gitrepo.changes(args.repo, base, head)
     author, how = _local_author(args, env, changed)
     local = argparse.Namespace(**{**vars(args), "base": base, "pull": None, "pusher": None})
     result, changes = _check_pull(local, env, now, head_rev=head, author=author)
@@ -244,7 +244,7 @@ def _check_local(
 
 def _judge(
     args: argparse.Namespace, env: Mapping[str, str], now: datetime
-) -> tuple[Validation, list[Change]]:
+) -> tuple[Validation, list[FileChange]]:
     """A pull request (--base), the member's change (in a clone), or every request (--all)."""
     if args.base:
         return _check_pull(args, env, now)
@@ -263,18 +263,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
     result, changes = _judge(args, env, now)
     if fmt == "json":
-        sys.stdout.write(report.to_json(result))
+        sys.stdout.write(validationreport.to_json(result))
     elif fmt == "github":
         for problem in result.problems:
-            print(report.annotation(problem))
-        for line in report.text_lines(result):
+            print(validationreport.annotation(problem))
+        for line in validationreport.text_lines(result):
             print(line)
         summary = env.get("GITHUB_STEP_SUMMARY")
         if summary:
             with Path(summary).open("a", encoding="utf-8") as out:
-                out.write(report.summary_markdown(result, changes))
+                out.write(validationreport.summary_markdown(result, changes))
     else:
-        for line in report.text_lines(result):
+        for line in validationreport.text_lines(result):
             print(line)
         if result.ok:
             print(f"ok: {len(result.valid)} request(s) valid", file=sys.stderr)

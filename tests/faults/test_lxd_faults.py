@@ -31,7 +31,7 @@ from faults.helpers import (
     status_of,
     survived,
 )
-from provisioner import subids
+from provisioner import subidfiles, subids
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
@@ -315,7 +315,7 @@ def test_a_member_uid_lxd_may_not_map_is_named_with_the_fix(
     lab, project = estate.lab, estate.lab.project
     undelegated = 1100  # just past the 1000-1099 that runner/dev-lxd.sh delegates to root
     # (the machine's own /etc/subuid is only read, never changed)
-    assert subids.undelegated(subids.parse(subids.read(subids.SUBUID)), [undelegated])
+    assert subids.undelegated(subids.parse(subidfiles.read(subids.SUBUID)), [undelegated])
     name = f"carol-u-{suffix}"
     requests = (
         estate.request,

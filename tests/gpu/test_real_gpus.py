@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.gpus import Gpu, nvml_to_lxd_pci, read_gpus
+from provisioner.gpuinventory import Gpu, nvml_to_lxd_pci
+from provisioner.gpus import read_gpus
 
 pytestmark = pytest.mark.gpu
 

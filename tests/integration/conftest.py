@@ -23,7 +23,8 @@ from pylxd import exceptions as pylxd_errors
 
 from integration.helpers import Adapters, LabRepo
 from provisioner.errors import LxdError
-from provisioner.lxd import Lxd, socket_path
+from provisioner.lxd import Lxd
+from provisioner.lxdwire import socket_path
 
 
 def _wait(client: Any, response: Any) -> None:

@@ -24,10 +24,10 @@ from typing import Any, Self
 
 import yaml
 
-from provisioner import gitfiles, subids
+from provisioner import gitfiles, subidfiles, subids
 from provisioner.apply import DEFAULT_JOBS
-from provisioner.host import forbids_low_level
 from provisioner.hostports import listening_ports
+from provisioner.hostproject import forbids_low_level
 from provisioner.idranges import IdRange
 from provisioner.lxd import Lxd
 from provisioner.reconcile import Pass, blocking, run_pass
@@ -285,7 +285,7 @@ def apply_pass(
 
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them."""
-    return subids.id_spans(subids.read(subids.SUBUID), subids.read(subids.SUBGID))
+    return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
 
 
 def ssh(key: Key, port: int, login: str, *command: str) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from integration.helpers import (
 )
 from provisioner.commands import load_main
 from provisioner.hostports import listening_ports
-from provisioner.plan import Create, Ready
+from provisioner.plandata import Create, Ready
 from provisioner.reconcile import Pass, blocking, run_pass
 from provisioner.spec import IMAGE
 

@@ -37,7 +37,7 @@ from helpers import GitRepo
 from workflowrun import WORKFLOWS, JobRun, Runner
 
 from integration.helpers import LabRepo, lxc_query, ssh_until_ok
-from provisioner.comments import MARKER
+from provisioner.mergecomment import MARKER
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

@@ -32,7 +32,7 @@ from integration.helpers import (
     ssh,
     ssh_until_ok,
 )
-from provisioner import cli, commands, comments
+from provisioner import cli, commands, mergecomment
 from provisioner.commands import apply as apply_command
 from provisioner.lxd import Lxd
 from provisioner.models import Policy
@@ -249,7 +249,7 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     # the key's path filled in, logs in with `ssh bob-nb`.
     applied = first.validation.config
     assert applied is not None
-    said = comments.draft(comments.Context(applied.policy, "0" * 40), first.result.outcomes)
+    said = mergecomment.draft(mergecomment.Context(applied.policy, "0" * 40), first.result.outcomes)
     assert said is not None and said.template == "account"
     assert f"`ssh -p {port} {login}@127.0.0.1`" in said.body
     assert f"`ssh -p {port + 10000} {login}@frp.lab.example`" in said.body
@@ -348,7 +348,7 @@ def test_the_desktop_answers_on_its_port_and_takes_the_password_set_as_the_comme
     assert o.rdp_port is not None and o.ssh_port is not None
     applied = done.validation.config
     assert applied is not None
-    said = comments.draft(comments.Context(applied.policy, "0" * 40), done.result.outcomes)
+    said = mergecomment.draft(mergecomment.Context(applied.policy, "0" * 40), done.result.outcomes)
     assert said is not None
     assert f"`127.0.0.1:{o.rdp_port}`, from outside the lab `frp.lab.example:" in said.body
     assert f"`sudo passwd {login}`" in said.body

@@ -13,7 +13,7 @@ interface (`CommentClient`, which provisioner.github's GitHubClient fits). This 
 not import PyGithub and reads no environment: the CLI hands in the client, the run's address
 and the secrets to keep out of the text.
 
-Imports: provisioner.results, provisioner.render, provisioner.apply, provisioner.models,
+Imports: provisioner.applyreport, provisioner.render, provisioner.apply, provisioner.models,
 provisioner.rules (which rules are about requests competing), provisioner.problems,
 provisioner.errors.
 """
@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from provisioner.apply import ApplyResult, Outcome
+from provisioner.applyreport import outcome_dict, rdp_addresses, ssh_config
+from provisioner.crossrules import competing
 from provisioner.errors import GithubError
 from provisioner.models import Policy
+from provisioner.outcomes import ApplyResult, Outcome
 from provisioner.problems import Problem
 from provisioner.render import render
-from provisioner.results import outcome_dict, rdp_addresses, ssh_config
-from provisioner.rules import competing
 from provisioner.spec import SCHEDULES
 
 MARKER = "<!-- ssp:apply -->"

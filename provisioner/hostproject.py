@@ -23,79 +23,18 @@ The observed-side types (`Project`, `Profile`, `Pool`, `ServerInfo`) and `HostAp
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-from provisioner.models import Inventory, Policy, format_size, size_bytes
+from provisioner.models import Inventory, Policy
+from provisioner.sizes import format_size, size_bytes
 from provisioner.spec import PROCESSES_LIMIT
+from provisioner.state import Profile, Project
 
 DEFAULT_PROFILE = "default"
 PROJECT_DESCRIPTION = "Super Server Platform: lab containers (managed by `ssp host init`)"
 PROFILE_DESCRIPTION = "Defaults for every container of the project (managed by `ssp host init`)"
 # Room for containers kept after retirement (retention_days) on top of the live quota.
 RETIRED_ALLOWANCE = 2
-
-Devices = Mapping[str, Mapping[str, str]]
-
-
-@dataclass(frozen=True)
-class Project:
-    name: str
-    description: str = ""
-    config: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    description: str = ""
-    config: Mapping[str, str] = field(default_factory=dict)
-    devices: Devices = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Pool:
-    """A storage pool and its space in bytes, as LXD reports it."""
-
-    name: str
-    driver: str
-    total: int
-    used: int
-
-    @property
-    def free(self) -> int:
-        return max(self.total - self.used, 0)
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    version: str
-    api_extensions: frozenset[str]
-
-
-class HostApi(Protocol):
-    """What host init and doctor read and write in LXD. Every method raises LxdError."""
-
-    def server(self) -> ServerInfo: ...
-
-    def read_project(self) -> Project | None:
-        """The adapter's project, or None when it does not exist."""
-        ...
-
-    def create_project(self, project: Project) -> None: ...
-
-    def update_project(self, project: Project) -> None:
-        """Replace the project's description and whole config."""
-        ...
-
-    def read_profile(self, name: str) -> Profile | None: ...
-
-    def update_profile(self, profile: Profile) -> None: ...
-
-    def storage_pool(self, name: str) -> Pool | None: ...
-
-    def network_exists(self, name: str) -> bool: ...
-
 
 # --- what the policy asks for -------------------------------------------------------------------
 
@@ -199,7 +138,7 @@ def desired_profile(policy: Policy) -> Profile:
 
 
 @dataclass(frozen=True)
-class Change:
+class SettingChange:
     """One key (or device) of the project or profile: None on a side means absent."""
 
     where: str  # "project ssp", "profile default"
@@ -215,12 +154,12 @@ class Change:
         return f"{self.where}: {self.key}: {self.old} → {self.new}"
 
 
-def project_changes(desired: Project, observed: Project | None) -> list[Change]:
+def project_changes(desired: Project, observed: Project | None) -> list[SettingChange]:
     """The keys ssp owns that LXD lacks or holds differently; other keys are not compared."""
     have = observed.config if observed else {}
     where = f"project {desired.name}"
     return [
-        Change(where, key, have.get(key), value)
+        SettingChange(where, key, have.get(key), value)
         for key, value in sorted(desired.config.items())
         if have.get(key) != value
     ]
@@ -232,7 +171,7 @@ def _device_text(device: Mapping[str, str] | None) -> str | None:
     return ", ".join(f"{k}={v}" for k, v in sorted(device.items()))
 
 
-def profile_changes(desired: Profile, observed: Profile | None) -> list[Change]:
+def profile_changes(desired: Profile, observed: Profile | None) -> list[SettingChange]:
     """The profile is wholly ssp's: every config key and device is compared, extras removed.
 
     A device added to the default profile would reach every container (a GPU device without
@@ -242,14 +181,16 @@ def profile_changes(desired: Profile, observed: Profile | None) -> list[Change]:
     have_config = observed.config if observed else {}
     have_devices = observed.devices if observed else {}
     out = [
-        Change(where, key, have_config.get(key), desired.config.get(key))
+        SettingChange(where, key, have_config.get(key), desired.config.get(key))
         for key in sorted(set(desired.config) | set(have_config))
         if have_config.get(key) != desired.config.get(key)
     ]
     for name in sorted(set(desired.devices) | set(have_devices)):
         want, have = desired.devices.get(name), have_devices.get(name)
         if (dict(want) if want else None) != (dict(have) if have else None):
-            out.append(Change(where, f"device {name}", _device_text(have), _device_text(want)))
+            out.append(
+                SettingChange(where, f"device {name}", _device_text(have), _device_text(want))
+            )
     return out
 
 
@@ -260,11 +201,11 @@ class HostPlan:
     project: Project  # the whole project to send (observed extras kept)
     profile: Profile
     create_project: bool
-    project_changes: tuple[Change, ...]
-    profile_changes: tuple[Change, ...]
+    project_changes: tuple[SettingChange, ...]
+    profile_changes: tuple[SettingChange, ...]
 
     @property
-    def changes(self) -> tuple[Change, ...]:
+    def changes(self) -> tuple[SettingChange, ...]:
         return self.project_changes + self.profile_changes
 
     @property

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provisioner.apply import ApplyResult, Outcome
 from provisioner.models import Policy
-from provisioner.plan import Plan
+from provisioner.outcomes import ApplyResult, Outcome
+from provisioner.plandata import Plan
 from provisioner.problems import Problem
 from provisioner.render import render
 

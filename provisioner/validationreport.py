@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.authz import Change
+from provisioner.authz import FileChange
 from provisioner.escape import command_data, command_property, log_line, one_line
-from provisioner.models import AccountRequest, ContainerRequest, format_size
+from provisioner.loaded import resources
+from provisioner.models import AccountRequest, ContainerRequest
 from provisioner.problems import Problem, Severity
-from provisioner.rules import resources
-from provisioner.validate import REQUEST_PATH, Validation
+from provisioner.requestpaths import REQUEST_PATH
+from provisioner.sizes import format_size
+from provisioner.validate import Validation
 
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
 
@@ -115,7 +117,7 @@ def _gpu_words(gpus: int | list[int]) -> str:
     return "no GPU" if gpus == 0 else f"{gpus} GPU{'s' if gpus > 1 else ''}"
 
 
-def summary_data(result: Validation, changes: Sequence[Change] = ()) -> dict[str, Any]:
+def summary_data(result: Validation, changes: Sequence[FileChange] = ()) -> dict[str, Any]:
     """The numbers the job summary shows: quota use after the PR, free GPUs, changes."""
     errors = [p for p in result.problems if p.severity is Severity.ERROR]
     warnings = [p for p in result.problems if p.severity is not Severity.ERROR]
@@ -190,7 +192,7 @@ def capped(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return head[: head.rfind("\n") + 1] + note
 
 
-def summary_markdown(result: Validation, changes: Sequence[Change] = ()) -> str:
+def summary_markdown(result: Validation, changes: Sequence[FileChange] = ()) -> str:
     # jinja2 loads only for a step summary: a member's `ssp validate` never needs it.
     from provisioner.render import render  # noqa: PLC0415
 

@@ -1,0 +1,168 @@
+"""What happened to each request in an apply: the values every report is rendered from.
+
+`apply` produces them; the terminal text, the job summary, the JSON, the PR comment and the
+maintenance run only read them, so they live here, below all of those, and import nothing
+that talks to LXD or GitHub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from provisioner import spec as specs
+from provisioner.plandata import (
+    AccountAction,
+    Action,
+    Create,
+    Drift,
+    Ready,
+    Refuse,
+    Retire,
+    Start,
+    Update,
+)
+from provisioner.requestpaths import request_owner
+
+
+class Subject(StrEnum):
+    """What a request asks for."""
+
+    CONTAINER = "container"
+    ACCOUNT = "account"
+
+
+class Done(StrEnum):
+    """What apply did about one request (or, in a dry run, would do)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    STARTED = "started"
+    UNCHANGED = "unchanged"
+    RETIRED = "retired"
+    LOCKED = "locked"
+    REFUSED = "refused"
+    FAILED = "failed"
+    WOULD_CREATE = "would create"
+    WOULD_UPDATE = "would update"
+    WOULD_START = "would start"
+    WOULD_RETIRE = "would retire"
+    WOULD_CHANGE_ACCOUNT = "would change account"
+
+
+# Outcomes whose request gave something back: no login to show, nothing to ssh into.
+GIVEN_BACK = frozenset({Done.RETIRED, Done.LOCKED})
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    model: str
+    pci: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one request: the data the PR comment is rendered from."""
+
+    name: str
+    owner: str
+    request_path: str
+    kind: Subject
+    action: Done
+    ok: bool
+    message: str = ""
+    login: str = ""
+    ipv4: tuple[str, ...] = ()
+    ssh_port: int | None = None
+    rdp_port: int | None = None
+    gpus: tuple[GpuInfo, ...] = ()
+    shares: tuple[specs.Share, ...] = ()
+    expires: date | None = None
+    snapshots: str = ""
+    server: str = ""
+    sudo: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyResult:
+    outcomes: tuple[Outcome, ...]
+    drift: tuple[Drift, ...] = ()
+    sha: str = ""
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+
+def container_outcome(
+    spec: specs.Spec,
+    action: Done,
+    *,
+    ipv4: tuple[str, ...] = (),
+    ok: bool = True,
+    message: str = "",
+) -> Outcome:
+    """A container request's outcome, with everything its owner needs to log in."""
+    return Outcome(
+        name=spec.name,
+        owner=spec.owner,
+        request_path=spec.request_path,
+        kind=Subject.CONTAINER,
+        action=action,
+        ok=ok,
+        message=message,
+        login=spec.login,
+        ipv4=ipv4,
+        ssh_port=spec.ssh_port,
+        rdp_port=spec.rdp_port,
+        gpus=tuple(GpuInfo(g.index, g.model, g.pci) for g in spec.gpus),
+        shares=spec.shares,
+        expires=spec.expires,
+        snapshots=spec.snapshots,
+    )
+
+
+def failed(action: Action, error: Exception) -> Outcome:
+    """The outcome of an action that raised: its request failed, with LXD's reason."""
+    if isinstance(action, Create | Update | Start | Ready):
+        return container_outcome(action.spec, Done.FAILED, ok=False, message=str(error))
+    if isinstance(action, AccountAction):
+        a = action.account
+        return Outcome(
+            name=a.name,
+            owner=a.owner,
+            request_path=a.request_path,
+            kind=Subject.ACCOUNT,
+            action=Done.FAILED,
+            ok=False,
+            message=str(error),
+            login=a.name,
+            server=a.server,
+        )
+    if isinstance(action, Retire):
+        return Outcome(
+            name=action.name,
+            owner=action.owner,
+            request_path=action.request_path,
+            kind=Subject.CONTAINER,
+            action=Done.FAILED,
+            ok=False,
+            message=str(error),
+        )
+    return refused(action)
+
+
+def refused(action: Refuse) -> Outcome:
+    """A request the plan would not carry out; its owner is its folder under requests/."""
+    return Outcome(
+        name=action.name,
+        owner=request_owner(action.request_path),
+        request_path=action.request_path,
+        kind=Subject.CONTAINER,
+        action=Done.REFUSED,
+        ok=False,
+        message=action.message,
+    )

@@ -1,0 +1,197 @@
+"""The plan as data: what planning reads (`Inputs`) and what it decides (actions, `Plan`).
+
+Values only. `provisioner.plan` makes them, `provisioner.apply` walks them, the reports
+print them; none of those needs another's code to read one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import ClassVar
+
+from provisioner import idranges
+from provisioner import spec as specs
+from provisioner.idranges import IdMapUse, IdRange
+from provisioner.loaded import Loaded
+from provisioner.models import Inventory, Policy
+from provisioner.state import Instance
+
+
+class Kind(StrEnum):
+    """What an action does to its instance (or, for accounts, to its shared server)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    START = "start"
+    READY = "ready"
+    RETIRE = "retire"
+    REFUSE = "refuse"
+    ACCOUNT = "account"
+
+
+class AccountVerb(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    LOCK = "lock"
+    KEEP = "keep"  # nothing to change: reported only
+
+
+@dataclass(frozen=True, kw_only=True)
+class Create:
+    spec: specs.Spec
+    replace_half_made: bool = False
+    kind: ClassVar[Kind] = Kind.CREATE
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def detail(self) -> str:
+        again = " (replacing a half-made one)" if self.replace_half_made else ""
+        return f"from {self.spec.image}{again}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Update:
+    spec: specs.Spec
+    config: Mapping[str, str | None]  # keys to set (None: remove)
+    devices: bool  # the device set differs: replace it
+    push_keys: bool  # authorized_keys inside must be rewritten
+    restart: bool  # a change that only takes effect on start (idmap)
+    reasons: tuple[str, ...]
+    kind: ClassVar[Kind] = Kind.UPDATE
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(self.reasons)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start:
+    spec: specs.Spec
+    kind: ClassVar[Kind] = Kind.START
+    detail: str = "found stopped"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready:
+    """Nothing to change: reported so the result can still show IP, ports and GPUs."""
+
+    spec: specs.Spec
+    kind: ClassVar[Kind] = Kind.READY
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retire:
+    name: str
+    owner: str
+    request_path: str
+    reason: str
+    today: date
+    kind: ClassVar[Kind] = Kind.RETIRE
+
+    @property
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refuse:
+    name: str
+    request_path: str
+    message: str
+    kind: ClassVar[Kind] = Kind.REFUSE
+
+    @property
+    def detail(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountAction:
+    account: specs.AccountSpec
+    verb: AccountVerb
+    ipv4: tuple[str, ...] = ()  # the server's addresses as observed (for "keep")
+    kind: ClassVar[Kind] = Kind.ACCOUNT
+
+    @property
+    def name(self) -> str:
+        return f"{self.account.instance}:{self.account.name}"
+
+    @property
+    def detail(self) -> str:
+        if self.verb == AccountVerb.KEEP:
+            return f"unchanged account {self.account.name}"
+        return f"{self.verb} account {self.account.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drift:
+    name: str
+    message: str
+
+
+Action = Create | Update | Start | Ready | Retire | Refuse | AccountAction
+
+
+def unchanged(action: Action) -> bool:
+    """Nothing to do, only to report: a container that is as asked, an account likewise."""
+    return isinstance(action, Ready) or (
+        isinstance(action, AccountAction) and action.verb == AccountVerb.KEEP
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    actions: tuple[Action, ...]
+    drift: tuple[Drift, ...] = ()
+    sha: str = ""
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        """The actions that change something: not a Ready container, not a kept account."""
+        return tuple(a for a in self.actions if not unchanged(a))
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """Everything the plan depends on, gathered by apply before planning."""
+
+    policy: Policy
+    inventory: Inventory
+    valid: tuple[Loaded, ...]
+    expired: tuple[Loaded, ...]
+    observed: tuple[Instance, ...]
+    today: date
+    sha: str = ""
+    busy_ports: frozenset[int] = frozenset()
+    gpu_refusal: str | None = None  # why GPUs may not be attached now (None: they may)
+    skipped: frozenset[str] = field(default_factory=frozenset)  # invalid request paths
+    servers: tuple[Instance, ...] = ()  # the shared servers' instances (accounts live there)
+    # Where containers' host ID blocks may go (root's subordinate IDs), and every instance's
+    # blocks on the host, in all projects: a new block must be clear of all of them.
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS
+    id_maps: tuple[IdMapUse, ...] = ()
+    # False in a project that forbids low-level keys (ssp's restricted project): LXD chooses
+    # the blocks there, and apply makes new containers one create at a time and checks them.
+    pin_ids: bool = True
