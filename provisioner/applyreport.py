@@ -6,11 +6,13 @@ and the outcome (login), so the terminal output, the job summary and the PR comm
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from provisioner.models import Policy
-from provisioner.outcomes import ApplyResult, Outcome
+from provisioner.outcomes import GIVEN_BACK, ApplyResult, Outcome
 from provisioner.plandata import Plan
 from provisioner.problems import Problem
 from provisioner.render import render
@@ -26,29 +28,48 @@ def ssh_host(policy: Policy, outcome: Outcome) -> str:
     return "<server>"
 
 
-def ssh_command(policy: Policy, outcome: Outcome) -> str | None:
-    if not outcome.ok or outcome.action in ("retired", "locked"):
+@dataclass(frozen=True, kw_only=True)
+class SshTarget:
+    """Where a member logs in: `ssh [-J jump] [-p port] login@host`, as a value.
+
+    `port` is the host's forwarded port, None for the instance's own sshd on port 22.
+    """
+
+    login: str
+    host: str
+    port: int | None = None
+    jump: str | None = None
+
+    def __str__(self) -> str:
+        jump = f"-J {self.jump} " if self.jump else ""
+        port = f"-p {self.port} " if self.port is not None else ""
+        return f"ssh {jump}{port}{self.login}@{self.host}"
+
+
+def ssh_target(policy: Policy, outcome: Outcome) -> SshTarget | None:
+    """Where the login of a working request is reached on the LAN (None: nowhere yet)."""
+    if not outcome.ok or outcome.action in GIVEN_BACK:
         return None
     host = ssh_host(policy, outcome)
     if outcome.ssh_port is not None and (host != "<server>" or not outcome.ipv4):
-        return f"ssh -p {outcome.ssh_port} {outcome.login}@{host}"
+        return SshTarget(login=outcome.login, host=host, port=outcome.ssh_port)
     if outcome.ipv4:
         # No name for the host (or no forwarded port, as for an account on a shared server
         # without one): the instance's own address, where its sshd listens on port 22. The
         # forwarded port is on the host, never on that address.
-        return f"ssh {outcome.login}@{outcome.ipv4[0]}"
+        return SshTarget(login=outcome.login, host=outcome.ipv4[0])
     return None
 
 
-def _forwarded(policy: Policy, outcome: Outcome) -> bool:
-    """The login goes through a forwarded port on the host (not the instance's own address)."""
-    command = ssh_command(policy, outcome)
-    return outcome.ssh_port is not None and command is not None and command.startswith("ssh -p")
+def ssh_command(policy: Policy, outcome: Outcome) -> str | None:
+    target = ssh_target(policy, outcome)
+    return None if target is None else str(target)
 
 
-def remote_port(policy: Policy, port: int) -> int | None:
-    """Where the tunnel exposes the host's forwarded PORT, if the policy has a tunnel."""
-    return None if policy.tunnel is None else port + policy.tunnel.remote_offset
+def _forwarded(policy: Policy, outcome: Outcome) -> SshTarget | None:
+    """The LAN target when the login goes through a forwarded port on the host."""
+    target = ssh_target(policy, outcome)
+    return target if target is not None and target.port is not None else None
 
 
 def public_address(policy: Policy, port: int | None) -> tuple[str, int] | None:
@@ -64,23 +85,24 @@ def public_address(policy: Policy, port: int | None) -> tuple[str, int] | None:
 
 
 def public_command(policy: Policy, outcome: Outcome) -> str | None:
-    where = public_address(policy, outcome.ssh_port) if _forwarded(policy, outcome) else None
-    if where is None:
+    lan = _forwarded(policy, outcome)
+    where = public_address(policy, lan.port) if lan is not None else None
+    if lan is None or where is None:
         return None
-    return f"ssh -p {where[1]} {outcome.login}@{where[0]}"
+    return str(SshTarget(login=lan.login, host=where[0], port=where[1]))
 
 
 def jump_command(policy: Policy, outcome: Outcome) -> str | None:
     """The LAN command through the policy's jump host (`ssh -J`), for off-LAN use."""
-    if not policy.ssh.jump_host or not _forwarded(policy, outcome):
+    lan = _forwarded(policy, outcome)
+    if not policy.ssh.jump_host or lan is None:
         return None
-    host = ssh_host(policy, outcome)
-    return f"ssh -J {policy.ssh.jump_host} -p {outcome.ssh_port} {outcome.login}@{host}"
+    return str(dataclasses.replace(lan, jump=policy.ssh.jump_host))
 
 
 def rdp_addresses(policy: Policy, outcome: Outcome) -> tuple[str, str]:
     """The remote desktop's address on the LAN and from outside ("" where there is none)."""
-    if not outcome.rdp_port or not outcome.ok or outcome.action in ("retired", "locked"):
+    if not outcome.rdp_port or not outcome.ok or outcome.action in GIVEN_BACK:
         return "", ""
     public = public_address(policy, outcome.rdp_port)
     return (
@@ -96,11 +118,10 @@ IDENTITY_FILE = "    IdentityFile ~/.ssh/id_ed25519"
 def ssh_config(policy: Policy, outcome: Outcome) -> str:
     """~/.ssh/config entries: `Host NAME` for the LAN, `NAME-away` through the tunnel or the
     public host, `NAME-jump` through the jump host; each as the matching command."""
-    command = ssh_command(policy, outcome)
-    if command is None:
+    target = ssh_target(policy, outcome)
+    if target is None:
         return ""
-    login, _, host = command.rsplit(" ", 1)[-1].partition("@")
-    port = outcome.ssh_port if _forwarded(policy, outcome) else None
+    login, host, port = target.login, target.host, target.port
     blocks = [_host_block(outcome.name, host, port, login)]
     public = public_address(policy, port)
     if public is not None:

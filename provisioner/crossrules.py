@@ -27,22 +27,6 @@ from provisioner.sshkeys import SshKey, parse_key
 # removing or shrinking a request never makes another one fail.
 
 
-# Rules of requests that compete for one thing: apply refuses the newest, not everything.
-COMPETING = (
-    "quota.",
-    "capacity.",
-    "gpus.capacity",
-    "gpus.double_booked",
-    "name.duplicate",
-    "account.duplicate",
-    "ssh_key.shared",
-)
-
-
-def competing(rule: str) -> bool:
-    return rule.startswith(COMPETING)
-
-
 def ranked(
     items: Iterable[Loaded], focus: frozenset[str] | None, ages: Mapping[str, int] | None
 ) -> list[Loaded]:

@@ -232,11 +232,3 @@ def config_value(repo: Path, key: str) -> str | None:
     )
     value = done.stdout.decode("utf-8", "replace").strip()
     return value if done.returncode == 0 and value else None
-
-
-def top_level(path: Path) -> Path | None:
-    """The root of the git checkout holding `path`, or None outside one."""
-    done = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, check=False
-    )
-    return Path(done.stdout.decode().strip()) if done.returncode == 0 else None

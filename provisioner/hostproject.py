@@ -3,7 +3,7 @@
 Pure. The project is the second line of defence (SECURITY.md, "LXD"): whatever our own code
 sends, LXD itself refuses privileged or nested containers, `raw.lxc`-style low-level keys,
 host paths outside the share catalogue, host UIDs other than the members', unix/usb/pci
-devices and unmanaged NICs. Facts it rests on were checked on LXD 5.0.2 (crib sheet §2.9):
+devices and unmanaged NICs. Facts it rests on were checked on LXD 5.0.2 (docs/design.md, "LXD"):
 
 - a restricted project needs `features.profiles=true` and its own `default` profile;
 - `restricted.devices.disk=allow` with an EMPTY `disk.paths` allows every host path, so with

@@ -14,7 +14,7 @@ not import PyGithub and reads no environment: the CLI hands in the client, the r
 and the secrets to keep out of the text.
 
 Imports: provisioner.applyreport, provisioner.render, provisioner.apply, provisioner.models,
-provisioner.rules (which rules are about requests competing), provisioner.problems,
+provisioner.rulecatalogue (which rules are about requests competing), provisioner.problems,
 provisioner.errors.
 """
 
@@ -26,17 +26,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from provisioner.applyreport import outcome_dict, rdp_addresses, ssh_config
-from provisioner.crossrules import competing
 from provisioner.errors import GithubError
 from provisioner.models import Policy
-from provisioner.outcomes import ApplyResult, Outcome
+from provisioner.outcomes import GIVEN_BACK, ApplyResult, Done, Outcome, Subject
 from provisioner.problems import Problem
 from provisioner.render import render
+from provisioner.rulecatalogue import competing
 from provisioner.spec import SCHEDULES
 
 MARKER = "<!-- ssp:apply -->"
 TEMPLATES = ("applied", "failed", "retired", "account")
-_GIVEN_BACK = ("retired", "locked")
+
 # A private key block, whatever its kind (OPENSSH, RSA, EC, ENCRYPTED …).
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
@@ -111,9 +111,9 @@ def belongs(
 def template_for(outcomes: Sequence[Outcome], problems: Sequence[Problem], blocked: bool) -> str:
     if blocked or problems or any(not o.ok for o in outcomes):
         return "failed"
-    if all(o.action in _GIVEN_BACK for o in outcomes):
+    if all(o.action in GIVEN_BACK for o in outcomes):
         return "retired"
-    if all(o.kind == "account" for o in outcomes):
+    if all(o.kind == Subject.ACCOUNT for o in outcomes):
         return "account"
     return "applied"
 
@@ -207,7 +207,7 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     if ctx.policy is None:
         raise ValueError("results of an apply need the policy they were applied under")
     row = outcome_dict(ctx.policy, o)
-    row["gone"] = o.action in _GIVEN_BACK
+    row["gone"] = o.action in GIVEN_BACK
     row["purpose"] = ctx.purposes.get(o.request_path, "")
     row["status"] = _status(o)
     row["snapshots"] = _snapshots(o.snapshots)
@@ -219,7 +219,7 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     first = o.message.strip().splitlines()[0] if o.message.strip() else ""
     row["short"] = first if len(first) <= _SHORT else first[: _SHORT - 1] + "…"
     row["long"] = o.message.strip() if row["short"] != o.message.strip() else ""
-    if o.kind == "account" and o.server in ctx.policy.shared_servers:
+    if o.kind == Subject.ACCOUNT and o.server in ctx.policy.shared_servers:
         row["server_description"] = ctx.policy.shared_servers[o.server].description
     else:
         row["server_description"] = ""
@@ -227,7 +227,7 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
 
 
 def _status(o: Outcome) -> str:
-    if o.kind == "account" and o.action == "unchanged":
+    if o.kind == Subject.ACCOUNT and o.action == Done.UNCHANGED:
         return "ready; nothing needed changing"
     return {
         "created": "created",

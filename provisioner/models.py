@@ -114,13 +114,6 @@ REQUEST_MODELS: dict[str, type[ContainerRequest] | type[AccountRequest]] = {
 }
 
 
-class RequestFile(_Strict):
-    """The schema editors see: either kind, told apart by `kind`."""
-
-    model_config = ConfigDict(title="Super Server Platform request")
-    request: Request
-
-
 # --- policy -----------------------------------------------------------------------------------
 
 

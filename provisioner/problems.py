@@ -53,7 +53,3 @@ class Problem:
             f"{self.path}:{self.line}:{self.col}: {self.severity.value}: "
             f"{self.message} [{self.rule}]"
         )
-
-
-def is_error(problems: list[Problem] | tuple[Problem, ...]) -> bool:
-    return any(p.severity is Severity.ERROR for p in problems)

@@ -24,7 +24,6 @@ from provisioner.problems import Problem, Severity
 from provisioner.state import Instance, LxdApi
 from provisioner.validate import Validation, today_for
 
-GLOBAL_RULES = ("config.", "policy.", "hosts.", "schema.", "yaml.", "file.")
 CONFIG_FILES = ("config/policy.yaml", "config/hosts.yaml")
 
 
@@ -35,10 +34,7 @@ def blocking(validation: Validation) -> list[Problem]:
     used twice) do not stop it: validation finds the newest of them at fault, and those are
     skipped like any invalid request while the rest are applied.
     """
-    out = []
-    for p in validation.errors:
-        if p.path in CONFIG_FILES and p.rule.startswith(GLOBAL_RULES):
-            out.append(p)
+    out = [p for p in validation.errors if p.path in CONFIG_FILES]
     if validation.config is None and not out:
         out = list(validation.errors)
     return out

@@ -1,6 +1,7 @@
 """/etc/subuid and /etc/subgid: which host IDs LXD (running as root) may use for containers.
 
-LXD reads root's entries when the daemon starts (crib sheet §2.3, verified on 5.0.2):
+LXD reads root's entries when the daemon starts (docs/design.md, "Facts the code relies on";
+checked on LXD 5.0.2):
 - a large range (65536 or more) is where each container's unprivileged map comes from; with
   no root entry at all LXD uses its built-in 1000000:1000000000, so a file that gains only a
   small entry would lose that default: a large range is added first in that case;

@@ -22,6 +22,7 @@ from provisioner.loaded import Loaded
 from provisioner.models import REQUEST_MODELS, AccountRequest, ContainerRequest
 from provisioner.problems import Position, Problem, Severity
 from provisioner.requestpaths import REQUEST_PATH
+from provisioner.rulecatalogue import RULES
 from provisioner.rules import check_request
 from provisioner.schema import check
 from provisioner.sources import load
@@ -134,7 +135,7 @@ def validate_tree(
     config, found = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
     problems += found
     if config is None:
-        return Validation(tuple(sorted(problems, key=Problem.sort_key)), None, focus=focus)
+        return Validation(_catalogued(problems), None, focus=focus)
     today = today_for(config, now)
     loaded: list[Loaded] = []
     for path in tree.requests():
@@ -153,7 +154,7 @@ def validate_tree(
     problems += check_all(live, config.policy, config.inventory, focus, ages)
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     return Validation(
-        problems=tuple(sorted(problems, key=Problem.sort_key)),
+        problems=_catalogued(problems),
         config=config,
         valid=tuple(i for i in live if i.path not in broken),
         expired=tuple(i for i in loaded if i.path in expired and i.path not in broken),
@@ -218,13 +219,26 @@ def validate_pull(
     if hidden:
         notes = (*notes, f"{hidden} finding(s) in files this PR does not touch are not shown")
     return Validation(
-        problems=tuple(sorted([*auth_problems, *shown], key=Problem.sort_key)),
+        problems=_catalogued([*auth_problems, *shown]),
         config=result.config,
         valid=result.valid,
         expired=result.expired,
         notes=notes,
         focus=touched,
     )
+
+
+def _catalogued(problems: Sequence[Problem]) -> tuple[Problem, ...]:
+    """The problems in report order, each under a rule of the catalogue with its severity.
+
+    A rule id missing from the catalogue is a bug here, not in the user's file: it would
+    reach the user with no entry in the guide and no `ssp explain`.
+    """
+    for p in problems:
+        rule = RULES.get(p.rule)
+        if rule is None or rule.severity is not p.severity:
+            raise RuntimeError(f"rule {p.rule!r} ({p.severity}) is not in the rule catalogue")
+    return tuple(sorted(problems, key=Problem.sort_key))
 
 
 _MAX_ALREADY = 20

@@ -1,5 +1,88 @@
-"""Shared pytest setup: the fake GitHub's fixtures, and no real network for unit tests."""
+"""Shared pytest setup: the fake GitHub's fixtures, and no real network for any test.
+
+Every test runs with a network blocker (autouse): a socket may connect to a unix socket (the
+LXD daemon) or to a loopback address (the fake GitHub, a port the test listens on); anything
+else fails the test, even when the code under test catches the error and carries on. Tests
+marked `lxd` may also reach private addresses, where the LXD bridge puts containers. Names
+other than `localhost` are not looked up at all (a lookup is itself a network request).
+Processes a test starts (git, ssh, the `ssp` command) are not covered: their sockets are not
+this interpreter's.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
 pytest_plugins = ["fakegithub.fixtures"]
+
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", ""})
+
+
+class NetworkBlockedError(ConnectionRefusedError):
+    """A test tried to reach the network; also recorded, so catching it does not hide it."""
+
+
+def _address(host: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _allowed(host: object, private_too: bool) -> bool:
+    if str(host).casefold() in LOCAL_NAMES:
+        return True
+    address = _address(host)
+    if address is None:
+        return False  # a name: looking it up would already reach a DNS server
+    return address.is_loopback or (private_too and (address.is_private or address.is_link_local))
+
+
+def _blocker(private_too: bool, attempts: list[str]) -> Callable[..., Any]:
+    def refuse(what: str) -> NetworkBlockedError:
+        attempts.append(what)
+        return NetworkBlockedError(f"tests may not reach the network: {what}")
+
+    def check_connect(real: Callable[..., Any]) -> Callable[..., Any]:
+        def connect(self: socket.socket, address: Any, *args: Any) -> Any:
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _allowed(
+                address[0], private_too
+            ):
+                raise refuse(f"connect to {address!r}")
+            return real(self, address, *args)
+
+        return connect
+
+    def check_lookup(real: Callable[..., Any]) -> Callable[..., Any]:
+        def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+            # An address needs no lookup; connect() judges it.
+            if host is not None and _address(host) is None and not _allowed(host, private_too):
+                raise refuse(f"name lookup of {host!r}")
+            return real(host, *args, **kwargs)
+
+        return lookup
+
+    return lambda kind, real: check_connect(real) if kind == "connect" else check_lookup(real)
+
+
+@pytest.fixture(autouse=True)
+def no_network(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[str]]:
+    """Fail the test that tries to connect outside loopback and unix sockets. Yields what was
+    refused, so the blocker's own test can look (and clear it)."""
+    attempts: list[str] = []
+    wrap = _blocker(request.node.get_closest_marker("lxd") is not None, attempts)
+    for method in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, wrap("connect", getattr(socket.socket, method)))
+    for function in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
+        monkeypatch.setattr(socket, function, wrap("lookup", getattr(socket, function)))
+    yield attempts
+    if attempts:
+        pytest.fail(f"the test tried to reach the network: {'; '.join(attempts)}")

@@ -1,8 +1,9 @@
 """An in-memory LXD daemon behind the `LxdApi` interface, and the lab it serves, for tests.
 
-`FakeLxd` is one project's view of a `FakeDaemon`. It keeps the semantics the crib sheet
-(shared/notes/lxd-nvml-github-crib.md) recorded against a real LXD 5.0, because apply's
-correctness depends on them:
+`FakeLxd` is one project's view of a `FakeDaemon`. It keeps the semantics of a real LXD 5.0
+that apply's correctness depends on (docs/design.md, "Facts the code relies on"); the
+`LxdApi` contract test (tests/test_lxdapi_contract.py) runs the same checks against this fake
+and the real daemon:
 
 - create by copy MERGES the source's local config and devices with the ones given (a clone
   inherits the base's GPU device, `security.privileged`, `raw.lxc`) and copies its files and
@@ -143,6 +144,17 @@ def debian_base() -> Inside:
     return inside
 
 
+def busybox_image() -> Snapshot:
+    """What runner/dev-lxd.sh's `ssp-busybox` image unpacks to: root only, a few folders."""
+    inside = Inside()
+    for path in ("/", "/bin", "/etc", "/root", "/run", "/tmp", "/usr", "/var"):
+        inside.dirs[path] = (0o1777 if path == "/tmp" else 0o755, 0, 0)
+    inside.users = {"root": User(0, 0, "/root", "/bin/sh")}
+    inside.groups = {"root": (0, set())}
+    config = {"image.os": "busybox", "image.description": "SSP test image (busybox, DHCP on eth0)"}
+    return Snapshot({**config, "volatile.base_image": "b" * 64}, {}, inside)
+
+
 # --- instances and the daemon ---------------------------------------------------------------
 
 
@@ -269,7 +281,7 @@ def _check_key(key: str, value: str) -> None:
         )
     boolean = key.startswith("security.") and not key.startswith("security.idmap.")
     if (boolean or key == "security.idmap.isolated") and value not in ("true", "false"):
-        raise _err(f"Invalid config: Invalid value for {key}: {value}")
+        raise _err(f'Invalid config: Invalid value for a boolean "{value}"')
 
 
 def _port(listen: str) -> int | None:
@@ -411,7 +423,9 @@ class FakeLxd:
         try:
             return self._records[name]
         except KeyError:
-            raise _err(f"instance {name!r} not found in LXD project {self.project!r}") from None
+            # LXD's own words, which the adapter passes on (apply tells a missing shared
+            # server by them); only `instance` rewords it, as the adapter does.
+            raise _err(f"{name!r}: Instance not found") from None
 
     def _expanded(self, record: Record) -> dict[str, dict[str, str]]:
         devices: dict[str, dict[str, str]] = {}
@@ -526,7 +540,10 @@ class FakeLxd:
     @_serialized
     def instance(self, name: str) -> Instance:
         self._call("instance", name)
-        return self._to_instance(self._get(name))
+        record = self._records.get(name)
+        if record is None:
+            raise _err(f"instance {name!r} not found in LXD project {self.project!r}")
+        return self._to_instance(record)
 
     @_serialized
     def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
@@ -598,7 +615,10 @@ class FakeLxd:
             )
         if snap:
             if snap not in record.snapshots:
-                raise _err(f'Failed to fetch snapshot "{instance}/{snap}": Instance not found')
+                raise _err(
+                    f'Failed to fetch snapshot "{snap}" of instance "{instance}" in project '
+                    f'"{project}": InstanceSnapshot not found'
+                )
             return record.snapshots[snap]
         return Snapshot(record.config, record.devices, record.inside)
 
@@ -747,6 +767,7 @@ class _Shell:
             "env": lambda rest: self.run(name, [a for a in rest if "=" not in a]),
             "apt-get": self.apt_get,
             "true": lambda _rest: ExecResult(0, "", ""),
+            "cat": self.cat,
         }
         handler = handlers.get(argv[0])
         if handler is None:
@@ -894,6 +915,16 @@ class _Shell:
         if user is None:
             return ExecResult(1, "", f"id: '{login}': no such user")
         return ExecResult(0, f"{user.uid if flag == '-u' else user.gid}\n", "")
+
+    def cat(self, args: list[str]) -> ExecResult:
+        found = [self.inside.files.get(path) for path in args]
+        missing = [path for path, f in zip(args, found, strict=True) if f is None]
+        text = "".join(f.data.decode(errors="replace") for f in found if f is not None)
+        if missing:
+            return ExecResult(
+                1, text, f"cat: can't open '{missing[0]}': No such file or directory\n"
+            )
+        return ExecResult(0, text, "")
 
     def apt_get(self, args: list[str]) -> ExecResult:
         if args[:1] == ["update"]:

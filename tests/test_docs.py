@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.problems import Position, Problem
+from provisioner.rulecatalogue import ANCHORS, RULES, competing, unknown
 from provisioner.ruleguide import catalogue
+from provisioner.validate import _catalogued
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [ROOT / "docs" / "user-guide.md", ROOT / "docs" / "user-guide.zh.md"]
@@ -285,3 +288,38 @@ def test_ssp_explain_finds_every_rule_in_the_guides_tables(guide: Path) -> None:
     ids, _ = rule_ids()
     assert sorted(ids - entries.keys()) == []
     assert all(len(e.columns) == 2 and all(t for _, t in e.columns) for e in entries.values())
+
+
+# --- the rule catalogue ---------------------------------------------------------------------------
+
+
+def test_every_rule_the_validator_can_emit_is_in_the_catalogue_and_no_other() -> None:
+    ids, _ = rule_ids()
+    assert unknown(ids) == [], "add these to provisioner/rulecatalogue.py"
+    assert sorted(RULES.keys() - ids) == [], "the catalogue holds rules nothing emits"
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_every_catalogue_entry_has_its_anchor_and_its_row_under_it(guide: Path) -> None:
+    text = guide.read_text(encoding="utf-8")
+    marks = {m[1]: m.start() for m in re.finditer(r'<a id="([a-z0-9-]+)"></a>', text)}
+    assert set(ANCHORS) <= marks.keys(), sorted(set(ANCHORS) - marks.keys())
+    ends = [*sorted(marks.values()), len(text)]
+    misplaced = []
+    for rule in RULES.values():
+        start = marks[rule.anchor]
+        end = next(e for e in ends if e > start)
+        if f"| `{rule.id}` |" not in text[start:end]:
+            misplaced.append(f"{rule.id} (#{rule.anchor})")
+    assert not misplaced, f"{guide.name}: rows not under their anchor: {misplaced}"
+
+
+def test_the_validator_refuses_to_report_a_rule_the_catalogue_lacks() -> None:
+    bad = Problem("requests/a/b.yaml", Position(1, 1), "made.up", "x")
+    with pytest.raises(RuntimeError, match=r"made\.up"):
+        _catalogued([bad])
+    wrong = Problem("requests/a/b.yaml", Position(1, 1), "lease.expired", "x")  # an ERROR
+    with pytest.raises(RuntimeError, match=r"lease\.expired"):
+        _catalogued([wrong])
+    assert competing("quota.gpus") and competing("gpus.double_booked")
+    assert not competing("gpus.unknown") and not competing("made.up")

@@ -244,8 +244,23 @@ def test_mutated_requests(text: str) -> None:
     raw = text.encode("utf-8", "surrogatepass")
     _load(raw)
     result = _run({PATH: raw})
-    # a mutation that leaves a valid file is judged by the rules, not waved through
-    assert result.ok or result.errors
+    _assert_one_verdict_per_file(result, raw)
+
+
+def _assert_one_verdict_per_file(result: Validation, raw: bytes) -> None:
+    """Every request file gets exactly one verdict: an error on it, valid (what plan builds
+    on), or expired (what apply retires); and a file judged valid loads again on its own."""
+    errors = {p.path for p in result.errors}
+    valid = [item.path for item in result.valid]
+    expired = [item.path for item in result.expired]
+    assert len(valid) == len(set(valid)) and len(expired) == len(set(expired))
+    for path in (PATH, OTHER):
+        verdicts = [path in errors, path in valid, path in expired]
+        assert verdicts.count(True) == 1, (path, verdicts, [str(p) for p in result.problems])
+    if PATH in valid:
+        loaded, problems = load_request(PATH, raw)
+        assert loaded is not None and not problems, problems
+        assert loaded.request == next(i.request for i in result.valid if i.path == PATH)
 
 
 @FUZZ

@@ -1,7 +1,9 @@
-"""`ssp explain RULE`: what a finding's rule id means and how to fix it, from the user guide.
+"""`ssp explain RULE`: what a finding's rule id means and how to fix it.
 
-The guide is read from the checkout (`docs/user-guide.md`, or `docs/user-guide.zh.md` when
---lang or LANG asks for Chinese), so the terminal says exactly what the guide says.
+The rule ids, their scope and severity come from the rule catalogue (`rulecatalogue`); the
+explanation is the guide's row, read from the checkout (`docs/user-guide.md`, or
+`docs/user-guide.zh.md` when --lang or LANG asks for Chinese), so the terminal says exactly
+what the guide says, and where in the guide it says it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 from provisioner.commands import add_repo_arg, examples
 from provisioner.errors import UsageError
-from provisioner.ruleguide import catalogue, close_to, show
+from provisioner.rulecatalogue import RULES, Rule
+from provisioner.ruleguide import Entry, catalogue, close_to, show
 
 GUIDES = {"en": "docs/user-guide.md", "zh": "docs/user-guide.zh.md"}
 
@@ -49,12 +52,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"cannot read the guide {path} ({e}); give the checkout with --repo"
         ) from e
     wanted = args.rule.strip().strip("[]").lower()
-    if wanted in entries:
-        print(show(entries[wanted]))
+    if wanted in RULES:
+        print(_explained(RULES[wanted], entries.get(wanted), GUIDES[lang]))
         return 0
-    near = close_to(wanted, sorted(entries))
+    near = close_to(wanted, sorted(RULES))
     if len(near) > 1 and all(r.startswith(wanted.rstrip(".") + ".") for r in near):
-        print("\n\n".join(show(entries[r]) for r in near))
+        print("\n\n".join(_explained(RULES[r], entries.get(r), GUIDES[lang]) for r in near))
         return 0
     tip = f"; did you mean {', '.join(near)}?" if near else f"; see {GUIDES[lang]}"
     raise UsageError(f"no rule {args.rule!r} in the guide{tip}")
+
+
+def _explained(known: Rule, entry: Entry | None, guide: str) -> str:
+    """The guide's row for the rule, then what the catalogue adds: severity, scope, anchor."""
+    head = show(entry) if entry is not None else f"{known.id}\n  {known.message}"
+    return f"{head}\n  ({known.severity.value}, {known.scope.value}; {guide}#{known.anchor})"
