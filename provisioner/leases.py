@@ -140,9 +140,8 @@ def review(instances: Sequence[Instance], policy: Policy, today: date) -> tuple[
         due = None if expires is None else reminder_due(expires, today, policy.reminders)
         if expires is not None and lease_ended(expires, today):
             # Not retired yet (the reconcile does that): its expiry is what is due.
-            out.append(
-                Lease(inst.name, owner, request, Stage.EXPIRED, expires, notice=f"expired-{expires}")
-            )
+            notice = f"expired-{expires}"
+            out.append(Lease(inst.name, owner, request, Stage.EXPIRED, expires, notice=notice))
         elif due is not None:
             out.append(
                 Lease(

@@ -286,16 +286,16 @@ class Retention(_Strict):
     """What happens to a container once it is retired (lease ended, or request removed)."""
 
     delete: bool = Field(
-        False,
+        default=False,
         description="The lab's consent to delete a retired container retention_days after it "
         "was retired (false: it is kept until an admin deletes it).",
     )
     final_notice_days: Annotated[int, Field(ge=1, le=365)] = Field(
-        3,
+        default=3,
         description="The owner's last warning comes at least this many days before deletion.",
     )
     export_dir: AbsPath | None = Field(
-        None,
+        default=None,
         description="Host folder where a container is exported (an `lxc export` tarball) "
         "before it is deleted; unset: deleted without an export.",
     )

@@ -107,7 +107,8 @@ def test_comments_on_an_issue_are_listed_and_point_at_the_issue(
     path = f"{ISSUES}/{issue.number}/comments"
     made = call(fake_github, "POST", path, json={"body": "@alice: 3 days left"})
     assert made.status_code == 201
-    assert made.json()["html_url"].endswith(f"/issues/{issue.number}#issuecomment-{made.json()['id']}")
+    anchor = f"/issues/{issue.number}#issuecomment-{made.json()['id']}"
+    assert made.json()["html_url"].endswith(anchor)
     assert [c["body"] for c in call(fake_github, "GET", path).json()] == ["@alice: 3 days left"]
     assert call(fake_github, "GET", f"{ISSUES}/{issue.number}").json()["comments"] == 1
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    import threading
+
 from . import resources as r
 
 if TYPE_CHECKING:
@@ -115,7 +118,7 @@ def _thread_json(
     *,
     repo: r.Repo,
     number: int,
-    id: int,  # noqa: A002 - GitHub's field name
+    id: int,
     author: r.User,
     title: str,
     body: str | None,
@@ -201,8 +204,6 @@ class IssuesMixin:
     """The issue endpoints of `GitHubState` (see the module's docstring)."""
 
     if TYPE_CHECKING:
-        import threading
-
         lock: threading.RLock
         site: r.Site
         me: r.User
@@ -270,7 +271,8 @@ class IssuesMixin:
         return issue
 
     def _issue_reply(self, issue: Issue) -> Json:
-        return issue_json(self.site, issue, len(self.comments_on(issue.repo.full_name, issue.number)))
+        count = len(self.comments_on(issue.repo.full_name, issue.number))
+        return issue_json(self.site, issue, count)
 
     # ---- endpoints ---------------------------------------------------------------------------
 
