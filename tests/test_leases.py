@@ -171,3 +171,23 @@ def test_bad_lease_settings_are_named_on_their_line(text: str, rule: str, line_t
     (problem,) = problems
     assert problem.rule == rule
     assert raw.splitlines()[problem.position.line - 1] == line_text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the validator still ends a lease ON its last day (rules._lease: expires <= today); "
+    "the one-line fix to `expires < today` waits for the structural refactor of rules.py",
+)
+def test_the_validator_keeps_a_lease_running_through_its_last_day(tmp_path: Path) -> None:
+    from helpers import request_path, sample_repo, valid_request  # noqa: PLC0415
+
+    from provisioner import gitfiles  # noqa: PLC0415
+    from provisioner.validate import validate_tree  # noqa: PLC0415
+
+    text = valid_request(expires=LAST.isoformat())
+    root = sample_repo(tmp_path / "lab", {request_path(text): text})
+    # 23:59 in Shanghai on the last day: still part of the lease.
+    now = datetime(2027, 6, 30, 15, 59, tzinfo=UTC)
+    validation = validate_tree(gitfiles.worktree(root), now)
+    assert [p.rule for p in validation.problems] == []
+    assert len(validation.valid) == 1
