@@ -53,23 +53,3 @@ class ArchivingLxd(Lxd):
         finally:
             partial.unlink(missing_ok=True)
             self._send(f"remove the backup of {name!r}", node[backup].delete)
-
-    def publish(self, source: str, alias: str, properties: dict[str, str]) -> str:
-        """Publish an instance, or `instance/snapshot`, as a private image of the project
-        under ALIAS; returns its fingerprint. The instance must be stopped (a snapshot need
-        not be)."""
-        kind = "snapshot" if "/" in source else "instance"
-        body = {
-            "source": {"type": kind, "name": source},
-            "public": False,
-            "properties": properties,
-            "aliases": [{"name": alias, "description": properties.get("description", "")}],
-        }
-        self._send(f"publish {source!r} as image {alias!r}", self._api.images.post, json=body)
-        got = self._send(f"read image alias {alias!r}", self._api.images.aliases[alias].get)
-        return str(got.json()["metadata"]["target"])
-
-    def restore(self, name: str, snapshot: str) -> None:
-        """Roll the instance back to one of its snapshots (LXD keeps the snapshot)."""
-        what = f"restore {name!r} to snapshot {snapshot!r}"
-        self._send(what, self._api.instances[name].put, json={"restore": snapshot})

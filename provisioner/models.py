@@ -59,11 +59,6 @@ PciAddress = Annotated[
     Field(description="PCI address in LXD's form: 0000:4b:00.0"),
 ]
 
-SnapshotName = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"),
-    Field(description="The name of one of the container's snapshots (`lxc info` lists them)."),
-]
 ReminderDays = Annotated[
     list[Annotated[int, Field(ge=1, le=365)]],
     Field(max_length=10, description="Days before a lease's last day on which its owner is told."),
@@ -122,11 +117,6 @@ class ContainerRequest(_Strict):
         description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
     )
     host: Id | None = Field(None, description="A host in config/hosts.yaml (optional).")
-    restore: SnapshotName | None = Field(
-        None,
-        description="Roll the container back to this snapshot of it, once (the next apply "
-        "does it and reports it; to do it again, remove the field in one PR, add it in another).",
-    )
 
 
 class AccountRequest(_Strict):

@@ -813,6 +813,22 @@ def _cases() -> Iterator[Case]:
             0,
         ),
         (
+            "policy-reminder-twice",
+            policy("reminders: [14, 3]", "reminders: [14, 3, 14]"),
+            "policy.reminders",
+            "reminders: [14, 3, 14]",
+            19,
+        ),
+        (
+            "policy-final-notice-after-retention",
+            policy(
+                "  delete: false\n  final_notice_days: 3", "  delete: true\n  final_notice_days: 40"
+            ),
+            "policy.final_notice",
+            "final_notice_days: 40",
+            19,
+        ),
+        (
             "policy-shared-port-among-the-containers-ports",
             policy(
                 "    instance: Common-Server\n",
