@@ -80,6 +80,7 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
                 )
             )
     out += _port_rules(doc, policy)
+    out += _lease_rules(doc, policy)
     try:
         ZoneInfo(policy.timezone)
     # OSError: a name that is a folder of the zone database ("Asia") or too long for a path.
@@ -90,6 +91,36 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
                 ("timezone",),
                 "policy.timezone",
                 f"timezone '{policy.timezone}' is not an IANA time zone (e.g. Asia/Shanghai)",
+            )
+        )
+    return out
+
+
+def _lease_rules(doc: Document, policy: Policy) -> list[Problem]:
+    """Reminders said once each; a final notice that comes before deletion, not after."""
+    out = []
+    seen: set[int] = set()
+    for i, days in enumerate(policy.reminders):
+        if days in seen:
+            out.append(
+                _at(
+                    doc,
+                    ("reminders", i),
+                    "policy.reminders",
+                    f"reminders lists {days} twice; each day is one reminder",
+                )
+            )
+        seen.add(days)
+    notice = policy.retention.final_notice_days
+    if policy.retention.delete and notice > policy.retention_days:
+        out.append(
+            _at(
+                doc,
+                ("retention", "final_notice_days"),
+                "policy.final_notice",
+                f"retention.final_notice_days {notice} is more than retention_days "
+                f"{policy.retention_days}: the last warning would come before the container "
+                "is even retired; make it at most retention_days",
             )
         )
     return out

@@ -58,6 +58,11 @@ PciAddress = Annotated[
     Field(description="PCI address in LXD's form: 0000:4b:00.0"),
 ]
 
+ReminderDays = Annotated[
+    list[Annotated[int, Field(ge=1, le=365)]],
+    Field(max_length=10, description="Days before a lease's last day on which its owner is told."),
+]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -88,7 +93,9 @@ class ContainerRequest(_Strict):
     ssh_keys: list[SshKeyText] = Field(min_length=1, max_length=10)
     desktop: bool = Field(False, description="xrdp + xfce, reachable through a forwarded port.")
     snapshots: Literal["none", "daily", "weekly"] | None = None
-    expires: date = Field(description="Last day of the lease (YYYY-MM-DD).")
+    expires: date = Field(
+        description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
+    )
     host: Id | None = Field(None, description="A host in config/hosts.yaml (optional).")
 
 
@@ -104,7 +111,9 @@ class AccountRequest(_Strict):
     server: Id = Field(description="An id in policy.shared_servers.")
     ssh_keys: list[SshKeyText] = Field(min_length=1, max_length=10)
     sudo: bool = False
-    expires: date = Field(description="Last day of the lease (YYYY-MM-DD).")
+    expires: date = Field(
+        description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
+    )
 
 
 Request = Annotated[ContainerRequest | AccountRequest, Field(discriminator="kind")]
@@ -236,6 +245,25 @@ class Tunnel(_Strict):
     )
 
 
+class Retention(_Strict):
+    """What happens to a container once it is retired (lease ended, or request removed)."""
+
+    delete: bool = Field(
+        default=False,
+        description="The lab's consent to delete a retired container retention_days after it "
+        "was retired (false: it is kept until an admin deletes it).",
+    )
+    final_notice_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        default=3,
+        description="The owner's last warning comes at least this many days before deletion.",
+    )
+    export_dir: AbsPath | None = Field(
+        default=None,
+        description="Host folder where a container is exported (an `lxc export` tarball) "
+        "before it is deleted; unset: deleted without an export.",
+    )
+
+
 class LxdSettings(_Strict):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
     profiles: list[str] = Field(default_factory=lambda: ["default"])
@@ -259,7 +287,15 @@ class Policy(_Strict):
     shared_servers: dict[Id, SharedServer] = Field(default_factory=dict)
     ssh: SshPolicy
     tunnel: Tunnel | None = Field(None, description="The lab's tunnel for off-LAN access.")
-    retention_days: Annotated[int, Field(ge=0, le=3650)]
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        description="Days a retired container is kept (stopped, snapshotted) before it may be "
+        "deleted."
+    )
+    retention: Retention = Field(default_factory=Retention)
+    reminders: ReminderDays = Field(
+        default_factory=lambda: [14, 3],
+        description="Days before the last day of a lease on which its owner gets a reminder.",
+    )
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
     lxd: LxdSettings = Field(default_factory=LxdSettings)
 

@@ -152,6 +152,8 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("policy.timezone", _L, "a time zone that is not an IANA name"),
         ("policy.shared_port", _L, "a shared server's SSH port inside the containers' port range"),
         ("policy.tunnel_port", _L, "a tunnel offset that moves a port out of range"),
+        ("policy.reminders", _L, "a reminder day listed twice"),
+        ("policy.final_notice", _L, "a final notice longer than the retention it warns about"),
         ("hosts.duplicate_gpu", _L, "the inventory lists one GPU twice"),
     ),
 }

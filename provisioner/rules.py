@@ -74,13 +74,14 @@ def check_request(
 
 def _lease(item: Loaded, policy: Policy, today: date, focused: bool) -> list[Problem]:
     expires = item.request.expires
-    if expires <= today:
+    # `expires` is the lease's last day, inclusive: it ends after that day, not on it.
+    if expires < today:
         if focused:
             return [
                 item.problem(
                     ("expires",),
                     "lease.past",
-                    f"expires: {expires} is not after today ({today}, {policy.timezone})",
+                    f"expires: {expires} is in the past (today is {today}, {policy.timezone})",
                 )
             ]
         return [

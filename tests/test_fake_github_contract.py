@@ -196,9 +196,9 @@ def test_undescribed_paths_methods_and_parameters_are_violations() -> None:
 def test_described_but_not_served_is_a_failure_too() -> None:
     with FakeGitHub() as gh:
         gh.add_repo(FAKE_REPO)
-        answer = call(gh, "GET", f"/repos/{FAKE_REPO}/issues")
+        answer = call(gh, "GET", f"/repos/{FAKE_REPO}/pulls")
         assert answer.status_code == 500
-        assert gh.violations == ["fake GitHub does not serve issues/list-for-repo"]
+        assert gh.violations == ["fake GitHub does not serve pulls/list"]
 
 
 def test_authentication_like_github(fake_github: FakeGitHub) -> None:

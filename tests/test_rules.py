@@ -346,8 +346,9 @@ def test_a_container_may_be_called_like_a_system_user() -> None:
         ("2026-11-29", True, []),
         ("2027-11-28", True, []),  # today + max_lease_days
         ("2027-11-29", True, [("lease.too_long", Severity.ERROR)]),
-        ("2026-11-28", True, [("lease.past", Severity.ERROR)]),
-        ("2026-11-28", False, [("lease.expired", Severity.WARNING)]),
+        ("2026-11-28", True, []),  # today is the lease's last day: still running
+        ("2026-11-27", True, [("lease.past", Severity.ERROR)]),
+        ("2026-11-27", False, [("lease.expired", Severity.WARNING)]),
         ("2020-01-01", False, [("lease.expired", Severity.WARNING)]),
     ],
 )

@@ -40,7 +40,7 @@ def step_script(workflow: str, command: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("workflow", "command"), [("apply.yml", "apply"), ("maintenance.yml", "plan")]
+    ("workflow", "command"), [("apply.yml", "apply"), ("maintenance.yml", "maintain")]
 )
 @pytest.mark.parametrize("size", [1000, 2_000_000])
 def test_the_self_hosted_steps_cap_the_summary(

@@ -584,7 +584,13 @@ def _cases() -> Iterator[Case]:
 
     # --- leases (policy: 365 days, Asia/Shanghai; now: 2026-11-28 20:00 Shanghai) ------------
     yield Case(
-        "lease-today-is-past", {}, "lease.past", A, L["expires"], 10, pr=alice(expires="2026-11-28")
+        "lease-yesterday-is-past",
+        {},
+        "lease.past",
+        A,
+        L["expires"],
+        10,
+        pr=alice(expires="2026-11-27"),
     )
     yield Case(
         "lease-too-long",
@@ -602,9 +608,9 @@ def _cases() -> Iterator[Case]:
         A,
         L["expires"],
         10,
-        pr=alice(expires="2026-11-29"),
+        pr=alice(expires="2026-11-28"),  # the last day was the 28th: over in Shanghai
         now="2026-11-28T20:00:00+00:00",
-        message="(2026-11-29, Asia/Shanghai)",
+        message="(today is 2026-11-29, Asia/Shanghai)",
     )
     yield Case(
         "lease-too-long-in-utc",
@@ -811,6 +817,22 @@ def _cases() -> Iterator[Case]:
             "policy.timezone",
             "Asia",
             0,
+        ),
+        (
+            "policy-reminder-twice",
+            policy("reminders: [14, 3]", "reminders: [14, 3, 14]"),
+            "policy.reminders",
+            "reminders: [14, 3, 14]",
+            19,
+        ),
+        (
+            "policy-final-notice-after-retention",
+            policy(
+                "  delete: false\n  final_notice_days: 3", "  delete: true\n  final_notice_days: 40"
+            ),
+            "policy.final_notice",
+            "final_notice_days: 40",
+            19,
         ),
         (
             "policy-shared-port-among-the-containers-ports",

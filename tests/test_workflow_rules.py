@@ -104,7 +104,7 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         "validate": {"contents": "read", "pull-requests": "read"},
         # PR comments go through the issues API, which takes `pull-requests: write` for a PR
         "apply": {"contents": "read", "pull-requests": "write"},
-        "maintenance": {"contents": "read"},
+        "maintenance": {"contents": "read", "issues": "write"},
     }
     for name, wanted in expected.items():
         for job in jobs(load(name)):
@@ -254,7 +254,7 @@ def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
     assert "path" not in step["with"]
 
 
-@pytest.mark.parametrize(("name", "command"), [("apply", "apply"), ("maintenance", "plan")])
+@pytest.mark.parametrize(("name", "command"), [("apply", "apply"), ("maintenance", "maintain")])
 def test_self_hosted_workflows_run_ssp_from_a_fresh_venv_and_summarise(
     name: str, command: str
 ) -> None:

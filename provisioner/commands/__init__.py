@@ -34,6 +34,7 @@ NAMES = (
     "schema",
     "plan",
     "apply",
+    "maintain",
     "status",
     "tunnel",
     "gpus",

@@ -123,6 +123,7 @@ class Comment:
     body: str
     created_at: datetime
     updated_at: datetime
+    on_issue: bool = False  # on an issue rather than a pull request (its web address)
 
 
 def simple_user(site: Site, user: User) -> Json:
@@ -381,7 +382,8 @@ def pull_request(site: Site, pull: Pull, *, full: bool, comments: int = 0) -> Js
 
 def issue_comment(site: Site, comment: Comment) -> Json:
     repo_api = f"{site.api}/repos/{comment.repo.full_name}"
-    html = f"{site.web}/{comment.repo.full_name}/pull/{comment.issue_number}"
+    kind = "issues" if comment.on_issue else "pull"
+    html = f"{site.web}/{comment.repo.full_name}/{kind}/{comment.issue_number}"
     return {
         "url": f"{repo_api}/issues/comments/{comment.id}",
         "html_url": f"{html}#issuecomment-{comment.id}",

@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 
 from . import resources as r
 from . import settings as rs
+from .issues import HANDLERS as ISSUE_HANDLERS
+from .issues import Issue, IssuesMixin
 from .settings import RepoSettings
 
 # GitHub's limit on issue comment bodies (the API answers 422 beyond it).
@@ -58,7 +60,7 @@ def _not_found(docs: str = DOCS) -> Reply:
     return Reply(404, r.error("Not Found", docs, 404))
 
 
-class GitHubState:
+class GitHubState(IssuesMixin):
     """In-memory GitHub: seed it from tests, read it back to check what the client did."""
 
     def __init__(self, *, login: str = "ssp-bot", web_url: str = "https://github.com") -> None:
@@ -76,6 +78,7 @@ class GitHubState:
         self.apps: dict[int, App] = {}
         self.tokens: dict[str, Identity] = {}
         self.settings: dict[str, RepoSettings] = {}
+        self._init_issues()
         self.me = self.user(login)
 
     # ---- seeding ---------------------------------------------------------------------------
@@ -125,8 +128,7 @@ class GitHubState:
         are (sha, author login, committer login), None where no account is linked."""
         with self.lock:
             repo = self.repo(full_name)
-            taken = [n for (k, n) in self.pulls if k == full_name.lower()]
-            number = number if number is not None else max(taken, default=0) + 1
+            number = number if number is not None else self.next_number(full_name)
             pull = r.Pull(
                 repo=repo,
                 number=number,
@@ -190,9 +192,8 @@ class GitHubState:
         self, full_name: str, number: int, body: str, *, author: str | None = None
     ) -> r.Comment:
         with self.lock:
-            return self._new_comment(
-                self.pull(full_name, number), body, self.user(author) if author else self.me
-            )
+            thread = self.issues.get((full_name.lower(), number)) or self.pull(full_name, number)
+            return self._new_comment(thread, body, self.user(author) if author else self.me)
 
     def comments_on(self, full_name: str, number: int) -> list[r.Comment]:
         """The comments on a pull request, oldest first."""
@@ -226,9 +227,10 @@ class GitHubState:
             self.tokens[token] = Identity("installation", app.bot, installation_id, app_id)
             return token
 
-    def _new_comment(self, pull: r.Pull, body: str, author: r.User) -> r.Comment:
+    def _new_comment(self, pull: r.Pull | Issue, body: str, author: r.User) -> r.Comment:
         now = datetime.now(UTC)
         comment = r.Comment(pull.repo, pull.number, next(self._comment_ids), author, body, now, now)
+        comment.on_issue = isinstance(pull, Issue)
         self.comments[comment.id] = comment
         return comment
 
@@ -292,6 +294,10 @@ class GitHubState:
 
     def _find_pull(self, p: Mapping[str, str], key: str) -> r.Pull | None:
         return self.pulls.get((f"{p['owner']}/{p['repo']}".lower(), int(p[key])))
+
+    def _find_thread(self, p: Mapping[str, str]) -> r.Pull | Issue | None:
+        """The issue or pull request `issue_number` names (the comments API takes both)."""
+        return self._find_issue(p) or self._find_pull(p, "issue_number")
 
     def _get_pull(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
         pull = self._find_pull(p, "pull_number")
@@ -383,7 +389,7 @@ class GitHubState:
     def _list_comments(
         self, p: Mapping[str, str], q: Mapping[str, list[str]], b: Any, who: Identity
     ) -> Reply:
-        pull = self._find_pull(p, "issue_number")
+        pull = self._find_thread(p)
         if pull is None:
             return _not_found()
         found = self.comments_on(pull.repo.full_name, pull.number)
@@ -396,7 +402,7 @@ class GitHubState:
         )
 
     def _create_comment(self, p: Mapping[str, str], q: Any, b: Any, who: Identity) -> Reply:
-        pull = self._find_pull(p, "issue_number")
+        pull = self._find_thread(p)
         if pull is None:
             return _not_found()
         if len(b["body"]) > MAX_COMMENT_CHARS:
@@ -483,6 +489,19 @@ class GitHubState:
         )
 
 
+def validation_failed(resource: str, field: str, code: str) -> Reply:
+    """GitHub's 422 for a request body it will not take."""
+    return Reply(
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": [{"resource": resource, "code": code, "field": field}],
+            "documentation_url": DOCS,
+            "status": "422",
+        },
+    )
+
+
 def _too_long() -> Reply:
     return Reply(
         422,
@@ -528,4 +547,5 @@ _HANDLERS = {
     "users/get-authenticated": GitHubState._get_user,
     "apps/get-repo-installation": GitHubState._get_installation,
     "apps/create-installation-access-token": GitHubState._create_token,
+    **ISSUE_HANDLERS,
 }

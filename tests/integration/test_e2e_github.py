@@ -16,7 +16,7 @@ The story, in one test because each step builds on the one before:
 3. apply.yml again (a re-run): exactly one comment, by the bot, with the container's real
    address and an SSH command that logs in as alice with her request's key;
 4. apply.yml again: the same comment is edited, not a second one added;
-5. maintenance.yml on its schedule: nothing left to change.
+5. maintenance.yml on its schedule: nothing left to change, no lease needs anything.
 """
 
 from __future__ import annotations
@@ -196,14 +196,16 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
     assert [w.status for w in writes] == [201]
     assert [q.status for q in fake_github.requests_matching("PATCH", "/repos/")] == [200]
 
-    # --- 5. the hourly drift report finds nothing to do ---
+    # --- 5. the daily maintenance finds nothing to do ---
     drift = runner.run_job(
         WORKFLOWS / "maintenance.yml",
         "schedule",
-        {"schedule": "17 * * * *"},
+        {"schedule": "17 16 * * *"},
         sha=merge,
         ref="refs/heads/main",
     )
     assert drift.ok, drift.log()
-    assert "Nothing to change: LXD matches `main`." in drift.summary
+    assert "No lease needs anything today." in drift.summary
+    assert "✅ unchanged" in drift.summary
+    assert fake_github.issues_of(FAKE_REPO) == []
     fake_github.assert_no_violations()

@@ -1,0 +1,153 @@
+"""`ssp maintain`: the daily upkeep of leases, under the host lock like an apply.
+
+It reconciles (as `ssp apply`, which stops and snapshots containers whose lease ended), then
+deletes what is past retention where the policy consents (exported first when it asks), and
+tells owners on GitHub: reminders, the expiry, the final notice. With GITHUB_TOKEN and
+GITHUB_REPOSITORY set (as in maintenance.yml) notices go through GITHUB_API_URL; without
+them nothing is posted, and nothing that waits on a final notice is deleted. GitHub failures
+print a warning and never change the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner import applyreport, maintain
+from provisioner.commands import (
+    add_repo_arg,
+    clock,
+    examples,
+    gpu_gate,
+    host_id_spans,
+    ids_pinnable,
+    load_main,
+    print_blocking,
+)
+from provisioner.commands.apply import DEFAULT_API_URL, DEFAULT_LOCK
+from provisioner.escape import command_data, log_line
+from provisioner.hostlock import host_lock
+from provisioner.hostports import listening_ports
+from provisioner.notices import NoticeClient
+from provisioner.reconcile import blocking, run_pass
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "maintain",
+        help="daily upkeep: expire leases, notify owners, delete past retention",
+        description="Reconcile LXD with the checkout, stop and snapshot containers whose "
+        "lease ended, delete those past retention where the policy allows it (exported first "
+        "when it asks), and notify their owners on GitHub. The maintenance workflow runs it "
+        "daily on the GPU host.",
+        **examples(
+            "ssp maintain --dry-run  # what would be stopped, deleted and notified",
+            "ssp maintain --format markdown  # as the workflow's job summary shows it",
+            status="Exit status: 0 done, 1 a request or a deletion failed, 2 usage, 3 error.",
+        ),
+    )
+    add_repo_arg(parser)
+    parser.add_argument("--dry-run", action="store_true", help="change nothing, list it")
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"host lock file (default: $SSP_LOCK or {DEFAULT_LOCK})",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for an apply to finish (default: 300)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    now = clock(env)
+    validation, sha = load_main(args.repo, now)
+    stop = blocking(validation)
+    if stop:
+        print_blocking(stop)
+        return 1
+    config = validation.config
+    assert config is not None  # noqa: S101  (blocking() is empty only with a config)
+    client = None if args.dry_run else _notice_client(env)
+    refusal = gpu_gate(validation, env)
+    lock = args.lock or Path(env.get("SSP_LOCK", str(DEFAULT_LOCK)))
+    with host_lock(lock, wait_s=args.lock_wait):
+        from provisioner.lxdarchive import ArchivingLxd  # noqa: PLC0415  (loads pylxd)
+
+        lxd = ArchivingLxd(config.policy.lxd.project, lxd_dir=env.get("LXD_DIR"))
+        projects = {s.instance: s.project for s in config.policy.shared_servers.values()}
+
+        def servers(instance: str) -> ArchivingLxd:
+            return ArchivingLxd(projects.get(instance, "default"), lxd_dir=env.get("LXD_DIR"))
+
+        applied = run_pass(
+            validation,
+            lxd,
+            servers,
+            now=now,
+            sha=sha,
+            busy_ports=listening_ports(),
+            gpu_refusal=refusal,
+            id_spans=host_id_spans(),
+            pin_ids=ids_pinnable(lxd),
+            dry_run=args.dry_run,
+            log=_note,
+        )
+        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note)
+    policy = config.policy
+    if args.format == "json":
+        sys.stdout.write(maintain.to_json(done, policy))
+    elif args.format == "markdown":
+        sys.stdout.write(maintain.markdown(done, policy))
+    else:
+        for line in maintain.text_lines(done):
+            print(log_line(line))
+        for line in applyreport.text_lines(policy, applied.result, applied.skipped):
+            print(log_line(line))
+    sys.stdout.flush()
+    for sent in done.sent:
+        if sent.error:
+            _warn(env, f"{sent.name}: notice not posted: {sent.error}")
+    return 0 if done.ok else 1
+
+
+def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:
+    token = env.get("GITHUB_TOKEN", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    if not (token and repository):
+        _note("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no notices are posted")
+        return None
+    try:
+        # PyGithub loads only when notices are to be posted.
+        from provisioner.githubissues import IssuesClient  # noqa: PLC0415
+
+        return IssuesClient(
+            repository=repository,
+            token=token,
+            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        )
+    except Exception as e:  # a bad setting must not stop the host's upkeep
+        _warn(env, f"cannot reach GitHub for notices: {e}")
+        return None
+
+
+def _note(line: str) -> None:
+    print(log_line(f"ssp maintain: {line}"), file=sys.stderr)
+
+
+def _warn(env: Mapping[str, str], text: str) -> None:
+    text = f"{text}; the next run posts it (the host is not affected)"
+    if env.get("GITHUB_ACTIONS") == "true":
+        print(f"::warning title=Lease notice not posted::{command_data(text)}", file=sys.stderr)
+    else:
+        print(log_line(f"ssp maintain: warning: {text}"), file=sys.stderr)
