@@ -8,6 +8,7 @@ made) from one that a package or an admin made, which it never takes over.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from provisioner import inside, state
@@ -15,7 +16,7 @@ from provisioner import spec as specs
 from provisioner.errors import LxdError
 from provisioner.failures import server_failure
 from provisioner.models import Policy
-from provisioner.outcomes import Done, Outcome, Subject
+from provisioner.outcomes import Done, Outcome, account_result
 from provisioner.plandata import AccountAction, AccountVerb
 from provisioner.state import LxdApi
 
@@ -51,14 +52,14 @@ def _change(
         )
         api.delete_file(name, f"/home/{login}/.ssh/authorized_keys")
         api.set_config(name, {state.ACCOUNT + login: acc.label("locked")})
-        return _outcome(
+        return account_result(
             acc, Done.LOCKED, ok=True, message="login locked; the home directory is kept"
         )
     if action.verb == AccountVerb.CREATE:
         taken = _taken(api, name, login)
         if taken:
             log(f"{name}: not taking over {taken} '{login}'")
-            return _outcome(
+            return account_result(
                 acc,
                 Done.REFUSED,
                 ok=False,
@@ -96,39 +97,14 @@ def _taken(api: LxdApi, name: str, login: str) -> str:
     return ""
 
 
-def _outcome(acc: specs.AccountSpec, done: Done, *, ok: bool, message: str) -> Outcome:
-    return Outcome(
-        name=acc.name,
-        owner=acc.owner,
-        request_path=acc.request_path,
-        kind=Subject.ACCOUNT,
-        action=done,
-        ok=ok,
-        message=message,
-        login=acc.name,
-        server=acc.server,
-    )
-
-
 def account_outcome(
     acc: specs.AccountSpec, done: Done, *, policy: Policy, ipv4: tuple[str, ...]
 ) -> Outcome:
     """A working account's outcome, with what its owner needs to log in."""
-    return Outcome(
-        name=acc.name,
-        owner=acc.owner,
-        request_path=acc.request_path,
-        kind=Subject.ACCOUNT,
-        action=done,
-        ok=True,
-        login=acc.name,
+    return dataclasses.replace(
+        account_result(acc, done, ok=True, message=""),
         ipv4=ipv4,
-        server=acc.server,
         sudo=acc.sudo,
         expires=acc.expires,
         ssh_port=policy.shared_servers[acc.server].ssh_port,
     )
-
-
-def failed_account(acc: specs.AccountSpec, error: Exception) -> Outcome:
-    return _outcome(acc, Done.FAILED, ok=False, message=str(error))

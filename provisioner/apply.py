@@ -31,10 +31,10 @@ from provisioner.outcomes import (
     ApplyResult,
     Done,
     Outcome,
-    Subject,
     container_outcome,
     failed,
     refused,
+    retire_result,
 )
 from provisioner.plandata import (
     AccountAction,
@@ -242,12 +242,9 @@ class Applier:
             },
         )
         keep = self.policy.retention_days
-        return Outcome(
-            name=action.name,
-            owner=action.owner,
-            request_path=action.request_path,
-            kind=Subject.CONTAINER,
-            action=Done.RETIRED,
+        return retire_result(
+            action,
+            Done.RETIRED,
             ok=True,
             message=f"{action.reason}: stopped and kept as snapshot {snapshot} for "
             f"{keep} days; an admin can restore it until then",

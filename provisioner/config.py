@@ -9,7 +9,9 @@ reported on its own line instead of surfacing as a confusing error in every requ
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioner.document import Document
@@ -17,6 +19,8 @@ from provisioner.models import Inventory, Policy
 from provisioner.problems import Position, Problem
 from provisioner.schema import check
 from provisioner.sources import load
+
+M = TypeVar("M", Policy, Inventory)
 
 POLICY_PATH = "config/policy.yaml"
 HOSTS_PATH = "config/hosts.yaml"
@@ -179,33 +183,34 @@ def _hosts_rules(doc: Document, inventory: Inventory) -> list[Problem]:
     return out
 
 
+def _load_one(
+    raw: bytes | None,
+    path: str,
+    kind: str,
+    model: type[M],
+    rules: Callable[[Document, M], list[Problem]],
+) -> tuple[Document | None, M | None, list[Problem]]:
+    """One config file: read safely, checked against its schema, then against the lab's rules."""
+    if raw is None:
+        return None, None, [Problem(path, Position(1, 1), "config.missing", "file is missing")]
+    doc, problems = load(raw, path)
+    if doc is None:
+        return None, None, problems
+    value, found = check(doc, kind, model)
+    if value is None:
+        return doc, None, problems + found
+    return doc, value, problems + found + rules(doc, value)
+
+
 def load_config(
     policy_raw: bytes | None, hosts_raw: bytes | None
 ) -> tuple[Config | None, list[Problem]]:
     """Load and check both files; None unless both are usable."""
-    problems: list[Problem] = []
-    policy = inventory = None
-    policy_doc = hosts_doc = None
-    if policy_raw is None:
-        problems.append(Problem(POLICY_PATH, Position(1, 1), "config.missing", "file is missing"))
-    else:
-        policy_doc, found = load(policy_raw, POLICY_PATH)
-        problems += found
-        if policy_doc is not None:
-            policy, found = check(policy_doc, "policy", Policy)
-            problems += found
-            if policy is not None:
-                problems += _policy_rules(policy_doc, policy)
-    if hosts_raw is None:
-        problems.append(Problem(HOSTS_PATH, Position(1, 1), "config.missing", "file is missing"))
-    else:
-        hosts_doc, found = load(hosts_raw, HOSTS_PATH)
-        problems += found
-        if hosts_doc is not None:
-            inventory, found = check(hosts_doc, "hosts", Inventory)
-            problems += found
-            if inventory is not None:
-                problems += _hosts_rules(hosts_doc, inventory)
+    policy_doc, policy, problems = _load_one(
+        policy_raw, POLICY_PATH, "policy", Policy, _policy_rules
+    )
+    hosts_doc, inventory, found = _load_one(hosts_raw, HOSTS_PATH, "hosts", Inventory, _hosts_rules)
+    problems += found
     if problems or policy is None or inventory is None or policy_doc is None or hosts_doc is None:
         return None, problems
     return Config(policy, inventory, policy_doc, hosts_doc), []

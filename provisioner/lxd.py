@@ -17,8 +17,11 @@ that a no-op apply mutates nothing. It never reads the environment: the CLI pass
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pylxd import exceptions as pylxd_errors
 from pylxd.models import Instance as PylxdInstance
@@ -32,6 +35,7 @@ from provisioner.lxdwire import (
     EXEC_TRIES,
     MANAGED_PREFIXES,
     POLL_S,
+    REQUEST_TIMEOUT_S,
     device_map,
     ipv4_addresses,
     perm_headers,
@@ -41,6 +45,8 @@ from provisioner.lxdwire import (
     to_instance,
 )
 from provisioner.state import Devices, ExecResult, Instance
+
+_CHUNK = 1 << 20  # an export is streamed to its file a MiB at a time
 
 
 class Lxd(LxdHost):
@@ -253,3 +259,37 @@ class Lxd(LxdHost):
             if found or time.monotonic() >= deadline:
                 return found
             time.sleep(POLL_S)
+
+    def export(self, name: str, path: str) -> int:
+        """The instance and its snapshots as an `lxc export`-style tarball at PATH (a file
+        that must not exist yet; owner-only), through a backup LXD makes and ssp removes
+        again, whatever happened. Returns the tarball's size in bytes."""
+        target = Path(path)
+        if target.exists():
+            raise LxdError(f"export of {name!r}: {path} exists already; it is never overwritten")
+        backup = f"ssp-export-{secrets.token_hex(4)}"
+        node = self._api.instances[name].backups
+        body = {
+            "name": backup,
+            "instance_only": False,
+            "optimized_storage": False,
+            "compression_algorithm": "gzip",
+        }
+        self._send(f"back up instance {name!r}", node.post, json=body)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = 0
+            with self._errors(f"export instance {name!r} to {path}"):
+                response = node[backup].export.get(stream=True, timeout=REQUEST_TIMEOUT_S)
+                # Owner-only: a container's whole disk, home directories included.
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in response.iter_content(_CHUNK):
+                        out.write(chunk)
+                        size += len(chunk)
+                partial.rename(target)
+            return size
+        finally:
+            partial.unlink(missing_ok=True)
+            self._send(f"remove the backup of {name!r}", node[backup].delete)

@@ -125,33 +125,41 @@ def container_outcome(
     )
 
 
+def account_result(acc: specs.AccountSpec, done: Done, *, ok: bool, message: str) -> Outcome:
+    """An account request's outcome that has no login to show (locked, refused, failed)."""
+    return Outcome(
+        name=acc.name,
+        owner=acc.owner,
+        request_path=acc.request_path,
+        kind=Subject.ACCOUNT,
+        action=done,
+        ok=ok,
+        message=message,
+        login=acc.name,
+        server=acc.server,
+    )
+
+
+def retire_result(action: Retire, done: Done, *, ok: bool, message: str) -> Outcome:
+    return Outcome(
+        name=action.name,
+        owner=action.owner,
+        request_path=action.request_path,
+        kind=Subject.CONTAINER,
+        action=done,
+        ok=ok,
+        message=message,
+    )
+
+
 def failed(action: Action, error: Exception) -> Outcome:
     """The outcome of an action that raised: its request failed, with LXD's reason."""
     if isinstance(action, Create | Update | Start | Ready):
         return container_outcome(action.spec, Done.FAILED, ok=False, message=str(error))
     if isinstance(action, AccountAction):
-        a = action.account
-        return Outcome(
-            name=a.name,
-            owner=a.owner,
-            request_path=a.request_path,
-            kind=Subject.ACCOUNT,
-            action=Done.FAILED,
-            ok=False,
-            message=str(error),
-            login=a.name,
-            server=a.server,
-        )
+        return account_result(action.account, Done.FAILED, ok=False, message=str(error))
     if isinstance(action, Retire):
-        return Outcome(
-            name=action.name,
-            owner=action.owner,
-            request_path=action.request_path,
-            kind=Subject.CONTAINER,
-            action=Done.FAILED,
-            ok=False,
-            message=str(error),
-        )
+        return retire_result(action, Done.FAILED, ok=False, message=str(error))
     return refused(action)
 
 

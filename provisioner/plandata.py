@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, TypedDict
 
 from provisioner import idranges
 from provisioner import spec as specs
@@ -195,3 +195,14 @@ class Inputs:
     # False in a project that forbids low-level keys (ssp's restricted project): LXD chooses
     # the blocks there, and apply makes new containers one create at a time and checks them.
     pin_ids: bool = True
+
+
+class HostFacts(TypedDict):
+    """What planning needs to know about the host besides LXD: ports other programs hold,
+    why GPUs may not be attached now, where host ID blocks may go, and whether ssp may
+    choose them. `provisioner.commands.host_facts` reads them; tests give their own."""
+
+    busy_ports: frozenset[int]
+    gpu_refusal: str | None
+    id_spans: tuple[IdRange, ...]
+    pin_ids: bool

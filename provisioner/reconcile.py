@@ -24,21 +24,6 @@ from provisioner.problems import Problem, Severity
 from provisioner.state import Instance, LxdApi
 from provisioner.validate import Validation, today_for
 
-CONFIG_FILES = ("config/policy.yaml", "config/hosts.yaml")
-
-
-def blocking(validation: Validation) -> list[Problem]:
-    """Problems that stop the whole pass: those of the config, which every request needs.
-
-    Requests that compete (a double-booked GPU, a host or a quota over its limit, a name
-    used twice) do not stop it: validation finds the newest of them at fault, and those are
-    skipped like any invalid request while the rest are applied.
-    """
-    out = [p for p in validation.errors if p.path in CONFIG_FILES]
-    if validation.config is None and not out:
-        out = list(validation.errors)
-    return out
-
 
 @dataclass(frozen=True)
 class Pass:

@@ -250,3 +250,16 @@ def _already(problems: Sequence[Problem]) -> tuple[str, ...]:
     if len(problems) > _MAX_ALREADY:
         lines.append(f"... and {len(problems) - _MAX_ALREADY} more problem(s) already before it")
     return tuple(lines)
+
+
+def blocking(validation: Validation) -> list[Problem]:
+    """Problems that stop the whole pass: those of the config, which every request needs.
+
+    Requests that compete (a double-booked GPU, a host or a quota over its limit, a name
+    used twice) do not stop it: validation finds the newest of them at fault, and those are
+    skipped like any invalid request while the rest are applied.
+    """
+    out = [p for p in validation.errors if p.path in (POLICY_PATH, HOSTS_PATH)]
+    if validation.config is None and not out:
+        out = list(validation.errors)
+    return out

@@ -16,7 +16,7 @@ from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab, User
 
 from provisioner.errors import LxdError
 from provisioner.outcomes import GpuInfo
-from provisioner.reconcile import Pass, blocking, run_pass
+from provisioner.reconcile import Pass, run_pass
 from provisioner.state import (
     ACCOUNT,
     MANAGED,
@@ -26,6 +26,7 @@ from provisioner.state import (
     SHA,
     STATE,
 )
+from provisioner.validate import blocking
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

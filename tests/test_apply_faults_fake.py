@@ -9,7 +9,8 @@ import shutil
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner.reconcile import Pass, blocking, run_pass
+from provisioner.reconcile import Pass, run_pass
+from provisioner.validate import blocking
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

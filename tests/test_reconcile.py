@@ -27,8 +27,9 @@ from provisioner.commands import apply as apply_command
 from provisioner.commands import plan as plan_command
 from provisioner.hostlock import host_lock
 from provisioner.outcomes import ApplyResult, Outcome
-from provisioner.reconcile import blocking, run_pass
+from provisioner.reconcile import run_pass
 from provisioner.state import ACCOUNT, LxdApi
+from provisioner.validate import blocking
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None or shutil.which("git") is None,

@@ -10,19 +10,26 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner import gitfiles, gitrepo, subidfiles, subids
-from provisioner.errors import UsageError
+from provisioner.config import Config
+from provisioner.errors import SspError, UsageError
 from provisioner.escape import log_line
+from provisioner.hostports import listening_ports
 from provisioner.hostproject import forbids_low_level
 from provisioner.idranges import IdRange
 from provisioner.models import ContainerRequest, Policy
+from provisioner.plandata import HostFacts
 from provisioner.problems import Problem
-from provisioner.state import LxdApi
-from provisioner.validate import Validation, validate_tree
+from provisioner.state import HostApi
+from provisioner.validate import Validation, blocking, validate_tree
+
+if TYPE_CHECKING:  # the adapter's type only: pylxd loads when a command connects
+    from provisioner.lxd import Lxd
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -93,6 +100,33 @@ def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
     return validate_tree(gitfiles.worktree(repo), now, ages=ages), gitrepo.head_sha(repo)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MainCheckout:
+    """`main` as a host command sees it: validated again, its commit, the time it was read,
+    and the problems that stop a whole pass (an invalid config)."""
+
+    validation: Validation
+    sha: str
+    now: datetime
+    blocking: tuple[Problem, ...]
+
+    @property
+    def config(self) -> Config:
+        config = self.validation.config
+        if config is None:  # callers look at `blocking` first; it is never empty then
+            raise SspError("config/ is not valid")
+        return config
+
+
+def load_for_host(repo: Path, env: Mapping[str, str]) -> MainCheckout:
+    """The checkout for apply, maintain and plan, with what would stop them."""
+    now = clock(env)
+    validation, sha = load_main(repo, now)
+    return MainCheckout(
+        validation=validation, sha=sha, now=now, blocking=tuple(blocking(validation))
+    )
+
+
 def print_blocking(problems: Sequence[Problem]) -> None:
     print("ssp: nothing was changed; these problems concern every request:", file=sys.stderr)
     for problem in problems:
@@ -111,13 +145,13 @@ def open_lxd(project: str, env: Mapping[str, str], *, require_project: bool = Tr
     return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=require_project)
 
 
-def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[str], LxdApi]]:
+def connect(policy: Policy, env: Mapping[str, str]) -> tuple[Lxd, Callable[[str], Lxd]]:
     """The adapter for the policy's project, and one per shared server's project."""
-    main: LxdApi = open_lxd(policy.lxd.project, env)
+    main: Lxd = open_lxd(policy.lxd.project, env)
     projects = {s.instance: s.project for s in policy.shared_servers.values()}
-    cache: dict[str, LxdApi] = {}
+    cache: dict[str, Lxd] = {}
 
-    def server(instance: str) -> LxdApi:
+    def server(instance: str) -> Lxd:
         project = projects.get(instance, "default")
         if project not in cache:
             cache[project] = open_lxd(project, env)
@@ -126,15 +160,51 @@ def connect(policy: Policy, env: Mapping[str, str]) -> tuple[LxdApi, Callable[[s
     return main, server
 
 
+DEFAULT_LOCK = Path("/var/lock/ssp-apply.lock")
+DEFAULT_API_URL = "https://api.github.com"
+
+
+def add_lock_args(parser: argparse.ArgumentParser) -> None:
+    """--lock and --lock-wait: every command that changes the host takes the host lock."""
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"host lock file (default: $SSP_LOCK or {DEFAULT_LOCK})",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for another apply or maintenance run to finish (default: 300)",
+    )
+
+
+def lock_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
+    return Path(args.lock or env.get("SSP_LOCK") or DEFAULT_LOCK)
+
+
+def host_facts(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> HostFacts:
+    """What planning needs to know about this host besides LXD's instances."""
+    return HostFacts(
+        busy_ports=listening_ports(),
+        gpu_refusal=gpu_gate(validation, env),
+        id_spans=host_id_spans(),
+        pin_ids=ids_pinnable(lxd),
+    )
+
+
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where containers' host ID blocks may go: root's ranges in /etc/subuid and /etc/subgid."""
     return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
 
 
-def ids_pinnable(lxd: LxdApi) -> bool:
+def ids_pinnable(lxd: HostApi) -> bool:
     """Whether ssp may choose host ID blocks in the policy's project: not where the project
     forbids low-level keys (ssp's own restricted project); LXD chooses there."""
-    return not forbids_low_level(lxd.read_project())  # type: ignore[attr-defined]
+    return not forbids_low_level(lxd.read_project())
 
 
 def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:

@@ -13,33 +13,29 @@ import argparse
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from provisioner import applyreport, mergecomment
 from provisioner.apply import DEFAULT_JOBS
 from provisioner.commands import (
+    DEFAULT_API_URL,
+    add_lock_args,
     add_repo_arg,
-    clock,
     connect,
     examples,
-    host_id_spans,
-    ids_pinnable,
-    load_main,
+    host_facts,
+    load_for_host,
+    lock_path,
     print_blocking,
 )
 from provisioner.escape import command_data, log_line
-from provisioner.gpucheck import gpu_refusal
 from provisioner.hostlock import host_lock
-from provisioner.hostports import listening_ports
-from provisioner.models import ContainerRequest, Policy
+from provisioner.models import Policy
 from provisioner.outcomes import ApplyResult
 from provisioner.problems import Problem
-from provisioner.reconcile import blocking, run_pass
+from provisioner.reconcile import run_pass
 from provisioner.validate import Validation
 
-DEFAULT_LOCK = Path("/var/lock/ssp-apply.lock")
-DEFAULT_API_URL = "https://api.github.com"
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
 MAX_JOBS = 32
@@ -80,54 +76,29 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="N",
         help=f"new containers to make at once, 1-{MAX_JOBS} (default: {DEFAULT_JOBS})",
     )
-    parser.add_argument(
-        "--lock",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help=f"host lock file (default: $SSP_LOCK or {DEFAULT_LOCK})",
-    )
-    parser.add_argument(
-        "--lock-wait",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="how long to wait for another apply to finish (default: 300)",
-    )
+    add_lock_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    now = clock(env)
-    validation, sha = load_main(args.repo, now)
-    stop = blocking(validation)
-    if stop:
-        print_blocking(stop)
+    main = load_for_host(args.repo, env)
+    validation = main.validation
+    if main.blocking:
+        print_blocking(main.blocking)
         if not args.dry_run and not args.no_comment:
             policy = validation.config.policy if validation.config else None
-            comment(env, policy, validation, None, stop)
+            comment(env, policy, validation, None, main.blocking)
         return 1
-    config = validation.config
-    assert config is not None  # noqa: S101  (blocking() is empty only with a config)
-    wants_gpus = any(
-        isinstance(i.request, ContainerRequest) and i.request.gpus for i in validation.valid
-    )
-    refusal = None
-    if wants_gpus and env.get("SSP_GPU_CHECK") != "off":
-        refusal = gpu_refusal(config.inventory)
-    lock = args.lock or Path(env.get("SSP_LOCK", str(DEFAULT_LOCK)))
-    with host_lock(lock, wait_s=args.lock_wait):
+    config = main.config
+    with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
         done = run_pass(
             validation,
             lxd,
             servers,
-            now=now,
-            sha=sha,
-            busy_ports=listening_ports(),
-            gpu_refusal=refusal,
-            id_spans=host_id_spans(),
-            pin_ids=ids_pinnable(lxd),
+            now=main.now,
+            sha=main.sha,
+            **host_facts(validation, env, lxd),
             dry_run=args.dry_run,
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),

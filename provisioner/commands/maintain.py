@@ -13,26 +13,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from provisioner import applyreport, maintain
 from provisioner.commands import (
+    DEFAULT_API_URL,
+    add_lock_args,
     add_repo_arg,
-    clock,
+    connect,
     examples,
-    gpu_gate,
-    host_id_spans,
-    ids_pinnable,
-    load_main,
+    host_facts,
+    load_for_host,
+    lock_path,
     print_blocking,
 )
-from provisioner.commands.apply import DEFAULT_API_URL, DEFAULT_LOCK
 from provisioner.escape import command_data, log_line
 from provisioner.hostlock import host_lock
-from provisioner.hostports import listening_ports
 from provisioner.notices import NoticeClient
-from provisioner.reconcile import blocking, run_pass
+from provisioner.reconcile import run_pass
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -52,54 +50,26 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_repo_arg(parser)
     parser.add_argument("--dry-run", action="store_true", help="change nothing, list it")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    parser.add_argument(
-        "--lock",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help=f"host lock file (default: $SSP_LOCK or {DEFAULT_LOCK})",
-    )
-    parser.add_argument(
-        "--lock-wait",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="how long to wait for an apply to finish (default: 300)",
-    )
+    add_lock_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    now = clock(env)
-    validation, sha = load_main(args.repo, now)
-    stop = blocking(validation)
-    if stop:
-        print_blocking(stop)
+    main = load_for_host(args.repo, env)
+    if main.blocking:
+        print_blocking(main.blocking)
         return 1
-    config = validation.config
-    assert config is not None  # noqa: S101  (blocking() is empty only with a config)
+    config, validation, now = main.config, main.validation, main.now
     client = None if args.dry_run else _notice_client(env)
-    refusal = gpu_gate(validation, env)
-    lock = args.lock or Path(env.get("SSP_LOCK", str(DEFAULT_LOCK)))
-    with host_lock(lock, wait_s=args.lock_wait):
-        from provisioner.lxdarchive import ArchivingLxd  # noqa: PLC0415  (loads pylxd)
-
-        lxd = ArchivingLxd(config.policy.lxd.project, lxd_dir=env.get("LXD_DIR"))
-        projects = {s.instance: s.project for s in config.policy.shared_servers.values()}
-
-        def servers(instance: str) -> ArchivingLxd:
-            return ArchivingLxd(projects.get(instance, "default"), lxd_dir=env.get("LXD_DIR"))
-
+    with host_lock(lock_path(args, env), wait_s=args.lock_wait):
+        lxd, servers = connect(config.policy, env)
         applied = run_pass(
             validation,
             lxd,
             servers,
             now=now,
-            sha=sha,
-            busy_ports=listening_ports(),
-            gpu_refusal=refusal,
-            id_spans=host_id_spans(),
-            pin_ids=ids_pinnable(lxd),
+            sha=main.sha,
+            **host_facts(validation, env, lxd),
             dry_run=args.dry_run,
             log=_note,
         )

@@ -11,18 +11,14 @@ from typing import Any
 from provisioner import applyreport
 from provisioner.commands import (
     add_repo_arg,
-    clock,
     connect,
     examples,
-    gpu_gate,
-    host_id_spans,
-    ids_pinnable,
-    load_main,
+    host_facts,
+    load_for_host,
     print_blocking,
 )
 from provisioner.escape import log_line
-from provisioner.hostports import listening_ports
-from provisioner.reconcile import blocking, observe, plan_for
+from provisioner.reconcile import observe, plan_for
 from provisioner.render import render
 
 
@@ -44,24 +40,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    now = clock(env)
-    validation, sha = load_main(args.repo, now)
-    stop = blocking(validation)
-    if stop:
-        print_blocking(stop)
+    main = load_for_host(args.repo, env)
+    if main.blocking:
+        print_blocking(main.blocking)
         return 1
-    config = validation.config
-    assert config is not None  # noqa: S101
+    config, validation, sha = main.config, main.validation, main.sha
     lxd, servers = connect(config.policy, env)
     plan = plan_for(
         validation,
         observe(config, lxd, servers),
-        now=now,
+        now=main.now,
         sha=sha,
-        busy_ports=listening_ports(),
-        gpu_refusal=gpu_gate(validation, env),
-        id_spans=host_id_spans(),
-        pin_ids=ids_pinnable(lxd),
+        **host_facts(validation, env, lxd),
     )
     rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
     drift = [{"name": d.name, "message": d.message} for d in plan.drift]

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy = config.policy
     lxd, servers = connect(policy, env)
     observed = observe(config, lxd, servers, id_maps=False)
-    got = lxd.storage_pool(policy.lxd.pool)  # type: ignore[attr-defined]
+    got = lxd.storage_pool(policy.lxd.pool)
     pool = PoolUse(got.name, got.used, got.total) if got is not None else None
     live, why = live_gpus(env)
     status = build(

@@ -30,8 +30,8 @@ from provisioner.hostports import listening_ports
 from provisioner.hostproject import forbids_low_level
 from provisioner.idranges import IdRange
 from provisioner.lxd import Lxd
-from provisioner.reconcile import Pass, blocking, run_pass
-from provisioner.validate import Validation, validate_tree
+from provisioner.reconcile import Pass, run_pass
+from provisioner.validate import Validation, blocking, validate_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -32,8 +32,9 @@ from integration.helpers import (
 from provisioner.commands import load_main
 from provisioner.hostports import listening_ports
 from provisioner.plandata import Create, Ready
-from provisioner.reconcile import Pass, blocking, run_pass
+from provisioner.reconcile import Pass, run_pass
 from provisioner.spec import IMAGE
+from provisioner.validate import blocking
 
 pytestmark = pytest.mark.lxd
 

@@ -24,9 +24,9 @@ from provisioner import gitfiles, maintain, state
 from provisioner.githubissues import IssuesClient
 from provisioner.hostports import listening_ports
 from provisioner.leases import WARNED
-from provisioner.lxdarchive import ArchivingLxd
-from provisioner.reconcile import blocking, run_pass
-from provisioner.validate import validate_tree
+from provisioner.lxd import Lxd
+from provisioner.reconcile import run_pass
+from provisioner.validate import blocking, validate_tree
 
 pytestmark = pytest.mark.lxd
 
@@ -43,7 +43,7 @@ class Lab:
 
     def __init__(self, lab: LabRepo, project: str, socket: str, gh: FakeGitHub) -> None:
         self.lab, self.project, self.gh = lab, project, gh
-        self.lxd = ArchivingLxd(project, endpoint=socket)
+        self.lxd = Lxd(project, endpoint=socket)
         self.client = IssuesClient(
             repository=FAKE_REPO, token=gh.token, api_url=gh.url, sleep=lambda _s: None
         )
