@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from provisioner.problems import Position, Problem
-from provisioner.requestpaths import owner_folder
+from provisioner.requestpaths import owner_folder, under_requests
 
 STATUS_WORDS = {"A": "add", "M": "change", "D": "delete"}
 
@@ -81,7 +81,7 @@ def authorize(
         else:
             where = (
                 "is not in a member's folder requests/<login>/"
-                if change.path.startswith("requests/")
+                if under_requests(change.path)
                 else "is outside requests/"
             )
             not_admin = f"{who} is not an admin" if len(refused) == 1 else f"{who} are not admins"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from provisioner.gitrepo import ROOTS, git
 from provisioner.problems import Position, Problem
+from provisioner.requestpaths import LAYOUT, under_requests
 from provisioner.sources import MAX_BYTES
 from provisioner.tree import Tree
 
@@ -26,7 +27,7 @@ _KINDS = {
 
 
 def _wanted(path: str) -> bool:
-    return path.startswith("requests/") or path in ("config/policy.yaml", "config/hosts.yaml")
+    return under_requests(path) or path in ("config/policy.yaml", "config/hosts.yaml")
 
 
 def _refuse(path: str, what: str) -> Problem:
@@ -106,8 +107,7 @@ def _too_deep(path: str, what: str = "folder") -> Problem:
         path,
         Position(1, 1),
         "tree.depth",
-        f"this {what} is nested too deep to be read: request files live at "
-        "requests/<your login>/<name>.yaml",
+        f"this {what} is nested too deep to be read: request files live at {LAYOUT}",
     )
 
 

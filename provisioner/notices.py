@@ -26,6 +26,7 @@ from typing import Protocol
 from provisioner.errors import GithubError
 from provisioner.leases import Lease, Stage
 from provisioner.models import LOGIN_PATTERN, Policy
+from provisioner.requestpaths import under_requests
 
 LABEL = "ssp-lease"
 _ISSUE_MARKER = re.compile(r"<!-- ssp:lease ([a-z][a-z0-9-]{1,30}[a-z0-9]) -->")
@@ -90,7 +91,7 @@ def _mention(login: str) -> str:
 
 
 def _renew(lease: Lease) -> str:
-    where = f"`{lease.request_path}`" if lease.request_path.startswith("requests/") else "its file"
+    where = f"`{lease.request_path}`" if under_requests(lease.request_path) else "its file"
     return f"open a pull request that changes `expires:` in {where} to a later date"
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from provisioner.problems import Problem
+from provisioner.requestpaths import under_requests
 
 
 @dataclass(frozen=True)
@@ -19,4 +20,4 @@ class Tree:
     problems: tuple[Problem, ...] = ()
 
     def requests(self) -> list[str]:
-        return sorted(p for p in self.files if p.startswith("requests/"))
+        return sorted(p for p in self.files if under_requests(p))

@@ -21,7 +21,7 @@ from provisioner.crossrules import check_all
 from provisioner.loaded import Loaded
 from provisioner.models import REQUEST_MODELS, AccountRequest, ContainerRequest
 from provisioner.problems import Position, Problem, Severity
-from provisioner.requestpaths import REQUEST_PATH
+from provisioner.requestpaths import LAYOUT, is_request_path, under_requests
 from provisioner.rulecatalogue import RULES
 from provisioner.rules import check_request
 from provisioner.schema import check
@@ -69,17 +69,16 @@ def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
                 path,
                 Position(1, 1),
                 "path.char",
-                f"the file's name holds {describe(path[bad])}; request files are "
-                "requests/<your login>/<name>.yaml",
+                f"the file's name holds {describe(path[bad])}; request files are {LAYOUT}",
             )
         ]
-    if not REQUEST_PATH.match(path):
+    if not is_request_path(path):
         return None, [
             Problem(
                 path,
                 Position(1, 1),
                 "path.layout",
-                "request files live at requests/<your login>/<name>.yaml",
+                f"request files live at {LAYOUT}",
             )
         ]
     doc, problems = load(raw, path)
@@ -185,12 +184,12 @@ def validate_pull(
     touched = frozenset(c.path for c in changes if c.status != "D")
     auth_problems, notes = authorize(changes, author, base_admins, others)
     result = validate_tree(head, now, focus=touched)
-    infra = any(not c.path.startswith("requests/") for c in changes)
+    infra = any(not under_requests(c.path) for c in changes)
     known = None
     if before is not None:
         earlier = validate_tree(before, now, focus=touched)
         known = {(p.path, p.rule) for p in earlier.errors}
-    mine = sorted(p for p in touched if p in head.files and p.startswith("requests/"))
+    mine = sorted(p for p in touched if p in head.files and under_requests(p))
     shown: list[Problem] = []
     already: list[Problem] = []
     hidden = 0
