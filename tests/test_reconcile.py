@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner import applyreport, gitrepo
+from provisioner import applyreport, commands, gitrepo
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import plan as plan_command
@@ -54,9 +54,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLxd:
 
     for command in (plan_command, apply_command):
         monkeypatch.setattr(command, "connect", connect)
-        # The real host's listening ports (other tests' containers) must not move the
-        # ports this fake lab expects.
-        monkeypatch.setattr(command, "listening_ports", frozenset)
+    # The real host's listening ports (other tests' containers) must not move the ports this
+    # fake lab expects.
+    monkeypatch.setattr(commands, "listening_ports", frozenset)
     return lxd
 
 
