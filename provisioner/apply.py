@@ -237,17 +237,23 @@ class Applier:
             action.name,
             {
                 state.RETIRED: action.today.isoformat(),
+                state.STATE: state.EXPIRED_STATE if action.expired else state.RETIRED_STATE,
                 "boot.autostart": "false",
                 "security.protection.delete": "true",
             },
         )
         keep = self.policy.retention_days
+        again = (
+            "; a renewal (a later `expires` in its request) starts it again with its data"
+            if action.expired
+            else "; an admin can restore it until then"
+        )
         return retire_result(
             action,
             Done.RETIRED,
             ok=True,
             message=f"{action.reason}: stopped and kept as snapshot {snapshot} for "
-            f"{keep} days; an admin can restore it until then",
+            f"{keep} days{again}",
         )
 
     def account(self, action: AccountAction) -> Outcome:

@@ -248,7 +248,8 @@ def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
             continue
         if inst.config.get(state.REQUEST) in inputs.skipped or inst.name in skipped_names:
             continue  # its request is on main but invalid right now: leave it, it was reported
-        reason = "its lease expired" if inst.name in expired else "its request was removed"
+        ended = inst.name in expired
+        reason = "its lease expired" if ended else "its request was removed"
         out.append(
             Retire(
                 name=inst.name,
@@ -256,6 +257,7 @@ def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
                 request_path=inst.config.get(state.REQUEST, ""),
                 reason=reason,
                 today=inputs.today,
+                expired=ended,
             )
         )
     return out

@@ -105,6 +105,7 @@ class Retire:
     request_path: str
     reason: str
     today: date
+    expired: bool = False  # its lease ended (state `expired`), rather than given back
     kind: ClassVar[Kind] = Kind.RETIRE
 
     @property

@@ -19,7 +19,11 @@ MANAGED = "user.ssp.managed"
 OWNER = "user.ssp.owner"
 REQUEST = "user.ssp.request"
 SHA = "user.ssp.sha"
-STATE = "user.ssp.state"  # creating | ready | retired
+STATE = "user.ssp.state"  # creating | ready | retired | expired
+# The two ways a container is stopped and kept: given back (its request removed), or its
+# lease ended (restarted, data intact, by a renewal that extends `expires`).
+RETIRED_STATE = "retired"
+EXPIRED_STATE = "expired"
 EXPIRES = "user.ssp.expires"
 KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
 RETIRED = "user.ssp.retired"  # date the instance was retired

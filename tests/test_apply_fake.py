@@ -12,7 +12,7 @@ import shutil
 import threading
 
 import pytest
-from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab, User
+from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, File, Lab, User
 
 from provisioner.errors import LxdError
 from provisioner.outcomes import GpuInfo
@@ -343,6 +343,35 @@ def test_a_retired_container_comes_back_when_asked_for_again(lab: Lab, fake: Fak
     before = len(fake.mutations)
     apply(lab, fake, lab.container("alice-x", ssh_keys=lab.keys["alice"]))
     assert fake.mutations[before:] == []
+
+
+def test_an_ended_lease_is_kept_as_expired_and_a_renewal_restarts_it(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    apply(lab, fake, lab.container("alice-x"), lab.container("alice-y"))
+    fake.record("alice-x").inside.files["/root/thesis"] = File(b"data", 0o644, 0, 0)
+    done = apply(
+        lab, fake, lab.container("alice-x", expires="2027-01-09"), lab.container("alice-y")
+    )
+    action, ok, message = outcomes(done)["alice-x"]
+    assert (action, ok) == ("retired", True)
+    assert message.startswith("its lease expired: stopped and kept as snapshot retired-20270110")
+    assert "a renewal" in message
+    rec = fake.record("alice-x")
+    assert (rec.status, rec.config[STATE], rec.config[RETIRED]) == (
+        "Stopped",
+        "expired",
+        "2027-01-10",
+    )
+    apply(lab, fake, lab.container("alice-x"))  # alice-y's request removed: given back
+    assert fake.record("alice-y").config[STATE] == "retired"
+
+    renewed = apply(lab, fake, lab.container("alice-x", expires="2027-03-01"))
+    assert outcomes(renewed)["alice-x"][:2] == ("updated", True)
+    rec = fake.record("alice-x")
+    assert (rec.status, rec.config[STATE]) == ("Running", "ready")
+    assert RETIRED not in rec.config
+    assert rec.inside.files["/root/thesis"].data == b"data"
 
 
 # --- updates and hand edits ---------------------------------------------------------------------
