@@ -27,6 +27,7 @@ EXPIRED_STATE = "expired"
 EXPIRES = "user.ssp.expires"
 KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
 RETIRED = "user.ssp.retired"  # date the instance was retired
+RESTORED = "user.ssp.restored"  # the snapshot its request's `restore` rolled it back to
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
 
 Devices = Mapping[str, Mapping[str, str]]
@@ -118,6 +119,10 @@ class LxdApi(Protocol):
         ...
 
     def snapshot(self, name: str, snapshot: str) -> None: ...
+
+    def restore_snapshot(self, name: str, snapshot: str) -> None:
+        """Roll a stopped instance back to one of its snapshots: its files and its config."""
+        ...
 
     def delete(self, name: str) -> None: ...
 

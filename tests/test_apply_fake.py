@@ -22,6 +22,7 @@ from provisioner.state import (
     MANAGED,
     OWNER,
     REQUEST,
+    RESTORED,
     RETIRED,
     SHA,
     STATE,
@@ -372,6 +373,32 @@ def test_an_ended_lease_is_kept_as_expired_and_a_renewal_restarts_it(
     assert (rec.status, rec.config[STATE]) == ("Running", "ready")
     assert RETIRED not in rec.config
     assert rec.inside.files["/root/thesis"].data == b"data"
+
+
+def test_a_restore_rolls_back_once_and_puts_the_spec_back(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    rec = fake.record("alice-x")
+    rec.inside.files["/root/f"] = File(b"before", 0o644, 0, 0)
+    fake.snapshot("alice-x", "before")
+    rec.inside.files["/root/f"] = File(b"after", 0o644, 0, 0)
+    renewed = lab.container("alice-x", restore="before", expires="2027-05-01", cpu=2)
+    done = apply(lab, fake, renewed)
+    assert outcomes(done)["alice-x"] == (
+        "restored",
+        True,
+        "rolled back to snapshot before; files written since then are gone",
+    )
+    rec = fake.record("alice-x")
+    assert rec.status == "Running" and rec.inside.files["/root/f"].data == b"before"
+    # the snapshot's config came back with it; what the request asks now is put back
+    assert (rec.config["limits.cpu"], rec.config[RESTORED]) == ("2", "before")
+    before = len(fake.mutations)
+    again = apply(lab, fake, renewed)
+    assert outcomes(again)["alice-x"][0] == "unchanged"
+    assert fake.mutations[before:] == []
+    missing = apply(lab, fake, lab.container("alice-x", restore="gone", cpu=2))
+    assert outcomes(missing)["alice-x"][:2] == ("refused", False)
+    assert fake.mutations[before:] == []
 
 
 # --- updates and hand edits ---------------------------------------------------------------------
