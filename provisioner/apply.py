@@ -44,6 +44,7 @@ from provisioner.plandata import (
     Plan,
     Ready,
     Refuse,
+    Restore,
     Retire,
     Start,
     Update,
@@ -225,6 +226,30 @@ class Applier:
         ipv4 = self.lxd.wait_ipv4(action.spec.name, self.ipv4_timeout_s)
         return container_outcome(action.spec, Done.STARTED, ipv4=ipv4)
 
+    def restore(self, action: Restore) -> Outcome:
+        """Stop, roll back, make it ours again, start: the snapshot brought back its old config
+        (and authorized_keys) too, so the spec is put back, the restore recorded in it."""
+        spec, snapshot = action.spec, action.snapshot
+        self.log(f"{spec.name}: rolling back to snapshot {snapshot}")
+        self.lxd.stop(spec.name)
+        self.lxd.restore_snapshot(spec.name, snapshot)
+        back = self.lxd.instance(spec.name)
+        self.lxd.replace(
+            spec.name,
+            self._config(spec, back.config, "ready"),
+            spec.devices,
+            spec.profiles,
+            spec.description,
+        )
+        self._start(spec)
+        if spec.users:
+            inside.push_keys(
+                self.lxd, spec.name, login=spec.login, keys=spec.keys, uid=spec.uid, gid=spec.uid
+            )
+        ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
+        message = f"rolled back to snapshot {snapshot}; files written since then are gone"
+        return container_outcome(spec, Done.RESTORED, ipv4=ipv4, message=message)
+
     def retire(self, action: Retire) -> Outcome:
         self.log(f"{action.name}: retiring ({action.reason})")
         self.lxd.stop(action.name)
@@ -237,17 +262,23 @@ class Applier:
             action.name,
             {
                 state.RETIRED: action.today.isoformat(),
+                state.STATE: state.EXPIRED_STATE if action.expired else state.RETIRED_STATE,
                 "boot.autostart": "false",
                 "security.protection.delete": "true",
             },
         )
         keep = self.policy.retention_days
+        again = (
+            "; a renewal (a later `expires` in its request) starts it again with its data"
+            if action.expired
+            else "; an admin can restore it until then"
+        )
         return retire_result(
             action,
             Done.RETIRED,
             ok=True,
             message=f"{action.reason}: stopped and kept as snapshot {snapshot} for "
-            f"{keep} days; an admin can restore it until then",
+            f"{keep} days{again}",
         )
 
     def account(self, action: AccountAction) -> Outcome:
@@ -266,6 +297,8 @@ class Applier:
             return container_outcome(
                 action.spec, Done.UNCHANGED, ipv4=observed[action.spec.name].ipv4
             )
+        if isinstance(action, Restore):
+            return self.restore(action)
         if isinstance(action, Retire):
             return self.retire(action)
         if isinstance(action, AccountAction):
@@ -327,6 +360,7 @@ def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier)
         Kind.UPDATE: Done.WOULD_UPDATE,
         Kind.START: Done.WOULD_START,
         Kind.RETIRE: Done.WOULD_RETIRE,
+        Kind.RESTORE: Done.WOULD_RESTORE,
         Kind.ACCOUNT: Done.WOULD_CHANGE_ACCOUNT,
     }[action.kind]
     return dataclasses.replace(failed(action, LxdError("")), action=word, ok=True, message="")

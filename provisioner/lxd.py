@@ -189,6 +189,11 @@ class Lxd(LxdHost):
         what = f"snapshot {name!r} as {snapshot!r}"
         self._send(what, self._api.instances[name].snapshots.post, json=body)
 
+    def restore_snapshot(self, name: str, snapshot: str) -> None:
+        """Roll a stopped instance back to one of its snapshots (a PUT with `restore`)."""
+        what = f"restore {name!r} to snapshot {snapshot!r}"
+        self._send(what, self._api.instances[name].put, json={"restore": snapshot})
+
     def delete(self, name: str) -> None:
         """Delete a stopped instance (LXD refuses running and protected ones)."""
         self._send(f"delete instance {name!r}", self._api.instances[name].delete)

@@ -233,6 +233,7 @@ def _status(o: Outcome) -> str:
         "created": "created",
         "updated": "updated",
         "started": "started again (it was found stopped)",
+        "restored": "rolled back to a snapshot, then started",
         "unchanged": "running; nothing needed changing",
     }.get(o.action, o.action)
 

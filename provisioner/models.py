@@ -58,6 +58,9 @@ PciAddress = Annotated[
     Field(description="PCI address in LXD's form: 0000:4b:00.0"),
 ]
 
+# The form is a rule of its own (restore.snapshot), so its message can say what a snapshot is.
+SnapshotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
 ReminderDays = Annotated[
     list[Annotated[int, Field(ge=1, le=365)]],
     Field(max_length=10, description="Days before a lease's last day on which its owner is told."),
@@ -97,6 +100,11 @@ class ContainerRequest(_Strict):
         description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
     )
     host: Id | None = Field(None, description="A host in config/hosts.yaml (optional).")
+    restore: SnapshotName | None = Field(
+        None,
+        description="Roll the container back to this one of its snapshots, once; files "
+        "written since are lost. Asking for one it lacks is refused with the list it has.",
+    )
 
 
 class AccountRequest(_Strict):

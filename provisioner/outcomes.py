@@ -19,6 +19,7 @@ from provisioner.plandata import (
     Drift,
     Ready,
     Refuse,
+    Restore,
     Retire,
     Start,
     Update,
@@ -41,6 +42,7 @@ class Done(StrEnum):
     STARTED = "started"
     UNCHANGED = "unchanged"
     RETIRED = "retired"
+    RESTORED = "restored"
     LOCKED = "locked"
     REFUSED = "refused"
     FAILED = "failed"
@@ -48,6 +50,7 @@ class Done(StrEnum):
     WOULD_UPDATE = "would update"
     WOULD_START = "would start"
     WOULD_RETIRE = "would retire"
+    WOULD_RESTORE = "would restore"
     WOULD_CHANGE_ACCOUNT = "would change account"
 
 
@@ -154,7 +157,7 @@ def retire_result(action: Retire, done: Done, *, ok: bool, message: str) -> Outc
 
 def failed(action: Action, error: Exception) -> Outcome:
     """The outcome of an action that raised: its request failed, with LXD's reason."""
-    if isinstance(action, Create | Update | Start | Ready):
+    if isinstance(action, Create | Update | Start | Ready | Restore):
         return container_outcome(action.spec, Done.FAILED, ok=False, message=str(error))
     if isinstance(action, AccountAction):
         return account_result(action.account, Done.FAILED, ok=False, message=str(error))

@@ -24,6 +24,7 @@ from provisioner.plandata import (
     Plan,
     Ready,
     Refuse,
+    Restore,
     Retire,
     Start,
     Update,
@@ -79,7 +80,14 @@ def _container_action(
             "an admin must rename or adopt it",
         ), []
     half_made = inst is not None and allocate.half_made(inst)
+    restore = want.config.get(state.RESTORED)
     if inst is None or half_made:
+        if restore is not None:
+            return _refuse_spec(
+                want,
+                f"restore: '{want.name}' does not exist yet, so it has no snapshot "
+                f"'{restore}' to go back to; remove the restore line",
+            ), []
         if gpus_blocked:
             return no_gpus(), []
         return Create(spec=want, replace_half_made=half_made), []
@@ -95,8 +103,11 @@ def _container_action(
             f"image cannot change in place ({inst.config.get(specs.IMAGE)} → "
             f"{want.image}); give this container back and request a new one",
         ), []
-    config, devices, push_keys, reasons = _differences(inst, want, ids_moved)
     drift = _drift(inst)
+    if restore is not None and inst.config.get(state.RESTORED) != restore:
+        blocked = inputs.gpu_refusal if gpus_blocked else None
+        return _restore(inst, want, restore, blocked), drift
+    config, devices, push_keys, reasons = _differences(inst, want, ids_moved)
     if reasons:
         # ID map changes take effect only when the container starts again. Pinning the block
         # it already runs with changes nothing until then, so that alone needs no restart.
@@ -120,6 +131,20 @@ def _container_action(
             return no_gpus(), drift
         return Start(spec=want), drift
     return Ready(spec=want), drift
+
+
+def _restore(inst: Instance, want: specs.Spec, snapshot: str, gpu_refusal: str | None) -> Action:
+    """Once per snapshot asked for: the label the restore leaves says it was done."""
+    if snapshot not in inst.snapshots:
+        have = ", ".join(inst.snapshots) or "none"
+        return _refuse_spec(
+            want,
+            f"restore: '{want.name}' has no snapshot '{snapshot}' (its snapshots: {have}); "
+            "nothing was changed",
+        )
+    if gpu_refusal:  # the restore restarts it, GPUs and all
+        return _refuse_spec(want, f"GPUs cannot be attached now: {gpu_refusal}")
+    return Restore(spec=want, snapshot=snapshot)
 
 
 def _differences(
@@ -248,7 +273,8 @@ def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
             continue
         if inst.config.get(state.REQUEST) in inputs.skipped or inst.name in skipped_names:
             continue  # its request is on main but invalid right now: leave it, it was reported
-        reason = "its lease expired" if inst.name in expired else "its request was removed"
+        ended = inst.name in expired
+        reason = "its lease expired" if ended else "its request was removed"
         out.append(
             Retire(
                 name=inst.name,
@@ -256,6 +282,7 @@ def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
                 request_path=inst.config.get(state.REQUEST, ""),
                 reason=reason,
                 today=inputs.today,
+                expired=ended,
             )
         )
     return out

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     START = "start"
     READY = "ready"
     RETIRE = "retire"
+    RESTORE = "restore"
     REFUSE = "refuse"
     ACCOUNT = "account"
 
@@ -99,12 +100,30 @@ class Ready:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Restore:
+    """Roll a container back to one of its snapshots, then make it match its spec again."""
+
+    spec: specs.Spec
+    snapshot: str
+    kind: ClassVar[Kind] = Kind.RESTORE
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def detail(self) -> str:
+        return f"roll back to snapshot {self.snapshot}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Retire:
     name: str
     owner: str
     request_path: str
     reason: str
     today: date
+    expired: bool = False  # its lease ended (state `expired`), rather than given back
     kind: ClassVar[Kind] = Kind.RETIRE
 
     @property
@@ -148,7 +167,7 @@ class Drift:
     message: str
 
 
-Action = Create | Update | Start | Ready | Retire | Refuse | AccountAction
+Action = Create | Update | Start | Ready | Restore | Retire | Refuse | AccountAction
 
 
 def unchanged(action: Action) -> bool:

@@ -132,6 +132,9 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("capacity.memory", _C, "more memory than the host has, beside older requests"),
         ("capacity.disk", _C, "more disk than the host's storage, beside older requests"),
     ),
+    "rules-snapshots-images": (
+        ("restore.snapshot", _F, "a restore that is not a snapshot's name"),
+    ),
     "rules-authz": (
         ("authz.other_owner", _P, "a change to another member's request"),
         ("authz.infra", _P, "a change outside requests/, which only an admin may make"),

@@ -7,6 +7,7 @@ capacity, a key shared by two owners) are in `provisioner.crossrules`.
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from provisioner.loaded import Loaded
@@ -21,6 +22,8 @@ from provisioner.problems import Problem, Severity
 from provisioner.sshkeys import KeyRefusal, parse_key
 from provisioner.usernames import namespace_owner, system_user
 
+# LXD's snapshot names as ssp and LXD's schedules make them (retired-20270110, snap0, ...).
+SNAPSHOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # Instance names that would collide with LXD or the lab's own machines on the bridge's DNS.
 RESERVED_NAMES = frozenset({"default", "localhost", "lxdbr0", "host", "gateway", "common-server"})
 
@@ -155,6 +158,16 @@ def _container(
             out.append(
                 item.problem(("shares", i), "share.duplicate", f"share '{share}' is listed twice")
             )
+    if req.restore is not None and not SNAPSHOT.fullmatch(req.restore):
+        shown = req.restore if len(req.restore) <= 40 else req.restore[:39] + "…"
+        out.append(
+            item.problem(
+                ("restore",),
+                "restore.snapshot",
+                f"restore: '{shown}' is not a snapshot's name (letters, digits, '.', '_' and "
+                "'-', at most 63, e.g. retired-20270110)",
+            )
+        )
     if req.host is not None and req.host not in inventory.hosts:
         out.append(
             item.problem(

@@ -206,6 +206,8 @@ def container_spec(
         # The owner's host UID/GID appear as themselves inside, so files they write in the
         # share are theirs on the host (and on every other container that mounts it).
         config["raw.idmap"] = f"both {uid} {uid}"
+    if request.restore is not None:  # set by the restore itself; the plan compares it
+        config[state.RESTORED] = request.restore
     if snapshots in SCHEDULES:
         config["snapshots.schedule"], config["snapshots.expiry"] = SCHEDULES[snapshots]
     disk = request.disk or policy.defaults.disk

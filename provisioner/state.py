@@ -19,10 +19,15 @@ MANAGED = "user.ssp.managed"
 OWNER = "user.ssp.owner"
 REQUEST = "user.ssp.request"
 SHA = "user.ssp.sha"
-STATE = "user.ssp.state"  # creating | ready | retired
+STATE = "user.ssp.state"  # creating | ready | retired | expired
+# The two ways a container is stopped and kept: given back (its request removed), or its
+# lease ended (restarted, data intact, by a renewal that extends `expires`).
+RETIRED_STATE = "retired"
+EXPIRED_STATE = "expired"
 EXPIRES = "user.ssp.expires"
 KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
 RETIRED = "user.ssp.retired"  # date the instance was retired
+RESTORED = "user.ssp.restored"  # the snapshot its request's `restore` rolled it back to
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
 
 Devices = Mapping[str, Mapping[str, str]]
@@ -114,6 +119,10 @@ class LxdApi(Protocol):
         ...
 
     def snapshot(self, name: str, snapshot: str) -> None: ...
+
+    def restore_snapshot(self, name: str, snapshot: str) -> None:
+        """Roll a stopped instance back to one of its snapshots: its files and its config."""
+        ...
 
     def delete(self, name: str) -> None: ...
 

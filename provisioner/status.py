@@ -127,7 +127,8 @@ def _date(text: str | None) -> date | None:
 
 def _container_state(inst: Instance, expires: date | None, today: date) -> str:
     if inst.config.get(state.RETIRED):
-        return "retired"
+        # Stopped and kept: because its lease ended (a renewal restarts it), or given back.
+        return "expired" if inst.config.get(state.STATE) == state.EXPIRED_STATE else "retired"
     if inst.config.get(state.STATE) == "creating":
         return "creating"
     if expires is not None and expires < today:
@@ -163,7 +164,7 @@ def build(
         expires = _date(inst.config.get(state.EXPIRES))
         pcis = [d["pci"].lower() for d in inst.devices.values() if d.get("type") == "gpu"]
         row_state = _container_state(inst, expires, today)
-        if row_state != "retired":
+        if not inst.config.get(state.RETIRED):  # a kept container holds no GPU
             for pci in pcis:
                 holders.setdefault(pci, inst)
         containers.append(
@@ -251,7 +252,7 @@ def _quotas(
     rows = []
     for member, user in sorted(policy.users.items()):
         quota = policy.quotas[user.quota or "default"]
-        mine = [c for c in containers if c.owner == member and c.state != "retired"]
+        mine = [c for c in containers if c.owner == member and c.retired is None]
         gpus = sum(len(c.gpus) or asked_gpus.get(c.name, 0) for c in mine)
         rows.append(QuotaRow(member, len(mine), quota.containers, gpus, quota.gpus))
     return tuple(rows)

@@ -33,6 +33,15 @@ _IGNORED = re.compile(r"^requests/(README(\.[a-z-]+)?\.md|(.*/)?\.gitkeep)$")
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """A request whose only change is a later last day: `old` → `new`."""
+
+    path: str
+    old: date
+    new: date
+
+
+@dataclass(frozen=True)
 class Validation:
     problems: tuple[Problem, ...]
     config: Config | None
@@ -40,6 +49,8 @@ class Validation:
     expired: tuple[Loaded, ...] = ()
     notes: tuple[str, ...] = ()
     focus: frozenset[str] | None = field(default=None)
+    # A pull request that only renews leases: every change one (empty otherwise).
+    renewals: tuple[Renewal, ...] = ()
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -224,7 +235,30 @@ def validate_pull(
         expired=result.expired,
         notes=notes,
         focus=touched,
+        renewals=() if before is None else renewals_only(before, head, changes),
     )
+
+
+def renewals_only(before: Tree, head: Tree, changes: Sequence[FileChange]) -> tuple[Renewal, ...]:
+    """The renewals, when every change is one: an existing request whose `expires` moved
+    later and nothing else (comments and layout aside). Otherwise (anything else changed,
+    or nothing did) `()`: the PR needs a closer look."""
+    out = []
+    for change in changes:
+        old_raw, new_raw = before.files.get(change.path), head.files.get(change.path)
+        if change.status != "M" or old_raw is None or new_raw is None:
+            return ()
+        old, _ = load_request(change.path, old_raw)
+        new, _ = load_request(change.path, new_raw)
+        if old is None or new is None or type(old.request) is not type(new.request):
+            return ()
+        same = old.request.model_dump(exclude={"expires"}) == new.request.model_dump(
+            exclude={"expires"}
+        )
+        if not same or new.request.expires <= old.request.expires:
+            return ()
+        out.append(Renewal(change.path, old.request.expires, new.request.expires))
+    return tuple(sorted(out, key=lambda r: r.path))
 
 
 def _catalogued(problems: Sequence[Problem]) -> tuple[Problem, ...]:

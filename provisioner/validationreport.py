@@ -129,14 +129,17 @@ def summary_data(result: Validation, changes: Sequence[FileChange] = ()) -> dict
         "members": [],
         "hosts": [],
         "changes": [],
+        # Only later `expires` on existing requests: an admin can merge at a glance.
+        "renewals": list(result.renewals),
     }
     by_path = {i.path: i.request for i in result.valid}
+    renewed = {r.path for r in result.renewals}
     for c in sorted(changes, key=lambda c: c.path):
         match = REQUEST_PATH.match(c.path)
         if match:
             data["changes"].append(
                 PlannedChange(
-                    _VERBS.get(c.status, "change"),
+                    "renew" if c.path in renewed else _VERBS.get(c.status, "change"),
                     c.path,
                     match["owner"],
                     _describe(by_path.get(c.path)),

@@ -696,6 +696,21 @@ class FakeLxd:
         )
 
     @_serialized
+    def restore_snapshot(self, name: str, snapshot: str) -> None:
+        self._call("restore_snapshot", name)
+        record = self._get(name)
+        if snapshot not in record.snapshots:
+            raise _err(f"Snapshot {name}/{snapshot} does not exist")
+        saved = record.snapshots[snapshot]
+        own = {k: v for k, v in record.config.items() if k.startswith("volatile.")}
+        record.config = {
+            **{k: v for k, v in saved.config.items() if not k.startswith("volatile.")},
+            **own,
+        }
+        record.devices = copy.deepcopy(saved.devices)
+        record.inside = copy.deepcopy(saved.inside)
+
+    @_serialized
     def delete(self, name: str) -> None:
         self._call("delete", name)
         record = self._get(name)

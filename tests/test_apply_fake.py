@@ -12,7 +12,7 @@ import shutil
 import threading
 
 import pytest
-from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, Lab, User
+from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, File, Lab, User
 
 from provisioner.errors import LxdError
 from provisioner.outcomes import GpuInfo
@@ -22,6 +22,7 @@ from provisioner.state import (
     MANAGED,
     OWNER,
     REQUEST,
+    RESTORED,
     RETIRED,
     SHA,
     STATE,
@@ -342,6 +343,61 @@ def test_a_retired_container_comes_back_when_asked_for_again(lab: Lab, fake: Fak
     assert keys == lab.keys["alice"]
     before = len(fake.mutations)
     apply(lab, fake, lab.container("alice-x", ssh_keys=lab.keys["alice"]))
+    assert fake.mutations[before:] == []
+
+
+def test_an_ended_lease_is_kept_as_expired_and_a_renewal_restarts_it(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    apply(lab, fake, lab.container("alice-x"), lab.container("alice-y"))
+    fake.record("alice-x").inside.files["/root/thesis"] = File(b"data", 0o644, 0, 0)
+    done = apply(
+        lab, fake, lab.container("alice-x", expires="2027-01-09"), lab.container("alice-y")
+    )
+    action, ok, message = outcomes(done)["alice-x"]
+    assert (action, ok) == ("retired", True)
+    assert message.startswith("its lease expired: stopped and kept as snapshot retired-20270110")
+    assert "a renewal" in message
+    rec = fake.record("alice-x")
+    assert (rec.status, rec.config[STATE], rec.config[RETIRED]) == (
+        "Stopped",
+        "expired",
+        "2027-01-10",
+    )
+    apply(lab, fake, lab.container("alice-x"))  # alice-y's request removed: given back
+    assert fake.record("alice-y").config[STATE] == "retired"
+
+    renewed = apply(lab, fake, lab.container("alice-x", expires="2027-03-01"))
+    assert outcomes(renewed)["alice-x"][:2] == ("updated", True)
+    rec = fake.record("alice-x")
+    assert (rec.status, rec.config[STATE]) == ("Running", "ready")
+    assert RETIRED not in rec.config
+    assert rec.inside.files["/root/thesis"].data == b"data"
+
+
+def test_a_restore_rolls_back_once_and_puts_the_spec_back(lab: Lab, fake: FakeLxd) -> None:
+    apply(lab, fake, lab.container("alice-x"))
+    rec = fake.record("alice-x")
+    rec.inside.files["/root/f"] = File(b"before", 0o644, 0, 0)
+    fake.snapshot("alice-x", "before")
+    rec.inside.files["/root/f"] = File(b"after", 0o644, 0, 0)
+    renewed = lab.container("alice-x", restore="before", expires="2027-05-01", cpu=2)
+    done = apply(lab, fake, renewed)
+    assert outcomes(done)["alice-x"] == (
+        "restored",
+        True,
+        "rolled back to snapshot before; files written since then are gone",
+    )
+    rec = fake.record("alice-x")
+    assert rec.status == "Running" and rec.inside.files["/root/f"].data == b"before"
+    # the snapshot's config came back with it; what the request asks now is put back
+    assert (rec.config["limits.cpu"], rec.config[RESTORED]) == ("2", "before")
+    before = len(fake.mutations)
+    again = apply(lab, fake, renewed)
+    assert outcomes(again)["alice-x"][0] == "unchanged"
+    assert fake.mutations[before:] == []
+    missing = apply(lab, fake, lab.container("alice-x", restore="gone", cpu=2))
+    assert outcomes(missing)["alice-x"][:2] == ("refused", False)
     assert fake.mutations[before:] == []
 
 

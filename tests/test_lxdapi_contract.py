@@ -274,6 +274,29 @@ def test_snapshots_are_listed_and_a_name_is_taken_once(lxd: Backend) -> None:
     _fails(lambda: lxd.api.snapshot(name, "first"), "already exists")
 
 
+def test_a_restore_brings_back_the_snapshots_files_and_config(lxd: Backend) -> None:
+    name = lxd.make("restore", **{"user.ssp.mark": "then"})
+    lxd.api.push_file(name, "/root/kept", b"then\n", 0o644, 0, 0)
+    lxd.api.snapshot(name, "before")
+    lxd.api.push_file(name, "/root/kept", b"now\n", 0o644, 0, 0)
+    lxd.api.push_file(name, "/root/later", b"later\n", 0o644, 0, 0)
+    lxd.api.set_config(name, {"user.ssp.mark": "now", "user.ssp.extra": "x"})
+    uuid = lxd.api.instance(name).config["volatile.uuid"]
+
+    lxd.api.restore_snapshot(name, "before")
+    back = lxd.api.instance(name)
+    assert (back.config["user.ssp.mark"], back.config.get("user.ssp.extra")) == ("then", None)
+    assert back.config["volatile.uuid"] == uuid  # LXD's own keys stay the instance's
+    assert back.snapshots == ("before",)
+    lxd.api.start(name)
+    assert lxd.api.execute(name, ["cat", "/root/kept"]).stdout == "then\n"
+    assert lxd.api.execute(name, ["cat", "/root/later"]).exit_code == 1
+    lxd.api.stop(name, timeout_s=5)
+    _fails(
+        lambda: lxd.api.restore_snapshot(name, "never-made"), f"{name}/never-made does not exist"
+    )
+
+
 def test_delete_refuses_running_and_protected_instances(lxd: Backend) -> None:
     running = lxd.make("delrun", running=True)
     _fails(lambda: lxd.api.delete(running), "running")
@@ -340,6 +363,7 @@ MISSING_CALLS: dict[str, Callable[[LxdApi, str], object]] = {
     "stop": lambda api, n: api.stop(n, timeout_s=1),
     "snapshot": lambda api, n: api.snapshot(n, "s"),
     "delete": lambda api, n: api.delete(n),
+    "restore_snapshot": lambda api, n: api.restore_snapshot(n, "s"),
     "execute": lambda api, n: api.execute(n, ["true"]),
     "push_file": lambda api, n: api.push_file(n, "/tmp/x", b"x", 0o644, 0, 0),
     "make_dir": lambda api, n: api.make_dir(n, "/tmp/d", 0o755, 0, 0),

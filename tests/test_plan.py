@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -27,11 +27,22 @@ from provisioner.plandata import (
     Plan,
     Ready,
     Refuse,
+    Restore,
     Retire,
     Start,
     Update,
 )
-from provisioner.state import ACCOUNT, KEYS, MANAGED, OWNER, RETIRED, SHA, STATE, Instance
+from provisioner.state import (
+    ACCOUNT,
+    KEYS,
+    MANAGED,
+    OWNER,
+    RESTORED,
+    RETIRED,
+    SHA,
+    STATE,
+    Instance,
+)
 from provisioner.validate import Validation
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
@@ -727,3 +738,29 @@ def test_a_gpu_is_taken_from_its_holder_before_it_is_given(lab: Lab) -> None:
     p = plan(v, before)
     assert [(a.kind, a.name) for a in p.actions] == [("update", "carol-y"), ("create", "alice-x")]
     assert gpu_indices(p.actions[0]) == (1,)
+
+
+# --- restore -------------------------------------------------------------------------------------
+
+
+def test_a_restore_is_planned_once_and_refused_for_a_missing_snapshot(lab: Lab) -> None:
+    (inst,) = converged(lab, lab.container("alice-x"))
+    snap = replace(inst, snapshots=("before",))
+    (action,) = plan(lab.validate(lab.container("alice-x", restore="before")), [snap]).actions
+    assert isinstance(action, Restore)
+    assert (action.snapshot, action.spec.config[RESTORED]) == ("before", "before")
+
+    done = replace(inst, config={**inst.config, RESTORED: "before"})
+    again = plan(lab.validate(lab.container("alice-x", restore="before")), [done]).actions
+    assert [a.kind for a in again] == ["ready"]  # applied once: the label says so
+    # The line taken out: the label goes, so the same snapshot can be asked for again.
+    (cleared,) = plan(lab.validate(lab.container("alice-x")), [done]).actions
+    assert isinstance(cleared, Update) and cleared.config == {RESTORED: None}
+
+    (refused,) = plan(lab.validate(lab.container("alice-x", restore="nope")), [snap]).actions
+    assert isinstance(refused, Refuse)
+    assert refused.message == (
+        "restore: 'alice-x' has no snapshot 'nope' (its snapshots: before); nothing was changed"
+    )
+    (new,) = plan(lab.validate(lab.container("alice-x", restore="before")), []).actions
+    assert isinstance(new, Refuse) and "does not exist yet" in new.message

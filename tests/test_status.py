@@ -109,6 +109,28 @@ def test_a_lease_that_ended_shows_expired_until_it_is_retired(
     )
 
 
+def test_an_expired_container_kept_stopped_shows_expired_and_holds_no_gpu(
+    lab: Lab, host: tuple[FakeLxd, Validation]
+) -> None:
+    fake, v = host
+    later = TODAY + timedelta(days=11)  # carol-y's last day was 2027-01-20
+    then = lab.validate(
+        lab.container("alice-x", gpus=2, expires="2027-06-30"),
+        lab.container("carol-y", owner="carol", gpus=[3], expires="2027-01-20"),
+        lab.account("bob-nb"),
+        now=NOW + timedelta(days=11),
+    )
+    assert [i.request.name for i in then.expired] == ["carol-y"]
+    assert run_pass(then, fake, fake.servers, now=NOW + timedelta(days=11), sha="").result.ok
+    assert fake.record("carol-y").status == "Stopped"
+    status = status_of(fake, v, today=later)
+    row = next(c for c in status.containers if c.name == "carol-y")
+    assert (row.state, row.retired) == ("expired", later)
+    assert {c.name: c.state for c in status.containers}["carol-gone"] == "retired"
+    assert 3 in status.free_gpus
+    assert "carol-y" in [getattr(r, "name", "") for r in status.upcoming(30)]
+
+
 def test_quota_use_counts_live_containers_and_their_gpus(
     host: tuple[FakeLxd, Validation],
 ) -> None:

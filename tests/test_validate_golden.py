@@ -149,6 +149,19 @@ SCENARIOS = [
         0,
     ),
 ]
+SCENARIOS.append(
+    Scenario(
+        "renewal-pr",
+        "alice",
+        MAIN,
+        {
+            "requests/alice/alice-thesis.yaml": container(
+                "alice", "alice-thesis", gpus="2", expires="2027-09-30"
+            )
+        },
+        0,
+    )
+)
 FORMS = {"text": "txt", "github": "github.txt", "json": "json", "summary": "summary.md"}
 
 

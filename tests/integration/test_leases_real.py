@@ -137,6 +137,7 @@ def test_a_lease_ends_is_told_once_and_a_renewal_brings_it_back_with_its_data(
     assert world.status(name) == "Stopped"
     config = world.config(name)
     assert config[state.RETIRED] == ended.isoformat()
+    assert config[state.STATE] == "expired"  # not "retired": its owner may renew it
     snapshots = lxc_query(f"/1.0/instances/{name}/snapshots", world.project)
     assert any(f"retired-{ended:%Y%m%d}" in str(s) for s in snapshots)
     told = world.notices(name)
@@ -149,6 +150,7 @@ def test_a_lease_ends_is_told_once_and_a_renewal_brings_it_back_with_its_data(
     world.day(ended + timedelta(days=1))
     assert world.status(name) == "Running"
     assert state.RETIRED not in world.config(name)
+    assert world.config(name)[state.STATE] == "ready"
     kept = in_instance(world.project, name, "cat", "/root/keep").stdout
     assert kept.strip() == "thesis-data"
     assert world.issue_state(name) == "closed"
