@@ -203,6 +203,7 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
         {"schedule": "17 16 * * *"},
         sha=merge,
         ref="refs/heads/main",
+        job="drift",
     )
     assert drift.ok, drift.log()
     assert "No lease needs anything today." in drift.summary
