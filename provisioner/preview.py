@@ -10,8 +10,8 @@ the merge, and for a change what changes (`expires: 2027-03-31 → 2027-09-30`).
 A request that would not fit now (the GPUs it asks for are not free, its disk is more than
 the pool has free, or apply would refuse it) gets a WARNING on its line: the snapshot may be
 hours old and GPUs come free, so it does not fail the check, but an admin sees it in the
-summary's first lines and on the file before merging; apply stays the judge (it refuses such
-a request and makes the others). Without a usable snapshot the rows keep the diff, say why
+summary's first lines and on the file before merging (apply refuses a request whose GPUs are
+taken, and makes the others). Without a usable snapshot the rows keep the diff, say why
 nothing else is shown, and the check validates as always. Pure: values in, values out.
 """
 
@@ -180,12 +180,13 @@ def _problems(item: Loaded, flags: Sequence[str]) -> list[Problem]:
     data = item.doc.data if isinstance(item.doc.data, dict) else {}
     out = []
     for flag in flags:
-        field = "disk" if flag.startswith("its disk") else "gpus"
-        where = (field,) if field in data else ()
-        rule = "preview.disk" if field == "disk" else "preview.fit"
-        out.append(
-            item.problem(where, rule, f"would not fit on the host now: {flag}", Severity.WARNING)
-        )
+        message = f"would not fit on the host now: {flag}"
+        if flag.startswith("its disk"):
+            where = ("disk",) if "disk" in data else ()
+            out.append(item.problem(where, "preview.disk", message, Severity.WARNING))
+        else:
+            where = ("gpus",) if "gpus" in data else ()
+            out.append(item.problem(where, "preview.fit", message, Severity.WARNING))
     return out
 
 
