@@ -23,14 +23,17 @@ from datetime import datetime
 from typing import Any
 
 from provisioner import plan as plans
+from provisioner import plandata
 from provisioner import snapshot as snapshots
-from provisioner.authz import Change
+from provisioner.authz import FileChange
 from provisioner.escape import one_line
-from provisioner.models import AccountRequest, ContainerRequest, format_size
+from provisioner.loaded import Loaded, resources
+from provisioner.models import AccountRequest, ContainerRequest
 from provisioner.problems import Problem, Severity
-from provisioner.rules import Loaded, resources
+from provisioner.requestpaths import REQUEST_PATH
+from provisioner.sizes import format_size
 from provisioner.snapshot import Snapshot
-from provisioner.validate import REQUEST_PATH, Validation, today_for
+from provisioner.validate import Validation, today_for
 
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
 _SHOWN_CHARS = 60  # a purpose in a diff line is cut here
@@ -115,7 +118,7 @@ class _Planner:
         self.snapshot = snapshot
         self.by_name = {i.name: i for i in snapshot.instances}
         made = plans.make_plan(
-            plans.Inputs(
+            plandata.Inputs(
                 policy=config.policy,
                 inventory=config.inventory,
                 valid=result.valid,
@@ -145,7 +148,7 @@ class _Planner:
         flags: list[str] = []
         action = self.actions.get(item.path)
         gpus = port = "—"
-        if isinstance(action, plans.Refuse):
+        if isinstance(action, plandata.Refuse):
             flags.append(action.message)
         elif action is not None and hasattr(action, "spec"):
             spec = action.spec
@@ -192,7 +195,7 @@ def _problems(item: Loaded, flags: Sequence[str]) -> list[Problem]:
 
 def build(
     result: Validation,
-    changes: Sequence[Change],
+    changes: Sequence[FileChange],
     before: Mapping[str, Loaded],
     snapshot: Snapshot | None,
     source: str,

@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner import spec as specs
 from provisioner import state
-from provisioner.models import Policy, size_bytes
+from provisioner.models import Policy
+from provisioner.sizes import size_bytes
 from provisioner.state import Instance
 from provisioner.status import ServerStatus
 
