@@ -273,7 +273,7 @@ class SnapshotPolicy(_Strict):
         "(private LAN addresses; anyone who can read the repository can read them).",
     )
     max_age_hours: int = Field(
-        default=12,
+        default=30,
         ge=1,
         le=720,
         description="An older snapshot is not used: the PR check says so and previews nothing.",

@@ -9,7 +9,7 @@ the merge, and for a change what changes (`expires: 2027-03-31 → 2027-09-30`).
 
 A request that would not fit now (the GPUs it asks for are not free, its disk is more than
 the pool has free, or apply would refuse it) gets a WARNING on its line: the snapshot may be
-hours old and GPUs come free, so it does not fail the check, but an admin sees it in the
+a day old and GPUs come free, so it does not fail the check, but an admin sees it in the
 summary's first lines and on the file before merging (apply refuses a request whose GPUs are
 taken, and makes the others). Without a usable snapshot the rows keep the diff, say why
 nothing else is shown, and the check validates as always. Pure: values in, values out.

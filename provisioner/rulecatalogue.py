@@ -46,7 +46,7 @@ class Rule:
 
 
 # Severity is ERROR unless WARNINGS says otherwise.
-# A lease ended: retired, not refused. The preview: the host's state may be an hour old.
+# A lease ended: retired, not refused. The preview: the published state may be a day old.
 WARNINGS = frozenset({"lease.expired", "preview.fit", "preview.disk"})
 _T, _F, _C, _P, _L = Scope.TREE, Scope.FILE, Scope.COMPETING, Scope.PULL, Scope.LAB
 _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {

@@ -171,7 +171,7 @@ def test_the_job_summary_shows_the_preview_and_flags_at_a_glance(tmp_path: Path)
     ("case", "expected"),
     [
         ("missing", "no state snapshot was found (the host has not published one yet)"),
-        ("stale", "older than the policy's snapshot.max_age_hours (12)"),
+        ("stale", "older than the policy's snapshot.max_age_hours (30)"),
         ("format", "it is in format 2, this ssp reads format 1"),
         ("garbage", "it is not a valid snapshot"),
         ("extra key", "it is not a valid snapshot (instances.0.address: Extra inputs"),
@@ -186,7 +186,7 @@ def test_without_a_usable_snapshot_it_says_why_and_still_validates(
     snap = tmp_path / "s.json"
     good = [container("alice-box", "alice", (3,), 22005, "50GiB")]
     if case == "stale":
-        make_snapshot(snap, good, made=datetime.fromisoformat(NOW) - timedelta(hours=13))
+        make_snapshot(snap, good, made=datetime.fromisoformat(NOW) - timedelta(hours=31))
     elif case == "format":
         make_snapshot(snap, good)
         snap.write_text(
