@@ -272,6 +272,22 @@ class Retention(_Strict):
     )
 
 
+class SnapshotPolicy(_Strict):
+    """What the maintenance run publishes for the PR check's plan preview (`ssp publish`)."""
+
+    addresses: bool = Field(
+        default=False,
+        description="Publish the containers' IP addresses in the snapshot and the status page "
+        "(private LAN addresses; anyone who can read the repository can read them).",
+    )
+    max_age_hours: int = Field(
+        default=30,
+        ge=1,
+        le=720,
+        description="An older snapshot is not used: the PR check says so and previews nothing.",
+    )
+
+
 class LxdSettings(_Strict):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
     profiles: list[str] = Field(default_factory=lambda: ["default"])
@@ -306,6 +322,10 @@ class Policy(_Strict):
     )
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
     lxd: LxdSettings = Field(default_factory=LxdSettings)
+    snapshot: SnapshotPolicy = Field(
+        default_factory=SnapshotPolicy,
+        description="The published state snapshot the PR check previews against.",
+    )
 
     def quota_for(self, login: str) -> tuple[str, Quota]:
         user = self.users.get(login)

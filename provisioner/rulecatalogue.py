@@ -46,7 +46,8 @@ class Rule:
 
 
 # Severity is ERROR unless WARNINGS says otherwise.
-WARNINGS = frozenset({"lease.expired"})  # a lease ended: retired, not refused
+# A lease ended: retired, not refused. The preview: the published state may be a day old.
+WARNINGS = frozenset({"lease.expired", "preview.fit", "preview.disk"})
 _T, _F, _C, _P, _L = Scope.TREE, Scope.FILE, Scope.COMPETING, Scope.PULL, Scope.LAB
 _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
     "rules-file": (
@@ -131,6 +132,9 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("capacity.cpu", _C, "more CPU cores than the host has, beside older requests"),
         ("capacity.memory", _C, "more memory than the host has, beside older requests"),
         ("capacity.disk", _C, "more disk than the host's storage, beside older requests"),
+        # the plan preview against the host's published state (a PR with --snapshot)
+        ("preview.fit", _P, "what it asks for cannot be had on the host now (GPUs taken)"),
+        ("preview.disk", _P, "more disk than the storage pool has free now"),
     ),
     "rules-snapshots-images": (
         ("restore.snapshot", _F, "a restore that is not a snapshot's name"),

@@ -319,3 +319,65 @@ def test_the_webhook_check_can_fail() -> None:
     pull = gh.add_pull(FAKE_REPO, author="alice", title="t")
     with pytest.raises(InvalidPayloadError, match="'closed' event for a pull request that is open"):
         pull_request_event("closed", pull)
+
+
+# ---- the git database (the state branch) ----------------------------------------------------
+
+
+def test_the_git_database_answers_as_github_describes_and_refuses_what_github_refuses(
+    fake_github: FakeGitHub,
+) -> None:
+    base = f"/repos/{FAKE_REPO}/git"
+    assert call(fake_github, "GET", f"{base}/ref/heads/ssp-state").status_code == 404
+    tree = call(
+        fake_github,
+        "POST",
+        f"{base}/trees",
+        json={"tree": [{"path": "a/b.txt", "mode": "100644", "type": "blob", "content": "x"}]},
+    )
+    assert tree.status_code == 201 and [e["path"] for e in tree.json()["tree"]] == ["a"]
+    both = {"path": "c", "mode": "100644", "type": "blob", "content": "x", "sha": "1" * 40}
+    assert call(fake_github, "POST", f"{base}/trees", json={"tree": [both]}).status_code == 422
+    bad_parent = {"message": "m", "tree": tree.json()["sha"], "parents": ["2" * 40]}
+    assert call(fake_github, "POST", f"{base}/commits", json=bad_parent).status_code == 422
+    first = call(
+        fake_github, "POST", f"{base}/commits", json={"message": "1", "tree": tree.json()["sha"]}
+    )
+    assert first.status_code == 201
+    made = call(
+        fake_github,
+        "POST",
+        f"{base}/refs",
+        json={"ref": "refs/heads/ssp-state", "sha": first.json()["sha"]},
+    )
+    assert made.status_code == 201 and made.json()["url"].endswith("/git/refs/heads/ssp-state")
+    again = call(
+        fake_github,
+        "POST",
+        f"{base}/refs",
+        json={"ref": "refs/heads/ssp-state", "sha": first.json()["sha"]},
+    )
+    assert again.status_code == 422 and again.json()["message"] == "Reference already exists"
+    # an unrelated commit is not a fast-forward: refused unless forced
+    other = call(
+        fake_github, "POST", f"{base}/commits", json={"message": "2", "tree": tree.json()["sha"]}
+    )
+    moved = call(
+        fake_github, "PATCH", f"{base}/refs/heads/ssp-state", json={"sha": other.json()["sha"]}
+    )
+    assert moved.status_code == 422 and moved.json()["message"] == "Update is not a fast forward"
+    forced = {"sha": other.json()["sha"], "force": True}
+    assert (
+        call(fake_github, "PATCH", f"{base}/refs/heads/ssp-state", json=forced).status_code == 200
+    )
+    got = call(fake_github, "GET", f"{base}/ref/heads/ssp-state").json()
+    assert got["object"]["sha"] == other.json()["sha"]
+
+
+def test_a_git_request_outside_the_description_is_a_violation() -> None:
+    with FakeGitHub() as gh:
+        gh.add_repo(FAKE_REPO)
+        # `tree` is required by GitHub's description of git/create-tree
+        answer = call(gh, "POST", f"/repos/{FAKE_REPO}/git/trees", json={"base_tree": "x"})
+        assert answer.status_code == 500
+        assert len(gh.violations) == 1 and "git/create-tree" in gh.violations[0]

@@ -104,11 +104,24 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         "validate": {"contents": "read", "pull-requests": "read"},
         # PR comments go through the issues API, which takes `pull-requests: write` for a PR
         "apply": {"contents": "read", "pull-requests": "write"},
+        # maintain writes the lease notices; publish writes the ssp-state branch
         "maintenance": {"contents": "read", "issues": "write"},
+        "maintenance.publish": {"contents": "write"},
     }
-    for name, wanted in expected.items():
-        for job in jobs(load(name)):
-            assert job["permissions"] == wanted, name
+    for name in NAMES:
+        for job_id, job in load(name)["jobs"].items():
+            wanted = expected.get(f"{name}.{job_id}", expected[name])
+            assert job["permissions"] == wanted, (name, job_id)
+
+
+def test_only_the_publishing_step_holds_a_token_that_can_write_contents() -> None:
+    (job,) = [j for j in jobs(load("maintenance")) if j["permissions"].get("contents") == "write"]
+    with_token = [s for s in job["steps"] if "secrets." in str(s)]
+    assert [s["name"] for s in with_token] == [
+        "Publish the snapshot and the status page to ssp-state"
+    ]
+    words = shlex.split(str(with_token[0]["run"]).splitlines()[2])
+    assert words[:2] == ["$RUNNER_TEMP/ssp-venv/bin/ssp", "publish"]
 
 
 def test_every_action_is_pinned_to_a_commit_with_a_version_comment(
@@ -244,31 +257,54 @@ def test_validate_passes_event_values_through_env() -> None:
         "$PULL",
         "--format",
         "github",
+        "--snapshot",
+        "$RUNNER_TEMP/ssp-state/snapshot.json",
     ]
+
+
+def test_validate_fetches_the_published_state_as_data_with_its_read_only_token() -> None:
+    doc = load("validate")
+    (step,) = [
+        s for s in steps(doc) if "ssp-state" in str(s.get("run")) and "fetch" in str(s.get("run"))
+    ]
+    assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    script = str(step["run"])
+    assert "git -C base fetch" in script and "--depth=1" in script
+    # the branch's content is only ever read out as a file for ssp, never run or installed
+    assert "git -C base show refs/ssp-state:snapshot.json" in script
+    assert "checkout" not in script and "pip" not in script
+    (job,) = jobs(doc)
+    assert job["permissions"]["contents"] == "read"
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
 def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
-    (step,) = checkouts(load(name))
-    assert step["with"]["ref"] == "${{ github.sha }}"
-    assert "path" not in step["with"]
+    for job in jobs(load(name)):
+        (step,) = [
+            s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
+        ]
+        assert step["with"]["ref"] == "${{ github.sha }}"
+        assert "path" not in step["with"]
 
 
 @pytest.mark.parametrize(("name", "command"), [("apply", "apply"), ("maintenance", "maintain")])
 def test_self_hosted_workflows_run_ssp_from_a_fresh_venv_and_summarise(
     name: str, command: str
 ) -> None:
+    for job in jobs(load(name)):
+        runs = [str(s["run"]) for s in job["steps"] if "run" in s]
+        each = "\n".join(runs).replace("\\\n", " ")
+        assert 'python3 -m venv --clear "$RUNNER_TEMP/ssp-venv"' in each
+        # dependencies from the hashed lock only, then ssp itself without dependencies
+        installs = [line.split() for line in each.splitlines() if 'bin/pip" install' in line]
+        assert len(installs) == 2
+        first, second = installs
+        assert {"--require-hashes", "--only-binary", "--no-deps"} <= set(first)
+        assert first[-2:] == ["-r", "requirements.lock"]
+        assert {"--no-deps", "--no-build-isolation"} <= set(second)
+        assert second[-1] == "."
     runs = [str(s["run"]) for s in steps(load(name)) if "run" in s]
     script = "\n".join(runs).replace("\\\n", " ")
-    assert 'python3 -m venv --clear "$RUNNER_TEMP/ssp-venv"' in script
-    # dependencies from the hashed lock only, then ssp itself without dependencies
-    installs = [line.split() for line in script.splitlines() if 'bin/pip" install' in line]
-    assert len(installs) == 2
-    first, second = installs
-    assert {"--require-hashes", "--only-binary", "--no-deps"} <= set(first)
-    assert first[-2:] == ["-r", "requirements.lock"]
-    assert {"--no-deps", "--no-build-isolation"} <= set(second)
-    assert second[-1] == "."
     assert f'"$RUNNER_TEMP/ssp-venv/bin/ssp" {command} --repo . --format markdown' in script
     assert '>>"$GITHUB_STEP_SUMMARY"' in script
     # the step still fails when ssp fails, after the summary is written

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ from fakegithub import FAKE_REPO, FakeGitHub
 from fakegithub.events import pull_request_event, push_event
 from fakegithub.state import GitHubState
 from helpers import GitRepo, line_of, request_path, valid_request
+from snapshots import container, make_snapshot
 from workflowrun import WORKFLOWS, Annotation, Runner, Unsupported
+
+from provisioner.githubstate import StateBranch
 
 # --- the harness -------------------------------------------------------------------------------
 
@@ -251,6 +255,7 @@ def test_a_good_pull_request_passes_and_summarises(
         "Check out the base commit (the validator's code)",
         "Check out the PR head (data only, full history for git merge-base)",
         "Install ssp from the base commit",
+        "Fetch the host's published state (data for the plan preview)",
         "Validate the PR's changes",
     ]
     # the code came from the base commit, the data from the head
@@ -261,6 +266,8 @@ def test_a_good_pull_request_passes_and_summarises(
     assert summary.startswith("## ✅ Request check passed")
     assert "`requests/alice/alice-thesis.yaml`" in summary
     assert "Next: an admin reviews and merges" in summary
+    # nothing published yet: the preview says so, the check is whole without it
+    assert "**No preview of GPUs, ports and disk:** no state snapshot was found" in summary
 
 
 @pytest.mark.slow
@@ -302,3 +309,52 @@ def test_the_event_payload_the_steps_read_is_the_one_given(
     assert "bob" in error.message
     event_file = json.loads((run.workspace.parent / "temp" / "event.json").read_text("utf-8"))
     assert event_file["pull_request"]["user"]["login"] == "bob"
+
+
+def publish_state(origin: GitRepo, gh: FakeGitHub, snapshot: Path) -> None:
+    """What the maintenance run leaves on GitHub: `ssp publish`'s commit on ssp-state, made
+    through the fake's git database and then held by the repository the runner fetches from
+    (the fake's objects carry git's own ids, so the same files make the same tree)."""
+    files = {"snapshot.json": snapshot.read_text(encoding="utf-8"), "index.html": "<p>page</p>"}
+    publisher = StateBranch(repository=FAKE_REPO, token=gh.token, api_url=gh.url)
+    sha = publisher.publish("ssp-state", files, "ssp state")
+    db = gh.git[FAKE_REPO.lower()]
+    origin.git("checkout", "-q", "--orphan", "ssp-state")
+    origin.git("rm", "-q", "-rf", ".")
+    for name, text in files.items():
+        (origin.root / name).write_text(text, encoding="utf-8")
+    origin.git("add", "-A")
+    assert origin.git("write-tree").strip() == db.objects[sha].data["tree"]
+    origin.git("commit", "-q", "-m", "ssp state")
+    origin.checkout("main")
+
+
+@pytest.mark.slow
+def test_with_a_published_snapshot_the_summary_previews_and_flags_what_would_not_fit(
+    origin: GitRepo, wheels: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    # an instance no request manages holds three of the four GPUs; alice asks for two
+    snap = make_snapshot(
+        tmp_path / "snapshot.json",
+        [container("old-box", "carol", (0, 1, 2), 22001, "50GiB")],
+        made=datetime.now(UTC) - timedelta(hours=1),
+    )
+    publish_state(origin, fake_github, snap)
+    text = valid_request(name="alice-thesis", gpus="2")
+    path = request_path(text)
+    event, merge = open_pull_request(origin, "alice", {path: text}, fake_github)
+
+    run = run_validate(origin, wheels, tmp_path / "runner", event, merge, fake_github)
+
+    assert run.ok, run.log()  # a warning, not a failure
+    (warning,) = [a for a in run.annotations if a.level == "warning"]
+    assert (warning.file, warning.line, warning.title) == (
+        path,
+        line_of(text, "gpus:"),
+        "preview.fit",
+    )
+    summary = run.step("Validate the PR's changes").summary
+    assert "### Plan preview" in summary
+    assert "⚠️ **1 request(s) would not fit on the host now**" in summary
+    assert "only 1 of the 2 GPUs asked for are free" in summary
+    assert "Free GPUs now: **3**" in summary

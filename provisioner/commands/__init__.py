@@ -43,6 +43,7 @@ NAMES = (
     "apply",
     "maintain",
     "status",
+    "publish",
     "tunnel",
     "gpus",
     "host",

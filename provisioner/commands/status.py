@@ -24,8 +24,10 @@ from provisioner.commands import (
     print_invalid_config,
 )
 from provisioner.errors import GpuError
+from provisioner.models import Policy
 from provisioner.reconcile import observe
-from provisioner.status import Live, PoolUse, build
+from provisioner.state import Instance
+from provisioner.status import Live, PoolUse, ServerStatus, build
 from provisioner.validate import today_for
 
 FORMATS = {
@@ -67,13 +69,24 @@ def live_gpus(env: Mapping[str, str]) -> tuple[dict[str, Live], str | None]:
     return {g.pci: Live(g.utilization, g.memory_used, g.memory) for g in gpus}, None
 
 
-def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The host's status, and what it was made from (for `ssp publish`)."""
+
+    status: ServerStatus
+    policy: Policy
+    instances: tuple[Instance, ...]
+    sha: str
+
+
+def observe_status(repo: Path, env: Mapping[str, str], command: str) -> Observed | None:
+    """The host as it is now against the checkout's main; None when config/ is not valid."""
     now = clock(env)
-    validation, _sha = load_main(args.repo, now)
+    validation, sha = load_main(repo, now)
     config = validation.config
     if config is None:
-        print_invalid_config("status", validation)
-        return 1
+        print_invalid_config(command, validation)
+        return None
     policy = config.policy
     lxd, servers = connect(policy, env)
     observed = observe(config, lxd, servers, id_maps=False)
@@ -93,6 +106,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     if why:
         status = dataclasses.replace(status, notes=(*status.notes, why))
-    text = FORMATS[args.format](status)
-    emit("status", text, args.output)
+    return Observed(status, policy, observed.instances, sha)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    found = observe_status(args.repo, env, "status")
+    if found is None:
+        return 1
+    emit("status", FORMATS[args.format](found.status), args.output)
     return 0

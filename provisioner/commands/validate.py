@@ -8,18 +8,21 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles, gitrepo, validationreport
+from provisioner import gitfiles, gitrepo, preview, validationreport
+from provisioner import snapshot as snapshots
 from provisioner.authz import FileChange, commit_people
 from provisioner.commands import add_repo_arg, clock, examples
 from provisioner.config import load_config
 from provisioner.errors import GithubError, UsageError
+from provisioner.escape import log_line
 from provisioner.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.problems import Position, Problem
-from provisioner.validate import Validation, validate_pull, validate_tree
+from provisioner.snapshot import Snapshot
+from provisioner.validate import Validation, load_request, validate_pull, validate_tree
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -35,6 +38,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp validate --author alice  # ... when git does not know my GitHub login",
             "ssp validate --all  # every request on main (admins, CI)",
             "ssp validate --base origin/main --author alice  # committed work only, as in CI",
+            "ssp validate --snapshot snapshot.json  # ... and what apply would give it now",
         ),
     )
     add_repo_arg(parser)
@@ -54,6 +58,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="NUMBER",
         help="the PR's number: who wrote and committed each of its commits is read from GitHub "
         "(GITHUB_TOKEN, GITHUB_REPOSITORY) and judged too",
+    )
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        metavar="FILE",
+        help="the host's published state (snapshot.json of the ssp-state branch): preview which "
+        "GPUs, port and disk the PR's requests would get now, and warn where they would not fit; "
+        "a missing, unreadable or stale file only says so",
     )
     parser.add_argument(
         "--format",
@@ -244,14 +256,92 @@ def _check_local(
 
 def _judge(
     args: argparse.Namespace, env: Mapping[str, str], now: datetime
-) -> tuple[Validation, list[FileChange]]:
-    """A pull request (--base), the member's change (in a clone), or every request (--all)."""
+) -> tuple[Validation, list[FileChange], str | None]:
+    """A pull request (--base), the member's change (in a clone), or every request (--all);
+    and the base the change was judged against (None for --all)."""
     if args.base:
-        return _check_pull(args, env, now)
+        return (*_check_pull(args, env, now), args.base)
     base = None if args.all else _local_base(args.repo)
     if base is not None:
-        return _check_local(args, env, now, base)
-    return validate_tree(gitfiles.worktree(args.repo), now), []
+        return (*_check_local(args, env, now, base), base)
+    return validate_tree(gitfiles.worktree(args.repo), now), [], None
+
+
+def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snapshot | None, str]:
+    """The snapshot and where it came from, or None and why it cannot be used."""
+    if result.config is None:
+        return None, "config/ is not valid after this PR, so nothing can be planned"
+    hours = result.config.policy.snapshot.max_age_hours
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, "no state snapshot was found (the host has not published one yet)"
+    except OSError as e:
+        return None, f"the state snapshot could not be read ({e.strerror or e})"
+    try:
+        found = snapshots.parse(raw, now, timedelta(hours=hours))
+    except snapshots.SnapshotError as e:
+        return None, f"the published state snapshot cannot be used: {e}"
+    return found, preview.describe(found, "the published snapshot", now)
+
+
+def _preview(
+    repo: Path,
+    path: Path,
+    result: Validation,
+    changes: Sequence[FileChange],
+    base: str | None,
+    now: datetime,
+) -> preview.Preview:
+    """What apply would do with the change's requests now, from the snapshot at PATH."""
+    if base is None:
+        return preview.Preview(
+            "the preview is of a change: run it in a clone or with --base (not --all)",
+            usable=False,
+            rows=(),
+        )
+    found, source = _read_snapshot(path, result, now)
+    before_tree = gitfiles.revision(repo, base)
+    before = {}
+    for change in changes:
+        raw = before_tree.files.get(change.path)
+        if raw is not None and change.status != "A":
+            loaded, _ = load_request(change.path, raw)
+            if loaded is not None:
+                before[change.path] = loaded
+    members = validationreport.summary_data(result, changes)["members"]
+    quotas = {m.login: f"{m.gpus} GPUs, {m.containers} containers, {m.disk} disk" for m in members}
+    return preview.build(result, changes, before, found, source, quotas, now)
+
+
+def _output(
+    fmt: str,
+    env: Mapping[str, str],
+    result: Validation,
+    changes: Sequence[FileChange],
+    shown: preview.Preview | None,
+) -> None:
+    previewed = [log_line(line) for line in preview.text_lines(shown)] if shown else []
+    if fmt == "json":
+        doc = json.loads(validationreport.to_json(result))
+        if shown is not None:
+            doc["preview"] = preview.to_dict(shown)
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt == "github":
+        for problem in result.problems:
+            print(validationreport.annotation(problem))
+    for line in [*validationreport.text_lines(result), *previewed]:
+        print(line)
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    if fmt == "github" and summary:
+        text = validationreport.summary_markdown(result, changes)
+        if shown is not None:
+            text = validationreport.capped(text + "\n" + preview.markdown(shown))
+        with Path(summary).open("a", encoding="utf-8") as out:
+            out.write(text)
+    if fmt == "text" and result.ok:
+        print(f"ok: {len(result.valid)} request(s) valid", file=sys.stderr)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -261,21 +351,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
-    result, changes = _judge(args, env, now)
-    if fmt == "json":
-        sys.stdout.write(validationreport.to_json(result))
-    elif fmt == "github":
-        for problem in result.problems:
-            print(validationreport.annotation(problem))
-        for line in validationreport.text_lines(result):
-            print(line)
-        summary = env.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with Path(summary).open("a", encoding="utf-8") as out:
-                out.write(validationreport.summary_markdown(result, changes))
-    else:
-        for line in validationreport.text_lines(result):
-            print(line)
-        if result.ok:
-            print(f"ok: {len(result.valid)} request(s) valid", file=sys.stderr)
+    result, changes, base = _judge(args, env, now)
+    shown = None
+    if args.snapshot is not None:
+        shown = _preview(args.repo, args.snapshot, result, changes, base, now)
+        problems = sorted([*result.problems, *shown.problems], key=Problem.sort_key)
+        result = replace(result, problems=tuple(problems))
+    _output(fmt, env, result, changes, shown)
     return 0 if result.ok else 1

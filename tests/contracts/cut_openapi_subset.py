@@ -49,6 +49,12 @@ PATHS = frozenset(
         "/repos/{owner}/{repo}/rules/branches/{branch}",
         # the registration token runner/ephemeral-runner.sh asks for before every job
         "/repos/{owner}/{repo}/actions/runners/registration-token",
+        # the git database `ssp publish` writes the state branch with (one commit per run)
+        "/repos/{owner}/{repo}/git/commits",
+        "/repos/{owner}/{repo}/git/ref/{ref}",
+        "/repos/{owner}/{repo}/git/refs",
+        "/repos/{owner}/{repo}/git/refs/{ref}",
+        "/repos/{owner}/{repo}/git/trees",
     }
 )
 

@@ -88,10 +88,20 @@ class _Route:
     operations: Mapping[str, Mapping[str, Any]]
 
 
+def _segment(template: str, seg: str, last: bool) -> str:
+    if not seg.startswith("{"):
+        return "/" + re.escape(seg)
+    # The git database's references are written with their slashes (`git/ref/heads/main`,
+    # "formatted as heads/<branch name>" in GitHub's description), not percent-encoded.
+    if last and seg == "{ref}" and "/git/" in template:
+        return "/(?P<ref>.+)"
+    return f"/(?P<{seg[1:-1]}>[^/]+)"
+
+
 def _route(template: str, item: Mapping[str, Any]) -> _Route:
+    segments = template.strip("/").split("/")
     regex = "".join(
-        f"/(?P<{seg[1:-1]}>[^/]+)" if seg.startswith("{") else "/" + re.escape(seg)
-        for seg in template.strip("/").split("/")
+        _segment(template, seg, n == len(segments) - 1) for n, seg in enumerate(segments)
     )
     literals = sum(1 for seg in template.split("/") if seg and not seg.startswith("{"))
     ops = {m.upper(): op for m, op in item.items() if m in _METHODS}

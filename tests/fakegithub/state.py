@@ -18,8 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from . import gitdata
 from . import resources as r
 from . import settings as rs
+from .gitdata import GitDatabase, Reply
 from .issues import HANDLERS as ISSUE_HANDLERS
 from .issues import Issue, IssuesMixin
 from .settings import RepoSettings
@@ -28,13 +30,6 @@ from .settings import RepoSettings
 MAX_COMMENT_CHARS = 65536
 DOCS = "https://docs.github.com/rest"
 _TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any = None  # parsed JSON; None for no body
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +74,7 @@ class GitHubState(IssuesMixin):
         self.tokens: dict[str, Identity] = {}
         self.settings: dict[str, RepoSettings] = {}
         self._init_issues()
+        self.git: dict[str, GitDatabase] = {}  # per repository (full name, lower case)
         self.me = self.user(login)
 
     # ---- seeding ---------------------------------------------------------------------------
@@ -548,4 +544,5 @@ _HANDLERS = {
     "apps/get-repo-installation": GitHubState._get_installation,
     "apps/create-installation-access-token": GitHubState._create_token,
     **ISSUE_HANDLERS,
+    **gitdata.HANDLERS,
 }

@@ -17,6 +17,7 @@ The story, in one test because each step builds on the one before:
    address and an SSH command that logs in as alice with her request's key;
 4. apply.yml again: the same comment is edited, not a second one added;
 5. maintenance.yml on its schedule: nothing left to change, no lease needs anything.
+6. its publish job: the host's state on the ssp-state branch, without the container's address.
 """
 
 from __future__ import annotations
@@ -203,9 +204,28 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
         {"schedule": "17 16 * * *"},
         sha=merge,
         ref="refs/heads/main",
+        job="maintain",
     )
     assert drift.ok, drift.log()
     assert "No lease needs anything today." in drift.summary
     assert "✅ unchanged" in drift.summary
     assert fake_github.issues_of(FAKE_REPO) == []
+
+    # --- 6. ...and publishes the host's state to ssp-state, without the container's address ---
+    published = runner.run_job(
+        WORKFLOWS / "maintenance.yml",
+        "schedule",
+        {"schedule": "17 16 * * *"},
+        sha=merge,
+        ref="refs/heads/main",
+        job="publish",
+    )
+    assert published.ok, published.log()
+    assert "State published" in published.summary
+    db = fake_github.git[FAKE_REPO.lower()]
+    files = db.files(db.objects[db.refs["refs/heads/ssp-state"]].data["tree"])
+    assert sorted(files) == ["index.html", "snapshot.json"]
+    assert b'"alice-thesis"' in files["snapshot.json"] and b"alice-thesis" in files["index.html"]
+    assert ip.encode() not in files["snapshot.json"] and ip.encode() not in files["index.html"]
+    assert token not in published.output
     fake_github.assert_no_violations()

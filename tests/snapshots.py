@@ -1,0 +1,65 @@
+"""Snapshots as `ssp publish` makes them, for tests: LXD instances → status → snapshot.json."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from helpers import NOW, ROOT
+
+from provisioner import snapshot as snapshots
+from provisioner import spec as specs
+from provisioner import state
+from provisioner.config import load_config
+from provisioner.state import Instance
+from provisioner.status import PoolUse, build
+
+GiB = 2**30
+PCI = ("0000:18:00.0", "0000:3b:00.0", "0000:86:00.0", "0000:af:00.0")  # config/hosts.yaml
+
+
+def container(name: str, owner: str, gpus: tuple[int, ...], port: int, disk: str) -> Instance:
+    devices: dict[str, dict[str, str]] = {f"gpu{i}": {"type": "gpu", "pci": PCI[i]} for i in gpus}
+    devices[specs.SSH_DEVICE] = specs.proxy_device("0.0.0.0", port, 22)  # noqa: S104
+    devices[specs.ROOT_DEVICE] = {"type": "disk", "path": "/", "pool": "default", "size": disk}
+    return Instance(
+        name=name,
+        status="Running",
+        config={
+            state.MANAGED: "true",
+            state.OWNER: owner,
+            state.EXPIRES: "2027-06-30",
+            specs.IMAGE: "common-server",
+            "user.secret-ish": "never published",
+        },
+        devices=devices,
+        ipv4=("10.161.5.23",),
+    )
+
+
+def make_snapshot(
+    path: Path,
+    instances: list[Instance],
+    *,
+    free_disk: int = 500 * GiB,
+    made: datetime | None = None,
+    policy_text: str | None = None,
+) -> Path:
+    """snapshot.json as `ssp publish` writes it, from these LXD instances."""
+    policy_raw = policy_text.encode() if policy_text else (ROOT / "config/policy.yaml").read_bytes()
+    config, problems = load_config(policy_raw, (ROOT / "config/hosts.yaml").read_bytes())
+    assert config is not None, problems
+    made = made or datetime.fromisoformat(NOW) - timedelta(hours=1)
+    status = build(
+        policy=config.policy,
+        inventory=config.inventory,
+        requests=(),
+        instances=instances,
+        servers=(),
+        now=made,
+        today=made.date(),
+        pool=PoolUse("default", 4096 * GiB - free_disk, 4096 * GiB),
+    )
+    taken = snapshots.make(status, instances, config.policy, commit="a" * 40)
+    path.write_text(snapshots.to_json(taken), encoding="utf-8")
+    return path

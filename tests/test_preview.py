@@ -1,0 +1,238 @@
+"""The plan preview on a pull request: `ssp validate --base main --snapshot FILE`.
+
+Each test is a real git repository (the sample config on `main`, a PR branch on top) and a
+snapshot made the way `ssp publish` makes it on the host: `status.build` over LXD instances,
+then `snapshot.make` (redacted as the policy says) and its JSON. The CLI then judges the PR
+as the PR check does, and the preview must say what `make_plan` would give each request,
+flag what would not fit (free GPUs, the pool's free disk) as a warning on the request's line,
+show a change as a diff, and, without a usable snapshot, say why and validate all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from helpers import ENV, NOW, ROOT, GitRepo, line_of, valid_request, validate
+from snapshots import PCI, GiB, container, make_snapshot
+
+from provisioner.state import Instance
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+
+CAROL = "requests/carol/carol-box.yaml"
+ALICE = "requests/alice/alice-box.yaml"
+CAROL_REQUEST = valid_request(owner="carol", gpus="3", shares="[]")
+
+
+def pull_request(tmp_path: Path, base: dict[str, str], head: dict[str, str | None]) -> GitRepo:
+    return GitRepo.pull_request(tmp_path / "lab", base, head)  # type: ignore[arg-type]
+
+
+def check(repo: GitRepo, snap: Path, *extra: str, env: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
+    done = validate(
+        repo.root,
+        "--base",
+        "main",
+        "--author",
+        "alice",
+        "--snapshot",
+        str(snap),
+        "--format",
+        "json",
+        *extra,
+        env=env,
+    )
+    doc = json.loads(done.out)
+    doc["exit"] = done.code
+    return doc
+
+
+def rows(doc: dict) -> dict:  # type: ignore[type-arg]
+    return {r["path"]: r for r in doc["preview"]["rows"]}
+
+
+def warnings(doc: dict) -> list[tuple[str, int, str]]:  # type: ignore[type-arg]
+    return [
+        (p["path"], p["line"], p["rule"]) for p in doc["problems"] if p["severity"] == "warning"
+    ]
+
+
+def test_a_new_request_gets_the_free_gpu_and_the_next_port_as_apply_would(tmp_path: Path) -> None:
+    mine = valid_request(gpus="1", shares="[]")
+    repo = pull_request(tmp_path, {CAROL: CAROL_REQUEST}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("carol-box", "carol", (0, 1, 2), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0 and warnings(doc) == []
+    row = rows(doc)[ALICE]
+    assert (row["verb"], row["gpus"], row["port"]) == ("create", "3", "22002")
+    assert row["disk"] == "50GiB (+50GiB; pool has 500GiB free)"
+    assert row["quota"] == "1/2 GPUs, 1/2 containers, 50GiB/300GiB disk"
+    assert doc["preview"]["free_gpus"] == "3" and doc["preview"]["usable"]
+
+
+def test_more_gpus_than_are_free_is_a_warning_on_the_gpus_line(tmp_path: Path) -> None:
+    # The inventory has room (4 GPUs, nobody on main asks for one), the host does not: an
+    # instance no valid request manages (an admin's experiment, a lapsed lease not yet
+    # retired) holds three of them.
+    mine = valid_request(gpus="2", shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("old-box", "carol", (0, 1, 2), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0  # a warning: the check itself passes
+    assert warnings(doc) == [(ALICE, line_of(mine, "gpus:"), "preview.fit")]
+    (flag,) = rows(doc)[ALICE]["flags"]
+    assert "only 1 of the 2 GPUs asked for are free" in flag
+    assert rows(doc)[ALICE]["gpus"] == "—"
+
+
+def test_a_pinned_gpu_someone_holds_is_flagged(tmp_path: Path) -> None:
+    mine = valid_request(gpus=["2"], shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    # an instance no request manages holds GPU 2 (say, an admin's experiment)
+    other = Instance("admin-test", "Running", devices={"gpu": {"type": "gpu", "pci": PCI[2]}})
+    snap = make_snapshot(tmp_path / "s.json", [other])
+
+    doc = check(repo, snap)
+
+    assert warnings(doc) == [(ALICE, line_of(mine, "  - 2"), "preview.fit")]
+    assert "GPU 2 (0000:86:00.0) is in use by instance 'admin-test'" in rows(doc)[ALICE]["flags"][0]
+
+
+def test_more_disk_than_the_pool_has_free_is_a_warning_on_the_disk_line(tmp_path: Path) -> None:
+    mine = valid_request(gpus="0", disk="200GiB", shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    snap = make_snapshot(tmp_path / "s.json", [], free_disk=120 * GiB)
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0
+    assert warnings(doc) == [(ALICE, line_of(mine, "disk:"), "preview.disk")]
+    assert rows(doc)[ALICE]["flags"] == ["its disk needs 200GiB more and the pool has 120GiB free"]
+
+
+def test_a_change_shows_its_diff_and_keeps_its_gpus_and_port(tmp_path: Path) -> None:
+    before = valid_request(gpus="1", shares="[]", expires="2027-03-31")
+    after = valid_request(gpus="1", shares="[]", expires="2027-09-30", disk="80GiB")
+    repo = pull_request(tmp_path, {ALICE: before, CAROL: CAROL_REQUEST}, {ALICE: after})
+    snap = make_snapshot(
+        tmp_path / "s.json",
+        [
+            container("carol-box", "carol", (0, 1, 2), 22001, "50GiB"),
+            container("alice-box", "alice", (3,), 22005, "50GiB"),
+        ],
+    )
+
+    doc = check(repo, snap)
+
+    row = rows(doc)[ALICE]
+    assert row["verb"] == "change"
+    assert row["diff"] == ["disk: 50GiB → 80GiB", "expires: 2027-03-31 → 2027-09-30"]
+    assert (row["gpus"], row["port"]) == ("3", "22005 (kept)")
+    assert row["disk"] == "50GiB → 80GiB (+30GiB; pool has 500GiB free)"
+    assert warnings(doc) == []
+
+
+def test_the_job_summary_shows_the_preview_and_flags_at_a_glance(tmp_path: Path) -> None:
+    mine = valid_request(gpus="2", shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("old-box", "carol", (0, 1, 2), 22001, "50GiB")]
+    )
+    summary = tmp_path / "summary.md"
+
+    done = validate(
+        repo.root, "--base", "main", "--author", "alice", "--snapshot", str(snap),
+        "--format", "github", env={**ENV, "GITHUB_STEP_SUMMARY": str(summary)},
+    )  # fmt: skip
+
+    assert done.code == 0
+    assert f"::warning file={ALICE},line={line_of(mine, 'gpus:')}" in done.out
+    text = summary.read_text(encoding="utf-8")
+    assert "### Plan preview" in text
+    assert "⚠️ **1 request(s) would not fit on the host now**" in text
+    assert "Free GPUs now: **3**" in text
+    # the warning is also among the summary's first lines, before the tables
+    assert text.index("would not fit on the host now") < text.index("### Quota use")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "no state snapshot was found (the host has not published one yet)"),
+        ("stale", "older than the policy's snapshot.max_age_hours (30)"),
+        ("format", "it is in format 2, this ssp reads format 1"),
+        ("garbage", "it is not a valid snapshot"),
+        ("extra key", "it is not a valid snapshot (instances.0.address: Extra inputs"),
+    ],
+)
+def test_without_a_usable_snapshot_it_says_why_and_still_validates(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    before = valid_request(gpus="1", shares="[]", expires="2027-03-31")
+    after = valid_request(gpus="1", shares="[]", expires="2027-09-30")
+    repo = pull_request(tmp_path, {ALICE: before}, {ALICE: after})
+    snap = tmp_path / "s.json"
+    good = [container("alice-box", "alice", (3,), 22005, "50GiB")]
+    if case == "stale":
+        make_snapshot(snap, good, made=datetime.fromisoformat(NOW) - timedelta(hours=31))
+    elif case == "format":
+        make_snapshot(snap, good)
+        snap.write_text(
+            snap.read_text()
+            .replace('"format":1', '"format":2')
+            .replace('"format": 1', '"format": 2')
+        )
+    elif case == "garbage":
+        snap.write_text("<html>not json</html>")
+    elif case == "extra key":
+        make_snapshot(snap, good)
+        doc = json.loads(snap.read_text())
+        doc["instances"][0]["address"] = "10.0.0.1"
+        snap.write_text(json.dumps(doc))
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0 and doc["ok"]
+    assert doc["preview"]["usable"] is False
+    assert expected in doc["preview"]["source"]
+    row = rows(doc)[ALICE]
+    assert row["diff"] == ["expires: 2027-03-31 → 2027-09-30"]  # the diff needs no snapshot
+    assert (row["gpus"], row["port"], row["disk"]) == ("—", "—", "—")
+
+
+def test_a_bad_request_still_fails_with_a_snapshot(tmp_path: Path) -> None:
+    mine = valid_request(gpus="7", shares="[]")  # more than the host has
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    snap = make_snapshot(tmp_path / "s.json", [])
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 1
+    assert rows(doc)[ALICE]["what"] == "(not valid: see the problems above)"
+
+
+def test_the_snapshot_holds_no_addresses_or_config_unless_the_policy_allows(
+    tmp_path: Path,
+) -> None:
+    box = container("alice-box", "alice", (3,), 22005, "50GiB")
+    text = make_snapshot(tmp_path / "s.json", [box]).read_text(encoding="utf-8")
+    assert "10.161.5.23" not in text and "never published" not in text
+    assert json.loads(text)["addresses"] is False
+
+    allowing = (
+        (ROOT / "config/policy.yaml").read_text().replace("addresses: false", "addresses: true")
+    )
+    text = make_snapshot(tmp_path / "t.json", [box], policy_text=allowing).read_text()
+    assert "10.161.5.23" in text and "never published" not in text
