@@ -121,4 +121,5 @@ def summary_args(path: str) -> dict[str, object]:
         "changes": [],
         "members": [],
         "hosts": [],
+        "renewals": [],
     }
