@@ -33,6 +33,7 @@ from provisioner.outcomes import (
     Outcome,
     container_outcome,
     failed,
+    image_result,
     refused,
     retire_result,
 )
@@ -40,16 +41,20 @@ from provisioner.plandata import (
     AccountAction,
     Action,
     Create,
+    ImageReady,
     Kind,
     Plan,
+    Publish,
     Ready,
     Refuse,
     Restore,
     Retire,
     Start,
+    Unpublish,
     Update,
     unchanged,
 )
+from provisioner.publishing import publish, unpublish
 from provisioner.state import Instance, LxdApi
 
 IPV4_TIMEOUT_S = 60.0
@@ -303,6 +308,12 @@ class Applier:
             return self.retire(action)
         if isinstance(action, AccountAction):
             return self.account(action)
+        if isinstance(action, Publish):
+            return publish(self.lxd, action, sha=self.sha, log=self.log)
+        if isinstance(action, Unpublish):
+            return unpublish(self.lxd, action, log=self.log)
+        if isinstance(action, ImageReady):
+            return image_result(action, Done.UNCHANGED)
         return refused(action)
 
 
@@ -362,5 +373,7 @@ def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier)
         Kind.RETIRE: Done.WOULD_RETIRE,
         Kind.RESTORE: Done.WOULD_RESTORE,
         Kind.ACCOUNT: Done.WOULD_CHANGE_ACCOUNT,
+        Kind.PUBLISH: Done.WOULD_PUBLISH,
+        Kind.UNPUBLISH: Done.WOULD_DELETE,
     }[action.kind]
     return dataclasses.replace(failed(action, LxdError("")), action=word, ok=True, message="")

@@ -161,6 +161,7 @@ def outcome_dict(policy: Policy, o: Outcome) -> dict[str, Any]:
         "expires": o.expires.isoformat() if o.expires else None,
         "snapshots": o.snapshots,
         "server": o.server,
+        "image": o.image,
     }
 
 

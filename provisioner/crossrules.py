@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from provisioner import sizes
+from provisioner.imagerules import check_images
 from provisioner.loaded import Loaded, Resources, resources
-from provisioner.models import AccountRequest, ContainerRequest, Inventory, Policy
+from provisioner.models import AccountRequest, ContainerRequest, ImageRequest, Inventory, Policy
 from provisioner.problems import Problem
 from provisioner.sizes import size_bytes
 from provisioner.sshkeys import SshKey, parse_key
@@ -60,6 +61,7 @@ def check_all(
         *_quotas(items, policy, inventory),
         *_gpus(items, policy, inventory),
         *_capacity(items, policy, inventory),
+        *check_images(items, policy),
     ]
 
 
@@ -93,6 +95,8 @@ def _shared_keys(items: Sequence[Loaded], focus: frozenset[str] | None) -> Itera
     # requests; the owner of the oldest keeps it and every other owner is told.
     places: dict[str, list[tuple[Loaded, int]]] = defaultdict(list)
     for item in items:
+        if isinstance(item.request, ImageRequest):
+            continue  # an image holds no keys
         for i, text in enumerate(item.request.ssh_keys):
             key = parse_key(text)
             if isinstance(key, SshKey):

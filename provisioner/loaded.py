@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provisioner.document import Document, Where
-from provisioner.models import AccountRequest, ContainerRequest, Inventory, Policy
+from provisioner.models import AnyRequest, ContainerRequest, Inventory, Policy
 from provisioner.problems import Problem, Severity
 from provisioner.requestpaths import owner_folder, request_stem
 from provisioner.sizes import size_bytes
@@ -20,7 +20,7 @@ class Loaded:
 
     path: str
     doc: Document
-    request: ContainerRequest | AccountRequest
+    request: AnyRequest
 
     @property
     def folder(self) -> str:

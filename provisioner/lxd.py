@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib import parse
 
 from pylxd import exceptions as pylxd_errors
 from pylxd.models import Instance as PylxdInstance
@@ -44,7 +45,7 @@ from provisioner.lxdwire import (
     source_text,
     to_instance,
 )
-from provisioner.state import Devices, ExecResult, Instance
+from provisioner.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance
 
 _CHUNK = 1 << 20  # an export is streamed to its file a MiB at a time
 
@@ -264,6 +265,51 @@ class Lxd(LxdHost):
             if found or time.monotonic() >= deadline:
                 return found
             time.sleep(POLL_S)
+
+    # -- images -----------------------------------------------------------------------------
+    # ssp's project has no images of its own (features.images=false): they are the default
+    # project's, seen from every project. Aliases may hold '/', so they are sent quoted.
+
+    def images(self) -> list[Image]:
+        """ssp's images (`ssp.managed=true` in their properties): one GET (recursion=1)."""
+        got = self._send("list images", self._api.images.get, params={"recursion": 1})
+        found = [
+            Image(
+                fingerprint=str(m["fingerprint"]),
+                aliases=tuple(str(a["name"]) for a in m.get("aliases") or ()),
+                properties={str(k): str(v) for k, v in (m.get("properties") or {}).items()},
+                description=str((m.get("properties") or {}).get("description", "")),
+            )
+            for m in got.json()["metadata"]
+        ]
+        return [i for i in found if i.properties.get(IMAGE_MANAGED) == "true"]
+
+    def publish_image(
+        self,
+        name: str,
+        snapshot: str,
+        alias: str,
+        properties: Mapping[str, str],
+        description: str,
+    ) -> str:
+        """Publish a snapshot as an image with one alias (`lxc publish NAME/SNAP --alias`);
+        the instance keeps running. Returns the new image's fingerprint."""
+        body = {
+            "source": {"type": "snapshot", "name": f"{name}/{snapshot}"},
+            "aliases": [{"name": alias, "description": description}],
+            "properties": {**properties, "description": description},
+            "public": False,
+        }
+        what = f"publish {name!r} snapshot {snapshot!r} as image {alias!r}"
+        self._send(what, self._api.images.post, json=body)
+        node = self._api.images.aliases[parse.quote(alias, safe="")]
+        got = self._send(f"read image alias {alias!r}", node.get)
+        return str(got.json()["metadata"]["target"])
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete an image with its aliases (instances made from it keep their copy)."""
+        node = self._api.images[fingerprint]
+        self._send(f"delete image {fingerprint[:12]}", node.delete)
 
     def export(self, name: str, path: str) -> int:
         """The instance and its snapshots as an `lxc export`-style tarball at PATH (a file

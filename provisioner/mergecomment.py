@@ -115,6 +115,8 @@ def template_for(outcomes: Sequence[Outcome], problems: Sequence[Problem], block
         return "retired"
     if all(o.kind == Subject.ACCOUNT for o in outcomes):
         return "account"
+    if all(o.kind == Subject.IMAGE for o in outcomes):
+        return "image"
     return "applied"
 
 
@@ -145,6 +147,7 @@ def draft(
         failed=[r for r in rows if not r["ok"]],
         containers=[r for r in rows if r["ok"] and r["kind"] == "container" and not r["gone"]],
         accounts=[r for r in rows if r["ok"] and r["kind"] == "account" and not r["gone"]],
+        images=[r for r in rows if r["ok"] and r["kind"] == "image" and not r["gone"]],
         gone=[r for r in rows if r["ok"] and r["gone"]],
         problems=list(problems),
         competing=any(competing(p.rule) for p in problems),
@@ -229,6 +232,8 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
 def _status(o: Outcome) -> str:
     if o.kind == Subject.ACCOUNT and o.action == Done.UNCHANGED:
         return "ready; nothing needed changing"
+    if o.kind == Subject.IMAGE:
+        return "published" if o.action == Done.PUBLISHED else "published; nothing needed changing"
     return {
         "created": "created",
         "updated": "updated",

@@ -58,6 +58,17 @@ PciAddress = Annotated[
     Field(description="PCI address in LXD's form: 0000:4b:00.0"),
 ]
 
+# A member's own image, published by a `kind: image` request: `<owner>/<name>`.
+MEMBER_IMAGE_PATTERN = r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*/[a-z][a-z0-9-]{1,30}[a-z0-9]"
+ImageRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^([a-z][a-z0-9._-]{0,62}|" + MEMBER_IMAGE_PATTERN + r")$"),
+    Field(
+        description="An id in policy.images, or a member's image `<owner>/<name>` (see "
+        "`kind: image`)."
+    ),
+]
+
 # The form is a rule of its own (restore.snapshot), so its message can say what a snapshot is.
 SnapshotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -83,7 +94,11 @@ class ContainerRequest(_Strict):
     name: Name
     owner: Login
     purpose: Purpose
-    image: Id | None = Field(None, description="An id in policy.images (default: the policy's).")
+    image: ImageRef | None = Field(
+        None,
+        description="An id in policy.images (default: the policy's), or a member's image "
+        "`<owner>/<name>`: your own, or one the policy shares.",
+    )
     gpus: GpuIndexList | Annotated[int, Field(ge=0, le=16)] = Field(
         0, description="A count, or a list of nvidia-smi indices from config/hosts.yaml."
     )
@@ -124,10 +139,49 @@ class AccountRequest(_Strict):
     )
 
 
-Request = Annotated[ContainerRequest | AccountRequest, Field(discriminator="kind")]
-REQUEST_MODELS: dict[str, type[ContainerRequest] | type[AccountRequest]] = {
+class ImageRequest(_Strict):
+    """An LXD image made from one of one's own containers, to start later containers from."""
+
+    model_config = ConfigDict(title="Image request")
+
+    kind: Literal["image"]
+    name: Name
+    owner: Login
+    purpose: Purpose
+    source: Name = Field(
+        alias="from",
+        description="One of your own containers (the name in its request) to publish.",
+    )
+    snapshot: SnapshotName | None = Field(
+        None,
+        description="One of that container's snapshots to publish (default: ssp takes one, "
+        "`ssp-image-<name>`, so the container keeps running).",
+    )
+    expires: date = Field(
+        description="Last day the image is kept (YYYY-MM-DD), inclusive, in the policy's time "
+        "zone; then it is deleted (containers made from it keep their copy)."
+    )
+
+
+def member_image(image: str | None) -> tuple[str, str] | None:
+    """`(owner, name)` of a member's image reference (`alice/base`); None for a lab image."""
+    if image is None or "/" not in image:
+        return None
+    owner, _, name = image.partition("/")
+    return owner, name
+
+
+def image_alias(owner: str, name: str) -> str:
+    """The LXD image alias of a member's image: its request's folder and name."""
+    return f"{owner}/{name}"
+
+
+AnyRequest = ContainerRequest | AccountRequest | ImageRequest
+Request = Annotated[AnyRequest, Field(discriminator="kind")]
+REQUEST_MODELS: dict[str, type[ContainerRequest] | type[AccountRequest] | type[ImageRequest]] = {
     "container": ContainerRequest,
     "account": AccountRequest,
+    "image": ImageRequest,
 }
 
 
@@ -321,6 +375,11 @@ class Policy(_Strict):
         description="Days before the last day of a lease on which its owner gets a reminder.",
     )
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
+    images_shared: bool = Field(
+        False,
+        description="Members' own images (`kind: image`, used as `image: <owner>/<name>`) may "
+        "be used by every member; false: only by the member who published it.",
+    )
     lxd: LxdSettings = Field(default_factory=LxdSettings)
     snapshot: SnapshotPolicy = Field(
         default_factory=SnapshotPolicy,

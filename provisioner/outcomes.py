@@ -17,11 +17,14 @@ from provisioner.plandata import (
     Action,
     Create,
     Drift,
+    ImageReady,
+    Publish,
     Ready,
     Refuse,
     Restore,
     Retire,
     Start,
+    Unpublish,
     Update,
 )
 from provisioner.requestpaths import request_owner
@@ -32,6 +35,7 @@ class Subject(StrEnum):
 
     CONTAINER = "container"
     ACCOUNT = "account"
+    IMAGE = "image"
 
 
 class Done(StrEnum):
@@ -44,6 +48,8 @@ class Done(StrEnum):
     RETIRED = "retired"
     RESTORED = "restored"
     LOCKED = "locked"
+    PUBLISHED = "published"
+    DELETED = "deleted"  # a member's image whose request is gone
     REFUSED = "refused"
     FAILED = "failed"
     WOULD_CREATE = "would create"
@@ -52,10 +58,12 @@ class Done(StrEnum):
     WOULD_RETIRE = "would retire"
     WOULD_RESTORE = "would restore"
     WOULD_CHANGE_ACCOUNT = "would change account"
+    WOULD_PUBLISH = "would publish"
+    WOULD_DELETE = "would delete"
 
 
 # Outcomes whose request gave something back: no login to show, nothing to ssh into.
-GIVEN_BACK = frozenset({Done.RETIRED, Done.LOCKED})
+GIVEN_BACK = frozenset({Done.RETIRED, Done.LOCKED, Done.DELETED})
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class Outcome:
     snapshots: str = ""
     server: str = ""
     sudo: bool = False
+    image: str = ""  # a member's image: its alias, what later requests write as `image:`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +164,22 @@ def retire_result(action: Retire, done: Done, *, ok: bool, message: str) -> Outc
     )
 
 
+def image_result(
+    action: Publish | Unpublish | ImageReady, done: Done, *, ok: bool = True, message: str = ""
+) -> Outcome:
+    """An image request's outcome: the alias later requests start containers from."""
+    return Outcome(
+        name=action.name,
+        owner=action.owner,
+        request_path=action.request_path,
+        kind=Subject.IMAGE,
+        action=done,
+        ok=ok,
+        message=message,
+        image=action.alias,
+    )
+
+
 def failed(action: Action, error: Exception) -> Outcome:
     """The outcome of an action that raised: its request failed, with LXD's reason."""
     if isinstance(action, Create | Update | Start | Ready | Restore):
@@ -163,6 +188,8 @@ def failed(action: Action, error: Exception) -> Outcome:
         return account_result(action.account, Done.FAILED, ok=False, message=str(error))
     if isinstance(action, Retire):
         return retire_result(action, Done.FAILED, ok=False, message=str(error))
+    if isinstance(action, Publish | Unpublish | ImageReady):
+        return image_result(action, Done.FAILED, ok=False, message=str(error))
     return refused(action)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from provisioner import allocate, idranges, state
+from provisioner import allocate, idranges, imageplan, state
 from provisioner import spec as specs
 from provisioner.loaded import Loaded
 from provisioner.models import AccountRequest, ContainerRequest
@@ -213,6 +213,7 @@ def make_plan(inputs: Inputs) -> Plan:
     ids = allocate.host_ids(inputs, containers)
     held, taken = allocate.ports(inputs)
     pool = allocate.PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
+    member_users = imageplan.member_users(inputs)
     actions: list[Action] = []
     drift: list[Drift] = []
     wanted: set[str] = set()
@@ -234,7 +235,11 @@ def make_plan(inputs: Inputs) -> Plan:
             item.path,
             inputs.policy,
             specs.Placement(
-                gpus.get(req.name, ()), ssh_port, rdp_port, ids=ids.blocks.get(req.name)
+                gpus.get(req.name, ()),
+                ssh_port,
+                rdp_port,
+                ids=ids.blocks.get(req.name),
+                member_users=member_users,
             ),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
@@ -259,6 +264,8 @@ def make_plan(inputs: Inputs) -> Plan:
     actions.sort(key=lambda a: 0 if isinstance(a, Update) else 1)
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)
+    # Images before the containers that start from them: changes run before creates.
+    actions = imageplan.image_actions(inputs) + actions
     actions += _retirements(inputs, wanted)
     actions += _accounts(inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)

@@ -17,7 +17,7 @@ from provisioner import spec as specs
 from provisioner.idranges import IdMapUse, IdRange
 from provisioner.loaded import Loaded
 from provisioner.models import Inventory, Policy
-from provisioner.state import Instance
+from provisioner.state import Image, Instance
 
 
 class Kind(StrEnum):
@@ -29,6 +29,8 @@ class Kind(StrEnum):
     READY = "ready"
     RETIRE = "retire"
     RESTORE = "restore"
+    PUBLISH = "publish"  # a member's image (`kind: image`)
+    UNPUBLISH = "unpublish"
     REFUSE = "refuse"
     ACCOUNT = "account"
 
@@ -117,6 +119,57 @@ class Restore:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Publish:
+    """Publish a member's image from a snapshot of one of their containers (taken first
+    when the request names none), replacing ssp's older image under the alias if any."""
+
+    name: str  # the image request's name
+    owner: str
+    request_path: str
+    alias: str
+    instance: str
+    snapshot: str
+    take_snapshot: bool
+    description: str
+    users: bool  # the image has useradd and sshd, as its container's image had
+    replace: str = ""  # the fingerprint of ssp's image under the alias now, deleted first
+    kind: ClassVar[Kind] = Kind.PUBLISH
+
+    @property
+    def detail(self) -> str:
+        return f"image {self.alias} from {self.instance}/{self.snapshot}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unpublish:
+    """Delete a member's image whose request was removed or whose lease ended."""
+
+    name: str
+    owner: str
+    request_path: str
+    alias: str
+    fingerprint: str
+    reason: str
+    kind: ClassVar[Kind] = Kind.UNPUBLISH
+
+    @property
+    def detail(self) -> str:
+        return f"delete image {self.alias}: {self.reason}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageReady:
+    """A member's image that is as asked: reported only."""
+
+    name: str
+    owner: str
+    request_path: str
+    alias: str
+    kind: ClassVar[Kind] = Kind.READY
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Retire:
     name: str
     owner: str
@@ -167,12 +220,24 @@ class Drift:
     message: str
 
 
-Action = Create | Update | Start | Ready | Restore | Retire | Refuse | AccountAction
+Action = (
+    Create
+    | Update
+    | Start
+    | Ready
+    | Restore
+    | Retire
+    | Refuse
+    | AccountAction
+    | Publish
+    | Unpublish
+    | ImageReady
+)
 
 
 def unchanged(action: Action) -> bool:
-    """Nothing to do, only to report: a container that is as asked, an account likewise."""
-    return isinstance(action, Ready) or (
+    """Nothing to do, only to report: a container or an image as asked, an account likewise."""
+    return isinstance(action, Ready | ImageReady) or (
         isinstance(action, AccountAction) and action.verb == AccountVerb.KEEP
     )
 
@@ -207,6 +272,7 @@ class Inputs:
     gpu_refusal: str | None = None  # why GPUs may not be attached now (None: they may)
     skipped: frozenset[str] = field(default_factory=frozenset)  # invalid request paths
     servers: tuple[Instance, ...] = ()  # the shared servers' instances (accounts live there)
+    images: tuple[Image, ...] = ()  # ssp's images (members' `kind: image`)
     # Where containers' host ID blocks may go (root's subordinate IDs), and every instance's
     # blocks on the host, in all projects: a new block must be clear of all of them.
     id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS

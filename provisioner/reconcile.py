@@ -21,7 +21,7 @@ from provisioner.outcomes import ApplyResult
 from provisioner.plan import make_plan
 from provisioner.plandata import Inputs, Plan
 from provisioner.problems import Problem, Severity
-from provisioner.state import Instance, LxdApi
+from provisioner.state import Image, Instance, LxdApi
 from provisioner.validate import Validation, today_for
 
 
@@ -38,6 +38,7 @@ class Observed:
     instances: tuple[Instance, ...]
     servers: tuple[Instance, ...]
     id_maps: tuple[IdMapUse, ...] = ()  # every instance's host IDs, all projects
+    images: tuple[Image, ...] = ()  # ssp's images (members' `kind: image`)
 
     def by_name(self) -> dict[str, Instance]:
         return {i.name: i for i in self.instances}
@@ -46,13 +47,16 @@ class Observed:
 def observe(
     config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
 ) -> Observed:
-    """The project's instances (one request), each shared server's instance, and the host
-    ID blocks of every instance on the host (one request; only planning needs them)."""
+    """The project's instances (one request), each shared server's instance, the host ID
+    blocks of every instance on the host and ssp's images (one request each; only planning
+    needs the last two)."""
     found = []
     for shared in config.policy.shared_servers.values():
         found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
     instances = tuple(lxd.instances())
-    return Observed(instances, tuple(found), tuple(lxd.id_maps()) if id_maps else ())
+    if not id_maps:
+        return Observed(instances, tuple(found))
+    return Observed(instances, tuple(found), tuple(lxd.id_maps()), tuple(lxd.images()))
 
 
 def plan_for(
@@ -76,6 +80,7 @@ def plan_for(
             expired=validation.expired,
             observed=observed.instances,
             servers=observed.servers,
+            images=observed.images,
             today=today_for(config, now),
             sha=sha,
             busy_ports=busy_ports,

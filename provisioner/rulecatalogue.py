@@ -47,7 +47,8 @@ class Rule:
 
 # Severity is ERROR unless WARNINGS says otherwise.
 # A lease ended: retired, not refused. The preview: the published state may be a day old.
-WARNINGS = frozenset({"lease.expired", "preview.fit", "preview.disk"})
+# A member's image nobody publishes: containers made from it keep working; a new one fails.
+WARNINGS = frozenset({"lease.expired", "preview.fit", "preview.disk", "image.unpublished"})
 _T, _F, _C, _P, _L = Scope.TREE, Scope.FILE, Scope.COMPETING, Scope.PULL, Scope.LAB
 _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
     "rules-file": (
@@ -138,6 +139,14 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
     ),
     "rules-snapshots-images": (
         ("restore.snapshot", _F, "a restore that is not a snapshot's name"),
+        ("image.snapshot", _F, "an image's snapshot that is not a snapshot's name"),
+        ("image.from", _F, "an image made from a container that is not the owner's"),
+        (
+            "image.not_yours",
+            _F,
+            "a container from another member's image the policy does not share",
+        ),
+        ("image.unpublished", _F, "a member's image that no image request publishes"),
     ),
     "rules-authz": (
         ("authz.other_owner", _P, "a change to another member's request"),

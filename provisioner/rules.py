@@ -15,6 +15,7 @@ from provisioner.models import (
     AccountRequest,
     ContainerRequest,
     Host,
+    ImageRequest,
     Inventory,
     Policy,
 )
@@ -67,12 +68,31 @@ def check_request(
     }:
         out.append(item.problem(("name",), "name.reserved", f"'{req.name}' is reserved"))
     out += _lease(item, policy, today, focused)
+    if isinstance(req, ImageRequest):
+        return out + _image(item, req)
     out += _keys(item)
     if isinstance(req, ContainerRequest):
         out += _container(item, req, policy, inventory)
     else:
         out += _account(item, req, policy)
     return out
+
+
+def _image(item: Loaded, req: ImageRequest) -> list[Problem]:
+    if req.snapshot is None or SNAPSHOT.fullmatch(req.snapshot):
+        return []
+    return [
+        item.problem(
+            ("snapshot",),
+            "image.snapshot",
+            f"snapshot: '{_shown(req.snapshot)}' is not a snapshot's name (letters, digits, '.', "
+            "'_' and '-', at most 63, e.g. snap0)",
+        )
+    ]
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _lease(item: Loaded, policy: Policy, today: date, focused: bool) -> list[Problem]:
@@ -109,9 +129,11 @@ def _lease(item: Loaded, policy: Policy, today: date, focused: bool) -> list[Pro
 
 
 def _keys(item: Loaded) -> list[Problem]:
+    req = item.request
+    assert not isinstance(req, ImageRequest)  # noqa: S101  (an image has no keys)
     out = []
     seen: dict[str, int] = {}
-    for i, text in enumerate(item.request.ssh_keys):
+    for i, text in enumerate(req.ssh_keys):
         parsed = parse_key(text)
         if isinstance(parsed, KeyRefusal):
             out.append(
@@ -135,7 +157,8 @@ def _container(
 ) -> list[Problem]:
     out = []
     image = req.image or policy.defaults.image
-    if image not in policy.images:
+    # A member's image (`<owner>/<name>`) is checked against the image requests (imagerules).
+    if "/" not in image and image not in policy.images:
         out.append(
             item.problem(
                 ("image",),
@@ -159,7 +182,7 @@ def _container(
                 item.problem(("shares", i), "share.duplicate", f"share '{share}' is listed twice")
             )
     if req.restore is not None and not SNAPSHOT.fullmatch(req.restore):
-        shown = req.restore if len(req.restore) <= 40 else req.restore[:39] + "…"
+        shown = _shown(req.restore)
         out.append(
             item.problem(
                 ("restore",),

@@ -34,6 +34,7 @@ _TARGETS: dict[str, Any] = {
     "request": models.Request,
     "container": models.ContainerRequest,
     "account": models.AccountRequest,
+    "image": models.ImageRequest,
     "policy": models.Policy,
     "hosts": models.Inventory,
 }
@@ -61,7 +62,7 @@ def _drop_optional_null(node: Any) -> Any:
 
 @cache
 def generate(kind: str) -> dict[str, Any]:
-    """The JSON Schema for `kind` (request, container, account, policy, hosts)."""
+    """The JSON Schema for `kind` (request, container, account, image, policy, hosts)."""
     schema = _drop_optional_null(TypeAdapter(_TARGETS[kind]).json_schema())
     out: dict[str, Any] = {"$schema": SCHEMA_DIALECT}
     if kind in SCHEMA_FILES:

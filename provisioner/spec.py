@@ -23,6 +23,7 @@ from provisioner.models import (
     ContainerRequest,
     GpuEntry,
     Policy,
+    member_image,
 )
 from provisioner.sizes import size_bytes
 
@@ -155,6 +156,8 @@ class AccountSpec:
 
 
 def image_source(policy: Policy, image_id: str) -> dict[str, str]:
+    if member_image(image_id) is not None:  # a member's image: its alias is its name
+        return {"type": "image", "alias": image_id}
     image = policy.images[image_id]
     if isinstance(image, CloneImage):
         # Instances and their snapshots live in the default project (the admin's base).
@@ -172,6 +175,8 @@ class Placement:
     rdp_port: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     ids: IdRange | None = None  # the host ID block (None only where a caller has no host)
+    # Members' images (`<owner>/<name>`) → whether each has useradd and sshd (imageplan).
+    member_users: Mapping[str, bool] = field(default_factory=dict)
 
 
 def container_spec(
@@ -252,7 +257,11 @@ def container_spec(
         desktop=request.desktop,
         expires=request.expires,
         snapshots=snapshots,
-        users=policy.images[image_id].users,
+        users=(
+            placement.member_users.get(image_id, True)
+            if member_image(image_id) is not None
+            else policy.images[image_id].users
+        ),
     )
 
 

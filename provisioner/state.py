@@ -29,6 +29,14 @@ KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
 RETIRED = "user.ssp.retired"  # date the instance was retired
 RESTORED = "user.ssp.restored"  # the snapshot its request's `restore` rolled it back to
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
+# A member's image (`kind: image`) keeps its labels in the image's properties, which LXD
+# keeps as they are: the same names without `user.`.
+IMAGE_MANAGED = "ssp.managed"
+IMAGE_OWNER = "ssp.owner"
+IMAGE_REQUEST = "ssp.request"
+IMAGE_SHA = "ssp.sha"
+IMAGE_SOURCE = "ssp.source"  # the container/snapshot it was published from
+IMAGE_USERS = "ssp.users"  # "true": it has useradd and sshd (see policy images' `users`)
 
 Devices = Mapping[str, Mapping[str, str]]
 
@@ -63,6 +71,20 @@ class Instance:
 
     def label(self, key: str) -> str | None:
         return self.config.get(key)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One of ssp's images (a member's `kind: image`) as LXD reports it."""
+
+    fingerprint: str
+    aliases: tuple[str, ...]
+    properties: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def managed(self) -> bool:
+        return self.properties.get(IMAGE_MANAGED) == "true"
 
 
 @dataclass(frozen=True)
@@ -140,6 +162,26 @@ class LxdApi(Protocol):
 
     def wait_ipv4(self, name: str, timeout_s: float) -> tuple[str, ...]:
         """The instance's IPv4 addresses, polling until one appears or time runs out."""
+        ...
+
+    def images(self) -> list[Image]:
+        """ssp's images (properties `ssp.managed=true`) the project can use, in one request."""
+        ...
+
+    def publish_image(
+        self,
+        name: str,
+        snapshot: str,
+        alias: str,
+        properties: Mapping[str, str],
+        description: str,
+    ) -> str:
+        """Publish an instance's snapshot as an image with `alias`; returns its fingerprint.
+        The instance may be running. An alias that exists already is refused."""
+        ...
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete an image and its aliases; instances made from it keep their own copy."""
         ...
 
 

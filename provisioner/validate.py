@@ -19,7 +19,7 @@ from provisioner.authz import FileChange, authorize
 from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.crossrules import check_all
 from provisioner.loaded import Loaded
-from provisioner.models import REQUEST_MODELS, AccountRequest, ContainerRequest
+from provisioner.models import REQUEST_MODELS, AnyRequest
 from provisioner.problems import Position, Problem, Severity
 from provisioner.requestpaths import LAYOUT, is_request_path, under_requests
 from provisioner.rulecatalogue import RULES
@@ -119,14 +119,14 @@ def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
                 path,
                 doc.position(where),
                 "schema.kind",
-                f"kind: {shown}; write 'kind: container' or 'kind: account'",
+                f"kind: {shown}; write 'kind: container', 'kind: account' or 'kind: image'",
                 where=where,
             )
         ]
     request, problems = check(doc, kind, REQUEST_MODELS[kind])
     if request is None:
         return None, problems
-    assert isinstance(request, ContainerRequest | AccountRequest)  # noqa: S101  (for mypy)
+    assert isinstance(request, AnyRequest)  # noqa: S101  (for mypy)
     return Loaded(path, doc, request), []
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from provisioner.authz import FileChange
 from provisioner.escape import command_data, command_property, log_line, one_line
 from provisioner.loaded import resources
-from provisioner.models import AccountRequest, ContainerRequest
+from provisioner.models import AccountRequest, AnyRequest, ContainerRequest, ImageRequest
 from provisioner.problems import Problem, Severity
 from provisioner.requestpaths import REQUEST_PATH
 from provisioner.sizes import format_size
@@ -102,9 +102,13 @@ class PlannedChange:
     what: str
 
 
-def _describe(request: ContainerRequest | AccountRequest | None) -> str:
+def _describe(request: AnyRequest | None) -> str:
     if request is None:
         return ""
+    if isinstance(request, ImageRequest):
+        return (
+            f"image {request.owner}/{request.name} from {request.source}, until {request.expires}"
+        )
     if isinstance(request, AccountRequest):
         return f"account on {request.server}, until {request.expires}"
     return f"container, {_gpu_words(request.gpus)}, until {request.expires}"

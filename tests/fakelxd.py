@@ -51,11 +51,11 @@ import yaml
 from provisioner import idranges
 from provisioner.errors import LxdError
 from provisioner.idranges import IdMapUse
-from provisioner.state import Devices, ExecResult, Instance, Project
+from provisioner.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance, Project
 from provisioner.tree import Tree
 from provisioner.validate import Validation, validate_tree
 
-READS = frozenset({"instances", "instance", "wait_ipv4", "id_maps"})
+READS = frozenset({"instances", "instance", "wait_ipv4", "id_maps", "images"})
 GOLDEN = "golden"
 BASE = "Common-Server"
 BASE_MACHINE_ID = b"0123456789abcdef0123456789abcdef\n"
@@ -196,6 +196,9 @@ class FakeDaemon:
         }
     )
     images: dict[str, Snapshot] = field(default_factory=dict)  # alias → what it unpacks to
+    # Published images: fingerprint → (its alias, its properties); what it unpacks to is in
+    # `images` under that alias. Like LXD's, they belong to no project (see hostproject).
+    published: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     projects: dict[str, dict[str, Record]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     failures: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
@@ -719,6 +722,51 @@ class FakeLxd:
         if record.status == "Running":
             raise _err("Instance is running")
         del self._records[name]
+
+    # -- LxdApi: images ------------------------------------------------------------------------
+
+    @_serialized
+    def images(self) -> list[Image]:
+        self._call("images", "")
+        return [
+            Image(fp, (alias,), dict(props), props.get("description", ""))
+            for fp, (alias, props) in sorted(self.daemon.published.items())
+            if props.get(IMAGE_MANAGED) == "true"
+        ]
+
+    @_serialized
+    def publish_image(
+        self,
+        name: str,
+        snapshot: str,
+        alias: str,
+        properties: Mapping[str, str],
+        description: str,
+    ) -> str:
+        self._call("publish_image", name)
+        record = self._get(name)
+        if snapshot not in record.snapshots:
+            raise _err(f"Snapshot {name}/{snapshot} does not exist")
+        if alias in self.daemon.images:
+            raise _err(f'Alias "{alias}" already exists')
+        saved = record.snapshots[snapshot]
+        self.daemon.serial += 1
+        fingerprint = f"{self.daemon.serial:064x}"
+        config = {k: v for k, v in saved.config.items() if k.startswith("image.")}
+        self.daemon.images[alias] = Snapshot(
+            {**config, "volatile.base_image": fingerprint}, {}, copy.deepcopy(saved.inside)
+        )
+        props = {**properties, "description": description}
+        self.daemon.published[fingerprint] = (alias, props)
+        return fingerprint
+
+    @_serialized
+    def delete_image(self, fingerprint: str) -> None:
+        self._call("delete_image", fingerprint)
+        if fingerprint not in self.daemon.published:
+            raise _err("Image not found")
+        alias, _props = self.daemon.published.pop(fingerprint)
+        del self.daemon.images[alias]
 
     # -- LxdApi: inside -------------------------------------------------------------------------
 

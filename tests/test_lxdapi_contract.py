@@ -297,6 +297,44 @@ def test_a_restore_brings_back_the_snapshots_files_and_config(lxd: Backend) -> N
     )
 
 
+def test_a_snapshot_is_published_started_from_and_deleted_with_its_alias(lxd: Backend) -> None:
+    """What `kind: image` relies on. Aliases are the daemon's, seen from every project:
+    the test's own name, and the image is deleted whatever happens."""
+    name = lxd.make("pub")
+    lxd.api.push_file(name, "/root/made", b"in the image\n", 0o644, 0, 0)
+    lxd.api.snapshot(name, "base")
+    lxd.api.start(name)  # a snapshot is published while its instance runs
+    alias = f"ssp-contract/{name}"
+    props = {"ssp.managed": "true", "ssp.owner": "alice", "ssp.request": "requests/a/b.yaml"}
+    fingerprint = lxd.api.publish_image(name, "base", alias, props, "contract image")
+    try:
+        found = [i for i in lxd.api.images() if i.fingerprint == fingerprint]
+        assert len(found) == 1
+        assert found[0].aliases == (alias,)
+        assert {k: found[0].properties[k] for k in props} == props
+        assert found[0].managed and found[0].description == "contract image"
+        _fails(lambda: lxd.api.publish_image(name, "base", alias, props, "again"), "already exists")
+        _fails(lambda: lxd.api.publish_image(name, "nope", f"{alias}-x", props, ""), "nope")
+        child = lxd.name("child")
+        lxd.api.create(child, {"type": "image", "alias": alias}, {}, {}, ["default"], "child")
+        # An image in use is still deleted: the instance keeps its own copy of the files.
+        lxd.api.delete_image(fingerprint)
+        lxd.api.start(child)
+        assert lxd.api.execute(child, ["cat", "/root/made"]).stdout == "in the image\n"
+    finally:
+        if any(i.fingerprint == fingerprint for i in lxd.api.images()):
+            lxd.api.delete_image(fingerprint)
+    assert all(i.fingerprint != fingerprint for i in lxd.api.images())
+    _fails(
+        lambda: lxd.api.create(
+            lxd.name("late"), {"type": "image", "alias": alias}, {}, {}, ["default"], ""
+        ),
+        "not found",
+    )
+    lxd.api.stop(name, timeout_s=5)
+    lxd.api.stop(child, timeout_s=5)
+
+
 def test_delete_refuses_running_and_protected_instances(lxd: Backend) -> None:
     running = lxd.make("delrun", running=True)
     _fails(lambda: lxd.api.delete(running), "running")
@@ -386,4 +424,5 @@ def test_every_call_on_a_missing_instance_says_not_found(lxd: Backend, method: s
 def test_the_contract_covers_every_method_of_lxdapi() -> None:
     methods = {m for m in vars(LxdApi) if not m.startswith("_")}
     covered = set(MISSING_CALLS) | {"instances", "id_maps", "create"}
+    covered |= {"images", "publish_image", "delete_image"}
     assert methods == covered, methods ^ covered

@@ -1,0 +1,91 @@
+"""Members' images on a real LXD (`kind: image`): published from a snapshot of a container
+with a file in it, a container of the same owner started from it has that file, a second
+pass changes nothing, another member may not use it (refused on its line), and removing the
+image request deletes the image while the container made from it keeps running. Aliases are
+the daemon's, seen from every project: the test's names are its own, and the image is
+deleted whatever happens."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from integration.helpers import (
+    EXPIRES,
+    NOW,
+    Adapters,
+    LabRepo,
+    apply_pass,
+    in_instance,
+    lxc,
+    outcomes,
+)
+from provisioner import gitfiles
+from provisioner.validate import validate_tree
+
+pytestmark = pytest.mark.lxd
+
+
+def _image_request(owner: str, name: str, source: str) -> tuple[str, bytes]:
+    doc = {
+        "kind": "image",
+        "name": name,
+        "owner": owner,
+        "purpose": "A base with my tools",
+        "from": source,
+        "expires": EXPIRES,
+    }
+    return f"requests/{owner}/{name}.yaml", yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _alias_exists(alias: str) -> bool:
+    return (
+        lxc("image", "alias", "list", "--format", "csv", check=False).stdout.count(f"{alias},") == 1
+    )
+
+
+def test_an_image_is_published_started_from_kept_to_its_owner_and_deleted(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
+) -> None:
+    base, image, child = f"src-{suffix}", f"img-{suffix}", f"kid-{suffix}"
+    alias = f"alice/{image}"
+    source = lab.container(base, image="busybox")
+    assert apply_pass(lab, adapters, source).result.ok
+    in_instance(lxd_project, base, "sh", "-c", "echo tools > /root/made")
+    published = _image_request("alice", image, base)
+    try:
+        # The image and the container from it in one pass: images are published first.
+        kid = lab.container(child, image=alias)
+        done = apply_pass(lab, adapters, source, published, kid)
+        got = outcomes(done)
+        assert got[image][:2] == ("published", True), got
+        assert got[child][:2] == ("created", True), got
+        assert _alias_exists(alias)
+        assert in_instance(lxd_project, child, "cat", "/root/made").stdout == "tools\n"
+        # Published from a snapshot ssp took: the source container kept running.
+        assert in_instance(lxd_project, base, "true").returncode == 0
+        assert f"ssp-image-{image}" in adapters.main.instance(base).snapshots
+
+        before = len(adapters.mutations())
+        again = apply_pass(lab, adapters, source, published, kid)
+        assert outcomes(again)[image][0] == "unchanged"
+        assert adapters.mutations()[before:] == []
+
+        # Another member's request naming it is refused on the `image:` line.
+        theirs = lab.container(f"bob-{suffix}", owner="bob", image=alias)
+        lab.write(source, published, kid, theirs)
+        found = validate_tree(gitfiles.worktree(lab.root), NOW).problems
+        refusal = [p for p in found if p.rule == "image.not_yours"]
+        assert [p.path for p in refusal] == [theirs[0]]
+        line = theirs[1].decode().splitlines().index(f"image: {alias}") + 1
+        assert refusal[0].line == line
+        assert "is alice's" in refusal[0].message
+
+        # The request removed: the image goes, the container made from it keeps its files.
+        gone = apply_pass(lab, adapters, source, kid)
+        assert outcomes(gone)[image][:2] == ("deleted", True), outcomes(gone)
+        assert outcomes(gone)[child][0] == "unchanged"
+        assert not _alias_exists(alias)
+        assert in_instance(lxd_project, child, "cat", "/root/made").stdout == "tools\n"
+    finally:
+        lxc("image", "delete", alias, check=False)
