@@ -28,7 +28,7 @@ from provisioner import snapshot as snapshots
 from provisioner.authz import FileChange
 from provisioner.escape import one_line
 from provisioner.loaded import Loaded, resources
-from provisioner.models import AccountRequest, ContainerRequest
+from provisioner.models import AccountRequest, AnyRequest, ContainerRequest, ImageRequest
 from provisioner.problems import Problem, Severity
 from provisioner.requestpaths import REQUEST_PATH
 from provisioner.sizes import format_size
@@ -78,9 +78,7 @@ def _value(field: str, value: Any) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
-def diff(
-    old: ContainerRequest | AccountRequest, new: ContainerRequest | AccountRequest
-) -> tuple[str, ...]:
+def diff(old: AnyRequest, new: AnyRequest) -> tuple[str, ...]:
     """`field: old → new` for each field that differs (keys by count, never their text)."""
     lines = []
     before, after = old.model_dump(), new.model_dump()
@@ -94,7 +92,9 @@ def diff(
     return tuple(lines)
 
 
-def _what(request: ContainerRequest | AccountRequest) -> str:
+def _what(request: AnyRequest) -> str:
+    if isinstance(request, ImageRequest):
+        return f"image {request.owner}/{request.name} from {request.source}"
     if isinstance(request, AccountRequest):
         return f"account {request.name} on {request.server}"
     return f"container {request.name}"
