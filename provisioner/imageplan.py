@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from provisioner import state
-from provisioner.models import ContainerRequest, ImageRequest, Policy, image_alias, member_image
+from provisioner.models import ContainerRequest, ImageRequest, Policy
 from provisioner.plandata import Action, ImageReady, Inputs, Publish, Refuse, Unpublish
-from provisioner.requestpaths import owner_folder, request_stem
+from provisioner.requestpaths import image_alias, member_image, owner_folder, request_stem
 from provisioner.state import Image, Instance
 
 SNAPSHOT_PREFIX = "ssp-image-"

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from provisioner.loaded import Loaded
-from provisioner.models import ContainerRequest, ImageRequest, Policy, image_alias, member_image
+from provisioner.models import ContainerRequest, ImageRequest, Policy
 from provisioner.problems import Problem, Severity
+from provisioner.requestpaths import image_alias, member_image
 
 
 def check_images(items: Sequence[Loaded], policy: Policy) -> list[Problem]:

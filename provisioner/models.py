@@ -63,10 +63,7 @@ MEMBER_IMAGE_PATTERN = r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*/[a-z][a-z0-9-]{1,30}[a-z0-
 ImageRef = Annotated[
     str,
     StringConstraints(pattern=r"^([a-z][a-z0-9._-]{0,62}|" + MEMBER_IMAGE_PATTERN + r")$"),
-    Field(
-        description="An id in policy.images, or a member's image `<owner>/<name>` (see "
-        "`kind: image`)."
-    ),
+    Field(description="An id in policy.images, or a member's image `<owner>/<name>`."),
 ]
 
 # The form is a rule of its own (restore.snapshot), so its message can say what a snapshot is.
@@ -148,10 +145,7 @@ class ImageRequest(_Strict):
     name: Name
     owner: Login
     purpose: Purpose
-    source: Name = Field(
-        alias="from",
-        description="One of your own containers (the name in its request) to publish.",
-    )
+    source: Name = Field(alias="from", description="One of your own containers, to publish.")
     snapshot: SnapshotName | None = Field(
         None,
         description="One of that container's snapshots to publish (default: ssp takes one, "
@@ -161,19 +155,6 @@ class ImageRequest(_Strict):
         description="Last day the image is kept (YYYY-MM-DD), inclusive, in the policy's time "
         "zone; then it is deleted (containers made from it keep their copy)."
     )
-
-
-def member_image(image: str | None) -> tuple[str, str] | None:
-    """`(owner, name)` of a member's image reference (`alice/base`); None for a lab image."""
-    if image is None or "/" not in image:
-        return None
-    owner, _, name = image.partition("/")
-    return owner, name
-
-
-def image_alias(owner: str, name: str) -> str:
-    """The LXD image alias of a member's image: its request's folder and name."""
-    return f"{owner}/{name}"
 
 
 AnyRequest = ContainerRequest | AccountRequest | ImageRequest
@@ -376,9 +357,7 @@ class Policy(_Strict):
     )
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
     images_shared: bool = Field(
-        False,
-        description="Members' own images (`kind: image`, used as `image: <owner>/<name>`) may "
-        "be used by every member; false: only by the member who published it.",
+        False, description="Every member may use members' images (false: only their owner)."
     )
     lxd: LxdSettings = Field(default_factory=LxdSettings)
     snapshot: SnapshotPolicy = Field(

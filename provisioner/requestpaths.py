@@ -41,3 +41,16 @@ def request_owner(path: str) -> str:
 def request_stem(path: str) -> str:
     """The name a request file gives (its file name without `.yaml`)."""
     return path.rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
+def member_image(image: str | None) -> tuple[str, str] | None:
+    """`(owner, name)` of a member's image reference (`alice/base`); None for a lab image."""
+    if image is None or "/" not in image:
+        return None
+    owner, _, name = image.partition("/")
+    return owner, name
+
+
+def image_alias(owner: str, name: str) -> str:
+    """The LXD image alias of a member's image: its request's folder and name."""
+    return f"{owner}/{name}"

@@ -23,8 +23,8 @@ from provisioner.models import (
     ContainerRequest,
     GpuEntry,
     Policy,
-    member_image,
 )
+from provisioner.requestpaths import member_image
 from provisioner.sizes import size_bytes
 
 SSH_DEVICE = "ssh"
