@@ -69,6 +69,7 @@ def test_an_image_is_published_started_from_kept_to_its_owner_and_deleted(
         before = len(adapters.mutations())
         again = apply_pass(lab, adapters, source, published, kid)
         assert outcomes(again)[image][0] == "unchanged"
+        assert [a.detail for a in again.plan.changes] == []
         assert adapters.mutations()[before:] == []
 
         # Another member's request naming it is refused on the `image:` line.
