@@ -362,7 +362,7 @@ def test_a_dry_run_pass_makes_no_mutation(lab: Lab) -> None:
     done = run_pass(v, fake, fake.servers, now=NOW, sha="", dry_run=True)
     assert [o.action for o in done.result.outcomes] == ["would create", "would change account"]
     assert fake.mutations == []
-    assert [m for m, _n in fake.calls] == ["instances", "instances", "id_maps"]
+    assert [m for m, _n in fake.calls] == ["instances", "instances", "id_maps", "images"]
 
 
 def outcome(**fields: object) -> Outcome:
