@@ -1,0 +1,106 @@
+"""The real two-member LXD cluster the cluster tests run on, and a throwaway project in it.
+
+`runner/dev-lxd-cluster.sh up` makes it (two daemons in their own network and mount
+namespaces, joined as a cluster) once per session; it is idempotent and quick when the
+cluster is already there, and is left running afterwards like the main development LXD.
+Tests skip only where the namespaces cannot be made (not root, or a sandbox without
+CAP_SYS_ADMIN); a cluster that fails to come up where they can is a test failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from integration.conftest import throwaway_project
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "runner" / "dev-lxd-cluster.sh"
+DEFAULT_DIR = "/var/lib/ssp-dev-cluster"
+MEMBERS = ("node1", "node2")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the test cluster answers: one socket per member (node1's serves the cluster)."""
+
+    directory: Path
+
+    def socket(self, member: str = "node1") -> str:
+        return str(self.directory / member / "lxd" / "unix.socket")
+
+    def lxd_dir(self, member: str = "node1") -> str:
+        return str(self.directory / member / "lxd")
+
+    def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "SSP_CLUSTER_DIR": str(self.directory)}
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            env=env,
+        )
+
+
+def wait_operation(client: Any, response: Any, timeout_s: float = 120) -> None:
+    """Wait for the operation a request started, wherever in the cluster it runs.
+
+    Through another member, LXD 5.0's `/wait` can answer at once with the operation still
+    running (seen on the first create on a member), so it is asked again until it ends.
+    """
+    body = response.json()
+    if body.get("type") != "async":
+        return
+    operation = client.api.operations[body["metadata"]["id"]]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = operation.wait.get(params={"timeout": 10}).json()["metadata"]
+        if meta["status_code"] == 200:
+            return
+        if meta["status_code"] >= 400 or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"LXD operation {meta['description']}: {meta['status']} {meta['err']}"
+            )
+        time.sleep(0.2)
+
+
+def _namespaces_unavailable() -> str | None:
+    """Why a member's namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "the cluster's namespaces need root"
+    if shutil.which("unshare") is None or shutil.which("lxd") is None:
+        return "unshare or lxd is not installed (bash runner/dev-lxd.sh install)"
+    done = subprocess.run(
+        ["unshare", "-m", "-n", "true"], capture_output=True, text=True, check=False, timeout=30
+    )
+    if done.returncode != 0:
+        return f"network and mount namespaces are unavailable here: {done.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The running two-member cluster (brought up by the project's script, once)."""
+    reason = _namespaces_unavailable()
+    if reason:
+        pytest.skip(f"no test LXD cluster: {reason}")
+    made = Cluster(Path(os.environ.get("SSP_CLUSTER_DIR", DEFAULT_DIR)))
+    done = made.script("up")
+    assert done.returncode == 0, f"dev-lxd-cluster.sh up failed:\n{done.stderr}{done.stdout}"
+    return made
+
+
+@pytest.fixture
+def cluster_project(cluster: Cluster) -> Iterator[str]:
+    """A fresh LXD project on the cluster (every member), removed after the test."""
+    with throwaway_project(cluster.socket(), prefix="ssp-c") as project:
+        yield project
