@@ -99,7 +99,16 @@ class ContainerRequest(_Strict):
     expires: date = Field(
         description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
     )
-    host: Id | None = Field(None, description="A host in config/hosts.yaml (optional).")
+    host: Id | None = Field(
+        None,
+        description="A host in config/hosts.yaml (optional; default: the server with the "
+        "GPUs asked for and the most room). Only read when the container is made: a "
+        "container is never moved.",
+    )
+    gpu_model: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None,
+        description="Only GPUs of this model, as config/hosts.yaml names it (optional).",
+    )
     restore: SnapshotName | None = Field(
         None,
         description="Roll the container back to this one of its snapshots, once; files "
@@ -347,6 +356,13 @@ class GpuEntry(_Strict):
 
 
 class Host(_Strict):
+    """One GPU server; with several, each is an LXD cluster member of the same name."""
+
+    address: HostName | None = Field(
+        None,
+        description="Name members use to reach this server (SSH, the PR comment); "
+        "default: the policy's ssh.host.",
+    )
     cpu: Annotated[int, Field(ge=1, le=4096)]
     memory: Size
     disk: Size | None = Field(None, description="Storage pool size.")
@@ -354,7 +370,10 @@ class Host(_Strict):
 
 
 class Inventory(_Strict):
-    """config/hosts.yaml: what the GPU server(s) have. Written by `ssp gpus --write`."""
+    """config/hosts.yaml: what the GPU server(s) have. Written by `ssp gpus --write`.
+
+    Each key is a server's name; in an LXD cluster, the name of that cluster member.
+    """
 
     model_config = ConfigDict(title="Super Server Platform host inventory")
 
