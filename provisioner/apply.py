@@ -117,7 +117,15 @@ class Applier:
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
         try:
-            self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+            self.lxd.create(
+                spec.name,
+                spec.source,
+                labels,
+                {},
+                spec.profiles,
+                spec.description,
+                target=spec.member,
+            )
         except LxdError as e:
             raise source_failure(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.

@@ -19,8 +19,11 @@ from provisioner.render import render
 
 
 def ssh_host(policy: Policy, outcome: Outcome) -> str:
-    """Where members reach a forwarded port: the policy's host name, or its listen address."""
-    del outcome  # the forwarded port is on the host whatever the instance's own address
+    """Where members reach a forwarded port: the server the container is on (in a cluster),
+    the policy's host name, or its listen address."""
+    # The forwarded port is on that server whatever the instance's own address.
+    if outcome.host:
+        return outcome.host
     if policy.ssh.host:
         return policy.ssh.host
     if policy.ssh.listen not in ("0.0.0.0", ""):  # noqa: S104  (a value we compare, not bind)

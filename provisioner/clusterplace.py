@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provisioner import state
-from provisioner.models import ContainerRequest, Inventory, Policy
-from provisioner.sizes import size_bytes
-from provisioner.placement import Need, Placement, Usage, place
 from provisioner.loaded import resources
+from provisioner.models import ContainerRequest, Inventory, Policy
+from provisioner.placement import Need, Placement, Usage, place
+from provisioner.sizes import size_bytes
 from provisioner.state import Instance
 
 ONLINE = "Online"
@@ -39,12 +39,44 @@ class Where:
     def down_message(self, name: str) -> str | None:
         """Why `name` cannot be touched now (its member is down), or None."""
         member = self.host.get(name)
-        if member is None or member not in self.down:
-            return None
-        return (
-            f"member down: server '{member}' does not answer; the next apply after it is "
-            "back does this"
-        )
+        return None if member is None else member_down(member, self.down)
+
+    def blocked(self, name: str, inventory: Inventory) -> tuple[str, bool] | None:
+        """(why, member down?) when the plan must leave `name` alone now; None otherwise."""
+        if name in self.unplaced:
+            return self.unplaced[name], False
+        down = self.down_message(name)
+        if down is not None:
+            return down, True
+        member = self.host.get(name)
+        if self.clustered and member not in inventory.hosts:
+            return (
+                f"it is on server '{member}', which config/hosts.yaml does not list; an admin "
+                "adds that server to the inventory",
+                False,
+            )
+        return None
+
+    def member(self, name: str) -> str:
+        """The cluster member `name` is on or goes to; "" on a single server."""
+        return self.host.get(name, "") if self.clustered else ""
+
+    def address(self, name: str, inventory: Inventory) -> str:
+        """The name members reach `name`'s server by; "" on a single server (the policy's)."""
+        member = self.member(name)
+        if not member:
+            return ""
+        host = inventory.hosts.get(member)
+        return (host.address if host is not None else None) or member
+
+
+def member_down(member: str, down: frozenset[str]) -> str | None:
+    """The report for a request whose container is on (or goes to) a member that is down."""
+    if member not in down:
+        return None
+    return (
+        f"member down: server '{member}' does not answer; the next apply after it is back does this"
+    )
 
 
 def down_members(members: Mapping[str, str], observed: Sequence[Instance]) -> frozenset[str]:
@@ -133,13 +165,3 @@ def where(
         unplaced={**refused, **found.unplaced},
         clustered=True,
     )
-
-
-def create_target(where_: Where, name: str, inst: Instance | None) -> str | None:
-    """The member a (re)create of `name` is sent to: a half-made one is made again where it
-    was, a new one where it was placed; None on a single server."""
-    if not where_.clustered:
-        return None
-    if inst is not None and inst.location:
-        return inst.location
-    return where_.target.get(name)

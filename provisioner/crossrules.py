@@ -177,6 +177,8 @@ def _per_host(
 ) -> dict[str, list[tuple[Loaded, Resources]]]:
     per_host: dict[str, list[tuple[Loaded, Resources]]] = defaultdict(list)
     for item, req in _containers(items):
+        if req.host is None and len(inventory.hosts) > 1:
+            continue  # placed at apply, on a server with room, or refused there with why
         if req.host is None or req.host in inventory.hosts:
             res = resources(req, policy, inventory)
             per_host[res.host].append((item, res))

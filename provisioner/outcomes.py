@@ -46,6 +46,7 @@ class Done(StrEnum):
     LOCKED = "locked"
     REFUSED = "refused"
     FAILED = "failed"
+    MEMBER_DOWN = "member down"
     WOULD_CREATE = "would create"
     WOULD_UPDATE = "would update"
     WOULD_START = "would start"
@@ -86,6 +87,7 @@ class Outcome:
     snapshots: str = ""
     server: str = ""
     sudo: bool = False
+    host: str = ""  # the server the container is on, as members reach it ("": the policy's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +127,7 @@ def container_outcome(
         shares=spec.shares,
         expires=spec.expires,
         snapshots=spec.snapshots,
+        host=spec.host,
     )
 
 
@@ -173,7 +176,7 @@ def refused(action: Refuse) -> Outcome:
         owner=request_owner(action.request_path),
         request_path=action.request_path,
         kind=Subject.CONTAINER,
-        action=Done.REFUSED,
+        action=Done.MEMBER_DOWN if action.member_down else Done.REFUSED,
         ok=False,
         message=action.message,
     )

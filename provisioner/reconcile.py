@@ -9,8 +9,8 @@ changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from provisioner import idranges
@@ -38,6 +38,7 @@ class Observed:
     instances: tuple[Instance, ...]
     servers: tuple[Instance, ...]
     id_maps: tuple[IdMapUse, ...] = ()  # every instance's host IDs, all projects
+    members: Mapping[str, str] = field(default_factory=dict)  # cluster member → status
 
     def by_name(self) -> dict[str, Instance]:
         return {i.name: i for i in self.instances}
@@ -46,13 +47,15 @@ class Observed:
 def observe(
     config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
 ) -> Observed:
-    """The project's instances (one request), each shared server's instance, and the host
-    ID blocks of every instance on the host (one request; only planning needs them)."""
+    """The project's instances (one request, every cluster member's included), each shared
+    server's instance, in a cluster its members (one request), and the host ID blocks of
+    every instance on the host (one request; only planning needs them)."""
     found = []
     for shared in config.policy.shared_servers.values():
         found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
     instances = tuple(lxd.instances())
-    return Observed(instances, tuple(found), tuple(lxd.id_maps()) if id_maps else ())
+    maps = tuple(lxd.id_maps()) if id_maps else ()
+    return Observed(instances, tuple(found), maps, lxd.members())
 
 
 def plan_for(
@@ -84,6 +87,7 @@ def plan_for(
             id_spans=id_spans,
             id_maps=observed.id_maps,
             pin_ids=pin_ids,
+            members=observed.members,
         )
     )
 

@@ -124,6 +124,8 @@ class Spec:
     expires: date
     snapshots: str
     users: bool = True  # the image can hold the owner's user and keys
+    member: str = ""  # the LXD cluster member it is on or goes to ("": a single server)
+    host: str = ""  # the name members reach that server by ("": the policy's ssh.host)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class Placement:
     rdp_port: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     ids: IdRange | None = None  # the host ID block (None only where a caller has no host)
+    member: str = ""  # the LXD cluster member it is on or goes to ("": a single server)
+    host: str = ""  # the name members reach that server by ("": the policy's ssh.host)
 
 
 def container_spec(
@@ -253,6 +257,8 @@ def container_spec(
         expires=request.expires,
         snapshots=snapshots,
         users=policy.images[image_id].users,
+        member=placement.member,
+        host=placement.host,
     )
 
 

@@ -93,8 +93,14 @@ class LxdApi(Protocol):
         devices: Devices,
         profiles: Sequence[str],
         description: str,
+        target: str = "",
     ) -> None:
-        """Create a stopped instance (copy of an instance/snapshot, or from an image)."""
+        """Create a stopped instance (copy of an instance/snapshot, or from an image); in a
+        cluster, on member `target` ("": where LXD chooses)."""
+        ...
+
+    def members(self) -> dict[str, str]:
+        """In an LXD cluster, each member's name → its status; {} on a single server."""
         ...
 
     def replace(

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.clusterplace import create_target, down_members, where
+from provisioner.clusterplace import down_members, where
 from provisioner.models import ContainerRequest, GpuEntry, Host, Inventory, Policy
 from provisioner.state import MANAGED, RETIRED, Instance
 
@@ -58,7 +58,7 @@ def test_on_a_single_server_nothing_is_targeted_and_nothing_is_down() -> None:
     assert (dict(got.host), dict(got.target), got.down, got.clustered) == (
         {"aaa": "node1", "bbb": "node2"}, {}, frozenset(), False,
     )  # fmt: skip
-    assert create_target(got, "aaa", None) is None
+    assert got.member("aaa") == "" and got.address("aaa", INVENTORY) == ""
 
 
 def test_an_existing_container_stays_on_its_member_and_new_ones_are_targeted() -> None:
@@ -69,7 +69,7 @@ def test_an_existing_container_stays_on_its_member_and_new_ones_are_targeted() -
     )  # fmt: skip
     assert dict(got.host) == {"old": "node2", "new": "node1"}
     assert dict(got.target) == {"new": "node1"}
-    assert create_target(got, "old", observed[0]) == "node2"
+    assert (got.member("old"), got.address("new", INVENTORY)) == ("node2", "node1")
 
 
 def test_what_a_members_containers_take_counts_against_its_headroom() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from provisioner.models import GpuEntry, Host
-from provisioner.sizes import size_bytes
 from provisioner.placement import Need, Placement, Usage, place, usage_of
+from provisioner.sizes import size_bytes
 
 GIB = 2**30
 
