@@ -128,7 +128,7 @@ def test_a_clone_of_the_base_on_node1_is_made_on_node2(
     req = lab.container(name, owner="alice", image="base", host="node2", cpu=1,
                         memory="256MiB", disk="1GiB")  # fmt: skip
     done = apply_pass(lab, adapters, req)
-    assert outcomes(done)[name][:2] == ("created", True)
+    assert outcomes(done)[name][:2] == ("created", True), outcomes(done)[name]
     assert where(cluster, cluster_project)[name][:2] == ("node2", "Running")
 
 
