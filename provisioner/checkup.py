@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from provisioner import doctor, doctorgpus, spec, subidfiles, subids
+from provisioner import doctor, doctorcluster, doctorgpus, spec, subidfiles, subids
 from provisioner.config import Config
 from provisioner.doctor import Check, Need
 from provisioner.doctorgpus import GpuContainer
@@ -38,6 +38,8 @@ LXD_CHECKS = (
     "lxd.network",
     "pool.space",
     "images.clones",
+    "cluster.members",
+    "pool.members",
 )
 
 
@@ -145,6 +147,11 @@ def _lxd_checks(
     checks.append(doctor.check_pool(policy.lxd.pool, pool, need, declared))
     clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
     checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
+    members = lxd.members()
+    checks.append(doctorcluster.check_members(members, config.inventory))
+    online = [m for m, status in sorted(members.items()) if status == doctorcluster.ONLINE]
+    pools = {m: lxd.storage_pool(policy.lxd.pool, member=m) for m in online}
+    checks.append(doctorcluster.check_member_pools(policy.lxd.pool, pools))
     return checks, instances
 
 

@@ -64,16 +64,6 @@ class Lxd(LxdHost):
         response = self._send(what, self._api.instances.get, params={"recursion": 2})
         return [to_instance(raw) for raw in response.json()["metadata"]]
 
-    def members(self) -> dict[str, str]:
-        """In an LXD cluster, each member's name → its status ("Online", "Offline", ...), in
-        one GET; {} on a single server (known from the `GET /1.0` the connection began with)."""
-        environment = self._connect().host_info.get("environment") or {}
-        if not environment.get("server_clustered"):
-            return {}
-        what = "list the LXD cluster's members"
-        got = self._send(what, self._api.cluster.members.get, params={"recursion": 1})
-        return {m["server_name"]: m["status"] for m in got.json()["metadata"]}
-
     def id_maps(self) -> list[IdMapUse]:
         """Every instance's host ID blocks, in every project of the daemon: one GET."""
         got = self._send(

@@ -19,12 +19,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from integration.conftest import throwaway_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "runner" / "dev-lxd-cluster.sh"
 DEFAULT_DIR = "/var/lib/ssp-dev-cluster"
 MEMBERS = ("node1", "node2")
+
+SLOTS = ("0000:18:00.0", "0000:3b:00.0")
+RTX, A100 = "NVIDIA GeForce RTX 4090", "NVIDIA A100 80GB PCIe"
+
+
+def _gpus(model: str, tag: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": i,
+            "model": model,
+            "pci": pci,
+            "uuid": f"GPU-{tag:08x}-0000-4000-8000-{i:012x}",
+            "memory": "81920MiB" if model == A100 else "24564MiB",
+        }
+        for i, pci in enumerate(SLOTS)
+    ]
+
+
+def inventory_yaml() -> str:
+    """config/hosts.yaml of the test lab: node1 has two RTX 4090s, node2 two A100s, in the
+    same PCI slots (two servers of one make); the names are the cluster's members."""
+    hosts = {
+        "node1": {"address": "node1.lab.test", "cpu": 64, "memory": "256GiB",
+                  "gpus": _gpus(RTX, 1)},
+        "node2": {"address": "node2.lab.test", "cpu": 32, "memory": "128GiB",
+                  "gpus": _gpus(A100, 2)},
+    }  # fmt: skip
+    return yaml.safe_dump({"hosts": hosts}, sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -54,8 +83,8 @@ class Cluster:
 def wait_operation(client: Any, response: Any, timeout_s: float = 120) -> None:
     """Wait for the operation a request started, wherever in the cluster it runs.
 
-    Through another member, LXD 5.0's `/wait` can answer at once with the operation still
-    running (seen on the first create on a member), so it is asked again until it ends.
+    Found by its id, not its URL: a clustered LXD's operation URL ends in `?project=...`,
+    which a path built from it would turn into a plain read that returns at once.
     """
     body = response.json()
     if body.get("type") != "async":

@@ -10,45 +10,21 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from integration.helpers import Adapters, LabRepo, apply_pass, eventually, outcomes
 from pylxd import Client
 
-from cluster.conftest import Cluster
+from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
 
 pytestmark = pytest.mark.lxd
-
-SLOTS = ("0000:18:00.0", "0000:3b:00.0")
-RTX, A100 = "NVIDIA GeForce RTX 4090", "NVIDIA A100 80GB PCIe"
-
-
-def _gpus(model: str, tag: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "index": i,
-            "model": model,
-            "pci": pci,
-            "uuid": f"GPU-{tag:08x}-0000-4000-8000-{i:012x}",
-            "memory": "81920MiB" if model == A100 else "24564MiB",
-        }
-        for i, pci in enumerate(SLOTS)
-    ]
 
 
 class ClusterLab(LabRepo):
     """The lab checkout with a two-server inventory whose names are the cluster's members."""
 
     def hosts(self) -> str:
-        hosts = {
-            "node1": {"address": "node1.lab.test", "cpu": 64, "memory": "256GiB",
-                      "gpus": _gpus(RTX, 1)},
-            "node2": {"address": "node2.lab.test", "cpu": 32, "memory": "128GiB",
-                      "gpus": _gpus(A100, 2)},
-        }  # fmt: skip
-        return yaml.safe_dump({"hosts": hosts}, sort_keys=False)
+        return inventory_yaml()
 
 
 @pytest.fixture
