@@ -10,8 +10,9 @@
 # How a member is made:
 #   1. `unshare -m -n` runs a small shell in a fresh mount + network namespace. It remounts
 #      /sys (so /sys/class/net shows that namespace's links, which LXD reads; the cgroup tree is
-#      moved out and back so containers still get cgroups) and /proc, then leaves a `sleep`
-#      behind whose PID holds the namespaces and is recorded in the member's directory.
+#      moved out and back so containers still get cgroups) and /proc, mounts the cluster's own
+#      /etc/subuid and /etc/subgid over the host's, then leaves a `sleep` behind whose PID
+#      holds the namespaces and is recorded in the member's directory.
 #   2. A veth pair joins the namespace to the host bridge; inside, the end is named eth0 and
 #      gets the member's address and a default route through the host.
 #   3. `nsenter` starts the daemon inside both namespaces, detached from this shell.
@@ -25,7 +26,10 @@
 #
 # Nothing here touches the main development LXD except reading that image: the cluster has
 # its own directories, its own host bridge and addresses in 100.64.0.0/10 (shared address
-# space, which no LAN uses). Every step checks before it acts; `up` twice changes nothing.
+# space, which no LAN uses), and its own subordinate IDs: root gets a large range far above
+# the host's (each isolated container takes 65,536 IDs, so hundreds of them fit) and, as
+# dev-lxd.sh does on the host, host IDs 1000-1099 for `raw.idmap`. Every step checks before
+# it acts; `up` twice changes nothing.
 #
 # Environment: SSP_CLUSTER_DIR (state: member directories, logs; default
 # /var/lib/ssp-dev-cluster), SSP_CLUSTER_BRIDGE (host bridge, default sspclu0),
@@ -49,6 +53,10 @@ NET=${SSP_CLUSTER_NET:-100.64.70}
 LXD_NET=${SSP_CLUSTER_LXD_NET:-100.64.71}
 MAIN_LXD_DIR=${LXD_DIR:-/var/lib/lxd}
 MEMBERS=(1 2)
+# The members' /etc/subuid and /etc/subgid: a range for isolated containers that no daemon
+# on the host uses, and the members' UIDs the tests map with raw.idmap.
+SUBIDS="root:1000:100
+root:200000000:1000000000"
 POOL=default
 BRIDGE=lxdbr0
 PORT=8443
@@ -139,10 +147,13 @@ make_namespace() {
 	# was mounted in, so it is mounted afresh; the cgroup tree under it is kept by moving it
 	# aside and back. The `sleep` keeps the namespaces alive; its output goes nowhere, or a
 	# caller reading this script's output would wait for it.
+	printf '%s\n' "$SUBIDS" >"$dir/subids"
 	unshare -m -n /bin/sh -s "$dir" <<'EOF'
 set -e
 dir=$1
 mount --make-rprivate /
+mount --bind "$dir/subids" /etc/subuid
+mount --bind "$dir/subids" /etc/subgid
 mkdir -p "$dir/cgroup-move"
 mount --move /sys/fs/cgroup "$dir/cgroup-move"
 umount -l /sys

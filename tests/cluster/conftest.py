@@ -22,6 +22,9 @@ import pytest
 import yaml
 from integration.conftest import throwaway_project
 
+from provisioner import subids
+from provisioner.idranges import IdRange
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "runner" / "dev-lxd-cluster.sh"
 DEFAULT_DIR = "/var/lib/ssp-dev-cluster"
@@ -67,6 +70,11 @@ class Cluster:
 
     def lxd_dir(self, member: str = "node1") -> str:
         return str(self.directory / member / "lxd")
+
+    def id_spans(self) -> tuple[IdRange, ...]:
+        """Root's ranges in the members' own /etc/subuid and /etc/subgid (the script's)."""
+        text = (self.directory / "node1" / "subids").read_text(encoding="ascii")
+        return subids.id_spans(text, text)
 
     def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SSP_CLUSTER_DIR": str(self.directory)}

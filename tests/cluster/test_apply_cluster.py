@@ -16,6 +16,7 @@ from integration.helpers import Adapters, LabRepo, apply_pass, eventually, outco
 from pylxd import Client
 
 from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
+from provisioner.reconcile import Pass
 
 pytestmark = pytest.mark.lxd
 
@@ -40,6 +41,11 @@ def lab(tmp_path: Path, cluster_project: str) -> ClusterLab:
 @pytest.fixture
 def adapters(cluster: Cluster, cluster_project: str) -> Adapters:
     return Adapters.make(cluster_project, cluster.socket())
+
+
+def applied(cluster: Cluster, lab: LabRepo, adapters: Adapters, *reqs: tuple[str, bytes]) -> Pass:
+    """One pass, with host ID blocks from the members' own subordinate IDs."""
+    return apply_pass(lab, adapters, *reqs, id_spans=cluster.id_spans())
 
 
 def where(cluster: Cluster, project: str) -> dict[str, tuple[str, str, list[str]]]:
@@ -68,7 +74,7 @@ def test_requests_land_on_the_member_with_their_gpus_or_their_host_and_stay(
         lab.container(hosted, owner="bob", host="node2", **busy),
         lab.container(roomy, owner="bob", **busy),
     ]
-    first = apply_pass(lab, adapters, *reqs)
+    first = applied(cluster, lab, adapters, *reqs)
 
     placed = where(cluster, cluster_project)
     # Both A100s are on node2; the next GPU request finds node2 full and takes node1's first.
@@ -88,7 +94,7 @@ def test_requests_land_on_the_member_with_their_gpus_or_their_host_and_stay(
 
     # A second apply moves nothing and sends no change to the running ones.
     before = len(adapters.mutations())
-    second = apply_pass(lab, adapters, *reqs)
+    second = applied(cluster, lab, adapters, *reqs)
     touched = " ".join(f"{verb} {path}" for verb, path in adapters.mutations()[before:])
     assert hosted not in touched and roomy not in touched
     assert outcomes(second)[hosted] == ("unchanged", True, "")
@@ -103,7 +109,7 @@ def test_a_clone_of_the_base_on_node1_is_made_on_node2(
     name = f"clone-{s}"
     req = lab.container(name, owner="alice", image="base", host="node2", cpu=1,
                         memory="256MiB", disk="1GiB")  # fmt: skip
-    done = apply_pass(lab, adapters, req)
+    done = applied(cluster, lab, adapters, req)
     assert outcomes(done)[name][:2] == ("created", True), outcomes(done)[name]
     assert where(cluster, cluster_project)[name][:2] == ("node2", "Running")
 
@@ -118,7 +124,7 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
         lab.container(on1, owner="alice", host="node1", **busy),
         lab.container(on2, owner="alice", host="node2", **busy),
     ]
-    made = apply_pass(lab, adapters, *first)
+    made = applied(cluster, lab, adapters, *first)
     assert all(ok for _, ok, _ in outcomes(made).values()), outcomes(made)
     more = [
         lab.container(later2, owner="bob", host="node2", **busy),
@@ -128,7 +134,7 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
     env = {"LXD_DIR": cluster.lxd_dir("node2"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     subprocess.run(["lxd", "shutdown", "--timeout", "60"], env=env, check=True, timeout=90)
     try:
-        down = apply_pass(lab, adapters, *first, *more)
+        down = applied(cluster, lab, adapters, *first, *more)
     finally:
         back = cluster.script("up")
     assert back.returncode == 0, back.stderr
@@ -143,10 +149,10 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
 
     # node2 is back: the next apply does what it could not, and the one after is a no-op.
     eventually(lambda: where(cluster, cluster_project)[on2][1] == "Running", 60)
-    converged = apply_pass(lab, adapters, *first, *more)
+    converged = applied(cluster, lab, adapters, *first, *more)
     assert outcomes(converged)[later2][:2] == ("created", True)
     assert where(cluster, cluster_project)[later2][:2] == ("node2", "Running")
     before = len(adapters.mutations())
-    again = apply_pass(lab, adapters, *first, *more)
+    again = applied(cluster, lab, adapters, *first, *more)
     assert adapters.mutations()[before:] == []
     assert {a for a, _, _ in outcomes(again).values()} == {"unchanged"}
