@@ -570,7 +570,7 @@ class FakeLxd:
         target: str = "",
     ) -> None:
         if target:
-            raise _err(f"Failed creating instance: member {target!r} is not in a cluster")
+            raise _err("Target only allowed when clustered")  # LXD 5.0.2's words
         if self.daemon.create_gate is not None:  # outside the lock, or nothing could overlap
             self.daemon.create_gate.wait()
         with self.daemon.lock:
