@@ -80,8 +80,8 @@ def host_init(
     opened: list[Lxd] = []
     real = host_command.open_lxd
 
-    def recording(project: str, env: Any) -> Any:
-        opened.append(real(project, env))
+    def recording(project: str, env: Any, **options: Any) -> Any:
+        opened.append(real(project, env, **options))
         return opened[-1]
 
     monkeypatch.setattr(host_command, "open_lxd", recording)
