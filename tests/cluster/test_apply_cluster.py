@@ -16,6 +16,7 @@ from integration.helpers import Adapters, LabRepo, apply_pass, eventually, outco
 from pylxd import Client
 
 from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
+from provisioner.applyreport import ssh_command
 from provisioner.reconcile import Pass
 
 pytestmark = pytest.mark.lxd
@@ -91,6 +92,10 @@ def test_requests_land_on_the_member_with_their_gpus_or_their_host_and_stay(
     # The comment names the server each container is on.
     hosts = {o.name: o.host for o in first.result.outcomes}
     assert (hosts[hosted], hosts[roomy]) == ("node2.lab.test", "node1.lab.test")
+    assert first.validation.config is not None
+    (o,) = [o for o in first.result.outcomes if o.name == hosted]
+    command = ssh_command(first.validation.config.policy, o)
+    assert command == f"ssh -p {o.ssh_port} {o.login}@node2.lab.test"
 
     # A second apply moves nothing and sends no change to the running ones.
     before = len(adapters.mutations())
