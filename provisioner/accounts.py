@@ -15,9 +15,9 @@ from provisioner import inside, state
 from provisioner import spec as specs
 from provisioner.errors import LxdError
 from provisioner.failures import server_failure
-from provisioner.models import Policy
 from provisioner.outcomes import Done, Outcome, account_result
 from provisioner.plandata import AccountAction, AccountVerb
+from provisioner.policymodels import Policy
 from provisioner.state import LxdApi
 
 NO_SUCH_USER = 6  # usermod: the user does not exist (so there is nothing to lock)

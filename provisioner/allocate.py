@@ -59,31 +59,42 @@ class PortPool:
         return None
 
 
-def _held_outside(inputs: Inputs, containers: Sequence[Loaded]) -> dict[str, str]:
-    """GPUs (by PCI address) attached to instances this plan does not manage → the holder.
+# A GPU is told apart by its server and its PCI address: two servers of one make have cards
+# at the same addresses. On a single server the server part is "".
+Slot = tuple[str, str]
+
+
+def _slot(inputs: Inputs, member: str, pci: str) -> Slot:
+    return (member if inputs.members else "", pci.lower())
+
+
+def _held_outside(inputs: Inputs, containers: Sequence[Loaded]) -> dict[Slot, str]:
+    """GPUs attached to instances this plan does not manage → the holder.
 
     An unmanaged instance, or a managed one whose request is invalid right now (left alone),
     still has its GPUs: giving them to a request would double-book them. A retired instance
     is stopped and its lease is over, so its GPUs are free again.
     """
     planned = {item.request.name for item in containers}
-    held: dict[str, str] = {}
+    held: dict[Slot, str] = {}
     for inst in sorted(inputs.observed, key=lambda i: i.name):
         if (inst.managed and inst.name in planned) or inst.config.get(state.RETIRED):
             continue
         for device in inst.devices.values():
             if device.get("type") == "gpu" and device.get("pci"):
-                held.setdefault(device["pci"].lower(), inst.name)
+                held.setdefault(_slot(inputs, inst.location, device["pci"]), inst.name)
     return held
 
 
 def gpus(
-    inputs: Inputs, containers: Sequence[Loaded]
+    inputs: Inputs, containers: Sequence[Loaded], hosts: Mapping[str, str] | None = None
 ) -> tuple[dict[str, tuple[GpuEntry, ...]], dict[str, str]]:
     """Concrete GPUs per request: pinned ones as listed; counts from free ones, kept stable.
 
-    Also returns, per request, why a pinned GPU cannot be had (another instance holds it).
-    Requests are taken in path order, so the result does not depend on the input order.
+    `hosts`: the inventory host each request's container is on or goes to (in a cluster,
+    from placement); by default the request's `host:` or the first host. Also returns, per
+    request, why a pinned GPU cannot be had (another instance holds it). Requests are taken
+    in path order, so the result does not depend on the input order.
     """
     containers = sorted(containers, key=lambda i: i.path)
     observed = by_name(inputs.observed)
@@ -91,30 +102,35 @@ def gpus(
     outside = _held_outside(inputs, containers) if exclusive else {}
     result: dict[str, tuple[GpuEntry, ...]] = {}
     conflicts: dict[str, str] = {}
-    pinned_everywhere: set[str] = set()
-    counted: list[tuple[Loaded, ContainerRequest, str, int]] = []
+    pinned_everywhere: set[Slot] = set()
+    counted: list[tuple[ContainerRequest, str, int]] = []
     for item in containers:
         req = item.request
         assert isinstance(req, ContainerRequest)  # noqa: S101  (callers pass containers)
         res = resources(req, inputs.policy, inputs.inventory)
-        host = inputs.inventory.hosts[res.host]
-        by_index = {g.index: g for g in host.gpus}
+        host_id = (hosts or {}).get(req.name, res.host)
+        if host_id not in inputs.inventory.hosts:
+            continue  # on a server the inventory does not list: the plan refuses it
+        by_index = {g.index: g for g in inputs.inventory.hosts[host_id].gpus}
         if res.pinned:
-            result[req.name] = tuple(by_index[i] for i in res.pinned)
-            pinned_everywhere |= {by_index[i].pci for i in res.pinned}
-            busy = [by_index[i] for i in res.pinned if by_index[i].pci in outside]
+            if not all(i in by_index for i in res.pinned):
+                continue  # placed where these indices do not exist: the plan refuses it
+            pins = [(g, _slot(inputs, host_id, g.pci)) for g in (by_index[i] for i in res.pinned)]
+            result[req.name] = tuple(g for g, _ in pins)
+            pinned_everywhere |= {slot for _, slot in pins}
+            busy = [(g, slot) for g, slot in pins if slot in outside]
             if busy:
                 conflicts[req.name] = "; ".join(
-                    f"GPU {g.index} ({g.pci}) is in use by instance '{outside[g.pci]}', "
+                    f"GPU {g.index} ({g.pci}) is in use by instance '{outside[slot]}', "
                     "which no valid request manages; an admin must free it first"
-                    for g in busy
+                    for g, slot in busy
                 )
         elif res.counted:
-            counted.append((item, req, res.host, res.counted))
+            counted.append((req, host_id, res.counted))
     used = set(pinned_everywhere) | set(outside) if exclusive else set()
     # First pass: keep what each count-request already holds, if still free.
     kept: dict[str, list[GpuEntry]] = {}
-    for _item, req, host_id, want in counted:
+    for req, host_id, want in counted:
         by_pci = {g.pci: g for g in inputs.inventory.hosts[host_id].gpus}
         inst = observed.get(req.name)
         current = (
@@ -126,21 +142,38 @@ def gpus(
                 if d.get("type") == "gpu" and d.get("pci") in by_pci
             ]
         )
-        keep = [g for g in sorted(current, key=lambda g: g.index) if g.pci not in used][:want]
-        used |= {g.pci for g in keep} if exclusive else set()
+        free = [g for g in current if _slot(inputs, host_id, g.pci) not in used]
+        keep = sorted(free, key=lambda g: g.index)[:want]
+        used |= {_slot(inputs, host_id, g.pci) for g in keep} if exclusive else set()
         kept[req.name] = keep
     # Second pass: fill the rest from the lowest free index.
-    for _item, req, host_id, want in counted:
+    for req, host_id, want in counted:
         mine = kept[req.name]
-        for gpu in sorted(inputs.inventory.hosts[host_id].gpus, key=lambda g: g.index):
-            if len(mine) >= want:
-                break
-            if gpu.pci not in used and gpu not in mine:
-                mine.append(gpu)
-                if exclusive:
-                    used.add(gpu.pci)
+        mine += _free(inputs, host_id, req.gpu_model, used, mine, want - len(mine), exclusive)
         result[req.name] = tuple(sorted(mine, key=lambda g: g.index))
     return result, conflicts
+
+
+def _free(
+    inputs: Inputs,
+    host_id: str,
+    model: str | None,
+    used: set[Slot],
+    mine: Sequence[GpuEntry],
+    count: int,
+    exclusive: bool,
+) -> list[GpuEntry]:
+    """Up to `count` more GPUs of `model` on the host, lowest index first, marked used."""
+    out: list[GpuEntry] = []
+    for gpu in sorted(inputs.inventory.hosts[host_id].gpus, key=lambda g: g.index):
+        if len(out) >= count:
+            break
+        slot = _slot(inputs, host_id, gpu.pci)
+        if (model is None or gpu.model == model) and slot not in used and gpu not in mine:
+            out.append(gpu)
+            if exclusive:
+                used.add(slot)
+    return out
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from provisioner import spec as specs
 from provisioner.accounts import apply_account
 from provisioner.errors import LxdError
 from provisioner.failures import source_failure, start_failure
-from provisioner.models import Policy
 from provisioner.outcomes import (
     ApplyResult,
     Done,
@@ -54,6 +53,7 @@ from provisioner.plandata import (
     Update,
     unchanged,
 )
+from provisioner.policymodels import Policy
 from provisioner.publishing import publish, unpublish
 from provisioner.state import Instance, LxdApi
 
@@ -122,7 +122,15 @@ class Applier:
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
         try:
-            self.lxd.create(spec.name, spec.source, labels, {}, spec.profiles, spec.description)
+            self.lxd.create(
+                spec.name,
+                spec.source,
+                labels,
+                {},
+                spec.profiles,
+                spec.description,
+                target=spec.member,
+            )
         except LxdError as e:
             raise source_failure(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.

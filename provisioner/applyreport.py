@@ -11,16 +11,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.models import Policy
 from provisioner.outcomes import GIVEN_BACK, ApplyResult, Outcome
 from provisioner.plandata import Plan
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem
 from provisioner.render import render
 
 
 def ssh_host(policy: Policy, outcome: Outcome) -> str:
-    """Where members reach a forwarded port: the policy's host name, or its listen address."""
-    del outcome  # the forwarded port is on the host whatever the instance's own address
+    """Where members reach a forwarded port: the server the container is on (in a cluster),
+    the policy's host name, or its listen address."""
+    # The forwarded port is on that server whatever the instance's own address.
+    if outcome.host:
+        return outcome.host
     if policy.ssh.host:
         return policy.ssh.host
     if policy.ssh.listen not in ("0.0.0.0", ""):  # noqa: S104  (a value we compare, not bind)

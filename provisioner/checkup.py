@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from provisioner import doctor, doctorgpus, spec, subidfiles, subids
+from provisioner import doctor, doctorcluster, doctorgpus, spec, subidfiles, subids
 from provisioner.config import Config
 from provisioner.doctor import Check, Need
 from provisioner.doctorgpus import GpuContainer
@@ -24,7 +24,8 @@ from provisioner.hostports import listening_ports
 from provisioner.hostproject import DEFAULT_PROFILE, desired_profile, desired_project
 from provisioner.idranges import IdMapUse
 from provisioner.loaded import Loaded, resources
-from provisioner.models import CloneImage, ContainerRequest, GpuEntry, Policy
+from provisioner.models import ContainerRequest, GpuEntry
+from provisioner.policymodels import CloneImage, Policy
 from provisioner.state import ExecResult, HostApi, Instance, Profile, ServerInfo
 
 NVIDIA_VENDOR = "0x10de"
@@ -38,6 +39,8 @@ LXD_CHECKS = (
     "lxd.network",
     "pool.space",
     "images.clones",
+    "cluster.members",
+    "pool.members",
 )
 
 
@@ -145,6 +148,11 @@ def _lxd_checks(
     checks.append(doctor.check_pool(policy.lxd.pool, pool, need, declared))
     clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
     checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
+    members = lxd.members()
+    checks.append(doctorcluster.check_members(members, config.inventory))
+    online = [m for m, status in sorted(members.items()) if status == doctorcluster.ONLINE]
+    pools = {m: lxd.storage_pool(policy.lxd.pool, member=m) for m in online}
+    checks.append(doctorcluster.check_member_pools(policy.lxd.pool, pools))
     return checks, instances
 
 

@@ -15,7 +15,8 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioner.document import Document
-from provisioner.models import Inventory, Policy
+from provisioner.models import Inventory
+from provisioner.policymodels import Policy
 from provisioner.problems import Position, Problem
 from provisioner.schema import check
 from provisioner.sources import load

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from provisioner import sizes
 from provisioner.imagerules import check_images
 from provisioner.loaded import Loaded, Resources, resources
-from provisioner.models import AccountRequest, ContainerRequest, ImageRequest, Inventory, Policy
+from provisioner.models import AccountRequest, ContainerRequest, ImageRequest, Inventory
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem
 from provisioner.sizes import size_bytes
 from provisioner.sshkeys import SshKey, parse_key
@@ -181,6 +182,8 @@ def _per_host(
 ) -> dict[str, list[tuple[Loaded, Resources]]]:
     per_host: dict[str, list[tuple[Loaded, Resources]]] = defaultdict(list)
     for item, req in _containers(items):
+        if req.host is None and len(inventory.hosts) > 1:
+            continue  # placed at apply, on a server with room, or refused there with why
         if req.host is None or req.host in inventory.hosts:
             res = resources(req, policy, inventory)
             per_host[res.host].append((item, res))

@@ -12,8 +12,8 @@ from provisioner import spec as specs
 from provisioner import subidfiles, subids
 from provisioner.errors import LxdError
 from provisioner.hostports import listening_ports
-from provisioner.models import Policy
 from provisioner.plandata import AccountAction, AccountVerb
+from provisioner.policymodels import Policy
 
 
 def start_failure(spec: specs.Spec, error: LxdError) -> LxdError:

@@ -7,7 +7,8 @@ differ (pure); this module checks the host has what they point at and sends the 
 from __future__ import annotations
 
 from provisioner.hostproject import DEFAULT_PROFILE, HostPlan
-from provisioner.models import Policy
+from provisioner.models import Inventory
+from provisioner.policymodels import Policy
 from provisioner.state import HostApi
 
 
@@ -50,3 +51,30 @@ def apply_host_plan(lxd: HostApi, plan: HostPlan) -> None:
         lxd.update_profile(plan.profile)
     if plan.project_changes:
         lxd.update_project(plan.project)
+
+
+def cluster_lines(members: dict[str, str], inventory: Inventory) -> list[str]:
+    """What to tell the admin about an LXD cluster: its members and their state, which of
+    them config/hosts.yaml lacks (or lists without a member), and that /etc/subuid and
+    /etc/subgid are each server's own. Empty on a single server."""
+    if not members:
+        return []
+    states = ", ".join(f"{m} ({status})" for m, status in sorted(members.items()))
+    out = [
+        f"cluster: {len(members)} members: {states}; the project and its profile serve them "
+        "all, but /etc/subuid and /etc/subgid are this server's: run `ssp host init` on "
+        "every member"
+    ]
+    unlisted = sorted(set(members) - set(inventory.hosts))
+    if unlisted:
+        out.append(
+            f"warning: member(s) {', '.join(unlisted)} not in config/hosts.yaml: apply places "
+            "nothing there"
+        )
+    absent = sorted(set(inventory.hosts) - set(members))
+    if absent:
+        out.append(
+            f"warning: config/hosts.yaml lists {', '.join(absent)}, which the cluster does "
+            "not have: requests with that host: are refused"
+        )
+    return out

@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from provisioner.models import Inventory, Policy
+from provisioner.models import Inventory
+from provisioner.policymodels import Policy
 from provisioner.sizes import format_size, size_bytes
 from provisioner.spec import PROCESSES_LIMIT
 from provisioner.state import Profile, Project

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from provisioner import state
-from provisioner.models import ContainerRequest, ImageRequest, Policy
+from provisioner.models import ContainerRequest, ImageRequest
 from provisioner.plandata import Action, ImageReady, Inputs, Publish, Refuse, Unpublish
+from provisioner.policymodels import Policy
 from provisioner.requestpaths import image_alias, member_image, owner_folder, request_stem
 from provisioner.state import Image, Instance
 

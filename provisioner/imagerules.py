@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from provisioner.loaded import Loaded
-from provisioner.models import ContainerRequest, ImageRequest, Policy
+from provisioner.models import ContainerRequest, ImageRequest
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem, Severity
 from provisioner.requestpaths import image_alias, member_image
 

@@ -27,7 +27,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from provisioner import state
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.state import Instance
 
 # Set on a retired container once its owner was sent the final notice (the lab's day).

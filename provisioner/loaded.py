@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provisioner.document import Document, Where
-from provisioner.models import AnyRequest, ContainerRequest, Inventory, Policy
+from provisioner.models import AnyRequest, ContainerRequest, Inventory
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem, Severity
 from provisioner.requestpaths import owner_folder, request_stem
 from provisioner.sizes import size_bytes

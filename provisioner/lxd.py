@@ -110,8 +110,10 @@ class Lxd(LxdHost):
         devices: Devices,
         profiles: Sequence[str],
         description: str,
+        target: str = "",
     ) -> None:
-        """Create a stopped instance from `source` (copy or image) and wait until it exists."""
+        """Create a stopped instance from `source` (copy or image) and wait until it exists;
+        in a cluster, on member `target` ("": where LXD chooses)."""
         body = {
             "name": name,
             "source": dict(source),
@@ -122,7 +124,35 @@ class Lxd(LxdHost):
             "description": description,
         }
         what = f"create instance {name!r} from {source_text(source)}"
-        self._send(what, self._api.instances.post, json=body)
+        if target:
+            what += f" on cluster member {target!r}"
+        # LXD 5.0.2 cannot copy an instance of another project onto another cluster member
+        # ("Failed to get address of instance's member"): the copy is made on the member that
+        # holds the source, then moved (a stopped instance moves between members).
+        made_on = self._source_member(source) if target else ""
+        made_on = made_on or target
+        params = {"target": made_on} if made_on else {}
+        self._send(what, self._api.instances.post, json=body, params=params)
+        if made_on != target:
+            self._send(
+                f"move instance {name!r} from cluster member {made_on!r} to {target!r}",
+                self._api.instances[name].post,
+                json={"name": name, "migration": True, "live": False},
+                params={"target": target},
+            )
+
+    def _source_member(self, source: Mapping[str, str]) -> str:
+        """The member holding a copy's source in another project ("" for any other source)."""
+        project = source.get("project", self.project)
+        if source.get("type") != "copy" or project == self.project:
+            return ""
+        base = source["source"].split("/", 1)[0]
+        got = self._send(
+            f"find {base!r} (project {project}) in the cluster",
+            self._server_api.instances[base].get,
+            params={"project": project},
+        )
+        return str(got.json()["metadata"].get("location") or "")
 
     def replace(
         self,

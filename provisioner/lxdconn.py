@@ -122,7 +122,9 @@ class LxdConnection:
             response = request(timeout=REQUEST_TIMEOUT_S, **kwargs)
             body = response.json()
             if body.get("type") == "async":
-                self._wait(str(body["operation"]).rsplit("/", 1)[-1], what)
+                # A clustered LXD's operation URL ends in `?project=...`: the id is before it.
+                operation = str(body["operation"]).split("?", 1)[0]
+                self._wait(operation.rsplit("/", 1)[-1], what)
             return response
 
     def _wait(self, operation_id: str, what: str) -> None:

@@ -71,12 +71,25 @@ class LxdHost(LxdConnection):
         }
         self._send(what, node.put, json=body, headers={"If-Match": etag} if etag else {})
 
-    def storage_pool(self, name: str) -> Pool | None:
+    def members(self) -> dict[str, str]:
+        """In an LXD cluster, each member's name → its status ("Online", "Offline", ...), in
+        one GET; {} on a single server (known from the `GET /1.0` the connection began with)."""
+        environment = self._connect().host_info.get("environment") or {}
+        if not environment.get("server_clustered"):
+            return {}
+        what = "list the LXD cluster's members"
+        got = self._send(what, self._api.cluster.members.get, params={"recursion": 1})
+        return {m["server_name"]: m["status"] for m in got.json()["metadata"]}
+
+    def storage_pool(self, name: str, member: str = "") -> Pool | None:
+        """The pool and its space; in a cluster, on `member` ("": the member answering)."""
         node = self._server_api.storage_pools[name]
         got = self._get_or_none(f"read storage pool {name!r}", node)
         if got is None:
             return None
-        space = self._send(f"read the space of storage pool {name!r}", node.resources.get)
+        what = f"read the space of storage pool {name!r}" + (f" on {member}" if member else "")
+        params = {"target": member} if member else {}
+        space = self._send(what, node.resources.get, params=params)
         used = space.json()["metadata"].get("space") or {}
         return Pool(
             name,

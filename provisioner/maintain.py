@@ -28,7 +28,7 @@ from typing import Protocol
 from provisioner import applyreport, notices, state
 from provisioner.errors import LxdError
 from provisioner.leases import WARNED, Lease, Stage, lab_today, review
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.reconcile import Pass
 from provisioner.render import render
 from provisioner.state import Instance, LxdApi

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from provisioner.applyreport import outcome_dict, rdp_addresses, ssh_config
 from provisioner.errors import GithubError
-from provisioner.models import Policy
 from provisioner.outcomes import GIVEN_BACK, ApplyResult, Done, Outcome, Subject
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem
 from provisioner.render import render
 from provisioner.rulecatalogue import competing

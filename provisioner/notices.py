@@ -25,7 +25,8 @@ from typing import Protocol
 
 from provisioner.errors import GithubError
 from provisioner.leases import Lease, Stage
-from provisioner.models import LOGIN_PATTERN, Policy
+from provisioner.models import LOGIN_PATTERN
+from provisioner.policymodels import Policy
 from provisioner.requestpaths import under_requests
 
 LABEL = "ssp-lease"

@@ -52,6 +52,7 @@ class Done(StrEnum):
     DELETED = "deleted"  # a member's image whose request is gone
     REFUSED = "refused"
     FAILED = "failed"
+    MEMBER_DOWN = "member down"
     WOULD_CREATE = "would create"
     WOULD_UPDATE = "would update"
     WOULD_START = "would start"
@@ -95,6 +96,7 @@ class Outcome:
     server: str = ""
     sudo: bool = False
     image: str = ""  # a member's image: its alias, what later requests write as `image:`
+    host: str = ""  # the server the container is on, as members reach it ("": the policy's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +136,7 @@ def container_outcome(
         shares=spec.shares,
         expires=spec.expires,
         snapshots=spec.snapshots,
+        host=spec.host,
     )
 
 
@@ -200,7 +203,7 @@ def refused(action: Refuse) -> Outcome:
         owner=request_owner(action.request_path),
         request_path=action.request_path,
         kind=Subject.CONTAINER,
-        action=Done.REFUSED,
+        action=Done.MEMBER_DOWN if action.member_down else Done.REFUSED,
         ok=False,
         message=action.message,
     )

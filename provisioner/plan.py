@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from provisioner import allocate, idranges, imageplan, state
+from provisioner import allocate, clusterplace, idranges, imageplan, state
 from provisioner import spec as specs
 from provisioner.loaded import Loaded
 from provisioner.models import AccountRequest, ContainerRequest
@@ -209,7 +209,14 @@ def make_plan(inputs: Inputs) -> Plan:
     """Compute every action needed to make LXD match `inputs`. Pure and deterministic."""
     observed = allocate.by_name(inputs.observed)
     containers = [i for i in inputs.valid if isinstance(i.request, ContainerRequest)]
-    gpus, gpu_conflicts = allocate.gpus(inputs, containers)
+    where = clusterplace.where(
+        [(i.path, i.request) for i in containers if isinstance(i.request, ContainerRequest)],
+        inputs.policy,
+        inputs.inventory,
+        inputs.observed,
+        inputs.members,
+    )
+    gpus, gpu_conflicts = allocate.gpus(inputs, containers, where.host)
     ids = allocate.host_ids(inputs, containers)
     held, taken = allocate.ports(inputs)
     pool = allocate.PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
@@ -221,6 +228,13 @@ def make_plan(inputs: Inputs) -> Plan:
         req = item.request
         assert isinstance(req, ContainerRequest)  # noqa: S101
         wanted.add(req.name)
+        blocked = where.blocked(req.name, inputs.inventory)
+        if blocked is not None:
+            message, down = blocked
+            actions.append(
+                Refuse(name=req.name, request_path=item.path, message=message, member_down=down)
+            )
+            continue
         ssh_now, rdp_now = held.get(req.name, (None, None))
         ssh_port = pool.keep_or_new(ssh_now)
         rdp_port = pool.keep_or_new(rdp_now) if req.desktop else None
@@ -240,6 +254,8 @@ def make_plan(inputs: Inputs) -> Plan:
                 rdp_port,
                 ids=ids.blocks.get(req.name),
                 member_users=member_users,
+                member=where.member(req.name),
+                host=where.address(req.name, inputs.inventory),
             ),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
@@ -266,12 +282,12 @@ def make_plan(inputs: Inputs) -> Plan:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
     actions = imageplan.image_actions(inputs) + actions
-    actions += _retirements(inputs, wanted)
+    actions += _retirements(inputs, wanted, where.down)
     actions += _accounts(inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)
 
 
-def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
+def _retirements(inputs: Inputs, wanted: set[str], down: frozenset[str]) -> list[Action]:
     expired = {i.request.name for i in inputs.expired}
     skipped_names = {request_stem(p) for p in inputs.skipped}
     out: list[Action] = []
@@ -282,6 +298,13 @@ def _retirements(inputs: Inputs, wanted: set[str]) -> list[Action]:
             continue  # its request is on main but invalid right now: leave it, it was reported
         ended = inst.name in expired
         reason = "its lease expired" if ended else "its request was removed"
+        unreachable = clusterplace.member_down(inst.location, down)
+        if unreachable is not None:
+            path = inst.config.get(state.REQUEST, "")
+            out.append(
+                Refuse(name=inst.name, request_path=path, message=unreachable, member_down=True)
+            )
+            continue
         out.append(
             Retire(
                 name=inst.name,

@@ -16,7 +16,8 @@ from provisioner import idranges
 from provisioner import spec as specs
 from provisioner.idranges import IdMapUse, IdRange
 from provisioner.loaded import Loaded
-from provisioner.models import Inventory, Policy
+from provisioner.models import Inventory
+from provisioner.policymodels import Policy
 from provisioner.state import Image, Instance
 
 
@@ -55,7 +56,8 @@ class Create:
     @property
     def detail(self) -> str:
         again = " (replacing a half-made one)" if self.replace_half_made else ""
-        return f"from {self.spec.image}{again}"
+        where = f" on {self.spec.member}" if self.spec.member else ""
+        return f"from {self.spec.image}{where}{again}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +191,7 @@ class Refuse:
     name: str
     request_path: str
     message: str
+    member_down: bool = False  # not refused as such: its cluster member does not answer
     kind: ClassVar[Kind] = Kind.REFUSE
 
     @property
@@ -280,6 +283,9 @@ class Inputs:
     # False in a project that forbids low-level keys (ssp's restricted project): LXD chooses
     # the blocks there, and apply makes new containers one create at a time and checks them.
     pin_ids: bool = True
+    # In an LXD cluster, each member's name → its status ("Online", "Offline", ...); empty
+    # on a single server, where nothing is placed or targeted.
+    members: Mapping[str, str] = field(default_factory=dict)
 
 
 class HostFacts(TypedDict):

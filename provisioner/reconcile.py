@@ -9,8 +9,8 @@ changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from provisioner import idranges
@@ -39,6 +39,7 @@ class Observed:
     servers: tuple[Instance, ...]
     id_maps: tuple[IdMapUse, ...] = ()  # every instance's host IDs, all projects
     images: tuple[Image, ...] = ()  # ssp's images (members' `kind: image`)
+    members: Mapping[str, str] = field(default_factory=dict)  # cluster member → status
 
     def by_name(self) -> dict[str, Instance]:
         return {i.name: i for i in self.instances}
@@ -47,16 +48,19 @@ class Observed:
 def observe(
     config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
 ) -> Observed:
-    """The project's instances (one request), each shared server's instance, the host ID
-    blocks of every instance on the host and ssp's images (one request each; only planning
-    needs the last two)."""
+    """The project's instances (one request, every cluster member's included), each shared
+    server's instance, in a cluster its members (one request), and the host ID blocks of
+    every instance on the host and ssp's images (one request each; only planning needs
+    them)."""
     found = []
     for shared in config.policy.shared_servers.values():
         found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
     instances = tuple(lxd.instances())
     if not id_maps:
-        return Observed(instances, tuple(found))
-    return Observed(instances, tuple(found), tuple(lxd.id_maps()), tuple(lxd.images()))
+        return Observed(instances, tuple(found), members=lxd.members())
+    return Observed(
+        instances, tuple(found), tuple(lxd.id_maps()), tuple(lxd.images()), lxd.members()
+    )
 
 
 def plan_for(
@@ -89,6 +93,7 @@ def plan_for(
             id_spans=id_spans,
             id_maps=observed.id_maps,
             pin_ids=pin_ids,
+            members=observed.members,
         )
     )
 

@@ -118,6 +118,7 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("gpus.duplicate", _F, "a GPU index listed twice"),
         ("gpus.double_booked", _C, "a GPU already pinned by an older request"),
         ("gpus.too_many", _F, "more GPUs than the host has"),
+        ("gpus.model", _F, "a GPU model no server (or not the named host) has"),
         ("gpus.capacity", _C, "GPUs the host no longer has free, beside older requests"),
         ("server.unknown", _F, "a shared server that is not in the policy"),
         ("account.name_owner", _F, "an account name that is not the owner's login or <login>-..."),

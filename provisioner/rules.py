@@ -11,14 +11,8 @@ import re
 from datetime import date, timedelta
 
 from provisioner.loaded import Loaded
-from provisioner.models import (
-    AccountRequest,
-    ContainerRequest,
-    Host,
-    ImageRequest,
-    Inventory,
-    Policy,
-)
+from provisioner.models import AccountRequest, ContainerRequest, ImageRequest, Inventory
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem, Severity
 from provisioner.sshkeys import KeyRefusal, parse_key
 from provisioner.usernames import namespace_owner, system_user
@@ -198,9 +192,32 @@ def _container(
             )
         )
         return out
-    host = inventory.hosts[req.host or sorted(inventory.hosts)[0]]
+    return out + _gpu_rules(item, req, inventory)
+
+
+def _gpu_rules(item: Loaded, req: ContainerRequest, inventory: Inventory) -> list[Problem]:
+    """GPUs against the server(s) the request may go to: its `host:`, the only one, or, with
+    several servers and no `host:`, any of them (placement picks one at apply)."""
+    out = []
+    hosts = [inventory.hosts[req.host or sorted(inventory.hosts)[0]]]
+    where = "this host"
+    if req.host is None and len(inventory.hosts) > 1:
+        hosts, where = list(inventory.hosts.values()), "any server"
+    if req.gpu_model is not None:
+        models = sorted({g.model for h in hosts for g in h.gpus})
+        if req.gpu_model not in models:
+            out.append(
+                item.problem(
+                    ("gpu_model",),
+                    "gpus.model",
+                    f"no GPU of model '{req.gpu_model}' on {where} "
+                    f"(models: {', '.join(models) or 'none'})",
+                )
+            )
+            return out
+    fitting = [[g for g in h.gpus if req.gpu_model in (None, g.model)] for h in hosts]
     if isinstance(req.gpus, list):
-        known = {g.index for g in host.gpus}
+        known = {g.index for gpus in fitting for g in gpus}
         for i, index in enumerate(req.gpus):
             if index in req.gpus[:i]:
                 out.append(
@@ -211,22 +228,23 @@ def _container(
                     item.problem(
                         ("gpus", i),
                         "gpus.unknown",
-                        f"GPU {index} does not exist on this host (it has {_indices(host)})",
+                        f"GPU {index} does not exist on {where} (it has {_indices(known)})",
                     )
                 )
-    elif req.gpus > len(host.gpus):
+    elif req.gpus > max(len(gpus) for gpus in fitting):
+        most = max(len(gpus) for gpus in fitting)
         out.append(
             item.problem(
                 ("gpus",),
                 "gpus.too_many",
-                f"gpus: {req.gpus} is more than the host has ({len(host.gpus)})",
+                f"gpus: {req.gpus} is more than {where} has ({most})",
             )
         )
     return out
 
 
-def _indices(host: Host) -> str:
-    return ", ".join(str(g.index) for g in host.gpus) or "no GPUs"
+def _indices(known: set[int]) -> str:
+    return ", ".join(str(i) for i in sorted(known)) or "no GPUs"
 
 
 def _account(item: Loaded, req: AccountRequest, policy: Policy) -> list[Problem]:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from provisioner import models
+from provisioner import models, policymodels
 from provisioner.document import Document, Where
 from provisioner.problems import Problem
 from provisioner.sources import field_name
@@ -35,7 +35,7 @@ _TARGETS: dict[str, Any] = {
     "container": models.ContainerRequest,
     "account": models.AccountRequest,
     "image": models.ImageRequest,
-    "policy": models.Policy,
+    "policy": policymodels.Policy,
     "hosts": models.Inventory,
 }
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner import spec as specs
 from provisioner import state
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.sizes import size_bytes
 from provisioner.state import Instance
 from provisioner.status import ServerStatus
@@ -48,11 +48,11 @@ _ANY = "0.0.0.0"  # noqa: S104  (a label in a rebuilt device, nothing listens on
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class SnapshotInstance(_Strict):
+class SnapshotInstance(StrictModel):
     """One instance of the project as planning sees it (nothing secret, no address)."""
 
     name: Annotated[str, Field(min_length=1, max_length=63)]
@@ -69,7 +69,7 @@ class SnapshotInstance(_Strict):
     disk: Annotated[int, Field(ge=0)] | None = None  # root disk size in bytes, when set
 
 
-class Snapshot(_Strict):
+class Snapshot(StrictModel):
     """`snapshot.json`."""
 
     format: Literal[1]

@@ -16,14 +16,8 @@ from datetime import date
 
 from provisioner import idranges, state
 from provisioner.idranges import IdRange
-from provisioner.models import (
-    AccountRequest,
-    AliasImage,
-    CloneImage,
-    ContainerRequest,
-    GpuEntry,
-    Policy,
-)
+from provisioner.models import AccountRequest, ContainerRequest, GpuEntry
+from provisioner.policymodels import AliasImage, CloneImage, Policy
 from provisioner.requestpaths import member_image
 from provisioner.sizes import size_bytes
 
@@ -125,6 +119,8 @@ class Spec:
     expires: date
     snapshots: str
     users: bool = True  # the image can hold the owner's user and keys
+    member: str = ""  # the LXD cluster member it is on or goes to ("": a single server)
+    host: str = ""  # the name members reach that server by ("": the policy's ssh.host)
 
 
 @dataclass(frozen=True)
@@ -177,6 +173,8 @@ class Placement:
     ids: IdRange | None = None  # the host ID block (None only where a caller has no host)
     # Members' images (`<owner>/<name>`) → whether each has useradd and sshd (imageplan).
     member_users: Mapping[str, bool] = field(default_factory=dict)
+    member: str = ""  # the LXD cluster member it is on or goes to ("": a single server)
+    host: str = ""  # the name members reach that server by ("": the policy's ssh.host)
 
 
 def container_spec(
@@ -262,6 +260,8 @@ def container_spec(
             if member_image(image_id) is not None
             else policy.images[image_id].users
         ),
+        member=placement.member,
+        host=placement.host,
     )
 
 

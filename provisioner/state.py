@@ -107,6 +107,11 @@ class LxdApi(Protocol):
         """Every instance's host ID blocks, in every project of the daemon, in one request."""
         ...
 
+    def members(self) -> dict[str, str]:
+        """In an LXD cluster, each member's name → its status, in one request; {} on a single
+        server."""
+        ...
+
     def create(
         self,
         name: str,
@@ -115,8 +120,10 @@ class LxdApi(Protocol):
         devices: Devices,
         profiles: Sequence[str],
         description: str,
+        target: str = "",
     ) -> None:
-        """Create a stopped instance (copy of an instance/snapshot, or from an image)."""
+        """Create a stopped instance (copy of an instance/snapshot, or from an image); in a
+        cluster, on member `target` ("": where LXD chooses)."""
         ...
 
     def replace(
@@ -242,6 +249,12 @@ class HostApi(Protocol):
 
     def update_profile(self, profile: Profile) -> None: ...
 
-    def storage_pool(self, name: str) -> Pool | None: ...
+    def storage_pool(self, name: str, member: str = "") -> Pool | None:
+        """The pool and its space; in a cluster, on `member` ("": the member answering)."""
+        ...
+
+    def members(self) -> dict[str, str]:
+        """In an LXD cluster, each member's name → its status; {} on a single server."""
+        ...
 
     def network_exists(self, name: str) -> bool: ...

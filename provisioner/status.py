@@ -19,7 +19,8 @@ from datetime import date, datetime
 from provisioner import spec as specs
 from provisioner import state
 from provisioner.loaded import Loaded, resources
-from provisioner.models import AccountRequest, ContainerRequest, Inventory, Policy
+from provisioner.models import AccountRequest, ContainerRequest, Inventory
+from provisioner.policymodels import Policy
 from provisioner.sizes import size_bytes
 from provisioner.state import Instance
 

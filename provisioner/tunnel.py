@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from provisioner import spec as specs
 from provisioner import state
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.state import Instance
 
 _SERVICES = ((specs.SSH_DEVICE, "ssh"), (specs.RDP_DEVICE, "rdp"))

@@ -178,6 +178,7 @@ class Record:
     inside: Inside
     status: str = "Stopped"
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    location: str = "none"  # what a single LXD server reports
 
 
 @dataclass
@@ -526,6 +527,7 @@ class FakeLxd:
             profiles=tuple(record.profiles),
             ipv4=self._addresses(record),
             snapshots=tuple(record.snapshots),
+            location=record.location,
         )
 
     # -- LxdApi: reading --------------------------------------------------------------------------
@@ -534,6 +536,11 @@ class FakeLxd:
     def instances(self) -> list[Instance]:
         self._call("instances", "")
         return [self._to_instance(r) for _n, r in sorted(self._records.items())]
+
+    @_serialized
+    def members(self) -> dict[str, str]:
+        """A single server, as the fake always is: no cluster members, no request sent."""
+        return {}
 
     @_serialized
     def id_maps(self) -> list[IdMapUse]:
@@ -563,7 +570,10 @@ class FakeLxd:
         devices: Devices,
         profiles: Sequence[str],
         description: str,
+        target: str = "",
     ) -> None:
+        if target:
+            raise _err("Target only allowed when clustered")  # LXD 5.0.2's words
         if self.daemon.create_gate is not None:  # outside the lock, or nothing could overlap
             self.daemon.create_gate.wait()
         with self.daemon.lock:

@@ -31,8 +31,8 @@ from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.config import load_config
 from provisioner.github import GitHubClient
-from provisioner.models import Policy, Tunnel
 from provisioner.outcomes import Done, GpuInfo, Outcome, Subject
+from provisioner.policymodels import Policy, Tunnel
 from provisioner.problems import Position, Problem
 from provisioner.spec import Share
 from provisioner.state import LxdApi

@@ -20,7 +20,8 @@ from provisioner.hostproject import (
     profile_changes,
     project_changes,
 )
-from provisioner.models import Inventory, Policy
+from provisioner.models import Inventory
+from provisioner.policymodels import Policy
 from provisioner.state import Profile, Project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from provisioner.leases import (
     reminder_due,
     review,
 )
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.state import Instance
 
 ROOT = Path(__file__).resolve().parents[1]

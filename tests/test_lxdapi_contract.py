@@ -421,8 +421,23 @@ def test_every_call_on_a_missing_instance_says_not_found(lxd: Backend, method: s
     assert lxd.api.instances() == []
 
 
+def test_a_single_server_has_no_cluster_members(lxd: Backend) -> None:
+    # Apply then places nothing and targets nothing (tests/cluster has the real cluster).
+    assert lxd.api.members() == {}
+
+
+def test_a_target_member_on_a_single_server_is_refused(lxd: Backend) -> None:
+    _fails(
+        lambda: lxd.api.create(
+            lxd.name("targeted"), BUSYBOX, {}, {}, ["default"], "t", target="node2"
+        ),
+        "Target only allowed when clustered",
+    )
+    assert lxd.api.instances() == []
+
+
 def test_the_contract_covers_every_method_of_lxdapi() -> None:
     methods = {m for m in vars(LxdApi) if not m.startswith("_")}
-    covered = set(MISSING_CALLS) | {"instances", "id_maps", "create"}
+    covered = set(MISSING_CALLS) | {"instances", "id_maps", "create", "members"}
     covered |= {"images", "publish_image", "delete_image"}
     assert methods == covered, methods ^ covered

@@ -16,7 +16,7 @@ from helpers import NOW, key, request_path, sample, valid_request
 from provisioner.config import Config, load_config
 from provisioner.crossrules import check_all
 from provisioner.loaded import Loaded, resources
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem, Severity
 from provisioner.rules import check_request
 from provisioner.tree import Tree

@@ -15,7 +15,7 @@ from helpers import run_cli, sample_repo
 
 from provisioner import tunnel
 from provisioner.config import load_config
-from provisioner.models import Policy, Tunnel
+from provisioner.policymodels import Policy, Tunnel
 from provisioner.state import Instance
 
 ROOT = Path(__file__).resolve().parents[1]

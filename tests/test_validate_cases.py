@@ -462,6 +462,9 @@ def _cases() -> Iterator[Case]:
     yield Case("gpu-index-unknown", alice(gpus="[0, 7]"), "gpus.unknown", A, L["gpus"], 11)
     yield Case("gpu-listed-twice", alice(gpus="[1, 1]"), "gpus.duplicate", A, L["gpus"], 11)
     yield Case(
+        "gpu-model-unknown", alice(gpu_model="NVIDIA A100 80GB PCIe"), "gpus.model", A, EXTRA, 12
+    )
+    yield Case(
         "gpus-more-than-host",
         member("carol", gpus="5"),
         "gpus.too_many",

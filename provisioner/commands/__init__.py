@@ -22,8 +22,9 @@ from provisioner.escape import log_line
 from provisioner.hostports import listening_ports
 from provisioner.hostproject import forbids_low_level
 from provisioner.idranges import IdRange
-from provisioner.models import ContainerRequest, Policy
+from provisioner.models import ContainerRequest
 from provisioner.plandata import HostFacts
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem
 from provisioner.state import HostApi
 from provisioner.validate import Validation, blocking, validate_tree

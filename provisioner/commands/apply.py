@@ -30,8 +30,8 @@ from provisioner.commands import (
 )
 from provisioner.escape import command_data, log_line
 from provisioner.hostlock import host_lock
-from provisioner.models import Policy
 from provisioner.outcomes import ApplyResult
+from provisioner.policymodels import Policy
 from provisioner.problems import Problem
 from provisioner.reconcile import run_pass
 from provisioner.validate import Validation

@@ -24,7 +24,7 @@ from provisioner import subidfiles, subids
 from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
 from provisioner.errors import SspError
 from provisioner.escape import log_line
-from provisioner.hostinit import apply_host_plan, missing_prerequisites
+from provisioner.hostinit import apply_host_plan, cluster_lines, missing_prerequisites
 from provisioner.hostproject import DEFAULT_PROFILE, plan_host
 
 PREFIX = "ssp host init"
@@ -96,6 +96,10 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if plan.create_project:
         lines.insert(0, f"project {policy.lxd.project}: create")
     lines += [f"{path}: append {r}" for path, ranges in files.items() for r in ranges]
+    print(
+        "".join(f"{PREFIX}: {line}\n" for line in cluster_lines(lxd.members(), config.inventory)),
+        end="",
+    )
     if lines:
         print(f"{PREFIX}: {'would change' if args.dry_run else 'changing'}:")
     for line in lines:

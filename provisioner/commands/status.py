@@ -24,7 +24,7 @@ from provisioner.commands import (
     print_invalid_config,
 )
 from provisioner.errors import GpuError
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.reconcile import observe
 from provisioner.state import Instance
 from provisioner.status import Live, PoolUse, ServerStatus, build

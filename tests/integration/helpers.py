@@ -263,9 +263,11 @@ def apply_pass(
     busy_ports: frozenset[int] | None = None,
     jobs: int = DEFAULT_JOBS,
     pin_ids: bool | None = None,
+    id_spans: tuple[IdRange, ...] | None = None,
 ) -> Pass:
     """One reconcile pass of `requests` on the real daemon, with the host's busy ports; host
-    ID blocks chosen by ssp unless the project forbids it (or `pin_ids` says otherwise)."""
+    ID blocks chosen by ssp unless the project forbids it (or `pin_ids` says otherwise), from
+    `id_spans` (default: root's ranges in this host's /etc/subuid and /etc/subgid)."""
     if pin_ids is None:
         pin_ids = not forbids_low_level(adapters.main.read_project())
     return run_pass(
@@ -276,7 +278,7 @@ def apply_pass(
         sha=SHA,
         busy_ports=listening_ports() if busy_ports is None else busy_ports,
         gpu_refusal=gpu_refusal,
-        id_spans=host_id_spans(),
+        id_spans=host_id_spans() if id_spans is None else id_spans,
         pin_ids=pin_ids,
         ipv4_timeout_s=30,
         jobs=jobs,

@@ -80,8 +80,8 @@ def host_init(
     opened: list[Lxd] = []
     real = host_command.open_lxd
 
-    def recording(project: str, env: Any) -> Any:
-        opened.append(real(project, env))
+    def recording(project: str, env: Any, **options: Any) -> Any:
+        opened.append(real(project, env, **options))
         return opened[-1]
 
     monkeypatch.setattr(host_command, "open_lxd", recording)
@@ -188,7 +188,10 @@ def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
     }
     gpu = {k: v for k, v in statuses.items() if k.startswith("gpu.")}
     assert len(gpu) == 5 and set(gpu.values()) == {"n/a"}, checked.out
-    rest = {k: v for k, v in statuses.items() if not k.startswith("gpu.")}
+    # One server, not an LXD cluster: the cluster's checks do not apply.
+    cluster = {k: v for k, v in statuses.items() if k in ("cluster.members", "pool.members")}
+    assert cluster == {"cluster.members": "n/a", "pool.members": "n/a"}, checked.out
+    rest = {k: v for k, v in statuses.items() if not k.startswith("gpu.") and k not in cluster}
     assert set(rest.values()) == {"ok"}, checked.out
     assert "ports.listening" in rest  # the container's forwarded port listens
 

@@ -84,6 +84,7 @@ def test_the_daily_run_expires_a_lease_and_tells_its_owner_once(
             {"schedule": "17 16 * * *"},
             sha=sha,
             ref="refs/heads/main",
+            job="maintain",
         )
 
     first = run()

@@ -35,7 +35,7 @@ from integration.helpers import (
 from provisioner import cli, commands, mergecomment
 from provisioner.commands import apply as apply_command
 from provisioner.lxd import Lxd
-from provisioner.models import Policy
+from provisioner.policymodels import Policy
 from provisioner.state import LxdApi
 
 pytestmark = pytest.mark.lxd
