@@ -23,6 +23,9 @@ from pylxd.client import get_session_for_url
 from provisioner.errors import LxdError
 from provisioner.lxdwire import REQUEST_TIMEOUT_S, WAIT_SLICE_S, released_by_gc, socket_path
 
+OPERATION_LOOKUPS = 10
+OPERATION_LOOKUP_S = 0.5
+
 
 def not_found(error: LxdError) -> bool:
     return isinstance(error.__cause__, pylxd_errors.NotFound)
@@ -130,9 +133,20 @@ class LxdConnection:
     def _wait(self, operation_id: str, what: str) -> None:
         operation = self._api.operations[operation_id]
         deadline = time.monotonic() + self.op_timeout_s
+        lookups = 0
         while True:
             slice_s = max(1, min(WAIT_SLICE_S, int(deadline - time.monotonic())))
-            got = operation.wait.get(params={"timeout": slice_s}, timeout=slice_s + 30)
+            try:
+                got = operation.wait.get(params={"timeout": slice_s}, timeout=slice_s + 30)
+            except pylxd_errors.NotFound:
+                # In a cluster, the member answering looks another member's operation up in
+                # the cluster's database; just after that member came back (5.0.2) the lookup
+                # can miss an operation it has only begun to record. Ask again a few times.
+                lookups += 1
+                if lookups >= OPERATION_LOOKUPS:
+                    raise
+                time.sleep(OPERATION_LOOKUP_S)
+                continue
             meta = got.json()["metadata"]
             if meta["status_code"] >= 400:  # Failure 400, Cancelled 401
                 raise LxdError(f"{what}: {meta.get('err') or meta['status']}")

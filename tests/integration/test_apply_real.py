@@ -156,13 +156,13 @@ def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
     assert host_keys[a].strip().endswith(f"root@{a}")
 
     # A second pass changes nothing: one listing per adapter, one of every instance's host
-    # IDs (all projects) and one read of the project's restrictions (may ssp choose host ID
-    # blocks there?), no mutating request at all.
+    # IDs (all projects), one of ssp's images (members' `kind: image`) and one read of the
+    # project's restrictions (may ssp choose host ID blocks there?), no mutating request.
     before = adapters.requests()
     mutations = len(adapters.mutations())
     second = apply_pass(lab, adapters, req_a, req_b)
     assert adapters.mutations()[mutations:] == []
-    assert adapters.requests() - before == 4
+    assert adapters.requests() - before == 5
     assert second.plan.changes == ()
     assert outcomes(second) == {a: ("unchanged", True, ""), b: ("unchanged", True, "")}
     assert {o.name: o.ipv4 for o in second.result.outcomes} == {a: oa.ipv4, b: ob.ipv4}
