@@ -331,8 +331,12 @@ class Lxd(LxdHost):
             "public": False,
         }
         what = f"publish {name!r} snapshot {snapshot!r} as image {alias!r}"
-        self._send(what, self._api.images.post, json=body)
         node = self._api.images.aliases[parse.quote(alias, safe="")]
+        # LXD makes the image before it adds the alias: publishing under an alias that
+        # exists would fail only then, and leave an image without an alias behind (seen).
+        if self._get_or_none(f"read image alias {alias!r}", node) is not None:
+            raise LxdError(f"{what}: the image alias already exists")
+        self._send(what, self._api.images.post, json=body)
         got = self._send(f"read image alias {alias!r}", node.get)
         return str(got.json()["metadata"]["target"])
 
