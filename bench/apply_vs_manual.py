@@ -48,8 +48,8 @@ from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found 
     make_key,
 )
 
-from provisioner.apply import DEFAULT_JOBS  # noqa: E402
-from provisioner.lxdwire import socket_path  # noqa: E402
+from provisioner.applying.apply import DEFAULT_JOBS  # noqa: E402
+from provisioner.lxd.wire import socket_path  # noqa: E402
 
 GOLDEN = "Common-Server/golden"
 SSH_DIR = "/home/alice/.ssh"

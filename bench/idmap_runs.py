@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from integration.conftest import throwaway_project  # noqa: E402
 from integration.helpers import Adapters, LabRepo, apply_pass, lxc  # noqa: E402
 
-from provisioner import idranges  # noqa: E402
-from provisioner import spec as specs  # noqa: E402
-from provisioner.apply import Applier  # noqa: E402
-from provisioner.lxdwire import socket_path  # noqa: E402
+from provisioner.applying.apply import Applier  # noqa: E402
+from provisioner.lxd.wire import socket_path  # noqa: E402
+from provisioner.values import idranges  # noqa: E402
+from provisioner.values import spec as specs  # noqa: E402
 
 OWNERS = ("carol", "carol", "carol", "carol", "alice", "alice")  # the sample quotas allow it
 

@@ -34,9 +34,9 @@ from apply_vs_manual import WINDOW, BenchLab  # noqa: E402  (found via sys.path)
 from integration.conftest import throwaway_project  # noqa: E402
 from integration.helpers import NOW, SHA, Adapters, host_id_spans  # noqa: E402
 
-from provisioner.hostports import listening_ports  # noqa: E402
-from provisioner.lxdwire import socket_path  # noqa: E402
-from provisioner.reconcile import run_pass  # noqa: E402
+from provisioner.flows.reconcile import run_pass  # noqa: E402
+from provisioner.host.ports import listening_ports  # noqa: E402
+from provisioner.lxd.wire import socket_path  # noqa: E402
 
 OWNERS = ("alice", "bob", "carol")  # 100 containers each at most (the bench quota)
 

@@ -32,7 +32,7 @@ from integration.conftest import throwaway_project  # noqa: E402
 from integration.helpers import NOW, SHA, Adapters  # noqa: E402
 from noop_apply import requests_for  # noqa: E402
 
-from provisioner.reconcile import run_pass  # noqa: E402
+from provisioner.flows.reconcile import run_pass  # noqa: E402
 
 WINDOW = (42000, 42999)  # apart from the tests' and the single-server bench's ports
 # The cluster's listing of its instances and members: what must not grow with N.

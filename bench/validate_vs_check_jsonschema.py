@@ -33,8 +33,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from provisioner import gitfiles, schema
-from provisioner.validate import validate_tree
+from provisioner.git import files as gitfiles
+from provisioner.validation import schema
+from provisioner.validation.validate import validate_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 # Requests are judged against a pinned "now" (SSP_NOW) so the run does not depend on today.

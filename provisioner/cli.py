@@ -17,7 +17,7 @@ from pathlib import Path
 
 from provisioner import __version__
 from provisioner.commands import NAMES
-from provisioner.errors import SspError, UsageError
+from provisioner.values.errors import SspError, UsageError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

@@ -48,12 +48,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import yaml
 
-from provisioner import idranges
-from provisioner.errors import LxdError
-from provisioner.idranges import IdMapUse
-from provisioner.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance, Project
-from provisioner.tree import Tree
-from provisioner.validate import Validation, validate_tree
+from provisioner.validation.validate import Validation, validate_tree
+from provisioner.values import idranges
+from provisioner.values.errors import LxdError
+from provisioner.values.idranges import IdMapUse
+from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance, Project
+from provisioner.values.tree import Tree
 
 READS = frozenset({"instances", "instance", "wait_ipv4", "id_maps", "images"})
 GOLDEN = "golden"

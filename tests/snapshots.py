@@ -7,12 +7,12 @@ from pathlib import Path
 
 from helpers import NOW, ROOT
 
-from provisioner import snapshot as snapshots
-from provisioner import spec as specs
-from provisioner import state
-from provisioner.config import load_config
-from provisioner.state import Instance
-from provisioner.status import PoolUse, build
+from provisioner.status import snapshot as snapshots
+from provisioner.status.server import PoolUse, build
+from provisioner.validation.config import load_config
+from provisioner.values import spec as specs
+from provisioner.values import state
+from provisioner.values.state import Instance
 
 GiB = 2**30
 PCI = ("0000:18:00.0", "0000:3b:00.0", "0000:86:00.0", "0000:af:00.0")  # config/hosts.yaml

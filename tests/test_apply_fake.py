@@ -14,10 +14,11 @@ import threading
 import pytest
 from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, File, Lab, User
 
-from provisioner.errors import LxdError
-from provisioner.outcomes import GpuInfo
-from provisioner.reconcile import Pass, run_pass
-from provisioner.state import (
+from provisioner.flows.reconcile import Pass, run_pass
+from provisioner.validation.validate import blocking
+from provisioner.values.errors import LxdError
+from provisioner.values.outcomes import GpuInfo
+from provisioner.values.state import (
     ACCOUNT,
     MANAGED,
     OWNER,
@@ -27,7 +28,6 @@ from provisioner.state import (
     SHA,
     STATE,
 )
-from provisioner.validate import blocking
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

@@ -9,8 +9,8 @@ import shutil
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner.reconcile import Pass, run_pass
-from provisioner.validate import blocking
+from provisioner.flows.reconcile import Pass, run_pass
+from provisioner.validation.validate import blocking
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

@@ -121,7 +121,7 @@ def test_a_host_command_in_the_members_slim_install_says_what_is_missing(
 ) -> None:
     # As if pylxd were not installed: the slim install leaves the host libraries out.
     monkeypatch.setitem(sys.modules, "pylxd", None)
-    monkeypatch.delitem(sys.modules, "provisioner.lxd", raising=False)
+    monkeypatch.delitem(sys.modules, "provisioner.lxd.api", raising=False)
     repo = sample_repo(tmp_path / "repo")
     done = run_cli("status", "--repo", str(repo))
     assert done.code == 2

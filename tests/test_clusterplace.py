@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-from provisioner.clusterplace import down_members, where
-from provisioner.models import ContainerRequest, GpuEntry, Host, Inventory
-from provisioner.policymodels import Policy
-from provisioner.state import MANAGED, RETIRED, Instance
+from provisioner.planning.cluster import down_members, where
+from provisioner.values.models import ContainerRequest, GpuEntry, Host, Inventory
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import MANAGED, RETIRED, Instance
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = Policy.model_validate(yaml.safe_load((ROOT / "config" / "policy.yaml").read_text()))

@@ -26,16 +26,16 @@ import pytest
 from fakegithub import FAKE_REPO, FakeGitHub, PullFile
 from fakelxd import NOW, FakeLxd, Lab
 
-from provisioner import mergecomment
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
-from provisioner.config import load_config
-from provisioner.github import GitHubClient
-from provisioner.outcomes import Done, GpuInfo, Outcome, Subject
-from provisioner.policymodels import Policy, Tunnel
-from provisioner.problems import Position, Problem
-from provisioner.spec import Share
-from provisioner.state import LxdApi
+from provisioner.github.client import GitHubClient
+from provisioner.reporting import mergecomment
+from provisioner.validation.config import load_config
+from provisioner.values.outcomes import Done, GpuInfo, Outcome, Subject
+from provisioner.values.policymodels import Policy, Tunnel
+from provisioner.values.problems import Position, Problem
+from provisioner.values.spec import Share
+from provisioner.values.state import LxdApi
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "comments"

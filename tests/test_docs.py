@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.problems import Position, Problem
-from provisioner.rulecatalogue import ANCHORS, RULES, competing, unknown
-from provisioner.ruleguide import catalogue
-from provisioner.validate import _catalogued
+from provisioner.validation.catalogue import ANCHORS, RULES, competing, unknown
+from provisioner.validation.guide import catalogue
+from provisioner.validation.validate import _catalogued
+from provisioner.values.problems import Position, Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [ROOT / "docs" / "user-guide.md", ROOT / "docs" / "user-guide.zh.md"]
@@ -295,7 +295,7 @@ def test_ssp_explain_finds_every_rule_in_the_guides_tables(guide: Path) -> None:
 
 def test_every_rule_the_validator_can_emit_is_in_the_catalogue_and_no_other() -> None:
     ids, _ = rule_ids()
-    assert unknown(ids) == [], "add these to provisioner/rulecatalogue.py"
+    assert unknown(ids) == [], "add these to provisioner/validation/catalogue.py"
     assert sorted(RULES.keys() - ids) == [], "the catalogue holds rules nothing emits"
 
 

@@ -16,18 +16,19 @@ import yaml
 from helpers import ENV, run_cli, sample_repo
 from nvml_standin import NvmlStandin, seed_server
 
-from provisioner import doctor, doctorgpus
-from provisioner.checkup import HostPaths, examine, forwards, nvidia_cards, shared_forwards
-from provisioner.config import Config, load_config
-from provisioner.doctor import Check, Need, Status
-from provisioner.doctorgpus import GpuContainer
-from provisioner.errors import GpuError, LxdError
-from provisioner.gpus import read_gpus
-from provisioner.hostproject import desired_project
-from provisioner.idranges import IdMapUse, IdRange
-from provisioner.lxd import Lxd
-from provisioner.models import GpuEntry
-from provisioner.state import ExecResult, Instance, Pool, Profile, Project, ServerInfo
+from provisioner.doctor import checks as doctor
+from provisioner.doctor import gpus as doctorgpus
+from provisioner.doctor.checks import Check, Need, Status
+from provisioner.doctor.gpus import GpuContainer
+from provisioner.flows.checkup import HostPaths, examine, forwards, nvidia_cards, shared_forwards
+from provisioner.gpu.nvml import read_gpus
+from provisioner.lxd.api import Lxd
+from provisioner.planning.hostproject import desired_project
+from provisioner.validation.config import Config, load_config
+from provisioner.values.errors import GpuError, LxdError
+from provisioner.values.idranges import IdMapUse, IdRange
+from provisioner.values.models import GpuEntry
+from provisioner.values.state import ExecResult, Instance, Pool, Profile, Project, ServerInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2**30

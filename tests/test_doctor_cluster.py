@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from provisioner.doctor import Status
-from provisioner.doctorcluster import check_member_pools, check_members
-from provisioner.hostinit import cluster_lines
-from provisioner.models import Host, Inventory
-from provisioner.state import Pool
+from provisioner.applying.hostinit import cluster_lines
+from provisioner.doctor.checks import Status
+from provisioner.doctor.cluster import check_member_pools, check_members
+from provisioner.values.models import Host, Inventory
+from provisioner.values.state import Pool
 
 GIB = 2**30
 TWO = Inventory(hosts={"node1": Host(cpu=8, memory="32GiB"), "node2": Host(cpu=8, memory="32GiB")})

@@ -21,7 +21,7 @@ from fakegithub import FAKE_REPO, FakeGitHub
 from fakegithub.settings import Protection, RepoSettings, Runner, rule
 from helpers import ROOT, run_cli
 
-from provisioner.repocheck import GITHUB_CHECKS
+from provisioner.doctor.repository import GITHUB_CHECKS
 
 ALL_BRANCHES = rule("file_path_restriction", 9, restricted_file_paths=[".github/workflows/**"])
 

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fakegithub import FAKE_REPO, FakeGitHub
 
-from provisioner.errors import GithubError, UsageError
-from provisioner.github import AppCredentials, GitHubClient, PullRef
-from provisioner.githubfailures import retry_after_seconds
+from provisioner.github.client import AppCredentials, GitHubClient, PullRef
+from provisioner.github.failures import retry_after_seconds
+from provisioner.values.errors import GithubError, UsageError
 
 # fake_github, github_client, github_sleeps
 pytest_plugins = ["fakegithub.fixtures"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
 
-from provisioner.errors import GithubError
-from provisioner.githubstate import StateBranch
+from provisioner.github.statebranch import StateBranch
+from provisioner.values.errors import GithubError
 
 pytest_plugins = ["fakegithub.fixtures"]  # fake_github
 

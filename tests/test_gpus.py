@@ -20,10 +20,10 @@ import yaml
 from nvml_standin import MiB, NvmlStandin, StandinGpu, seed_server
 
 from provisioner import cli
-from provisioner.errors import GpuError
-from provisioner.gpuinventory import Gpu, GpuProcess, compare_inventory, nvml_to_lxd_pci
-from provisioner.gpus import REQUIRED_NODES, missing_device_nodes, read_gpus
-from provisioner.hostsfile import update_hosts_text
+from provisioner.gpu.nvml import REQUIRED_NODES, missing_device_nodes, read_gpus
+from provisioner.validation.hostsfile import update_hosts_text
+from provisioner.values.errors import GpuError
+from provisioner.values.gpuinventory import Gpu, GpuProcess, compare_inventory, nvml_to_lxd_pci
 
 SEED_PCI = ["0000:1a:00.0", "0000:4b:00.0", "0000:b1:00.0", "0000:ca:00.0"]
 
@@ -376,7 +376,7 @@ def test_write_records_the_live_gpus_and_keeps_the_rest(
 
 
 def test_written_inventory_satisfies_the_hosts_model(seed: NvmlStandin) -> None:
-    models = pytest.importorskip("provisioner.models")
+    models = pytest.importorskip("provisioner.values.models")
     text, _, _, _ = update_hosts_text(HOSTS, None, read_gpus())
     inventory = models.Inventory.model_validate(yaml.safe_load(text))
     # the pydantic entries are what compare_inventory gets on the host

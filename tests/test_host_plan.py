@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.hostproject import (
+from provisioner.planning.hostproject import (
     SettingChange,
     desired_profile,
     desired_project,
@@ -20,9 +20,9 @@ from provisioner.hostproject import (
     profile_changes,
     project_changes,
 )
-from provisioner.models import Inventory
-from provisioner.policymodels import Policy
-from provisioner.state import Profile, Project
+from provisioner.values.models import Inventory
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import Profile, Project
 
 ROOT = Path(__file__).resolve().parents[1]
 

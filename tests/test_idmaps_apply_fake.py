@@ -13,8 +13,8 @@ import shutil
 import pytest
 from fakelxd import NOW, FakeLxd, Lab
 
-from provisioner import idranges
-from provisioner.reconcile import Pass, run_pass
+from provisioner.flows.reconcile import Pass, run_pass
+from provisioner.values import idranges
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from provisioner import idranges, subids
-from provisioner.idranges import Allocator, IdMapUse, IdRange, overlaps, use_of
+from provisioner.values import idranges, subids
+from provisioner.values.idranges import Allocator, IdMapUse, IdRange, overlaps, use_of
 
 SPLIT = json.dumps(
     [

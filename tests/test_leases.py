@@ -1,4 +1,4 @@
-"""Leases as days (provisioner.leases): the last day is inclusive in the lab's time zone,
+"""Leases as days (provisioner.planning.leases): the last day is inclusive in the lab's time zone,
 reminders fall due once each, and a retired container is deleted only with the policy's
 consent, after a final notice given long enough before. The clock is always handed in."""
 
@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import state
-from provisioner.config import load_config
-from provisioner.leases import (
+from provisioner.planning.leases import (
     WARNED,
     Stage,
     days_left,
@@ -21,8 +19,10 @@ from provisioner.leases import (
     reminder_due,
     review,
 )
-from provisioner.policymodels import Policy
-from provisioner.state import Instance
+from provisioner.validation.config import load_config
+from provisioner.values import state
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import Instance
 
 ROOT = Path(__file__).resolve().parents[1]
 LAST = date(2027, 6, 30)
@@ -181,8 +181,8 @@ def test_bad_lease_settings_are_named_on_their_line(
 def test_the_validator_keeps_a_lease_running_through_its_last_day(tmp_path: Path) -> None:
     from helpers import request_path, sample_repo, valid_request  # noqa: PLC0415
 
-    from provisioner import gitfiles  # noqa: PLC0415
-    from provisioner.validate import validate_tree  # noqa: PLC0415
+    from provisioner.git import files as gitfiles  # noqa: PLC0415
+    from provisioner.validation.validate import validate_tree  # noqa: PLC0415
 
     text = valid_request(expires=LAST.isoformat())
     root = sample_repo(tmp_path / "lab", {request_path(text): text})

@@ -9,7 +9,7 @@ import textwrap
 SCRIPT = textwrap.dedent(
     """
     import threading
-    from provisioner.lxd import quiet_ws4py_shutdown_race
+    from provisioner.lxd.api import quiet_ws4py_shutdown_race
 
     def fail(error):
         raise error

@@ -1,9 +1,9 @@
-"""One contract for `LxdApi` (provisioner/state.py), run against the in-memory fake and the
+"""One contract for `LxdApi` (provisioner/values/state.py), run against the in-memory fake and the
 real daemon: the same test functions, parametrised over both. What apply relies on from LXD
 is said once here, so the fake (tests/fakelxd.py), on which most apply tests run, cannot drift
 from what a real LXD does. Where the two disagreed, the fake was changed to match the daemon.
 
-The real variant (marked `lxd`) drives `provisioner.lxd.Lxd` in a throwaway LXD project that
+The real variant (marked `lxd`) drives `provisioner.lxd.api.Lxd` in a throwaway LXD project that
 its fixture creates and removes; instances are busybox containers from runner/dev-lxd.sh's
 `ssp-busybox` image, and their names carry the project's random suffix.
 """
@@ -20,11 +20,11 @@ import pytest
 from fakelxd import FakeDaemon, FakeLxd, busybox_image
 from integration.conftest import throwaway_project
 
-from provisioner.errors import LxdError
-from provisioner.hostproject import forbids_low_level
-from provisioner.lxd import Lxd
-from provisioner.lxdwire import socket_path
-from provisioner.state import LxdApi
+from provisioner.lxd.api import Lxd
+from provisioner.lxd.wire import socket_path
+from provisioner.planning.hostproject import forbids_low_level
+from provisioner.values.errors import LxdError
+from provisioner.values.state import LxdApi
 
 BUSYBOX = {"type": "image", "alias": "ssp-busybox"}
 # A GPU this machine does not have: LXD saves the device and refuses it at start.

@@ -14,8 +14,8 @@ from fakelxd import TODAY, Lab
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.plan import make_plan
-from provisioner.plandata import Create, Inputs
+from provisioner.planning.plan import make_plan
+from provisioner.values.plandata import Create, Inputs
 
 # Every config key a managed container may be created with, and nothing else.
 ALLOWED_KEYS = frozenset(

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from provisioner.cli import main
 from provisioner.commands.new import PLACEHOLDERS
-from provisioner.sources import load
+from provisioner.validation.sources import load
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

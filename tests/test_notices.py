@@ -11,9 +11,10 @@ import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
 from test_leases import LAST, container, policy
 
-from provisioner import notices, state
-from provisioner.githubissues import IssuesClient
-from provisioner.leases import Lease, Stage, review
+from provisioner.github.issues import IssuesClient
+from provisioner.planning.leases import Lease, Stage, review
+from provisioner.reporting import notices
+from provisioner.values import state
 
 pytest_plugins = ["fakegithub.fixtures"]
 

@@ -1,5 +1,5 @@
-"""File names and values reach every output channel escaped (provisioner/escape.py): the CI
-log, annotations, the job summary, PR comments and the terminal.
+"""File names and values reach every output channel escaped (provisioner/reporting/escape.py):
+the CI log, annotations, the job summary, PR comments and the terminal.
 
 Before, a top-level file named like a workflow command was echoed as one by
 `ssp validate --format github` (the runner would have run it), and a file name with a
@@ -15,8 +15,8 @@ import pytest
 from helpers import GitRepo, valid_request, validate
 from workflowrun import parse_annotations
 
-from provisioner.escape import code, command_property, log_line, md, one_line
-from provisioner.render import render
+from provisioner.reporting.escape import code, command_property, log_line, md, one_line
+from provisioner.reporting.render import render
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}
 ALICE = "requests/alice/alice-box.yaml"
@@ -110,7 +110,7 @@ def test_pr_comments_escape_through_the_same_filters() -> None:
 
 
 def summary_args(path: str) -> dict[str, object]:
-    from provisioner.problems import Position, Problem  # noqa: PLC0415
+    from provisioner.values.problems import Position, Problem  # noqa: PLC0415
 
     problem = Problem(path, Position(1, 1), "path.layout", "bad <b>name</b> | here")
     return {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from provisioner.models import GpuEntry, Host
-from provisioner.placement import Need, Placement, Usage, place, usage_of
-from provisioner.sizes import size_bytes
+from provisioner.planning.placement import Need, Placement, Usage, place, usage_of
+from provisioner.values.models import GpuEntry, Host
+from provisioner.values.sizes import size_bytes
 
 GIB = 2**30
 

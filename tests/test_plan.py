@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from fakelxd import TODAY, Lab
 
-from provisioner import spec as specs
-from provisioner.plan import make_plan
-from provisioner.plandata import (
+from provisioner.planning.plan import make_plan
+from provisioner.validation.validate import Validation
+from provisioner.values import spec as specs
+from provisioner.values.plandata import (
     AccountAction,
     Action,
     Create,
@@ -32,7 +33,7 @@ from provisioner.plandata import (
     Start,
     Update,
 )
-from provisioner.state import (
+from provisioner.values.state import (
     ACCOUNT,
     KEYS,
     MANAGED,
@@ -43,7 +44,6 @@ from provisioner.state import (
     STATE,
     Instance,
 )
-from provisioner.validate import Validation
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

@@ -13,11 +13,11 @@ import pytest
 from fakelxd import Lab
 from test_plan import applied, inputs, plan
 
-from provisioner import idranges
-from provisioner.allocate import NO_IDS
-from provisioner.idranges import IdMapUse, IdRange
-from provisioner.plan import make_plan
-from provisioner.plandata import Create, Ready, Refuse, Update
+from provisioner.planning.allocate import NO_IDS
+from provisioner.planning.plan import make_plan
+from provisioner.values import idranges
+from provisioner.values.idranges import IdMapUse, IdRange
+from provisioner.values.plandata import Create, Ready, Refuse, Update
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

@@ -23,7 +23,8 @@ from helpers import (
     validate,
 )
 
-from provisioner.authz import FileChange, authorize
+from provisioner.validation.authz import authorize
+from provisioner.values.changes import FileChange
 
 ALICE = "requests/alice/alice-box.yaml"
 BOB = "requests/bob/bob-common.yaml"

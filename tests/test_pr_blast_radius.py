@@ -13,10 +13,10 @@ from pathlib import Path
 
 from helpers import GitRepo, sample, valid_request, validate
 
-from provisioner import gitfiles
-from provisioner.authz import FileChange
 from provisioner.commands import clock
-from provisioner.validate import validate_pull
+from provisioner.git import files as gitfiles
+from provisioner.validation.validate import validate_pull
+from provisioner.values.changes import FileChange
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}
 BOB_BOX = "requests/bob/bob-box.yaml"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, GitRepo, key, valid_request, validate
 
-from provisioner import gitfiles, gitrepo
+from provisioner.git import files as gitfiles
+from provisioner.git import history as gitrepo
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}
 POLICY = "config/policy.yaml"

@@ -19,7 +19,7 @@ import pytest
 from helpers import ENV, NOW, ROOT, GitRepo, line_of, valid_request, validate
 from snapshots import PCI, GiB, container, make_snapshot
 
-from provisioner.state import Instance
+from provisioner.values.state import Instance
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

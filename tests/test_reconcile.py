@@ -21,15 +21,17 @@ from pathlib import Path
 import pytest
 from fakelxd import BASE, NOW, FakeLxd, Lab
 
-from provisioner import applyreport, commands, gitrepo
+from provisioner import commands
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import plan as plan_command
-from provisioner.hostlock import host_lock
-from provisioner.outcomes import ApplyResult, Outcome
-from provisioner.reconcile import run_pass
-from provisioner.state import ACCOUNT, LxdApi
-from provisioner.validate import blocking
+from provisioner.flows.reconcile import run_pass
+from provisioner.git import history as gitrepo
+from provisioner.host.lock import host_lock
+from provisioner.reporting import applyreport
+from provisioner.validation.validate import blocking
+from provisioner.values.outcomes import ApplyResult, Outcome
+from provisioner.values.state import ACCOUNT, LxdApi
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None or shutil.which("git") is None,

@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 from fakelxd import NOW, Lab
 
-from provisioner import validationreport
-from provisioner.authz import FileChange
-from provisioner.validate import Renewal, renewals_only, validate_pull
+from provisioner.reporting import validationreport
+from provisioner.validation.validate import Renewal, renewals_only, validate_pull
+from provisioner.values.changes import FileChange
 
 ALICE = "requests/alice/alice-x.yaml"
 

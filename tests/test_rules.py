@@ -13,15 +13,15 @@ from datetime import date, datetime
 import pytest
 from helpers import NOW, key, request_path, sample, valid_request
 
-from provisioner.config import Config, load_config
-from provisioner.crossrules import check_all
-from provisioner.loaded import Loaded, resources
-from provisioner.policymodels import Policy
-from provisioner.problems import Problem, Severity
-from provisioner.rules import check_request
-from provisioner.tree import Tree
-from provisioner.usernames import system_user
-from provisioner.validate import load_request, validate_tree
+from provisioner.validation.config import Config, load_config
+from provisioner.validation.crossrules import check_all
+from provisioner.validation.rules import check_request
+from provisioner.validation.usernames import system_user
+from provisioner.validation.validate import load_request, validate_tree
+from provisioner.values.loaded import Loaded, resources
+from provisioner.values.policymodels import Policy
+from provisioner.values.problems import Problem, Severity
+from provisioner.values.tree import Tree
 
 TODAY = date(2026, 11, 28)
 

@@ -1,6 +1,6 @@
 """The committed JSON Schemas are exactly what the models generate, and editors can use them.
 
-`schemas/*.schema.json` are generated from `provisioner.models` (`ssp schema --write`); this
+`schemas/*.schema.json` are generated from `provisioner.values.models` (`ssp schema --write`); this
 fails when someone changes a model without regenerating, or edits a schema by hand. The
 request files point editors at the schema with a `yaml-language-server` line, and the real
 `check-jsonschema` (the tool lab members and CI may also use) accepts the sample files with
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, run_cli, valid_request
 
-from provisioner import schema
+from provisioner.validation import schema
 
 SCHEMAS = ROOT / "schemas"
 REQUESTS = sorted((ROOT / "requests").glob("**/*.yaml"))

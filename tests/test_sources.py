@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from provisioner.problems import Position
-from provisioner.sources import (
+from provisioner.validation.sources import (
     MAX_BYTES,
     MAX_DEPTH,
     MAX_NUMBER,
@@ -16,6 +15,7 @@ from provisioner.sources import (
     load,
     resolve_plain,
 )
+from provisioner.values.problems import Position
 
 
 def ok(text: str | bytes) -> object:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.sshkeys import MAX_KEYS, KeyRefusal, SshKey, parse_key
+from provisioner.validation.sshkeys import MAX_KEYS, KeyRefusal, SshKey, parse_key
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

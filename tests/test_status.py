@@ -14,10 +14,10 @@ from datetime import date, timedelta
 import pytest
 from fakelxd import NOW, TODAY, FakeLxd, Lab
 
-from provisioner import statuspage
-from provisioner.reconcile import observe, run_pass
-from provisioner.status import Live, PoolUse, ServerStatus, build
-from provisioner.validate import Validation
+from provisioner.flows.reconcile import observe, run_pass
+from provisioner.status import page as statuspage
+from provisioner.status.server import Live, PoolUse, ServerStatus, build
+from provisioner.validation.validate import Validation
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 

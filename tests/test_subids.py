@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import subidfiles, subids
-from provisioner.subids import LXD_DEFAULT, Range
+from provisioner.host import subidfiles
+from provisioner.values import subids
+from provisioner.values.subids import LXD_DEFAULT, Range
 
 # What runner/dev-lxd.sh leaves on a development host, and a stock Debian host with one user.
 DEV_HOST = "_lxd:100000:10000001\nroot:100000:10000001\nroot:1000:100\n"

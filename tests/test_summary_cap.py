@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
-from provisioner.validationreport import SUMMARY_LIMIT, capped
+from provisioner.reporting.validationreport import SUMMARY_LIMIT, capped
 
 MIB = 1024 * 1024
 

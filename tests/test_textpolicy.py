@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.sources import load
-from provisioner.textpolicy import allowed, describe, first_forbidden
+from provisioner.validation.sources import load
+from provisioner.validation.textpolicy import allowed, describe, first_forbidden
 
 NONCHARACTERS = [
     *range(0xFDD0, 0xFDF0),

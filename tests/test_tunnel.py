@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, sample_repo
 
-from provisioner import tunnel
-from provisioner.config import load_config
-from provisioner.policymodels import Policy, Tunnel
-from provisioner.state import Instance
+from provisioner.planning import tunnel
+from provisioner.validation.config import load_config
+from provisioner.values.policymodels import Policy, Tunnel
+from provisioner.values.state import Instance
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_KEYS = {"serverAddr", "serverPort", "auth", "proxies"}

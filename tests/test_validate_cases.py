@@ -994,7 +994,7 @@ def _text_cases() -> Iterator[Case]:
     # a file's name is text from the PR too
     bidi, clear = "requests/alice/alice\u202ebox.yaml", "requests/alice/x\x1b[2J.yaml"
     # (the text report shows the override in the name as `\u202e`, the ESC as `\x1b`:
-    # provisioner/escape.py shows control and bidi characters as escapes on every channel)
+    # provisioner/reporting/escape.py shows control and bidi characters as escapes on every channel)
     yield Case("file-name-with-bidi", {bidi: valid_request()}, "path.char", ascii(bidi)[1:-1],
                1, 1, message="U+202E")  # fmt: skip
     yield Case("pr-file-name-with-escape", {}, "path.char", ascii(clear)[1:-1], 1, 1,
@@ -1092,21 +1092,21 @@ def _emitted_rules() -> set[str]:
     )
     rules: set[str] = set()
     for module in (
-        "sources",
-        "schema",
-        "rules",
-        "imagerules",
-        "config",
-        "authz",
-        "gitfiles",
-        "validate",
+        "validation/sources",
+        "validation/schema",
+        "validation/rules",
+        "validation/imagerules",
+        "validation/config",
+        "validation/authz",
+        "git/files",
+        "validation/validate",
     ):
         text = (package / f"{module}.py").read_text(encoding="utf-8")
         rules |= {r for r in literal.findall(text) if not r.endswith(".yaml")}
     # ids built from a word: f"quota.{what}", f"capacity.{what}", f"ssh_key.{rule}"
     rules |= {f"quota.{w}" for w in ("containers", "gpus", "cpu", "memory", "disk")}
     rules |= {f"capacity.{w}" for w in ("cpu", "memory", "disk")}
-    sshkeys = (package / "sshkeys.py").read_text(encoding="utf-8")
+    sshkeys = (package / "validation" / "sshkeys.py").read_text(encoding="utf-8")
     assert all(f'"{w}"' in sshkeys for w in SSH_KEY_REFUSALS)
     rules |= {f"ssh_key.{w}" for w in SSH_KEY_REFUSALS}
     rules |= {"ssh_key.duplicate", "ssh_key.shared"}

@@ -33,14 +33,14 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner import validationreport
-from provisioner.authz import FileChange
-from provisioner.config import load_config
-from provisioner.loaded import Loaded
-from provisioner.problems import Problem
-from provisioner.textpolicy import first_forbidden
-from provisioner.tree import Tree
-from provisioner.validate import Validation, load_request, validate_pull, validate_tree
+from provisioner.reporting import validationreport
+from provisioner.validation.config import load_config
+from provisioner.validation.textpolicy import first_forbidden
+from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
+from provisioner.values.changes import FileChange
+from provisioner.values.loaded import Loaded
+from provisioner.values.problems import Problem
+from provisioner.values.tree import Tree
 
 PATH = "requests/alice/alice-box.yaml"
 OTHER = "requests/carol/carol-box.yaml"

@@ -26,7 +26,7 @@ from helpers import GitRepo, line_of, request_path, valid_request
 from snapshots import container, make_snapshot
 from workflowrun import WORKFLOWS, Annotation, Runner, Unsupported
 
-from provisioner.githubstate import StateBranch
+from provisioner.github.statebranch import StateBranch
 
 # --- the harness -------------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """The `ssp` subcommands, one module each; every module exposes `register(subparsers)`.
 
 Commands are part of the CLI layer: they may read `env` (handed in by `cli.main`), print and
-return exit statuses. They hold no logic of their own beyond wiring arguments to the core.
+return exit statuses. They hold no logic of their own beyond wiring arguments to a flow.
+
+May import: every wing (flows, applying, the adapters, doctor, status, reporting, planning,
+validation, values); nothing imports a command but `provisioner.cli`.
 """
 
 from __future__ import annotations
@@ -15,22 +18,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner import gitfiles, gitrepo, subidfiles, subids
-from provisioner.config import Config
-from provisioner.errors import SspError, UsageError
-from provisioner.escape import log_line
-from provisioner.hostports import listening_ports
-from provisioner.hostproject import forbids_low_level
-from provisioner.idranges import IdRange
-from provisioner.models import ContainerRequest
-from provisioner.plandata import HostFacts
-from provisioner.policymodels import Policy
-from provisioner.problems import Problem
-from provisioner.state import HostApi
-from provisioner.validate import Validation, blocking, validate_tree
+from provisioner.git import files as gitfiles
+from provisioner.git import history as gitrepo
+from provisioner.host import subidfiles
+from provisioner.host.ports import listening_ports
+from provisioner.planning.hostproject import forbids_low_level
+from provisioner.reporting.escape import log_line
+from provisioner.validation.config import Config
+from provisioner.validation.validate import Validation, blocking, validate_tree
+from provisioner.values import subids
+from provisioner.values.errors import SspError, UsageError
+from provisioner.values.idranges import IdRange
+from provisioner.values.models import ContainerRequest
+from provisioner.values.plandata import HostFacts
+from provisioner.values.policymodels import Policy
+from provisioner.values.problems import Problem
+from provisioner.values.state import HostApi
 
 if TYPE_CHECKING:  # the adapter's type only: pylxd loads when a command connects
-    from provisioner.lxd import Lxd
+    from provisioner.lxd.api import Lxd
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -142,7 +148,7 @@ def open_lxd(project: str, env: Mapping[str, str], *, require_project: bool = Tr
     which says it is missing. pylxd is imported here, on first use: the members' slim
     install runs `ssp validate` without it.
     """
-    from provisioner.lxd import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
+    from provisioner.lxd.api import Lxd  # noqa: PLC0415  (pylxd loads only for commands using LXD)
 
     return Lxd(project, lxd_dir=env.get("LXD_DIR"), require_project=require_project)
 
@@ -214,7 +220,7 @@ def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:
 
     SSP_GPU_CHECK=off skips the check: for machines without GPUs in tests and demos only.
     """
-    from provisioner.gpucheck import gpu_refusal  # noqa: PLC0415  (loads NVML bindings)
+    from provisioner.gpu.gate import gpu_refusal  # noqa: PLC0415  (loads NVML bindings)
 
     config = validation.config
     wants = any(

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner import applyreport, mergecomment
-from provisioner.apply import DEFAULT_JOBS
+from provisioner.applying.apply import DEFAULT_JOBS
 from provisioner.commands import (
     DEFAULT_API_URL,
     add_lock_args,
@@ -28,13 +27,14 @@ from provisioner.commands import (
     lock_path,
     print_blocking,
 )
-from provisioner.escape import command_data, log_line
-from provisioner.hostlock import host_lock
-from provisioner.outcomes import ApplyResult
-from provisioner.policymodels import Policy
-from provisioner.problems import Problem
-from provisioner.reconcile import run_pass
-from provisioner.validate import Validation
+from provisioner.flows.reconcile import run_pass
+from provisioner.host.lock import host_lock
+from provisioner.reporting import applyreport, mergecomment
+from provisioner.reporting.escape import command_data, log_line
+from provisioner.validation.validate import Validation
+from provisioner.values.outcomes import ApplyResult
+from provisioner.values.policymodels import Policy
+from provisioner.values.problems import Problem
 
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
@@ -149,7 +149,7 @@ def comment(
     )
     try:
         # PyGithub loads only when a comment is to be written.
-        from provisioner.github import GitHubClient  # noqa: PLC0415
+        from provisioner.github.client import GitHubClient  # noqa: PLC0415
 
         client = GitHubClient(
             repository=repository,

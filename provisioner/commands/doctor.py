@@ -1,7 +1,7 @@
 """`ssp doctor`: one command an admin runs on the GPU host when something is off.
 
-`provisioner.checkup` observes the host and runs the checks of `provisioner.doctor` and
-`provisioner.doctorgpus`; this command prints one line per check: ok, problem (with how to
+`provisioner.flows.checkup` observes the host and runs the checks of `provisioner.doctor.checks` and
+`provisioner.doctor.gpus`; this command prints one line per check: ok, problem (with how to
 fix it), n/a (hardware this host does not have) or skipped (an earlier check failed).
 
 Exit statuses: 0 healthy (every check ok or n/a), 1 a problem or a skipped check, or an
@@ -18,12 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from provisioner import doctor, repocheck
-from provisioner.checkup import examine
 from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
-from provisioner.doctor import Check, Status
-from provisioner.errors import GithubError, UsageError
-from provisioner.escape import log_line
+from provisioner.doctor import checks as doctor
+from provisioner.doctor import repository as repocheck
+from provisioner.doctor.checks import Check, Status
+from provisioner.flows.checkup import examine
+from provisioner.reporting.escape import log_line
+from provisioner.values.errors import GithubError, UsageError
 
 MARK = {Status.OK: "ok", Status.PROBLEM: "PROBLEM", Status.NA: "n/a", Status.SKIPPED: "skipped"}
 
@@ -58,7 +59,7 @@ def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
     repository = env.get("GITHUB_REPOSITORY", "").strip()
     if not (token and repository):
         raise UsageError("--github needs GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name)")
-    from provisioner.github import GitHubClient  # noqa: PLC0415  (PyGithub loads only here)
+    from provisioner.github.client import GitHubClient  # noqa: PLC0415  (PyGithub loads only here)
 
     client = GitHubClient(
         repository=repository,

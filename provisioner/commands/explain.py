@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.commands import add_repo_arg, examples
-from provisioner.errors import UsageError
-from provisioner.rulecatalogue import RULES, Rule
-from provisioner.ruleguide import Entry, catalogue, close_to, show
+from provisioner.validation.catalogue import RULES, Rule
+from provisioner.validation.guide import Entry, catalogue, close_to, show
+from provisioner.values.errors import UsageError
 
 GUIDES = {"en": "docs/user-guide.md", "zh": "docs/user-guide.zh.md"}
 

@@ -8,7 +8,7 @@ the inventory the validator and `apply` rely on.
 
 Exit statuses: 0 listed (and written); 2 usage (bad --host, missing or malformed hosts file);
 3 NVML unusable (no driver library, driver not loaded, no permission): the `GpuError` raised
-by `provisioner.gpus` carries the message saying what to do, and `cli.main` prints it as
+by `provisioner.gpu.nvml` carries the message saying what to do, and `cli.main` prints it as
 `ssp gpus: error: <message>`. A missing /dev/nvidia-uvm or /dev/nvidiactl is a warning on
 stderr, not a failure: the inventory is still right, only containers started now lack CUDA.
 """
@@ -28,11 +28,11 @@ from typing import Any
 # The package, not the name: `provisioner.commands` imports this module while it is itself
 # being initialised, and `add_repo_arg` is defined after that import runs.
 from provisioner import commands
-from provisioner.errors import UsageError
-from provisioner.gpuinventory import Gpu
-from provisioner.gpus import missing_device_nodes, read_gpus
-from provisioner.hostsfile import HOSTS_FILE, update_hosts_text
-from provisioner.sizes import format_mib
+from provisioner.gpu.nvml import missing_device_nodes, read_gpus
+from provisioner.validation.hostsfile import HOSTS_FILE, update_hosts_text
+from provisioner.values.errors import UsageError
+from provisioner.values.gpuinventory import Gpu
+from provisioner.values.sizes import format_mib
 
 MiB = 1024 * 1024
 

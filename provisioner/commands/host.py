@@ -2,10 +2,10 @@
 
 Run it once on a new GPU host, and again whenever config/policy.yaml changes its members,
 shares, project, pool or network, or config/hosts.yaml its capacity. It compares what LXD has
-with what `provisioner.hostproject` computes from the policy and changes only what differs, so a
-second run prints "nothing to change" and sends no mutating request. `--dry-run` prints the
-same list and changes nothing. /etc/subuid and /etc/subgid only ever gain lines; LXD reads them
-when it starts, so the command says when the daemon must be restarted.
+with what `provisioner.planning.hostproject` computes from the policy and changes only what
+differs, so a second run prints "nothing to change" and sends no mutating request. `--dry-run`
+prints the same list and changes nothing. /etc/subuid and /etc/subgid only ever gain lines; LXD
+reads them when it starts, so the command says when the daemon must be restarted.
 
 Exit statuses: 0 done (or nothing to do), 1 the checkout's config is invalid or the host lacks
 what the project needs (pool, network, a profile the policy names), 3 LXD refused or is down.
@@ -20,12 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import subidfiles, subids
+from provisioner.applying.hostinit import apply_host_plan, cluster_lines, missing_prerequisites
 from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
-from provisioner.errors import SspError
-from provisioner.escape import log_line
-from provisioner.hostinit import apply_host_plan, cluster_lines, missing_prerequisites
-from provisioner.hostproject import DEFAULT_PROFILE, plan_host
+from provisioner.host import subidfiles
+from provisioner.planning.hostproject import DEFAULT_PROFILE, plan_host
+from provisioner.reporting.escape import log_line
+from provisioner.values import subids
+from provisioner.values.errors import SspError
 
 PREFIX = "ssp host init"
 

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner import applyreport, maintain
 from provisioner.commands import (
     DEFAULT_API_URL,
     add_lock_args,
@@ -27,10 +26,12 @@ from provisioner.commands import (
     lock_path,
     print_blocking,
 )
-from provisioner.escape import command_data, log_line
-from provisioner.hostlock import host_lock
-from provisioner.notices import NoticeClient
-from provisioner.reconcile import run_pass
+from provisioner.flows import maintain
+from provisioner.flows.reconcile import run_pass
+from provisioner.host.lock import host_lock
+from provisioner.reporting import applyreport
+from provisioner.reporting.escape import command_data, log_line
+from provisioner.reporting.notices import NoticeClient
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -99,7 +100,7 @@ def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:
         return None
     try:
         # PyGithub loads only when notices are to be posted.
-        from provisioner.githubissues import IssuesClient  # noqa: PLC0415
+        from provisioner.github.issues import IssuesClient  # noqa: PLC0415
 
         return IssuesClient(
             repository=repository,

@@ -18,18 +18,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles
 from provisioner.commands import add_repo_arg, clock, examples
-from provisioner.config import HOSTS_PATH, POLICY_PATH, Config, load_config
-from provisioner.errors import UsageError
-from provisioner.escape import log_line
-from provisioner.render import render
-from provisioner.requestpaths import request_path
-from provisioner.sources import NumberTooLongError, resolve_plain
-from provisioner.sshkeys import KeyRefusal, parse_key
-from provisioner.textpolicy import describe, first_forbidden
-from provisioner.tree import Tree
-from provisioner.validate import today_for, validate_tree
+from provisioner.git import files as gitfiles
+from provisioner.reporting.escape import log_line
+from provisioner.reporting.render import render
+from provisioner.validation.config import HOSTS_PATH, POLICY_PATH, Config, load_config
+from provisioner.validation.sources import NumberTooLongError, resolve_plain
+from provisioner.validation.sshkeys import KeyRefusal, parse_key
+from provisioner.validation.textpolicy import describe, first_forbidden
+from provisioner.validation.validate import today_for, validate_tree
+from provisioner.values.errors import UsageError
+from provisioner.values.requestpaths import request_path
+from provisioner.values.tree import Tree
 
 DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 LEASE_DAYS = 90

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner import applyreport
 from provisioner.commands import (
     add_repo_arg,
     connect,
@@ -17,9 +16,10 @@ from provisioner.commands import (
     load_for_host,
     print_blocking,
 )
-from provisioner.escape import log_line
-from provisioner.reconcile import observe, plan_for
-from provisioner.render import render
+from provisioner.flows.reconcile import observe, plan_for
+from provisioner.reporting import applyreport
+from provisioner.reporting.escape import log_line
+from provisioner.reporting.render import render
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import snapshot as snapshots
-from provisioner import statuspage
 from provisioner.commands import add_repo_arg, examples
 from provisioner.commands.status import observe_status
-from provisioner.errors import UsageError
-from provisioner.hostports import listening_ports
+from provisioner.host.ports import listening_ports
+from provisioner.status import page as statuspage
+from provisioner.status import snapshot as snapshots
+from provisioner.values.errors import UsageError
 
 DEFAULT_API_URL = "https://api.github.com"
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.no_push:
         return 0
     # PyGithub loads only when something is published.
-    from provisioner.githubstate import StateBranch  # noqa: PLC0415
+    from provisioner.github.statebranch import StateBranch  # noqa: PLC0415
 
     client = StateBranch(
         repository=repository, token=token, api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner import schema
 from provisioner.commands import add_repo_arg, examples
+from provisioner.validation import schema
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import statuspage
 from provisioner.commands import (
     add_repo_arg,
     clock,
@@ -23,12 +22,13 @@ from provisioner.commands import (
     load_main,
     print_invalid_config,
 )
-from provisioner.errors import GpuError
-from provisioner.policymodels import Policy
-from provisioner.reconcile import observe
-from provisioner.state import Instance
-from provisioner.status import Live, PoolUse, ServerStatus, build
-from provisioner.validate import today_for
+from provisioner.flows.reconcile import observe
+from provisioner.status import page as statuspage
+from provisioner.status.server import Live, PoolUse, ServerStatus, build
+from provisioner.validation.validate import today_for
+from provisioner.values.errors import GpuError
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import Instance
 
 FORMATS = {
     "text": lambda s: "\n".join(statuspage.text_lines(s)) + "\n",
@@ -60,7 +60,7 @@ def live_gpus(env: Mapping[str, str]) -> tuple[dict[str, Live], str | None]:
     """NVML's readings by PCI address, or why there are none."""
     if env.get("SSP_GPU_CHECK") == "off":
         return {}, None
-    from provisioner.gpus import read_gpus  # noqa: PLC0415  (loads NVML bindings)
+    from provisioner.gpu.nvml import read_gpus  # noqa: PLC0415  (loads NVML bindings)
 
     try:
         gpus = read_gpus()

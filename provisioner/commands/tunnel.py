@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import tunnel
 from provisioner.commands import add_repo_arg, clock, connect, emit, load_main, print_invalid_config
-from provisioner.errors import UsageError
-from provisioner.reconcile import observe
+from provisioner.flows.reconcile import observe
+from provisioner.planning import tunnel
+from provisioner.values.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -12,17 +12,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner import gitfiles, gitrepo, preview, validationreport
-from provisioner import snapshot as snapshots
-from provisioner.authz import FileChange, commit_people
 from provisioner.commands import add_repo_arg, clock, examples
-from provisioner.config import load_config
-from provisioner.errors import GithubError, UsageError
-from provisioner.escape import log_line
-from provisioner.models import LOGIN_MAX, LOGIN_PATTERN
-from provisioner.problems import Position, Problem
-from provisioner.snapshot import Snapshot
-from provisioner.validate import Validation, load_request, validate_pull, validate_tree
+from provisioner.git import files as gitfiles
+from provisioner.git import history as gitrepo
+from provisioner.reporting import validationreport
+from provisioner.reporting.escape import log_line
+from provisioner.status import preview
+from provisioner.status import snapshot as snapshots
+from provisioner.status.snapshot import Snapshot
+from provisioner.validation.authz import commit_people
+from provisioner.validation.config import load_config
+from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
+from provisioner.values.changes import FileChange
+from provisioner.values.errors import GithubError, UsageError
+from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
+from provisioner.values.problems import Position, Problem
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -113,7 +117,7 @@ def _commit_people(
             f"--pull {number} needs GITHUB_TOKEN and GITHUB_REPOSITORY to read its commits"
         )
     # PyGithub loads only when commits are looked up.
-    from provisioner.github import GitHubClient  # noqa: PLC0415
+    from provisioner.github.client import GitHubClient  # noqa: PLC0415
 
     client = GitHubClient(
         repository=repository,

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from integration.conftest import throwaway_project
 
-from provisioner import subids
-from provisioner.idranges import IdRange
+from provisioner.values import subids
+from provisioner.values.idranges import IdRange
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "runner" / "dev-lxd-cluster.sh"

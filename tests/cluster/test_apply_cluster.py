@@ -16,8 +16,8 @@ from integration.helpers import Adapters, LabRepo, apply_pass, eventually, outco
 from pylxd import Client
 
 from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
-from provisioner.applyreport import ssh_command
-from provisioner.reconcile import Pass
+from provisioner.flows.reconcile import Pass
+from provisioner.reporting.applyreport import ssh_command
 
 pytestmark = pytest.mark.lxd
 

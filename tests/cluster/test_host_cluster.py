@@ -18,7 +18,7 @@ from helpers import ENV, run_cli
 from integration.conftest import purge_project
 
 from cluster.conftest import Cluster, inventory_yaml
-from provisioner.lxd import Lxd
+from provisioner.lxd.api import Lxd
 
 pytestmark = pytest.mark.lxd
 ROOT = Path(__file__).resolve().parents[2]

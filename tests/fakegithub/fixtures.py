@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from provisioner.github import GitHubClient
+from provisioner.github.client import GitHubClient
 
 from .server import FAKE_REPO, FakeGitHub
 

@@ -17,7 +17,7 @@ from fakegithub import FAKE_REPO, FakeGitHub
 from integration.helpers import LabRepo
 
 from faults.helpers import managed, ssp_apply, ssp_env, status_of
-from provisioner.mergecomment import MARKER
+from provisioner.reporting.mergecomment import MARKER
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

@@ -31,7 +31,8 @@ from faults.helpers import (
     status_of,
     survived,
 )
-from provisioner import subidfiles, subids
+from provisioner.host import subidfiles
+from provisioner.values import subids
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

@@ -25,7 +25,7 @@ from faults.helpers import (
     start_apply,
     status_of,
 )
-from provisioner.hostlock import host_lock
+from provisioner.host.lock import host_lock
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Real-GPU checks, for the GPU host: NVML through `provisioner.gpus` against `nvidia-smi`.
+"""Real-GPU checks, for the GPU host: NVML through `provisioner.gpu.nvml` against `nvidia-smi`.
 
 Skipped wherever `nvidia-smi -L` does not work. Where `lxc` can reach an LXD daemon and
 SSP_GPU_TEST_IMAGE names an image (an alias or fingerprint in the default project; the host
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.gpuinventory import Gpu, nvml_to_lxd_pci
-from provisioner.gpus import read_gpus
+from provisioner.gpu.nvml import read_gpus
+from provisioner.values.gpuinventory import Gpu, nvml_to_lxd_pci
 
 pytestmark = pytest.mark.gpu
 

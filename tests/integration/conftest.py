@@ -22,9 +22,9 @@ from pylxd import Client
 from pylxd import exceptions as pylxd_errors
 
 from integration.helpers import Adapters, LabRepo
-from provisioner.errors import LxdError
-from provisioner.lxd import Lxd
-from provisioner.lxdwire import socket_path
+from provisioner.lxd.api import Lxd
+from provisioner.lxd.wire import socket_path
+from provisioner.values.errors import LxdError
 
 
 def _wait(client: Any, response: Any) -> None:

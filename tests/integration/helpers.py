@@ -24,14 +24,16 @@ from typing import Any, Self
 
 import yaml
 
-from provisioner import gitfiles, subidfiles, subids
-from provisioner.apply import DEFAULT_JOBS
-from provisioner.hostports import listening_ports
-from provisioner.hostproject import forbids_low_level
-from provisioner.idranges import IdRange
-from provisioner.lxd import Lxd
-from provisioner.reconcile import Pass, run_pass
-from provisioner.validate import Validation, blocking, validate_tree
+from provisioner.applying.apply import DEFAULT_JOBS
+from provisioner.flows.reconcile import Pass, run_pass
+from provisioner.git import files as gitfiles
+from provisioner.host import subidfiles
+from provisioner.host.ports import listening_ports
+from provisioner.lxd.api import Lxd
+from provisioner.planning.hostproject import forbids_low_level
+from provisioner.validation.validate import Validation, blocking, validate_tree
+from provisioner.values import subids
+from provisioner.values.idranges import IdRange
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -30,11 +30,11 @@ from integration.helpers import (
     outcomes,
 )
 from provisioner.commands import load_main
-from provisioner.hostports import listening_ports
-from provisioner.plandata import Create, Ready
-from provisioner.reconcile import Pass, run_pass
-from provisioner.spec import IMAGE
-from provisioner.validate import blocking
+from provisioner.flows.reconcile import Pass, run_pass
+from provisioner.host.ports import listening_ports
+from provisioner.validation.validate import blocking
+from provisioner.values.plandata import Create, Ready
+from provisioner.values.spec import IMAGE
 
 pytestmark = pytest.mark.lxd
 

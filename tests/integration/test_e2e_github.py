@@ -38,7 +38,7 @@ from helpers import GitRepo
 from workflowrun import WORKFLOWS, JobRun, Runner
 
 from integration.helpers import LabRepo, lxc_query, ssh_until_ok
-from provisioner.mergecomment import MARKER
+from provisioner.reporting.mergecomment import MARKER
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

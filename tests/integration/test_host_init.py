@@ -26,9 +26,9 @@ import yaml
 from helpers import ENV, CliResult, keypair, run_cli
 
 from provisioner.commands import host as host_command
-from provisioner.errors import LxdError
-from provisioner.idranges import overlaps
-from provisioner.lxd import Lxd
+from provisioner.lxd.api import Lxd
+from provisioner.values.errors import LxdError
+from provisioner.values.idranges import overlaps
 
 from .conftest import purge_project
 

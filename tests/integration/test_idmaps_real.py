@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from integration.helpers import Adapters, LabRepo, apply_pass, host_id_spans, in_instance, lxc
-from provisioner import doctor
-from provisioner.doctor import Status
-from provisioner.idranges import IdRange, overlaps, use_of
+from provisioner.doctor import checks as doctor
+from provisioner.doctor.checks import Status
+from provisioner.values.idranges import IdRange, overlaps, use_of
 
 pytestmark = pytest.mark.lxd
 

@@ -20,13 +20,15 @@ import yaml
 from fakegithub import FAKE_REPO, FakeGitHub
 
 from integration.helpers import SHA, LabRepo, host_id_spans, in_instance, lxc_query
-from provisioner import gitfiles, maintain, state
-from provisioner.githubissues import IssuesClient
-from provisioner.hostports import listening_ports
-from provisioner.leases import WARNED
-from provisioner.lxd import Lxd
-from provisioner.reconcile import run_pass
-from provisioner.validate import blocking, validate_tree
+from provisioner.flows import maintain
+from provisioner.flows.reconcile import run_pass
+from provisioner.git import files as gitfiles
+from provisioner.github.issues import IssuesClient
+from provisioner.host.ports import listening_ports
+from provisioner.lxd.api import Lxd
+from provisioner.planning.leases import WARNED
+from provisioner.validation.validate import blocking, validate_tree
+from provisioner.values import state
 
 pytestmark = pytest.mark.lxd
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import lxd as lxd_module
-from provisioner.errors import LxdError
-from provisioner.lxd import Lxd
+from provisioner.lxd import api as lxd_module
+from provisioner.lxd.api import Lxd
+from provisioner.values.errors import LxdError
 
 pytestmark = pytest.mark.lxd
 

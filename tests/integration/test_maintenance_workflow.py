@@ -18,11 +18,11 @@ from workflowrun import WORKFLOWS, Runner
 
 from integration.helpers import SHA, LabRepo, host_id_spans, lxc_query
 from integration.test_e2e_github import actions_token
-from provisioner import gitfiles
-from provisioner.hostports import listening_ports
-from provisioner.lxd import Lxd
-from provisioner.reconcile import run_pass
-from provisioner.validate import validate_tree
+from provisioner.flows.reconcile import run_pass
+from provisioner.git import files as gitfiles
+from provisioner.host.ports import listening_ports
+from provisioner.lxd.api import Lxd
+from provisioner.validation.validate import validate_tree
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 

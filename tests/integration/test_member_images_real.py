@@ -20,8 +20,8 @@ from integration.helpers import (
     lxc,
     outcomes,
 )
-from provisioner import gitfiles
-from provisioner.validate import validate_tree
+from provisioner.git import files as gitfiles
+from provisioner.validation.validate import validate_tree
 
 pytestmark = pytest.mark.lxd
 

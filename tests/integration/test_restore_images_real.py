@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from integration.helpers import Adapters, LabRepo, apply_pass, in_instance, lxc, outcomes
-from provisioner.state import RESTORED
+from provisioner.values.state import RESTORED
 
 pytestmark = pytest.mark.lxd
 

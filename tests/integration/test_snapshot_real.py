@@ -23,7 +23,7 @@ from helpers import GitRepo, run_cli
 from integration.helpers import LabRepo
 from integration.test_status_real import LATER, lab_made, ssp_status  # noqa: F401 (a fixture)
 from provisioner import cli
-from provisioner import snapshot as snapshots
+from provisioner.status import snapshot as snapshots
 
 pytestmark = pytest.mark.lxd
 

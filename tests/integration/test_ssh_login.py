@@ -32,11 +32,12 @@ from integration.helpers import (
     ssh,
     ssh_until_ok,
 )
-from provisioner import cli, commands, mergecomment
+from provisioner import cli, commands
 from provisioner.commands import apply as apply_command
-from provisioner.lxd import Lxd
-from provisioner.policymodels import Policy
-from provisioner.state import LxdApi
+from provisioner.lxd.api import Lxd
+from provisioner.reporting import mergecomment
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import LxdApi
 
 pytestmark = pytest.mark.lxd
 

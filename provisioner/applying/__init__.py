@@ -1,0 +1,7 @@
+"""What is done: walking a Plan through the adapters (apply), accounts on a shared server,
+work inside an instance, members' images, the host's project, and LXD's failures said in the
+request's terms.
+
+May import: the adapters (lxd, github, git, gpu, host), doctor, status, reporting, planning,
+validation, values.
+"""

@@ -1,0 +1,218 @@
+"""`ssp doctor`'s observing: it reads the host (LXD through the adapter, NVML through
+`provisioner.gpu.nvml`, /sys, /dev, /proc and the subordinate-ID files) and hands each
+observation to a pure check in `provisioner.doctor.checks` or `provisioner.doctor.gpus`, in order.
+
+LXD-dependent checks are skipped, not failed, when LXD does not answer, so the first problem
+is the one to fix. The paths it reads come in `HostPaths`, so tests point them at copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from provisioner.doctor import checks as doctor
+from provisioner.doctor import cluster as doctorcluster
+from provisioner.doctor import gpus as doctorgpus
+from provisioner.doctor.checks import Check, Need
+from provisioner.doctor.gpus import GpuContainer
+from provisioner.gpu.nvml import missing_device_nodes, read_gpus
+from provisioner.host import subidfiles
+from provisioner.host.ports import listening_ports
+from provisioner.planning.hostproject import DEFAULT_PROFILE, desired_profile, desired_project
+from provisioner.validation.config import Config
+from provisioner.values import spec, subids
+from provisioner.values.errors import GpuError, LxdError
+from provisioner.values.gpuinventory import Gpu
+from provisioner.values.idranges import IdMapUse
+from provisioner.values.loaded import Loaded, resources
+from provisioner.values.models import ContainerRequest, GpuEntry
+from provisioner.values.policymodels import CloneImage, Policy
+from provisioner.values.state import ExecResult, HostApi, Instance, Profile, ServerInfo
+
+NVIDIA_VENDOR = "0x10de"
+DISPLAY_CLASS = "0x03"  # PCI class 03: VGA (0300) and 3D controllers (0302, data-centre GPUs)
+# Checked through LXD after lxd.reachable, in the order they are printed.
+LXD_CHECKS = (
+    "lxd.version",
+    "project.config",
+    "project.profile",
+    "project.headroom",
+    "lxd.network",
+    "pool.space",
+    "images.clones",
+    "cluster.members",
+    "pool.members",
+)
+
+
+class DoctorLxd(HostApi, Protocol):
+    def project_usage(self) -> dict[str, tuple[int, int]]: ...
+
+    def gpu_pci_addresses(self) -> frozenset[str]: ...
+
+    def instances(self) -> list[Instance]: ...
+
+    def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult: ...
+
+    def source_config(self, source: str, project: str = "default") -> Profile | None: ...
+
+    def id_maps(self) -> list[IdMapUse]: ...
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where the host's files are; tests point these at temporary copies."""
+
+    subuid: Path = subids.SUBUID
+    subgid: Path = subids.SUBGID
+    sys: Path = Path("/sys")
+    root: Path = Path("/")  # /dev/nvidia* and the share sources are looked up under it
+    proc: Path = Path("/proc")
+
+
+def nvidia_cards(sys_root: Path) -> list[str]:
+    """PCI addresses (LXD's form, from /sys) of NVIDIA display devices on the bus."""
+    out = []
+    for dev in sorted((sys_root / "bus" / "pci" / "devices").glob("*")):
+        try:
+            vendor = (dev / "vendor").read_text(encoding="ascii").strip()
+            klass = (dev / "class").read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if vendor == NVIDIA_VENDOR and klass.startswith(DISPLAY_CLASS):
+            out.append(dev.name)
+    return out
+
+
+def gpu_containers(
+    instances: Sequence[Instance], expected: Sequence[GpuEntry], lxd: DoctorLxd
+) -> list[GpuContainer]:
+    """`nvidia-smi -L` in each running managed container that has GPU devices."""
+    uuid_by_pci = {g.pci: g.uuid for g in expected}
+    out = []
+    for inst in instances:
+        pcis = [d.get("pci", "") for d in inst.devices.values() if d.get("type") == "gpu"]
+        if not (inst.managed and inst.running and pcis):
+            continue
+        want = frozenset(uuid_by_pci.get(p, f"(no inventory GPU at {p})") for p in pcis)
+        result: ExecResult | LxdError
+        try:
+            result = lxd.execute(inst.name, ["nvidia-smi", "-L"])
+        except LxdError as e:
+            result = e
+        out.append(GpuContainer(inst.name, want, result))
+    return out
+
+
+def forwards(instances: Sequence[Instance]) -> list[tuple[str, int]]:
+    """(instance, host port) of every proxy device on running managed containers."""
+    return [
+        (inst.name, port)
+        for inst in instances
+        if inst.managed and inst.running
+        for device in inst.devices.values()
+        if (port := spec.listen_port(device)) is not None
+    ]
+
+
+def shared_forwards(policy: Policy) -> list[tuple[str, int]]:
+    """(instance, host port) of each shared server's SSH port: the admin forwards it by hand
+    (the server is not ssp's), and every account's login goes through it."""
+    return [(s.instance, s.ssh_port) for s in policy.shared_servers.values() if s.ssh_port]
+
+
+def _lxd_checks(
+    config: Config, valid: Sequence[Loaded], lxd: DoctorLxd, server: ServerInfo
+) -> tuple[list[Check], list[Instance] | None]:
+    policy = config.policy
+    checks = [doctor.check_version(server)]
+    project = lxd.read_project()
+    checks.append(doctor.check_project(desired_project(policy, config.inventory), project))
+    instances = None
+    need = Need()
+    if project is None:
+        why = f"no project {policy.lxd.project!r} (see project.config)"
+        checks += [doctor.skipped("project.profile", why), doctor.skipped("project.headroom", why)]
+    else:
+        profile = lxd.read_profile(DEFAULT_PROFILE)
+        checks.append(doctor.check_profile(desired_profile(policy), profile, project.name))
+        instances = lxd.instances()
+        need = doctor.pending_need(config, valid, {i.name for i in instances})
+        checks.append(doctor.check_headroom(lxd.project_usage(), need, project.name))
+    checks.append(doctor.check_network(policy.lxd.network, lxd.network_exists(policy.lxd.network)))
+    declared = sum(
+        resources(i.request, policy, config.inventory).disk
+        for i in valid
+        if isinstance(i.request, ContainerRequest)
+    )
+    pool = lxd.storage_pool(policy.lxd.pool)
+    checks.append(doctor.check_pool(policy.lxd.pool, pool, need, declared))
+    clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
+    checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
+    members = lxd.members()
+    checks.append(doctorcluster.check_members(members, config.inventory))
+    online = [m for m, status in sorted(members.items()) if status == doctorcluster.ONLINE]
+    pools = {m: lxd.storage_pool(policy.lxd.pool, member=m) for m in online}
+    checks.append(doctorcluster.check_member_pools(policy.lxd.pool, pools))
+    return checks, instances
+
+
+def examine(
+    config: Config,
+    valid: Sequence[Loaded],
+    lxd: DoctorLxd,
+    where: str,
+    paths: HostPaths = HostPaths(),
+) -> list[Check]:
+    """Every check, in order; LXD-dependent ones are skipped when LXD does not answer."""
+    policy = config.policy
+    expected = [g for host in config.inventory.hosts.values() for g in host.gpus]
+    server = None
+    instances: list[Instance] | None = None
+    try:
+        server = lxd.server()
+    except LxdError as e:
+        checks = [doctor.check_reachable(e, where)]
+        down = "LXD does not answer (see lxd.reachable)"
+        checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
+    else:
+        checks = [doctor.check_reachable(None, where)]
+        found, instances = _lxd_checks(config, valid, lxd, server)
+        checks += found
+
+    sources = sorted({s.source for s in policy.shares.values()})
+    checks.append(doctor.check_shares(sources, lambda p: (paths.root / p.lstrip("/")).is_dir()))
+    texts = {str(p): subidfiles.read(p) for p in (paths.subuid, paths.subgid)}
+    checks.append(doctor.check_subids(texts, [u.uid for u in policy.users.values()]))
+    if server is None:
+        checks.append(doctor.skipped("idmaps.overlap", "LXD does not answer (see lxd.reachable)"))
+    else:
+        spans = subids.id_spans(texts[str(paths.subuid)], texts[str(paths.subgid)])
+        checks.append(doctor.check_idmaps(lxd.id_maps(), spans))
+
+    cards = nvidia_cards(paths.sys)
+    live: list[Gpu] | GpuError = []
+    if cards:
+        try:
+            live = read_gpus()
+        except GpuError as e:
+            live = e
+    checks.append(doctorgpus.check_nvml(cards, live, expected))
+    checks.append(doctorgpus.check_nodes(cards, missing_device_nodes(paths.root) if cards else []))
+    checks.append(doctorgpus.check_inventory(cards, live, expected))
+    if cards and server is None:
+        checks.append(doctor.skipped("gpu.lxd", "LXD does not answer (see lxd.reachable)"))
+    else:
+        seen = lxd.gpu_pci_addresses() if cards else frozenset()
+        checks.append(doctorgpus.check_lxd_gpus(cards, seen, expected))
+    if instances is None:
+        why = "LXD does not answer" if server is None else "no project (see project.config)"
+        checks += [doctor.skipped("gpu.containers", why), doctor.skipped("ports.listening", why)]
+    else:
+        checks.append(doctorgpus.check_gpu_containers(gpu_containers(instances, expected, lxd)))
+        ports = forwards(instances) + shared_forwards(policy)
+        checks.append(doctor.check_ports(ports, listening_ports(paths.proc)))
+    return checks

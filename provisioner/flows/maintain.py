@@ -1,0 +1,266 @@
+"""One maintenance pass (`ssp maintain`): reconcile, then act on where each lease stands.
+
+The order, each step on what the one before left:
+1. the reconcile pass `ssp apply` makes (provisioner.flows.reconcile): it stops and snapshots the
+   containers whose lease ended (state `expired`) or whose request is gone, and starts a
+   renewed one again;
+2. `leases.review` of every managed container on the lab's day;
+3. deletions: a container past retention is deleted only where the review says so (the
+   policy consents, and its owner got the final notice long enough ago), exported first
+   into the policy's `retention.export_dir` when one is set; a failed export keeps it;
+4. notices on GitHub (provisioner.reporting.notices), when a client is handed in; a final
+   notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
+   later pass delete it. GitHub failures are reported and change nothing on the host.
+
+A dry run changes nothing anywhere: it lists what would be stopped, deleted and notified.
+The caller holds the host lock, as for an apply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from provisioner.flows.reconcile import Pass
+from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
+from provisioner.reporting import applyreport, notices
+from provisioner.reporting.render import render
+from provisioner.values import state
+from provisioner.values.errors import LxdError
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import Instance, LxdApi
+
+
+class Archiver(Protocol):
+    """What deletion needs beyond `LxdApi`: an `lxc export`-style tarball of an instance."""
+
+    def export(self, name: str, path: str) -> int:
+        """Write the instance (with its snapshots) as a backup tarball at PATH, a file that
+        must not exist yet; returns its size in bytes."""
+        ...
+
+
+class MaintainLxd(LxdApi, Archiver, Protocol):
+    """The LXD adapter as maintenance uses it."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What maintenance did (or would do) to one container beyond the reconcile."""
+
+    name: str
+    owner: str
+    action: str  # deleted | would delete | kept | failed
+    ok: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    applied: Pass
+    today: date
+    leases: tuple[Lease, ...]
+    steps: tuple[Step, ...]
+    sent: tuple[notices.Sent, ...] = ()
+    github: bool = False  # whether notices were tried at all
+    dry_run: bool = False
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.applied.result.ok and not self.applied.skipped and all(s.ok for s in self.steps)
+
+
+def export_path(policy: Policy, lease: Lease) -> str:
+    """Where a container's export goes: one file per container and retirement day."""
+    folder = PurePosixPath(policy.retention.export_dir or "/")
+    return str(folder / f"{lease.name}-{lease.retired_on or 'unknown'}.tar.gz")
+
+
+def _delete(lxd: MaintainLxd, policy: Policy, lease: Lease, dry_run: bool) -> Step:
+    exported = ""
+    if policy.retention.export_dir:
+        path = export_path(policy, lease)
+        if dry_run:
+            return Step(lease.name, lease.owner, "would delete", message=f"after export to {path}")
+        try:
+            size = lxd.export(lease.name, path)
+        except (LxdError, OSError) as e:
+            return Step(
+                lease.name, lease.owner, "failed", False, f"not deleted: the export failed: {e}"
+            )
+        exported = f"exported to {path} ({size} bytes) first"
+    elif dry_run:
+        return Step(lease.name, lease.owner, "would delete", message="no export (none asked)")
+    try:
+        lxd.set_config(lease.name, {"security.protection.delete": "false"})
+        lxd.stop(lease.name)
+        lxd.delete(lease.name)
+    except LxdError as e:
+        return Step(lease.name, lease.owner, "failed", False, f"not deleted: {e}")
+    return Step(lease.name, lease.owner, "deleted", message=exported)
+
+
+def maintain(
+    applied: Pass,
+    lxd: MaintainLxd,
+    *,
+    now: datetime,
+    notice_client: notices.NoticeClient | None = None,
+    log: Callable[[str], None] = lambda _l: None,
+) -> Maintenance:
+    """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
+    same host lock; see the module's docstring."""
+    config = applied.validation.config
+    assert config is not None  # noqa: S101  (a pass is only made with a config)
+    policy = config.policy
+    dry_run = applied.result.dry_run
+    today = lab_today(now, policy.timezone)
+    instances = lxd.instances()
+    if dry_run:
+        instances = _as_if_applied(instances, applied, today)
+    leases = review(instances, policy, today)
+    steps: list[Step] = []
+    gone: set[str] = set()
+    for lease in leases:
+        if lease.stage is Stage.DELETE:
+            step = _delete(lxd, policy, lease, dry_run)
+            log(f"{lease.name}: {step.action} {step.message}".rstrip())
+            steps.append(step)
+            if step.action == "deleted":
+                gone.add(lease.name)
+        elif lease.stage is Stage.KEPT:
+            steps.append(
+                Step(
+                    lease.name,
+                    lease.owner,
+                    "kept",
+                    message=f"retired on {lease.retired_on}, past retention_days; the policy "
+                    "does not allow deletion (retention.delete), so an admin decides",
+                )
+            )
+    left = tuple(lease for lease in leases if lease.name not in gone)
+    sent: list[notices.Sent] = []
+    if notice_client is not None and not dry_run:
+        sent = notices.send(notice_client, left, policy, log=log)
+        _record_warnings(lxd, left, sent, today, log)
+    return Maintenance(
+        applied, today, left, tuple(steps), tuple(sent), notice_client is not None, dry_run
+    )
+
+
+def _record_warnings(
+    lxd: LxdApi,
+    leases: Sequence[Lease],
+    sent: Sequence[notices.Sent],
+    today: date,
+    log: Callable[[str], None],
+) -> None:
+    """The final notices that reached GitHub, on their containers: deletion waits on them."""
+    delivered = {s.name for s in sent if s.notice.startswith("final-") and not s.error}
+    for lease in leases:
+        if lease.stage is Stage.FINAL_NOTICE and lease.name in delivered:
+            try:
+                lxd.set_config(lease.name, {WARNED: today.isoformat()})
+            except LxdError as e:  # the next pass warns again (the same comment) and records it
+                log(f"{lease.name}: could not record the final notice: {e}")
+
+
+def _as_if_applied(instances: Sequence[Instance], applied: Pass, today: date) -> list[Instance]:
+    """What the instances would look like had the dry run's retirements happened."""
+    retiring = {o.name for o in applied.result.outcomes if o.action == "would retire"}
+    out = []
+    for found in instances:
+        if found.name in retiring and not found.config.get(state.RETIRED):
+            config = {**found.config, state.RETIRED: today.isoformat()}
+            out.append(Instance(found.name, "Stopped", config, found.devices))
+        else:
+            out.append(found)
+    return out
+
+
+# --- the report -------------------------------------------------------------------------------
+
+_SAID = {
+    Stage.REMINDER: "reminder due",
+    Stage.EXPIRED: "expired: stopped and kept",
+    Stage.RETIRED: "retired: stopped and kept",
+    Stage.KEPT: "past retention, kept",
+    Stage.FINAL_NOTICE: "final notice due",
+    Stage.DELETE: "to delete",
+}
+
+
+def lease_rows(m: Maintenance) -> list[dict[str, str]]:
+    """One row per container with something to say (not a lease that simply runs)."""
+    sent = {s.name: s for s in m.sent}
+    steps = {s.name: s for s in m.steps}
+    rows = []
+    names = [lease.name for lease in m.leases] + [s.name for s in m.steps]
+    leases = {lease.name: lease for lease in m.leases}
+    for name in dict.fromkeys(names):
+        lease, step, note = leases.get(name), steps.get(name), sent.get(name)
+        if lease is not None and lease.stage is Stage.ACTIVE and note is None:
+            continue
+        stage = _SAID.get(lease.stage, "") if lease is not None else ""
+        if step is not None:
+            stage = f"{step.action}" + (f": {step.message}" if step.message else "")
+        rows.append(
+            {
+                "name": name,
+                "owner": (lease.owner if lease else step.owner if step else "") or "-",
+                "expires": str(lease.expires or "-") if lease else "-",
+                "state": stage or "-",
+                "delete_on": str(lease.delete_on) if lease and lease.delete_on else "-",
+                "notice": _notice_said(m, lease, note),
+            }
+        )
+    return rows
+
+
+def _notice_said(m: Maintenance, lease: Lease | None, note: notices.Sent | None) -> str:
+    if note is not None:
+        if note.error:
+            return f"not sent: {note.error}"
+        if note.closed:
+            return f"issue #{note.issue} closed ({note.closed})"
+        return f"{'sent' if note.new else 'already sent'} ({note.notice}, #{note.issue})"
+    if lease is None or not lease.notice:
+        return "-"
+    if m.dry_run:
+        return f"would send {lease.notice}"
+    return "not sent: no GitHub access" if not m.github else "-"
+
+
+def text_lines(m: Maintenance) -> list[str]:
+    lines = [f"lab day {m.today}" + (" (dry run: nothing changed)" if m.dry_run else "")]
+    for row in lease_rows(m):
+        lines.append(
+            f"{row['name']:<24} {row['owner']:<12} until {row['expires']:<10}  {row['state']}"
+            + (f"  (deletion on or after {row['delete_on']})" if row["delete_on"] != "-" else "")
+            + (f"  notice: {row['notice']}" if row["notice"] != "-" else "")
+        )
+    return lines
+
+
+def markdown(m: Maintenance, policy: Policy) -> str:
+    """The job summary: the leases, then the reconcile's own report."""
+    applied = applyreport.markdown(policy, m.applied.result, m.applied.skipped)
+    return render(
+        "maintain.md.j2", today=m.today, dry_run=m.dry_run, rows=lease_rows(m), apply=applied
+    )
+
+
+def to_json(m: Maintenance, policy: Policy) -> str:
+    doc = {
+        "ok": m.ok,
+        "today": m.today.isoformat(),
+        "dry_run": m.dry_run,
+        "leases": lease_rows(m),
+        "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,133 @@
+"""One reconcile pass: re-validate main, observe LXD, plan, and (unless dry-run) apply.
+
+Level-triggered: every pass looks at all of main and all managed instances. A request that
+is invalid on main is skipped and reported, and its instance is left alone; so is one that
+does not fit beside older requests (a GPU, a quota, the host's capacity: newest refused
+first). Only a broken config, which every request needs, stops the pass before anything
+changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from provisioner.applying.apply import DEFAULT_JOBS, Applier, apply_plan
+from provisioner.planning.plan import make_plan
+from provisioner.validation.config import Config
+from provisioner.validation.validate import Validation, today_for
+from provisioner.values import idranges
+from provisioner.values.idranges import IdMapUse, IdRange
+from provisioner.values.outcomes import ApplyResult
+from provisioner.values.plandata import Inputs, Plan
+from provisioner.values.problems import Problem, Severity
+from provisioner.values.state import Image, Instance, LxdApi
+
+
+@dataclass(frozen=True)
+class Pass:
+    validation: Validation
+    plan: Plan
+    result: ApplyResult
+    skipped: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class Observed:
+    instances: tuple[Instance, ...]
+    servers: tuple[Instance, ...]
+    id_maps: tuple[IdMapUse, ...] = ()  # every instance's host IDs, all projects
+    images: tuple[Image, ...] = ()  # ssp's images (members' `kind: image`)
+    members: Mapping[str, str] = field(default_factory=dict)  # cluster member → status
+
+    def by_name(self) -> dict[str, Instance]:
+        return {i.name: i for i in self.instances}
+
+
+def observe(
+    config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
+) -> Observed:
+    """The project's instances (one request, every cluster member's included), each shared
+    server's instance, in a cluster its members (one request), and the host ID blocks of
+    every instance on the host and ssp's images (one request each; only planning needs
+    them)."""
+    found = []
+    for shared in config.policy.shared_servers.values():
+        found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
+    instances = tuple(lxd.instances())
+    if not id_maps:
+        return Observed(instances, tuple(found), members=lxd.members())
+    return Observed(
+        instances, tuple(found), tuple(lxd.id_maps()), tuple(lxd.images()), lxd.members()
+    )
+
+
+def plan_for(
+    validation: Validation,
+    observed: Observed,
+    *,
+    now: datetime,
+    sha: str,
+    busy_ports: frozenset[int],
+    gpu_refusal: str | None,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
+) -> Plan:
+    config = validation.config
+    assert config is not None  # noqa: S101  (callers check `blocking` first)
+    return make_plan(
+        Inputs(
+            policy=config.policy,
+            inventory=config.inventory,
+            valid=validation.valid,
+            expired=validation.expired,
+            observed=observed.instances,
+            servers=observed.servers,
+            images=observed.images,
+            today=today_for(config, now),
+            sha=sha,
+            busy_ports=busy_ports,
+            gpu_refusal=gpu_refusal,
+            skipped=validation.invalid_paths,
+            id_spans=id_spans,
+            id_maps=observed.id_maps,
+            pin_ids=pin_ids,
+            members=observed.members,
+        )
+    )
+
+
+def run_pass(
+    validation: Validation,
+    lxd: LxdApi,
+    servers: Callable[[str], LxdApi],
+    *,
+    now: datetime,
+    sha: str,
+    busy_ports: frozenset[int] = frozenset(),
+    gpu_refusal: str | None = None,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
+    dry_run: bool = False,
+    log: Callable[[str], None] = lambda _l: None,
+    ipv4_timeout_s: float = 60.0,
+    jobs: int = DEFAULT_JOBS,
+) -> Pass:
+    config = validation.config
+    assert config is not None  # noqa: S101  (callers check `blocking` first)
+    observed = observe(config, lxd, servers)
+    plan = plan_for(
+        validation,
+        observed,
+        now=now,
+        sha=sha,
+        busy_ports=busy_ports,
+        gpu_refusal=gpu_refusal,
+        id_spans=id_spans,
+        pin_ids=pin_ids,
+    )
+    applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
+    result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)
+    skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)
+    return Pass(validation, plan, result, skipped)

@@ -1,0 +1,259 @@
+"""What the server looks like now: who holds which GPU until when, containers, accounts, quotas.
+
+Pure: `build` takes what was observed (the project's instances, the shared servers, the pool,
+NVML's live readings when there is a driver) and what `main` asks for (the valid and expired
+requests, the policy and inventory), and returns a `ServerStatus` of plain values that
+`ssp status` prints as text, JSON, Markdown or a self-contained HTML page.
+
+Observed state wins: a container's GPUs are the `gpu` devices it has, not the ones its
+request asks for, and its lease is the one it was made with (`user.ssp.expires`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from provisioner.values import spec as specs
+from provisioner.values import state
+from provisioner.values.loaded import Loaded, resources
+from provisioner.values.models import AccountRequest, ContainerRequest, Inventory
+from provisioner.values.policymodels import Policy
+from provisioner.values.sizes import size_bytes
+from provisioner.values.state import Instance
+
+
+@dataclass(frozen=True)
+class Live:
+    """One GPU as NVML reads it now (absent without a driver)."""
+
+    utilization: int | None  # percent
+    memory_used: int  # bytes
+    memory: int  # bytes
+
+
+@dataclass(frozen=True)
+class GpuSlot:
+    index: int
+    model: str
+    pci: str
+    memory: int
+    container: str | None = None
+    owner: str | None = None
+    until: date | None = None
+    live: Live | None = None
+
+    @property
+    def free(self) -> bool:
+        return self.container is None
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    name: str
+    owner: str
+    state: str  # running | stopped | expired | retired | creating
+    gpus: tuple[int, ...]
+    ipv4: tuple[str, ...]
+    ssh_port: int | None
+    expires: date | None
+    days_left: int | None
+    retired: date | None = None
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    server: str
+    login: str
+    owner: str
+    state: str  # active | locked | expired
+    expires: date | None
+    days_left: int | None
+
+
+@dataclass(frozen=True)
+class QuotaRow:
+    member: str
+    containers: int
+    containers_limit: int
+    gpus: int
+    gpus_limit: int
+
+
+@dataclass(frozen=True)
+class PoolUse:
+    name: str
+    used: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used / self.total) if self.total else 0
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    generated: datetime
+    host: str
+    gpus: tuple[GpuSlot, ...]
+    containers: tuple[ContainerRow, ...]
+    accounts: tuple[AccountRow, ...]
+    quotas: tuple[QuotaRow, ...]
+    pool: PoolUse | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def free_gpus(self) -> tuple[int, ...]:
+        return tuple(g.index for g in self.gpus if g.free)
+
+    def upcoming(self, within_days: int = 30) -> tuple[ContainerRow | AccountRow, ...]:
+        """Leases that end within `within_days`, soonest first (already ended ones too)."""
+        every: list[ContainerRow | AccountRow] = [*self.containers, *self.accounts]
+        rows = [
+            r
+            for r in every
+            if r.days_left is not None and r.days_left <= within_days and r.state != "retired"
+        ]
+        return tuple(sorted(rows, key=lambda r: (r.days_left or 0, r.owner)))
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _container_state(inst: Instance, expires: date | None, today: date) -> str:
+    if inst.config.get(state.RETIRED):
+        # Stopped and kept: because its lease ended (a renewal restarts it), or given back.
+        return "expired" if inst.config.get(state.STATE) == state.EXPIRED_STATE else "retired"
+    if inst.config.get(state.STATE) == "creating":
+        return "creating"
+    if expires is not None and expires < today:
+        return "expired"
+    return "running" if inst.running else "stopped"
+
+
+def _days(expires: date | None, today: date) -> int | None:
+    return None if expires is None else (expires - today).days
+
+
+def build(
+    *,
+    policy: Policy,
+    inventory: Inventory,
+    requests: Sequence[Loaded],
+    instances: Sequence[Instance],
+    servers: Sequence[Instance],
+    now: datetime,
+    today: date,
+    pool: PoolUse | None = None,
+    live: Mapping[str, Live] | None = None,
+) -> ServerStatus:
+    """The status of the host from what was observed; `live` is keyed by PCI address."""
+    host = sorted(inventory.hosts)[0]
+    entries = inventory.hosts[host].gpus
+    by_pci = {g.pci.lower(): g for g in entries}
+    holders: dict[str, Instance] = {}
+    containers: list[ContainerRow] = []
+    for inst in sorted(instances, key=lambda i: i.name):
+        if not inst.managed:
+            continue
+        expires = _date(inst.config.get(state.EXPIRES))
+        pcis = [d["pci"].lower() for d in inst.devices.values() if d.get("type") == "gpu"]
+        row_state = _container_state(inst, expires, today)
+        if not inst.config.get(state.RETIRED):  # a kept container holds no GPU
+            for pci in pcis:
+                holders.setdefault(pci, inst)
+        containers.append(
+            ContainerRow(
+                name=inst.name,
+                owner=inst.config.get(state.OWNER, ""),
+                state=row_state,
+                gpus=tuple(sorted(by_pci[p].index for p in pcis if p in by_pci)),
+                ipv4=inst.ipv4,
+                ssh_port=specs.listen_port(inst.devices.get(specs.SSH_DEVICE, {})),
+                expires=expires,
+                days_left=_days(expires, today),
+                retired=_date(inst.config.get(state.RETIRED)),
+            )
+        )
+    slots = []
+    for g in sorted(entries, key=lambda e: e.index):
+        holder = holders.get(g.pci.lower())
+        slots.append(
+            GpuSlot(
+                index=g.index,
+                model=g.model,
+                pci=g.pci.lower(),
+                memory=size_bytes(g.memory),
+                container=holder.name if holder else None,
+                owner=holder.config.get(state.OWNER) if holder else None,
+                until=_date(holder.config.get(state.EXPIRES)) if holder else None,
+                live=(live or {}).get(g.pci.lower()),
+            )
+        )
+    return ServerStatus(
+        generated=now,
+        host=host,
+        gpus=tuple(slots),
+        containers=tuple(containers),
+        accounts=_accounts(policy, requests, servers, today),
+        quotas=_quotas(policy, inventory, requests, containers),
+        pool=pool,
+    )
+
+
+def _accounts(
+    policy: Policy, requests: Sequence[Loaded], servers: Sequence[Instance], today: date
+) -> tuple[AccountRow, ...]:
+    asked = {i.path: i.request.expires for i in requests if isinstance(i.request, AccountRequest)}
+    by_instance = {s.instance: sid for sid, s in policy.shared_servers.items()}
+    rows = []
+    for inst in sorted(servers, key=lambda i: i.name):
+        for key, value in sorted(inst.config.items()):
+            if not key.startswith(state.ACCOUNT):
+                continue
+            try:
+                label = json.loads(value)
+            except ValueError:
+                label = {}
+            label = label if isinstance(label, dict) else {}
+            expires = asked.get(str(label.get("request", "")))
+            locked = label.get("state") == "locked"
+            expired = expires is not None and expires < today
+            rows.append(
+                AccountRow(
+                    server=by_instance.get(inst.name, inst.name),
+                    login=key.removeprefix(state.ACCOUNT),
+                    owner=str(label.get("owner", "")),
+                    state="locked" if locked else "expired" if expired else "active",
+                    expires=expires,
+                    days_left=None if locked else _days(expires, today),
+                )
+            )
+    return tuple(rows)
+
+
+def _quotas(
+    policy: Policy,
+    inventory: Inventory,
+    requests: Sequence[Loaded],
+    containers: Sequence[ContainerRow],
+) -> tuple[QuotaRow, ...]:
+    """Per member: live containers and their GPUs against the member's quota."""
+    asked_gpus = {
+        i.request.name: resources(i.request, policy, inventory).gpus
+        for i in requests
+        if isinstance(i.request, ContainerRequest)
+    }
+    rows = []
+    for member, user in sorted(policy.users.items()):
+        quota = policy.quotas[user.quota or "default"]
+        mine = [c for c in containers if c.owner == member and c.retired is None]
+        gpus = sum(len(c.gpus) or asked_gpus.get(c.name, 0) for c in mine)
+        rows.append(QuotaRow(member, len(mine), quota.containers, gpus, quota.gpus))
+    return tuple(rows)

@@ -1,0 +1,232 @@
+"""The published state snapshot: what the host looked like, for the PR check's plan preview.
+
+The maintenance run on the GPU host (`ssp publish`) writes `snapshot.json` to a branch of the
+repository; the PR check, on a GitHub-hosted runner far from the host, reads it back and
+previews what apply would do (`provisioner.status.preview`). So the snapshot holds what planning
+needs and what the status page shows, and nothing else:
+
+- `status`: the `ServerStatus` (GPU board, containers, accounts, quotas, pool), with the
+  containers' IP addresses removed unless the policy's `snapshot.addresses` allows them
+  (they are private LAN addresses; anyone who can read the repository can read the branch);
+- `instances`: each instance of the project reduced to what `make_plan` looks at (owner, image
+  id, lifecycle, GPUs by PCI address, forwarded host ports, root disk size) — never config
+  values, keys, users or addresses;
+- `busy_ports`: host ports in the policy's SSH range that something outside LXD listens on.
+
+The format is versioned (`format`); a reader checks the whole document against the model
+(unknown keys, wrong types, another version are refused with the reason) and its age against
+the policy's `snapshot.max_age_hours`. Pure: text in, values out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from provisioner.status.server import ServerStatus
+from provisioner.values import spec as specs
+from provisioner.values import state
+from provisioner.values.policymodels import Policy
+from provisioner.values.sizes import size_bytes
+from provisioner.values.state import Instance
+
+FORMAT: Literal[1] = 1
+# Where `ssp publish` writes, and what validate.yml fetches.
+BRANCH = "ssp-state"
+SNAPSHOT_FILE = "snapshot.json"
+PAGE_FILE = "index.html"
+# A snapshot is a few KiB per container; anything near this is not one of ours.
+MAX_BYTES = 4 * 2**20
+# The listen port LXD proxy devices are rebuilt with: only the port matters to planning.
+_ANY = "0.0.0.0"  # noqa: S104  (a label in a rebuilt device, nothing listens on it)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SnapshotInstance(StrictModel):
+    """One instance of the project as planning sees it (nothing secret, no address)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    managed: bool
+    running: bool
+    owner: str = ""
+    image: str = ""
+    lifecycle: Literal["ready", "creating", "retired"] = "ready"
+    expires: date | None = None
+    gpus: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list)
+    ssh_port: Port | None = None
+    rdp_port: Port | None = None
+    other_ports: list[Port] = Field(default_factory=list)
+    disk: Annotated[int, Field(ge=0)] | None = None  # root disk size in bytes, when set
+
+
+class Snapshot(StrictModel):
+    """`snapshot.json`."""
+
+    format: Literal[1]
+    generated_at: datetime
+    commit: Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})?$")] = ""
+    addresses: bool = False  # whether containers' IP addresses were published
+    status: ServerStatus
+    instances: list[SnapshotInstance]
+    busy_ports: list[Port] = Field(default_factory=list)
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.generated_at
+
+
+def _lifecycle(inst: Instance) -> Literal["ready", "creating", "retired"]:
+    if inst.config.get(state.RETIRED):
+        return "retired"
+    return "creating" if inst.config.get(state.STATE) == "creating" else "ready"
+
+
+def _disk(inst: Instance) -> int | None:
+    size = inst.devices.get(specs.ROOT_DEVICE, {}).get("size", "")
+    try:
+        return size_bytes(size) if size else None
+    except ValueError:
+        return None  # a size LXD accepts but requests cannot ask for (e.g. "10GB")
+
+
+def _expires(inst: Instance) -> date | None:
+    try:
+        return date.fromisoformat(inst.config.get(state.EXPIRES, ""))
+    except ValueError:
+        return None
+
+
+def reduce(inst: Instance) -> SnapshotInstance:
+    """What planning needs of INST, and nothing else."""
+    others = [
+        port
+        for key, device in sorted(inst.devices.items())
+        if key not in (specs.SSH_DEVICE, specs.RDP_DEVICE)
+        and (port := specs.listen_port(device)) is not None
+    ]
+    return SnapshotInstance(
+        name=inst.name,
+        managed=inst.managed,
+        running=inst.running,
+        owner=inst.config.get(state.OWNER, "") if inst.managed else "",
+        image=inst.config.get(specs.IMAGE, "") if inst.managed else "",
+        lifecycle=_lifecycle(inst),
+        expires=_expires(inst) if inst.managed else None,
+        gpus=sorted(
+            d["pci"].lower()
+            for d in inst.devices.values()
+            if d.get("type") == "gpu" and d.get("pci")
+        ),
+        ssh_port=specs.listen_port(inst.devices.get(specs.SSH_DEVICE, {})),
+        rdp_port=specs.listen_port(inst.devices.get(specs.RDP_DEVICE, {})),
+        other_ports=others,
+        disk=_disk(inst),
+    )
+
+
+def redact(status: ServerStatus, addresses: bool) -> ServerStatus:
+    """STATUS as it may be published: without the containers' IP addresses unless allowed."""
+    if addresses:
+        return status
+    rows = tuple(dataclasses.replace(c, ipv4=()) for c in status.containers)
+    return dataclasses.replace(status, containers=rows)
+
+
+def make(
+    status: ServerStatus,
+    instances: Sequence[Instance],
+    policy: Policy,
+    *,
+    commit: str = "",
+    busy_ports: frozenset[int] = frozenset(),
+) -> Snapshot:
+    """The snapshot of what was observed, redacted as the policy says."""
+    first, last = policy.ssh.ports
+    return Snapshot(
+        format=FORMAT,
+        generated_at=status.generated,
+        commit=commit,
+        addresses=policy.snapshot.addresses,
+        status=redact(status, policy.snapshot.addresses),
+        instances=[reduce(i) for i in sorted(instances, key=lambda i: i.name)],
+        busy_ports=sorted(p for p in busy_ports if first <= p <= last),
+    )
+
+
+def to_json(snapshot: Snapshot) -> str:
+    return snapshot.model_dump_json(indent=1) + "\n"
+
+
+class SnapshotError(ValueError):
+    """Why a snapshot cannot be used; the message is for the PR's job summary."""
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "the document"
+    return f"{where}: {err['msg']}"
+
+
+def parse(raw: bytes, now: datetime, max_age: timedelta) -> Snapshot:
+    """The snapshot in RAW, checked against the format and its age; else SnapshotError."""
+    if len(raw) > MAX_BYTES:
+        raise SnapshotError(f"it is {len(raw)} bytes, more than a snapshot can be ({MAX_BYTES})")
+    text = raw.decode("utf-8", "replace")
+    found = re.search(r'"format"\s*:\s*(\d+)', text)
+    if found and int(found[1]) != FORMAT:
+        raise SnapshotError(
+            f"it is in format {found[1]}, this ssp reads format {FORMAT} (update one of them)"
+        )
+    try:
+        snapshot = Snapshot.model_validate_json(raw)
+    except ValidationError as e:
+        raise SnapshotError(f"it is not a valid snapshot ({_first_error(e)})") from e
+    age = snapshot.age(now)
+    if age > max_age:
+        hours = age.total_seconds() / 3600
+        raise SnapshotError(
+            f"it was made {snapshot.generated_at:%Y-%m-%d %H:%M %Z}, {hours:.0f} hours ago, "
+            f"older than the policy's snapshot.max_age_hours ({max_age.total_seconds() / 3600:.0f})"
+        )
+    return snapshot
+
+
+def instances(snapshot: Snapshot, listen: str = _ANY) -> tuple[Instance, ...]:
+    """The snapshot's instances rebuilt as the LXD state planning reads (labels and devices)."""
+    rebuilt = []
+    for item in snapshot.instances:
+        config: dict[str, str] = {}
+        if item.managed:
+            config = {state.MANAGED: "true", state.OWNER: item.owner, specs.IMAGE: item.image}
+            if item.expires is not None:
+                config[state.EXPIRES] = item.expires.isoformat()
+        if item.lifecycle == "creating":
+            config[state.STATE] = "creating"
+        if item.lifecycle == "retired":
+            config[state.RETIRED] = "yes"
+        devices: dict[str, dict[str, str]] = {
+            f"gpu{n}": {"type": "gpu", "pci": pci} for n, pci in enumerate(item.gpus)
+        }
+        for key, port in ((specs.SSH_DEVICE, item.ssh_port), (specs.RDP_DEVICE, item.rdp_port)):
+            if port is not None:
+                devices[key] = specs.proxy_device(listen, port, 22)
+        for n, port in enumerate(item.other_ports):
+            devices[f"port{n}"] = specs.proxy_device(listen, port, 22)
+        rebuilt.append(
+            Instance(
+                name=item.name,
+                status="Running" if item.running else "Stopped",
+                config=config,
+                devices=devices,
+            )
+        )
+    return tuple(rebuilt)

@@ -1,0 +1,6 @@
+"""Values: the data every wing hands the others, at the bottom of the house.
+
+Pydantic models of request files and the policy, a loaded request, problems, observed LXD
+state, the plan as data, specs, outcomes, ID ranges, sizes and paths. Imports nothing from
+provisioner but other values; everything else may import these.
+"""

@@ -1,0 +1,218 @@
+"""The lab's policy as pydantic models: members and quotas, the image catalogue, shares,
+shared servers, SSH and tunnel settings, leases and retention, the LXD project.
+
+Part of the contract with `provisioner.values.models` (request files, the inventory, the scalar
+types all share): `config/policy.yaml` is read into `Policy`, and `schemas/policy.schema.json`
+is generated from it. Admin-owned: the only place host paths, ports and LXD names are written.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from provisioner.values.models import (
+    AbsPath,
+    HostName,
+    Id,
+    Login,
+    ReminderDays,
+    Size,
+    StrictModel,
+)
+
+
+class User(StrictModel):
+    uid: Annotated[int, Field(ge=1000, le=65533, description="The member's UID on the host.")]
+    quota: Id | None = Field(None, description="A name in quotas (default: `default`).")
+
+
+class Quota(StrictModel):
+    containers: Annotated[int, Field(ge=0, le=100)]
+    gpus: Annotated[int, Field(ge=0, le=64)]
+    cpu: Annotated[int, Field(ge=0, le=4096)]
+    memory: Size
+    disk: Size
+
+
+class Defaults(StrictModel):
+    image: Id
+    cpu: Annotated[int, Field(ge=1, le=512)]
+    memory: Size
+    disk: Size
+    snapshots: Literal["none", "daily", "weekly"] = "none"
+
+
+class _Image(StrictModel):
+    description: str = ""
+    users: bool = Field(
+        True,
+        description="The image has useradd and sshd: create the owner's user and SSH keys "
+        "inside. False for minimal images (e.g. busybox), which get the container only.",
+    )
+
+
+class CloneImage(_Image):
+    clone: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62})?$"
+        ),
+        Field(description="An instance, or Instance/snapshot, to copy."),
+    ]
+
+
+class AliasImage(_Image):
+    image: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
+
+
+class Share(StrictModel):
+    source: AbsPath = Field(description="Host path.")
+    path: AbsPath = Field(description="Path inside the container.")
+    readonly: bool = False
+    description: str = ""
+
+
+class SharedServer(StrictModel):
+    instance: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")]
+    project: str = Field("default", description="The LXD project the instance is in.")
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="Host port forwarded to its SSH, if any."
+    )
+    description: str = ""
+
+
+class SshPolicy(StrictModel):
+    listen: Annotated[
+        str,
+        StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"),
+        Field(description="Host address the forwarded ports listen on."),
+    ]
+    ports: Annotated[
+        list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)
+    ]
+    host: str = Field("", description="Name members use to reach the server on the LAN.")
+    public_host: str = Field("", description="Name or address to reach it from outside, if any.")
+    jump_host: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^(([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+            r"(:[0-9]{1,5})?)?$"
+        ),
+    ] = Field(
+        "",
+        description="A host reachable from outside that can reach the server ([user@]host[:port]"
+        "): the comment then offers `ssh -J` through it.",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> SshPolicy:
+        if self.ports[0] > self.ports[1]:
+            raise ValueError("ssh.ports must be [first, last] with first <= last")
+        return self
+
+
+class Tunnel(StrictModel):
+    """The lab's tunnel for off-LAN access: an frp server that forwards its ports to the host.
+
+    frpc runs on the GPU host with the file `ssp tunnel --format frpc` writes; each forwarded
+    port P on the host is reachable from anywhere as `server`:P + `remote_offset`.
+    """
+
+    kind: Literal["frp"] = Field(description="The tunnel software (frp is the one supported).")
+    server: HostName = Field(description="The frp server (frps): members connect to it too.")
+    server_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        7000, description="frps's bindPort, where frpc connects."
+    )
+    remote_offset: Annotated[int, Field(ge=-65534, le=65534)] = Field(
+        0, description="Port P on the host is port P + remote_offset on the frp server."
+    )
+    token_env: Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")] = Field(
+        "FRP_AUTH_TOKEN",
+        description="The environment variable frpc reads the frps token from (never written "
+        "into the file); empty for a server without a token.",
+    )
+
+
+class Retention(StrictModel):
+    """What happens to a container once it is retired (lease ended, or request removed)."""
+
+    delete: bool = Field(
+        default=False,
+        description="The lab's consent to delete a retired container retention_days after it "
+        "was retired (false: it is kept until an admin deletes it).",
+    )
+    final_notice_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        default=3,
+        description="The owner's last warning comes at least this many days before deletion.",
+    )
+    export_dir: AbsPath | None = Field(
+        default=None,
+        description="Host folder where a container is exported (an `lxc export` tarball) "
+        "before it is deleted; unset: deleted without an export.",
+    )
+
+
+class SnapshotPolicy(StrictModel):
+    """What the maintenance run publishes for the PR check's plan preview (`ssp publish`)."""
+
+    addresses: bool = Field(
+        default=False,
+        description="Publish the containers' IP addresses in the snapshot and the status page "
+        "(private LAN addresses; anyone who can read the repository can read them).",
+    )
+    max_age_hours: int = Field(
+        default=30,
+        ge=1,
+        le=720,
+        description="An older snapshot is not used: the PR check says so and previews nothing.",
+    )
+
+
+class LxdSettings(StrictModel):
+    project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
+    profiles: list[str] = Field(default_factory=lambda: ["default"])
+    pool: str = "default"
+    network: str = "lxdbr0"
+
+
+class Policy(StrictModel):
+    """config/policy.yaml: who may ask for what, and the catalogues requests pick from."""
+
+    model_config = ConfigDict(title="Super Server Platform policy")
+
+    admins: list[Login] = Field(min_length=1)
+    users: dict[Login, User]
+    quotas: dict[Id, Quota]
+    defaults: Defaults
+    max_lease_days: Annotated[int, Field(ge=1, le=3650)]
+    timezone: str = Field(description="IANA time zone used for lease dates, e.g. Asia/Shanghai.")
+    images: dict[Id, CloneImage | AliasImage]
+    shares: dict[Id, Share] = Field(default_factory=dict)
+    shared_servers: dict[Id, SharedServer] = Field(default_factory=dict)
+    ssh: SshPolicy
+    tunnel: Tunnel | None = Field(None, description="The lab's tunnel for off-LAN access.")
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        description="Days a retired container is kept (stopped, snapshotted) before it may be "
+        "deleted."
+    )
+    retention: Retention = Field(default_factory=Retention)
+    reminders: ReminderDays = Field(
+        default_factory=lambda: [14, 3],
+        description="Days before the last day of a lease on which its owner gets a reminder.",
+    )
+    gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
+    images_shared: bool = Field(
+        False, description="Every member may use members' images (false: only their owner)."
+    )
+    lxd: LxdSettings = Field(default_factory=LxdSettings)
+    snapshot: SnapshotPolicy = Field(
+        default_factory=SnapshotPolicy,
+        description="The published state snapshot the PR check previews against.",
+    )
+
+    def quota_for(self, login: str) -> tuple[str, Quota]:
+        user = self.users.get(login)
+        name = (user.quota if user else None) or "default"
+        return name, self.quotas[name]
