@@ -20,7 +20,6 @@ from provisioner.commands import NAMES
 from provisioner.values.errors import SspError, UsageError
 
 EXIT_OK = 0
-EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
 

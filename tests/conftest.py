@@ -1,4 +1,11 @@
-"""Shared pytest setup: the fake GitHub's fixtures, and no real network for any test.
+"""Shared pytest setup: the fast suite by default, the fake GitHub's fixtures, and no real
+network for any test.
+
+`pytest` with no path and no `-m` is the fast suite: tests marked `lxd` (a real LXD, the
+cluster, the browser), `gpu` (real NVIDIA GPUs) or `slow` are left out, and the header says
+so. Naming a folder or file (`pytest tests`, `pytest tests/integration`) or a marker
+(`pytest -m lxd`) runs what was named; `make test` runs everything. The choice is made once in
+the controlling process and handed to pytest-xdist's workers through the environment.
 
 Every test runs with a network blocker (autouse): a socket may connect to a unix socket (the
 LXD daemon) or to a loopback address (the fake GitHub, a port the test listens on); anything
@@ -12,6 +19,7 @@ this interpreter's.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +27,46 @@ from typing import Any
 import pytest
 
 pytest_plugins = ["fakegithub.fixtures"]
+
+# Markers of what the fast suite leaves out, and why (the header prints them).
+NOT_FAST = {"lxd": "real LXD", "gpu": "real GPUs", "slow": "slow"}
+_SUITE = "SSP_TEST_SUITE"
+
+
+def _fast(config: pytest.Config) -> bool:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller decided
+        return os.environ.get(_SUITE) == "fast"
+    given = config.args_source is not pytest.Config.ArgsSource.TESTPATHS
+    return not given and not config.option.markexpr and not config.option.keyword
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[_SUITE] = "fast" if _fast(config) else "named"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _fast(config):
+        left = ", ".join(f"{m} ({why})" for m, why in NOT_FAST.items())
+        return f"fast suite: leaves out tests marked {left}; `make test` runs them too"
+    return "suite: what was named (nothing left out by marker)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Real-LXD tests share one daemon and a session's cluster: one xdist worker runs them all.
+    for item in items:
+        if item.get_closest_marker("lxd") is not None:
+            item.add_marker(pytest.mark.xdist_group("real-lxd"))
+    if not _fast(config):
+        return
+    keep, out = [], []
+    for item in items:
+        (out if any(item.get_closest_marker(m) for m in NOT_FAST) else keep).append(item)
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = keep
+
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", ""})
 

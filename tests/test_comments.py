@@ -255,6 +255,22 @@ def test_nothing_applied_when_the_config_is_broken() -> None:
     golden("failed_blocked", made.body)
 
 
+def test_a_published_image_says_how_to_start_a_container_from_it() -> None:
+    image = Outcome(
+        name="alice-base",
+        owner="alice",
+        request_path="requests/alice/alice-base.yaml",
+        kind=Subject.IMAGE,
+        action=Done.PUBLISHED,
+        ok=True,
+        image="alice/alice-base",
+    )
+    made = body(ctx(), image)
+    assert made.template == "image"
+    assert "image: alice/alice-base" in made.body
+    golden("image", made.body)
+
+
 @pytest.mark.parametrize("name", mergecomment.TEMPLATES)
 def test_every_template_has_a_golden_file_and_ends_with_the_next_step(name: str) -> None:
     text = (GOLDEN / f"{'failed_partly' if name == 'failed' else name}.md").read_text("utf-8")

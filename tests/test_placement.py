@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.planning.placement import Need, Placement, Usage, place, usage_of
+from provisioner.planning.placement import Need, Placement, Usage, place
 from provisioner.values.models import GpuEntry, Host
 from provisioner.values.sizes import size_bytes
 
@@ -124,16 +124,3 @@ def test_the_result_does_not_depend_on_the_order_members_are_listed() -> None:
     reordered = dict(reversed(list(MEMBERS.items())))
     needs = [small("a", gpus=1), small("b"), small("c", gpus=1), small("d")]
     assert where(place(needs, reordered, {})) == where(place(needs, MEMBERS, {}))
-
-
-def test_usage_of_sums_what_each_members_containers_take() -> None:
-    usage = usage_of(
-        [
-            ("node1", small("a"), ["0000:18:00.0"]),
-            ("node1", small("b"), []),
-            ("gone", small("c"), []),  # a member no longer in the inventory
-        ],
-        MEMBERS,
-    )
-    assert usage["node1"] == Usage(8, 32 * GIB, 200 * GIB, frozenset({"0000:18:00.0"}))
-    assert usage["node2"] == Usage()

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import GitRepo, sample_repo, valid_request, validate
 
-from provisioner.commands import clock, load_main
+from provisioner.commands import clock
+from provisioner.flows.checkout import load_main
 from provisioner.git import files as gitfiles
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}

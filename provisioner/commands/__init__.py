@@ -13,21 +13,18 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from provisioner.git import files as gitfiles
-from provisioner.git import history as gitrepo
+from provisioner.flows.checkout import MainCheckout, read_main
 from provisioner.host import subidfiles
 from provisioner.host.ports import listening_ports
 from provisioner.planning.hostproject import forbids_low_level
 from provisioner.reporting.escape import log_line
-from provisioner.validation.config import Config
-from provisioner.validation.validate import Validation, blocking, validate_tree
+from provisioner.validation.validate import Validation
 from provisioner.values import subids
-from provisioner.values.errors import SspError, UsageError
+from provisioner.values.errors import UsageError
 from provisioner.values.idranges import IdRange
 from provisioner.values.models import ContainerRequest
 from provisioner.values.plandata import HostFacts
@@ -35,7 +32,9 @@ from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
 from provisioner.values.state import HostApi
 
-if TYPE_CHECKING:  # the adapter's type only: pylxd loads when a command connects
+if TYPE_CHECKING:  # types only: pylxd loads when a command connects
+    from provisioner.flows.observe import Observed
+    from provisioner.github.client import GitHubClient
     from provisioner.lxd.api import Lxd
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
@@ -96,43 +95,9 @@ def add_repo_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
-    """Re-validate the whole checkout (apply never trusts that the PR check ran).
-
-    Where requests compete (a GPU, a quota, the host's capacity), the newest by git history
-    are refused and the rest applied; outside git, path order decides.
-    """
-    if not (repo / ".git").exists():
-        return validate_tree(gitfiles.worktree(repo), now), ""
-    ages = gitrepo.ages(repo)
-    return validate_tree(gitfiles.worktree(repo), now, ages=ages), gitrepo.head_sha(repo)
-
-
-@dataclass(frozen=True, kw_only=True)
-class MainCheckout:
-    """`main` as a host command sees it: validated again, its commit, the time it was read,
-    and the problems that stop a whole pass (an invalid config)."""
-
-    validation: Validation
-    sha: str
-    now: datetime
-    blocking: tuple[Problem, ...]
-
-    @property
-    def config(self) -> Config:
-        config = self.validation.config
-        if config is None:  # callers look at `blocking` first; it is never empty then
-            raise SspError("config/ is not valid")
-        return config
-
-
 def load_for_host(repo: Path, env: Mapping[str, str]) -> MainCheckout:
     """The checkout for apply, maintain and plan, with what would stop them."""
-    now = clock(env)
-    validation, sha = load_main(repo, now)
-    return MainCheckout(
-        validation=validation, sha=sha, now=now, blocking=tuple(blocking(validation))
-    )
+    return read_main(repo, clock(env))
 
 
 def print_blocking(problems: Sequence[Problem]) -> None:
@@ -245,3 +210,66 @@ def emit(command: str, text: str, output: Path | None, what: str = "") -> None:
         return
     output.write_text(text, encoding="utf-8")
     print(f"ssp {command}: wrote {output}{what}", file=sys.stderr)
+
+
+def observe_host(repo: Path, env: Mapping[str, str], command: str) -> Observed | None:
+    """The status observation for a command: LXD as $LXD_DIR says, NVML unless
+    SSP_GPU_CHECK=off (machines without GPUs, in tests and demos)."""
+    from provisioner.flows.observe import observe_status  # noqa: PLC0415  (status, publish only)
+
+    found, validation = observe_status(
+        repo,
+        clock(env),
+        lambda policy: connect(policy, env),
+        read_gpus=env.get("SSP_GPU_CHECK") != "off",
+    )
+    if found is None:
+        print_invalid_config(command, validation)
+    return found
+
+
+ClientT = TypeVar("ClientT", bound="GitHubClient")
+
+
+@overload
+def maybe_github_client(env: Mapping[str, str]) -> GitHubClient | None: ...
+@overload
+def maybe_github_client(env: Mapping[str, str], kind: type[ClientT]) -> ClientT | None: ...
+def maybe_github_client(
+    env: Mapping[str, str], kind: type[GitHubClient] | None = None
+) -> GitHubClient | None:
+    """The one place a GitHub client is made: GITHUB_TOKEN, GITHUB_REPOSITORY and
+    GITHUB_API_URL from the environment, as Actions sets them; None without a token or
+    repository.
+
+    KIND is the adapter's client class (default: the plain GitHubClient); its module loads
+    PyGithub, so each caller imports it only when it is about to talk to GitHub.
+    """
+    token = env.get("GITHUB_TOKEN", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    if not (token and repository):
+        return None
+    kind = kind or _default_client()
+    return kind(
+        repository=repository, token=token, api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL
+    )
+
+
+@overload
+def github_client(env: Mapping[str, str], *, needed_for: str) -> GitHubClient: ...
+@overload
+def github_client(env: Mapping[str, str], kind: type[ClientT], *, needed_for: str) -> ClientT: ...
+def github_client(
+    env: Mapping[str, str], kind: type[GitHubClient] | None = None, *, needed_for: str
+) -> GitHubClient:
+    """As `maybe_github_client`, for a command that cannot go on without GitHub."""
+    client = maybe_github_client(env, kind or _default_client())
+    if client is None:
+        raise UsageError(f"{needed_for} needs GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name)")
+    return client
+
+
+def _default_client() -> type[GitHubClient]:
+    from provisioner.github.client import GitHubClient  # noqa: PLC0415  (loads PyGithub)
+
+    return GitHubClient

@@ -17,7 +17,6 @@ from typing import Any
 
 from provisioner.applying.apply import DEFAULT_JOBS
 from provisioner.commands import (
-    DEFAULT_API_URL,
     add_lock_args,
     add_repo_arg,
     connect,
@@ -25,6 +24,7 @@ from provisioner.commands import (
     host_facts,
     load_for_host,
     lock_path,
+    maybe_github_client,
     print_blocking,
 )
 from provisioner.flows.reconcile import run_pass
@@ -149,13 +149,9 @@ def comment(
     )
     try:
         # PyGithub loads only when a comment is to be written.
-        from provisioner.github.client import GitHubClient  # noqa: PLC0415
-
-        client = GitHubClient(
-            repository=repository,
-            token=token,
-            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-        )
+        client = maybe_github_client(env)
+        if client is None:
+            return
         posted = mergecomment.post(client, ctx, result, problems, log=_note)
     except Exception as e:
         _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))

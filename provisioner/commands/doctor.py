@@ -18,10 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
+from provisioner.commands import add_repo_arg, clock, examples, github_client, open_lxd
 from provisioner.doctor import checks as doctor
 from provisioner.doctor import repository as repocheck
 from provisioner.doctor.checks import Check, Status
+from provisioner.flows.checkout import load_main
 from provisioner.flows.checkup import examine
 from provisioner.reporting.escape import log_line
 from provisioner.values.errors import GithubError, UsageError
@@ -55,17 +56,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
     """The repository's settings, read through GitHub's API, against the trust model."""
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
-    if not (token and repository):
-        raise UsageError("--github needs GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name)")
-    from provisioner.github.client import GitHubClient  # noqa: PLC0415  (PyGithub loads only here)
-
-    client = GitHubClient(
-        repository=repository,
-        token=token,
-        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
-    )
+    client = github_client(env, needed_for="--github")
     try:
         settings = client.repository_settings(repocheck.MAIN, repocheck.PROBE_BRANCH)
     except GithubError as e:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.applying.hostinit import apply_host_plan, cluster_lines, missing_prerequisites
-from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
+from provisioner.commands import add_repo_arg, clock, examples, open_lxd
+from provisioner.flows.checkout import load_main
 from provisioner.host import subidfiles
 from provisioner.planning.hostproject import DEFAULT_PROFILE, plan_host
 from provisioner.reporting.escape import log_line

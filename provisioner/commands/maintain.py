@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.commands import (
-    DEFAULT_API_URL,
     add_lock_args,
     add_repo_arg,
     connect,
@@ -24,6 +23,7 @@ from provisioner.commands import (
     host_facts,
     load_for_host,
     lock_path,
+    maybe_github_client,
     print_blocking,
 )
 from provisioner.flows import maintain
@@ -93,23 +93,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
-    if not (token and repository):
-        _note("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no notices are posted")
-        return None
     try:
         # PyGithub loads only when notices are to be posted.
         from provisioner.github.issues import IssuesClient  # noqa: PLC0415
 
-        return IssuesClient(
-            repository=repository,
-            token=token,
-            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-        )
+        client = maybe_github_client(env, IssuesClient)
     except Exception as e:  # a bad setting must not stop the host's upkeep
         _warn(env, f"cannot reach GitHub for notices: {e}")
         return None
+    if client is None:
+        _note("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no notices are posted")
+    return client
 
 
 def _note(line: str) -> None:

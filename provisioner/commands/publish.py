@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, examples
-from provisioner.commands.status import observe_status
+from provisioner.commands import add_repo_arg, examples, github_client, observe_host
 from provisioner.host.ports import listening_ports
 from provisioner.status import page as statuspage
 from provisioner.status import snapshot as snapshots
@@ -49,16 +48,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
     if args.no_push and args.output is None:
         raise UsageError("--no-push writes nothing without --output DIR")
-    if not args.no_push and not (token and repository):
-        raise UsageError(
-            "publishing needs GITHUB_TOKEN (contents: write) and GITHUB_REPOSITORY; "
-            "or say --output DIR --no-push"
-        )
-    found = observe_status(args.repo, env, "publish")
+    client = None
+    if not args.no_push:
+        # PyGithub loads only when something is published.
+        from provisioner.github.statebranch import StateBranch  # noqa: PLC0415
+
+        needs = "publishing (contents: write; or say --output DIR --no-push)"
+        client = github_client(env, StateBranch, needed_for=needs)
+    found = observe_host(args.repo, env, "publish")
     if found is None:
         return 1
     snap = snapshots.make(
@@ -73,14 +72,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for name, text in files.items():
             (args.output / name).write_text(text, encoding="utf-8")
         print(f"ssp publish: wrote {', '.join(files)} to {args.output}", file=sys.stderr)
-    if args.no_push:
+    if client is None:
         return 0
-    # PyGithub loads only when something is published.
-    from provisioner.github.statebranch import StateBranch  # noqa: PLC0415
-
-    client = StateBranch(
-        repository=repository, token=token, api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL
-    )
     when = f"{snap.generated_at:%Y-%m-%d %H:%M %Z}"
     main = f", main at {found.sha[:12]}" if found.sha else ""
     sha = client.publish(args.branch, files, f"ssp state of {found.status.host} at {when}{main}")

@@ -1,34 +1,18 @@
 """`ssp status`: who holds which GPU until when, containers, accounts, quotas, the pool.
 
-Reads the checkout (for leases and quotas), the LXD project and the shared servers, the
-storage pool, and NVML's live readings when a driver answers (without one, the board shows
-holders only and says why). `--output FILE` writes the page or report to a file.
+The observation is `provisioner.flows.observe`'s, shared with `ssp publish`. `--output FILE`
+writes the page or report to a file.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import (
-    add_repo_arg,
-    clock,
-    connect,
-    emit,
-    examples,
-    load_main,
-    print_invalid_config,
-)
-from provisioner.flows.reconcile import observe
+from provisioner.commands import add_repo_arg, emit, examples, observe_host
 from provisioner.status import page as statuspage
-from provisioner.status.server import Live, PoolUse, ServerStatus, build
-from provisioner.validation.validate import today_for
-from provisioner.values.errors import GpuError
-from provisioner.values.policymodels import Policy
-from provisioner.values.state import Instance
 
 FORMATS = {
     "text": lambda s: "\n".join(statuspage.text_lines(s)) + "\n",
@@ -56,61 +40,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(func=run)
 
 
-def live_gpus(env: Mapping[str, str]) -> tuple[dict[str, Live], str | None]:
-    """NVML's readings by PCI address, or why there are none."""
-    if env.get("SSP_GPU_CHECK") == "off":
-        return {}, None
-    from provisioner.gpu.nvml import read_gpus  # noqa: PLC0415  (loads NVML bindings)
-
-    try:
-        gpus = read_gpus()
-    except GpuError as e:
-        return {}, f"no live GPU readings: {e}"
-    return {g.pci: Live(g.utilization, g.memory_used, g.memory) for g in gpus}, None
-
-
-@dataclasses.dataclass(frozen=True)
-class Observed:
-    """The host's status, and what it was made from (for `ssp publish`)."""
-
-    status: ServerStatus
-    policy: Policy
-    instances: tuple[Instance, ...]
-    sha: str
-
-
-def observe_status(repo: Path, env: Mapping[str, str], command: str) -> Observed | None:
-    """The host as it is now against the checkout's main; None when config/ is not valid."""
-    now = clock(env)
-    validation, sha = load_main(repo, now)
-    config = validation.config
-    if config is None:
-        print_invalid_config(command, validation)
-        return None
-    policy = config.policy
-    lxd, servers = connect(policy, env)
-    observed = observe(config, lxd, servers, id_maps=False)
-    got = lxd.storage_pool(policy.lxd.pool)
-    pool = PoolUse(got.name, got.used, got.total) if got is not None else None
-    live, why = live_gpus(env)
-    status = build(
-        policy=policy,
-        inventory=config.inventory,
-        requests=(*validation.valid, *validation.expired),
-        instances=observed.instances,
-        servers=observed.servers,
-        now=now,
-        today=today_for(config, now),
-        pool=pool,
-        live=live,
-    )
-    if why:
-        status = dataclasses.replace(status, notes=(*status.notes, why))
-    return Observed(status, policy, observed.instances, sha)
-
-
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    found = observe_status(args.repo, env, "status")
+    found = observe_host(args.repo, env, "status")
     if found is None:
         return 1
     emit("status", FORMATS[args.format](found.status), args.output)

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, connect, emit, load_main, print_invalid_config
+from provisioner.commands import add_repo_arg, clock, connect, emit, print_invalid_config
+from provisioner.flows.checkout import load_main
 from provisioner.flows.reconcile import observe
 from provisioner.planning import tunnel
 from provisioner.values.errors import UsageError

@@ -1,32 +1,26 @@
-"""`ssp validate`: check request files; with --base, check a pull request against its base."""
+"""`ssp validate`: check request files; with --base, check a pull request against its base.
+
+The judging is `provisioner.flows.prcheck`'s; this command reads the arguments, the
+environment and the event, and prints the verdict for a terminal, for GitHub or as JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples
-from provisioner.git import files as gitfiles
-from provisioner.git import history as gitrepo
+from provisioner.commands import add_repo_arg, clock, examples, github_client
+from provisioner.flows import prcheck
 from provisioner.reporting import validationreport
 from provisioner.reporting.escape import log_line
 from provisioner.status import preview
-from provisioner.status import snapshot as snapshots
-from provisioner.status.snapshot import Snapshot
-from provisioner.validation.authz import commit_people
-from provisioner.validation.config import load_config
-from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
+from provisioner.validation.validate import Validation
 from provisioner.values.changes import FileChange
-from provisioner.values.errors import GithubError, UsageError
-from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
-from provisioner.values.problems import Position, Problem
+from provisioner.values.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -104,112 +98,6 @@ def _pull_number(args: argparse.Namespace, event: Mapping[str, Any]) -> int | No
     return number if isinstance(number, int) and "pull_request" in event else None
 
 
-def _commit_people(
-    args: argparse.Namespace, env: Mapping[str, str], number: int | None
-) -> tuple[dict[str, str], list[Problem], tuple[str, ...]]:
-    """Who wrote and committed what the merge brings in, as GitHub's API reports it."""
-    if number is None:  # a local run: only the given author is judged
-        return {}, [], ()
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
-    if not (token and repository):
-        raise UsageError(
-            f"--pull {number} needs GITHUB_TOKEN and GITHUB_REPOSITORY to read its commits"
-        )
-    # PyGithub loads only when commits are looked up.
-    from provisioner.github.client import GitHubClient  # noqa: PLC0415
-
-    client = GitHubClient(
-        repository=repository,
-        token=token,
-        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
-    )
-    try:
-        listed = client.pull_commits(number)
-    except GithubError as e:
-        raise UsageError(f"cannot read who wrote the commits of #{number}: {e}") from e
-    in_git = gitrepo.new_commits(args.repo, args.base, "HEAD")
-    people, problems = commit_people(listed, in_git)
-    return people, problems, ()
-
-
-def _merge_problems(conflicts: Sequence[str], base: str) -> list[Problem]:
-    return [
-        Problem(
-            path,
-            Position(1, 1),
-            "merge.conflict",
-            f"this file conflicts with the base ({base}): merge or rebase the base into the PR "
-            "and push again; the check judges what the merge would make",
-        )
-        for path in conflicts
-    ]
-
-
-def _check_pull(
-    args: argparse.Namespace,
-    env: Mapping[str, str],
-    now: datetime,
-    head_rev: str = "HEAD",
-    author: str | None = None,
-) -> tuple[Validation, list[FileChange]]:
-    event = _event(env)
-    author = author or args.author or _login(event, "pull_request", "user", "login")
-    if not author:
-        raise UsageError("--base needs --author LOGIN (or GITHUB_EVENT_PATH of a pull_request)")
-    # The author is named in findings ("x may not change bob's request"): only a real login.
-    if len(author) > LOGIN_MAX or not re.fullmatch(LOGIN_PATTERN, author):
-        raise UsageError("the PR author is not a GitHub login (letters, digits and '-')")
-    base_tree = gitfiles.revision(args.repo, args.base)
-    base_config, problems = load_config(
-        base_tree.files.get("config/policy.yaml"), base_tree.files.get("config/hosts.yaml")
-    )
-    if base_config is None:
-        raise UsageError(
-            f"the base ({args.base}) has no valid config/policy.yaml: "
-            + "; ".join(str(p) for p in problems[:3])
-        )
-    # What is judged is what merging would make, built from every merge base, and what it
-    # changes on the base: a criss-cross history cannot hide a change behind one merge base.
-    merged = gitrepo.merge(args.repo, args.base, head_rev)
-    changes = gitrepo.changes(args.repo, args.base, merged.tree)
-    head = gitfiles.revision(args.repo, merged.tree)
-    others: dict[str, str] = {}
-    pusher = args.pusher or _login(event, "sender", "login")
-    if pusher:
-        others[pusher] = "pushed to the PR"
-    people, extra, notes = _commit_people(args, env, _pull_number(args, event))
-    for login, why in people.items():
-        others.setdefault(login, why)
-    extra += _merge_problems(merged.conflicts, args.base)
-    bases = gitrepo.merge_bases(args.repo, args.base, head_rev)
-    if len(bases) > 1:
-        notes += (f"the PR and the base have {len(bases)} merge bases; judged on the merge",)
-    admins = frozenset(base_config.policy.admins)
-    # What the merge is compared with: the base as it is now, so that the base having moved
-    # on since the PR branched is neither blamed on the PR nor credited to it.
-    result = validate_pull(head, changes, author, admins, now, before=base_tree, others=others)
-    return (
-        replace(
-            result,
-            problems=tuple(sorted([*result.problems, *extra], key=Problem.sort_key)),
-            notes=(*result.notes, *notes),
-        ),
-        changes,
-    )
-
-
-# Where a clone's main is, in the order tried: the remote's default branch first.
-LOCAL_BASES = ("origin/HEAD", "origin/main", "origin/master", "upstream/main")
-
-
-def _local_base(repo: Path) -> str | None:
-    if not (repo / ".git").exists():
-        return None
-    found = next((ref for ref in LOCAL_BASES if gitrepo.ref_exists(repo, ref)), None)
-    return None if found is None else gitrepo.branch_name(repo, found)
-
-
 def _gh_login(env: Mapping[str, str]) -> str | None:
     """The login `gh auth login` stored (~/.config/gh/hosts.yml), if any."""
     home = env.get("GH_CONFIG_DIR") or str(Path(env.get("HOME", "~")) / ".config" / "gh")
@@ -221,101 +109,6 @@ def _gh_login(env: Mapping[str, str]) -> str | None:
         return None
     user = hosts.get("github.com", {}).get("user") if isinstance(hosts, dict) else None
     return user if isinstance(user, str) else None
-
-
-def _local_author(
-    args: argparse.Namespace, env: Mapping[str, str], changed: Sequence[FileChange]
-) -> tuple[str, str]:
-    """Who the member is, and how that was found (said in a note)."""
-    if args.author:
-        return args.author, "--author"
-    for found, how in (
-        (env.get("SSP_AUTHOR"), "SSP_AUTHOR"),
-        (gitrepo.config_value(args.repo, "github.user"), "git config github.user"),
-        (_gh_login(env), "gh's login"),
-    ):
-        if found:
-            return found, how
-    owners = sorted({c.owner_folder for c in changed if c.owner_folder})
-    if len(owners) == 1:
-        return owners[0], "the folder you changed; say --author LOGIN if you are someone else"
-    raise UsageError(
-        "who are you on GitHub? say --author LOGIN (or `git config github.user LOGIN`), "
-        "or use --all to check every request on its own"
-    )
-
-
-def _check_local(
-    args: argparse.Namespace, env: Mapping[str, str], now: datetime, base: str
-) -> tuple[Validation, list[FileChange]]:
-    """The member's change, committed or not, judged as its pull request will be."""
-    head = gitrepo.worktree_commit(args.repo)
-    changed = gitrepo.changes(args.repo, base, head)
-    author, how = _local_author(args, env, changed)
-    local = argparse.Namespace(**{**vars(args), "base": base, "pull": None, "pusher": None})
-    result, changes = _check_pull(local, env, now, head_rev=head, author=author)
-    note = f"judged as your pull request into {base} will be, as {author} ({how})"
-    return replace(result, notes=(note, *result.notes)), changes
-
-
-def _judge(
-    args: argparse.Namespace, env: Mapping[str, str], now: datetime
-) -> tuple[Validation, list[FileChange], str | None]:
-    """A pull request (--base), the member's change (in a clone), or every request (--all);
-    and the base the change was judged against (None for --all)."""
-    if args.base:
-        return (*_check_pull(args, env, now), args.base)
-    base = None if args.all else _local_base(args.repo)
-    if base is not None:
-        return (*_check_local(args, env, now, base), base)
-    return validate_tree(gitfiles.worktree(args.repo), now), [], None
-
-
-def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snapshot | None, str]:
-    """The snapshot and where it came from, or None and why it cannot be used."""
-    if result.config is None:
-        return None, "config/ is not valid after this PR, so nothing can be planned"
-    hours = result.config.policy.snapshot.max_age_hours
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, "no state snapshot was found (the host has not published one yet)"
-    except OSError as e:
-        return None, f"the state snapshot could not be read ({e.strerror or e})"
-    try:
-        found = snapshots.parse(raw, now, timedelta(hours=hours))
-    except snapshots.SnapshotError as e:
-        return None, f"the published state snapshot cannot be used: {e}"
-    return found, preview.describe(found, "the published snapshot", now)
-
-
-def _preview(
-    repo: Path,
-    path: Path,
-    result: Validation,
-    changes: Sequence[FileChange],
-    base: str | None,
-    now: datetime,
-) -> preview.Preview:
-    """What apply would do with the change's requests now, from the snapshot at PATH."""
-    if base is None:
-        return preview.Preview(
-            "the preview is of a change: run it in a clone or with --base (not --all)",
-            usable=False,
-            rows=(),
-        )
-    found, source = _read_snapshot(path, result, now)
-    before_tree = gitfiles.revision(repo, base)
-    before = {}
-    for change in changes:
-        raw = before_tree.files.get(change.path)
-        if raw is not None and change.status != "A":
-            loaded, _ = load_request(change.path, raw)
-            if loaded is not None:
-                before[change.path] = loaded
-    members = validationreport.summary_data(result, changes)["members"]
-    quotas = {m.login: f"{m.gpus} GPUs, {m.containers} containers, {m.disk} disk" for m in members}
-    return preview.build(result, changes, before, found, source, quotas, now)
 
 
 def _output(
@@ -349,17 +142,31 @@ def _output(
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    now = clock(env)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
-    result, changes, base = _judge(args, env, now)
-    shown = None
-    if args.snapshot is not None:
-        shown = _preview(args.repo, args.snapshot, result, changes, base, now)
-        problems = sorted([*result.problems, *shown.problems], key=Problem.sort_key)
-        result = replace(result, problems=tuple(problems))
-    _output(fmt, env, result, changes, shown)
-    return 0 if result.ok else 1
+    event = _event(env)
+    number = _pull_number(args, event) if args.base else None
+    pull_commits = None
+    if number is not None:  # PyGithub loads only when commits are looked up
+        pull_commits = github_client(env, needed_for=f"--pull {number}").pull_commits
+    judged = prcheck.judge(
+        prcheck.Asked(
+            repo=args.repo,
+            now=clock(env),
+            base=args.base,
+            every=args.all,
+            author=args.author
+            or (_login(event, "pull_request", "user", "login") if args.base else None),
+            env_author=env.get("SSP_AUTHOR"),
+            gh_login=_gh_login(env),
+            pusher=args.pusher or _login(event, "sender", "login"),
+            pull=number,
+            pull_commits=pull_commits,
+            snapshot=args.snapshot,
+        )
+    )
+    _output(fmt, env, judged.result, judged.changes, judged.preview)
+    return 0 if judged.result.ok else 1

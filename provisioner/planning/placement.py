@@ -14,7 +14,7 @@ first, so that later requests in the same pass see them taken.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from provisioner.values.models import GpuEntry, Host
 from provisioner.values.sizes import size_bytes
@@ -169,16 +169,3 @@ def place(
         left[member] = left[member].plus(need, gpus)
         placed[need.name] = Placed(need.name, member, why, gpus)
     return Placement(placed, unplaced)
-
-
-def usage_of(
-    held: Sequence[tuple[str, Need, Sequence[str]]], members: Mapping[str, Host]
-) -> dict[str, Usage]:
-    """Per member, the sum of what its existing containers take: (member, need, GPU PCIs)."""
-    out = {m: Usage() for m in members}
-    for member, need, pcis in held:
-        if member not in out:
-            continue
-        was = out[member]
-        out[member] = replace(was.plus(need, ()), gpus=was.gpus | {p.lower() for p in pcis})
-    return out

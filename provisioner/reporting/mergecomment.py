@@ -32,7 +32,7 @@ from provisioner.values.problems import Problem
 from provisioner.values.spec import SCHEDULES
 
 MARKER = "<!-- ssp:apply -->"
-TEMPLATES = ("applied", "failed", "retired", "account")
+TEMPLATES = ("applied", "failed", "retired", "account", "image")
 
 # A private key block, whatever its kind (OPENSSH, RSA, EC, ENCRYPTED …).
 _PRIVATE_KEY = re.compile(

@@ -15,8 +15,6 @@ from enum import StrEnum
 
 from provisioner.values.problems import Severity
 
-GUIDE = "docs/user-guide.md"
-
 
 class Scope(StrEnum):
     """What a rule looks at."""
@@ -39,10 +37,6 @@ class Rule:
     @property
     def family(self) -> str:
         return self.id.split(".", 1)[0]
-
-    @property
-    def guide_link(self) -> str:
-        return f"{GUIDE}#{self.anchor}"
 
 
 # Severity is ERROR unless WARNINGS says otherwise.

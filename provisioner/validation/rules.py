@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 from provisioner.validation.sshkeys import KeyRefusal, parse_key
 from provisioner.validation.usernames import namespace_owner, system_user
-from provisioner.values.loaded import Loaded
+from provisioner.values.loaded import Lifecycle, Loaded, lifecycle
 from provisioner.values.models import AccountRequest, ContainerRequest, ImageRequest, Inventory
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem, Severity
@@ -91,22 +91,21 @@ def _shown(text: str) -> str:
 
 def _lease(item: Loaded, policy: Policy, today: date, focused: bool) -> list[Problem]:
     expires = item.request.expires
-    # `expires` is the lease's last day, inclusive: it ends after that day, not on it.
-    if expires < today:
-        if focused:
-            return [
-                item.problem(
-                    ("expires",),
-                    "lease.past",
-                    f"expires: {expires} is in the past (today is {today}, {policy.timezone})",
-                )
-            ]
+    if lifecycle(item, today, focused=focused) is Lifecycle.EXPIRED:
         return [
             item.problem(
                 ("expires",),
                 "lease.expired",
                 f"the lease ended on {expires}; this will be retired",
                 Severity.WARNING,
+            )
+        ]
+    if expires < today:  # a PR's own request with a past date
+        return [
+            item.problem(
+                ("expires",),
+                "lease.past",
+                f"expires: {expires} is in the past (today is {today}, {policy.timezone})",
             )
         ]
     last = today + timedelta(days=policy.max_lease_days)

@@ -24,7 +24,7 @@ from provisioner.validation.schema import check
 from provisioner.validation.sources import load
 from provisioner.validation.textpolicy import describe, first_forbidden
 from provisioner.values.changes import FileChange
-from provisioner.values.loaded import Loaded
+from provisioner.values.loaded import Lifecycle, Loaded, lifecycle
 from provisioner.values.models import REQUEST_MODELS, AnyRequest
 from provisioner.values.problems import Position, Problem, Severity
 from provisioner.values.requestpaths import LAYOUT, is_request_path, under_requests
@@ -149,6 +149,7 @@ def validate_tree(
         return Validation(_catalogued(problems), None, focus=focus)
     today = today_for(config, now)
     loaded: list[Loaded] = []
+    expired: set[str] = set()
     for path in tree.requests():
         if _IGNORED.match(path):
             continue
@@ -158,7 +159,8 @@ def validate_tree(
             loaded.append(item)
             focused = focus is not None and path in focus
             problems += check_request(item, config.policy, config.inventory, today, focused)
-    expired = {p.path for p in problems if p.rule == "lease.expired"}
+            if lifecycle(item, today, focused=focused) is Lifecycle.EXPIRED:
+                expired.add(path)
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     # Expired and broken requests hold no resources, so they are left out of the sums.
     live = [i for i in loaded if i.path not in broken and i.path not in expired]

@@ -6,6 +6,8 @@ Values below everything that reads requests: the rules, the plan, the status, th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
 
 from provisioner.values.document import Document, Where
 from provisioner.values.models import AnyRequest, ContainerRequest, Inventory
@@ -35,6 +37,23 @@ class Loaded:
         self, where: Where, rule: str, message: str, severity: Severity = Severity.ERROR
     ) -> Problem:
         return Problem(self.path, self.doc.position(where), rule, message, severity, where)
+
+
+class Lifecycle(StrEnum):
+    """Where a valid request stands on a given day. An expired one holds nothing: it is left
+    out of quotas and capacity, and apply keeps its container stopped until it is renewed or
+    retention ends."""
+
+    LIVE = "live"
+    EXPIRED = "expired"
+
+
+def lifecycle(item: Loaded, today: date, *, focused: bool = False) -> Lifecycle:
+    """`expires` is the lease's last day, inclusive: it ends after that day. A request a PR
+    changes (`focused`) is never expired: a past date there is an error, not a retirement."""
+    if item.request.expires < today and not focused:
+        return Lifecycle.EXPIRED
+    return Lifecycle.LIVE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from integration.helpers import (
     lxc_query,
     outcomes,
 )
-from provisioner.commands import load_main
+from provisioner.flows.checkout import load_main
 from provisioner.flows.reconcile import Pass, run_pass
 from provisioner.host.ports import listening_ports
 from provisioner.validation.validate import blocking

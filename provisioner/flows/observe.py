@@ -1,0 +1,82 @@
+"""The status observation: the host as it is now against `main`, for `ssp status` and
+`ssp publish` alike.
+
+Reads the checkout (for leases and quotas), the LXD project and the shared servers, the storage
+pool, and NVML's live readings when a driver answers (without one, the board shows holders
+only and says why).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from provisioner.flows.checkout import load_main
+from provisioner.flows.reconcile import observe
+from provisioner.status.server import Live, PoolUse, ServerStatus, build
+from provisioner.validation.validate import Validation, today_for
+from provisioner.values.errors import GpuError
+from provisioner.values.policymodels import Policy
+from provisioner.values.state import HostApi, Instance, LxdApi
+
+
+class ProjectApi(LxdApi, HostApi, Protocol):
+    """The policy's project: its instances and the host's pool (the LXD adapter has both)."""
+
+
+# What a command hands in to reach LXD: the policy's project, and one per shared server.
+Connect = Callable[[Policy], tuple[ProjectApi, Callable[[str], LxdApi]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The host's status, and what it was made from (for `ssp publish`)."""
+
+    status: ServerStatus
+    policy: Policy
+    instances: tuple[Instance, ...]
+    sha: str
+
+
+def live_gpus() -> tuple[dict[str, Live], str | None]:
+    """NVML's readings by PCI address, or why there are none."""
+    from provisioner.gpu.nvml import read_gpus  # noqa: PLC0415  (loads NVML bindings)
+
+    try:
+        gpus = read_gpus()
+    except GpuError as e:
+        return {}, f"no live GPU readings: {e}"
+    return {g.pci: Live(g.utilization, g.memory_used, g.memory) for g in gpus}, None
+
+
+def observe_status(
+    repo: Path, now: datetime, connect: Connect, *, read_gpus: bool = True
+) -> tuple[Observed | None, Validation]:
+    """The host as it is now against the checkout's main; None when config/ is not valid."""
+    validation, sha = load_main(repo, now)
+    config = validation.config
+    if config is None:
+        return None, validation
+    policy = config.policy
+    lxd, servers = connect(policy)
+    observed = observe(config, lxd, servers, id_maps=False)
+    got = lxd.storage_pool(policy.lxd.pool)
+    pool = PoolUse(got.name, got.used, got.total) if got is not None else None
+    live, why = live_gpus() if read_gpus else ({}, None)
+    status = build(
+        policy=policy,
+        inventory=config.inventory,
+        requests=(*validation.valid, *validation.expired),
+        instances=observed.instances,
+        servers=observed.servers,
+        now=now,
+        today=today_for(config, now),
+        pool=pool,
+        live=live,
+    )
+    if why:
+        status = dataclasses.replace(status, notes=(*status.notes, why))
+    return Observed(status, policy, observed.instances, sha), validation
