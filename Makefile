@@ -1,6 +1,7 @@
 # Super Server Platform — the two commands a newcomer needs:
 #   make demo   the main job on this machine: a real LXD, the example requests applied
 #   make test   every test and lint, installing what it needs on a fresh Debian/Ubuntu
+#   make unit   the fast suite alone (`pytest`): feedback in about a minute
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= python3
@@ -54,11 +55,13 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --build-de
 lock: venv
 	PIP_CONSTRAINT= $(BIN)/pip-compile $(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
 
+# The fast suite: no LXD, no cluster, no browser, no network; about a minute on two cores.
 unit: venv
-	$(BIN)/pytest -q -m "not lxd"
-
-test: venv lxd browser lint
 	$(BIN)/pytest -q
+
+# Everything: naming the folder turns off the fast suite's selection (tests/conftest.py).
+test: venv lxd browser lint
+	$(BIN)/pytest -q tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
