@@ -9,14 +9,16 @@ exceptions to exit statuses so that no user ever sees a traceback:
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from provisioner import __version__
-from provisioner.commands import NAMES
 from provisioner.values.errors import SspError, UsageError
 
 EXIT_OK = 0
@@ -24,24 +26,107 @@ EXIT_USAGE = 2
 EXIT_ERROR = 3
 
 
+# The commands as `ssp --help` lists them, grouped by who runs them, with their one-line help.
+# Listed here, not read from the modules: help, a bare `ssp` and a mistyped command load no
+# command module (so they start fast and work in the members' slim install, which lacks the
+# host's libraries). tests/test_cli.py keeps this table equal to the modules' own help.
+GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "for members (in a clone of the lab's repository)",
+        (
+            ("validate", "check request files against the schema, the policy and each other"),
+            ("new", "write requests/<owner>/<name>.yaml with the lab's defaults"),
+            ("explain", "what a rule id in a finding means and how to fix it"),
+        ),
+    ),
+    (
+        "for admins, on the GPU host",
+        (
+            ("plan", "show what apply would change (and drift)"),
+            ("apply", "reconcile LXD with the requests on this checkout"),
+            ("maintain", "daily upkeep: expire leases, notify owners, delete past retention"),
+            ("status", "who holds which GPU until when: containers, accounts, quotas, pool"),
+            (
+                "publish",
+                "publish the host's state snapshot and status page to a branch (maintenance)",
+            ),
+            (
+                "tunnel",
+                "the tunnel client's config for the host (frpc.toml), one proxy per forwarded port",
+            ),
+            ("gpus", "list this host's NVIDIA GPUs; --write records them in config/hosts.yaml"),
+            ("host", "set up the GPU host: the hardened LXD project, subordinate UIDs"),
+            ("doctor", "check the GPU host: LXD, the project, pool, GPUs, ports, subordinate UIDs"),
+            ("schema", "print, write (--write) or check (--check) schemas/"),
+        ),
+    ),
+)
+HELP = {name: line for _, rows in GROUPS for name, line in rows}
+
+# The libraries only the GPU host needs, which the members' slim install leaves out.
+HOST_LIBRARIES = {
+    "pylxd": "pylxd",
+    "github": "PyGithub",
+    "pynvml": "nvidia-ml-py",
+    "cryptography": "cryptography",
+    "jwt": "PyJWT",
+    "requests": "requests",
+    "ws4py": "ws4py",
+}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on bad usage already; keep its message, drop the traceback risk."""
+    """argparse exits with 2 on bad usage already; keep its message, drop the traceback risk,
+    and suggest the command a typo meant."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"ssp: error: {message}", file=sys.stderr)
+        typo = re.search(r"invalid choice: '([^']*)'", message)
+        if typo:
+            close = difflib.get_close_matches(typo.group(1), HELP, n=2, cutoff=0.6)
+            hint = f"did you mean: ssp {' or ssp '.join(close)}? " if close else ""
+            print(f"ssp: {hint}`ssp --help` lists the commands", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
-def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
-    """Only the named command's module is imported: start-up time is every check's cost."""
+def _wanted(argv: Sequence[str] | None) -> str | None:
+    """The command named on the line (only its module is imported), or None."""
     args = list(sys.argv[1:] if argv is None else argv)
     words = [
         a
         for i, a in enumerate(args)
         if not a.startswith("-") and not (i and args[i - 1] == "--repo")  # --repo's value
     ]
-    return (words[0],) if words and words[0] in NAMES else NAMES
+    return words[0] if words and words[0] in HELP else None
+
+
+def _grouped() -> str:
+    width = max(len(name) for name in HELP) + 2
+    parts = []
+    for title, rows in GROUPS:
+        lines = [f"  {name:<{width}}{line}" for name, line in rows]
+        parts.append(f"commands {title}:\n" + "\n".join(lines))
+    return "\n\n".join(parts) + "\n\n`ssp COMMAND --help` shows a command's options and examples."
+
+
+def _missing_library(e: ModuleNotFoundError) -> str | None:
+    return HOST_LIBRARIES.get((e.name or "").split(".")[0])
+
+
+def _host_only(sub: argparse._SubParsersAction[Any], name: str, package: str) -> None:
+    """A command whose module needs a library this install lacks: its help, and why not."""
+    why = (
+        f"this needs {package}, which this install of ssp leaves out (the members' slim "
+        "install validates requests only); on the GPU host install it whole: pip install ."
+    )
+    parser = sub.add_parser(name, help=HELP[name], description=f"{HELP[name]}. ({why})")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def refuse(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+        raise UsageError(why)
+
+    parser.set_defaults(func=refuse)
 
 
 def find_repo(start: Path) -> Path:
@@ -58,9 +143,13 @@ def find_repo(start: Path) -> Path:
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ARGV: with the named command's module loaded, or (for help, a bare
+    `ssp` or a mistyped command) with every command's one-line help and no module loaded."""
     parser = _Parser(
         prog="ssp",
         description="Self-service LXD containers on a shared GPU server, driven by pull requests.",
+        epilog=_grouped(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ssp {__version__}")
     parser.add_argument(
@@ -71,21 +160,25 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="repository checkout to work on, before or after the command (default: the "
         "current directory, or the git checkout it is in)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, help="one of the commands below"
+    )
     sub.required = True
-    for name in _wanted(argv) if argv is not None else NAMES:
-        try:
-            module = importlib.import_module(f"provisioner.commands.{name}")
-        except ModuleNotFoundError as e:  # a command not written yet
-            if e.name != f"provisioner.commands.{name}":
-                raise
-            continue
+    name = _wanted(argv)
+    if name is None:  # help or a typo: every command, by name only
+        for listed in HELP:
+            sub.add_parser(listed, add_help=False)
+        return parser
+    try:
+        module = importlib.import_module(f"provisioner.commands.{name}")
+    except ModuleNotFoundError as e:
+        package = _missing_library(e)
+        if package is None:
+            raise
+        _host_only(sub, name, package)
+    else:
         module.register(sub)
     return parser
-
-
-# The libraries only the GPU host needs, which the members' slim install leaves out.
-HOST_LIBRARIES = {"pylxd": "pylxd", "github": "PyGithub", "pynvml": "nvidia-ml-py"}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -93,8 +186,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
         print(f"ssp {__version__}")  # without loading a command: a start-up's floor
         return EXIT_OK
-    parser = build_parser(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    if not words:  # `ssp` alone: what there is to do, not only that something is missing
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(words)
     if hasattr(args, "repo"):  # the command works on a checkout
         args.repo = args.repo or args.top_repo or find_repo(Path.cwd())
     elif args.top_repo is not None:
@@ -111,7 +208,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"ssp {args.command}: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as e:
-        package = HOST_LIBRARIES.get((e.name or "").split(".")[0])
+        package = _missing_library(e)
         if package is None:
             return _unexpected(args.command, e, environ)
         print(

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import CONTAINER_LINES, NOW, ROOT, GitRepo, run_cli, sample_repo, valid_request
 
-from provisioner.commands import NAMES
+from provisioner import cli
+
+NAMES = tuple(cli.HELP)
 
 BAD = "requests/alice/alice-box.yaml"
 
@@ -61,6 +63,76 @@ def test_every_command_s_help_ends_with_examples_of_itself(command: str) -> None
     assert len(section) == 2, f"ssp {command} --help has no examples section"
     first = section[1].splitlines()[0].strip()
     assert first.removeprefix("sudo ").startswith(f"ssp {command.split(maxsplit=1)[0]}"), first
+
+
+def test_the_help_table_says_what_each_command_s_own_help_says() -> None:
+    import argparse  # noqa: PLC0415
+    import importlib  # noqa: PLC0415
+
+    for name, line in cli.HELP.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"provisioner.commands.{name}").register(sub)
+        assert sub._choices_actions[0].help == line, name
+
+
+def test_help_groups_the_commands_by_who_runs_them() -> None:
+    result = run_cli("--help")
+    assert result.code == 0, result.both
+    members, host = result.out.split("commands for members")[1].split("commands for admins")
+    assert [w.split()[0] for w in members.splitlines()[1:] if w.strip()] == [
+        "validate",
+        "new",
+        "explain",
+    ]
+    assert "apply" in host and "validate" not in host
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("valdate", "validate"), ("aply", "apply"), ("explian", "explain")]
+)
+def test_a_mistyped_command_gets_a_suggestion(typed: str, meant: str) -> None:
+    result = run_cli(typed)
+    assert result.code == 2
+    assert f"did you mean: ssp {meant}" in result.err
+    assert "Traceback" not in result.both
+
+
+def test_ssp_alone_shows_the_commands() -> None:
+    result = run_cli()
+    assert result.code == 2
+    assert "commands for members" in result.err and "Traceback" not in result.both
+
+
+# Every way a member first meets ssp, run as the members' slim install has it: the host's
+# libraries cannot be imported at all.
+SLIM_STARTS = [
+    [],
+    ["--help"],
+    ["valdate"],
+    ["--version"],
+    *([name, "--help"] for name in NAMES),
+]
+
+
+@pytest.mark.parametrize("argv", SLIM_STARTS, ids=lambda a: " ".join(a) or "nothing")
+def test_the_members_slim_install_never_shows_a_traceback(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        f"for name in {sorted(cli.HOST_LIBRARIES)!r}:\n"
+        "    sys.modules[name] = None  # as if it were not installed\n"
+        "from provisioner.cli import main\n"
+        f"sys.exit(main({argv!r}, {{}}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    both = done.stdout + done.stderr
+    assert "Traceback" not in both and "No module named" not in both, both
+    assert done.returncode in (0, 2), both
+    if argv and argv[-1] == "--help" and argv[0] in NAMES:
+        assert done.returncode == 0 and f"usage: ssp {argv[0]}" in both, both
+        if argv[0] in ("validate", "new", "explain"):  # what the slim install is for
+            assert "leaves out" not in both
 
 
 def test_explain_prints_the_guides_entry_for_a_rule() -> None:

@@ -1,5 +1,7 @@
 """The `ssp` subcommands, one module each; every module exposes `register(subparsers)`.
 
+`provisioner.cli` lists them (`GROUPS`) and imports only the one named on the line.
+
 Commands are part of the CLI layer: they may read `env` (handed in by `cli.main`), print and
 return exit statuses. They hold no logic of their own beyond wiring arguments to a flow.
 
@@ -38,24 +40,6 @@ if TYPE_CHECKING:  # types only: pylxd loads when a command connects
     from provisioner.lxd.api import Lxd
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
-
-# Listed, not discovered: the order is the order `ssp --help` shows. `cli` imports them.
-NAMES = (
-    "validate",
-    "explain",
-    "new",
-    "schema",
-    "plan",
-    "apply",
-    "maintain",
-    "status",
-    "publish",
-    "tunnel",
-    "gpus",
-    "host",
-    "doctor",
-)
-
 
 def clock(env: Mapping[str, str]) -> datetime:
     """Now, as an aware datetime. SSP_NOW (ISO 8601) pins it for tests and demos."""
