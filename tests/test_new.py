@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.cli import main
-from provisioner.commands.new import PLACEHOLDERS
+from provisioner.validation.rules import PLACEHOLDERS
 from provisioner.validation.sources import load
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")

@@ -382,3 +382,17 @@ def test_policy_model_quota_lookup_is_by_member() -> None:
     policy: Policy = CONFIG.policy
     assert policy.quota_for("carol")[0] == "staff"
     assert policy.quota_for("nobody-known")[0] == "default"
+
+
+@pytest.mark.parametrize("purpose", ["TODO", "test", "tbd", "none", "N/A", "alice-box"])
+def test_a_purpose_that_says_nothing_is_refused_in_a_pr_and_only_reported_on_main(
+    purpose: str,
+) -> None:
+    """`ssp new --purpose TODO` is refused; the check must say the same of a hand-written one,
+    without retiring a request main accepted before the rule existed."""
+    text = valid_request(purpose=purpose)
+    in_pr = single(loaded(purpose=purpose), focused=True)
+    assert [(p.rule, p.severity) for p in in_pr] == [("purpose.placeholder", Severity.ERROR)]
+    on_main = validate_tree(_tree(text), datetime.fromisoformat(NOW))
+    assert [(p.rule, p.severity) for p in on_main.problems] == [("purpose.vague", Severity.WARNING)]
+    assert [i.path for i in on_main.valid] == ["requests/alice/alice-box.yaml"]

@@ -409,6 +409,16 @@ def _cases() -> Iterator[Case]:
         7,
     )
     yield Case(
+        "purpose-placeholder-in-a-pr",
+        {},
+        "purpose.placeholder",
+        A,
+        L["purpose"],
+        10,
+        pr={A: valid_request(purpose="TODO")},
+        message="does not say what it is for",
+    )
+    yield Case(
         "name-is-shared-server",
         {"requests/alice/common-server.yaml": valid_request(name="common-server")},
         "name.reserved",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # types only: pylxd loads when a command connects
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
+
 def clock(env: Mapping[str, str]) -> datetime:
     """Now, as an aware datetime. SSP_NOW (ISO 8601) pins it for tests and demos."""
     pinned = env.get("SSP_NOW")

@@ -23,6 +23,7 @@ from provisioner.git import files as gitfiles
 from provisioner.reporting.escape import log_line
 from provisioner.reporting.render import render
 from provisioner.validation.config import HOSTS_PATH, POLICY_PATH, Config, load_config
+from provisioner.validation.rules import says_nothing
 from provisioner.validation.sources import NumberTooLongError, resolve_plain
 from provisioner.validation.sshkeys import KeyRefusal, parse_key
 from provisioner.validation.textpolicy import describe, first_forbidden
@@ -35,12 +36,6 @@ DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 LEASE_DAYS = 90
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")  # no '/', no '..': a path part
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-# Purposes that say nothing; `ssp new` refuses them so the PR's first reader is not the one to.
-PLACEHOLDERS = frozenset(
-    {"todo", "tbd", "tba", "test", "testing", "xxx", "purpose", "none", "n/a", "na", "-",
-     "...", "work", "my work", "research", "stuff", "something", "container", "account", "待定",
-     "测试", "无"}
-)  # fmt: skip
 GPU_NUMBERING = (
     "GPUs are numbered as nvidia-smi numbers them on the host (config/hosts.yaml, `ssp status`); "
     "inside your container nvidia-smi and CUDA number yours from 0, in the same order "
@@ -111,8 +106,7 @@ def _text(value: str, option: str) -> str:
 
 def _purpose(value: str, name: str) -> str:
     """A purpose an admin can judge: not empty words, not a placeholder, not the name again."""
-    text = _text(value, "--purpose").strip().casefold()
-    if text in PLACEHOLDERS or text == name.casefold() or len(text) < 3:
+    if says_nothing(_text(value, "--purpose"), name):
         raise UsageError(
             f"--purpose {value!r} does not say what it is for; write a sentence an admin can "
             "judge, e.g. --purpose 'Diffusion experiments for my thesis'"

@@ -42,7 +42,9 @@ class Rule:
 # Severity is ERROR unless WARNINGS says otherwise.
 # A lease ended: retired, not refused. The preview: the published state may be a day old.
 # A member's image nobody publishes: containers made from it keep working; a new one fails.
-WARNINGS = frozenset({"lease.expired", "preview.fit", "preview.disk", "image.unpublished"})
+WARNINGS = frozenset(
+    {"purpose.vague", "lease.expired", "preview.fit", "preview.disk", "image.unpublished"}
+)
 _T, _F, _C, _P, _L = Scope.TREE, Scope.FILE, Scope.COMPETING, Scope.PULL, Scope.LAB
 _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
     "rules-file": (
@@ -83,6 +85,8 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
     "rules-names": (
         ("name.stem", _F, "a name that differs from the file's name"),
         ("name.reserved", _F, "a reserved name"),
+        ("purpose.placeholder", _F, "a purpose that says nothing (TODO, test, the name again)"),
+        ("purpose.vague", _F, "a request on main whose purpose says nothing; it stays"),
         ("name.duplicate", _C, "a name another request already uses"),
         ("owner.folder", _F, "an owner that differs from the file's folder"),
         ("owner.unknown", _F, "an owner who is not a registered member"),

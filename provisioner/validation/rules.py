@@ -21,6 +21,19 @@ from provisioner.values.problems import Problem, Severity
 SNAPSHOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # Instance names that would collide with LXD or the lab's own machines on the bridge's DNS.
 RESERVED_NAMES = frozenset({"default", "localhost", "lxdbr0", "host", "gateway", "common-server"})
+# Purposes that say nothing: an admin cannot judge a request by them (`ssp new` refuses them
+# too, with the same words).
+PLACEHOLDERS = frozenset(
+    {"todo", "tbd", "tba", "test", "testing", "xxx", "purpose", "none", "n/a", "na", "-",
+     "...", "work", "my work", "research", "stuff", "something", "container", "account", "待定",
+     "测试", "无"}
+)  # fmt: skip
+
+
+def says_nothing(purpose: str, name: str) -> bool:
+    """A placeholder, the request's own name again, or under three characters."""
+    text = purpose.strip().casefold()
+    return text in PLACEHOLDERS or text == name.casefold() or len(text) < 3
 
 
 # --- per file ---------------------------------------------------------------------------------
@@ -61,6 +74,8 @@ def check_request(
         s.instance.lower() for s in policy.shared_servers.values()
     }:
         out.append(item.problem(("name",), "name.reserved", f"'{req.name}' is reserved"))
+    if says_nothing(req.purpose, req.name):
+        out.append(_vague_purpose(item, focused))
     out += _lease(item, policy, today, focused)
     if isinstance(req, ImageRequest):
         return out + _image(item, req)
@@ -70,6 +85,18 @@ def check_request(
     else:
         out += _account(item, req, policy)
     return out
+
+
+def _vague_purpose(item: Loaded, focused: bool) -> Problem:
+    """An error for the request a PR writes; one already on main is only reported, so a
+    stricter check never retires what was accepted before."""
+    why = (
+        f"purpose: '{_shown(item.request.purpose)}' does not say what it is for; write a "
+        "sentence an admin can judge, e.g. 'Diffusion experiments for my thesis'"
+    )
+    if focused:
+        return item.problem(("purpose",), "purpose.placeholder", why)
+    return item.problem(("purpose",), "purpose.vague", why, Severity.WARNING)
 
 
 def _image(item: Loaded, req: ImageRequest) -> list[Problem]:
