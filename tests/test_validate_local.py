@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ENV, GitRepo, key, valid_request, validate
+from helpers import ENV, GitRepo, key, run_cli, valid_request, validate
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
@@ -122,3 +122,60 @@ def test_outside_a_clone_it_checks_every_request(tmp_path: Path) -> None:
     done = validate(repo.root)
     assert done.code == 0, done.both
     assert "judged as your pull request" not in done.both
+
+
+def _template_commands() -> list[list[str]]:
+    """The `ssp …` lines of the pull request template's English steps, as a member copies
+    them (placeholders filled in), each split as a shell would."""
+    import shlex  # noqa: PLC0415
+
+    text = (Path(__file__).resolve().parents[1] / ".github" / "pull_request_template.md").read_text(
+        encoding="utf-8"
+    )
+    english = text.split("## 中文")[0]
+    filled = {"<login>": "alice", "<name>": "alice-thesis", "<what it is for>": "Thesis runs"}
+    out = []
+    for raw in english.splitlines():
+        line = raw.strip()
+        if line.startswith("ssp "):
+            for placeholder, value in filled.items():
+                line = line.replace(placeholder, value)
+            out.append(shlex.split(line))
+    return out
+
+
+def test_the_pull_request_templates_steps_work_as_written_in_a_members_clone(
+    tmp_path: Path,
+) -> None:
+    repo = clone(tmp_path)
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    (tmp_path / "home" / ".ssh" / "id_ed25519.pub").write_text(key("alice") + "\n")
+    env = {**ENV, "HOME": str(tmp_path / "home")}
+    commands = _template_commands()
+    assert [c[:2] for c in commands] == [["ssp", "new"], ["ssp", "validate"]]
+    for command in commands:
+        done = run_cli(*command[1:], "--repo", str(repo.root), env=env)
+        assert done.code == 0, f"{' '.join(command)}: {done.both}"
+    assert (repo.root / "requests" / "alice" / "alice-thesis.yaml").is_file()
+    assert "ok: " in done.both  # the member sees the check pass, not "Skipped"
+
+
+def test_ssp_new_finds_the_owner_as_validate_does(tmp_path: Path) -> None:
+    repo = clone(tmp_path)  # git config github.user alice
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    (tmp_path / "home" / ".ssh" / "id_ed25519.pub").write_text(key("alice") + "\n")
+    env = {**ENV, "HOME": str(tmp_path / "home")}
+    done = run_cli(
+        "new", "container", "--name", "alice-x", "--purpose", "Thesis runs",
+        "--repo", str(repo.root), env=env,
+    )  # fmt: skip
+    assert done.code == 0, done.both
+    assert "owner alice (from git config" in done.err
+    assert "owner: alice" in (repo.root / "requests/alice/alice-x.yaml").read_text()
+    repo.git("config", "--unset", "github.user")
+    nobody = run_cli(
+        "new", "container", "--name", "alice-y", "--purpose", "Thesis runs",
+        "--repo", str(repo.root), env=env,
+    )  # fmt: skip
+    assert nobody.code == 2
+    assert "who are you on GitHub? say --owner LOGIN" in nobody.err

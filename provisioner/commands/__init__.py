@@ -258,3 +258,31 @@ def _default_client() -> type[GitHubClient]:
     from provisioner.github.client import GitHubClient  # noqa: PLC0415  (loads PyGithub)
 
     return GitHubClient
+
+
+def gh_login(env: Mapping[str, str]) -> str | None:
+    """The login `gh auth login` stored (~/.config/gh/hosts.yml), if any."""
+    home = env.get("GH_CONFIG_DIR") or str(Path(env.get("HOME", "~")) / ".config" / "gh")
+    try:
+        import yaml  # noqa: PLC0415
+
+        hosts = yaml.safe_load((Path(home).expanduser() / "hosts.yml").read_text("utf-8"))
+    except (OSError, ValueError, ImportError):
+        return None
+    user = hosts.get("github.com", {}).get("user") if isinstance(hosts, dict) else None
+    return user if isinstance(user, str) else None
+
+
+def member_login(repo: Path, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """Who the member running a command is on GitHub, and how that was found: SSP_AUTHOR,
+    then git's `github.user`, then gh's login (the order `ssp validate` tries)."""
+    from provisioner.git.history import config_value  # noqa: PLC0415  (runs git)
+
+    for found, how in (
+        (env.get("SSP_AUTHOR"), "SSP_AUTHOR"),
+        (config_value(repo, "github.user") if (repo / ".git").exists() else None, "git config"),
+        (gh_login(env), "gh's login"),
+    ):
+        if found:
+            return found, how
+    return None

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples
+from provisioner.commands import add_repo_arg, clock, examples, member_login
 from provisioner.git import files as gitfiles
 from provisioner.reporting.escape import log_line
 from provisioner.reporting.render import render
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="write requests/<owner>/<name>.yaml with the lab's defaults",
         description="Write a request file that passes `ssp validate`; edit it, then open a PR.",
         **examples(
-            "ssp new container --owner alice --name alice-thesis --gpus 1 \\\n"
+            "ssp new container --name alice-thesis --gpus 1 \\\n"
             "      --purpose 'Diffusion experiments for my thesis'",
             "ssp new account --owner bob --name bob-common --purpose 'Notebooks for my course'",
             "ssp new container --owner alice --name alice-cpu --purpose 'CPU-only builds' \\\n"
@@ -57,7 +57,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     parser.add_argument("kind", choices=("container", "account"))
-    parser.add_argument("--owner", required=True, metavar="LOGIN", help="your GitHub login")
+    parser.add_argument(
+        "--owner",
+        metavar="LOGIN",
+        help="your GitHub login (default: as `ssp validate` finds it: SSP_AUTHOR, "
+        "git config github.user, gh's login)",
+    )
     parser.add_argument("--name", required=True, help="the container's or account's name")
     parser.add_argument("--gpus", type=int, metavar="N", help="GPUs (container; default 0)")
     parser.add_argument(
@@ -171,6 +176,15 @@ def _fields(args: argparse.Namespace, env: Mapping[str, str], config: Config) ->
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.owner is None:
+        found = member_login(args.repo, env)
+        if found is None:
+            raise UsageError(
+                "who are you on GitHub? say --owner LOGIN, or once: git config github.user LOGIN"
+            )
+        args.owner = found[0]
+        how = f"from {found[1]}; --owner LOGIN says otherwise"
+        print(f"ssp new: owner {args.owner} ({how})", file=sys.stderr)
     for value, option in ((args.owner, "--owner"), (args.name, "--name")):
         if not _PATH_SAFE.match(value):
             raise UsageError(f"{option} {value!r}: use letters, digits and '-' only")

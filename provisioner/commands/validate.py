@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples, github_client
+from provisioner.commands import add_repo_arg, clock, examples, gh_login, github_client
 from provisioner.flows import prcheck
 from provisioner.reporting import validationreport
 from provisioner.reporting.escape import log_line
@@ -98,19 +98,6 @@ def _pull_number(args: argparse.Namespace, event: Mapping[str, Any]) -> int | No
     return number if isinstance(number, int) and "pull_request" in event else None
 
 
-def _gh_login(env: Mapping[str, str]) -> str | None:
-    """The login `gh auth login` stored (~/.config/gh/hosts.yml), if any."""
-    home = env.get("GH_CONFIG_DIR") or str(Path(env.get("HOME", "~")) / ".config" / "gh")
-    try:
-        import yaml  # noqa: PLC0415
-
-        hosts = yaml.safe_load((Path(home).expanduser() / "hosts.yml").read_text("utf-8"))
-    except (OSError, ValueError, ImportError):
-        return None
-    user = hosts.get("github.com", {}).get("user") if isinstance(hosts, dict) else None
-    return user if isinstance(user, str) else None
-
-
 def _output(
     fmt: str,
     env: Mapping[str, str],
@@ -161,7 +148,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             author=args.author
             or (_login(event, "pull_request", "user", "login") if args.base else None),
             env_author=env.get("SSP_AUTHOR"),
-            gh_login=_gh_login(env),
+            gh_login=gh_login(env),
             pusher=args.pusher or _login(event, "sender", "login"),
             pull=number,
             pull_commits=pull_commits,
