@@ -132,6 +132,21 @@ def test_the_final_notice_names_the_deletion_day_and_the_export(
     assert "export" in body
 
 
+def test_the_final_notice_for_a_given_back_container_says_to_add_its_file_back(
+    fake_github: FakeGitHub, client: IssuesClient
+) -> None:
+    """Its request was removed (retired before its lease ended): there is no `expires:` left
+    to change, so the notice says how to bring it back instead."""
+    retired = LAST - timedelta(days=60)
+    p = policy(retention_days=30, retention={"delete": True, "final_notice_days": 3})
+    (lease,) = review([container(retired=retired)], p, retired + timedelta(days=27))
+    assert lease.stage is Stage.FINAL_NOTICE and lease.given_back
+    notices.send(client, [lease], p)
+    (body,) = notice_comments(fake_github)
+    assert "adds `requests/alice/alice-thesis.yaml` back" in body
+    assert "changes `expires:`" not in body
+
+
 def test_github_failing_is_recorded_per_container_and_never_raised(
     fake_github: FakeGitHub, client: IssuesClient
 ) -> None:

@@ -56,6 +56,7 @@ class Lease:
     retired_on: date | None = None
     delete_on: date | None = None  # the day deletion is due (only with the policy's consent)
     notice: str = ""  # the notice due now ("" for none), unique per lease and stage
+    given_back: bool = False  # retired because its request was removed, not because it ended
 
 
 def lab_today(now: datetime, timezone: str) -> date:
@@ -101,6 +102,7 @@ def _retired(inst: Instance, policy: Policy, today: date, expires: date | None) 
         expires,
         retired_on,
         notice=f"expired-{expires}" if ended else "",
+        given_back=not ended,
     )
     keep_until = retired_on + timedelta(days=policy.retention_days)
     if not policy.retention.delete:

@@ -86,6 +86,8 @@ def _mention(login: str) -> str:
 
 def _renew(lease: Lease) -> str:
     where = f"`{lease.request_path}`" if under_requests(lease.request_path) else "its file"
+    if lease.given_back:  # the file is gone: changing `expires:` in it is not possible
+        return f"open a pull request that adds {where} back (with a later `expires:`)"
     return f"open a pull request that changes `expires:` in {where} to a later date"
 
 
