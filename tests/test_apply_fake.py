@@ -425,6 +425,35 @@ def test_gpus_are_hot_plugged_without_a_restart(lab: Lab, fake: FakeLxd) -> None
     assert "gpu-0000-18-00-0" in fake.record("alice-x").devices
 
 
+def test_a_later_pin_never_takes_the_gpu_from_a_running_count_container(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    apply(lab, fake, lab.container("alice-x", gpus=1))  # her count became GPU 0
+    held = {k: dict(v) for k, v in fake.record("alice-x").devices.items()}
+    assert held["gpu-0000-18-00-0"]["pci"] == PCI[0]
+    before = len(fake.calls)
+    done = apply(
+        lab,
+        fake,
+        lab.container("alice-x", gpus=1),
+        lab.container("carol-y", owner="carol", gpus=[0]),
+        lab.container("carol-z", owner="carol", gpus=[1]),
+    )
+    action, ok, message = outcomes(done)["carol-y"]
+    assert (action, ok) == ("refused", False)
+    assert f"GPU 0 ({PCI[0]}) is held by container 'alice-x'" in message
+    assert "GPUs never move under a container" in message
+    # alice's container is untouched: same devices, never stopped or restarted, still running
+    rec = fake.record("alice-x")
+    assert rec.devices == held and rec.status == "Running"
+    assert [m for m, name in fake.mutations[before:] if name == "alice-x"] == []
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    # carol-y was never made; the pin on a free GPU was, beside it
+    assert "carol-y" not in {i.name for i in fake.instances()}
+    assert outcomes(done)["carol-z"][:2] == ("created", True)
+    assert fake.record("carol-z").devices["gpu-0000-3b-00-0"]["pci"] == PCI[1]
+
+
 def test_hand_edits_of_ours_are_reverted_and_others_reported(lab: Lab, fake: FakeLxd) -> None:
     apply(lab, fake, lab.container("alice-x"))
     fake.set_config("alice-x", {"security.privileged": "true", "environment.HTTP_PROXY": "p:1"})

@@ -263,7 +263,15 @@ def make_plan(inputs: Inputs) -> Plan:
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
         if req.name in gpu_conflicts:
-            actions.append(_refuse(item, gpu_conflicts[req.name]))
+            conflict = gpu_conflicts[req.name]
+            actions.append(
+                Refuse(
+                    name=req.name,
+                    request_path=item.path,
+                    message=conflict.message,
+                    gpu_holders=conflict.holders,
+                )
+            )
             continue
         if len(want.gpus) < want_gpus:
             actions.append(
@@ -278,8 +286,9 @@ def make_plan(inputs: Inputs) -> Plan:
         )
         actions.append(action)
         drift += found
-    # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create
-    # after it attaches; the other way round both would hold it for a while.
+    # Updates first: one may give up a GPU (a count asking for fewer) that a create after it
+    # attaches; the other way round both would hold it for a while. A count never gives way
+    # to a pin: GPUs do not move under a container (see allocate.gpus).
     actions.sort(key=lambda a: 0 if isinstance(a, Update) else 1)
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)
