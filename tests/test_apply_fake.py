@@ -417,12 +417,46 @@ def test_a_share_added_later_restarts_the_container_with_the_idmap(lab: Lab, fak
     assert rec.config["raw.idmap"] == "both 1001 1001"
 
 
-def test_gpus_are_hot_plugged_without_a_restart(lab: Lab, fake: FakeLxd) -> None:
+def test_the_first_gpu_restarts_into_the_nvidia_runtime_and_more_are_hot_plugged(
+    lab: Lab, fake: FakeLxd
+) -> None:
     apply(lab, fake, lab.container("alice-x"))
+    assert not [k for k in fake.record("alice-x").config if k.startswith("nvidia.")]
     before = len(fake.calls)
     apply(lab, fake, lab.container("alice-x", gpus=1))
+    # the runtime injects the host driver's libraries at start: without a restart CUDA would
+    # see the card and find no libcuda
+    config = fake.record("alice-x").config
+    assert (config["nvidia.runtime"], config["nvidia.driver.capabilities"]) == (
+        "true",
+        "compute,utility",
+    )
+    assert ("stop", "alice-x") in fake.calls[before:]
+    assert fake.record("alice-x").status == "Running"
+    before = len(fake.calls)
+    apply(lab, fake, lab.container("alice-x", gpus=2))
     assert ("stop", "alice-x") not in fake.calls[before:]
-    assert "gpu-0000-18-00-0" in fake.record("alice-x").devices
+    assert "gpu-0000-3b-00-0" in fake.record("alice-x").devices
+
+
+def test_with_the_userspace_in_the_image_gpus_hot_plug_and_nvidia_keys_are_the_admins(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    image = lab.edited("gpu_userspace: nvidia-runtime", "gpu_userspace: image")
+    apply(image, fake, image.container("alice-x"))
+    before = len(fake.calls)
+    apply(image, fake, image.container("alice-x", gpus=1))
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    rec = fake.record("alice-x")
+    assert "gpu-0000-18-00-0" in rec.devices
+    assert not [k for k in rec.config if k.startswith("nvidia.")]
+    # an admin turns the runtime on by hand for this one: ssp neither reverts nor restarts it
+    fake.set_config("alice-x", {"nvidia.runtime": "true"})
+    before = len(fake.mutations)
+    done = apply(image, fake, image.container("alice-x", gpus=1))
+    assert fake.mutations[before:] == []
+    assert outcomes(done)["alice-x"] == ("unchanged", True, "")
+    assert rec.config["nvidia.runtime"] == "true"
 
 
 def test_a_later_pin_never_takes_the_gpu_from_a_running_count_container(

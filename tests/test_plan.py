@@ -218,12 +218,23 @@ class Change:
     restart: bool = False
 
 
+NVIDIA = {"nvidia.driver.capabilities": "compute,utility", "nvidia.runtime": "true"}
 UPDATES = {
     "cpu": Change({}, {"cpu": 4}, "limits.cpu: '8' → '4'", {"limits.cpu": "4"}),
     "memory": Change({}, {"memory": "16GiB"}, "limits.memory", {"limits.memory": "16GiB"}),
     "disk": Change({}, {"disk": "50GiB"}, "devices: ~root", devices=True),
-    "gpu added": Change({}, {"gpus": 1}, "devices: +gpu-0000-18-00-0", devices=True),
-    "gpu removed": Change({"gpus": [2]}, {}, "devices: -gpu-0000-86-00-0", devices=True),
+    # the first GPU turns the NVIDIA runtime on, which injects the driver's libraries at start
+    "gpu added": Change(
+        {}, {"gpus": 1}, "devices: +gpu-0000-18-00-0", dict(NVIDIA), devices=True, restart=True
+    ),
+    "second gpu added": Change({"gpus": 1}, {"gpus": 2}, "+gpu-0000-3b-00-0", devices=True),
+    "gpu removed": Change(
+        {"gpus": [2]},
+        {},
+        "devices: -gpu-0000-86-00-0",
+        dict.fromkeys(NVIDIA),
+        devices=True,
+    ),
     "gpu moved": Change(
         {"gpus": [2]}, {"gpus": [3]}, "devices: +gpu-0000-af-00-0 -gpu-0000-86-00-0", devices=True
     ),

@@ -42,7 +42,7 @@ def _config_changes(inst: Instance, want: specs.Spec) -> tuple[dict[str, str | N
         if key not in specs.UNCOMPARED and inst.config.get(key) != value:
             changes[key] = value
     for key in inst.config:
-        if specs.owned(key) and key not in want.config and key not in specs.UNCOMPARED:
+        if specs.ours(key, want) and key not in want.config and key not in specs.UNCOMPARED:
             changes[key] = None
     if inst.config.get(state.RETIRED):
         changes[state.RETIRED] = None
@@ -118,6 +118,9 @@ def _container_action(
         restart = any(k.startswith(("raw.idmap", idranges.ISOLATED)) for k in config) or (
             running_ids not in (None, idranges.pinned(want.config))
         )
+        # The NVIDIA runtime injects the host's libraries at start only: a container given
+        # its first GPU restarts, or CUDA would find the card but no driver library.
+        restart = restart or config.get(specs.NVIDIA_RUNTIME) == "true"
         starts = restart or not inst.running
         if gpus_blocked and (starts or _gpu_devices(inst.devices) != _gpu_devices(want.devices)):
             return no_gpus(), drift
