@@ -187,7 +187,7 @@ def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
         for status, check in re.findall(r"^(ok|PROBLEM|n/a|skipped)\s+(\S+)", checked.out, re.M)
     }
     gpu = {k: v for k, v in statuses.items() if k.startswith("gpu.")}
-    assert len(gpu) == 5 and set(gpu.values()) == {"n/a"}, checked.out
+    assert len(gpu) == 6 and set(gpu.values()) == {"n/a"}, checked.out
     # One server, not an LXD cluster: the cluster's checks do not apply.
     cluster = {k: v for k, v in statuses.items() if k in ("cluster.members", "pool.members")}
     assert cluster == {"cluster.members": "n/a", "pool.members": "n/a"}, checked.out
