@@ -9,6 +9,7 @@ has as long as they are still its to have, so running the plan twice changes not
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from provisioner.planning import allocate
 from provisioner.planning import cluster as clusterplace
@@ -267,14 +268,7 @@ def make_plan(inputs: Inputs) -> Plan:
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
         if req.name in gpu_conflicts:
             conflict = gpu_conflicts[req.name]
-            actions.append(
-                Refuse(
-                    name=req.name,
-                    request_path=item.path,
-                    message=conflict.message,
-                    gpu_holders=conflict.holders,
-                )
-            )
+            actions.append(replace(_refuse(item, conflict.message), gpu_holders=conflict.holders))
             continue
         if len(want.gpus) < want_gpus:
             actions.append(
