@@ -655,6 +655,7 @@ class FakeLxd:
         record = self._get(name)
         new_devices = {k: dict(v) for k, v in devices.items()}
         self._check(config, new_devices)
+        self._nvidia_tools(config)
         if record.status == "Running":  # hot-plug: new or changed devices start now
             old = self._expanded(record)
             for dev, options in new_devices.items():
@@ -667,11 +668,18 @@ class FakeLxd:
         record.profiles = list(profiles)
         record.description = description
 
+    def _nvidia_tools(self, config: Mapping[str, str]) -> None:
+        """LXD 5.0.2 stores nvidia.runtime=true at a create, but an update or a start of an
+        instance holding it fails where the host lacks nvidia-container-cli (seen here)."""
+        if config.get("nvidia.runtime") == "true" and self.daemon.nvidia_driver is None:
+            raise _err("Initialize LXC: The NVIDIA container tools couldn't be found")
+
     @_serialized
     def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
         self._call("set_config", name)
         record = self._get(name)
         self._check({k: v for k, v in changes.items() if v is not None}, {})
+        self._nvidia_tools({**record.config, **{k: v for k, v in changes.items() if v}})
         for key, value in changes.items():
             if value is None:
                 record.config.pop(key, None)
@@ -688,8 +696,7 @@ class FakeLxd:
         for dev, options in sorted(self._expanded(record).items()):
             self._start_device(record, dev, options)
         if record.config.get("nvidia.runtime") == "true":
-            if self.daemon.nvidia_driver is None:
-                raise _err("Initialize LXC: The NVIDIA container tools couldn't be found")
+            self._nvidia_tools(record.config)
             record.inside.nvidia_userspace = self.daemon.nvidia_driver
         record.status = "Running"
         record.config["volatile.idmap.current"] = record.config.get("volatile.idmap.next", "[]")

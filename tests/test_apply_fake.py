@@ -439,6 +439,21 @@ def test_the_first_gpu_restarts_into_the_nvidia_runtime_and_more_are_hot_plugged
     assert "gpu-0000-3b-00-0" in fake.record("alice-x").devices
 
 
+def test_without_the_nvidia_container_tools_a_gpu_request_fails_saying_what_to_install(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    fake.daemon.nvidia_driver = None  # what LXD finds without nvidia-container-cli
+    done = apply(lab, fake, lab.container("alice-x", gpus=1), lab.container("alice-y"))
+    action, ok, message = outcomes(done)["alice-x"]
+    assert (action, ok) == ("failed", False)
+    assert message.startswith(
+        "alice-x cannot start with its GPUs: the policy's gpu_userspace is nvidia-runtime and "
+        "this host lacks nvidia-container-cli"
+    )
+    assert "The NVIDIA container tools couldn't be found" in message
+    assert outcomes(done)["alice-y"][:2] == ("created", True)
+
+
 def test_with_the_userspace_in_the_image_gpus_hot_plug_and_nvidia_keys_are_the_admins(
     lab: Lab, fake: FakeLxd
 ) -> None:

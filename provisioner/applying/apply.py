@@ -137,7 +137,10 @@ class Applier:
         except LxdError as e:
             raise source_failure(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.
-        self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+        try:  # LXD checks the NVIDIA runtime's tools here already
+            self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+        except LxdError as e:
+            raise start_failure(spec, e) from e
 
     def _make_in_lxds_block(
         self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]
