@@ -1,7 +1,9 @@
 """How the plan shares out what is scarce: GPUs, forwarded ports and host ID blocks. Pure.
 
 Each allocation is stable: whatever a container already holds stays its own while nobody
-else has a better claim, so planning twice gives the same answer. Requests are taken in
+else has a better claim, so planning twice gives the same answer. For GPUs nobody ever has a
+better claim: a card never moves under a container, so a pin on a GPU that a count was given
+is refused rather than served by moving the count. Requests are taken in
 path order, so the result does not depend on the order LXD lists instances in.
 """
 
