@@ -784,6 +784,18 @@ def test_a_half_made_instance_does_not_keep_a_port_taken_on_the_host(lab: Lab) -
     assert ssh_port(action) == 22001
 
 
+def test_a_running_gpu_container_gets_the_nvidia_runtime_without_a_restart(lab: Lab) -> None:
+    # made while the policy had the image carry the userspace, now the lab chose the runtime:
+    # the keys are set, and its programs keep running until its next start
+    image = lab.edited("gpu_userspace: nvidia-runtime", "gpu_userspace: image")
+    before = converged(image, image.container("alice-x", gpus=1))
+    assert not [k for k in before[0].config if k.startswith("nvidia.")]
+    (action,) = plan(lab.validate(lab.container("alice-x", gpus=1)), before).actions
+    assert isinstance(action, Update)
+    assert dict(action.config) == NVIDIA
+    assert not action.restart and not action.devices
+
+
 def test_a_gpu_a_count_gives_up_is_detached_before_a_pin_attaches_it(lab: Lab) -> None:
     before = converged(lab, lab.container("carol-y", owner="carol", gpus=2))  # holds 0 and 1
     v = lab.validate(

@@ -120,8 +120,11 @@ def _container_action(
             running_ids not in (None, idranges.pinned(want.config))
         )
         # The NVIDIA runtime injects the host's libraries at start only: a container given
-        # its first GPU restarts, or CUDA would find the card but no driver library.
-        restart = restart or config.get(specs.NVIDIA_RUNTIME) == "true"
+        # its first GPU restarts, or CUDA would find the card but no driver library. One that
+        # already runs with GPUs (made before the policy chose the runtime) is not restarted
+        # for it: its programs keep running, the runtime comes with its next start.
+        first_gpus = not _gpu_devices(inst.devices) and bool(_gpu_devices(want.devices))
+        restart = restart or (config.get(specs.NVIDIA_RUNTIME) == "true" and first_gpus)
         starts = restart or not inst.running
         if gpus_blocked and (starts or _gpu_devices(inst.devices) != _gpu_devices(want.devices)):
             return no_gpus(), drift
