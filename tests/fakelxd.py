@@ -119,6 +119,9 @@ class Inside:
     # nothing until `apt-get update` has run.
     package_lists: bool = False
     commands: list[tuple[str, ...]] = field(default_factory=list)
+    # The NVIDIA userspace version it holds: from the image, or injected at start by the
+    # runtime (None: no nvidia-smi inside).
+    nvidia_userspace: str | None = None
 
     def user_by_uid(self, uid: int) -> str | None:
         return next((n for n, u in self.users.items() if u.uid == uid), None)
@@ -218,6 +221,10 @@ class FakeDaemon:
     forced_blocks: list[int] = field(default_factory=list)
     # Projects that, like ssp's restricted one, refuse low-level keys (security.idmap.base...)
     low_level_blocked: set[str] = field(default_factory=set)
+    # The host's loaded NVIDIA driver (None: none). A container started with
+    # nvidia.runtime=true gets this driver's userspace (libnvidia-ml, nvidia-smi) injected,
+    # as LXD's hook does; it keeps that version until its next start, also after an upgrade.
+    nvidia_driver: str | None = "550.54.14"
     lock: threading.RLock = field(default_factory=threading.RLock)
     create_gate: threading.Barrier | None = None
 
@@ -648,6 +655,7 @@ class FakeLxd:
         record = self._get(name)
         new_devices = {k: dict(v) for k, v in devices.items()}
         self._check(config, new_devices)
+        self._nvidia_tools(config)
         if record.status == "Running":  # hot-plug: new or changed devices start now
             old = self._expanded(record)
             for dev, options in new_devices.items():
@@ -660,11 +668,18 @@ class FakeLxd:
         record.profiles = list(profiles)
         record.description = description
 
+    def _nvidia_tools(self, config: Mapping[str, str]) -> None:
+        """LXD 5.0.2 stores nvidia.runtime=true at a create, but an update or a start of an
+        instance holding it fails where the host lacks nvidia-container-cli (seen here)."""
+        if config.get("nvidia.runtime") == "true" and self.daemon.nvidia_driver is None:
+            raise _err("Initialize LXC: The NVIDIA container tools couldn't be found")
+
     @_serialized
     def set_config(self, name: str, changes: Mapping[str, str | None]) -> None:
         self._call("set_config", name)
         record = self._get(name)
         self._check({k: v for k, v in changes.items() if v is not None}, {})
+        self._nvidia_tools({**record.config, **{k: v for k, v in changes.items() if v}})
         for key, value in changes.items():
             if value is None:
                 record.config.pop(key, None)
@@ -680,6 +695,9 @@ class FakeLxd:
             raise _err("The instance is already running")
         for dev, options in sorted(self._expanded(record).items()):
             self._start_device(record, dev, options)
+        if record.config.get("nvidia.runtime") == "true":
+            self._nvidia_tools(record.config)
+            record.inside.nvidia_userspace = self.daemon.nvidia_driver
         record.status = "Running"
         record.config["volatile.idmap.current"] = record.config.get("volatile.idmap.next", "[]")
         record.config["volatile.last_state.power"] = "RUNNING"
@@ -787,7 +805,7 @@ class FakeLxd:
         if record.status != "Running":
             raise _err(f"run {argv[0]!r} in {name!r}: Instance is not running")
         record.inside.commands.append(tuple(argv))
-        result = _Shell(record.inside).run(name, list(argv))
+        result = _Shell(record.inside, self.daemon.nvidia_driver).run(name, list(argv))
         if self.daemon.lost_output.get((name, argv[0]), 0) > 0:
             self.daemon.lost_output[(name, argv[0])] -= 1
             return ExecResult(result.exit_code, "", "")
@@ -825,8 +843,9 @@ class FakeLxd:
 class _Shell:
     """Just enough of Debian's passwd tools, with their exit statuses."""
 
-    def __init__(self, inside: Inside) -> None:
+    def __init__(self, inside: Inside, driver: str | None = None) -> None:
         self.inside = inside
+        self.driver = driver  # the host's loaded NVIDIA kernel driver
 
     def run(self, name: str, argv: list[str]) -> ExecResult:
         handlers: dict[str, Callable[[list[str]], ExecResult]] = {
@@ -842,10 +861,28 @@ class _Shell:
             "true": lambda _rest: ExecResult(0, "", ""),
             "cat": self.cat,
         }
+        if self.inside.nvidia_userspace is not None:
+            handlers["nvidia-smi"] = self.nvidia_smi
         handler = handlers.get(argv[0])
         if handler is None:
             raise _err(f"command not found in {name}: {argv[0]}")
         return handler(argv[1:])
+
+    def nvidia_smi(self, args: list[str]) -> ExecResult:
+        """Only `--query-gpu=driver_version --format=csv,noheader`, as nvidia-smi answers it:
+        a library of another version than the loaded kernel module refuses to initialise."""
+        version = self.inside.nvidia_userspace
+        if version != self.driver:
+            major = (version or "").split(".")[0]
+            return ExecResult(
+                18,
+                f"Failed to initialize NVML: Driver/library version mismatch\n"
+                f"NVML library version: {major}.{(version or '').split('.')[1]}\n",
+                "",
+            )
+        if args != ["--query-gpu=driver_version", "--format=csv,noheader"]:
+            return ExecResult(2, "", f"the fake nvidia-smi does not know {args}\n")
+        return ExecResult(0, f"{version}\n", "")
 
     @staticmethod
     def _options(args: list[str], flags: set[str]) -> tuple[dict[str, str], list[str]]:

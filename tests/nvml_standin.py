@@ -84,8 +84,11 @@ class _Handle:
 class NvmlStandin:
     """The library state: a reference count like libnvidia-ml's, and the cards."""
 
-    def __init__(self, gpus: list[StandinGpu], init_error: int | None = None) -> None:
+    def __init__(
+        self, gpus: list[StandinGpu], init_error: int | None = None, driver: str = "550.54.14"
+    ) -> None:
         self.gpus = gpus
+        self.driver = driver  # the loaded kernel driver's version
         self.init_error = init_error
         self.refcount = 0
         self.inits = 0
@@ -104,6 +107,7 @@ class NvmlStandin:
             "nvmlDeviceGetUtilizationRates",
             "nvmlDeviceGetComputeRunningProcesses",
             "nvmlDeviceGetGraphicsRunningProcesses",
+            "nvmlSystemGetDriverVersion",
         ):
             monkeypatch.setattr(pynvml, name, getattr(self, name))
         return self
@@ -123,6 +127,10 @@ class NvmlStandin:
         self._initialised()
         self.refcount -= 1
         self.shutdowns += 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._initialised()
+        return self.driver
 
     # -- devices ----------------------------------------------------------------------
     def _gpu(self, handle: Any) -> StandinGpu:

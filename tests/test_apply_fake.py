@@ -417,12 +417,90 @@ def test_a_share_added_later_restarts_the_container_with_the_idmap(lab: Lab, fak
     assert rec.config["raw.idmap"] == "both 1001 1001"
 
 
-def test_gpus_are_hot_plugged_without_a_restart(lab: Lab, fake: FakeLxd) -> None:
+def test_the_first_gpu_restarts_into_the_nvidia_runtime_and_more_are_hot_plugged(
+    lab: Lab, fake: FakeLxd
+) -> None:
     apply(lab, fake, lab.container("alice-x"))
+    assert not [k for k in fake.record("alice-x").config if k.startswith("nvidia.")]
     before = len(fake.calls)
     apply(lab, fake, lab.container("alice-x", gpus=1))
+    # the runtime injects the host driver's libraries at start: without a restart CUDA would
+    # see the card and find no libcuda
+    config = fake.record("alice-x").config
+    assert (config["nvidia.runtime"], config["nvidia.driver.capabilities"]) == (
+        "true",
+        "compute,utility",
+    )
+    assert ("stop", "alice-x") in fake.calls[before:]
+    assert fake.record("alice-x").status == "Running"
+    before = len(fake.calls)
+    apply(lab, fake, lab.container("alice-x", gpus=2))
     assert ("stop", "alice-x") not in fake.calls[before:]
-    assert "gpu-0000-18-00-0" in fake.record("alice-x").devices
+    assert "gpu-0000-3b-00-0" in fake.record("alice-x").devices
+
+
+def test_without_the_nvidia_container_tools_a_gpu_request_fails_saying_what_to_install(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    fake.daemon.nvidia_driver = None  # what LXD finds without nvidia-container-cli
+    done = apply(lab, fake, lab.container("alice-x", gpus=1), lab.container("alice-y"))
+    action, ok, message = outcomes(done)["alice-x"]
+    assert (action, ok) == ("failed", False)
+    assert message.startswith(
+        "alice-x cannot start with its GPUs: the policy's gpu_userspace is nvidia-runtime and "
+        "this host lacks nvidia-container-cli"
+    )
+    assert "The NVIDIA container tools couldn't be found" in message
+    assert outcomes(done)["alice-y"][:2] == ("created", True)
+
+
+def test_with_the_userspace_in_the_image_gpus_hot_plug_and_nvidia_keys_are_the_admins(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    image = lab.edited("gpu_userspace: nvidia-runtime", "gpu_userspace: image")
+    apply(image, fake, image.container("alice-x"))
+    before = len(fake.calls)
+    apply(image, fake, image.container("alice-x", gpus=1))
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    rec = fake.record("alice-x")
+    assert "gpu-0000-18-00-0" in rec.devices
+    assert not [k for k in rec.config if k.startswith("nvidia.")]
+    # an admin turns the runtime on by hand for this one: ssp neither reverts nor restarts it
+    fake.set_config("alice-x", {"nvidia.runtime": "true"})
+    before = len(fake.mutations)
+    done = apply(image, fake, image.container("alice-x", gpus=1))
+    assert fake.mutations[before:] == []
+    assert outcomes(done)["alice-x"] == ("unchanged", True, "")
+    assert rec.config["nvidia.runtime"] == "true"
+
+
+def test_a_later_pin_never_takes_the_gpu_from_a_running_count_container(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    apply(lab, fake, lab.container("alice-x", gpus=1))  # her count became GPU 0
+    held = {k: dict(v) for k, v in fake.record("alice-x").devices.items()}
+    assert held["gpu-0000-18-00-0"]["pci"] == PCI[0]
+    before = len(fake.calls)
+    done = apply(
+        lab,
+        fake,
+        lab.container("alice-x", gpus=1),
+        lab.container("carol-y", owner="carol", gpus=[0]),
+        lab.container("carol-z", owner="carol", gpus=[1]),
+    )
+    action, ok, message = outcomes(done)["carol-y"]
+    assert (action, ok) == ("refused", False)
+    assert f"GPU 0 ({PCI[0]}) is held by container 'alice-x'" in message
+    assert "GPUs never move under a container" in message
+    # alice's container is untouched: same devices, never stopped or restarted, still running
+    rec = fake.record("alice-x")
+    assert rec.devices == held and rec.status == "Running"
+    assert [m for m, name in fake.mutations[before:] if name == "alice-x"] == []
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    # carol-y was never made; the pin on a free GPU was, beside it
+    assert "carol-y" not in {i.name for i in fake.instances()}
+    assert outcomes(done)["carol-z"][:2] == ("created", True)
+    assert fake.record("carol-z").devices["gpu-0000-3b-00-0"]["pci"] == PCI[1]
 
 
 def test_hand_edits_of_ours_are_reverted_and_others_reported(lab: Lab, fake: FakeLxd) -> None:

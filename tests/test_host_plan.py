@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from provisioner.applying.hostinit import gpu_userspace_lines
+from provisioner.host import nvidia
 from provisioner.planning.hostproject import (
     SettingChange,
     desired_profile,
@@ -200,3 +202,44 @@ def test_a_changed_device_shows_both_sides() -> None:
         "path=/, pool=default, size=10GiB, type=disk",
         "path=/, pool=default, size=100GiB, type=disk",
     )
+
+
+# --- the NVIDIA userspace the policy chose ---------------------------------------------------
+
+
+def test_nvidia_container_cli_is_found_on_path_or_in_lxds_snap(tmp_path: Path) -> None:
+    bin_dir, snap = tmp_path / "bin", tmp_path / "snap-cli"
+    bin_dir.mkdir()
+    assert nvidia.container_cli(str(bin_dir), snap) is None
+    snap.write_text("#!/bin/sh\n")
+    assert nvidia.container_cli(str(bin_dir), snap) == str(snap)
+    tool = bin_dir / "nvidia-container-cli"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert nvidia.container_cli(str(bin_dir), snap) == str(tool)
+
+
+def test_the_nvidia_driver_is_loaded_when_proc_says_its_version(tmp_path: Path) -> None:
+    assert not nvidia.driver_loaded(tmp_path)
+    (tmp_path / "driver" / "nvidia").mkdir(parents=True)
+    (tmp_path / "driver" / "nvidia" / "version").write_text("NVRM version: 550.54.14\n")
+    assert nvidia.driver_loaded(tmp_path)
+
+
+def test_the_nvidia_runtime_without_nvidia_container_cli_stops_host_init_on_a_gpu_host() -> None:
+    errors, warnings = gpu_userspace_lines(policy(), inventory(), True, None)
+    assert warnings == []
+    (error,) = errors
+    assert error.startswith("gpu_userspace is nvidia-runtime but nvidia-container-cli is not")
+    assert "apt-get install nvidia-container-toolkit" in error
+    assert "gpu_userspace: image" in error
+    # with the tool, or without the driver (not the GPU host yet: only a warning) ...
+    assert gpu_userspace_lines(policy(), inventory(), True, "/usr/bin/nvidia-container-cli") == (
+        [],
+        [],
+    )
+    errors, warnings = gpu_userspace_lines(policy(), inventory(), False, None)
+    assert errors == [] and "no NVIDIA driver is loaded here either" in warnings[0]
+    # ... the image carrying the userspace, or no GPU in the inventory: nothing to say
+    assert gpu_userspace_lines(policy(gpu_userspace="image"), inventory(), True, None) == ([], [])
+    assert gpu_userspace_lines(policy(), inventory(gpus=[]), True, None) == ([], [])

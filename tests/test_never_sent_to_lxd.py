@@ -37,8 +37,12 @@ ALLOWED_KEYS = frozenset(
         "user.ssp.expires",
         "user.ssp.keys",
         "user.ssp.image",
+        # gpu_userspace: nvidia-runtime, on GPU containers only, with fixed values (below)
+        "nvidia.runtime",
+        "nvidia.driver.capabilities",
     }
 )
+COMPUTE = {"nvidia.driver.capabilities": "compute,utility"}  # no graphics, video or display
 NEVER_KEYS = ("security.privileged", "security.nesting", "raw.lxc", "raw.apparmor", "raw.seccomp")
 UIDS = {"alice": 1001, "bob": 1002, "carol": 1003}
 SHARE = {"source": "/home/user/share", "path": "/home/user/share"}
@@ -107,6 +111,8 @@ def test_a_valid_request_becomes_only_what_ssp_owns(lab: Lab, fields: dict[str, 
     spec = create.spec
     assert set(spec.config) <= ALLOWED_KEYS, set(spec.config) - ALLOWED_KEYS
     assert not any(k in spec.config for k in NEVER_KEYS)
+    nvidia = {k: v for k, v in spec.config.items() if k.startswith("nvidia.")}
+    assert nvidia == ({} if not spec.gpus else {"nvidia.runtime": "true", **COMPUTE})
     uid = UIDS[owner]
     assert spec.config.get("raw.idmap", f"both {uid} {uid}") == f"both {uid} {uid}"
     assert spec.source in (

@@ -218,12 +218,23 @@ class Change:
     restart: bool = False
 
 
+NVIDIA = {"nvidia.driver.capabilities": "compute,utility", "nvidia.runtime": "true"}
 UPDATES = {
     "cpu": Change({}, {"cpu": 4}, "limits.cpu: '8' → '4'", {"limits.cpu": "4"}),
     "memory": Change({}, {"memory": "16GiB"}, "limits.memory", {"limits.memory": "16GiB"}),
     "disk": Change({}, {"disk": "50GiB"}, "devices: ~root", devices=True),
-    "gpu added": Change({}, {"gpus": 1}, "devices: +gpu-0000-18-00-0", devices=True),
-    "gpu removed": Change({"gpus": [2]}, {}, "devices: -gpu-0000-86-00-0", devices=True),
+    # the first GPU turns the NVIDIA runtime on, which injects the driver's libraries at start
+    "gpu added": Change(
+        {}, {"gpus": 1}, "devices: +gpu-0000-18-00-0", dict(NVIDIA), devices=True, restart=True
+    ),
+    "second gpu added": Change({"gpus": 1}, {"gpus": 2}, "+gpu-0000-3b-00-0", devices=True),
+    "gpu removed": Change(
+        {"gpus": [2]},
+        {},
+        "devices: -gpu-0000-86-00-0",
+        dict.fromkeys(NVIDIA),
+        devices=True,
+    ),
     "gpu moved": Change(
         {"gpus": [2]}, {"gpus": [3]}, "devices: +gpu-0000-af-00-0 -gpu-0000-86-00-0", devices=True
     ),
@@ -520,14 +531,57 @@ def test_a_smaller_count_keeps_the_lowest_of_its_gpus(lab: Lab) -> None:
     assert action.detail == "devices: -gpu-0000-af-00-0"
 
 
-def test_a_pin_takes_a_gpu_from_a_count_which_moves(lab: Lab) -> None:
+def test_a_later_pin_does_not_take_a_gpu_a_count_was_given(lab: Lab) -> None:
+    # alice's count got GPU 0 and runs with it; carol then pins GPU 0. Moving alice to
+    # GPU 1 would swap the card under her running programs: carol is refused instead.
     before = converged(lab, lab.container("alice-x", gpus=1))
     v = lab.validate(
         lab.container("alice-x", gpus=1), lab.container("carol-y", owner="carol", gpus=[0])
     )
     p = by_name(plan(v, before))
-    assert gpu_indices(p["carol-y"]) == (0,)
+    assert isinstance(p["alice-x"], Ready)
+    assert gpu_indices(p["alice-x"]) == (0,)
+    refused = p["carol-y"]
+    assert isinstance(refused, Refuse)
+    assert refused.gpu_holders == ("alice-x",)
+    assert refused.message.startswith(
+        f"GPU 0 ({PCI[0]}) is held by container 'alice-x', which was given it for its GPU count"
+    )
+
+
+def test_a_stopped_count_container_keeps_its_gpus_too(lab: Lab) -> None:
+    (alice,) = converged(lab, lab.container("alice-x", gpus=2))
+    stopped = replace(alice, status="Stopped")
+    v = lab.validate(
+        lab.container("alice-x", gpus=2), lab.container("carol-y", owner="carol", gpus=[1, 2])
+    )
+    p = by_name(plan(v, [stopped]))
+    assert gpu_indices(p["alice-x"]) == (0, 1)
+    assert isinstance(p["alice-x"], Start)
+    refused = p["carol-y"]
+    assert isinstance(refused, Refuse) and refused.gpu_holders == ("alice-x",)
+
+
+def test_a_pin_gets_the_gpu_a_count_gave_up(lab: Lab) -> None:
+    # alice asks for one GPU fewer: she keeps the lowest (0) and GPU 1 is carol's to pin.
+    before = converged(lab, lab.container("alice-x", gpus=2))
+    v = lab.validate(
+        lab.container("alice-x", gpus=1), lab.container("carol-y", owner="carol", gpus=[1])
+    )
+    p = by_name(plan(v, before))
+    assert gpu_indices(p["alice-x"]) == (0,)
     assert isinstance(p["alice-x"], Update)
+    assert isinstance(p["carol-y"], Create) and gpu_indices(p["carol-y"]) == (1,)
+
+
+def test_a_half_made_count_container_holds_no_gpu(lab: Lab) -> None:
+    (alice,) = converged(lab, lab.container("alice-x", gpus=1))
+    half = replace(alice, status="Stopped", config={**alice.config, STATE: "creating"})
+    v = lab.validate(
+        lab.container("alice-x", gpus=1), lab.container("carol-y", owner="carol", gpus=[0])
+    )
+    p = by_name(plan(v, [half]))
+    assert gpu_indices(p["carol-y"]) == (0,)
     assert gpu_indices(p["alice-x"]) == (1,)
 
 
@@ -730,14 +784,26 @@ def test_a_half_made_instance_does_not_keep_a_port_taken_on_the_host(lab: Lab) -
     assert ssh_port(action) == 22001
 
 
-def test_a_gpu_is_taken_from_its_holder_before_it_is_given(lab: Lab) -> None:
-    before = converged(lab, lab.container("carol-y", owner="carol", gpus=1))  # holds GPU 0
+def test_a_running_gpu_container_gets_the_nvidia_runtime_without_a_restart(lab: Lab) -> None:
+    # made while the policy had the image carry the userspace, now the lab chose the runtime:
+    # the keys are set, and its programs keep running until its next start
+    image = lab.edited("gpu_userspace: nvidia-runtime", "gpu_userspace: image")
+    before = converged(image, image.container("alice-x", gpus=1))
+    assert not [k for k in before[0].config if k.startswith("nvidia.")]
+    (action,) = plan(lab.validate(lab.container("alice-x", gpus=1)), before).actions
+    assert isinstance(action, Update)
+    assert dict(action.config) == NVIDIA
+    assert not action.restart and not action.devices
+
+
+def test_a_gpu_a_count_gives_up_is_detached_before_a_pin_attaches_it(lab: Lab) -> None:
+    before = converged(lab, lab.container("carol-y", owner="carol", gpus=2))  # holds 0 and 1
     v = lab.validate(
-        lab.container("alice-x", gpus=[0]), lab.container("carol-y", owner="carol", gpus=1)
+        lab.container("alice-x", gpus=[1]), lab.container("carol-y", owner="carol", gpus=1)
     )
     p = plan(v, before)
     assert [(a.kind, a.name) for a in p.actions] == [("update", "carol-y"), ("create", "alice-x")]
-    assert gpu_indices(p.actions[0]) == (1,)
+    assert gpu_indices(p.actions[0]) == (0,)
 
 
 # --- restore -------------------------------------------------------------------------------------

@@ -110,6 +110,64 @@ def test_a_pinned_gpu_someone_holds_is_flagged(tmp_path: Path) -> None:
     assert "GPU 2 (0000:86:00.0) is in use by instance 'admin-test'" in rows(doc)[ALICE]["flags"][0]
 
 
+def errors(doc: dict) -> list[tuple[str, int, str]]:  # type: ignore[type-arg]
+    return [(p["path"], p["line"], p["rule"]) for p in doc["problems"] if p["severity"] == "error"]
+
+
+def test_pinning_a_gpu_a_count_container_holds_is_an_error_naming_the_holder(
+    tmp_path: Path,
+) -> None:
+    # carol's count got GPU 0 (the snapshot shows her container with it); alice now pins 0.
+    carol_count = valid_request(owner="carol", gpus="1", shares="[]")
+    mine = valid_request(gpus=["0"], shares="[]")
+    repo = pull_request(tmp_path, {CAROL: carol_count}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("carol-box", "carol", (0,), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 1 and not doc["ok"]
+    assert errors(doc) == [(ALICE, line_of(mine, "  - 0"), "preview.gpu_held")]
+    (problem,) = [p for p in doc["problems"] if p["rule"] == "preview.gpu_held"]
+    assert "GPU 0 (0000:18:00.0) is held by container 'carol-box'" in problem["message"]
+    assert "GPUs never move under a container" in problem["message"]
+    # the preview says what carol keeps: she is not on the PR, her GPU is not free
+    assert doc["preview"]["free_gpus"] == "1, 2, 3"
+
+
+def test_a_free_pinned_gpu_beside_a_count_container_passes_and_says_which_gpus(
+    tmp_path: Path,
+) -> None:
+    carol_count = valid_request(owner="carol", gpus="1", shares="[]")
+    mine = valid_request(gpus=["1"], shares="[]")
+    repo = pull_request(tmp_path, {CAROL: carol_count}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("carol-box", "carol", (0,), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0 and errors(doc) == [] and warnings(doc) == []
+    assert rows(doc)[ALICE]["gpus"] == "1"
+
+
+def test_without_a_snapshot_a_new_pin_is_a_warning_that_nobody_checked_its_holder(
+    tmp_path: Path,
+) -> None:
+    mine = valid_request(gpus=["0"], shares="[]")
+    counted = valid_request(name="alice-other", gpus="1", shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine, "requests/alice/alice-other.yaml": counted})
+
+    doc = check(repo, tmp_path / "missing.json")
+
+    assert doc["exit"] == 0 and doc["ok"]
+    # the pin is warned about; the count is not (it takes whatever is free)
+    assert warnings(doc) == [(ALICE, line_of(mine, "  - 0"), "preview.gpu_unchecked")]
+    (problem,) = [p for p in doc["problems"] if p["rule"] == "preview.gpu_unchecked"]
+    assert "whether a container already holds GPU 0 could not be checked" in problem["message"]
+
+
 def test_more_disk_than_the_pool_has_free_is_a_warning_on_the_disk_line(tmp_path: Path) -> None:
     mine = valid_request(gpus="0", disk="200GiB", shares="[]")
     repo = pull_request(tmp_path, {}, {ALICE: mine})

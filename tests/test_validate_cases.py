@@ -27,12 +27,16 @@ from helpers import (
     Symlink,
     key,
     keypair,
+    line_of,
     request_path,
     sample,
     sample_repo,
     valid_request,
     validate,
 )
+from snapshots import container, make_snapshot
+
+from provisioner.values.state import Instance
 
 A = "requests/alice/alice-box.yaml"  # valid_request()'s path
 B = "requests/bob/bob-common.yaml"  # valid_request("account")'s path
@@ -88,6 +92,8 @@ class Case:
     absent: tuple[str, ...] = ()
     message: str = ""  # a piece of the message the finding must say
     env: Mapping[str, str] = field(default_factory=dict)
+    # PR cases: the host's published state the PR check previews against (--snapshot)
+    snapshot: tuple[Instance, ...] | None = None
 
 
 def _private_block() -> str:
@@ -1045,7 +1051,23 @@ def _image_cases() -> Iterator[Case]:
     yield Case("image-of-another-member", {**mine, path: theirs}, "image.not_yours", path, line)
 
 
-CASES = [*_cases(), *_text_cases(), *_image_cases()]
+def _preview_cases() -> Iterator[Case]:
+    # carol's count was given GPU 0 (the published snapshot shows her container with it)
+    carol = valid_request(owner="carol", gpus="1", shares="[]")
+    mine = valid_request(gpus=["0"], shares="[]")
+    yield Case(
+        "pin-on-a-gpu-a-count-holds",
+        {request_path(carol): carol},
+        "preview.gpu_held",
+        A,
+        line_of(mine, "  - 0"),
+        pr={A: mine},
+        snapshot=(container("carol-box", "carol", (0,), 22001, "50GiB"),),
+        message="GPU 0 (0000:18:00.0) is held by container 'carol-box'",
+    )
+
+
+CASES = [*_cases(), *_text_cases(), *_image_cases(), *_preview_cases()]
 
 
 def _check(case: Case, tmp_path: Path) -> str:
@@ -1055,7 +1077,11 @@ def _check(case: Case, tmp_path: Path) -> str:
         result = validate(repo, env=env)
     else:
         git = GitRepo.pull_request(tmp_path / "repo", case.files, case.pr)
-        result = validate(git.root, "--base", "main", "--author", case.author, env=env)
+        args = ["--base", "main", "--author", case.author]
+        if case.snapshot is not None:
+            taken = make_snapshot(tmp_path / "snapshot.json", list(case.snapshot))
+            args += ["--snapshot", str(taken)]
+        result = validate(git.root, *args, env=env)
     assert "Traceback" not in result.both
     assert result.code == 1, result.both
     col = str(case.col) if case.col else r"\d+"

@@ -82,7 +82,9 @@ class Applier:
 
     def _config(self, spec: specs.Spec, keep: Mapping[str, str], status: str) -> dict[str, str]:
         """Our keys, plus the not-ours keys found on the instance (reported as drift)."""
-        config = {k: v for k, v in keep.items() if not specs.owned(k) and not specs.lxd_managed(k)}
+        config = {
+            k: v for k, v in keep.items() if not specs.ours(k, spec) and not specs.lxd_managed(k)
+        }
         config.update(spec.config)
         config[state.STATE] = status
         config[state.SHA] = self.sha
@@ -135,7 +137,10 @@ class Applier:
         except LxdError as e:
             raise source_failure(spec, e) from e
         # A clone carries the base's devices and security keys: replace them all with ours.
-        self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+        try:  # LXD checks the NVIDIA runtime's tools here already
+            self.lxd.replace(spec.name, config, spec.devices, spec.profiles, spec.description)
+        except LxdError as e:
+            raise start_failure(spec, e) from e
 
     def _make_in_lxds_block(
         self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]
@@ -189,7 +194,7 @@ class Applier:
         wrong = sorted(k for k, v in sent.items() if inst.config.get(k, "") != v)
         # A key of ours that we did not send (an inherited security.privileged or raw.lxc)
         # is as wrong as one LXD dropped.
-        wrong += sorted(k for k in inst.config if specs.owned(k) and k not in sent)
+        wrong += sorted(k for k in inst.config if specs.ours(k, spec) and k not in sent)
         if state.plain_devices(inst.devices) != state.plain_devices(spec.devices):
             wrong.append("devices")
         if wrong:

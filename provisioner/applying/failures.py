@@ -27,6 +27,13 @@ def start_failure(spec: specs.Spec, error: LxdError) -> LxdError:
                 f"{spec.name} cannot start with it; compare `ssp gpus` with config/hosts.yaml "
                 f"(LXD: {text})"
             )
+    if spec.config.get(specs.NVIDIA_RUNTIME) == "true" and "NVIDIA container tools" in text:
+        return LxdError(
+            f"{spec.name} cannot start with its GPUs: the policy's gpu_userspace is "
+            "nvidia-runtime and this host lacks nvidia-container-cli; an admin must install "
+            "NVIDIA's container toolkit (`ssp host init` says how) or choose "
+            f"gpu_userspace: image (LXD: {text})"
+        )
     if "raw.idmap" in spec.config and "forkstart" in text:
         # LXD saves a raw.idmap of any UID, then fails to start with only "forkstart: exit
         # status 1" when root may not map it: name the UID and the fix.

@@ -38,6 +38,39 @@ def missing_prerequisites(lxd: HostApi, policy: Policy, project_exists: bool) ->
     return out
 
 
+NVIDIA_TOOLS_HOW = (
+    "install NVIDIA's container toolkit (`apt-get install nvidia-container-toolkit` from "
+    "NVIDIA's apt repository; see the admin guide, GPU userspace), or set "
+    "`gpu_userspace: image` in config/policy.yaml and put the NVIDIA userspace in the images"
+)
+
+
+def gpu_userspace_lines(
+    policy: Policy, inventory: Inventory, driver_loaded: bool, cli: str | None
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the policy's `gpu_userspace` on this host.
+
+    With nvidia-runtime LXD needs nvidia-container-cli to store `nvidia.runtime=true` at all,
+    so on a host whose NVIDIA driver is loaded its absence stops `ssp host init`: every GPU
+    container would fail. Where no driver is loaded (a machine that is not the GPU host yet)
+    it is a warning. LXD 5.0.2 has no project restriction on nvidia.* keys (it refuses
+    `restricted.containers.nvidia` as unknown), so the restricted project allows the runtime.
+    """
+    if policy.gpu_userspace != "nvidia-runtime" or not any(
+        h.gpus for h in inventory.hosts.values()
+    ):
+        return [], []
+    if cli is not None:
+        return [], []
+    line = (
+        "gpu_userspace is nvidia-runtime but nvidia-container-cli is not on this host, and "
+        "LXD refuses nvidia.runtime without it: " + NVIDIA_TOOLS_HOW
+    )
+    if driver_loaded:
+        return [line], []
+    return [], [f"{line} (no NVIDIA driver is loaded here either: GPU containers need both)"]
+
+
 def apply_host_plan(lxd: HostApi, plan: HostPlan) -> None:
     """Create or update the project and profile. Order matters: a new project must exist
     before its profile, and an existing one's profile must carry the limit defaults before

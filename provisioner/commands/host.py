@@ -7,8 +7,12 @@ differs, so a second run prints "nothing to change" and sends no mutating reques
 prints the same list and changes nothing. /etc/subuid and /etc/subgid only ever gain lines; LXD
 reads them when it starts, so the command says when the daemon must be restarted.
 
+It also checks the policy's `gpu_userspace`: with nvidia-runtime, a host whose NVIDIA driver is
+loaded must have nvidia-container-cli (LXD refuses `nvidia.runtime` without it).
+
 Exit statuses: 0 done (or nothing to do), 1 the checkout's config is invalid or the host lacks
-what the project needs (pool, network, a profile the policy names), 3 LXD refused or is down.
+what the project needs (pool, network, a profile the policy names, nvidia-container-cli), 3
+LXD refused or is down.
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.applying.hostinit import apply_host_plan, cluster_lines, missing_prerequisites
+from provisioner.applying.hostinit import (
+    apply_host_plan,
+    cluster_lines,
+    gpu_userspace_lines,
+    missing_prerequisites,
+)
 from provisioner.commands import add_repo_arg, clock, examples, open_lxd
 from provisioner.flows.checkout import load_main
-from provisioner.host import subidfiles
+from provisioner.host import nvidia, subidfiles
 from provisioner.planning.hostproject import DEFAULT_PROFILE, plan_host
 from provisioner.reporting.escape import log_line
 from provisioner.values import subids
@@ -87,6 +96,10 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     lxd = open_lxd(policy.lxd.project, env, require_project=False)
     observed = lxd.read_project()
     missing = missing_prerequisites(lxd, policy, observed is not None)
+    gpu_errors, gpu_warnings = gpu_userspace_lines(
+        policy, config.inventory, nvidia.driver_loaded(), nvidia.container_cli(env.get("PATH"))
+    )
+    missing += gpu_errors
     profile = lxd.read_profile(DEFAULT_PROFILE) if observed is not None else None
     plan = plan_host(policy, config.inventory, observed, profile)
     uids = [user.uid for user in policy.users.values()]
@@ -106,6 +119,7 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"{PREFIX}: {'would change' if args.dry_run else 'changing'}:")
     for line in lines:
         print(f"  {line}")
+    print("".join(f"{PREFIX}: warning: {w}\n" for w in gpu_warnings), end="", file=sys.stderr)
     if missing:
         for line in missing:
             print(f"{PREFIX}: error: {line}", file=sys.stderr)

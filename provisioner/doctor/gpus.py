@@ -136,3 +136,71 @@ def check_gpu_containers(containers: Sequence[GpuContainer]) -> Check:
             "PROJECT NAME`); LXD passes through only the nodes present when it starts",
         )
     return passed(name, f"{len(containers)} GPU container(s) see exactly their GPUs")
+
+
+# What `ssp doctor` runs in each running GPU container: one line per GPU it sees, the driver
+# version of the userspace (libnvidia-ml) it runs with.
+DRIVER_QUERY = ("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
+
+
+@dataclass(frozen=True)
+class DriverInside:
+    """A running GPU container and what DRIVER_QUERY said in it."""
+
+    name: str
+    result: ExecResult | LxdError
+
+
+def _inside_version(result: ExecResult | LxdError) -> tuple[str | None, str]:
+    """The version the container runs with, or None and what nvidia-smi said instead."""
+    if isinstance(result, LxdError):
+        return None, str(result)
+    lines = {line.strip() for line in result.stdout.splitlines() if line.strip()}
+    if result.exit_code != 0 or len(lines) != 1:
+        said = (result.stderr or result.stdout).strip().splitlines()
+        return None, f"nvidia-smi exit {result.exit_code}: {said[0] if said else 'no output'}"
+    return lines.pop(), ""
+
+
+def check_driver_versions(
+    cards: Sequence[str],
+    host: str | GpuError,
+    containers: Sequence[DriverInside],
+    userspace: str,
+    project: str,
+) -> Check:
+    """Each running GPU container's NVIDIA userspace against the host's driver.
+
+    After a driver upgrade the kernel module is new while a running container still holds
+    the old libraries (`nvidia.runtime` injects them at start only), so CUDA fails there
+    with "Driver/library version mismatch" until it restarts. With `gpu_userspace: image`
+    a restart does not help: the image's userspace must be rebuilt for the new driver.
+    """
+    name = "gpu.driver"
+    if not cards:
+        return not_applicable(name, "no NVIDIA GPU on this host")
+    if isinstance(host, GpuError):
+        return skipped(name, "the host's driver version is unknown (see gpu.nvml)")
+    if not containers:
+        return not_applicable(name, f"driver {host}; no running container has a GPU")
+    stale = []
+    for c in containers:
+        version, why = _inside_version(c.result)
+        if version != host:
+            stale.append(f"{c.name} ({version or why})")
+    if not stale:
+        return passed(name, f"driver {host} in the host and its {len(containers)} GPU container(s)")
+    names = " ".join(c.split(" (", 1)[0] for c in stale)
+    if userspace == "image":
+        fix = (
+            f"rebuild the image with the NVIDIA userspace of driver {host} (the admin guide's "
+            f"driver-upgrade runbook), then restart: lxc restart --project {project} {names}"
+        )
+    else:
+        fix = (
+            f"restart them so the runtime injects driver {host}: "
+            f"lxc restart --project {project} {names}"
+        )
+    return problem_found(
+        name, f"the host runs driver {host}; not these containers: " + "; ".join(stale), fix
+    )

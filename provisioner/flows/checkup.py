@@ -17,8 +17,8 @@ from provisioner.doctor import checks as doctor
 from provisioner.doctor import cluster as doctorcluster
 from provisioner.doctor import gpus as doctorgpus
 from provisioner.doctor.checks import Check, Need
-from provisioner.doctor.gpus import GpuContainer
-from provisioner.gpu.nvml import missing_device_nodes, read_gpus
+from provisioner.doctor.gpus import DRIVER_QUERY, DriverInside, GpuContainer
+from provisioner.gpu.nvml import driver_version, missing_device_nodes, read_gpus
 from provisioner.host import subidfiles
 from provisioner.host.ports import listening_ports
 from provisioner.planning.hostproject import DEFAULT_PROFILE, desired_profile, desired_project
@@ -105,6 +105,38 @@ def gpu_containers(
             result = e
         out.append(GpuContainer(inst.name, want, result))
     return out
+
+
+def driver_inside(instances: Sequence[Instance], lxd: DoctorLxd) -> list[DriverInside]:
+    """DRIVER_QUERY in each running managed container that has GPU devices."""
+    out = []
+    for inst in instances:
+        gpus = [d for d in inst.devices.values() if d.get("type") == "gpu"]
+        if not (inst.managed and inst.running and gpus):
+            continue
+        result: ExecResult | LxdError
+        try:
+            result = lxd.execute(inst.name, list(DRIVER_QUERY))
+        except LxdError as e:
+            result = e
+        out.append(DriverInside(inst.name, result))
+    return out
+
+
+def _driver_check(
+    cards: Sequence[str], instances: Sequence[Instance], lxd: DoctorLxd, policy: Policy
+) -> Check:
+    """The host's driver version (NVML) against the userspace in each running GPU container."""
+    host: str | GpuError = GpuError("not read")
+    if cards:
+        try:
+            host = driver_version()
+        except GpuError as e:
+            host = e
+    inside = driver_inside(instances, lxd) if cards else []
+    return doctorgpus.check_driver_versions(
+        cards, host, inside, policy.gpu_userspace, policy.lxd.project
+    )
 
 
 def forwards(instances: Sequence[Instance]) -> list[tuple[str, int]]:
@@ -210,9 +242,11 @@ def examine(
         checks.append(doctorgpus.check_lxd_gpus(cards, seen, expected))
     if instances is None:
         why = "LXD does not answer" if server is None else "no project (see project.config)"
-        checks += [doctor.skipped("gpu.containers", why), doctor.skipped("ports.listening", why)]
+        checks += [doctor.skipped(n, why) for n in ("gpu.containers", "gpu.driver")]
+        checks.append(doctor.skipped("ports.listening", why))
     else:
         checks.append(doctorgpus.check_gpu_containers(gpu_containers(instances, expected, lxd)))
+        checks.append(_driver_check(cards, instances, lxd, policy))
         ports = forwards(instances) + shared_forwards(policy)
         checks.append(doctor.check_ports(ports, listening_ports(paths.proc)))
     return checks

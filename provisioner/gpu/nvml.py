@@ -10,6 +10,7 @@ values it returns, and how they are compared with the inventory, are in
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,22 @@ def read_gpus() -> list[Gpu]:
             if read:
                 raise GpuError(f"NVML shutdown failed: {_explain(e)}") from e
     return gpus
+
+
+def driver_version() -> str:
+    """The host's NVIDIA driver version as NVML reports it ("550.54.14"); else GpuError."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        raise GpuError(_explain(e)) from e
+    try:
+        return str(pynvml.nvmlSystemGetDriverVersion())
+    except pynvml.NVMLError as e:
+        raise GpuError(f"reading the driver version failed: {_explain(e)}") from e
+    finally:
+        # The version was read, or its error is the one worth reporting.
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
 
 
 # LXD passes a GPU's /dev/nvidiaN through, plus these shared nodes, but only the nodes that

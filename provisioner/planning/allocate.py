@@ -1,7 +1,9 @@
 """How the plan shares out what is scarce: GPUs, forwarded ports and host ID blocks. Pure.
 
 Each allocation is stable: whatever a container already holds stays its own while nobody
-else has a better claim, so planning twice gives the same answer. Requests are taken in
+else has a better claim, so planning twice gives the same answer. For GPUs nobody ever has a
+better claim: a card never moves under a container, so a pin on a GPU that a count was given
+is refused rather than served by moving the count. Requests are taken in
 path order, so the result does not depend on the order LXD lists instances in.
 """
 
@@ -86,23 +88,66 @@ def _held_outside(inputs: Inputs, containers: Sequence[Loaded]) -> dict[Slot, st
     return held
 
 
+@dataclass(frozen=True)
+class GpuConflict:
+    """Why a request's pinned GPUs cannot be had, and which managed containers hold them."""
+
+    message: str
+    holders: tuple[str, ...] = ()  # containers of count requests that were given them
+
+
+def _held_by_counts(
+    inputs: Inputs,
+    counted: Sequence[tuple[ContainerRequest, str, int]],
+    outside: Mapping[Slot, str],
+) -> dict[str, list[GpuEntry]]:
+    """The GPUs each existing count container holds and keeps, lowest first, up to its count.
+
+    A count's GPUs, once given, are recorded in its gpu devices (as its port is in its proxy
+    device) and stay its own: a pin that comes later must not take them, or apply would
+    swap the card under a running program. A half-made container never ran with them, a
+    retired one is stopped with its lease over: neither holds any.
+    """
+    observed = by_name(inputs.observed)
+    taken: set[Slot] = set(outside)
+    held: dict[str, list[GpuEntry]] = {}
+    exclusive = inputs.policy.gpu_sharing == "exclusive"
+    for req, host_id, want in counted:
+        inst = observed.get(req.name)
+        if inst is None or not inst.managed or half_made(inst) or inst.config.get(state.RETIRED):
+            continue
+        by_pci = {g.pci: g for g in inputs.inventory.hosts[host_id].gpus}
+        current = [
+            by_pci[d["pci"]]
+            for d in inst.devices.values()
+            if d.get("type") == "gpu" and d.get("pci") in by_pci
+        ]
+        free = [g for g in current if not exclusive or _slot(inputs, host_id, g.pci) not in taken]
+        keep = sorted(free, key=lambda g: g.index)[:want]
+        if exclusive:
+            taken |= {_slot(inputs, host_id, g.pci) for g in keep}
+        held[req.name] = keep
+    return held
+
+
 def gpus(
     inputs: Inputs, containers: Sequence[Loaded], hosts: Mapping[str, str] | None = None
-) -> tuple[dict[str, tuple[GpuEntry, ...]], dict[str, str]]:
+) -> tuple[dict[str, tuple[GpuEntry, ...]], dict[str, GpuConflict]]:
     """Concrete GPUs per request: pinned ones as listed; counts from free ones, kept stable.
 
     `hosts`: the inventory host each request's container is on or goes to (in a cluster,
     from placement); by default the request's `host:` or the first host. Also returns, per
-    request, why a pinned GPU cannot be had (another instance holds it). Requests are taken
-    in path order, so the result does not depend on the input order.
+    request, why a pinned GPU cannot be had: another instance holds it, or an existing
+    container of a count request was given it (GPUs never move under a container, so the
+    pin is refused, whatever its age). Requests are taken in path order, so the result does
+    not depend on the input order.
     """
     containers = sorted(containers, key=lambda i: i.path)
-    observed = by_name(inputs.observed)
     exclusive = inputs.policy.gpu_sharing == "exclusive"
     outside = _held_outside(inputs, containers) if exclusive else {}
     result: dict[str, tuple[GpuEntry, ...]] = {}
-    conflicts: dict[str, str] = {}
-    pinned_everywhere: set[Slot] = set()
+    conflicts: dict[str, GpuConflict] = {}
+    pinned: list[tuple[ContainerRequest, str, list[GpuEntry]]] = []
     counted: list[tuple[ContainerRequest, str, int]] = []
     for item in containers:
         req = item.request
@@ -115,40 +160,41 @@ def gpus(
         if res.pinned:
             if not all(i in by_index for i in res.pinned):
                 continue  # placed where these indices do not exist: the plan refuses it
-            pins = [(g, _slot(inputs, host_id, g.pci)) for g in (by_index[i] for i in res.pinned)]
-            result[req.name] = tuple(g for g, _ in pins)
-            pinned_everywhere |= {slot for _, slot in pins}
-            busy = [(g, slot) for g, slot in pins if slot in outside]
-            if busy:
-                conflicts[req.name] = "; ".join(
-                    f"GPU {g.index} ({g.pci}) is in use by instance '{outside[slot]}', "
-                    "which no valid request manages; an admin must free it first"
-                    for g, slot in busy
-                )
+            pinned.append((req, host_id, [by_index[i] for i in res.pinned]))
         elif res.counted:
             counted.append((req, host_id, res.counted))
-    used = set(pinned_everywhere) | set(outside) if exclusive else set()
-    # First pass: keep what each count-request already holds, if still free.
-    kept: dict[str, list[GpuEntry]] = {}
+    held = _held_by_counts(inputs, counted, outside)
+    holder = {
+        _slot(inputs, host_id, g.pci): req.name
+        for req, host_id, _ in counted
+        for g in held.get(req.name, ())
+    }
+    used: set[Slot] = set(outside) | set(holder) if exclusive else set()
+    for req, host_id, pins in pinned:
+        result[req.name] = tuple(pins)
+        reasons: list[str] = []
+        holders: list[str] = []
+        for g in pins:
+            slot = _slot(inputs, host_id, g.pci)
+            if slot in outside:
+                reasons.append(
+                    f"GPU {g.index} ({g.pci}) is in use by instance '{outside[slot]}', "
+                    "which no valid request manages; an admin must free it first"
+                )
+            elif exclusive and slot in holder and holder[slot] != req.name:
+                holders.append(holder[slot])
+                reasons.append(
+                    f"GPU {g.index} ({g.pci}) is held by container '{holder[slot]}', which was "
+                    "given it for its GPU count; GPUs never move under a container: pin a "
+                    "free GPU or ask for a count (gpus: N)"
+                )
+            elif exclusive:
+                used.add(slot)
+        if reasons:
+            conflicts[req.name] = GpuConflict("; ".join(reasons), tuple(dict.fromkeys(holders)))
+    # Counts keep what they hold, then fill the rest from the lowest free index.
     for req, host_id, want in counted:
-        by_pci = {g.pci: g for g in inputs.inventory.hosts[host_id].gpus}
-        inst = observed.get(req.name)
-        current = (
-            []
-            if inst is None
-            else [
-                by_pci[d["pci"]]
-                for d in inst.devices.values()
-                if d.get("type") == "gpu" and d.get("pci") in by_pci
-            ]
-        )
-        free = [g for g in current if _slot(inputs, host_id, g.pci) not in used]
-        keep = sorted(free, key=lambda g: g.index)[:want]
-        used |= {_slot(inputs, host_id, g.pci) for g in keep} if exclusive else set()
-        kept[req.name] = keep
-    # Second pass: fill the rest from the lowest free index.
-    for req, host_id, want in counted:
-        mine = kept[req.name]
+        mine = list(held.get(req.name, ()))
         mine += _free(inputs, host_id, req.gpu_model, used, mine, want - len(mine), exclusive)
         result[req.name] = tuple(sorted(mine, key=lambda g: g.index))
     return result, conflicts

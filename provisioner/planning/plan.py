@@ -9,6 +9,7 @@ has as long as they are still its to have, so running the plan twice changes not
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from provisioner.planning import allocate
 from provisioner.planning import cluster as clusterplace
@@ -42,7 +43,7 @@ def _config_changes(inst: Instance, want: specs.Spec) -> tuple[dict[str, str | N
         if key not in specs.UNCOMPARED and inst.config.get(key) != value:
             changes[key] = value
     for key in inst.config:
-        if specs.owned(key) and key not in want.config and key not in specs.UNCOMPARED:
+        if specs.ours(key, want) and key not in want.config and key not in specs.UNCOMPARED:
             changes[key] = None
     if inst.config.get(state.RETIRED):
         changes[state.RETIRED] = None
@@ -118,6 +119,12 @@ def _container_action(
         restart = any(k.startswith(("raw.idmap", idranges.ISOLATED)) for k in config) or (
             running_ids not in (None, idranges.pinned(want.config))
         )
+        # The NVIDIA runtime injects the host's libraries at start only: a container given
+        # its first GPU restarts, or CUDA would find the card but no driver library. One that
+        # already runs with GPUs (made before the policy chose the runtime) is not restarted
+        # for it: its programs keep running, the runtime comes with its next start.
+        first_gpus = not _gpu_devices(inst.devices) and bool(_gpu_devices(want.devices))
+        restart = restart or (config.get(specs.NVIDIA_RUNTIME) == "true" and first_gpus)
         starts = restart or not inst.running
         if gpus_blocked and (starts or _gpu_devices(inst.devices) != _gpu_devices(want.devices)):
             return no_gpus(), drift
@@ -263,7 +270,8 @@ def make_plan(inputs: Inputs) -> Plan:
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
         if req.name in gpu_conflicts:
-            actions.append(_refuse(item, gpu_conflicts[req.name]))
+            conflict = gpu_conflicts[req.name]
+            actions.append(replace(_refuse(item, conflict.message), gpu_holders=conflict.holders))
             continue
         if len(want.gpus) < want_gpus:
             actions.append(
@@ -278,8 +286,9 @@ def make_plan(inputs: Inputs) -> Plan:
         )
         actions.append(action)
         drift += found
-    # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create
-    # after it attaches; the other way round both would hold it for a while.
+    # Updates first: one may give up a GPU (a count asking for fewer) that a create after it
+    # attaches; the other way round both would hold it for a while. A count never gives way
+    # to a pin: GPUs do not move under a container (see allocate.gpus).
     actions.sort(key=lambda a: 0 if isinstance(a, Update) else 1)
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)

@@ -11,8 +11,12 @@ A request that would not fit now (the GPUs it asks for are not free, its disk is
 the pool has free, or apply would refuse it) gets a WARNING on its line: the snapshot may be
 a day old and GPUs come free, so it does not fail the check, but an admin sees it in the
 summary's first lines and on the file before merging (apply refuses a request whose GPUs are
-taken, and makes the others). Without a usable snapshot the rows keep the diff, say why
-nothing else is shown, and the check validates as always. Pure: values in, values out.
+taken, and makes the others). One refusal is an ERROR, not a warning: a pinned GPU the
+snapshot shows held by a container of a count request. GPUs never move under a container, so
+that pin cannot be had until the holder is given back, however long the PR waits. Without a
+usable snapshot the rows keep the diff, say why nothing else is shown, a newly pinned GPU gets
+a warning that nobody could check who holds it, and the check validates as always. Pure:
+values in, values out.
 """
 
 from __future__ import annotations
@@ -138,6 +142,8 @@ class _Planner:
         pool = snapshot.status.pool
         self.free_disk = None if pool is None else max(pool.total - pool.used, 0)
         self.disk_asked = 0
+        # request path → the containers the snapshot shows holding the GPUs it pins
+        self.held: dict[str, tuple[str, ...]] = {}
 
     def container(
         self, item: Loaded, old: ContainerRequest | None
@@ -150,6 +156,8 @@ class _Planner:
         gpus = port = "—"
         if isinstance(action, plandata.Refuse):
             flags.append(action.message)
+            if action.gpu_holders:
+                self.held[item.path] = action.gpu_holders
         elif action is not None and hasattr(action, "spec"):
             spec = action.spec
             gpus = _gpu_list([g.index for g in spec.gpus])
@@ -179,18 +187,44 @@ class _Planner:
         return gpus, port, disk, flags
 
 
-def _problems(item: Loaded, flags: Sequence[str]) -> list[Problem]:
+def _problems(item: Loaded, flags: Sequence[str], held: bool = False) -> list[Problem]:
     data = item.doc.data if isinstance(item.doc.data, dict) else {}
     out = []
     for flag in flags:
         message = f"would not fit on the host now: {flag}"
-        if flag.startswith("its disk"):
+        if held and not flag.startswith("its disk"):
+            # Not a day-old guess: a count's GPUs stay with its container until it is given
+            # back, so this pin cannot be had however long the PR waits.
+            where = ("gpus",) if "gpus" in data else ()
+            out.append(item.problem(where, "preview.gpu_held", flag))
+        elif flag.startswith("its disk"):
             where = ("disk",) if "disk" in data else ()
             out.append(item.problem(where, "preview.disk", message, Severity.WARNING))
         else:
             where = ("gpus",) if "gpus" in data else ()
             out.append(item.problem(where, "preview.fit", message, Severity.WARNING))
     return out
+
+
+def _unchecked_pins(item: Loaded, old: AnyRequest | None) -> list[Problem]:
+    """Without a snapshot nobody can say whether a container holds the GPUs a PR newly pins."""
+    req = item.request
+    assert isinstance(req, ContainerRequest)  # noqa: S101
+    if not isinstance(req.gpus, list) or not req.gpus:
+        return []
+    if isinstance(old, ContainerRequest) and old.gpus == req.gpus:
+        return []  # the pins did not change: they were judged when they were made
+    pins = ", ".join(map(str, req.gpus))
+    return [
+        item.problem(
+            ("gpus",),
+            "preview.gpu_unchecked",
+            f"no usable state snapshot, so whether a container already holds GPU {pins} "
+            "could not be checked; if one does, apply refuses this request (GPUs never move "
+            "under a container)",
+            Severity.WARNING,
+        )
+    ]
 
 
 def build(
@@ -236,10 +270,12 @@ def build(
             was = old_req if isinstance(old_req, ContainerRequest) else None
             gpus, port, disk, flags = planner.container(new, was)
             row = replace(row, gpus=gpus, port=port, disk=disk, flags=tuple(flags))
-            problems += _problems(new, flags)
+            problems += _problems(new, flags, held=new.path in planner.held)
+        elif planner is None and isinstance(new.request, ContainerRequest):
+            problems += _unchecked_pins(new, old_req)
         rows.append(row)
     if planner is None:
-        return Preview(source=source, usable=False, rows=tuple(rows))
+        return Preview(source=source, usable=False, rows=tuple(rows), problems=tuple(problems))
     assert snapshot is not None  # noqa: S101
     status = snapshot.status
     pool = status.pool

@@ -43,7 +43,14 @@ class Rule:
 # A lease ended: retired, not refused. The preview: the published state may be a day old.
 # A member's image nobody publishes: containers made from it keep working; a new one fails.
 WARNINGS = frozenset(
-    {"purpose.vague", "lease.expired", "preview.fit", "preview.disk", "image.unpublished"}
+    {
+        "purpose.vague",
+        "lease.expired",
+        "preview.fit",
+        "preview.disk",
+        "preview.gpu_unchecked",
+        "image.unpublished",
+    }
 )
 _T, _F, _C, _P, _L = Scope.TREE, Scope.FILE, Scope.COMPETING, Scope.PULL, Scope.LAB
 _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
@@ -135,6 +142,12 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         # the plan preview against the host's published state (a PR with --snapshot)
         ("preview.fit", _P, "what it asks for cannot be had on the host now (GPUs taken)"),
         ("preview.disk", _P, "more disk than the storage pool has free now"),
+        ("preview.gpu_held", _P, "a pinned GPU a container holds for its count (GPUs never move)"),
+        (
+            "preview.gpu_unchecked",
+            _P,
+            "a newly pinned GPU nobody could check (no usable state snapshot)",
+        ),
     ),
     "rules-snapshots-images": (
         ("restore.snapshot", _F, "a restore that is not a snapshot's name"),

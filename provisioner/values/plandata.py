@@ -192,6 +192,8 @@ class Refuse:
     request_path: str
     message: str
     member_down: bool = False  # not refused as such: its cluster member does not answer
+    # The containers holding the GPUs it pins (given to them for a count): they keep them.
+    gpu_holders: tuple[str, ...] = ()
     kind: ClassVar[Kind] = Kind.REFUSE
 
     @property

@@ -203,6 +203,14 @@ class Policy(StrictModel):
         description="Days before the last day of a lease on which its owner gets a reminder.",
     )
     gpu_sharing: Literal["exclusive", "shared"] = "exclusive"
+    gpu_userspace: Literal["nvidia-runtime", "image"] = Field(
+        "nvidia-runtime",
+        description="Where a GPU container's NVIDIA userspace (libcuda, nvidia-smi) comes from. "
+        "nvidia-runtime: LXD injects the host's own at each start (nvidia.runtime; needs "
+        "nvidia-container-cli on the host), so it always matches the host's driver. image: "
+        "the image carries it and must match the host's driver; ssp sets no nvidia.* key and "
+        "leaves an admin's own alone.",
+    )
     images_shared: bool = Field(
         False, description="Every member may use members' images (false: only their owner)."
     )

@@ -45,11 +45,22 @@ OWNED_PREFIXES = (
 LXD_MANAGED_PREFIXES = ("volatile.", "image.")
 # Labels that record history rather than desire: not compared.
 UNCOMPARED = (state.SHA, state.STATE, state.RETIRED)
+# The NVIDIA userspace from the host (policy `gpu_userspace: nvidia-runtime`): LXD's hook
+# injects the host driver's libraries and nvidia-smi at each start, so they always match the
+# running driver; compute and utility are what CUDA and nvidia-smi need, nothing for graphics.
+NVIDIA_RUNTIME = "nvidia.runtime"
+NVIDIA_CAPABILITIES = "nvidia.driver.capabilities"
+NVIDIA_PREFIX = "nvidia."
 SCHEDULES = {"daily": ("@daily", "2w"), "weekly": ("@weekly", "8w")}
 
 
 def owned(key: str) -> bool:
     return key.startswith(OWNED_PREFIXES)
+
+
+def ours(key: str, spec: Spec) -> bool:
+    """Whether KEY is ssp's to set on SPEC's instance: owned, and not left to the admin."""
+    return owned(key) and not (spec.admin_prefixes and key.startswith(spec.admin_prefixes))
 
 
 def lxd_managed(key: str) -> bool:
@@ -121,6 +132,9 @@ class Spec:
     users: bool = True  # the image can hold the owner's user and keys
     member: str = ""  # the LXD cluster member it is on or goes to ("": a single server)
     host: str = ""  # the name members reach that server by ("": the policy's ssh.host)
+    # Owned config prefixes ssp neither sets nor reverts here: nvidia.* where the image
+    # carries the NVIDIA userspace (an admin may set nvidia.* by hand for it).
+    admin_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,10 @@ def container_spec(
     for gpu in placement.gpus:
         name, device = gpu_device(gpu)
         devices[name] = device
+    from_host = policy.gpu_userspace == "nvidia-runtime"
+    if placement.gpus and from_host:
+        config[NVIDIA_RUNTIME] = "true"
+        config[NVIDIA_CAPABILITIES] = "compute,utility"
     for share in shares:
         devices[SHARE_PREFIX + share.id] = {
             "type": "disk",
@@ -262,6 +280,7 @@ def container_spec(
         ),
         member=placement.member,
         host=placement.host,
+        admin_prefixes=() if from_host else (NVIDIA_PREFIX,),
     )
 
 

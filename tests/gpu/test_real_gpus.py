@@ -1,64 +1,45 @@
-"""Real-GPU checks, for the GPU host: NVML through `provisioner.gpu.nvml` against `nvidia-smi`.
+"""The real-GPU acceptance suite, part 1: what ssp reads of the host's GPUs is what they are.
 
-Skipped wherever `nvidia-smi -L` does not work. Where `lxc` can reach an LXD daemon and
-SSP_GPU_TEST_IMAGE names an image (an alias or fingerprint in the default project; the host
-has no network to fetch one), a throwaway container in a scratch project gets the first GPU
-by PCI address, and the container is checked to hold that GPU's nodes and no other's, and
-`nvidia-smi -L` inside to show that GPU's UUID. LXD's `nvidia.runtime` is turned on when the
-host has `nvidia-container-cli`; otherwise the image must carry the NVIDIA userspace itself.
+The first thing to run on a new GPU host (admin guide, section 1), as root, in a checkout
+with the venv: `.venv/bin/pytest -m gpu tests/gpu`. It needs the NVIDIA driver; LXD is
+optional. Without a GPU every test skips and says why.
 
-Run: `pytest -m gpu tests/gpu` (as root on the GPU host).
+- NVML through `provisioner.gpu.nvml` lists what `nvidia-smi -L` lists: count, order, UUIDs,
+  models, memory, PCI addresses and the driver version;
+- the PCI addresses, in LXD's form, are NVIDIA display devices in /sys/bus/pci/devices, the
+  very cards `ssp doctor` finds there, and, where LXD runs, the cards LXD's resources API
+  reports (what a `gpu` device's `pci` must match);
+- the utilisation and memory-in-use figures `ssp status` shows are read;
+- `ssp gpus --write` records the cards, and then `ssp doctor`'s GPU checks pass.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import secrets
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gpuhost import lxc, query
+from helpers import ENV, ROOT, run_cli
 
-from provisioner.gpu.nvml import read_gpus
+from provisioner.flows.checkup import DISPLAY_CLASS, NVIDIA_VENDOR, nvidia_cards
+from provisioner.gpu.nvml import driver_version
+from provisioner.lxd.api import Lxd
+from provisioner.lxd.wire import socket_path
 from provisioner.values.gpuinventory import Gpu, nvml_to_lxd_pci
 
 pytestmark = pytest.mark.gpu
 
 MiB = 1024 * 1024
-DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
-
-
-def nvidia_smi(*args: str) -> list[str]:
-    result = subprocess.run(
-        ["nvidia-smi", *args], capture_output=True, text=True, check=True, timeout=60
-    )
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def listed() -> list[str]:
-    """`nvidia-smi -L`'s GPU lines (MIG devices are indented lines under them)."""
-    try:
-        lines = nvidia_smi("-L")
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip(f"nvidia-smi -L does not work here: {e}")
-    return [line for line in lines if line.startswith("GPU ")]
-
-
-@pytest.fixture(scope="module")
-def gpus(listed: list[str]) -> list[Gpu]:
-    return read_gpus()
-
-
-def query(field: str) -> list[str]:
-    return nvidia_smi(f"--query-gpu={field}", "--format=csv,noheader,nounits")
+PCI_DEVICES = Path("/sys/bus/pci/devices")
+NOT_READ = ("[N/A]", "[Not Supported]", "N/A")
 
 
 def test_count_matches_nvidia_smi(listed: list[str], gpus: list[Gpu]) -> None:
     assert len(gpus) == len(listed) > 0
+    assert [g.index for g in gpus] == list(range(len(listed)))
 
 
 def test_pci_addresses_match_nvidia_smi(gpus: list[Gpu]) -> None:
@@ -74,76 +55,54 @@ def test_uuids_models_and_memory_match_nvidia_smi(listed: list[str], gpus: list[
     assert [g.memory // MiB for g in gpus] == [int(m) for m in query("memory.total")]
 
 
-# -- inside an LXD container -----------------------------------------------------------------
+def test_the_driver_version_matches_nvidia_smi(gpus: list[Gpu]) -> None:
+    assert set(query("driver_version")) == {driver_version()}
 
 
-def lxc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        ["lxc", *args], capture_output=True, text=True, timeout=300, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"lxc {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
+def test_pci_addresses_are_nvidia_display_devices_in_sysfs(gpus: list[Gpu]) -> None:
+    for gpu in gpus:
+        device = PCI_DEVICES / gpu.pci
+        assert device.is_dir(), f"{gpu.pci} (GPU {gpu.index}) is not in {PCI_DEVICES}"
+        assert (device / "vendor").read_text().strip() == NVIDIA_VENDOR
+        assert (device / "class").read_text().strip().startswith(DISPLAY_CLASS)
+    # ... and exactly the cards `ssp doctor` counts on the bus (a card NVML lost shows here)
+    assert nvidia_cards(Path("/sys")) == sorted(g.pci for g in gpus)
 
 
-def device_minor(pci: str) -> int:
-    """N of the card's /dev/nvidiaN, from the driver's own record of it."""
-    for info in DRIVER_GPUS.glob("*/information"):
-        if nvml_to_lxd_pci(info.parent.name) == pci:
-            found = re.search(r"^Device Minor:\s*(\d+)", info.read_text(), re.MULTILINE)
-            assert found, f"no Device Minor in {info}"
-            return int(found[1])
-    raise AssertionError(f"{pci} is not under {DRIVER_GPUS}")
+def test_lxd_sees_each_gpu_at_the_same_pci_address(gpus: list[Gpu], lxd_up: None) -> None:
+    lxd = Lxd("default", endpoint=socket_path(), require_project=False)
+    assert lxd.gpu_pci_addresses() >= {g.pci for g in gpus}
+    # the same answer as the client's own view of the resources API
+    cards = json.loads(lxc("query", "/1.0/resources").stdout)["gpu"]["cards"]
+    nvidia = {c["pci_address"] for c in cards if c.get("driver") == "nvidia"}
+    assert nvidia == {g.pci for g in gpus}
 
 
-@pytest.fixture(scope="module")
-def container(gpus: list[Gpu]) -> Iterator[tuple[str, str]]:
-    """(project, instance) of a running container holding gpus[0], removed afterwards."""
-    if shutil.which("lxc") is None:
-        pytest.skip("lxc is not installed")
-    if lxc("info", check=False).returncode != 0:
-        pytest.skip("lxc cannot reach an LXD daemon")
-    image = os.environ.get("SSP_GPU_TEST_IMAGE")
-    if not image:
-        pytest.skip("set SSP_GPU_TEST_IMAGE to an LXD image alias to test GPU passthrough")
-    # Unique names: projects on one bridge share its DNS names.
-    suffix = secrets.token_hex(3)
-    project, name = f"ssp-gputest-{suffix}", f"gpu-check-{suffix}"
-    at = ("--project", project)
-    # The default project's images and profiles (root disk, NIC) serve the scratch project.
-    shared = ("-c", "features.images=false", "-c", "features.profiles=false")
-    lxc("project", "create", project, *shared)
-    try:
-        lxc("init", image, name, *at)
-        lxc("config", "device", "add", name, "gpu0", "gpu", "gputype=physical",
-            f"pci={gpus[0].pci}", *at)  # fmt: skip
-        if shutil.which("nvidia-container-cli"):
-            lxc("config", "set", name, "nvidia.runtime=true", *at)
-        lxc("start", name, *at)
-        yield project, name
-    finally:
-        lxc("delete", "--force", name, *at, check=False)
-        lxc("project", "delete", project, check=False)
+def test_utilisation_and_memory_in_use_are_read(gpus: list[Gpu]) -> None:
+    smi = query("utilization.gpu")
+    for gpu, said in zip(gpus, smi, strict=True):
+        if said in NOT_READ:
+            assert gpu.utilization is None
+        else:
+            assert gpu.utilization is not None and 0 <= gpu.utilization <= 100
+        assert 0 <= gpu.memory_used <= gpu.memory
+        assert all(p.pid > 0 for p in gpu.processes)
 
 
-def test_container_holds_only_its_gpus_nodes(container: tuple[str, str], gpus: list[Gpu]) -> None:
-    project, name = container
-    inside = set(lxc("exec", name, "--project", project, "--", "ls", "/dev").stdout.split())
-    assert "nvidiactl" in inside
-    assert f"nvidia{device_minor(gpus[0].pci)}" in inside
-    for other in gpus[1:]:
-        assert f"nvidia{device_minor(other.pci)}" not in inside
-    # What the power-loss unit is for: a node that exists on the host reaches the container.
-    if Path("/dev/nvidia-uvm").exists():
-        assert "nvidia-uvm" in inside
-
-
-def test_nvidia_smi_inside_shows_the_gpus_uuid(container: tuple[str, str], gpus: list[Gpu]) -> None:
-    project, name = container
-    result = lxc("exec", name, "--project", project, "--", "nvidia-smi", "-L", check=False)
-    if result.returncode == 127 or "not found" in result.stderr:
-        pytest.skip("the image has no nvidia-smi and the host no nvidia-container-cli")
-    assert result.returncode == 0, result.stderr
-    assert gpus[0].uuid in result.stdout
-    for other in gpus[1:]:
-        assert other.uuid not in result.stdout
+def test_ssp_gpus_records_the_cards_and_doctors_gpu_checks_pass(
+    gpus: list[Gpu], tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "config", repo / "config")
+    listing = run_cli("gpus", "--repo", str(repo), "--format", "json", env=ENV)
+    assert listing.code == 0, listing.both
+    shown = json.loads(listing.out)
+    assert [g["pci"] for g in shown["gpus"]] == [g.pci for g in gpus]
+    written = run_cli("gpus", "--repo", str(repo), "--write", env=ENV)
+    assert written.code == 0, written.both
+    doctor = run_cli("doctor", "--repo", str(repo), "--format", "json", env=ENV)
+    checks = {c["name"]: c for c in json.loads(doctor.out)["checks"]}
+    for name in ("gpu.nvml", "gpu.nodes", "gpu.inventory"):
+        assert checks[name]["status"] == "ok", checks[name]
+    lxd_down = checks["lxd.reachable"]["status"] != "ok"
+    assert checks["gpu.lxd"]["status"] == ("skipped" if lxd_down else "ok"), checks["gpu.lxd"]

@@ -171,6 +171,10 @@ class LabRepo:
         policy["shared_servers"] = {"common": server}
         policy["ssh"] = {"listen": "127.0.0.1", "ports": list(self.ports), "host": ""}
         policy["lxd"] = {"project": self.project, "profiles": ["default"], "pool": self.pool}
+        # No NVIDIA container tools here, and LXD refuses nvidia.runtime=true without them
+        # ("The NVIDIA container tools couldn't be found"): GPU configs are tested as an
+        # image-carried userspace, which sets no nvidia.* key.
+        policy["gpu_userspace"] = "image"
         policy["images"].update(self.images)
         if self.tunnel is not None:
             policy["tunnel"] = self.tunnel

@@ -246,6 +246,45 @@ def test_a_missing_gpu_fails_its_request_clearly_and_a_refusal_changes_nothing(
     assert missing.returncode != 0 and "not found" in missing.stderr.lower()
 
 
+# --- GPUs never move under a container ----------------------------------------------------------
+
+
+def test_a_later_pin_is_refused_and_the_count_container_keeps_its_gpu_config(
+    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
+) -> None:
+    # No GPU here, so a container with a gpu device cannot start: alice's container is made
+    # without one, stopped, and given GPU 0 by hand, as a pass on a GPU host leaves a count
+    # request (`gpus: 1`) that was given GPU 0. Then carol pins GPU 0.
+    project = lxd_project
+    alice, carol = f"alice-cnt-{suffix}", f"carol-pin-{suffix}"
+    first = apply_pass(lab, adapters, lab.container(alice, image="busybox"))
+    assert outcomes(first)[alice][:2] == ("created", True)
+    lxc("stop", "--force", "--project", project, alice)
+    device = "gpu-" + re.sub(r"[:.]", "-", GPU0[0])
+    lxc("config", "device", "add", "--project", project, alice, device, "gpu",
+        "gputype=physical", f"pci={GPU0[0]}")  # fmt: skip
+    held = instance(project, alice)
+    req_alice = lab.container(alice, image="busybox", gpus=1)
+    req_carol = lab.container(carol, owner="carol", image="busybox", gpus=[0])
+
+    mutations = len(adapters.mutations())
+    done = apply_pass(lab, adapters, req_alice, req_carol)
+
+    action, ok, message = outcomes(done)[carol]
+    assert (action, ok) == ("refused", False)
+    assert message.startswith(f"GPU 0 ({GPU0[0]}) is held by container '{alice}'")
+    missing = lxc("info", "--project", project, carol, check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+    # alice's stored config and devices are as they were: nothing was written to her
+    # container (only her start was tried, and fails here for want of a real GPU 0)
+    after = instance(project, alice)
+    assert after["devices"] == held["devices"] and after["config"] == held["config"]
+    paths = [(m, p.split("?")[0]) for m, p in adapters.mutations()[mutations:]]
+    written = [(m, p) for m, p in paths if p == f"/1.0/instances/{alice}" or "/devices" in p]
+    assert written == [], written
+    assert outcomes(done)[alice][0] != "updated"
+
+
 # --- a half-made instance ---------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ import yaml
 from helpers import ENV, CliResult, keypair, run_cli
 
 from provisioner.commands import host as host_command
+from provisioner.host import nvidia
 from provisioner.lxd.api import Lxd
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import overlaps
@@ -138,6 +139,18 @@ def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
     message = refusal(lxd, name("x"), {"security.idmap.isolated": "false"}, {})
     assert "Non-isolated containers are forbidden" in message
     assert lxd.instances() == []
+    # The NVIDIA runtime is not a restriction of the project (LXD 5.0.2 has none for it):
+    # the project stores it. On a host without the NVIDIA container tools their absence is
+    # what refuses it, at start, as `ssp host init` warned before changing anything.
+    if nvidia.container_cli() is None:
+        lxd.create(name("nv"), BUSYBOX, {"nvidia.runtime": "true"}, {}, ["default"], "probe")
+        try:
+            with pytest.raises(LxdError, match="The NVIDIA container tools couldn't be found"):
+                lxd.start(name("nv"))
+        finally:
+            lxd.delete(name("nv"))  # a PATCH would be refused too; a delete is not
+        if not nvidia.driver_loaded():
+            assert "warning: gpu_userspace is nvidia-runtime but nvidia-container-cli" in first.err
 
     # A normal request: the Debian image, the share, alice's UID mapped through raw.idmap.
     key = keypair("alice").public
@@ -187,7 +200,7 @@ def test_lxd_refuses_what_the_policy_forbids_and_apply_still_works(
         for status, check in re.findall(r"^(ok|PROBLEM|n/a|skipped)\s+(\S+)", checked.out, re.M)
     }
     gpu = {k: v for k, v in statuses.items() if k.startswith("gpu.")}
-    assert len(gpu) == 5 and set(gpu.values()) == {"n/a"}, checked.out
+    assert len(gpu) == 6 and set(gpu.values()) == {"n/a"}, checked.out
     # One server, not an LXD cluster: the cluster's checks do not apply.
     cluster = {k: v for k, v in statuses.items() if k in ("cluster.members", "pool.members")}
     assert cluster == {"cluster.members": "n/a", "pool.members": "n/a"}, checked.out
