@@ -11,11 +11,12 @@ import shutil
 import subprocess
 
 import pytest
-from gpuhost import lxc, nvidia_smi
 
 from provisioner.gpu.nvml import read_gpus
 from provisioner.values.errors import GpuError
 from provisioner.values.gpuinventory import Gpu
+
+from .gpuhost import lxc, nvidia_smi
 
 
 @pytest.fixture(scope="session")

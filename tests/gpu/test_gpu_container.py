@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpuhost import lxc
 
 from provisioner.doctor.checks import Status
 from provisioner.doctor.gpus import DRIVER_QUERY, DriverInside, check_driver_versions
@@ -26,6 +25,8 @@ from provisioner.gpu.nvml import driver_version
 from provisioner.host import nvidia
 from provisioner.values.gpuinventory import Gpu, nvml_to_lxd_pci
 from provisioner.values.state import ExecResult
+
+from .gpuhost import lxc
 
 pytestmark = pytest.mark.gpu
 

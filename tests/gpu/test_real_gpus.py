@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from gpuhost import lxc, query
 from helpers import ENV, ROOT, run_cli
 
 from provisioner.flows.checkup import DISPLAY_CLASS, NVIDIA_VENDOR, nvidia_cards
@@ -29,6 +28,8 @@ from provisioner.gpu.nvml import driver_version
 from provisioner.lxd.api import Lxd
 from provisioner.lxd.wire import socket_path
 from provisioner.values.gpuinventory import Gpu, nvml_to_lxd_pci
+
+from .gpuhost import lxc, query
 
 pytestmark = pytest.mark.gpu
 

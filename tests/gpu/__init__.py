@@ -1,0 +1,1 @@
+"""The real-GPU acceptance suite: a package, so its conftest never shadows tests/conftest.py."""
