@@ -272,6 +272,8 @@ def test_validate_fetches_the_published_state_as_data_with_its_read_only_token()
     assert "git -C base fetch" in script and "--depth=1" in script
     # the branch's content is only ever read out as a file for ssp, never run or installed
     assert "git -C base show refs/ssp-state:snapshot.json" in script
+    # and the status page, to check against the digest the snapshot records
+    assert "git -C base show refs/ssp-state:index.html" in script
     assert "checkout" not in script and "pip" not in script
     (job,) = jobs(doc)
     assert job["permissions"]["contents"] == "read"
