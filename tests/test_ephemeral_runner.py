@@ -130,10 +130,13 @@ class Host:
     acceptors: list[Acceptor] = field(default_factory=list)
 
     def stand_ins(self, run_sh: str = RUN_SH) -> None:
-        for name, text in (("config.sh", CONFIG_SH), ("run.sh", run_sh)):
+        places = {"@REC@": self.rec, "@PAT@": self.pat_file, "@SOCKET@": self.socket}
+        for name, template in (("config.sh", CONFIG_SH), ("run.sh", run_sh)):
             path = self.runner / name
-            text = text.replace("@REC@", str(self.rec)).replace("@PAT@", str(self.pat_file))
-            path.write_text(text.replace("@SOCKET@", str(self.socket)), encoding="utf-8")
+            text = template
+            for mark, value in places.items():
+                text = text.replace(mark, str(value))
+            path.write_text(text, encoding="utf-8")
             path.chmod(0o755)
 
     def read(self, name: str) -> str:
