@@ -12,8 +12,10 @@ mutations reach the parser's model and many reach planning and the reports.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ def lab() -> tuple[Path, Path, str]:
     """One PR (alice asks for a container with a GPU, and changes nothing else) and a good
     snapshot of a host with containers on three of the four GPUs, made once per session."""
     root = Path(tempfile.mkdtemp(prefix="ssp-snapshot-fuzz-"))
+    atexit.register(shutil.rmtree, root, True)
     mine = valid_request(gpus="1", shares="[]")
     repo = GitRepo.pull_request(root / "lab", {}, {ALICE: mine})
     (root / "state").mkdir()
