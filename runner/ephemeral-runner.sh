@@ -3,39 +3,34 @@
 # then GitHub removes it. This loop, the service's main process, registers it again before
 # every job, so nobody has to fetch a registration token by hand. Each round:
 #
-#   1. asks GitHub's REST API for a registration token (POST
-#      /repos/OWNER/REPO/actions/runners/registration-token, answered 201 {"token", ...}),
-#      authenticated with the credential in --pat-file: a fine-grained personal access token
-#      (or a GitHub App installation token) with the repository permission
-#      "Administration: write". The file must belong to the user running this loop (root)
-#      and be readable by nobody else; it is read again every round, so replacing it rotates
-#      the credential without a restart;
+#   1. asks the registration helper (runner/registration-token.sh, its own systemd service
+#      behind the socket --token-socket, root's alone) for a registration token. The helper
+#      holds the credential that may create them (repository administration); this loop
+#      never reads it, and the runner's unit cannot even see the folder it is in;
 #   2. forgets the previous registration (the runner's .runner and .credentials files) and
 #      runs `config.sh --unattended --ephemeral --replace` as the runner's user;
 #   3. runs `run.sh` as that user until the job is done.
 #
-# Secrets: the credential is read by this shell and handed to curl on its standard input
-# (never a command line that `ps` shows, never exported). The registration token reaches
-# config.sh in its environment (ACTIONS_RUNNER_INPUT_TOKEN, which the runner reads instead
-# of --token); run.sh, and so the job, starts from a clean environment without either.
+# Secrets: the registration token (valid one hour, good for registering one runner) reaches
+# config.sh in its environment (ACTIONS_RUNNER_INPUT_TOKEN, which the runner reads instead of
+# --token); run.sh, and so the job, starts from a clean environment without it.
 #
-# A failed token request (network, 401, 403, 404, 5xx), config.sh failing or run.sh exiting
-# with an error is said in the journal, and the round is tried again after a delay that
-# doubles from --retry-delay up to --max-retry-delay. SIGTERM (systemctl stop) is passed on
-# to run.sh, which lets the runner stop, and the loop then exits 0.
+# A failed token request (the helper's reason is said in the journal: the credential file,
+# GitHub's 401, 403, 404, 5xx, no answer), config.sh failing or run.sh exiting with an error
+# is said in the journal, and the round is tried again after a delay that doubles from
+# --retry-delay up to --max-retry-delay. SIGTERM (systemctl stop) is passed on to run.sh,
+# which lets the runner stop, and the loop then exits 0.
 #
-# Usage: ephemeral-runner.sh --url https://github.com/OWNER/REPO --pat-file FILE [--dir DIR]
-#          [--user USER] [--name NAME] [--labels LABELS] [--api-url URL]
+# Usage: ephemeral-runner.sh --url https://github.com/OWNER/REPO --token-socket PATH [--dir DIR]
+#          [--user USER] [--name NAME] [--labels LABELS]
 #          [--retry-delay SECONDS] [--max-retry-delay SECONDS] [--rounds N]
 #
 #   --url URL            the repository the runner serves (repository runners only)
-#   --pat-file FILE      the credential that may create registration tokens (see above)
+#   --token-socket PATH  the registration helper's socket (ssp-runner-token.socket)
 #   --dir DIR            the unpacked runner (default /opt/ssp-runner)
 #   --user USER          the runner's unprivileged account (default ssp-runner)
 #   --name NAME          the runner's name (default: short host name + -ssp)
 #   --labels LABELS      labels on top of self-hosted,linux,x64 (default gpu-host)
-#   --api-url URL        the REST API (default https://api.github.com for github.com,
-#                        https://HOST/api/v3 for GitHub Enterprise Server)
 #   --retry-delay S      the first delay after a failure (default 5)
 #   --max-retry-delay S  the longest delay (default 300)
 #   --rounds N           stop after N jobs (default 0: never), for trying it by hand
@@ -48,9 +43,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-USAGE="usage: ${0##*/} --url https://github.com/OWNER/REPO --pat-file FILE [--dir DIR] [--user USER] [--name NAME] [--labels LABELS] [--api-url URL] [--retry-delay SECONDS] [--max-retry-delay SECONDS] [--rounds N]"
+USAGE="usage: ${0##*/} --url https://github.com/OWNER/REPO --token-socket PATH [--dir DIR] [--user USER] [--name NAME] [--labels LABELS] [--retry-delay SECONDS] [--max-retry-delay SECONDS] [--rounds N]"
 
-url="" pat_file="" dir=/opt/ssp-runner user=ssp-runner name="" labels=gpu-host api=""
+url="" socket="" dir=/opt/ssp-runner user=ssp-runner name="" labels=gpu-host
 retry_delay=5 max_retry_delay=300 rounds=0
 
 usage_error() {
@@ -61,21 +56,23 @@ usage_error() {
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--url | --pat-file | --dir | --user | --name | --labels | --api-url | --retry-delay | --max-retry-delay | --rounds)
+	--url | --token-socket | --dir | --user | --name | --labels | --retry-delay | --max-retry-delay | --rounds)
 		[ $# -ge 2 ] || usage_error "$1 needs a value"
 		case $1 in
 		--url) url=$2 ;;
-		--pat-file) pat_file=$2 ;;
+		--token-socket) socket=$2 ;;
 		--dir) dir=${2%/} ;;
 		--user) user=$2 ;;
 		--name) name=$2 ;;
 		--labels) labels=$2 ;;
-		--api-url) api=${2%/} ;;
 		--retry-delay) retry_delay=$2 ;;
 		--max-retry-delay) max_retry_delay=$2 ;;
 		--rounds) rounds=$2 ;;
 		esac
 		shift
+		;;
+	--pat-file | --api-url)
+		usage_error "$1 belongs to the registration helper (runner/registration-token.sh) now: this loop never reads the credential; give --token-socket"
 		;;
 	-h | --help)
 		printf '%s\n' "$USAGE"
@@ -88,14 +85,8 @@ done
 
 [[ $url =~ ^https://([A-Za-z0-9.-]+)/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)$ ]] ||
 	usage_error "--url must be https://HOST/OWNER/REPO (the loop registers repository runners)"
-host=${BASH_REMATCH[1]} repo="${BASH_REMATCH[2]}/${BASH_REMATCH[3]}"
-[ -n "$pat_file" ] || usage_error "--pat-file is required"
-if [ -z "$api" ]; then
-	if [ "$host" = github.com ]; then api=https://api.github.com; else api="https://$host/api/v3"; fi
-fi
-# Plain http only to this machine (a test server); a credential never crosses a network in clear.
-[[ $api =~ ^(https://[A-Za-z0-9.-]+(:[0-9]+)?|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[A-Za-z0-9_./-]*)?$ ]] ||
-	usage_error "--api-url must be https://HOST[/PATH] (http only to localhost)"
+[ -n "$socket" ] || usage_error "--token-socket is required (the registration helper's socket)"
+[[ $socket == /* ]] || usage_error "--token-socket must be an absolute path"
 for number in "$retry_delay" "$max_retry_delay" "$rounds"; do
 	[[ $number =~ ^[0-9]+$ ]] || usage_error "not a whole number: $number"
 done
@@ -114,7 +105,6 @@ if [ "$(id -u)" -ne "$uid" ]; then
 	[ "$(id -u)" -eq 0 ] || die "runs as root (or as $user itself)"
 	drop=(setpriv "--reuid=$uid" "--regid=$(id -g "$user")" --init-groups --inh-caps=-all --)
 fi
-endpoint="$api/repos/$repo/actions/runners/registration-token"
 
 # --- stopping -------------------------------------------------------------------------------
 
@@ -168,46 +158,27 @@ runner_env() {
 
 # Print a new registration token on stdout, or say in the journal why there is none.
 registration_token() {
-	local owner_mode pat reply status body message=""
-	if [ ! -r "$pat_file" ]; then
-		log "cannot read the credential file $pat_file"
+	local reply status body
+	if [ ! -S "$socket" ]; then
+		log "no registration helper listens on $socket: systemctl enable --now ssp-runner-token.socket"
 		return 1
 	fi
-	owner_mode=$(stat -L -c '%u %a' "$pat_file")
-	if [ "${owner_mode% *}" != "$(id -u)" ] || [ $((8#${owner_mode#* } & 8#077)) -ne 0 ]; then
-		log "$pat_file must belong to $(id -un) and be readable by nobody else: chown $(id -un): $pat_file && chmod 600 $pat_file"
-		return 1
-	fi
-	pat=$(<"$pat_file")
-	pat=${pat//[$'\r\n\t ']/}
-	if ! [[ $pat =~ ^[A-Za-z0-9_]+$ ]]; then
-		log "$pat_file does not hold a GitHub token (one line: github_pat_..., ghp_... or ghs_...)"
-		return 1
-	fi
-	# printf is a shell builtin: the credential travels through a pipe, not an argument.
-	reply=$(printf 'header = "Authorization: Bearer %s"\n' "$pat" |
-		curl --silent --show-error --max-time 30 --request POST --config - \
-			--header 'Accept: application/vnd.github+json' \
-			--header 'X-GitHub-Api-Version: 2022-11-28' \
-			--user-agent ssp-ephemeral-runner --write-out '\n%{http_code}' "$endpoint") || true
+	reply=$(curl --silent --show-error --max-time 60 --unix-socket "$socket" \
+		--write-out '\n%{http_code}' http://localhost/registration-token) || true
 	status=${reply##*$'\n'}
 	body=${reply%"$status"}
-	if [[ $body =~ \"message\"[[:space:]]*:[[:space:]]*\"([^\"]{0,200}) ]]; then
-		message=" (\"${BASH_REMATCH[1]}\")"
-	fi
+	body=${body%$'\n'}
+	body=${body%$'\n'}
 	case $status in
-	201)
-		if [[ $body =~ \"token\"[[:space:]]*:[[:space:]]*\"([A-Za-z0-9._-]+)\" ]]; then
-			printf '%s\n' "${BASH_REMATCH[1]}"
+	200)
+		if [[ $body =~ ^[A-Za-z0-9._-]+$ ]]; then
+			printf '%s\n' "$body"
 			return 0
 		fi
-		log "GitHub answered 201 without a registration token"
+		log "the registration helper answered without a registration token"
 		;;
-	401) log "GitHub refused the credential in $pat_file: 401$message; it has expired or was revoked: put a new one in the file" ;;
-	403) log "GitHub answered 403$message: the credential needs the repository permission Administration: write on $repo (or the API rate limit is spent)" ;;
-	404) log "GitHub answered 404$message: $repo does not exist or the credential does not cover it" ;;
-	000 | "") log "no answer from $api (see curl's message above)" ;;
-	*) log "GitHub answered $status$message to the registration token request" ;;
+	000 | "") log "no answer from the registration helper on $socket (see its journal: journalctl -u 'ssp-runner-token@*')" ;;
+	*) log "the registration helper has no token: ${body//[^[:print:]]/}" ;;
 	esac
 	return 1
 }
@@ -240,7 +211,7 @@ take_job() {
 
 # --- the loop -------------------------------------------------------------------------------
 
-log "keeping runner $name registered at $url for one job at a time (token from $api)"
+log "keeping runner $name registered at $url for one job at a time (tokens from $socket)"
 failures=0 done_rounds=0
 while ! $stopping; do
 	failed=""

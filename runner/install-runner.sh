@@ -28,9 +28,14 @@
 #                     unattended: a credential that may create registration tokens (a
 #                     fine-grained personal access token, or a GitHub App installation token,
 #                     with the repository permission "Administration: write"), copied to
-#                     /etc/ssp-runner/github-pat (root only); the service then runs
-#                     runner/ephemeral-runner.sh (installed in /usr/local/lib/ssp-runner), which
-#                     fetches a new registration token and registers before every job. To
+#                     /etc/ssp-runner/github-pat (root only, mode 600). Only the registration
+#                     helper reads it: runner/registration-token.sh, run by systemd as root
+#                     once per connection to the socket /run/ssp-runner-token.sock
+#                     (ssp-runner-token.socket, root only), answers with a registration token
+#                     and nothing else. The service runs runner/ephemeral-runner.sh, which asks
+#                     the helper for a token and registers before every job; the runner's unit
+#                     hides /etc/ssp-runner from itself, so neither the loop nor a job holds
+#                     the credential. Scripts go to /usr/local/lib/ssp-runner (root's). To
 #                     rotate the credential, write the new one into that file (or run this again).
 #   --api-url URL     the REST API for --pat-file (default https://api.github.com, or
 #                     https://HOST/api/v3 for GitHub Enterprise Server)
@@ -53,9 +58,12 @@ USAGE="usage: ${0##*/} --url URL --runner TARBALL|DIR [--token-file FILE|-] [--n
 # `runs-on: [self-hosted, linux, x64, gpu-host]` needs this one on top.
 LABEL=gpu-host
 UNIT=ssp-runner.service
-# Where --pat-file puts the loop and the credential: root's, out of the runner user's reach.
+# Where --pat-file puts the scripts and the credential: root's, out of the runner user's reach.
 LOOP_DIR=/usr/local/lib/ssp-runner
 PAT_PATH=/etc/ssp-runner/github-pat
+# The registration helper: its socket (root's alone) and its units.
+TOKEN_SOCKET=/run/ssp-runner-token.sock
+HELPER=ssp-runner-token
 
 url="" runner="" token_file="" name="" group="" ephemeral=false pat_file="" api_url=""
 user=ssp-runner dir=/opt/ssp-runner lxd_group="" sha256="" dry_run=false
@@ -269,10 +277,11 @@ install_pat() {
 	install -m 0600 -o root -g root "$pat_file" "$PAT_PATH.tmp"
 	mv "$PAT_PATH.tmp" "$PAT_PATH"
 }
+LOOP_FILES=(ephemeral-runner.sh registration-token.sh lib.sh)
 install_loop() {
 	install -d -m 0755 -o root -g root "$LOOP_DIR"
 	local file
-	for file in ephemeral-runner.sh lib.sh; do
+	for file in "${LOOP_FILES[@]}"; do
 		install -m 0755 -o root -g root "$HERE/$file" "$LOOP_DIR/$file.tmp"
 		mv "$LOOP_DIR/$file.tmp" "$LOOP_DIR/$file"
 	done
@@ -288,12 +297,90 @@ if $relooping; then
 	else
 		act "copy the credential in $pat_file to $PAT_PATH (owner root, mode 600)" install_pat
 	fi
-	if cmp -s "$HERE/ephemeral-runner.sh" "$LOOP_DIR/ephemeral-runner.sh" &&
-		cmp -s "$HERE/lib.sh" "$LOOP_DIR/lib.sh"; then
-		unchanged "$LOOP_DIR/ephemeral-runner.sh is up to date"
+	current=true
+	for file in "${LOOP_FILES[@]}"; do
+		cmp -s "$HERE/$file" "$LOOP_DIR/$file" || current=false
+	done
+	if $current; then
+		unchanged "$LOOP_DIR holds the current ephemeral-runner.sh and registration-token.sh"
 	else
-		act "install ephemeral-runner.sh and lib.sh into $LOOP_DIR (owner root)" install_loop
+		act "install ephemeral-runner.sh, registration-token.sh and lib.sh into $LOOP_DIR (owner root)" install_loop
 		loop_changed=true
+	fi
+fi
+
+# --- the registration helper (--pat-file): the only holder of the credential -----------------
+
+socket_text() {
+	cat <<EOF
+# Written by runner/install-runner.sh: where the runner's loop asks for a registration token.
+[Unit]
+Description=Registration tokens for the ssp runner (root only)
+
+[Socket]
+ListenStream=$TOKEN_SOCKET
+# Root's alone: the loop asks as root, before it drops to $user; a job, as $user, cannot.
+SocketUser=root
+SocketGroup=root
+SocketMode=0600
+# One helper process per connection, which answers once and exits.
+Accept=yes
+MaxConnections=4
+
+[Install]
+WantedBy=sockets.target
+EOF
+}
+helper_text() {
+	cat <<EOF
+# Written by runner/install-runner.sh: one registration token per connection to $HELPER.socket.
+[Unit]
+Description=Registration token for the ssp runner (reads $PAT_PATH)
+CollectMode=inactive-or-failed
+
+[Service]
+# Root reads the credential (root only, mode 600); it never leaves this process, which
+# answers with a registration token on the connection and exits.
+User=root
+ExecStart=$LOOP_DIR/registration-token.sh --url $url --pat-file $PAT_PATH${api_url:+ --api-url $api_url}
+StandardInput=socket
+StandardOutput=socket
+StandardError=journal
+RuntimeMaxSec=90
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# It needs GitHub, not LXD.
+InaccessiblePaths=-/var/lib/lxd -/var/snap/lxd
+EOF
+}
+install_helper() {
+	local name
+	socket_text >"/etc/systemd/system/$HELPER.socket.tmp"
+	helper_text >"/etc/systemd/system/$HELPER@.service.tmp"
+	for name in "$HELPER.socket" "$HELPER@.service"; do
+		chmod 0644 "/etc/systemd/system/$name.tmp"
+		mv "/etc/systemd/system/$name.tmp" "/etc/systemd/system/$name"
+	done
+	systemctl daemon-reload
+}
+helper_changed=false
+if $relooping; then
+	if [ -f "/etc/systemd/system/$HELPER.socket" ] && [ -f "/etc/systemd/system/$HELPER@.service" ] &&
+		socket_text | cmp -s - "/etc/systemd/system/$HELPER.socket" &&
+		helper_text | cmp -s - "/etc/systemd/system/$HELPER@.service"; then
+		unchanged "$HELPER.socket and $HELPER@.service are up to date"
+	else
+		act "write $HELPER.socket ($TOKEN_SOCKET, root only) and $HELPER@.service (the registration helper, as root)" install_helper
+		helper_changed=true
+		! $dry_run || { socket_text && helper_text; } | sed 's/^/    | /'
 	fi
 fi
 
@@ -301,6 +388,7 @@ fi
 
 restart=always
 $ephemeral && restart=no
+wants=""
 exec_start=$dir/runsvc.sh
 run_as="User=$user"
 kill_mode="# The runner's own unit template: stop the listener only, let a running job finish.
@@ -308,20 +396,22 @@ KillMode=process"
 runs="runs $dir/runsvc.sh as $user"
 if $relooping; then
 	restart=always
-	exec_start="$LOOP_DIR/ephemeral-runner.sh --url $url --pat-file $PAT_PATH --dir $dir --user $user --name $name --labels $LABEL${api_url:+ --api-url $api_url}"
-	run_as="# Root reads the credential; the loop runs config.sh and run.sh as $user.
+	exec_start="$LOOP_DIR/ephemeral-runner.sh --url $url --token-socket $TOKEN_SOCKET --dir $dir --user $user --name $name --labels $LABEL"
+	run_as="# Root asks the registration helper ($HELPER.socket) for a token; the loop runs
+# config.sh and run.sh as $user. It never reads the credential.
 User=root"
 	kill_mode="# SIGTERM to the loop, which passes it on to run.sh; what is left at the end is killed.
 KillMode=mixed"
 	runs="runs $LOOP_DIR/ephemeral-runner.sh, which registers and runs the runner as $user before every job, Restart=always"
+	wants=" $HELPER.socket"
 fi
 unit_text() {
 	cat <<EOF
 # Written by runner/install-runner.sh: the GitHub Actions runner for ssp apply and maintenance.
 [Unit]
 Description=GitHub Actions runner for Super Server Platform (ssp)
-Wants=network-online.target
-After=network-online.target nvidia-devices.service lxd.service snap.lxd.daemon.service
+Wants=network-online.target$wants
+After=network-online.target nvidia-devices.service lxd.service snap.lxd.daemon.service$wants
 
 [Service]
 $run_as
@@ -336,6 +426,8 @@ RestartSec=5s
 NoNewPrivileges=yes
 PrivateTmp=yes
 ProtectSystem=full
+# The registration helper's credential: not even visible to the runner, its loop or a job.
+InaccessiblePaths=-${PAT_PATH%/*}
 
 [Install]
 WantedBy=multi-user.target
@@ -357,10 +449,20 @@ if [ -f "$unit_path" ] && unit_text | cmp -s - "$unit_path" &&
 	{ $relooping || [ -x "$dir/runsvc.sh" ]; }; then
 	unchanged "$unit_path is up to date"
 	unit_changed=$loop_changed
+	! $helper_changed || unit_changed=true
 else
 	act "write $unit_path ($runs) and reload systemd" install_unit
 	unit_changed=true
 	! $dry_run || unit_text | sed 's/^/    | /'
+fi
+if $relooping; then
+	if $systemd && [ "$(systemctl is-enabled "$HELPER.socket" 2>/dev/null || true)" = enabled ] &&
+		systemctl is-active --quiet "$HELPER.socket"; then
+		unchanged "$HELPER.socket is enabled and listening"
+	else
+		act "enable and start $HELPER.socket (the registration helper's socket)" \
+			systemctl enable --now "$HELPER.socket"
+	fi
 fi
 if $systemd && [ "$(systemctl is-enabled "$UNIT" 2>/dev/null || true)" = enabled ] &&
 	systemctl is-active --quiet "$UNIT" && ! $unit_changed; then

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from helpers import NOW, ROOT
 
+from provisioner.status import page as statuspage
 from provisioner.status import snapshot as snapshots
 from provisioner.status.server import PoolUse, build
 from provisioner.validation.config import load_config
@@ -45,7 +46,8 @@ def make_snapshot(
     made: datetime | None = None,
     policy_text: str | None = None,
 ) -> Path:
-    """snapshot.json as `ssp publish` writes it, from these LXD instances."""
+    """snapshot.json as `ssp publish` writes it, from these LXD instances, with the status
+    page (index.html) beside it."""
     policy_raw = policy_text.encode() if policy_text else (ROOT / "config/policy.yaml").read_bytes()
     config, problems = load_config(policy_raw, (ROOT / "config/hosts.yaml").read_bytes())
     assert config is not None, problems
@@ -61,5 +63,7 @@ def make_snapshot(
         pool=PoolUse("default", 4096 * GiB - free_disk, 4096 * GiB),
     )
     taken = snapshots.make(status, instances, config.policy, commit="a" * 40)
-    path.write_text(snapshots.to_json(taken), encoding="utf-8")
+    page = statuspage.html(taken.status)
+    path.write_text(snapshots.to_json(snapshots.with_page(taken, page)), encoding="utf-8")
+    path.with_name(snapshots.PAGE_FILE).write_text(page, encoding="utf-8")
     return path

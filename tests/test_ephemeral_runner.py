@@ -1,10 +1,16 @@
-"""runner/ephemeral-runner.sh: the loop that registers an ephemeral runner again before every job.
+"""runner/ephemeral-runner.sh, the loop that registers an ephemeral runner again before every
+job, and runner/registration-token.sh, the registration helper that alone holds the credential
+which creates registration tokens (issue 22, finding 10).
 
-It runs for real against the fake GitHub (its registration-token endpoint, held to GitHub's
-OpenAPI description) with stand-ins for the runner's `config.sh` and `run.sh`: tiny scripts
-that record their arguments, their environment, who they ran as and every command line on
-the machine while they ran, then exit (or, for the stop test, wait for SIGTERM). As root the
-loop drops to `nobody` exactly as on the GPU host; as anyone else it runs them as that user.
+Both run for real against the fake GitHub (its registration-token endpoint, held to GitHub's
+OpenAPI description). The helper runs as systemd runs it from ssp-runner-token.socket
+(Accept=yes): once per connection to a Unix socket, the connection its standard input and
+output; a small acceptor in the test stands in for systemd. The runner's `config.sh` and
+`run.sh` are stand-ins: tiny scripts that record their arguments, their environment, who they
+ran as, every command line on the machine while they ran, and what the runner's user can
+reach (the credential file, the helper's socket), then exit (or, for the stop test, wait for
+SIGTERM). As root the loop drops to `nobody` exactly as on the GPU host; as anyone else it runs
+them as that user.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +33,7 @@ from fakegithub import FAKE_REPO, FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOP = ROOT / "runner" / "ephemeral-runner.sh"
+HELPER = ROOT / "runner" / "registration-token.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 URL = f"https://github.com/{FAKE_REPO}"
 TOKEN_PATH = f"/repos/{FAKE_REPO}/actions/runners/registration-token"
@@ -32,7 +41,15 @@ SERVICE_SECRET = "service-environment-secret-0042"  # must not reach config.sh o
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the loop calls curl")
 
-CONFIG_SH = """#!/bin/bash
+# What the runner's user can reach: the credential file, and a token from the helper's socket.
+REACH = """
+if cat @PAT@ >>"$rec/reached" 2>/dev/null; then echo "read the credential" >>"$rec/reached"; fi
+if curl -s --max-time 5 --unix-socket @SOCKET@ http://localhost/ >>"$rec/reached" 2>/dev/null
+then echo "asked the helper" >>"$rec/reached"; fi
+"""
+
+CONFIG_SH = (
+    """#!/bin/bash
 set -eu
 rec=@REC@
 [ ! -e .runner ] || echo "stale registration left" >>"$rec/problems"
@@ -42,14 +59,19 @@ id -u >>"$rec/config.uid"
 for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <"$f" 2>/dev/null || true; echo; done >>"$rec/ps.txt"
 touch .runner
 """
+    + REACH
+)
 
-RUN_SH = """#!/bin/bash
+RUN_SH = (
+    """#!/bin/bash
 set -eu
 rec=@REC@
 [ -e .runner ] || echo "run.sh without a registration" >>"$rec/problems"
 id -u >>"$rec/run.uid"
 { env; echo --; } >>"$rec/run.env"
 """
+    + REACH
+)
 
 WAITING_RUN_SH = """#!/bin/bash
 rec=@REC@
@@ -61,30 +83,76 @@ wait
 """
 
 
+class Acceptor:
+    """systemd's ssp-runner-token.socket with Accept=yes: one helper per connection, the
+    connection its standard input and output, its standard error the journal."""
+
+    def __init__(self, path: Path, pat_file: Path, gh: FakeGitHub) -> None:
+        self.path, self.pat_file, self.gh = path, pat_file, gh
+        self.journal: list[str] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        path.chmod(0o600)  # SocketMode=0600, SocketUser=root
+        self.server.listen(4)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                done = subprocess.run(
+                    [BASH, str(HELPER), "--url", URL, "--api-url", self.gh.url,
+                     "--pat-file", str(self.pat_file)],
+                    stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE,
+                    env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+                    text=True, check=False, timeout=60,
+                )  # fmt: skip
+                self.journal.append(done.stderr)
+
+    def close(self) -> None:
+        self.server.close()
+
+
 @dataclass
 class Host:
-    """A stand-in runner folder, the loop's credential file and where the stand-ins record."""
+    """A stand-in runner folder, the helper's credential file and socket, and where the
+    stand-ins record."""
 
     runner: Path
     rec: Path
     pat_file: Path
+    socket: Path
     user: str
+    acceptors: list[Acceptor] = field(default_factory=list)
 
     def stand_ins(self, run_sh: str = RUN_SH) -> None:
-        for name, text in (("config.sh", CONFIG_SH), ("run.sh", run_sh)):
+        places = {"@REC@": self.rec, "@PAT@": self.pat_file, "@SOCKET@": self.socket}
+        for name, template in (("config.sh", CONFIG_SH), ("run.sh", run_sh)):
             path = self.runner / name
-            path.write_text(text.replace("@REC@", str(self.rec)), encoding="utf-8")
+            text = template
+            for mark, value in places.items():
+                text = text.replace(mark, str(value))
+            path.write_text(text, encoding="utf-8")
             path.chmod(0o755)
 
     def read(self, name: str) -> str:
         path = self.rec / name
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
+    def helper(self, gh: FakeGitHub) -> Acceptor:
+        acceptor = Acceptor(self.socket, self.pat_file, gh)
+        self.acceptors.append(acceptor)
+        return acceptor
+
     def args(self, gh: FakeGitHub, *extra: str) -> list[str]:
         return [
             BASH,
             str(LOOP),
-            *("--url", URL, "--api-url", gh.url, "--pat-file", str(self.pat_file)),
+            *("--url", URL, "--token-socket", str(self.socket)),
             *("--dir", str(self.runner), "--user", self.user, "--name", "gpu-1-ssp"),
             *extra,
         ]
@@ -99,20 +167,25 @@ def host() -> Iterator[Host]:
     # Not under pytest's tmp_path: its parents are private to root, and as root the stand-ins
     # run as nobody, who must reach them.
     base = Path(tempfile.mkdtemp(prefix="ssp-ephemeral-"))
+    made = None
     try:
         base.chmod(0o755)
-        runner, rec = base / "runner", base / "rec"
+        runner, rec, secret = base / "runner", base / "rec", base / "etc-ssp-runner"
         runner.mkdir()
         rec.mkdir()
         rec.chmod(0o777)
+        secret.mkdir(mode=0o700)  # /etc/ssp-runner: root's
         user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         shutil.chown(runner, user)
         (runner / ".runner").write_text("{}", encoding="utf-8")  # an earlier registration
-        pat_file = base / "github-pat"
+        pat_file = secret / "github-pat"
         pat_file.write_text("\n", encoding="utf-8")
         pat_file.chmod(0o600)
-        yield Host(runner, rec, pat_file, user)
+        made = Host(runner, rec, pat_file, base / "ssp-runner-token.sock", user)
+        yield made
     finally:
+        for acceptor in made.acceptors if made else ():
+            acceptor.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -121,8 +194,10 @@ def gh(fake_github: FakeGitHub) -> FakeGitHub:
     return fake_github  # with FAKE_REPO; fails the test on any contract violation
 
 
-def give_credential(host: Host, gh: FakeGitHub) -> None:
+def give_credential(host: Host, gh: FakeGitHub) -> Acceptor:
+    """The credential in the helper's file, and the helper listening."""
     host.pat_file.write_text(gh.token + "\n", encoding="utf-8")
+    return host.helper(gh)
 
 
 def run_loop(host: Host, gh: FakeGitHub, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -187,7 +262,8 @@ def test_a_refused_or_failed_token_request_is_retried_with_a_bounded_delay(
     statuses = [q.status for q in gh.requests_matching("POST", TOKEN_PATH)]
     assert statuses == [503, 401, 500, 201]
     log = done.stderr
-    assert "GitHub answered 503" in log
+    # the helper's reason reaches the runner's journal
+    assert "the registration helper has no token: GitHub answered 503" in log
     assert "refused the credential" in log and "401" in log and "Bad credentials" in log
     assert "GitHub answered 500" in log
     waits = [
@@ -250,12 +326,14 @@ def test_sigterm_stops_the_runner_and_then_the_loop(host: Host, gh: FakeGitHub) 
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("--pat-file", "/x"), "--url must be https://HOST/OWNER/REPO"),
+        (("--token-socket", "/x"), "--url must be https://HOST/OWNER/REPO"),
         (("--url", "https://github.com/lab"), "--url must be https://HOST/OWNER/REPO"),
-        (("--url", URL), "--pat-file is required"),
-        (("--url", URL, "--pat-file", "/x", "--api-url", "http://example.com"), "--api-url must"),
-        (("--url", URL, "--pat-file", "/x", "--retry-delay", "soon"), "not a whole number"),
-        (("--url", URL, "--pat-file", "/x", "--bogus"), "unknown argument: --bogus"),
+        (("--url", URL), "--token-socket is required"),
+        (("--url", URL, "--token-socket", "x.sock"), "--token-socket must be an absolute path"),
+        (("--url", URL, "--token-socket", "/x", "--retry-delay", "soon"), "not a whole number"),
+        (("--url", URL, "--token-socket", "/x", "--bogus"), "unknown argument: --bogus"),
+        # the credential is the helper's business: the loop refuses to be given it
+        (("--url", URL, "--pat-file", "/x"), "--pat-file belongs to the registration helper"),
     ],
 )
 def test_bad_arguments_are_a_usage_error(args: tuple[str, ...], says: str) -> None:
@@ -265,3 +343,87 @@ def test_bad_arguments_are_a_usage_error(args: tuple[str, ...], says: str) -> No
     assert done.returncode == 2
     assert done.stderr.startswith("usage: ephemeral-runner.sh --url")
     assert says in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--url", "https://github.com/lab", "--pat-file", "/x"), "--url must be"),
+        (("--url", URL), "--pat-file is required"),
+        (("--url", URL, "--pat-file", "/x", "--api-url", "http://example.com"), "--api-url must"),
+    ],
+)
+def test_the_helpers_bad_arguments_are_a_usage_error(args: tuple[str, ...], says: str) -> None:
+    done = subprocess.run(
+        [BASH, str(HELPER), *args], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: registration-token.sh --url")
+    assert says in done.stderr
+
+
+def ask(path: Path) -> str:
+    """One request to the helper's socket, as the loop makes it; the whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(str(path))
+        conn.sendall(b"GET /registration-token HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    return answer.decode("utf-8")
+
+
+def test_the_helper_answers_each_connection_with_a_registration_token_and_nothing_else(
+    host: Host, gh: FakeGitHub
+) -> None:
+    acceptor = give_credential(host, gh)
+    first, second = ask(host.socket), ask(host.socket)
+    issued = gh.settings_of(FAKE_REPO).registration_tokens
+    assert len(issued) == 2
+    for answer, token in zip((first, second), issued, strict=True):
+        head, _, body = answer.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.0 200 OK")
+        assert body == token + "\n"  # the token, and not the credential
+        assert gh.token not in answer
+    # the helper's journal says what it did, never with a secret
+    journal = "".join(acceptor.journal)
+    assert "handed out a registration token" in journal
+    assert not [x for x in [gh.token, *issued] if x in journal]
+    host.pat_file.chmod(0o640)
+    refused = ask(host.socket)
+    assert refused.startswith("HTTP/1.0 503") and "readable by nobody else" in refused
+    assert len(gh.settings_of(FAKE_REPO).registration_tokens) == 2  # GitHub was not asked
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the runner's user and a private mount need root")
+def test_the_runner_and_its_jobs_never_reach_the_credential_only_a_token(
+    host: Host, gh: FakeGitHub
+) -> None:
+    """Issue 22, finding 10: the loop runs, as on the GPU host, with the credential's folder
+    hidden from it (ssp-runner.service's InaccessiblePaths=, here a private mount), and still
+    registers before every job: only the helper reads the credential. The runner's user
+    (config.sh, and the job) can neither read the file nor ask the helper's socket, and the
+    credential is in no environment, command line, file or log the runner's side has."""
+    give_credential(host, gh)
+    host.stand_ins()
+    hidden = host.pat_file.parent
+    script = 'mount -t tmpfs -o mode=000 none "$1" && shift && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(hidden),
+         *host.args(gh, "--rounds", "2")],
+        env=loop_env(), capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    issued = gh.settings_of(FAKE_REPO).registration_tokens
+    assert len(issued) == 2 and host.read("config.tokens").split() == issued
+    assert host.read("config.uid").split() == [str(pwd.getpwnam(host.user).pw_uid)] * 2
+    # what the runner's user reached: nothing (no credential read, no answer from the socket)
+    assert host.read("reached") == ""
+    # the credential is nowhere on the runner's side: environment, command lines, its files
+    on_runner_side = [host.read("run.env"), host.read("ps.txt"), done.stdout + done.stderr]
+    on_runner_side += [p.read_text("utf-8", "replace") for p in host.runner.rglob("*")
+                       if p.is_file()]  # fmt: skip
+    assert not [text for text in on_runner_side if gh.token in text]
+    # and no registration token reached the job
+    assert not [t for t in issued if t in host.read("run.env")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from email.utils import formatdate
 
@@ -309,13 +310,23 @@ def test_an_unreachable_github_gives_up_after_max_attempts(fake_github: FakeGitH
         ("120", 120.0),
         ("Fri, 15 Jan 2027 08:00:10 GMT", 10.0),
         ("Fri, 15 Jan 2027 07:59:00 GMT", 0.0),  # already past
+        # an offset of -0000 is UTC too, whatever this machine's time zone (issue 22)
+        ("Fri, 15 Jan 2027 08:00:10 -0000", 10.0),
         ("soon", None),
         (None, None),
     ],
 )
-def test_retry_after_values(header: str | None, expected: float | None) -> None:
+def test_retry_after_values(
+    header: str | None, expected: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
-    assert retry_after_seconds(header, now) == expected
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # a naive date would be read as 8 hours off
+    time.tzset()
+    try:
+        assert retry_after_seconds(header, now) == expected
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 # ---- credentials --------------------------------------------------------------------------

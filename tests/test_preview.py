@@ -10,6 +10,7 @@ show a change as a diff, and, without a usable snapshot, say why and validate al
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from datetime import datetime, timedelta
@@ -294,3 +295,121 @@ def test_the_snapshot_holds_no_addresses_or_config_unless_the_policy_allows(
     )
     text = make_snapshot(tmp_path / "t.json", [box], policy_text=allowing).read_text()
     assert "10.161.5.23" in text and "never published" not in text
+
+
+def _edit(snap: Path, change: object) -> None:
+    """Apply CHANGE (a function of the parsed document) to the snapshot at SNAP."""
+    doc = json.loads(snap.read_text(encoding="utf-8"))
+    change(doc)  # type: ignore[operator]
+    snap.write_text(json.dumps(doc), encoding="utf-8")
+
+
+def _set(*keys: str | int, value: object) -> object:
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        for key in keys[:-1]:
+            doc = doc[key]
+        doc[keys[-1]] = value  # type: ignore[index]
+
+    return change
+
+
+# What a push to ssp-state could hold (issue 22, finding 4): each is a note, never exit 3.
+DEFECTS = [
+    ("naive generated_at", _set("generated_at", value="2026-11-28T11:00:00"), "UTC offset"),
+    ("naive status time", _set("status", "generated", value="2026-11-28T11:00:00"), "UTC offset"),
+    ("from the future", _set("generated_at", value="2099-01-01T00:00:00Z"), "still to come"),
+    ("huge disk", _set("instances", 0, "disk", value=10**400), "larger than any host"),
+    ("huge pool", _set("status", "pool", "total", value=10**320), "larger than any host"),
+    ("a fraction", _set("status", "pool", "used", value=1.5), "a fraction"),
+    ("escape in a name", _set("status", "host", value="gpu\x1b[31m"), "control character"),
+    ("lone surrogate", _set("status", "host", value="\ud800"), "lone surrogate"),
+    ("wrong type", _set("instances", value={"a": 1}), "it is not a valid snapshot"),
+    ("missing key", lambda d: d.pop("status"), "status: Field required"),
+    ("no digest", lambda d: d.pop("page_sha256"), "records no SHA-256 of its status page"),
+    ("wrong digest", _set("page_sha256", value="0" * 64), "its SHA-256 differs"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "expected"), DEFECTS, ids=[d[0] for d in DEFECTS])
+def test_a_defective_snapshot_on_the_state_branch_is_a_note_and_never_fails_the_check(
+    tmp_path: Path, case: str, change: object, expected: str
+) -> None:
+    mine = valid_request(gpus="1", shares="[]")
+    repo = pull_request(tmp_path, {}, {ALICE: mine})
+    snap = make_snapshot(tmp_path / "s.json", [container("old-box", "carol", (0,), 22001, "50GiB")])
+    _edit(snap, change)
+
+    for fmt in ("json", "text", "github"):
+        done = validate(
+            repo.root, "--base", "main", "--author", "alice", "--snapshot", str(snap),
+            "--format", fmt,
+        )  # fmt: skip
+        assert done.code == 0, done.both  # what validation alone says: this PR is fine
+        assert "Traceback" not in done.both and "unexpected error" not in done.both
+    doc = check(repo, snap)
+    assert doc["preview"]["usable"] is False
+    assert expected in doc["preview"]["source"]
+    assert rows(doc)[ALICE]["verb"] == "create"  # the rows are still there, without numbers
+
+
+@pytest.mark.parametrize(
+    "case", ["not UTF-8", "nested", "very deep", "page missing", "page edited"]
+)
+def test_a_broken_file_on_the_state_branch_is_a_note(tmp_path: Path, case: str) -> None:
+    repo = pull_request(tmp_path, {}, {ALICE: valid_request(gpus="1", shares="[]")})
+    snap = make_snapshot(tmp_path / "s.json", [])
+    page = tmp_path / "index.html"
+    if case == "not UTF-8":
+        snap.write_bytes(snap.read_bytes().replace(b'"host"', b'"h\xffost"'))
+    elif case in ("nested", "very deep"):
+        depth = 40 if case == "nested" else 100_000  # deeper than Python's json can read
+        snap.write_text('{"format": 1, "x": ' + "[" * depth + "]" * depth + "}")
+    elif case == "page missing":
+        page.unlink()
+    else:
+        page.write_text(page.read_text() + "<script>alert(1)</script>", encoding="utf-8")
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0 and doc["preview"]["usable"] is False
+    source = doc["preview"]["source"]
+    assert source.startswith("the published state snapshot cannot be used: ")
+    assert {
+        "not UTF-8": "not UTF-8 text",
+        "nested": "nested deeper than a snapshot is",
+        "very deep": "nested deeper than a snapshot is",
+        "page missing": "is not beside it to be checked",
+        "page edited": "is not the one `ssp publish` wrote with it",
+    }[case] in source
+
+
+def test_publish_records_the_digest_of_the_page_it_wrote(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path / "s.json", [])
+    digest = json.loads(snap.read_text(encoding="utf-8"))["page_sha256"]
+    page = (tmp_path / "index.html").read_bytes()
+    assert digest == hashlib.sha256(page).hexdigest()
+    doc = check(pull_request(tmp_path, {}, {ALICE: valid_request(shares="[]")}), snap)
+    assert doc["preview"]["usable"] is True
+
+
+def test_a_fault_in_the_preview_itself_is_a_note_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the snapshot trips that the parser did not foresee (here: planning raising),
+    # the verdict is validation's alone.
+    from provisioner.status import preview  # noqa: PLC0415
+
+    real = preview.build
+
+    def tripping(*args: object, **kwargs: object) -> object:
+        if args[3] is not None:  # the snapshot
+            raise OverflowError("int too large to convert to float")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preview, "build", tripping)
+    repo = pull_request(tmp_path, {}, {ALICE: valid_request(gpus="1", shares="[]")})
+    doc = check(repo, make_snapshot(tmp_path / "s.json", []))
+    assert doc["exit"] == 0 and doc["ok"]
+    assert doc["preview"]["usable"] is False
+    assert "OverflowError in the preview" in doc["preview"]["source"]
+    assert rows(doc)[ALICE]["verb"] == "create"

@@ -105,7 +105,9 @@ def test_the_labels_are_the_ones_the_self_hosted_workflows_ask_for(
     assert labels, done.stdout
     for workflow in ("apply.yml", "maintenance.yml"):
         doc = yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text("utf-8"))
-        for job in doc["jobs"].values():
+        for job_id, job in doc["jobs"].items():
+            if (workflow, job_id) == ("maintenance.yml", "pages"):
+                continue  # deploys the status page to Pages from a GitHub-hosted runner
             assert job["runs-on"] == labels.group(1).split(","), workflow
 
 
@@ -185,9 +187,8 @@ def test_registering_needs_a_token(tmp_path: Path, tarball: Path) -> None:
     assert "give a registration token with --token-file" in done.stderr
 
 
-def test_an_ephemeral_runner_with_a_credential_registers_itself_before_every_job(
-    tmp_path: Path, tarball: Path
-) -> None:
+def credential_plan(tmp_path: Path, tarball: Path) -> subprocess.CompletedProcess[str]:
+    """The dry run of an ephemeral runner kept registered with a credential."""
     pat = tmp_path / "pat"
     pat.write_text("github_pat_SECRETSECRET\n", encoding="utf-8")
     pat.chmod(0o600)
@@ -197,18 +198,93 @@ def test_an_ephemeral_runner_with_a_credential_registers_itself_before_every_job
     first, second = install(*args), install(*args)
     assert first.returncode == 0, first.stderr
     assert (first.stdout, first.stderr) == (second.stdout, second.stderr)
-    plan = first.stdout
-    assert "github_pat_SECRETSECRET" not in plan + first.stderr
+    assert not target.exists()
+    return first
+
+
+def units(plan: str) -> dict[str, list[str]]:
+    """The unit files a dry run shows, by name (they are shown in the order written)."""
+    shown = [line.removeprefix("    | ") for line in plan.splitlines() if line.startswith("    | ")]
+    found: dict[str, list[str]] = {}
+    names = iter(["ssp-runner-token.socket", "ssp-runner-token@.service", "ssp-runner.service"])
+    for line in shown:
+        if line.startswith("# Written by runner/install-runner.sh"):
+            current = found.setdefault(next(names), [])
+        current.append(line)
+    return found
+
+
+def test_an_ephemeral_runner_with_a_credential_registers_itself_before_every_job(
+    tmp_path: Path, tarball: Path
+) -> None:
+    done = credential_plan(tmp_path, tarball)
+    plan = done.stdout
+    assert "github_pat_SECRETSECRET" not in plan + done.stderr
     # no registration token needed now: the service fetches one before every job
     assert "registration: the service registers" in plan and "ephemeral) before every job" in plan
+    pat = tmp_path / "pat"
     assert f"would copy the credential in {pat} to /etc/ssp-runner/github-pat" in plan
-    assert "would install ephemeral-runner.sh and lib.sh into /usr/local/lib/ssp-runner" in plan
-    unit = [line.removeprefix("    | ") for line in plan.splitlines() if line.startswith("    | ")]
+    assert (
+        "would install ephemeral-runner.sh, registration-token.sh and lib.sh into "
+        "/usr/local/lib/ssp-runner" in plan
+    )
+    unit = units(plan)["ssp-runner.service"]
     loop = "/usr/local/lib/ssp-runner/ephemeral-runner.sh"
-    assert f"ExecStart={loop} --url {URL} --pat-file /etc/ssp-runner/github-pat" in "\n".join(unit)
+    assert f"ExecStart={loop} --url {URL} --token-socket /run/ssp-runner-token.sock" in "\n".join(
+        unit
+    )
     assert {"User=root", "Restart=always", "KillMode=mixed"} <= set(unit)
-    assert "dry run: 7 change(s) would be made, nothing was changed" in plan
-    assert not target.exists()
+    assert "would enable and start ssp-runner-token.socket" in plan
+    assert "dry run: 9 change(s) would be made, nothing was changed" in plan
+
+
+def test_only_the_registration_helper_can_reach_the_credential(
+    tmp_path: Path, tarball: Path
+) -> None:
+    """Issue 22, finding 10: the credential is read by a root-only helper in a unit of its own;
+    the runner's unit (the loop, config.sh, every job) never names it and cannot see its folder,
+    and only root may ask the helper's socket for a token."""
+    found = units(credential_plan(tmp_path, tarball).stdout)
+    runner, helper, sock = (
+        found["ssp-runner.service"],
+        found["ssp-runner-token@.service"],
+        found["ssp-runner-token.socket"],
+    )
+    text = "\n".join(runner)
+    assert "--pat-file" not in text and "github-pat" not in text
+    assert "InaccessiblePaths=-/etc/ssp-runner" in runner
+    assert "Wants=network-online.target ssp-runner-token.socket" in runner
+    # the helper: root, one process per connection on the socket, the credential its argument
+    assert "User=root" in helper
+    assert (
+        "ExecStart=/usr/local/lib/ssp-runner/registration-token.sh --url "
+        f"{URL} --pat-file /etc/ssp-runner/github-pat" in helper
+    )
+    assert {"StandardInput=socket", "StandardOutput=socket", "NoNewPrivileges=yes"} <= set(helper)
+    assert "InaccessiblePaths=-/var/lib/lxd -/var/snap/lxd" in helper  # it has no use for LXD
+    # the socket: root's alone, so a job (as the runner's user) cannot ask it for a token
+    assert {"SocketUser=root", "SocketGroup=root", "SocketMode=0600", "Accept=yes"} <= set(sock)
+    assert "ListenStream=/run/ssp-runner-token.sock" in sock
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_units_are_ones_systemd_accepts(tmp_path: Path, tarball: Path) -> None:
+    found = units(credential_plan(tmp_path, tarball).stdout)
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, lines in found.items():
+        # the scripts as they will be installed, from this checkout (verify wants them to exist)
+        text = "\n".join(lines).replace("/usr/local/lib/ssp-runner/", f"{RUNNER}/") + "\n"
+        (folder / name).write_text(text, encoding="utf-8")
+        if "@." in name:  # and one instance of the template, as a connection makes it
+            (folder / name.replace("@.", "@0.")).write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no",
+         *sorted(str(p) for p in folder.iterdir() if "@." not in p.name)],
+        capture_output=True, text=True, check=False, timeout=60, cwd=folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout + done.stderr == ""  # not even an unknown key
 
 
 @pytest.mark.parametrize(

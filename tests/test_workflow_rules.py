@@ -22,6 +22,9 @@ NAMES = ("validate", "apply", "maintenance")
 SELF_HOSTED = ("apply", "maintenance")
 RUNNER_LABELS = ["self-hosted", "linux", "x64", "gpu-host"]
 ADMINS = "@super-server-lab/admins"
+# The one job of a self-hosted workflow that is not on the GPU host: it deploys the status page
+# the publish job uploaded to GitHub Pages, on a GitHub-hosted runner (issue 22, finding 4).
+PAGES_JOB = ("maintenance", "pages")
 
 # `uses: owner/repo[/path]@<40 hex> # vX.Y.Z` on one line: the comment is how a human (and
 # Dependabot) knows which release the SHA is
@@ -43,6 +46,11 @@ def load(name: str) -> dict[str, Any]:
 
 def jobs(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return list(doc["jobs"].values())
+
+
+def host_jobs(name: str) -> list[dict[str, Any]]:
+    """The jobs of workflow NAME that run on the GPU host (all but the Pages deployment)."""
+    return [job for job_id, job in load(name)["jobs"].items() if (name, job_id) != PAGES_JOB]
 
 
 def steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,6 +115,8 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         # maintain writes the lease notices; publish writes the ssp-state branch
         "maintenance": {"contents": "read", "issues": "write"},
         "maintenance.publish": {"contents": "write"},
+        # deploys the page publish uploaded: Pages, and the OIDC token deploy-pages shows it
+        "maintenance.pages": {"pages": "write", "id-token": "write"},
     }
     for name in NAMES:
         for job_id, job in load(name)["jobs"].items():
@@ -188,19 +198,48 @@ def test_self_hosted_workflows_have_their_own_uncancelled_concurrency_group(
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
 def test_self_hosted_jobs_run_on_the_gpu_host_in_production(name: str) -> None:
-    for job in jobs(load(name)):
+    for job in host_jobs(name):
         assert job["runs-on"] == RUNNER_LABELS
         assert job["environment"] == "production"
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
 def test_privileged_workflows_use_no_caches_or_artifacts(name: str) -> None:
-    doc = load(name)
-    actions = {str(s["uses"]).split("@")[0] for s in steps(doc) if "uses" in s}
-    assert actions == {"actions/checkout"}
+    # Nothing a privileged job reads comes from a cache or an artifact. The one artifact is the
+    # status page the publish job uploads for Pages: written, never read back on the host.
+    for job_id, job in load(name)["jobs"].items():
+        actions = {str(s["uses"]).split("@")[0] for s in job["steps"] if "uses" in s}
+        allowed = {
+            ("maintenance", "publish"): {"actions/checkout", "actions/upload-pages-artifact"},
+            PAGES_JOB: {"actions/deploy-pages"},
+        }.get((name, job_id), {"actions/checkout"})
+        assert actions == allowed, (name, job_id)
     text = (WORKFLOWS / f"{name}.yml").read_text(encoding="utf-8")
     for word in ("actions/cache", "upload-artifact", "download-artifact", "cache:"):
         assert word not in text
+
+
+def test_pages_serve_only_the_page_the_publish_job_generated() -> None:
+    """The Pages site is an artifact of the page `ssp publish` wrote in this run, never the
+    ssp-state branch (which members can push); its deployment runs nothing else."""
+    doc = load("maintenance")
+    publish, pages = doc["jobs"]["publish"], doc["jobs"]["pages"]
+    step_names = [s.get("name") for s in publish["steps"]]
+    upload = publish["steps"][-1]
+    assert str(upload["uses"]).startswith("actions/upload-pages-artifact@")
+    assert upload["with"] == {"path": "${{ runner.temp }}/ssp-site"}
+    assert step_names.index(upload["name"]) == len(step_names) - 1
+    script = str(publish["steps"][-2]["run"])
+    assert '"$RUNNER_TEMP/ssp-venv/bin/ssp" publish --repo . --output "$out"' in script
+    # the site folder holds the page this run wrote, and nothing fetched
+    assert 'cp "$out/index.html" "$RUNNER_TEMP/ssp-site/index.html"' in script
+    assert "git " not in script and "curl" not in script
+    assert pages["needs"] == "publish"
+    assert pages["runs-on"] == "ubuntu-24.04"
+    assert pages["environment"]["name"] == "github-pages"
+    (deploy,) = pages["steps"]
+    assert str(deploy["uses"]).startswith("actions/deploy-pages@") and "with" not in deploy
+    assert "pages" not in str(doc["on"]) and "push" not in triggers(doc)
 
 
 def test_validate_runs_on_a_github_hosted_runner() -> None:
@@ -272,6 +311,8 @@ def test_validate_fetches_the_published_state_as_data_with_its_read_only_token()
     assert "git -C base fetch" in script and "--depth=1" in script
     # the branch's content is only ever read out as a file for ssp, never run or installed
     assert "git -C base show refs/ssp-state:snapshot.json" in script
+    # and the status page, to check against the digest the snapshot records
+    assert "git -C base show refs/ssp-state:index.html" in script
     assert "checkout" not in script and "pip" not in script
     (job,) = jobs(doc)
     assert job["permissions"]["contents"] == "read"
@@ -279,7 +320,7 @@ def test_validate_fetches_the_published_state_as_data_with_its_read_only_token()
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
 def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
-    for job in jobs(load(name)):
+    for job in host_jobs(name):
         (step,) = [
             s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
         ]
@@ -291,7 +332,7 @@ def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
 def test_self_hosted_workflows_run_ssp_from_a_fresh_venv_and_summarise(
     name: str, command: str
 ) -> None:
-    for job in jobs(load(name)):
+    for job in host_jobs(name):
         runs = [str(s["run"]) for s in job["steps"] if "run" in s]
         each = "\n".join(runs).replace("\\\n", " ")
         assert 'python3 -m venv --clear "$RUNNER_TEMP/ssp-venv"' in each

@@ -315,7 +315,10 @@ def publish_state(origin: GitRepo, gh: FakeGitHub, snapshot: Path) -> None:
     """What the maintenance run leaves on GitHub: `ssp publish`'s commit on ssp-state, made
     through the fake's git database and then held by the repository the runner fetches from
     (the fake's objects carry git's own ids, so the same files make the same tree)."""
-    files = {"snapshot.json": snapshot.read_text(encoding="utf-8"), "index.html": "<p>page</p>"}
+    files = {
+        name: (snapshot.parent / name).read_text(encoding="utf-8")
+        for name in ("snapshot.json", "index.html")
+    }
     publisher = StateBranch(repository=FAKE_REPO, token=gh.token, api_url=gh.url)
     sha = publisher.publish("ssp-state", files, "ssp state")
     db = gh.git[FAKE_REPO.lower()]

@@ -541,9 +541,11 @@ class Runner:
         self, job: _Job, name: str, step: Mapping[str, Any], context: Mapping[str, Any]
     ) -> StepRun:
         action = str(step["uses"]).split("@", 1)[0]
+        inputs = {k: evaluate(_scalar(v), context) for k, v in (step.get("with") or {}).items()}
+        if action == "actions/upload-pages-artifact":
+            return self._pages_artifact(job, name, action, inputs)
         if action != "actions/checkout":
             raise Unsupported(f"action {step['uses']}")
-        inputs = {k: evaluate(_scalar(v), context) for k, v in (step.get("with") or {}).items()}
         unknown = set(inputs) - {"ref", "path", "fetch-depth", "persist-credentials"}
         if unknown:
             raise Unsupported(f"actions/checkout inputs {sorted(unknown)}")
@@ -562,6 +564,26 @@ class Runner:
         except RuntimeError as e:
             return StepRun(name, action, 1, f"::error::{e}\n")
         return StepRun(name, action, 0, f"checked out {sha} into {dest}\n", outputs={"commit": sha})
+
+    def _pages_artifact(
+        self, job: _Job, name: str, action: str, inputs: Mapping[str, str]
+    ) -> StepRun:
+        """actions/upload-pages-artifact as far as a test can see it: the folder named by
+        `path` packed as the action packs it (a tar of its files, links followed, no .git or
+        .github), kept as `pages.tar` beside the job's workspace instead of uploaded."""
+        unknown = set(inputs) - {"path"}
+        if unknown:
+            raise Unsupported(f"{action} inputs {sorted(unknown)}")
+        folder = Path(inputs.get("path", "_site"))
+        if not folder.is_dir():
+            return StepRun(name, action, 1, f"::error::{folder} is not a folder\n")
+        tarball = job.workspace.parent / "pages.tar"
+        done = subprocess.run(
+            ["tar", "--dereference", "--hard-dereference", "--directory", str(folder), "-cf",
+             str(tarball), "--exclude=.git", "--exclude=.github", "."],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return StepRun(name, action, done.returncode, done.stdout + done.stderr)
 
     def _run(
         self,

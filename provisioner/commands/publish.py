@@ -5,7 +5,9 @@ makes the snapshot the PR check's plan preview reads (redacted as the policy's `
 section says) and the status page from the same redacted state, and writes both as the one
 commit of a branch (`ssp-state`) through GitHub's API (GITHUB_TOKEN with `contents: write`,
 GITHUB_REPOSITORY, GITHUB_API_URL). `--output DIR` also writes them to a folder; with
-`--no-push` that is all it does.
+`--no-push` that is all it does. The snapshot records the SHA-256 of the page, which the PR
+check verifies; `--output` is also what the maintenance workflow can deploy to GitHub Pages as an
+artifact (docs/admin-guide.md), so the site never serves what a push to the branch put there.
 """
 
 from __future__ import annotations
@@ -63,10 +65,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     snap = snapshots.make(
         found.status, found.instances, found.policy, commit=found.sha, busy_ports=listening_ports()
     )
-    files = {
-        snapshots.SNAPSHOT_FILE: snapshots.to_json(snap),
-        snapshots.PAGE_FILE: statuspage.html(snap.status),
-    }
+    page = statuspage.html(snap.status)
+    # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.
+    snap = snapshots.with_page(snap, page)
+    files = {snapshots.SNAPSHOT_FILE: snapshots.to_json(snap), snapshots.PAGE_FILE: page}
     if args.output is not None:
         args.output.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():

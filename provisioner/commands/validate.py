@@ -61,9 +61,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--snapshot",
         type=Path,
         metavar="FILE",
-        help="the host's published state (snapshot.json of the ssp-state branch): preview which "
+        help="the host's published state (snapshot.json of the ssp-state branch, with its "
+        "index.html beside it, checked against the digest the snapshot records): preview which "
         "GPUs, port and disk the PR's requests would get now, and warn where they would not fit; "
-        "a missing, unreadable or stale file only says so",
+        "a missing, damaged or stale file only says so, and never changes the verdict",
     )
     parser.add_argument(
         "--format",

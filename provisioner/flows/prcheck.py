@@ -10,6 +10,7 @@ reads git and (through the client it is handed) GitHub, and prints nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -198,7 +199,11 @@ def _check_local(asked: Asked, base: str) -> tuple[Validation, list[FileChange]]
 
 
 def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snapshot | None, str]:
-    """The snapshot and where it came from, or None and why it cannot be used."""
+    """The snapshot and where it came from, or None and why it cannot be used.
+
+    The status page beside it (index.html) must be the one its digest names: the branch is
+    data anyone with push access could have written.
+    """
     if result.config is None:
         return None, "config/ is not valid after this PR, so nothing can be planned"
     hours = result.config.policy.snapshot.max_age_hours
@@ -209,7 +214,12 @@ def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snaps
     except OSError as e:
         return None, f"the state snapshot could not be read ({e.strerror or e})"
     try:
+        page: bytes | None = path.with_name(snapshots.PAGE_FILE).read_bytes()
+    except OSError:
+        page = None
+    try:
         found = snapshots.parse(raw, now, timedelta(hours=hours))
+        snapshots.check_page(found, page)
     except snapshots.SnapshotError as e:
         return None, f"the published state snapshot cannot be used: {e}"
     return found, preview.describe(found, "the published snapshot", now)
@@ -240,4 +250,24 @@ def _preview(
                 before[change.path] = loaded
     members = validationreport.summary_data(result, changes)["members"]
     quotas = {m.login: f"{m.gpus} GPUs, {m.containers} containers, {m.disk} disk" for m in members}
-    return preview.build(result, changes, before, found, source, quotas, asked.now)
+    if found is not None:
+        try:
+            return _shown(preview.build(result, changes, before, found, source, quotas, asked.now))
+        # The preview is advice from data a member could have written: whatever in it trips
+        # planning or rendering is a note, and the verdict stays validation's alone.
+        except Exception as e:
+            source = (
+                f"the published state snapshot cannot be used ({type(e).__name__} in the preview)"
+            )
+    return preview.build(result, changes, before, None, source, quotas, asked.now)
+
+
+def _shown(made: preview.Preview) -> preview.Preview:
+    """MADE, once every form the command prints it in has been made from it without error."""
+    for text in (
+        *preview.text_lines(made),
+        json.dumps(preview.to_dict(made), ensure_ascii=False),
+        preview.markdown(made),
+    ):
+        text.encode("utf-8")
+    return made

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 from dataclasses import dataclass
+from datetime import UTC
 
 import jwt
 import requests
@@ -60,6 +61,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322, not this machine's local time
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 

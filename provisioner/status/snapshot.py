@@ -15,20 +15,28 @@ needs and what the status page shows, and nothing else:
 
 The format is versioned (`format`); a reader checks the whole document against the model
 (unknown keys, wrong types, another version are refused with the reason) and its age against
-the policy's `snapshot.max_age_hours`. Pure: text in, values out.
+the policy's `snapshot.max_age_hours`. Members can push the branch too, so a reader trusts
+nothing in it: any defect (not UTF-8, not JSON, nested too deep, a number no host has, a
+string with control characters, a timestamp without a UTC offset or from the future) is a
+`SnapshotError` with the reason, never an exception of another kind. `ssp publish` records the
+SHA-256 of the status page it wrote beside the snapshot (`page_sha256`), and a reader checks
+the page it was given against it (`check_page`). Pure: text in, values out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner.status.server import ServerStatus
+from provisioner.validation.textpolicy import describe, first_forbidden
 from provisioner.values import spec as specs
 from provisioner.values import state
 from provisioner.values.policymodels import Policy
@@ -44,6 +52,15 @@ PAGE_FILE = "index.html"
 MAX_BYTES = 4 * 2**20
 # The listen port LXD proxy devices are rebuilt with: only the port matters to planning.
 _ANY = "0.0.0.0"  # noqa: S104  (a label in a rebuilt device, nothing listens on it)
+# Bounds on what a snapshot of one host can hold: a count or a byte size beyond 2**62, a string
+# longer than this or a document nested deeper is not ours (and a huge integer would overflow
+# the float arithmetic of the page and the preview).
+_MAX_INT = 2**62
+_MAX_STRING = 4096
+_MAX_DEPTH = 16
+_KEY = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+# A snapshot from the future would never go stale; a clock a little ahead is forgiven.
+_CLOCK_SKEW = timedelta(minutes=10)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -73,8 +90,10 @@ class Snapshot(StrictModel):
     """`snapshot.json`."""
 
     format: Literal[1]
-    generated_at: datetime
+    generated_at: AwareDatetime  # with its UTC offset: a naive one cannot be compared with now
     commit: Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})?$")] = ""
+    # the SHA-256 of the status page published with it (index.html), as hex
+    page_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
     addresses: bool = False  # whether containers' IP addresses were published
     status: ServerStatus
     instances: list[SnapshotInstance]
@@ -166,6 +185,15 @@ def to_json(snapshot: Snapshot) -> str:
     return snapshot.model_dump_json(indent=1) + "\n"
 
 
+def page_digest(page: bytes) -> str:
+    return hashlib.sha256(page).hexdigest()
+
+
+def with_page(snapshot: Snapshot, page: str) -> Snapshot:
+    """SNAPSHOT recording the SHA-256 of PAGE (the status page published beside it, UTF-8)."""
+    return snapshot.model_copy(update={"page_sha256": page_digest(page.encode("utf-8"))})
+
+
 class SnapshotError(ValueError):
     """Why a snapshot cannot be used; the message is for the PR's job summary."""
 
@@ -173,31 +201,109 @@ class SnapshotError(ValueError):
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "the document"
+    if err["type"] == "timezone_aware":
+        return f"{where} has no UTC offset, so it cannot be compared with now"
     return f"{where}: {err['msg']}"
 
 
-def parse(raw: bytes, now: datetime, max_age: timedelta) -> Snapshot:
-    """The snapshot in RAW, checked against the format and its age; else SnapshotError."""
+def _odd_value(data: Any) -> str | None:
+    """Why DATA (parsed JSON) cannot be a snapshot of one host, or None; walked without
+    recursion, so no nesting can exhaust the stack."""
+    todo: list[tuple[Any, int, str]] = [(data, 0, "the document")]
+    while todo:
+        value, depth, where = todo.pop()
+        if depth > _MAX_DEPTH:
+            return f"{where} is nested deeper than a snapshot is ({_MAX_DEPTH} levels)"
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int) and abs(value) > _MAX_INT:
+            return f"{where} is a number larger than any host has ({len(str(value))} digits)"
+        if isinstance(value, float):
+            return f"{where} is a fraction; a snapshot holds whole numbers only"
+        if isinstance(value, str):
+            bad = first_forbidden(value)
+            if len(value) > _MAX_STRING:
+                return f"{where} is {len(value)} characters long, more than a snapshot holds"
+            if bad is not None:
+                return f"{where} holds {describe(value[bad])}"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                todo.append((key, depth + 1, f"a key of {where}"))
+                # the document's own keys name where; any other text is not repeated
+                name = key if _KEY.fullmatch(key) else "(a key)"
+                todo.append((item, depth + 1, name if depth == 0 else f"{where}.{name}"))
+        elif isinstance(value, list):
+            todo += [(item, depth + 1, f"{where}.{n}") for n, item in enumerate(value)]
+    return None
+
+
+def _load(raw: bytes) -> Snapshot:
+    """RAW as a snapshot document, whatever its age; else SnapshotError."""
     if len(raw) > MAX_BYTES:
         raise SnapshotError(f"it is {len(raw)} bytes, more than a snapshot can be ({MAX_BYTES})")
-    text = raw.decode("utf-8", "replace")
-    found = re.search(r'"format"\s*:\s*(\d+)', text)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SnapshotError(f"it is not UTF-8 text (byte {e.start})") from e
+    found = re.search(r'"format"\s*:\s*(\d{1,9})\b', text)
     if found and int(found[1]) != FORMAT:
         raise SnapshotError(
             f"it is in format {found[1]}, this ssp reads format {FORMAT} (update one of them)"
         )
     try:
-        snapshot = Snapshot.model_validate_json(raw)
+        data = json.loads(text)
+    except RecursionError as e:
+        raise SnapshotError(
+            f"it is not a valid snapshot (nested deeper than a snapshot is, {_MAX_DEPTH} levels)"
+        ) from e
+    except ValueError as e:
+        raise SnapshotError("it is not a valid snapshot (not JSON)") from e
+    odd = _odd_value(data)
+    if odd is not None:
+        raise SnapshotError(f"it is not a valid snapshot ({odd})")
+    try:
+        return Snapshot.model_validate_json(raw)
     except ValidationError as e:
         raise SnapshotError(f"it is not a valid snapshot ({_first_error(e)})") from e
+
+
+def parse(raw: bytes, now: datetime, max_age: timedelta) -> Snapshot:
+    """The snapshot in RAW, checked against the format and its age; else SnapshotError.
+
+    NOW must be aware (it is compared with the snapshot's own time, which is).
+    """
+    snapshot = _load(raw)
+    if snapshot.status.generated.utcoffset() is None:
+        raise SnapshotError(
+            "it is not a valid snapshot (status.generated has no UTC offset, so it cannot be "
+            "compared with now)"
+        )
+    when = f"{snapshot.generated_at:%Y-%m-%d %H:%M %Z}"
     age = snapshot.age(now)
+    if age < -_CLOCK_SKEW:
+        raise SnapshotError(f"it says it was made {when}, which is still to come")
     if age > max_age:
         hours = age.total_seconds() / 3600
         raise SnapshotError(
-            f"it was made {snapshot.generated_at:%Y-%m-%d %H:%M %Z}, {hours:.0f} hours ago, "
+            f"it was made {when}, {hours:.0f} hours ago, "
             f"older than the policy's snapshot.max_age_hours ({max_age.total_seconds() / 3600:.0f})"
         )
     return snapshot
+
+
+def check_page(snapshot: Snapshot, page: bytes | None) -> None:
+    """SnapshotError unless PAGE is the status page `ssp publish` wrote with SNAPSHOT."""
+    if not snapshot.page_sha256:
+        raise SnapshotError(
+            f"it records no SHA-256 of its status page ({PAGE_FILE}), as `ssp publish` does"
+        )
+    if page is None:
+        raise SnapshotError(f"its status page ({PAGE_FILE}) is not beside it to be checked")
+    if page_digest(page) != snapshot.page_sha256:
+        raise SnapshotError(
+            f"the status page beside it ({PAGE_FILE}) is not the one `ssp publish` wrote "
+            "with it (its SHA-256 differs): the branch was written by something else"
+        )
 
 
 def instances(snapshot: Snapshot, listen: str = _ANY) -> tuple[Instance, ...]:

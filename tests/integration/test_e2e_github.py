@@ -23,6 +23,7 @@ The story, in one test because each step builds on the one before:
 from __future__ import annotations
 
 import re
+import tarfile
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -227,5 +228,10 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
     assert sorted(files) == ["index.html", "snapshot.json"]
     assert b'"alice-thesis"' in files["snapshot.json"] and b"alice-thesis" in files["index.html"]
     assert ip.encode() not in files["snapshot.json"] and ip.encode() not in files["index.html"]
+    # the Pages artifact is the page this run generated, not whatever the branch holds
+    with tarfile.open(published.workspace.parent / "pages.tar") as site:
+        assert sorted(site.getnames()) == [".", "./index.html"]
+        page = site.extractfile("./index.html")
+        assert page is not None and page.read() == files["index.html"]
     assert token not in published.output
     fake_github.assert_no_violations()
