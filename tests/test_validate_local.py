@@ -179,3 +179,25 @@ def test_ssp_new_finds_the_owner_as_validate_does(tmp_path: Path) -> None:
     )  # fmt: skip
     assert nobody.code == 2
     assert "who are you on GitHub? say --owner LOGIN" in nobody.err
+
+
+def test_with_nothing_changed_it_says_so_and_how_main_stands(tmp_path: Path) -> None:
+    repo = clone(tmp_path)
+    repo.git("config", "--unset", "github.user")
+    env = {**ENV, "HOME": str(tmp_path)}  # nobody known: no login is needed to say this
+    done = validate(repo.root, env=env)
+    assert done.code == 0, done.both
+    assert "nothing changed against origin/main; every request checked as it is" in done.both
+    assert "who are you" not in done.both
+
+
+def test_a_copy_of_main_fetched_long_ago_is_mentioned(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    repo = clone(tmp_path)
+    write(repo, "requests/alice/alice-box.yaml", valid_request(shares="[]"))
+    later = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    done = validate(repo.root, env={"SSP_NOW": later})
+    assert "origin/main was last fetched 10 days ago; `git fetch origin` first" in done.both
+    fresh = validate(repo.root)
+    assert "last fetched" not in fresh.both

@@ -31,8 +31,11 @@ from provisioner.values.errors import GithubError, UsageError
 from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.values.problems import Position, Problem
 
-# Where a clone's main is, in the order tried: the remote's default branch first.
-LOCAL_BASES = ("origin/HEAD", "origin/main", "origin/master", "upstream/main")
+# Where a clone's main is, in the order tried: a fork's `upstream` (the lab's repository)
+# first, then the remote's default branch.
+LOCAL_BASES = ("upstream/main", "origin/HEAD", "origin/main", "origin/master")
+# A base fetched longer ago than this may not be the main the PR will be judged against.
+STALE_AFTER = timedelta(days=3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,11 +194,28 @@ def _check_local(asked: Asked, base: str) -> tuple[Validation, list[FileChange]]
     """The member's change, committed or not, judged as its pull request will be."""
     head = gitrepo.worktree_commit(asked.repo)
     changed = gitrepo.changes(asked.repo, base, head)
+    stale = _stale_note(asked, base)
+    if not changed:  # nothing of the member's to judge: say how main stands instead
+        result = validate_tree(gitfiles.worktree(asked.repo), asked.now)
+        note = f"nothing changed against {base}; every request checked as it is (as --all)"
+        return replace(result, notes=(note, *stale, *result.notes)), []
     author, how = _local_author(asked, changed)
     local = replace(asked, author=author, pull=None, pusher=None)
     result, changes = _check_pull(local, base, head_rev=head)
     note = f"judged as your pull request into {base} will be, as {author} ({how})"
-    return replace(result, notes=(note, *result.notes)), changes
+    return replace(result, notes=(note, *stale, *result.notes)), changes
+
+
+def _stale_note(asked: Asked, base: str) -> tuple[str, ...]:
+    """A note when the clone's copy of main may be old: the PR is judged against the real one."""
+    when = gitrepo.fetched_at(asked.repo, base)
+    if when is None or asked.now - when <= STALE_AFTER:
+        return ()
+    remote, days = base.split("/", 1)[0], (asked.now - when).days
+    return (
+        f"{base} was last fetched {days} days ago; `git fetch {remote}` first to be judged "
+        "against today's main",
+    )
 
 
 def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snapshot | None, str]:

@@ -6,10 +6,12 @@ git runs with argv lists (never a shell); `git` raises `UsageError` with git's o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.values.changes import FileChange
@@ -232,3 +234,31 @@ def config_value(repo: Path, key: str) -> str | None:
     )
     value = done.stdout.decode("utf-8", "replace").strip()
     return value if done.returncode == 0 and value else None
+
+
+def fetched_at(repo: Path, ref: str) -> datetime | None:
+    """When this clone last brought REF (a remote branch) up to date: the later of its last
+    fetch (FETCH_HEAD's time) and its reflog's last entry (a clone writes no FETCH_HEAD; a fetch
+    that changed nothing writes no reflog entry). None when git keeps neither."""
+    times = []
+    # A clone logs only `<remote>/HEAD`; a fetch that moves REF logs REF.
+    for logged in {ref, ref.split("/", 1)[0] + "/HEAD"}:
+        log = subprocess.run(
+            ["git", "-C", str(repo), "log", "-g", "-1", "--format=%ct", logged, "--"],
+            capture_output=True,
+            check=False,
+        )
+        stamp = log.stdout.decode("ascii", "replace").strip()
+        if log.returncode == 0 and stamp.isdigit():
+            times.append(datetime.fromtimestamp(int(stamp), tz=UTC))
+    where = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--git-path", "FETCH_HEAD"],
+        capture_output=True,
+        check=False,
+    )
+    if where.returncode == 0:
+        path = Path(where.stdout.decode("utf-8", "replace").strip())
+        path = path if path.is_absolute() else repo / path
+        with contextlib.suppress(OSError):
+            times.append(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC))
+    return max(times) if times else None
