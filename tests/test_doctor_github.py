@@ -12,7 +12,10 @@ runner is an ephemeral repository runner.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,3 +214,27 @@ def test_the_admin_guide_lists_exactly_what_doctor_checks(guide: str) -> None:
     section = section.split("<!-- repository-settings:end -->")[0]
     listed = re.findall(r"^\| `(github\.[a-z.]+)` \|", section, re.MULTILINE)
     assert tuple(listed) == GITHUB_CHECKS
+
+
+def test_doctor_github_takes_the_repository_from_the_clone_and_the_token_from_gh(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    """An admin in their clone, logged in with GitHub's CLI: no variables to export."""
+    safe(fake_github.settings_of(FAKE_REPO))
+    repo = tmp_path / "clone"
+    shutil.copytree(ROOT / ".github", repo / ".github")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "remote", "add", "origin", f"git@github.com:{FAKE_REPO}.git"],
+        check=True,
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"  # GitHub's CLI as an admin has it: `gh auth token` prints the token
+    gh.write_text(f'#!/bin/sh\n[ "$1 $2" = "auth token" ] && echo {fake_github.token}\n')
+    gh.chmod(0o755)
+    env = {"GITHUB_API_URL": fake_github.url, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = run_cli("doctor", "--github", "--repo", str(repo), env=env)
+    assert "Traceback" not in result.both
+    assert result.code == 0, result.both
+    assert "ssp doctor: healthy" in result.out

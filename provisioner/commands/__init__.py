@@ -12,6 +12,9 @@ validation, values); nothing imports a command but `provisioner.cli`.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -286,3 +289,27 @@ def member_login(repo: Path, env: Mapping[str, str]) -> tuple[str, str] | None:
         if found:
             return found, how
     return None
+
+
+# owner/name in a GitHub remote's URL: https://github.com/o/n(.git), git@github.com:o/n(.git)
+_GITHUB_REMOTE = re.compile(r"github\.com[:/]([A-Za-z0-9-]+/[A-Za-z0-9._-]+?)(?:\.git)?/?$")
+
+
+def github_env_from_clone(env: Mapping[str, str], repo: Path) -> dict[str, str]:
+    """ENV with what an admin's own clone tells when Actions' variables are not set: the
+    repository from the `origin` remote, the token from `gh auth token` (GitHub's CLI)."""
+    from provisioner.git.history import remote_url  # noqa: PLC0415  (runs git)
+
+    out = dict(env)
+    if not out.get("GITHUB_REPOSITORY", "").strip():
+        found = _GITHUB_REMOTE.search(remote_url(repo) or "")
+        if found:
+            out["GITHUB_REPOSITORY"] = found.group(1)
+    gh = shutil.which("gh", path=env.get("PATH"))
+    if not out.get("GITHUB_TOKEN", "").strip() and gh:
+        done = subprocess.run(
+            [gh, "auth", "token"], capture_output=True, text=True, check=False, env=dict(env)
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            out["GITHUB_TOKEN"] = done.stdout.strip()
+    return out

@@ -18,7 +18,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples, github_client, open_lxd
+from provisioner.commands import (
+    add_repo_arg,
+    clock,
+    examples,
+    github_client,
+    github_env_from_clone,
+    open_lxd,
+)
 from provisioner.doctor import checks as doctor
 from provisioner.doctor import repository as repocheck
 from provisioner.doctor.checks import Check, Status
@@ -49,14 +56,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--github",
         action="store_true",
         help="check the GitHub repository's settings instead of the host (GITHUB_TOKEN with "
-        "administration read access, GITHUB_REPOSITORY, GITHUB_API_URL)",
+        "administration read access, else `gh auth token`; GITHUB_REPOSITORY, else the "
+        "clone's origin remote; GITHUB_API_URL)",
     )
     parser.set_defaults(func=run)
 
 
 def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
     """The repository's settings, read through GitHub's API, against the trust model."""
-    client = github_client(env, needed_for="--github")
+    client = github_client(github_env_from_clone(env, repo), needed_for="--github")
     try:
         settings = client.repository_settings(repocheck.MAIN, repocheck.PROBE_BRANCH)
     except GithubError as e:

@@ -262,3 +262,11 @@ def fetched_at(repo: Path, ref: str) -> datetime | None:
         with contextlib.suppress(OSError):
             times.append(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC))
     return max(times) if times else None
+
+
+def remote_url(repo: Path, remote: str = "origin") -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "remote", "get-url", remote], capture_output=True, check=False
+    )
+    url = done.stdout.decode("utf-8", "replace").strip()
+    return url if done.returncode == 0 and url else None
