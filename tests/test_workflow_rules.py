@@ -287,6 +287,18 @@ def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
         assert "path" not in step["with"]
 
 
+@pytest.mark.parametrize("name", SELF_HOSTED)
+def test_every_job_that_plans_fetches_main_s_whole_history(name: str) -> None:
+    # Which competing request is newest is merge order on main: from one commit, path order
+    # decided and the daily job reversed apply's refusals (issue 22, finding 5). ssp also
+    # refuses a shallow clone (test_shallow_history.py).
+    for job in jobs(load(name)):
+        (step,) = [
+            s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
+        ]
+        assert step["with"]["fetch-depth"] == 0, job["name"]
+
+
 @pytest.mark.parametrize(("name", "command"), [("apply", "apply"), ("maintenance", "maintain")])
 def test_self_hosted_workflows_run_ssp_from_a_fresh_venv_and_summarise(
     name: str, command: str
