@@ -194,6 +194,15 @@ def test_self_hosted_jobs_run_on_the_gpu_host_in_production(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
+def test_self_hosted_jobs_run_only_for_main(name: str) -> None:
+    # workflow_dispatch runs a workflow from any branch, installing that branch's ssp: the
+    # job's own condition keeps it off the GPU host, besides the environment's branch policy
+    # (which `ssp doctor --github` checks as github.environment)
+    for job in jobs(load(name)):
+        assert job["if"] == "github.ref == 'refs/heads/main'", job["name"]
+
+
+@pytest.mark.parametrize("name", SELF_HOSTED)
 def test_privileged_workflows_use_no_caches_or_artifacts(name: str) -> None:
     doc = load(name)
     actions = {str(s["uses"]).split("@")[0] for s in steps(doc) if "uses" in s}

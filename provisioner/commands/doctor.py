@@ -20,6 +20,7 @@ from typing import Any
 
 from provisioner.commands import add_repo_arg, clock, examples, load_main, open_lxd
 from provisioner.doctor import checks as doctor
+from provisioner.doctor import reach
 from provisioner.doctor import repository as repocheck
 from provisioner.doctor.checks import Check, Status
 from provisioner.flows.checkup import examine
@@ -67,7 +68,12 @@ def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
         api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
     )
     try:
-        settings = client.repository_settings(repocheck.MAIN, repocheck.PROBE_BRANCH)
+        settings = client.repository_settings(
+            repocheck.MAIN,
+            repocheck.PROBE_BRANCH,
+            environment=reach.ENVIRONMENT,
+            state_branch=reach.STATE_BRANCH,
+        )
     except GithubError as e:
         raise UsageError(f"cannot read the repository's settings: {e}") from e
     owners = repo / ".github" / "CODEOWNERS"
