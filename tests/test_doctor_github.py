@@ -155,6 +155,10 @@ def state_writers_beyond_admins(s: RepoSettings) -> None:
     s.rulesets[STATE].bypass = [*ADMINS_AND_ACTIONS, ("RepositoryRole", 4)]
 
 
+def state_bypass_unreadable(s: RepoSettings) -> None:
+    del s.rulesets[STATE]  # GitHub answers 404 to a token that may not read it
+
+
 def lasting_runner(s: RepoSettings) -> None:
     s.runners = [Runner("gpu-1-ssp", ephemeral=False)]
 
@@ -187,6 +191,7 @@ def no_runner(s: RepoSettings) -> None:
         (fork_workflows_run_unapproved, "github.forks", "run without approval"),
         (state_open, "github.state", "anyone who can push may write ssp-state"),
         (state_writers_beyond_admins, "github.state", "also lets RepositoryRole 4 push"),
+        (state_bypass_unreadable, "github.state", "bypass list is not readable"),
         (lasting_runner, "github.runners", "runners that take more than one job: gpu-1-ssp"),
         (no_runner, "github.runners", "no self-hosted runner labelled gpu-host"),
     ],
@@ -204,6 +209,19 @@ def test_each_unsafe_setting_is_a_problem_with_a_fix(
     assert says in checks[check]["detail"]
     assert checks[check]["fix"]
     assert f"PROBLEM  {check}" in out
+
+
+def test_a_public_repository_needs_only_the_fork_approval_policy(fake_github: FakeGitHub) -> None:
+    # GitHub has no private-repository fork settings for a public one (404): the approval
+    # policy alone decides
+    settings = fake_github.settings_of(FAKE_REPO)
+    safe(settings)
+    settings.fork_workflows = None
+    code, out, checks = doctor(fake_github)
+    assert code == 0, out
+    assert checks["github.forks"]["detail"] == (
+        "every outside contributor's fork PR waits for an approval to run"
+    )
 
 
 def test_rulesets_alone_with_a_merge_queue_are_enough(fake_github: FakeGitHub) -> None:

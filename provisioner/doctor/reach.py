@@ -106,11 +106,16 @@ def check_forks(fork: Mapping[str, Any] | None, private: Mapping[str, Any] | Non
             "repository, under 'Fork pull request workflows', require approval and do not "
             "send write tokens or secrets",
         )
-    if private is not None and not private.get("run_workflows_from_fork_pull_requests"):
-        return _ok(name, "fork pull requests run no workflows")
-    return _ok(
-        name, "every outside contributor's fork PR waits for an approval, without write tokens"
-    )
+    said = []
+    if fork is not None:
+        said.append("every outside contributor's fork PR waits for an approval to run")
+    if private is not None:
+        said.append(
+            "as a private repository, fork PRs run no workflows"
+            if not private.get("run_workflows_from_fork_pull_requests")
+            else "as a private repository, with approval and without write tokens or secrets"
+        )
+    return _ok(name, "; ".join(said))
 
 
 def _actor(actor: Mapping[str, Any]) -> str:
