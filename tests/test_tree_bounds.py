@@ -160,3 +160,31 @@ def test_a_tree_not_read_whole_stops_apply_plan_and_maintain_before_lxd(
     assert "nothing was changed" in result.err
     assert "the rest were not read" in result.err
     assert "[tree.size]" in result.err
+
+
+def test_a_folder_that_cannot_be_listed_stops_plan_and_apply_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the walk skipped a folder it could not list: bob's request in it looked
+    # removed. The tests run as root, whom permissions do not stop, so listing fails here
+    # the way it would for the runner's user.
+    bob = "requests/bob/bob-box.yaml"
+    root = sample_repo(
+        tmp_path / "repo",
+        {ALICE: valid_request(), bob: valid_request(owner="bob", name="bob-box")},
+    )
+    real = os.scandir
+
+    def scandir(path: str | os.PathLike[str]) -> object:
+        if Path(path) == root / "requests" / "bob":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(gitfiles.os, "scandir", scandir)
+    env = {**ENV, "LXD_DIR": str(tmp_path / "no-lxd"), "SSP_LOCK": str(tmp_path / "lock")}
+    for command in (["plan"], ["apply", "--dry-run"], ["maintain", "--dry-run"]):
+        result = run_cli(command[0], "--repo", str(root), *command[1:], env=env)
+        assert "Traceback" not in result.both
+        assert result.code == 3, (command, result.both)
+        assert "requests/bob could not be read (Permission denied)" in result.err
+        assert "never acted on" in result.err

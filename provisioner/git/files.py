@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from provisioner.git.history import ROOTS, git
+from provisioner.values.errors import SspError
 from provisioner.values.problems import Position, Problem
 from provisioner.values.requestpaths import LAYOUT, under_requests
 from provisioner.values.tree import MAX_BYTES, Tree
@@ -149,7 +150,8 @@ def _shown(repo: Path, path: Path) -> str:
 
 def _walk(repo: Path, top: Path) -> tuple[list[Path], list[Problem]]:
     """Every entry under `top` but folders (links to folders are entries), sorted, without
-    recursion: at most MAX_DEPTH folders deep and MAX_ENTRIES entries in all."""
+    recursion: at most MAX_DEPTH folders deep and MAX_ENTRIES entries in all. A folder that
+    cannot be listed raises SspError: the tree would not be read whole."""
     found: list[Path] = []
     problems: list[Problem] = []
     stack = [(top, 0)]
@@ -159,8 +161,12 @@ def _walk(repo: Path, top: Path) -> tuple[list[Path], list[Problem]]:
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
-        except OSError:
-            continue
+        except OSError as e:
+            # Skipping it would make every request in it look removed to apply and maintain.
+            raise SspError(
+                f"{_shown(repo, folder)} could not be read ({e.strerror or e}); a tree not "
+                "read whole is never acted on"
+            ) from e
         below = []
         for entry in entries:
             seen += 1
