@@ -693,9 +693,21 @@ def test_a_weird_purpose_is_escaped_and_the_token_never_appears(
     assert "<img" not in text
     assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in text
     assert "\\*\\*Thesis\\*\\*" in text
-    assert "\\[click\\]\\(https://evil.example\\)" in text
+    assert "\\[click\\]\\(https:\u200d//evil.example\\)" in text  # not even autolinked
     assert "@lab" not in text and "@\u200blab\\-admin" in text
     assert text.count(mergecomment.MARKER) == 1  # the purpose cannot forge a second marker
     assert "\\| \\`code\\` \\_x\\_ \\# not a heading" in text
     # HTML in the comment is only ours: the folds and the code in their summaries
     assert set(re.findall(r"</?([a-z]+)", text)) <= {"details", "summary", "code", "sub"}
+
+
+def test_a_url_in_a_purpose_is_text_not_a_link_in_the_pr_comment() -> None:
+    # GitHub autolinks bare `https://…` and `www.…`: a member's purpose must not become a
+    # link (a phishing page "to finish setting up your container") in anyone's comment
+    purposes = {ALICE: "Log in at https://evil.example/ssp or www.evil.example first"}
+    made = body(ctx(purposes=purposes), alice())
+    assert "evil.example" in made.body
+    assert "https://evil.example" not in made.body
+    assert "www.evil.example" not in made.body
+    assert "https:\u200d//evil.example/ssp" in made.body
+    assert "www\u200d.evil.example" in made.body

@@ -5,8 +5,10 @@ guide's "Repository settings" section, which must list exactly what is checked.
 A safe repository: main takes PRs only, reviewed by a code owner after the last push, the
 required check "Validate request files" on an up-to-date branch (or a merge queue), no force
 pushes; a push ruleset lets only admins change .github/workflows/ on any branch; the default
-token is read-only; every outside contributor's fork PR waits for approval; the GPU host's
-runner is an ephemeral repository runner.
+token is read-only; every outside contributor's fork PR waits for approval (and in a private
+repository gets no write token); the `production` environment deploys from main alone; a
+ruleset lets only the admins and GitHub Actions update ssp-state; the GPU host's runner is an
+ephemeral repository runner.
 """
 
 from __future__ import annotations
@@ -21,12 +23,22 @@ from pathlib import Path
 
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
-from fakegithub.settings import Protection, RepoSettings, Runner, rule
+from fakegithub.settings import (
+    Environment,
+    ForkWorkflows,
+    Protection,
+    RepoSettings,
+    Ruleset,
+    Runner,
+    rule,
+)
 from helpers import ROOT, run_cli
 
 from provisioner.doctor.repository import GITHUB_CHECKS
 
 ALL_BRANCHES = rule("file_path_restriction", 9, restricted_file_paths=[".github/workflows/**"])
+STATE = 11  # the ruleset that restricts updates of ssp-state
+ADMINS_AND_ACTIONS = [("RepositoryRole", 5), ("Integration", 15368)]
 
 
 def safe(settings: RepoSettings) -> None:
@@ -42,6 +54,11 @@ def safe(settings: RepoSettings) -> None:
     settings.default_workflow_permissions = "read"
     settings.fork_approval = "all_external_contributors"
     settings.runners = [Runner("gpu-1-ssp")]
+    settings.environments["production"] = Environment(branches=["main"])
+    settings.branch_rules["ssp-state"] = [
+        rule("update", STATE, update_allows_fetch_and_merge=False)
+    ]
+    settings.rulesets[STATE] = Ruleset("ssp-state", ["refs/heads/ssp-state"], ADMINS_AND_ACTIONS)
 
 
 def doctor(gh: FakeGitHub, repo: Path = ROOT) -> tuple[int, str, dict[str, dict[str, str]]]:
@@ -109,6 +126,42 @@ def forks_first_time_only(s: RepoSettings) -> None:
     s.fork_approval = "first_time_contributors"
 
 
+def no_environment(s: RepoSettings) -> None:
+    del s.environments["production"]
+
+
+def environment_open_to_all(s: RepoSettings) -> None:
+    s.environments["production"] = Environment(branches=None)
+
+
+def environment_any_protected_branch(s: RepoSettings) -> None:
+    s.environments["production"] = Environment(branches="protected")
+
+
+def environment_also_a_pattern(s: RepoSettings) -> None:
+    s.environments["production"] = Environment(branches=["main", "release/*"])
+
+
+def fork_workflows_get_write_tokens(s: RepoSettings) -> None:
+    s.fork_workflows = ForkWorkflows(run=True, write_tokens=True)
+
+
+def fork_workflows_run_unapproved(s: RepoSettings) -> None:
+    s.fork_workflows = ForkWorkflows(run=True, require_approval=False)
+
+
+def state_open(s: RepoSettings) -> None:
+    del s.branch_rules["ssp-state"]
+
+
+def state_writers_beyond_admins(s: RepoSettings) -> None:
+    s.rulesets[STATE].bypass = [*ADMINS_AND_ACTIONS, ("RepositoryRole", 4)]
+
+
+def state_bypass_unreadable(s: RepoSettings) -> None:
+    del s.rulesets[STATE]  # GitHub answers 404 to a token that may not read it
+
+
 def lasting_runner(s: RepoSettings) -> None:
     s.runners = [Runner("gpu-1-ssp", ephemeral=False)]
 
@@ -133,6 +186,15 @@ def no_runner(s: RepoSettings) -> None:
         (token_writes, "github.token", "the default GITHUB_TOKEN can write"),
         (token_approves, "github.token", "workflows may approve pull requests"),
         (forks_first_time_only, "github.forks", "policy: first_time_contributors"),
+        (no_environment, "github.environment", "there is no `production` environment"),
+        (environment_open_to_all, "github.environment", "every branch may deploy"),
+        (environment_any_protected_branch, "github.environment", "every protected branch"),
+        (environment_also_a_pattern, "github.environment", "rules: main, release/*"),
+        (fork_workflows_get_write_tokens, "github.forks", "get a write token"),
+        (fork_workflows_run_unapproved, "github.forks", "run without approval"),
+        (state_open, "github.state", "anyone who can push may write ssp-state"),
+        (state_writers_beyond_admins, "github.state", "also lets RepositoryRole 4 push"),
+        (state_bypass_unreadable, "github.state", "bypass list is not readable"),
         (lasting_runner, "github.runners", "runners that take more than one job: gpu-1-ssp"),
         (no_runner, "github.runners", "no self-hosted runner labelled gpu-host"),
     ],
@@ -150,6 +212,19 @@ def test_each_unsafe_setting_is_a_problem_with_a_fix(
     assert says in checks[check]["detail"]
     assert checks[check]["fix"]
     assert f"PROBLEM  {check}" in out
+
+
+def test_a_public_repository_needs_only_the_fork_approval_policy(fake_github: FakeGitHub) -> None:
+    # GitHub has no private-repository fork settings for a public one (404): the approval
+    # policy alone decides
+    settings = fake_github.settings_of(FAKE_REPO)
+    safe(settings)
+    settings.fork_workflows = None
+    code, out, checks = doctor(fake_github)
+    assert code == 0, out
+    assert checks["github.forks"]["detail"] == (
+        "every outside contributor's fork PR waits for an approval to run"
+    )
 
 
 def test_rulesets_alone_with_a_merge_queue_are_enough(fake_github: FakeGitHub) -> None:

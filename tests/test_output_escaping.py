@@ -123,3 +123,36 @@ def summary_args(path: str) -> dict[str, object]:
         "hosts": [],
         "renewals": [],
     }
+
+
+# GitHub autolinks a bare `https://…` or `www.…` in Markdown with no punctuation to escape:
+# before, member text reached job summaries and PR comments as a live link (issue 22, #11).
+AUTOLINK = re.compile(r"(?i)(?:https?|ftp)://|www\.")
+
+
+def test_bare_urls_in_member_text_never_become_links_in_the_job_summary(tmp_path: Path) -> None:
+    request = valid_request(image='"https://evil.example/login"') + "www.evil.example: 1\n"
+    code_, _log, summary = github_check(tmp_path, {ALICE: request})
+    assert code_ == 1
+    # both values are shown, each with a zero-width joiner where GitHub would start a link
+    assert "https:\u200d//evil.example/login" in summary
+    assert "www\u200d.evil.example" in summary
+    assert not AUTOLINK.search(summary), summary
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://evil.example/x",
+        "HTTP://evil.example",
+        "ftp://f.example",
+        "www.evil.example",
+        "WWW.Evil.example",
+        "_www.evil.example_",
+        "(www.evil.example)",
+    ],
+)
+def test_md_breaks_every_autolink_github_would_make(text: str) -> None:
+    shown = md(f"see {text} now")
+    assert not AUTOLINK.search(shown), ascii(shown)
+    assert shown.replace("\u200d", "").replace("\\", "") == f"see {text} now"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+from helpers import sample_repo, validate
 
 from provisioner.validation.sources import (
     MAX_BYTES,
@@ -365,3 +367,19 @@ def test_a_refusal_never_repeats_a_long_value() -> None:
     _, problems = load(f"{long_key}: 1\n{long_key}: 2\n".encode(), "f.yaml")
     assert problems[0].rule in ("yaml.duplicate_key", "yaml.syntax")
     assert long_key not in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "where"), [("---", "1:4"), ("---\n", "1:4"), ("# a comment\n---\n", "2:4")]
+)
+def test_a_file_holding_only_a_document_start_is_reported_on_a_line_it_has(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    # before: line 2 of a one-line file, which no editor or annotation can point at
+    root = sample_repo(tmp_path / "repo", {"requests/alice/alice-box.yaml": text})
+    result = validate(root, env={"SSP_NOW": "2026-11-28T12:00:00+00:00"})
+    assert result.code == 1, result.both
+    assert result.out.splitlines() == [
+        f"requests/alice/alice-box.yaml:{where}: error: a request is a mapping of fields "
+        "(kind: container, name: …) [schema.type]"
+    ]

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import GitRepo, sample_repo, valid_request, validate
+from helpers import GitRepo, run_cli, sample_repo, valid_request, validate
 
-from provisioner.commands import clock
+from provisioner.commands import clock, load_for_host
 from provisioner.flows.checkout import load_main
 from provisioner.git import files as gitfiles
 
@@ -102,3 +102,90 @@ def test_too_many_files_stop_the_walk_with_a_finding(
     repo = GitRepo.create(tmp_path / "git", files)
     from_git = gitfiles.revision(repo.root, "HEAD")
     assert [p.rule for p in from_git.problems] == ["tree.size"]
+
+
+# --- one bound, in the PR check and on main (issue 22, finding 1) ------------------------------
+# The walk of main's checkout counts files *and* folders; the PR check counted files only.
+# A member's PR of ~10,500 folders, each holding an ignored `.gitkeep`, passed the check, and
+# the next apply stopped reading requests/ partway and retired every request it had not read.
+
+
+def _folders(count: int) -> dict[str, str]:
+    return {f"requests/alice/f{i:05}/.gitkeep": "" for i in range(count)}
+
+
+@pytest.mark.parametrize(("folders", "crosses"), [(20, True), (5, False)])
+def test_the_pr_check_and_main_count_the_same_entries_folders_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders: int, crosses: bool
+) -> None:
+    # 20 folders + 20 .gitkeep + alice/ + her request = 42 entries; files alone are 21
+    monkeypatch.setattr(gitfiles, "MAX_ENTRIES", 30)
+    repo = GitRepo.create(tmp_path / "repo", {ALICE: valid_request()})
+    repo.branch("pr")
+    repo.commit(_folders(folders), "alice: many folders")
+    checked = validate(repo.root, "--base", "main", "--author", "alice", env=ENV)
+    on_main = [p.rule for p in gitfiles.worktree(repo.root).problems]
+    in_pr = [p.rule for p in gitfiles.revision(repo.root, "HEAD").problems]
+    assert on_main == in_pr == (["tree.size"] if crosses else [])
+    if crosses:  # the PR that crosses the bound is refused, on one of its own files
+        assert checked.code == 1, checked.both
+        (line,) = checked.out.splitlines()
+        assert line.startswith("requests/alice/f00000/.gitkeep:1:1: error: "), line
+        assert "more than 30 files and folders under requests/" in line
+        assert line.endswith("[tree.size]")
+    else:
+        assert checked.code == 0, checked.both
+
+
+@pytest.mark.parametrize(
+    "command", [("apply", "--no-comment"), ("apply", "--dry-run"), ("plan",), ("maintain",)]
+)
+def test_a_tree_not_read_whole_stops_apply_plan_and_maintain_before_lxd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    # bob's request sorts after alice's folders: a partial read never reaches it, and acting
+    # on that read would retire his container and lock his account
+    monkeypatch.setattr(gitfiles, "MAX_ENTRIES", 30)
+    bob = "requests/bob/bob-box.yaml"
+    root = sample_repo(
+        tmp_path / "repo",
+        {ALICE: valid_request(), bob: valid_request(owner="bob", name="bob-box"), **_folders(20)},
+    )
+    main = load_for_host(root, ENV)
+    assert [p.rule for p in main.blocking] == ["tree.size"]
+    # no LXD to reach: the command must stop before it connects, saying why
+    env = {**ENV, "LXD_DIR": str(tmp_path / "no-lxd"), "SSP_LOCK": str(tmp_path / "lock")}
+    result = run_cli(command[0], "--repo", str(root), *command[1:], env=env)
+    assert "Traceback" not in result.both
+    assert result.code == 1, result.both
+    assert "nothing was changed" in result.err
+    assert "the rest were not read" in result.err
+    assert "[tree.size]" in result.err
+
+
+def test_a_folder_that_cannot_be_listed_stops_plan_and_apply_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the walk skipped a folder it could not list: bob's request in it looked
+    # removed. The tests run as root, whom permissions do not stop, so listing fails here
+    # the way it would for the runner's user.
+    bob = "requests/bob/bob-box.yaml"
+    root = sample_repo(
+        tmp_path / "repo",
+        {ALICE: valid_request(), bob: valid_request(owner="bob", name="bob-box")},
+    )
+    real = os.scandir
+
+    def scandir(path: str | os.PathLike[str]) -> object:
+        if Path(path) == root / "requests" / "bob":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(gitfiles.os, "scandir", scandir)
+    env = {**ENV, "LXD_DIR": str(tmp_path / "no-lxd"), "SSP_LOCK": str(tmp_path / "lock")}
+    for command in (["plan"], ["apply", "--dry-run"], ["maintain", "--dry-run"]):
+        result = run_cli(command[0], "--repo", str(root), *command[1:], env=env)
+        assert "Traceback" not in result.both
+        assert result.code == 3, (command, result.both)
+        assert "requests/bob could not be read (Permission denied)" in result.err
+        assert "never acted on" in result.err

@@ -204,6 +204,15 @@ def test_self_hosted_jobs_run_on_the_gpu_host_in_production(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
+def test_self_hosted_jobs_run_only_for_main(name: str) -> None:
+    # workflow_dispatch runs a workflow from any branch, installing that branch's ssp: the
+    # job's own condition keeps it off the GPU host, besides the environment's branch policy
+    # (which `ssp doctor --github` checks as github.environment)
+    for job in jobs(load(name)):
+        assert job["if"] == "github.ref == 'refs/heads/main'", job["name"]
+
+
+@pytest.mark.parametrize("name", SELF_HOSTED)
 def test_privileged_workflows_use_no_caches_or_artifacts(name: str) -> None:
     # Nothing a privileged job reads comes from a cache or an artifact. The one artifact is the
     # status page the publish job uploads for Pages: written, never read back on the host.
@@ -326,6 +335,18 @@ def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
         ]
         assert step["with"]["ref"] == "${{ github.sha }}"
         assert "path" not in step["with"]
+
+
+@pytest.mark.parametrize("name", SELF_HOSTED)
+def test_every_job_that_plans_fetches_main_s_whole_history(name: str) -> None:
+    # Which competing request is newest is merge order on main: from one commit, path order
+    # decided and the daily job reversed apply's refusals (issue 22, finding 5). ssp also
+    # refuses a shallow clone (test_shallow_history.py).
+    for job in jobs(load(name)):
+        (step,) = [
+            s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
+        ]
+        assert step["with"]["fetch-depth"] == 0, job["name"]
 
 
 @pytest.mark.parametrize(("name", "command"), [("apply", "apply"), ("maintenance", "maintain")])

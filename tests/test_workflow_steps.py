@@ -361,3 +361,20 @@ def test_with_a_published_snapshot_the_summary_previews_and_flags_what_would_not
     assert "⚠️ **1 request(s) would not fit on the host now**" in summary
     assert "only 1 of the 2 GPUs asked for are free" in summary
     assert "Free GPUs now: **3**" in summary
+
+
+@pytest.mark.parametrize(
+    ("workflow", "job"),
+    [("apply", "apply"), ("maintenance", "maintain"), ("maintenance", "publish")],
+)
+def test_a_dispatch_on_another_branch_runs_nothing_on_the_gpu_host(
+    tmp_path: Path, workflow: str, job: str
+) -> None:
+    # a member dispatches the workflow on their branch, whose ssp they changed: skipped
+    runner = Runner(source=tmp_path, work=tmp_path)
+    path = WORKFLOWS / f"{workflow}.yml"
+    run = runner.run_job(
+        path, "workflow_dispatch", {}, sha="2" * 40, ref="refs/heads/evil", job=job
+    )
+    assert run.condition_false
+    assert run.steps == [] and run.skipped == []

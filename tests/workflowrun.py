@@ -18,8 +18,11 @@ What stands in for GitHub: `actions/checkout` becomes what it does, done with gi
 the local SOURCE repository: a fresh repository in `path:` that fetches `ref:` (depth 1 by
 default, everything with `fetch-depth: 0`, as the action does) and checks it out detached;
 `persist-credentials` other than false leaves the token in `.git/config` as the action does.
-Any other `uses:`, a step `if:`, a matrix, services or an expression beyond a property path
-or a literal raise `Unsupported`, so a workflow cannot silently outgrow what is tested.
+A job's `if:` may compare one property path with a string literal
+(`github.ref == 'refs/heads/main'`); when it is false the job is skipped, as GitHub shows it,
+and no step runs. Any other `uses:`, a step `if:`, another job `if:`, a matrix, services or an
+expression beyond a property path or a literal raise `Unsupported`, so a workflow cannot
+silently outgrow what is tested.
 Events must be among the workflow's triggers (with its branch filters for `push`).
 
 `pip install` steps run for real and offline: `wheelhouse()` builds, once per dependency
@@ -93,6 +96,7 @@ class JobRun:
     steps: list[StepRun]
     workspace: Path
     skipped: list[str]  # steps not run after a failure
+    condition_false: bool = False  # the job's `if:` was false: GitHub skips the whole job
 
     @property
     def ok(self) -> bool:
@@ -218,6 +222,18 @@ def evaluate(text: str, context: Mapping[str, Any]) -> str:
         return str(value)
 
     return _EXPRESSION.sub(one, text)
+
+
+_JOB_IF = re.compile(r"(?:\$\{\{)?\s*([A-Za-z_][\w.-]*)\s*(==|!=)\s*'([^']*)'\s*(?:\}\})?")
+
+
+def _job_condition(text: str, context: Mapping[str, Any]) -> bool:
+    """A job's `if:`: one property path compared with a string literal, nothing else."""
+    match = _JOB_IF.fullmatch(text.strip())
+    if not match:
+        raise Unsupported(f"job if: {text!r}")
+    value = evaluate("${{ " + match[1] + " }}", context)
+    return (value == match[3]) == (match[2] == "==")
 
 
 # --- the workflow file ---------------------------------------------------------------------------
@@ -374,10 +390,12 @@ class Runner:
                 raise Unsupported(f"{workflow.name} has several jobs; name one")
             job = next(iter(doc["jobs"]))
         spec = doc["jobs"][job]
-        for key in ("strategy", "services", "container", "needs", "if"):
+        for key in ("strategy", "services", "container", "needs"):
             if key in spec:
                 raise Unsupported(f"job {job}: {key}")
         state = self._start(doc, spec, workflow, job, event_name, event, sha, ref, inputs or {})
+        if "if" in spec and not _job_condition(str(spec["if"]), state.context):
+            return JobRun(workflow.name, job, [], state.workspace, [], condition_false=True)
         done: list[StepRun] = []
         skipped: list[str] = []
         for index, step in enumerate(spec.get("steps", [])):

@@ -27,6 +27,7 @@ from provisioner.commands import (
     open_lxd,
 )
 from provisioner.doctor import checks as doctor
+from provisioner.doctor import reach
 from provisioner.doctor import repository as repocheck
 from provisioner.doctor.checks import Check, Status
 from provisioner.flows.checkout import load_main
@@ -66,7 +67,12 @@ def github_checks(repo: Path, env: Mapping[str, str]) -> list[Check]:
     """The repository's settings, read through GitHub's API, against the trust model."""
     client = github_client(github_env_from_clone(env, repo), needed_for="--github")
     try:
-        settings = client.repository_settings(repocheck.MAIN, repocheck.PROBE_BRANCH)
+        settings = client.repository_settings(
+            repocheck.MAIN,
+            repocheck.PROBE_BRANCH,
+            environment=reach.ENVIRONMENT,
+            state_branch=reach.STATE_BRANCH,
+        )
     except GithubError as e:
         raise UsageError(f"cannot read the repository's settings: {e}") from e
     owners = repo / ".github" / "CODEOWNERS"

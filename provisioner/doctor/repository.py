@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from provisioner.doctor.checks import Check, Status
+from provisioner.doctor.reach import check_environment, check_forks, check_state_branch
 
 MAIN = "main"
 # The job name of validate.yml's job: the status check's context on GitHub.
@@ -29,8 +30,10 @@ GITHUB_CHECKS = (
     "github.main.check",
     "github.main.history",
     "github.workflows",
+    "github.environment",
     "github.token",
     "github.forks",
+    "github.state",
     "github.runners",
     "github.codeowners",
 )
@@ -214,21 +217,6 @@ def check_token(workflow: Mapping[str, Any]) -> Check:
     return _ok(name, "GITHUB_TOKEN is read-only unless a job asks; workflows cannot approve PRs")
 
 
-def check_forks(fork: Mapping[str, Any] | None) -> Check:
-    name = "github.forks"
-    policy = (fork or {}).get("approval_policy")
-    if policy != "all_external_contributors":
-        seen = policy or "unknown"
-        return _problem(
-            name,
-            f"workflows from fork pull requests run without approval for some outside "
-            f"contributors (policy: {seen})",
-            "Settings > Actions > General > Approval for running fork pull request workflows "
-            "from contributors: 'Require approval for all external contributors'",
-        )
-    return _ok(name, "every outside contributor's fork PR waits for an approval to run")
-
-
 def _labels(runner: Mapping[str, Any]) -> set[str]:
     return {str(label.get("name")) for label in runner.get("labels") or []}
 
@@ -288,8 +276,10 @@ def examine(settings: Mapping[str, Any], codeowners: str | None) -> list[Check]:
         check_required_check(protection, rules),
         check_history(protection, rules),
         check_workflows(settings.get("probe_rules") or []),
+        check_environment(settings.get("environment"), settings.get("branch_policies") or []),
         check_token(settings.get("workflow") or {}),
-        check_forks(settings.get("fork")),
+        check_forks(settings.get("fork"), settings.get("fork_workflows")),
+        check_state_branch(settings.get("state_rules") or [], settings.get("rulesets") or {}),
         check_runners(settings.get("runners") or []),
         check_codeowners(codeowners),
     ]

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from provisioner.git.history import ROOTS, git
+from provisioner.values.errors import SspError
 from provisioner.values.problems import Position, Problem
 from provisioner.values.requestpaths import LAYOUT, under_requests
 from provisioner.values.tree import MAX_BYTES, Tree
@@ -46,24 +47,31 @@ def _too_big(path: str, size: int) -> Problem:
 
 def revision(repo: Path, rev: str) -> Tree:
     """The files of `rev`, read as blobs; links, submodules and executables refused."""
-    listing = git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", rev, "--", *ROOTS)
+    # -t lists the folders too: they count towards MAX_ENTRIES exactly as on disk (see
+    # _counted), so a tree the PR check accepts is one that `main` reads whole.
+    listing = git(repo, "ls-tree", "-r", "-t", "-z", "-l", "--full-tree", rev, "--", *ROOTS)
     wanted: list[tuple[str, str]] = []
     problems: list[Problem] = []
     deep: set[str] = set()
-    for count, entry in enumerate(filter(None, listing.split(b"\0"))):
-        if count >= MAX_ENTRIES:
-            problems.append(_too_many("requests"))
-            break
+    seen = 0
+    for entry in filter(None, listing.split(b"\0")):
         meta, _, raw_path = entry.partition(b"\t")
         mode, kind, sha, size = meta.decode().split()
         path = raw_path.decode("utf-8", "replace")
+        parts = path.split("/")
+        if _counted(parts):
+            seen += 1
+            if seen > MAX_ENTRIES:
+                problems.append(_too_many("requests"))
+                break
+        if kind == "tree":
+            continue
         # `requests` or `config` itself as a link or submodule would hide every file under it
         if path in ROOTS and mode != "100644":
             problems.append(_refuse(path, _KINDS.get(mode, f"mode {mode}")))
             continue
         if not _wanted(path):
             continue
-        parts = path.split("/")
         if parts[0] == "requests" and len(parts) > MAX_DEPTH + 2:
             # once per too-deep folder, on a file in it: the PR's diff shows files, not folders
             folder = "/".join(parts[: MAX_DEPTH + 2])
@@ -97,8 +105,18 @@ def _read_blobs(repo: Path, wanted: list[tuple[str, str]]) -> dict[str, bytes]:
 # Request files sit at requests/<login>/<name>.yaml. A folder nested deeper is reported once
 # and not entered, and a tree with more entries than any lab writes stops the walk with a
 # finding: a 1000-deep folder or a million files must not crash or stall every command.
+# The bound is one bound: the PR check (revision) and `main`'s checkout (worktree) count the
+# same entries, files and folders alike. When they counted differently, a PR of 10,500
+# folders passed the check and then stopped apply partway through requests/.
 MAX_DEPTH = 3  # folders below requests/: <login>/ and one more, shown as a layout problem
 MAX_ENTRIES = 20_000
+
+
+def _counted(parts: list[str]) -> bool:
+    """Whether an entry counts towards MAX_ENTRIES: everything under requests/ that the walk
+    lists, i.e. in a folder at most MAX_DEPTH deep (the too-deep folder itself counts, what
+    is inside it does not, since it is never entered)."""
+    return parts[0] == "requests" and 2 <= len(parts) <= MAX_DEPTH + 2
 
 
 def _too_deep(path: str, what: str = "folder") -> Problem:
@@ -115,7 +133,8 @@ def _too_many(path: str) -> Problem:
         path,
         Position(1, 1),
         "tree.size",
-        f"more than {MAX_ENTRIES} files and folders under requests/; the rest were not read",
+        f"more than {MAX_ENTRIES} files and folders under requests/; the rest were not read, "
+        "and a tree not read whole is never acted on (apply, maintain and plan change nothing)",
     )
 
 
@@ -131,7 +150,8 @@ def _shown(repo: Path, path: Path) -> str:
 
 def _walk(repo: Path, top: Path) -> tuple[list[Path], list[Problem]]:
     """Every entry under `top` but folders (links to folders are entries), sorted, without
-    recursion: at most MAX_DEPTH folders deep and MAX_ENTRIES entries in all."""
+    recursion: at most MAX_DEPTH folders deep and MAX_ENTRIES entries in all. A folder that
+    cannot be listed raises SspError: the tree would not be read whole."""
     found: list[Path] = []
     problems: list[Problem] = []
     stack = [(top, 0)]
@@ -141,8 +161,12 @@ def _walk(repo: Path, top: Path) -> tuple[list[Path], list[Problem]]:
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
-        except OSError:
-            continue
+        except OSError as e:
+            # Skipping it would make every request in it look removed to apply and maintain.
+            raise SspError(
+                f"{_shown(repo, folder)} could not be read ({e.strerror or e}); a tree not "
+                "read whole is never acted on"
+            ) from e
         below = []
         for entry in entries:
             seen += 1

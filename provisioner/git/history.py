@@ -157,10 +157,20 @@ def ages(repo: Path, rev: str = "HEAD") -> dict[str, int]:
 
     First-parent history is `main`'s own sequence of merges (and direct commits), so this is
     merge order, whatever dates the PR's own commits carry; a merge counts as changing what
-    its PR changed. Apply refuses competing requests newest first by it. A shallow clone has
-    no history to count: every file then looks as new as its oldest commit, and ties are
-    broken by path (apply.yml fetches the whole history for this).
+    its PR changed. Apply refuses competing requests newest first by it.
+
+    A shallow clone has no history to count: every file would look as old as every other,
+    path order would decide in place of merge order, and a later pass could reverse what
+    apply decided (a container apply refused over a quota made by `maintain`). So a shallow
+    clone is refused (UsageError) rather than judged: every job that plans fetches the
+    whole history (actions/checkout's `fetch-depth: 0`).
     """
+    if git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true":
+        raise UsageError(
+            f"{repo} is a shallow clone: which competing request is newest depends on main's "
+            "whole history, so nothing is judged from it; fetch it all (`git fetch "
+            "--unshallow`, or `fetch-depth: 0` for actions/checkout) and run again"
+        )
     raw = git(
         repo,
         "log",

@@ -173,12 +173,17 @@ class GitHubClient:
 
         return self._attempt(f"list the commits of #{number}", once)
 
-    def repository_settings(self, branch: str, probe: str) -> dict[str, Any]:
+    def repository_settings(
+        self, branch: str, probe: str, environment: str = "", state_branch: str = ""
+    ) -> dict[str, Any]:
         """What `ssp doctor --github` judges, as GitHub's JSON: `protection` of BRANCH (None
         when it has none), the ruleset `rules` on BRANCH and on PROBE (a branch name no one
         uses: what applies there applies to every branch), the Actions `workflow` token
-        defaults, `fork` PR approval (None where GitHub does not offer it) and the
-        repository's self-hosted `runners`. Needs a token with administration read access."""
+        defaults, `fork` PR approval and a private repository's `fork_workflows` settings
+        (each None where GitHub does not offer it), the repository's self-hosted `runners`;
+        the deployment ENVIRONMENT (None when missing) with its `branch_policies`, and the
+        `state_rules` on STATE_BRANCH with the `rulesets` (by id) of its `update` rules,
+        whose bypass lists say who may still push. Needs administration read access."""
         base = f"{self._api_url}/repos/{self.repository}"
 
         def get(path: str, missing_ok: bool = False) -> Any:
@@ -187,7 +192,9 @@ class GitHubClient:
                     "GET", f"{base}{path}"
                 )
             except GithubException as e:
-                if missing_ok and e.status == 404:
+                # 403: a setting this repository does not have (fork PR workflows of a
+                # public one); 404: none set up, or none readable with this token
+                if missing_ok and e.status in (403, 404):
                     return None
                 raise
             return data
@@ -202,14 +209,32 @@ class GitHubClient:
                     return found
                 page += 1
 
+        def deployment(name: str) -> tuple[Any, list[Any]]:
+            env = get(f"/environments/{quote(name, safe='')}", True) if name else None
+            custom = ((env or {}).get("deployment_branch_policy") or {}).get(
+                "custom_branch_policies"
+            )
+            if not custom:
+                return env, []
+            found = get(f"/environments/{quote(name, safe='')}/deployment-branch-policies")
+            return env, list((found or {}).get("branch_policies") or [])
+
         def once() -> dict[str, Any]:
+            env, policies = deployment(environment)
+            state_rules = rules(state_branch) if state_branch else []
+            ids = sorted({r.get("ruleset_id") for r in state_rules if r.get("type") == "update"})
             return {
                 "protection": get(f"/branches/{quote(branch, safe='')}/protection", True),
                 "rules": rules(branch),
                 "probe_rules": rules(probe),
                 "workflow": get("/actions/permissions/workflow"),
                 "fork": get("/actions/permissions/fork-pr-contributor-approval", True),
+                "fork_workflows": get("/actions/permissions/fork-pr-workflows-private-repos", True),
                 "runners": (get("/actions/runners?per_page=100") or {}).get("runners", []),
+                "environment": env,
+                "branch_policies": policies,
+                "state_rules": state_rules,
+                "rulesets": {i: get(f"/rulesets/{int(i)}", True) for i in ids if i is not None},
             }
 
         return self._attempt("read the repository's settings", once)

@@ -7,8 +7,10 @@ something other than text:
   workflow command (`::add-mask::`, `::stop-commands::`, `::error …::`);
 - a workflow command's data and properties (annotations): `%`, CR, LF, and in properties `:`
   and `,`, as the Actions toolkit escapes them;
-- Markdown (job summaries, PR comments): a backtick ends a code span, `|` ends a table cell,
-  `<`, `[`, `@` make HTML, links and mentions.
+- Markdown (job summaries, PR comments, notices): a backtick ends a code span, `|` ends a
+  table cell, `<`, `[`, `@` make HTML, links and mentions, and GitHub turns a bare
+  `https://…`, `http://…`, `ftp://…` or `www.…` into a link by itself (its autolink
+  extension), with no punctuation to escape; a zero-width joiner breaks each of those.
 Each channel has one function here; every other module calls these and escapes nothing itself.
 Pure: str in, str out.
 """
@@ -23,6 +25,11 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e
 # What the Actions runner takes as a command at the start of a line, after blanks.
 _COMMAND_START = re.compile(r"^(\s*)(::|##\[)")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
+# Where GitHub's autolinks start: any `://` (`https://`, `http://`, `ftp://`) and any `www.`
+# (also after `_` or `*`, which GitHub allows before it), in any case, as GitHub matches them.
+# E-mail and `mailto:` autolinks need an `@`, which `md` breaks already.
+_AUTOLINK = re.compile(r"(?i)(:)(?=//)|(www)(?=\.)")
+_ZWJ = "\u200d"
 
 
 def one_line(value: Any) -> str:
@@ -54,9 +61,10 @@ def command_property(value: Any) -> str:
 
 def md(value: Any) -> str:
     """Text for GitHub Markdown (inline, table cells too): punctuation, HTML, @-mentions,
-    `|` and line breaks escaped."""
+    `|` and line breaks escaped, and bare URLs (`https://…`, `www.…`) kept from autolinking."""
     text = one_line(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2)) + _ZWJ, text)
     return text.replace("@", "@\u200b")
 
 

@@ -318,7 +318,12 @@ def load(raw: bytes, path: str) -> tuple[Document | None, list[Problem]]:
     except yaml.YAMLError as e:  # reader errors (e.g. unprintable characters) carry no mark
         what = str(e).splitlines()[0] if str(e) else "not valid YAML"
         return None, [Problem(path, Position(1, 1), "yaml.syntax", f"YAML syntax: {what}")]
-    return Document(path, data, builder.values, builder.keys), []
+    # A value the parser places past the last line (the empty document of a file holding
+    # only `---`) is reported where the file ends, like the parser's own errors.
+    last = len(text.splitlines()) or 1
+    values = {w: at if at.line <= last else _inside(text, at) for w, at in builder.values.items()}
+    keys = {w: at if at.line <= last else _inside(text, at) for w, at in builder.keys.items()}
+    return Document(path, data, values, keys), []
 
 
 def _inside(text: str, position: Position) -> Position:

@@ -289,13 +289,17 @@ def _already(problems: Sequence[Problem]) -> tuple[str, ...]:
 
 
 def blocking(validation: Validation) -> list[Problem]:
-    """Problems that stop the whole pass: those of the config, which every request needs.
+    """Problems that stop the whole pass: those of the config, which every request needs,
+    and a requests/ that was not read whole (`tree.size`).
 
     Requests that compete (a double-booked GPU, a host or a quota over its limit, a name
     used twice) do not stop it: validation finds the newest of them at fault, and those are
     skipped like any invalid request while the rest are applied.
     """
     out = [p for p in validation.errors if p.path in (POLICY_PATH, HOSTS_PATH)]
+    # A requests/ not read whole: every request it did not reach would look removed, and
+    # acting on that retires, locks and in the end deletes other members' machines.
+    out += [p for p in validation.errors if p.rule == "tree.size"]
     if validation.config is None and not out:
         out = list(validation.errors)
     return out

@@ -47,6 +47,11 @@ PATHS = frozenset(
         "/repos/{owner}/{repo}/actions/runners",
         "/repos/{owner}/{repo}/branches/{branch}/protection",
         "/repos/{owner}/{repo}/rules/branches/{branch}",
+        # `ssp doctor --github`: who may reach the runner and write ssp-state
+        "/repos/{owner}/{repo}/environments/{environment_name}",
+        "/repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+        "/repos/{owner}/{repo}/rulesets/{ruleset_id}",
+        "/repos/{owner}/{repo}/actions/permissions/fork-pr-workflows-private-repos",
         # the registration token runner/ephemeral-runner.sh asks for before every job
         "/repos/{owner}/{repo}/actions/runners/registration-token",
         # the git database `ssp publish` writes the state branch with (one commit per run)

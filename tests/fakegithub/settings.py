@@ -37,6 +37,37 @@ class Protection:
 
 
 @dataclass
+class Environment:
+    """A deployment environment. `branches`: None lets every branch deploy (GitHub's
+    default), "protected" every protected branch, a list the custom policies' names (type
+    branch)."""
+
+    branches: str | list[str] | None = None
+
+
+@dataclass
+class ForkWorkflows:
+    """Settings > Actions > General > Fork pull request workflows (private repositories)."""
+
+    run: bool = False  # GitHub's default for a private repository
+    write_tokens: bool = False
+    secrets: bool = False
+    require_approval: bool = True
+
+
+@dataclass
+class Ruleset:
+    """A repository ruleset as GET /repos/{owner}/{repo}/rulesets/{id} shows it to an admin;
+    its rules are seeded separately, per branch, as the rules listing shows them."""
+
+    name: str
+    include: list[str]  # ref name patterns, e.g. refs/heads/ssp-state
+    # (actor_type, actor_id): ("RepositoryRole", 5) is the admin role, ("Integration", 15368)
+    # the GitHub Actions app (a workflow's GITHUB_TOKEN)
+    bypass: list[tuple[str, int | None]] = field(default_factory=list)
+
+
+@dataclass
 class RepoSettings:
     protection: dict[str, Protection] = field(default_factory=dict)  # by branch
     # ruleset rules: those on one branch, and those on every branch (push rules, `~ALL`)
@@ -46,6 +77,10 @@ class RepoSettings:
     can_approve_pull_request_reviews: bool = False
     fork_approval: str = "first_time_contributors"  # GitHub's default
     runners: list[Runner] = field(default_factory=list)
+    environments: dict[str, Environment] = field(default_factory=dict)  # by name
+    # None: GitHub answers 404 (the settings exist for private repositories only)
+    fork_workflows: ForkWorkflows | None = field(default_factory=ForkWorkflows)
+    rulesets: dict[int, Ruleset] = field(default_factory=dict)  # by id
     # the runner registration tokens handed out, in order (each valid for an hour)
     registration_tokens: list[str] = field(default_factory=list)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from . import gitdata
+from . import gitdata, repoadmin
 from . import resources as r
 from . import settings as rs
 from .gitdata import GitDatabase, Reply
@@ -545,4 +545,5 @@ _HANDLERS = {
     "apps/create-installation-access-token": GitHubState._create_token,
     **ISSUE_HANDLERS,
     **gitdata.HANDLERS,
+    **repoadmin.HANDLERS,
 }
