@@ -56,6 +56,7 @@ from provisioner.values.plandata import (
     unchanged,
 )
 from provisioner.values.policymodels import Policy
+from provisioner.values.requestpaths import member_image
 from provisioner.values.state import Instance, LxdApi
 
 IPV4_TIMEOUT_S = 60.0
@@ -112,13 +113,23 @@ class Applier:
         self._verify(spec, config)
         self._start(spec)
         # The owner is set up while the container boots: only the desktop needs the network.
+        removed: tuple[str, ...] = ()
         if spec.users:
+            if member_image(spec.image) is not None:  # the publisher's login goes first
+                members = [*self.policy.users, *self.policy.admins]
+                removed = inside.remove_members(self.lxd, spec, members)
             inside.setup_owner(self.lxd, spec)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         if spec.users and spec.desktop:
             self._install_desktop(spec, ipv4)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
-        message = "" if ipv4 else "no IPv4 address yet"
+        notes = [] if ipv4 else ["no IPv4 address yet"]
+        if removed:
+            notes.append(
+                f"the image's other member logins were removed ({', '.join(removed)}: their "
+                "keys and sudo rights too; their home folders are kept)"
+            )
+        message = "; ".join(notes)
         return container_outcome(spec, Done.CREATED, ipv4=ipv4, message=message)
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:

@@ -127,6 +127,7 @@ class LabRepo:
     pool: str = "default"
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # added to the policy's
     tunnel: dict[str, Any] | None = None  # the policy's `tunnel:`, if any
+    settings: dict[str, Any] = field(default_factory=dict)  # more top-level policy keys
 
     @classmethod
     def make(
@@ -174,6 +175,7 @@ class LabRepo:
         policy["images"].update(self.images)
         if self.tunnel is not None:
             policy["tunnel"] = self.tunnel
+        policy.update(self.settings)
         return policy
 
     def hosts(self) -> str:
