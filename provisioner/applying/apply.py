@@ -25,6 +25,7 @@ from provisioner.applying import inside
 from provisioner.applying.accounts import apply_account
 from provisioner.applying.failures import source_failure, start_failure
 from provisioner.applying.images import publish, unpublish
+from provisioner.planning.images import use_refusal
 from provisioner.values import idranges, state
 from provisioner.values import spec as specs
 from provisioner.values.errors import LxdError
@@ -96,6 +97,12 @@ class Applier:
         if action.replace_half_made:
             self.log(f"{spec.name}: removing a half-made instance from an earlier run")
             self._remove(spec.name)
+        # Planned against what LXD held then; asked again now, just before anything is made
+        # (a publish earlier in this pass may have failed, or the alias changed hands since).
+        refusal = self._image_refusal(spec)
+        if refusal:
+            self.log(f"{spec.name}: refused: {refusal}")
+            return container_outcome(spec, Done.REFUSED, ok=False, message=refusal)
         self.log(f"{spec.name}: creating from {spec.image}")
         labels = {
             state.MANAGED: "true",
@@ -131,6 +138,11 @@ class Applier:
             )
         message = "; ".join(notes)
         return container_outcome(spec, Done.CREATED, ipv4=ipv4, message=message)
+
+    def _image_refusal(self, spec: specs.Spec) -> str:
+        if member_image(spec.image) is None:
+            return ""
+        return use_refusal(spec.image, spec.owner, self.lxd.images(), self.policy)
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
         try:

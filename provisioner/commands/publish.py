@@ -58,11 +58,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "publishing needs GITHUB_TOKEN (contents: write) and GITHUB_REPOSITORY; "
             "or say --output DIR --no-push"
         )
-    found = observe_status(args.repo, env, "publish")
+    found = observe_status(args.repo, env, "publish", images=True)
     if found is None:
         return 1
     snap = snapshots.make(
-        found.status, found.instances, found.policy, commit=found.sha, busy_ports=listening_ports()
+        found.status,
+        found.instances,
+        found.policy,
+        commit=found.sha,
+        busy_ports=listening_ports(),
+        images=found.images,
     )
     files = {
         snapshots.SNAPSHOT_FILE: snapshots.to_json(snap),

@@ -28,7 +28,7 @@ from provisioner.status.server import Live, PoolUse, ServerStatus, build
 from provisioner.validation.validate import today_for
 from provisioner.values.errors import GpuError
 from provisioner.values.policymodels import Policy
-from provisioner.values.state import Instance
+from provisioner.values.state import Image, Instance
 
 FORMATS = {
     "text": lambda s: "\n".join(statuspage.text_lines(s)) + "\n",
@@ -77,10 +77,14 @@ class Observed:
     policy: Policy
     instances: tuple[Instance, ...]
     sha: str
+    images: tuple[Image, ...] | None = None  # ssp's images, when asked for
 
 
-def observe_status(repo: Path, env: Mapping[str, str], command: str) -> Observed | None:
-    """The host as it is now against the checkout's main; None when config/ is not valid."""
+def observe_status(
+    repo: Path, env: Mapping[str, str], command: str, *, images: bool = False
+) -> Observed | None:
+    """The host as it is now against the checkout's main (and ssp's images, for `ssp
+    publish`); None when config/ is not valid."""
     now = clock(env)
     validation, sha = load_main(repo, now)
     config = validation.config
@@ -106,7 +110,8 @@ def observe_status(repo: Path, env: Mapping[str, str], command: str) -> Observed
     )
     if why:
         status = dataclasses.replace(status, notes=(*status.notes, why))
-    return Observed(status, policy, observed.instances, sha)
+    found = tuple(lxd.images()) if images else None
+    return Observed(status, policy, observed.instances, sha, found)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

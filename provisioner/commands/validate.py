@@ -25,6 +25,7 @@ from provisioner.validation.config import load_config
 from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
 from provisioner.values.changes import FileChange
 from provisioner.values.errors import GithubError, UsageError
+from provisioner.values.held import Held
 from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.values.problems import Position, Problem
 
@@ -152,6 +153,7 @@ def _check_pull(
     now: datetime,
     head_rev: str = "HEAD",
     author: str | None = None,
+    held: Held | None = None,
 ) -> tuple[Validation, list[FileChange]]:
     event = _event(env)
     author = author or args.author or _login(event, "pull_request", "user", "login")
@@ -188,7 +190,9 @@ def _check_pull(
     admins = frozenset(base_config.policy.admins)
     # What the merge is compared with: the base as it is now, so that the base having moved
     # on since the PR branched is neither blamed on the PR nor credited to it.
-    result = validate_pull(head, changes, author, admins, now, before=base_tree, others=others)
+    result = validate_pull(
+        head, changes, author, admins, now, before=base_tree, others=others, held=held
+    )
     return (
         replace(
             result,
@@ -246,29 +250,34 @@ def _local_author(
 
 
 def _check_local(
-    args: argparse.Namespace, env: Mapping[str, str], now: datetime, base: str
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    now: datetime,
+    base: str,
+    held: Held | None = None,
 ) -> tuple[Validation, list[FileChange]]:
     """The member's change, committed or not, judged as its pull request will be."""
     head = gitrepo.worktree_commit(args.repo)
     changed = gitrepo.changes(args.repo, base, head)
     author, how = _local_author(args, env, changed)
     local = argparse.Namespace(**{**vars(args), "base": base, "pull": None, "pusher": None})
-    result, changes = _check_pull(local, env, now, head_rev=head, author=author)
+    result, changes = _check_pull(local, env, now, head_rev=head, author=author, held=held)
     note = f"judged as your pull request into {base} will be, as {author} ({how})"
     return replace(result, notes=(note, *result.notes)), changes
 
 
 def _judge(
-    args: argparse.Namespace, env: Mapping[str, str], now: datetime
+    args: argparse.Namespace, env: Mapping[str, str], now: datetime, held: Held | None = None
 ) -> tuple[Validation, list[FileChange], str | None]:
     """A pull request (--base), the member's change (in a clone), or every request (--all);
-    and the base the change was judged against (None for --all)."""
+    and the base the change was judged against (None for --all). HELD: what the host holds,
+    from its snapshot."""
     if args.base:
-        return (*_check_pull(args, env, now), args.base)
+        return (*_check_pull(args, env, now, held=held), args.base)
     base = None if args.all else _local_base(args.repo)
     if base is not None:
-        return (*_check_local(args, env, now, base), base)
-    return validate_tree(gitfiles.worktree(args.repo), now), [], None
+        return (*_check_local(args, env, now, base, held), base)
+    return validate_tree(gitfiles.worktree(args.repo), now, held=held), [], None
 
 
 def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snapshot | None, str]:
@@ -291,20 +300,21 @@ def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snaps
 
 def _preview(
     repo: Path,
-    path: Path,
+    read: tuple[Snapshot | None, str],
     result: Validation,
     changes: Sequence[FileChange],
     base: str | None,
     now: datetime,
 ) -> preview.Preview:
-    """What apply would do with the change's requests now, from the snapshot at PATH."""
+    """What apply would do with the change's requests now, from the snapshot READ (or why
+    there is none)."""
     if base is None:
         return preview.Preview(
             "the preview is of a change: run it in a clone or with --base (not --all)",
             usable=False,
             rows=(),
         )
-    found, source = _read_snapshot(path, result, now)
+    found, source = read
     before_tree = gitfiles.revision(repo, base)
     before = {}
     for change in changes:
@@ -358,7 +368,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     result, changes, base = _judge(args, env, now)
     shown = None
     if args.snapshot is not None:
-        shown = _preview(args.repo, args.snapshot, result, changes, base, now)
+        read = _read_snapshot(args.snapshot, result, now)
+        if read[0] is not None:
+            # What the host holds (a retired container's name, an account's login, ssp's
+            # images) stays its owners': judged again knowing it.
+            result, changes, base = _judge(args, env, now, snapshots.held(read[0]))
+        shown = _preview(args.repo, read, result, changes, base, now)
         problems = sorted([*result.problems, *shown.problems], key=Problem.sort_key)
         result = replace(result, problems=tuple(problems))
     _output(fmt, env, result, changes, shown)

@@ -25,6 +25,7 @@ from provisioner.values.plandata import (
     Drift,
     Inputs,
     Plan,
+    Publish,
     Ready,
     Refuse,
     Restore,
@@ -69,6 +70,7 @@ def _container_action(
     needs_gpus: bool,
     inputs: Inputs,
     ids_moved: str | None = None,
+    publishing: frozenset[str] = frozenset(),
 ) -> tuple[Action, list[Drift]]:
     def no_gpus() -> Refuse:
         return _refuse_spec(want, f"GPUs cannot be attached now: {inputs.gpu_refusal}")
@@ -93,6 +95,10 @@ def _container_action(
             ), []
         if gpus_blocked:
             return no_gpus(), []
+        policy, images = inputs.policy, inputs.images
+        refusal = imageplan.use_refusal(want.image, want.owner, images, policy, publishing)
+        if refusal:
+            return _refuse_spec(want, refusal), []
         return Create(spec=want, replace_half_made=half_made), []
     if inst.config.get(state.OWNER) != want.owner:
         return _refuse_spec(
@@ -224,6 +230,8 @@ def make_plan(inputs: Inputs) -> Plan:
     held, taken = allocate.ports(inputs)
     pool = allocate.PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
     member_users = imageplan.member_users(inputs)
+    image_actions = imageplan.image_actions(inputs)
+    publishing = frozenset(a.alias for a in image_actions if isinstance(a, Publish))
     actions: list[Action] = []
     drift: list[Drift] = []
     wanted: set[str] = set()
@@ -274,7 +282,12 @@ def make_plan(inputs: Inputs) -> Plan:
             )
             continue
         action, found = _container_action(
-            observed.get(req.name), want, want_gpus > 0, inputs, ids.moved.get(req.name)
+            observed.get(req.name),
+            want,
+            want_gpus > 0,
+            inputs,
+            ids.moved.get(req.name),
+            publishing,
         )
         actions.append(action)
         drift += found
@@ -284,7 +297,7 @@ def make_plan(inputs: Inputs) -> Plan:
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
-    actions = imageplan.image_actions(inputs) + actions
+    actions = image_actions + actions
     actions += _retirements(inputs, wanted, where.down)
     actions += _accounts(inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)
