@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from provisioner.applying import inside
 from provisioner.applying.accounts import apply_account
 from provisioner.applying.failures import source_failure, start_failure
-from provisioner.applying.images import publish, unpublish
-from provisioner.planning.images import use_refusal
+from provisioner.applying.images import member_refusal, publish, remove_members, unpublish
 from provisioner.values import idranges, state
 from provisioner.values import spec as specs
 from provisioner.values.errors import LxdError
@@ -57,7 +56,6 @@ from provisioner.values.plandata import (
     unchanged,
 )
 from provisioner.values.policymodels import Policy
-from provisioner.values.requestpaths import member_image
 from provisioner.values.state import Instance, LxdApi
 
 IPV4_TIMEOUT_S = 60.0
@@ -97,9 +95,7 @@ class Applier:
         if action.replace_half_made:
             self.log(f"{spec.name}: removing a half-made instance from an earlier run")
             self._remove(spec.name)
-        # Planned against what LXD held then; asked again now, just before anything is made
-        # (a publish earlier in this pass may have failed, or the alias changed hands since).
-        refusal = self._image_refusal(spec)
+        refusal = member_refusal(self.lxd, spec, self.policy)
         if refusal:
             self.log(f"{spec.name}: refused: {refusal}")
             return container_outcome(spec, Done.REFUSED, ok=False, message=refusal)
@@ -120,29 +116,16 @@ class Applier:
         self._verify(spec, config)
         self._start(spec)
         # The owner is set up while the container boots: only the desktop needs the network.
-        removed: tuple[str, ...] = ()
+        removed = ""
         if spec.users:
-            if member_image(spec.image) is not None:  # the publisher's login goes first
-                members = [*self.policy.users, *self.policy.admins]
-                removed = inside.remove_members(self.lxd, spec, members)
+            removed = remove_members(self.lxd, spec, self.policy)  # a publisher's login, say
             inside.setup_owner(self.lxd, spec)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         if spec.users and spec.desktop:
             self._install_desktop(spec, ipv4)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
-        notes = [] if ipv4 else ["no IPv4 address yet"]
-        if removed:
-            notes.append(
-                f"the image's other member logins were removed ({', '.join(removed)}: their "
-                "keys and sudo rights too; their home folders are kept)"
-            )
-        message = "; ".join(notes)
+        message = "; ".join(n for n in ("" if ipv4 else "no IPv4 address yet", removed) if n)
         return container_outcome(spec, Done.CREATED, ipv4=ipv4, message=message)
-
-    def _image_refusal(self, spec: specs.Spec) -> str:
-        if member_image(spec.image) is None:
-            return ""
-        return use_refusal(spec.image, spec.owner, self.lxd.images(), self.policy)
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:
         try:

@@ -95,10 +95,11 @@ def _container_action(
             ), []
         if gpus_blocked:
             return no_gpus(), []
-        policy, images = inputs.policy, inputs.images
-        refusal = imageplan.use_refusal(want.image, want.owner, images, policy, publishing)
-        if refusal:
-            return _refuse_spec(want, refusal), []
+        why = imageplan.use_refusal(
+            want.image, want.owner, inputs.images, inputs.policy, publishing
+        )
+        if why:
+            return _refuse_spec(want, why), []
         return Create(spec=want, replace_half_made=half_made), []
     if inst.config.get(state.OWNER) != want.owner:
         return _refuse_spec(
@@ -281,14 +282,8 @@ def make_plan(inputs: Inputs) -> Plan:
                 )
             )
             continue
-        action, found = _container_action(
-            observed.get(req.name),
-            want,
-            want_gpus > 0,
-            inputs,
-            ids.moved.get(req.name),
-            publishing,
-        )
+        inst, moved = observed.get(req.name), ids.moved.get(req.name)
+        action, found = _container_action(inst, want, want_gpus > 0, inputs, moved, publishing)
         actions.append(action)
         drift += found
     # Updates first: one may hand over a GPU (a count giving way to a new pin) that a create
