@@ -854,6 +854,7 @@ class _Shell:
             "useradd": self.useradd,
             "install": self.install,
             "usermod": self.usermod,
+            "userdel": self.userdel,
             "gpasswd": self.gpasswd,
             "id": self.id,
             "env": lambda rest: self.run(name, [a for a in rest if "=" not in a]),
@@ -909,12 +910,22 @@ class _Shell:
             if group is None:
                 return ExecResult(2, "", "")
             return ExecResult(0, f"{args[1]}:x:{group[0]}:{','.join(sorted(group[1]))}\n", "")
-        if args[:1] != ["passwd"] or len(args) != 2:
-            return ExecResult(1, "", "getent: only 'passwd NAME' and 'group NAME' are simulated")
-        user = self.inside.users.get(args[1])
-        if user is None:
-            return ExecResult(2, "", "")
-        return ExecResult(0, f"{args[1]}:x:{user.uid}:{user.gid}::{user.home}:{user.shell}\n", "")
+        if args[:1] != ["passwd"] or len(args) < 2:
+            return ExecResult(1, "", "getent: only 'passwd NAME…' and 'group NAME' are simulated")
+        # Several names: the ones found, one line each; exit 2 when any is missing.
+        found = [(n, self.inside.users[n]) for n in args[1:] if n in self.inside.users]
+        lines = "".join(f"{n}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n" for n, u in found)
+        return ExecResult(0 if len(found) == len(args) - 1 else 2, lines, "")
+
+    def userdel(self, args: list[str]) -> ExecResult:
+        (login,) = args
+        if self.inside.users.pop(login, None) is None:
+            return ExecResult(6, "", f"userdel: user '{login}' does not exist")
+        for group, (_gid, members) in list(self.inside.groups.items()):
+            members.discard(login)
+            if group == login:
+                del self.inside.groups[group]
+        return ExecResult(0, "", "")
 
     def groupadd(self, args: list[str]) -> ExecResult:
         opts, (group,) = self._options(args, {"--force", "-f"})

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, GitRepo, run_cli, valid_request
 
-from provisioner.commands import clock, load_main
+from provisioner.commands import clock
+from provisioner.flows.checkout import load_main
 from provisioner.values.errors import UsageError
 
 ENV = {"SSP_NOW": "2026-11-28T12:00:00+00:00"}

@@ -34,9 +34,7 @@ from helpers import (
     valid_request,
     validate,
 )
-from snapshots import container, make_snapshot
-
-from provisioner.values.state import Instance
+from snapshots import account_server, container, retired, snapshot_text, write_snapshot
 
 A = "requests/alice/alice-box.yaml"  # valid_request()'s path
 B = "requests/bob/bob-common.yaml"  # valid_request("account")'s path
@@ -92,8 +90,8 @@ class Case:
     absent: tuple[str, ...] = ()
     message: str = ""  # a piece of the message the finding must say
     env: Mapping[str, str] = field(default_factory=dict)
-    # PR cases: the host's published state the PR check previews against (--snapshot)
-    snapshot: tuple[Instance, ...] | None = None
+    # the host's published state (snapshot.json text from snapshot_text), given with --snapshot
+    snapshot: str = ""
 
 
 def _private_block() -> str:
@@ -443,6 +441,17 @@ def _cases() -> Iterator[Case]:
         L["name"],
         7,
     )
+    # a retired container of bob's, kept in LXD: its name stays his (security finding 8)
+    yield Case(
+        "name-held-by-a-retired-container",
+        {"requests/alice/bob-box.yaml": valid_request(name="bob-box", gpus="0")},
+        "name.held",
+        "requests/alice/bob-box.yaml",
+        L["name"],
+        7,
+        snapshot=snapshot_text([retired("bob-box", "bob")]),
+        message="held by bob's container",
+    )
     yield Case(
         "owner-not-folder",
         {"requests/bob/alice-box.yaml": valid_request()},
@@ -781,6 +790,17 @@ def _cases() -> Iterator[Case]:
         AL["server"],
         9,
     )
+    # carol's login bob-common on the shared server stays hers (security finding 7)
+    yield Case(
+        "account-held-by-another-member",
+        {B: valid_request("account")},
+        "account.held",
+        B,
+        AL["name"],
+        7,
+        snapshot=snapshot_text([], servers=(account_server({"bob-common": "carol"}),)),
+        message="was made for carol",
+    )
 
     # --- config files -----------------------------------------------------------------------
     yield Case(
@@ -1049,6 +1069,18 @@ def _image_cases() -> Iterator[Case]:
     path = request_path(theirs)
     line = theirs.splitlines().index("image: alice/alice-base") + 1
     yield Case("image-of-another-member", {**mine, path: theirs}, "image.not_yours", path, line)
+    # an alias ssp did not publish, and no request publishes (security finding 3)
+    by_hand = valid_request(image="alice/backup")
+    yield Case(
+        "image-not-published-by-ssp",
+        {A: by_hand},
+        "image.not_ssp",
+        A,
+        by_hand.splitlines().index("image: alice/backup") + 1,
+        8,
+        snapshot=snapshot_text([], images=()),
+        message="is not an image ssp published",
+    )
 
 
 def _preview_cases() -> Iterator[Case]:
@@ -1062,7 +1094,7 @@ def _preview_cases() -> Iterator[Case]:
         A,
         line_of(mine, "  - 0"),
         pr={A: mine},
-        snapshot=(container("carol-box", "carol", (0,), 22001, "50GiB"),),
+        snapshot=snapshot_text([container("carol-box", "carol", (0,), 22001, "50GiB")]),
         message="GPU 0 (0000:18:00.0) is held by container 'carol-box'",
     )
 
@@ -1072,16 +1104,15 @@ CASES = [*_cases(), *_text_cases(), *_image_cases(), *_preview_cases()]
 
 def _check(case: Case, tmp_path: Path) -> str:
     env = {"SSP_NOW": case.now, **case.env}
+    args: tuple[str, ...] = ()
+    if case.snapshot:
+        args = ("--snapshot", str(write_snapshot(tmp_path / "snapshot.json", case.snapshot)))
     if case.pr is None:
         repo = sample_repo(tmp_path / "repo", case.files)
-        result = validate(repo, env=env)
+        result = validate(repo, *args, env=env)
     else:
         git = GitRepo.pull_request(tmp_path / "repo", case.files, case.pr)
-        args = ["--base", "main", "--author", case.author]
-        if case.snapshot is not None:
-            taken = make_snapshot(tmp_path / "snapshot.json", list(case.snapshot))
-            args += ["--snapshot", str(taken)]
-        result = validate(git.root, *args, env=env)
+        result = validate(git.root, "--base", "main", "--author", case.author, *args, env=env)
     assert "Traceback" not in result.both
     assert result.code == 1, result.both
     col = str(case.col) if case.col else r"\d+"

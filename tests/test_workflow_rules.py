@@ -208,7 +208,7 @@ def test_self_hosted_jobs_run_only_for_main(name: str) -> None:
     # workflow_dispatch runs a workflow from any branch, installing that branch's ssp: the
     # job's own condition keeps it off the GPU host, besides the environment's branch policy
     # (which `ssp doctor --github` checks as github.environment)
-    for job in jobs(load(name)):
+    for job in host_jobs(name):
         assert job["if"] == "github.ref == 'refs/heads/main'", job["name"]
 
 
@@ -342,7 +342,7 @@ def test_every_job_that_plans_fetches_main_s_whole_history(name: str) -> None:
     # Which competing request is newest is merge order on main: from one commit, path order
     # decided and the daily job reversed apply's refusals (issue 22, finding 5). ssp also
     # refuses a shallow clone (test_shallow_history.py).
-    for job in jobs(load(name)):
+    for job in host_jobs(name):
         (step,) = [
             s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
         ]

@@ -3,7 +3,9 @@
 A member's account is a user inside the shared server's instance, not an instance of its
 own. Its record is a `user.ssp.account.<login>` key in the instance's LXD config, which
 nobody inside the server can write: that is how ssp tells a user it made (finished or half
-made) from one that a package or an admin made, which it never takes over.
+made) from one that a package or an admin made, which it never takes over. The record names
+the owner, and an account is never handed to another member: a login stays with the member
+it was made for until an admin removes it, whatever logins the lab registers later.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from provisioner.applying.failures import server_failure
 from provisioner.values import spec as specs
 from provisioner.values import state
 from provisioner.values.errors import LxdError
+from provisioner.values.held import account_owner
 from provisioner.values.outcomes import Done, Outcome, account_result
 from provisioner.values.plandata import AccountAction, AccountVerb
 from provisioner.values.policymodels import Policy
@@ -71,6 +74,19 @@ def _change(
         # The account's record is written before the user is made: it is how the next run
         # tells a user of ours (finished or half made) from one that was there before.
         api.set_config(name, {state.ACCOUNT + login: acc.label("creating")})
+    else:
+        holder = _holder(api, name, login)
+        if holder and holder != acc.owner.lower():
+            log(f"{name}: not handing account '{login}' from {holder} to {acc.owner}")
+            return account_result(
+                acc,
+                Done.REFUSED,
+                ok=False,
+                message=f"account '{login}' on {name} was made for {holder} and stays theirs "
+                "until an admin removes it; nothing was changed: pick another name "
+                f"(e.g. '{acc.owner.lower()}-{acc.server}')",
+            )
+        # No owner recorded (a label from before owners were): the update below records it.
     log(f"{name}: {action.verb} account {login}")
     if api.execute(name, ["getent", "passwd", login]).exit_code != 0:
         useradd = ["useradd", "--create-home", "--shell", "/bin/bash", login]
@@ -88,6 +104,11 @@ def _change(
     api.set_config(name, {state.ACCOUNT + login: acc.label()})
     done = Done.CREATED if action.verb == AccountVerb.CREATE else Done.UPDATED
     return account_outcome(acc, done, policy=policy, ipv4=api.instance(name).ipv4)
+
+
+def _holder(api: LxdApi, name: str, login: str) -> str:
+    """The owner the shared server's record of LOGIN names, read now ("" when none)."""
+    return account_owner(api.instance(name).config.get(state.ACCOUNT + login, ""))
 
 
 def _taken(api: LxdApi, name: str, login: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from provisioner.applying import inside
 from provisioner.applying.accounts import apply_account
 from provisioner.applying.failures import source_failure, start_failure
-from provisioner.applying.images import publish, unpublish
+from provisioner.applying.images import member_refusal, publish, remove_members, unpublish
 from provisioner.values import idranges, state
 from provisioner.values import spec as specs
 from provisioner.values.errors import LxdError
@@ -97,6 +97,10 @@ class Applier:
         if action.replace_half_made:
             self.log(f"{spec.name}: removing a half-made instance from an earlier run")
             self._remove(spec.name)
+        refusal = member_refusal(self.lxd, spec, self.policy)
+        if refusal:
+            self.log(f"{spec.name}: refused: {refusal}")
+            return container_outcome(spec, Done.REFUSED, ok=False, message=refusal)
         self.log(f"{spec.name}: creating from {spec.image}")
         labels = {
             state.MANAGED: "true",
@@ -114,13 +118,15 @@ class Applier:
         self._verify(spec, config)
         self._start(spec)
         # The owner is set up while the container boots: only the desktop needs the network.
+        removed = ""
         if spec.users:
+            removed = remove_members(self.lxd, spec, self.policy)  # a publisher's login, say
             inside.setup_owner(self.lxd, spec)
         ipv4 = self.lxd.wait_ipv4(spec.name, self.ipv4_timeout_s)
         if spec.users and spec.desktop:
             self._install_desktop(spec, ipv4)
         self.lxd.set_config(spec.name, {state.STATE: "ready", "security.protection.delete": "true"})
-        message = "" if ipv4 else "no IPv4 address yet"
+        message = "; ".join(n for n in ("" if ipv4 else "no IPv4 address yet", removed) if n)
         return container_outcome(spec, Done.CREATED, ipv4=ipv4, message=message)
 
     def _make(self, spec: specs.Spec, labels: Mapping[str, str], config: Mapping[str, str]) -> None:

@@ -1,4 +1,5 @@
-"""Apply's part for members' images: publish one from a container's snapshot, delete one.
+"""Apply's part for members' images: publish one from a container's snapshot, delete one,
+and make a container from one safely (ssp's images only; no other member's login inside).
 
 The image's properties are its labels (`ssp.*`, see `provisioner.values.state`): ssp's mark, the
 owner, the request and the commit it was published from, its source and whether it has
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from provisioner.applying import inside
+from provisioner.planning.images import use_refusal
+from provisioner.values import spec as specs
 from provisioner.values import state
 from provisioner.values.outcomes import Done, Outcome, image_result
 from provisioner.values.plandata import Publish, Unpublish
+from provisioner.values.policymodels import Policy
+from provisioner.values.requestpaths import member_image
 from provisioner.values.state import LxdApi
 
 
@@ -49,4 +55,27 @@ def unpublish(lxd: LxdApi, action: Unpublish, *, log: Callable[[str], None]) -> 
         action,
         Done.DELETED,
         message=f"{action.reason}: image deleted; containers made from it keep their files",
+    )
+
+
+def member_refusal(lxd: LxdApi, spec: specs.Spec, policy: Policy) -> str:
+    """Why SPEC may not be made from its member's image, asked of LXD just before it would
+    be ("" when it may, or for a lab image): the plan looked at what LXD held when it was
+    made, and a publish earlier in this pass may have failed under an alias that is taken."""
+    if member_image(spec.image) is None:
+        return ""
+    return use_refusal(spec.image, spec.owner, lxd.images(), policy)
+
+
+def remove_members(lxd: LxdApi, spec: specs.Spec, policy: Policy) -> str:
+    """In a container new from a member's image, every member's login but its owner's
+    removed (see `inside.remove_members`); what apply's output says about it ("" if none)."""
+    if member_image(spec.image) is None:
+        return ""
+    removed = inside.remove_members(lxd, spec, [*policy.users, *policy.admins])
+    if not removed:
+        return ""
+    return (
+        f"the image's other member logins were removed ({', '.join(removed)}: their keys and "
+        "sudo rights too; their home folders are kept)"
     )

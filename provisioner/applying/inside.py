@@ -8,6 +8,7 @@ validator and travel as separate argv entries or as file contents.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from provisioner.host.identity import HOST_KEY, OLD_HOST_KEYS, new_identity
 from provisioner.values import spec as specs
@@ -16,6 +17,9 @@ from provisioner.values.state import LxdApi
 
 DESKTOP_PACKAGES = ("xrdp", "xfce4", "xfce4-terminal", "dbus-x11")
 USER_EXISTS = 9  # useradd's exit status for "user already exists"
+SOME_MISSING = 2  # getent: one or more of the names asked for do not exist
+NO_SUCH_USER = 6  # usermod, userdel: the user does not exist
+LOGGED_IN = 8  # userdel: the user has processes (the login is locked and keyless anyway)
 READ_TRIES = 3
 
 
@@ -72,6 +76,35 @@ def setup_owner(api: LxdApi, spec: specs.Spec) -> None:
     # API, which sets owner and mode in the same request.
     api.make_dir(name, f"/home/{login}/.ssh", 0o700, spec.uid, spec.uid)
     write_keys(api, name, login=login, keys=spec.keys, uid=spec.uid, gid=spec.uid)
+
+
+def remove_members(api: LxdApi, spec: specs.Spec, members: Iterable[str]) -> tuple[str, ...]:
+    """Remove every member's login but the owner's from a container made from a member's
+    image, with its `authorized_keys` and its ssp sudoers file; the logins removed.
+
+    A member's image is a snapshot of its publisher's container, so it holds the publisher's
+    user, keys and `NOPASSWD: ALL` (setup_owner's), and those of anyone whose image it was
+    made from in turn. Done when the container is made, it holds for every image, also those
+    published before this check existed. Homes are kept (the image's files may be what it is
+    for); the login is locked first, so a user that cannot be deleted still cannot log in.
+    """
+    others = sorted({specs.linux_user(m) for m in members} - {spec.login})
+    if not others:
+        return ()
+    found = run(api, spec.name, ["getent", "passwd", *others], ok=(0, SOME_MISSING))
+    removed = []
+    for line in found.splitlines():
+        fields = line.split(":")
+        if len(fields) < 7 or fields[0] not in others:
+            continue
+        login, home = fields[0], fields[5]
+        run(api, spec.name, ["usermod", "--lock", "--expiredate", "1", login], ok=(0, NO_SUCH_USER))
+        api.delete_file(spec.name, f"/etc/sudoers.d/ssp-{login}")
+        for where in sorted({home, f"/home/{login}"} - {""}):
+            api.delete_file(spec.name, f"{where.rstrip('/')}/.ssh/authorized_keys")
+        run(api, spec.name, ["userdel", login], ok=(0, NO_SUCH_USER, LOGGED_IN))
+        removed.append(login)
+    return tuple(removed)
 
 
 def install_desktop(api: LxdApi, spec: specs.Spec) -> None:

@@ -200,7 +200,9 @@ def emit(command: str, text: str, output: Path | None, what: str = "") -> None:
     print(f"ssp {command}: wrote {output}{what}", file=sys.stderr)
 
 
-def observe_host(repo: Path, env: Mapping[str, str], command: str) -> Observed | None:
+def observe_host(
+    repo: Path, env: Mapping[str, str], command: str, *, images: bool = False
+) -> Observed | None:
     """The status observation for a command: LXD as $LXD_DIR says, NVML unless
     SSP_GPU_CHECK=off (machines without GPUs, in tests and demos)."""
     from provisioner.flows.observe import observe_status  # noqa: PLC0415  (status, publish only)
@@ -210,6 +212,7 @@ def observe_host(repo: Path, env: Mapping[str, str], command: str) -> Observed |
         clock(env),
         lambda policy: connect(policy, env),
         read_gpus=env.get("SSP_GPU_CHECK") != "off",
+        images=images,
     )
     if found is None:
         print_invalid_config(command, validation)

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(line)
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
-        comment(env, policy, validation, done.result, done.skipped)
+        comment(env, policy, done.validation, done.result, done.skipped)
     return 0 if done.result.ok and not done.skipped else 1
 
 

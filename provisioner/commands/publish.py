@@ -59,11 +59,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         needs = "publishing (contents: write; or say --output DIR --no-push)"
         client = github_client(env, StateBranch, needed_for=needs)
-    found = observe_host(args.repo, env, "publish")
+    found = observe_host(args.repo, env, "publish", images=True)
     if found is None:
         return 1
     snap = snapshots.make(
-        found.status, found.instances, found.policy, commit=found.sha, busy_ports=listening_ports()
+        found.status,
+        found.instances,
+        found.policy,
+        commit=found.sha,
+        busy_ports=listening_ports(),
+        images=found.images,
     )
     page = statuspage.html(snap.status)
     # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.

@@ -20,7 +20,7 @@ from provisioner.status.server import Live, PoolUse, ServerStatus, build
 from provisioner.validation.validate import Validation, today_for
 from provisioner.values.errors import GpuError
 from provisioner.values.policymodels import Policy
-from provisioner.values.state import HostApi, Instance, LxdApi
+from provisioner.values.state import HostApi, Image, Instance, LxdApi
 
 
 class ProjectApi(LxdApi, HostApi, Protocol):
@@ -39,6 +39,7 @@ class Observed:
     policy: Policy
     instances: tuple[Instance, ...]
     sha: str
+    images: tuple[Image, ...] | None = None  # ssp's images, when asked for
 
 
 def live_gpus() -> tuple[dict[str, Live], str | None]:
@@ -53,9 +54,10 @@ def live_gpus() -> tuple[dict[str, Live], str | None]:
 
 
 def observe_status(
-    repo: Path, now: datetime, connect: Connect, *, read_gpus: bool = True
+    repo: Path, now: datetime, connect: Connect, *, read_gpus: bool = True, images: bool = False
 ) -> tuple[Observed | None, Validation]:
-    """The host as it is now against the checkout's main; None when config/ is not valid."""
+    """The host as it is now against the checkout's main (and ssp's images, for `ssp
+    publish`); None when config/ is not valid."""
     validation, sha = load_main(repo, now)
     config = validation.config
     if config is None:
@@ -79,4 +81,5 @@ def observe_status(
     )
     if why:
         status = dataclasses.replace(status, notes=(*status.notes, why))
-    return Observed(status, policy, observed.instances, sha), validation
+    found = tuple(lxd.images()) if images else None
+    return Observed(status, policy, observed.instances, sha, found), validation

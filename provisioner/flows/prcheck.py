@@ -28,6 +28,7 @@ from provisioner.validation.config import load_config
 from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
 from provisioner.values.changes import CommitBy, FileChange
 from provisioner.values.errors import GithubError, UsageError
+from provisioner.values.held import Held
 from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.values.problems import Position, Problem
 
@@ -69,22 +70,33 @@ class Judged:
 
 
 def judge(asked: Asked) -> Judged:
-    """A pull request (base given), the member's change (in a clone), or every request."""
-    if asked.base:
-        result, changes = _check_pull(asked, asked.base)
-        base: str | None = asked.base
-    else:
-        base = None if asked.every else _local_base(asked.repo)
-        if base is not None:
-            result, changes = _check_local(asked, base)
-        else:
-            result, changes = validate_tree(gitfiles.worktree(asked.repo), asked.now), []
+    """A pull request (base given), the member's change (in a clone), or every request; with
+    a snapshot, judged again knowing what the host holds, and previewed."""
+    result, changes, base = _judge(asked)
     shown = None
     if asked.snapshot is not None:
-        shown = _preview(asked, asked.snapshot, result, changes, base)
+        read = _read_snapshot(asked.snapshot, result, asked.now)
+        if read[0] is not None:
+            # What the host holds (a retired container's name, an account's login, ssp's
+            # images) stays its owners': judged again knowing it.
+            result, changes, base = _judge(asked, snapshots.held(read[0]))
+        shown = _preview(asked, read, result, changes, base)
         problems = sorted([*result.problems, *shown.problems], key=Problem.sort_key)
         result = replace(result, problems=tuple(problems))
     return Judged(result=result, changes=tuple(changes), base=base, preview=shown)
+
+
+def _judge(
+    asked: Asked, held: Held | None = None
+) -> tuple[Validation, list[FileChange], str | None]:
+    """The verdict, its changes and the base they were judged against (None for --all).
+    HELD: what the host holds, from its snapshot."""
+    if asked.base:
+        return (*_check_pull(asked, asked.base, held=held), asked.base)
+    base = None if asked.every else _local_base(asked.repo)
+    if base is not None:
+        return (*_check_local(asked, base, held), base)
+    return validate_tree(gitfiles.worktree(asked.repo), asked.now, held=held), [], None
 
 
 def _commit_people(asked: Asked, base: str) -> tuple[dict[str, str], list[Problem]]:
@@ -113,7 +125,7 @@ def _merge_problems(conflicts: Sequence[str], base: str) -> list[Problem]:
 
 
 def _check_pull(
-    asked: Asked, base: str, head_rev: str = "HEAD"
+    asked: Asked, base: str, head_rev: str = "HEAD", held: Held | None = None
 ) -> tuple[Validation, list[FileChange]]:
     author = asked.author
     if not author:
@@ -151,7 +163,7 @@ def _check_pull(
     # What the merge is compared with: the base as it is now, so that the base having moved
     # on since the PR branched is neither blamed on the PR nor credited to it.
     result = validate_pull(
-        head, changes, author, admins, asked.now, before=base_tree, others=others
+        head, changes, author, admins, asked.now, before=base_tree, others=others, held=held
     )
     return (
         replace(
@@ -190,18 +202,20 @@ def _local_author(asked: Asked, changed: Sequence[FileChange]) -> tuple[str, str
     )
 
 
-def _check_local(asked: Asked, base: str) -> tuple[Validation, list[FileChange]]:
+def _check_local(
+    asked: Asked, base: str, held: Held | None = None
+) -> tuple[Validation, list[FileChange]]:
     """The member's change, committed or not, judged as its pull request will be."""
     head = gitrepo.worktree_commit(asked.repo)
     changed = gitrepo.changes(asked.repo, base, head)
     stale = _stale_note(asked, base)
     if not changed:  # nothing of the member's to judge: say how main stands instead
-        result = validate_tree(gitfiles.worktree(asked.repo), asked.now)
+        result = validate_tree(gitfiles.worktree(asked.repo), asked.now, held=held)
         note = f"nothing changed against {base}; every request checked as it is (as --all)"
         return replace(result, notes=(note, *stale, *result.notes)), []
     author, how = _local_author(asked, changed)
     local = replace(asked, author=author, pull=None, pusher=None)
-    result, changes = _check_pull(local, base, head_rev=head)
+    result, changes = _check_pull(local, base, head_rev=head, held=held)
     note = f"judged as your pull request into {base} will be, as {author} ({how})"
     return replace(result, notes=(note, *stale, *result.notes)), changes
 
@@ -247,19 +261,20 @@ def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snaps
 
 def _preview(
     asked: Asked,
-    path: Path,
+    read: tuple[Snapshot | None, str],
     result: Validation,
     changes: Sequence[FileChange],
     base: str | None,
 ) -> preview.Preview:
-    """What apply would do with the change's requests now, from the snapshot at PATH."""
+    """What apply would do with the change's requests now, from the snapshot READ (or why
+    there is none)."""
     if base is None:
         return preview.Preview(
             "the preview is of a change: run it in a clone or with --base (not --all)",
             usable=False,
             rows=(),
         )
-    found, source = _read_snapshot(path, result, asked.now)
+    found, source = read
     before_tree = gitfiles.revision(asked.repo, base)
     before = {}
     for change in changes:

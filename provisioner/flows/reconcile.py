@@ -3,8 +3,9 @@
 Level-triggered: every pass looks at all of main and all managed instances. A request that
 is invalid on main is skipped and reported, and its instance is left alone; so is one that
 does not fit beside older requests (a GPU, a quota, the host's capacity: newest refused
-first). Only a broken config, which every request needs, stops the pass before anything
-changes.
+first). A name LXD holds (a container, even retired or expired, or a login on a shared
+server) stays its owner's: main is judged again with what was observed before planning. Only
+a broken config, which every request needs, stops the pass before anything changes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from datetime import datetime
 from provisioner.applying.apply import DEFAULT_JOBS, Applier, apply_plan
 from provisioner.planning.plan import make_plan
 from provisioner.validation.config import Config
-from provisioner.validation.validate import Validation, today_for
-from provisioner.values import idranges
+from provisioner.validation.validate import Validation, today_for, with_held
+from provisioner.values import held, idranges
 from provisioner.values.idranges import IdMapUse, IdRange
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.plandata import Inputs, Plan
@@ -117,6 +118,10 @@ def run_pass(
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
     observed = observe(config, lxd, servers)
+    # Names and logins LXD holds stay their owners': main is judged again knowing them.
+    validation = with_held(
+        validation, held.from_lxd(observed.instances, observed.servers, config.policy)
+    )
     plan = plan_for(
         validation,
         observed,

@@ -10,7 +10,7 @@ left alone, like a container's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from provisioner.values import state
 from provisioner.values.models import ContainerRequest, ImageRequest
@@ -46,6 +46,41 @@ def _users(policy: Policy, image_id: str, members: Mapping[str, bool]) -> bool:
         return members.get(image_id, True)
     known = policy.images.get(image_id)
     return True if known is None else known.users
+
+
+def use_refusal(
+    image_id: str,
+    owner: str,
+    images: Sequence[Image],
+    policy: Policy,
+    publishing: Collection[str] = (),
+) -> str:
+    """Why a new container of OWNER may not start from IMAGE_ID ("" when it may).
+
+    Only an image ssp published (its `ssp.managed` and `ssp.owner` properties, see
+    `provisioner.applying.images`) is a member's image: any other alias in LXD's default
+    project (an admin's backup of Common-Server, say) could hold anything, and its name says
+    nothing about whose it is. An alias this pass publishes (PUBLISHING) is ssp's by then.
+    """
+    ref = member_image(image_id)
+    if ref is None or image_alias(*ref) in publishing:
+        return ""
+    alias = image_alias(*ref)
+    found = next((i for i in images if alias in i.aliases), None)
+    if found is None or not found.managed:
+        return (
+            f"image '{alias}' is not an image ssp published for a `kind: image` request, so "
+            "no container is made from it; use a lab image or a member's published image"
+        )
+    publisher = found.properties.get(state.IMAGE_OWNER, "")
+    if publisher.lower() != ref[0].lower():
+        return f"image '{alias}' was published for '{publisher}', not {ref[0]}; nothing was made"
+    if publisher.lower() != owner.lower() and not policy.images_shared:
+        return (
+            f"image '{alias}' is {publisher}'s and the lab's policy does not share members' "
+            "images; nothing was made"
+        )
+    return ""
 
 
 def image_actions(inputs: Inputs) -> list[Action]:

@@ -8,24 +8,23 @@ has as long as they are still its to have, so running the plan twice changes not
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from provisioner.planning import allocate
 from provisioner.planning import cluster as clusterplace
 from provisioner.planning import images as imageplan
+from provisioner.planning.accounts import account_actions
 from provisioner.values import idranges, state
 from provisioner.values import spec as specs
 from provisioner.values.loaded import Loaded
-from provisioner.values.models import AccountRequest, ContainerRequest
+from provisioner.values.models import ContainerRequest
 from provisioner.values.plandata import (
-    AccountAction,
-    AccountVerb,
     Action,
     Create,
     Drift,
     Inputs,
     Plan,
+    Publish,
     Ready,
     Refuse,
     Restore,
@@ -70,6 +69,7 @@ def _container_action(
     needs_gpus: bool,
     inputs: Inputs,
     ids_moved: str | None = None,
+    publishing: frozenset[str] = frozenset(),
 ) -> tuple[Action, list[Drift]]:
     def no_gpus() -> Refuse:
         return _refuse_spec(want, f"GPUs cannot be attached now: {inputs.gpu_refusal}")
@@ -94,6 +94,11 @@ def _container_action(
             ), []
         if gpus_blocked:
             return no_gpus(), []
+        why = imageplan.use_refusal(
+            want.image, want.owner, inputs.images, inputs.policy, publishing
+        )
+        if why:
+            return _refuse_spec(want, why), []
         return Create(spec=want, replace_half_made=half_made), []
     if inst.config.get(state.OWNER) != want.owner:
         return _refuse_spec(
@@ -231,6 +236,8 @@ def make_plan(inputs: Inputs) -> Plan:
     held, taken = allocate.ports(inputs)
     pool = allocate.PortPool(inputs.policy.ssh.ports[0], inputs.policy.ssh.ports[1], taken)
     member_users = imageplan.member_users(inputs)
+    image_actions = imageplan.image_actions(inputs)
+    publishing = frozenset(a.alias for a in image_actions if isinstance(a, Publish))
     actions: list[Action] = []
     drift: list[Drift] = []
     wanted: set[str] = set()
@@ -281,9 +288,8 @@ def make_plan(inputs: Inputs) -> Plan:
                 )
             )
             continue
-        action, found = _container_action(
-            observed.get(req.name), want, want_gpus > 0, inputs, ids.moved.get(req.name)
-        )
+        inst, moved = observed.get(req.name), ids.moved.get(req.name)
+        action, found = _container_action(inst, want, want_gpus > 0, inputs, moved, publishing)
         actions.append(action)
         drift += found
     # Updates first: one may give up a GPU (a count asking for fewer) that a create after it
@@ -293,9 +299,9 @@ def make_plan(inputs: Inputs) -> Plan:
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
-    actions = imageplan.image_actions(inputs) + actions
+    actions = image_actions + actions
     actions += _retirements(inputs, wanted, where.down)
-    actions += _accounts(inputs)
+    actions += account_actions(inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)
 
 
@@ -330,70 +336,9 @@ def _retirements(inputs: Inputs, wanted: set[str], down: frozenset[str]) -> list
     return out
 
 
-def _accounts(inputs: Inputs) -> list[Action]:
-    observed = allocate.by_name(inputs.servers)
-    out: list[Action] = []
-    desired: dict[tuple[str, str], specs.AccountSpec] = {}
-    for item in sorted(inputs.valid, key=lambda i: i.path):
-        if isinstance(item.request, AccountRequest):
-            acc = specs.account_spec(item.request, item.path, inputs.policy)
-            desired[(acc.instance, acc.name)] = acc
-    for (instance, name), acc in desired.items():
-        host = observed.get(instance)
-        have = None if host is None else host.config.get(state.ACCOUNT + name)
-        if have is None:
-            out.append(AccountAction(account=acc, verb=AccountVerb.CREATE))
-        elif have != acc.label():
-            out.append(AccountAction(account=acc, verb=AccountVerb.UPDATE))
-        else:  # reported, so its PR comment can be written again (a re-run after an outage)
-            out.append(
-                AccountAction(account=acc, verb=AccountVerb.KEEP, ipv4=host.ipv4 if host else ())
-            )
-    skipped_names = {request_stem(p) for p in inputs.skipped}
-    for server_id, shared in sorted(inputs.policy.shared_servers.items()):
-        inst = observed.get(shared.instance)
-        if inst is None:
-            continue
-        for key, value in sorted(inst.config.items()):
-            if not key.startswith(state.ACCOUNT):
-                continue
-            name = key.removeprefix(state.ACCOUNT)
-            label = _account_label(value)
-            if (inst.name, name) in desired or label.get("state") == "locked":
-                continue
-            request_path = str(label.get("request", ""))
-            if request_path in inputs.skipped or name in skipped_names:
-                continue  # its request is on main but invalid right now: leave it, it was reported
-            out.append(
-                AccountAction(
-                    account=specs.AccountSpec(
-                        name=name,
-                        owner=str(label.get("owner", "")),
-                        server=server_id,
-                        instance=inst.name,
-                        request_path=request_path,
-                        keys=(),
-                        sudo=False,
-                        expires=inputs.today,
-                    ),
-                    verb=AccountVerb.LOCK,
-                )
-            )
-    return out
-
-
 def _refuse(item: Loaded, message: str) -> Refuse:
     return Refuse(name=item.request.name, request_path=item.path, message=message)
 
 
 def _refuse_spec(want: specs.Spec, message: str) -> Refuse:
     return Refuse(name=want.name, request_path=want.request_path, message=message)
-
-
-def _account_label(value: str) -> dict[str, object]:
-    """What a shared server's `user.ssp.account.<name>` records (see AccountSpec.label)."""
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -11,7 +11,12 @@ needs and what the status page shows, and nothing else:
 - `instances`: each instance of the project reduced to what `make_plan` looks at (owner, image
   id, lifecycle, GPUs by PCI address, forwarded host ports, root disk size) — never config
   values, keys, users or addresses;
-- `busy_ports`: host ports in the policy's SSH range that something outside LXD listens on.
+- `busy_ports`: host ports in the policy's SSH range that something outside LXD listens on;
+- `images`: ssp's images (members' `kind: image`), alias and owner: a container request
+  naming any other `<owner>/<name>` alias is refused at PR time.
+
+`held` reads what the host has given out (names, logins, images) for the validator: a
+retired container's name or an account's login stays its owner's (`provisioner.values.held`).
 
 The format is versioned (`format`); a reader checks the whole document against the model
 (unknown keys, wrong types, another version are refused with the reason) and its age against
@@ -39,9 +44,10 @@ from provisioner.status.server import ServerStatus
 from provisioner.validation.textpolicy import describe, first_forbidden
 from provisioner.values import spec as specs
 from provisioner.values import state
+from provisioner.values.held import Held
 from provisioner.values.policymodels import Policy
 from provisioner.values.sizes import size_bytes
-from provisioner.values.state import Instance
+from provisioner.values.state import Image, Instance
 
 FORMAT: Literal[1] = 1
 # Where `ssp publish` writes, and what validate.yml fetches.
@@ -86,6 +92,13 @@ class SnapshotInstance(StrictModel):
     disk: Annotated[int, Field(ge=0)] | None = None  # root disk size in bytes, when set
 
 
+class SnapshotImage(StrictModel):
+    """One of ssp's images (a member's `kind: image`): its alias and whose it is."""
+
+    alias: Annotated[str, Field(min_length=3, max_length=200)]
+    owner: Annotated[str, Field(max_length=100)]
+
+
 class Snapshot(StrictModel):
     """`snapshot.json`."""
 
@@ -98,6 +111,8 @@ class Snapshot(StrictModel):
     status: ServerStatus
     instances: list[SnapshotInstance]
     busy_ports: list[Port] = Field(default_factory=list)
+    # ssp's images; None in a snapshot from before they were listed (then nothing is known).
+    images: list[SnapshotImage] | None = None
 
     def age(self, now: datetime) -> timedelta:
         return now - self.generated_at
@@ -167,8 +182,9 @@ def make(
     *,
     commit: str = "",
     busy_ports: frozenset[int] = frozenset(),
+    images: Sequence[Image] | None = None,
 ) -> Snapshot:
-    """The snapshot of what was observed, redacted as the policy says."""
+    """The snapshot of what was observed, redacted as the policy says; IMAGES: ssp's."""
     first, last = policy.ssh.ports
     return Snapshot(
         format=FORMAT,
@@ -178,6 +194,14 @@ def make(
         status=redact(status, policy.snapshot.addresses),
         instances=[reduce(i) for i in sorted(instances, key=lambda i: i.name)],
         busy_ports=sorted(p for p in busy_ports if first <= p <= last),
+        images=None
+        if images is None
+        else [
+            SnapshotImage(alias=alias, owner=i.properties.get(state.IMAGE_OWNER, ""))
+            for i in sorted(images, key=lambda i: i.fingerprint)
+            if i.managed
+            for alias in i.aliases
+        ],
     )
 
 
@@ -336,3 +360,19 @@ def instances(snapshot: Snapshot, listen: str = _ANY) -> tuple[Instance, ...]:
             )
         )
     return tuple(rebuilt)
+
+
+def held(snapshot: Snapshot) -> Held:
+    """What the snapshot shows the host holds: its containers' names (retired and expired
+    ones too), the shared servers' accounts and ssp's images, each with its owner."""
+    return Held(
+        names={i.name: i.owner.lower() for i in snapshot.instances if i.managed and i.owner},
+        accounts={
+            (a.server, a.login.lower()): a.owner.lower()
+            for a in snapshot.status.accounts
+            if a.owner
+        },
+        images=None
+        if snapshot.images is None
+        else {i.alias: i.owner.lower() for i in snapshot.images},
+    )

@@ -95,6 +95,7 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("purpose.placeholder", _F, "a purpose that says nothing (TODO, test, the name again)"),
         ("purpose.vague", _F, "a request on main whose purpose says nothing; it stays"),
         ("name.duplicate", _C, "a name another request already uses"),
+        ("name.held", _F, "a name another member's container holds (retired or expired too)"),
         ("owner.folder", _F, "an owner that differs from the file's folder"),
         ("owner.unknown", _F, "an owner who is not a registered member"),
         ("lease.past", _F, "an expiry date that is not after today"),
@@ -129,6 +130,7 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("account.name_owner", _F, "an account name that is not the owner's login or <login>-..."),
         ("account.system_user", _F, "an account name that is a system or service user"),
         ("account.duplicate", _C, "a second account for one member on one shared server"),
+        ("account.held", _F, "an account name a shared server holds for another member"),
     ),
     "rules-quotas": (
         ("quota.containers", _C, "more containers than the owner's quota"),
@@ -159,6 +161,7 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
             "a container from another member's image the policy does not share",
         ),
         ("image.unpublished", _F, "a member's image that no image request publishes"),
+        ("image.not_ssp", _F, "an `<owner>/<name>` image that ssp did not publish"),
     ),
     "rules-authz": (
         ("authz.other_owner", _P, "a change to another member's request"),

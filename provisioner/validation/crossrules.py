@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from provisioner.validation.imagerules import check_images
 from provisioner.validation.sshkeys import SshKey, parse_key
 from provisioner.values import sizes
+from provisioner.values.held import Held
 from provisioner.values.loaded import Loaded, Resources, resources
 from provisioner.values.models import AccountRequest, ContainerRequest, ImageRequest, Inventory
 from provisioner.values.policymodels import Policy
@@ -53,27 +54,72 @@ def check_all(
     inventory: Inventory,
     focus: frozenset[str] | None,
     ages: Mapping[str, int] | None = None,
+    held: Held | None = None,
 ) -> list[Problem]:
     items = ranked(items, focus, ages)
+    held = held or Held()
     return [
-        *_unique_names(items),
+        *_unique_names(items, held),
         *_unique_accounts(items),
+        *_held_accounts(items, held),
         *_shared_keys(items, focus),
         *_quotas(items, policy, inventory),
         *_gpus(items, policy, inventory),
         *_capacity(items, policy, inventory),
-        *check_images(items, policy),
+        *check_images(items, policy, held.images),
     ]
 
 
-def _unique_names(items: Sequence[Loaded]) -> Iterable[Problem]:
+def _unique_names(items: Sequence[Loaded], held: Held) -> Iterable[Problem]:
+    """One request per name; a name LXD holds (a container, retired or expired ones
+    included) is its owner's before any request's age counts, so a squatter never keeps
+    the owner's renewal out."""
     by_name: dict[str, list[Loaded]] = defaultdict(list)
     for item in items:
         by_name[item.request.name].append(item)
-    for name, same in by_name.items():
+    for name, asking in by_name.items():
+        holder = held.names.get(name)
+        # An account's holder keeps its name too, however new its request's file is.
+        same = sorted(asking, key=lambda i: not _holds_account(i, held))
+        if holder:
+            same = [i for i in same if i.request.owner.lower() == holder]
+            for item in asking:
+                if item not in same:
+                    yield item.problem(
+                        ("name",),
+                        "name.held",
+                        f"name '{name}' is held by {holder}'s container (kept in LXD, even "
+                        "when retired or expired, until it is deleted): it stays theirs to "
+                        "renew; pick another name",
+                    )
         for item in _newer(same):
             yield item.problem(
                 ("name",), "name.duplicate", f"name '{name}' is already used by {same[0].path}"
+            )
+
+
+def _holds_account(item: Loaded, held: Held) -> bool:
+    req = item.request
+    return isinstance(req, AccountRequest) and (
+        held.accounts.get((req.server, req.name.lower())) == req.owner.lower()
+    )
+
+
+def _held_accounts(items: Sequence[Loaded], held: Held) -> Iterable[Problem]:
+    """A login on a shared server stays with the member it was made for until an admin
+    removes it, whatever a newer member's login is."""
+    for item in items:
+        req = item.request
+        if not isinstance(req, AccountRequest):
+            continue
+        holder = held.account_holder(req.server, req.name, req.owner)
+        if holder is not None:
+            yield item.problem(
+                ("name",),
+                "account.held",
+                f"account '{req.name}' on '{req.server}' was made for {holder} and stays "
+                "theirs (their home and files are kept) until an admin removes it; pick "
+                "another name",
             )
 
 

@@ -8,7 +8,7 @@ published it, or every member when the policy says `images_shared: true`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from provisioner.values.loaded import Loaded
 from provisioner.values.models import ContainerRequest, ImageRequest
@@ -17,9 +17,14 @@ from provisioner.values.problems import Problem, Severity
 from provisioner.values.requestpaths import image_alias, member_image
 
 
-def check_images(items: Sequence[Loaded], policy: Policy) -> list[Problem]:
+def check_images(
+    items: Sequence[Loaded], policy: Policy, held: Mapping[str, str] | None = None
+) -> list[Problem]:
     """Image requests name one of their owner's containers; a container starts only from a
-    member's image that is its owner's own (or shared by the policy) and is published."""
+    member's image that is its owner's own (or shared by the policy) and is published.
+
+    HELD: ssp's images by alias, with their owners, where known (the published snapshot at
+    PR time): an alias that is not among them and that no request publishes is not ssp's."""
     published = {
         image_alias(i.request.owner, i.request.name).lower()
         for i in items
@@ -46,6 +51,7 @@ def check_images(items: Sequence[Loaded], policy: Policy) -> list[Problem]:
                 )
         elif isinstance(req, ContainerRequest):
             out += _use(item, req, policy, published)
+            out += _not_ssp(item, req, published, held)
     return out
 
 
@@ -75,3 +81,31 @@ def _use(item: Loaded, req: ContainerRequest, policy: Policy, published: set[str
             )
         ]
     return []
+
+
+def _not_ssp(
+    item: Loaded, req: ContainerRequest, published: set[str], held: Mapping[str, str] | None
+) -> list[Problem]:
+    ref = member_image(req.image)
+    if ref is None or held is None:
+        return []
+    alias = image_alias(*ref)
+    publisher = held.get(alias)
+    if publisher is None and alias.lower() in published:
+        return []  # published when this is applied, before the container is made
+    if publisher is not None and publisher == ref[0].lower():
+        return []
+    why = (
+        "is not an image ssp published (the host's snapshot lists no such image of ssp's, "
+        "and no request publishes it)"
+        if publisher is None
+        else f"was published for '{publisher}', not {ref[0]}"
+    )
+    return [
+        item.problem(
+            ("image",),
+            "image.not_ssp",
+            f"image '{req.image}' {why}: apply would refuse this container; use a lab image "
+            "or a member's published image",
+        )
+    ]

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 from provisioner.validation.sshkeys import KeyRefusal, parse_key
 from provisioner.validation.usernames import namespace_owner, system_user
+from provisioner.values.held import Held
 from provisioner.values.loaded import Lifecycle, Loaded, lifecycle
 from provisioner.values.models import AccountRequest, ContainerRequest, ImageRequest, Inventory
 from provisioner.values.policymodels import Policy
@@ -40,7 +41,12 @@ def says_nothing(purpose: str, name: str) -> bool:
 
 
 def check_request(
-    item: Loaded, policy: Policy, inventory: Inventory, today: date, focused: bool
+    item: Loaded,
+    policy: Policy,
+    inventory: Inventory,
+    today: date,
+    focused: bool,
+    held: Held | None = None,
 ) -> list[Problem]:
     req = item.request
     out: list[Problem] = []
@@ -83,7 +89,7 @@ def check_request(
     if isinstance(req, ContainerRequest):
         out += _container(item, req, policy, inventory)
     else:
-        out += _account(item, req, policy)
+        out += _account(item, req, policy, held or Held())
     return out
 
 
@@ -273,7 +279,7 @@ def _indices(known: set[int]) -> str:
     return ", ".join(str(i) for i in sorted(known)) or "no GPUs"
 
 
-def _account(item: Loaded, req: AccountRequest, policy: Policy) -> list[Problem]:
+def _account(item: Loaded, req: AccountRequest, policy: Policy, held: Held) -> list[Problem]:
     out = []
     if req.server not in policy.shared_servers:
         out.append(
@@ -284,7 +290,8 @@ def _account(item: Loaded, req: AccountRequest, policy: Policy) -> list[Problem]
                 f"({', '.join(sorted(policy.shared_servers)) or 'none'})",
             )
         )
-    out += _account_name(item, req, policy)
+    if held.accounts.get((req.server, req.name.lower())) != req.owner.lower():
+        out += _account_name(item, req, policy)  # a login made for its owner stays theirs
     return out
 
 

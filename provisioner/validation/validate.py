@@ -11,7 +11,7 @@ its error, what was broken before is a note.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -24,8 +24,9 @@ from provisioner.validation.schema import check
 from provisioner.validation.sources import load
 from provisioner.validation.textpolicy import describe, first_forbidden
 from provisioner.values.changes import FileChange
+from provisioner.values.held import Held
 from provisioner.values.loaded import Lifecycle, Loaded, lifecycle
-from provisioner.values.models import REQUEST_MODELS, AnyRequest
+from provisioner.values.models import REQUEST_MODELS, AccountRequest, AnyRequest
 from provisioner.values.problems import Position, Problem, Severity
 from provisioner.values.requestpaths import LAYOUT, is_request_path, under_requests
 from provisioner.values.tree import Tree
@@ -52,6 +53,9 @@ class Validation:
     focus: frozenset[str] | None = field(default=None)
     # A pull request that only renews leases: every change one (empty otherwise).
     renewals: tuple[Renewal, ...] = ()
+    # The same tree judged again knowing what the host holds (validate_tree's only): apply
+    # reads main before it reads LXD. Not a value to compare or show.
+    redo: Callable[[Held], Validation] | None = field(default=None, compare=False, repr=False)
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -136,11 +140,13 @@ def validate_tree(
     now: datetime,
     focus: frozenset[str] | None = None,
     ages: Mapping[str, int] | None = None,
+    held: Held | None = None,
 ) -> Validation:
     """Every request in `tree` against the schema, the policy and each other.
 
     Where requests compete, the newest are found at fault: `focus` (a PR's files) are the
-    newest of all, then `ages` orders the rest (see crossrules.ranked).
+    newest of all, then `ages` orders the rest (see crossrules.ranked). `held`: what the host
+    has given out (names stay with their owners; see `provisioner.values.held`).
     """
     problems = list(tree.problems)
     config, found = load_config(tree.files.get(POLICY_PATH), tree.files.get(HOSTS_PATH))
@@ -158,13 +164,13 @@ def validate_tree(
         if item is not None:
             loaded.append(item)
             focused = focus is not None and path in focus
-            problems += check_request(item, config.policy, config.inventory, today, focused)
+            problems += check_request(item, config.policy, config.inventory, today, focused, held)
             if lifecycle(item, today, focused=focused) is Lifecycle.EXPIRED:
                 expired.add(path)
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     # Expired and broken requests hold no resources, so they are left out of the sums.
     live = [i for i in loaded if i.path not in broken and i.path not in expired]
-    problems += check_all(live, config.policy, config.inventory, focus, ages)
+    problems += check_all(live, config.policy, config.inventory, focus, ages, held)
     broken = {p.path for p in problems if p.severity is Severity.ERROR}
     return Validation(
         problems=_catalogued(problems),
@@ -172,7 +178,26 @@ def validate_tree(
         valid=tuple(i for i in live if i.path not in broken),
         expired=tuple(i for i in loaded if i.path in expired and i.path not in broken),
         focus=focus,
+        redo=lambda found: validate_tree(tree, now, focus, ages, found),
     )
+
+
+def with_held(validation: Validation, held: Held) -> Validation:
+    """VALIDATION judged again with what the host holds, where that can change anything: a
+    request naming what another member holds, or a name or login refused that may be its
+    holder's to keep. Otherwise VALIDATION itself (judging again reads the tree again)."""
+    if validation.redo is None:
+        return validation
+    rules = {"name.duplicate", "account.name_owner"}
+    changes = any(p.rule in rules for p in validation.errors) or any(
+        held.name_holder(i.request.name, i.request.owner) is not None
+        or (
+            isinstance(i.request, AccountRequest)
+            and held.account_holder(i.request.server, i.request.name, i.request.owner) is not None
+        )
+        for i in (*validation.valid, *validation.expired)
+    )
+    return validation.redo(held) if changes else validation
 
 
 def validate_pull(
@@ -183,6 +208,7 @@ def validate_pull(
     now: datetime,
     before: Tree | None = None,
     others: Mapping[str, str] | None = None,
+    held: Held | None = None,
 ) -> Validation:
     """A PR: everyone involved (the author, and `others`: pushers and commit authors) may
     change only their own requests, and the PR may hurt no one else. `head` is the tree the
@@ -197,11 +223,11 @@ def validate_pull(
     """
     touched = frozenset(c.path for c in changes if c.status != "D")
     auth_problems, notes = authorize(changes, author, base_admins, others)
-    result = validate_tree(head, now, focus=touched)
+    result = validate_tree(head, now, focus=touched, held=held)
     infra = any(not under_requests(c.path) for c in changes)
     known = None
     if before is not None:
-        earlier = validate_tree(before, now, focus=touched)
+        earlier = validate_tree(before, now, focus=touched, held=held)
         known = {(p.path, p.rule) for p in earlier.errors}
     mine = sorted(p for p in touched if p in head.files and under_requests(p))
     shown: list[Problem] = []

@@ -79,6 +79,10 @@ def test_publish_redacts_the_real_hosts_state_and_the_preview_reads_it(
     assert seen[alice].owner == "alice" and seen[alice].managed
     assert seen[alice].ssh_port == live[alice]["ssh_port"]
     assert seen[f"carol-g-{suffix}"].lifecycle == "retired"
+    # ssp's images are listed (none of the daemon's other aliases), and the retired
+    # container's name is carol's to keep: what the PR check judges names against.
+    assert snap.images is not None and "ssp-busybox" not in {i.alias for i in snap.images}
+    assert snapshots.held(snap).names[f"carol-g-{suffix}"] == "carol"
     assert b"alice-s-" in page and b"gpu-board" in page
 
     # alice's PR moves her lease; the check previews it against what was published
