@@ -1,6 +1,7 @@
 """Values: the data every wing hands the others, at the bottom of the house.
 
 Pydantic models of request files and the policy, a loaded request, problems, observed LXD
-state, the plan as data, specs, outcomes, ID ranges, sizes and paths. Imports nothing from
+state and what the host already gave to whom (held names and logins), a pull request's
+changes, the plan as data, specs, outcomes, ID ranges, sizes and paths. Imports nothing from
 provisioner but other values; everything else may import these.
 """
