@@ -59,9 +59,11 @@ lock: venv
 unit: venv
 	$(BIN)/pytest -q
 
-# Everything: naming the folder turns off the fast suite's selection (tests/conftest.py).
+# Everything: the fast suite on both cores, then what it leaves out (real LXD, the cluster, the
+# browser, GPUs, slow tests) in one process, as tests sharing one LXD daemon need.
 test: venv lxd browser lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "lxd or gpu or slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

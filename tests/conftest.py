@@ -4,8 +4,9 @@ network for any test.
 `pytest` with no path and no `-m` is the fast suite: tests marked `lxd` (a real LXD, the
 cluster, the browser), `gpu` (real NVIDIA GPUs) or `slow` are left out, and the header says
 so. Naming a folder or file (`pytest tests`, `pytest tests/integration`) or a marker
-(`pytest -m lxd`) runs what was named; `make test` runs everything. The choice is made once in
-the controlling process and handed to pytest-xdist's workers through the environment.
+(`pytest -m lxd`) runs what was named, in one process (real-LXD tests share a daemon); `make
+test` runs everything. Only the fast suite runs on pytest-xdist's workers; the choice is made
+once in the controlling process and handed to them through the environment.
 
 Every test runs with a network blocker (autouse): a socket may connect to a unix socket (the
 LXD daemon) or to a loopback address (the fake GitHub, a port the test listens on); anything
@@ -41,23 +42,24 @@ def _fast(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):
-        os.environ[_SUITE] = "fast" if _fast(config) else "named"
+    if hasattr(config, "workerinput"):
+        return
+    fast = _fast(config)
+    os.environ[_SUITE] = "fast" if fast else "named"
+    if not fast:
+        # What was named may hold real-LXD tests, which share one daemon, its ports and ID
+        # ranges: one process runs them (pytest-xdist's own hook reads this after ours).
+        config.option.dist, config.option.tx = "no", []
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     if _fast(config):
         left = ", ".join(f"{m} ({why})" for m, why in NOT_FAST.items())
         return f"fast suite: leaves out tests marked {left}; `make test` runs them too"
-    return "suite: what was named (nothing left out by marker)"
+    return "suite: what was named (nothing left out by marker), in one process"
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Real-LXD tests share one daemon and a session's cluster: one xdist worker runs them all.
-    for item in items:
-        if item.get_closest_marker("lxd") is not None:
-            item.add_marker(pytest.mark.xdist_group("real-lxd"))
     if not _fast(config):
         return
     keep, out = [], []
