@@ -6,8 +6,9 @@ its profile, storage pools, networks and the GPUs LXD sees, for `ssp host init` 
 from __future__ import annotations
 
 from provisioner.lxd.conn import LxdConnection, not_found
-from provisioner.lxd.wire import device_map
+from provisioner.lxd.wire import card_of, device_map
 from provisioner.values.errors import LxdError
+from provisioner.values.gpuinventory import Card
 from provisioner.values.state import Pool, Profile, Project, ServerInfo
 
 
@@ -116,6 +117,15 @@ class LxdHost(LxdConnection):
         got = self._send("read the host's resources", self._server_api.resources.get)
         cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
         return frozenset(str(c["pci_address"]).lower() for c in cards if c.get("pci_address"))
+
+    def gpu_cards(self, member: str = "") -> tuple[Card, ...]:
+        """The GPU cards of one server, as its own LXD reads them (`?target=` in a cluster):
+        the answer is that member's PCI bus, whichever member the request goes through."""
+        params = {"target": member} if member else {}
+        what = "read the GPUs of " + (f"cluster member {member!r}" if member else "the host")
+        got = self._send(what, self._server_api.resources.get, params=params)
+        cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
+        return tuple(card_of(c) for c in cards if c.get("pci_address"))
 
     def source_config(self, source: str, project: str = "default") -> Profile | None:
         """The local config and devices of an instance (`name`) or snapshot (`name/snap`) that

@@ -148,3 +148,56 @@ def compare_inventory(live: Sequence[Gpu], expected: Sequence[ExpectedGpu]) -> I
                 "but not in the inventory"
             )
     return InventoryDiff(tuple(missing), tuple(unexpected), tuple(changed))
+
+
+NVIDIA_VENDOR_ID = "10de"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A GPU card as a server's LXD reports it (`GET /1.0/resources?target=<member>`).
+
+    LXD reads the PCI bus, so a card is listed without the NVIDIA driver too; `model` and
+    `uuid` are the driver's (LXD's `nvidia` section) when LXD could ask it, else the PCI
+    product name and None. LXD gives no NVML index and no memory size.
+    """
+
+    pci: str
+    vendor_id: str
+    model: str
+    uuid: str | None = None
+
+    @property
+    def nvidia(self) -> bool:
+        return self.vendor_id.lower() == NVIDIA_VENDOR_ID
+
+
+def compare_cards(cards: Sequence[Card], expected: Sequence[ExpectedGpu]) -> InventoryDiff:
+    """What differs between the NVIDIA cards one server's LXD lists and that server's own
+    inventory entry, matched by PCI address. The UUID is compared where LXD knows it; the
+    model only then too (without the driver LXD has the PCI product name, not the model)."""
+    live_by_pci = {_same_pci(c.pci): c for c in cards if c.nvidia}
+    expected_by_pci = {_same_pci(e.pci): e for e in expected}
+    missing = tuple(
+        f"{pci}: {want.model} ({want.uuid or 'no UUID recorded'}) is in the inventory but "
+        "not on the server"
+        for pci, want in sorted(expected_by_pci.items())
+        if pci not in live_by_pci
+    )
+    unexpected = tuple(
+        f"{pci}: {have.model} is on the server but not in the inventory"
+        for pci, have in sorted(live_by_pci.items())
+        if pci not in expected_by_pci
+    )
+    changed: list[str] = []
+    for pci, want in sorted(expected_by_pci.items()):
+        have = live_by_pci.get(pci)
+        if have is None or have.uuid is None:
+            continue
+        if want.uuid and want.uuid != have.uuid:
+            changed.append(
+                f"{pci}: UUID {have.uuid}, inventory says {want.uuid} (a different card)"
+            )
+        if want.model != have.model:
+            changed.append(f"{pci}: model {have.model!r}, inventory says {want.model!r}")
+    return InventoryDiff(missing, unexpected, tuple(changed))
