@@ -82,6 +82,13 @@ class LxdHost(LxdConnection):
         got = self._send(what, self._api.cluster.members.get, params={"recursion": 1})
         return {m["server_name"]: m["status"] for m in got.json()["metadata"]}
 
+    def member_name(self) -> str:
+        """This daemon's cluster member name ("" on a single server), from `GET /1.0`."""
+        environment = self._connect().host_info.get("environment") or {}
+        return (
+            str(environment.get("server_name") or "") if environment.get("server_clustered") else ""
+        )
+
     def storage_pool(self, name: str, member: str = "") -> Pool | None:
         """The pool and its space; in a cluster, on `member` ("": the member answering)."""
         node = self._server_api.storage_pools[name]

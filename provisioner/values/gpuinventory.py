@@ -12,7 +12,7 @@ LXD's own `id` option is the DRM card number, which is a third numbering again.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -201,3 +201,34 @@ def compare_cards(cards: Sequence[Card], expected: Sequence[ExpectedGpu]) -> Inv
         if want.model != have.model:
             changed.append(f"{pci}: model {have.model!r}, inventory says {want.model!r}")
     return InventoryDiff(missing, unexpected, tuple(changed))
+
+
+def cards_as_gpus(cards: Sequence[Card], memory: Mapping[str, int]) -> list[Gpu] | str:
+    """One server's NVIDIA cards as `ssp gpus --write` records them, from what its LXD lists
+    (for a cluster member other than the one it runs on); or why they cannot be.
+
+    Numbered in PCI bus order, the order NVML enumerates them in. LXD reports no memory size,
+    so each card's comes from the inventory's entry of the same UUID (`memory`): a card the
+    inventory does not know yet, or one LXD could not ask the driver about (no UUID), is
+    recorded by running `ssp gpus --write` on that server, where NVML sees everything.
+    """
+    nvidia = sorted((c for c in cards if c.nvidia), key=lambda c: c.pci)
+    blind = [c.pci for c in nvidia if c.uuid is None]
+    if blind:
+        return f"LXD there cannot ask the NVIDIA driver about {', '.join(blind)}"
+    unknown = [c.pci for c in nvidia if c.uuid not in memory]
+    if unknown:
+        return f"new card(s) at {', '.join(unknown)}, whose memory size LXD does not report"
+    return [
+        Gpu(
+            index=i,
+            model=c.model,
+            uuid=str(c.uuid),
+            pci=c.pci,
+            memory=memory[str(c.uuid)],
+            memory_used=0,
+            utilization=None,
+            processes=(),
+        )
+        for i, c in enumerate(nvidia)
+    ]

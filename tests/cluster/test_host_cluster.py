@@ -21,6 +21,7 @@ import pytest
 import yaml
 from helpers import ENV, run_cli
 from integration.conftest import purge_project
+from nvml_standin import NvmlStandin, seed_server
 
 from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
 from provisioner.commands import member_cards
@@ -126,3 +127,24 @@ def test_doctor_reports_a_member_going_away_as_a_problem_never_an_error(
     # Before node2 is gone it is fine; from then on it is named, whatever LXD calls it.
     assert all(status == "ok" or "node2" in detail for status, detail in details), details
     assert details[-1][0] == "problem"
+
+
+def test_gpus_write_records_every_member(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # node1 (whose socket this is) has the seed server's cards through NVML; node2's own LXD
+    # lists none on this GPU-less machine, so its entry loses the A100s the lab file has.
+    NvmlStandin(seed_server()).install(monkeypatch)
+    (tmp_path / "config").mkdir()
+    hosts = tmp_path / "config" / "hosts.yaml"
+    hosts.write_text(inventory_yaml(), encoding="utf-8")
+    done = run_cli(
+        "gpus", "--repo", str(tmp_path), "--write", env={**ENV, "LXD_DIR": cluster.lxd_dir()}
+    )
+    assert done.code == 0, done.both
+    got = yaml.safe_load(hosts.read_text(encoding="utf-8"))["hosts"]
+    assert [g["pci"] for g in got["node1"]["gpus"]] == [
+        "0000:1a:00.0", "0000:4b:00.0", "0000:b1:00.0", "0000:ca:00.0",
+    ]  # fmt: skip
+    assert got["node2"]["gpus"] == []
+    assert f"node2: removed {SLOTS[0]}: {A100}" in done.out
