@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from provisioner.flows.checkout import MainCheckout, read_main
 from provisioner.host import subidfiles
 from provisioner.host.ports import listening_ports
+from provisioner.planning.cluster import ONLINE
 from provisioner.planning.hostproject import forbids_low_level
 from provisioner.reporting.escape import log_line
 from provisioner.validation.validate import Validation
@@ -209,7 +210,7 @@ def member_cards(lxd: HostApi, members: Mapping[str, str]) -> dict[str, Sequence
     """Each cluster member's GPU cards as its LXD lists them, or why they could not be read."""
     found: dict[str, Sequence[Card] | str] = {}
     for member, status in sorted(members.items()):
-        if status != "Online":
+        if status != ONLINE:
             found[member] = f"LXD calls it {status}"
             continue
         try:

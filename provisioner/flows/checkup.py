@@ -68,6 +68,8 @@ class DoctorLxd(HostApi, Protocol):
 
     def id_maps(self) -> list[IdMapUse]: ...
 
+    def member_name(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class HostPaths:
@@ -197,7 +199,6 @@ def _lxd_part(
             checks = [doctor.check_reachable(LxdError(f"{e} (it answered at first)"), where)]
             down = "LXD stopped answering (see lxd.reachable)"
             checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
-
     return server, instances, checks
 
 
@@ -210,8 +211,11 @@ def examine(
 ) -> list[Check]:
     """Every check, in order; LXD-dependent ones are skipped when LXD does not answer."""
     policy = config.policy
-    expected = [g for host in config.inventory.hosts.values() for g in host.gpus]
     server, instances, checks = _lxd_part(config, valid, lxd, where)
+    # This server's GPUs are held against its own entry: in a cluster, the member's.
+    here = lxd.member_name() if server is not None else ""
+    hosts = [config.inventory.hosts[here]] if here in config.inventory.hosts else None
+    expected = [g for host in hosts or config.inventory.hosts.values() for g in host.gpus]
     sources = sorted({s.source for s in policy.shares.values()})
     checks.append(doctor.check_shares(sources, lambda p: (paths.root / p.lstrip("/")).is_dir()))
     texts = {str(p): subidfiles.read(p) for p in (paths.subuid, paths.subgid)}

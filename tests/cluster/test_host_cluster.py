@@ -22,11 +22,15 @@ import yaml
 from helpers import ENV, run_cli
 from integration.conftest import purge_project
 from nvml_standin import NvmlStandin, seed_server
+from test_doctor import SEED_PCI, fake_sys, seed_inventory
 
 from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
 from provisioner.commands import member_cards
+from provisioner.doctor.checks import Status
+from provisioner.flows.checkup import HostPaths, examine
 from provisioner.gpu.gate import member_gpu_refusal
 from provisioner.lxd.api import Lxd
+from provisioner.validation.config import load_config
 from provisioner.values.models import Inventory
 
 pytestmark = pytest.mark.lxd
@@ -148,3 +152,22 @@ def test_gpus_write_records_every_member(
     ]  # fmt: skip
     assert got["node2"]["gpus"] == []
     assert f"node2: removed {SLOTS[0]}: {A100}" in done.out
+
+
+def test_doctor_holds_this_members_gpus_against_its_own_entry(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run on node1 (its socket), whose cards are the seed server's; node2 has two A100s.
+    # Main compared NVML here with every server's entry: node2's A100s were "missing".
+    NvmlStandin(seed_server()).install(monkeypatch)
+    sys_root = fake_sys(tmp_path, dict.fromkeys(SEED_PCI, ("0x10de", "0x030000")))
+    lab = yaml.safe_load(inventory_yaml())
+    lab["hosts"]["node1"]["gpus"] = [g.model_dump() for g in seed_inventory()]
+    loaded, problems = load_config(
+        (ROOT / "config" / "policy.yaml").read_bytes(), yaml.safe_dump(lab).encode()
+    )
+    assert loaded is not None, problems
+    lxd = Lxd("default", endpoint=cluster.socket("node1"), require_project=False)
+    paths = HostPaths(tmp_path / "subuid", tmp_path / "subgid", sys_root, tmp_path, tmp_path)
+    checks = {c.name: c for c in examine(loaded, [], lxd, lxd.socket, paths)}
+    assert checks["gpu.inventory"].status is Status.OK, checks["gpu.inventory"].detail
