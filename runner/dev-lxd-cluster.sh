@@ -16,9 +16,16 @@
 #   2. A veth pair joins the namespace to the host bridge; inside, the end is named eth0 and
 #      gets the member's address and a default route through the host.
 #   3. `nsenter` starts the daemon inside both namespaces, detached from this shell.
-#   4. Member 1 is preseeded with an HTTPS address, a `dir` pool, a bridge for its containers
-#      and `cluster: enabled`. Member 2 gets a join token from member 1 and is preseeded with
-#      it and member 1's cluster certificate; the pool's `source` is the one per-member key.
+#   4. Member 1 is preseeded with an HTTPS address, a `dir` pool and `cluster: enabled`.
+#      Member 2 gets a join token from member 1 and is preseeded with it and member 1's
+#      cluster certificate; the pool's `source` is the one per-member key.
+#   5. The containers' network is the lab's LAN, as the admin guide documents for a cluster:
+#      a managed macvlan network `ssplan` whose `parent` is each member's own LAN NIC (eth0
+#      here; a member-specific key, set per member with --target), and the default profile's
+#      eth0 on it. Every container then gets its address from the LAN's one DHCP server (a
+#      dnsmasq on the host bridge stands in for the lab's), so addresses are unique across
+#      members and reachable from the LAN. (A bridge per member, as LXD makes for `lxdbr0`,
+#      gives every member the same subnet: two containers on two servers got one address.)
 #
 # Then the test image `ssp-busybox` is copied in from the main development LXD (runner/
 # dev-lxd.sh builds it; one import serves every member) and a stopped `Common-Server` base
@@ -34,7 +41,7 @@
 # Environment: SSP_CLUSTER_DIR (state: member directories, logs; default
 # /var/lib/ssp-dev-cluster), SSP_CLUSTER_BRIDGE (host bridge, default sspclu0),
 # SSP_CLUSTER_NET (first three octets of the members' addresses, default 100.64.70),
-# SSP_CLUSTER_LXD_NET (same, for the containers' bridge in each member, default 100.64.71),
+# SSP_CLUSTER_LAN (the containers' network, default ssplan),
 # LXD_DIR (the main development daemon the image comes from, default /var/lib/lxd).
 #
 # Clients reach the cluster through member 1's socket, $SSP_CLUSTER_DIR/node1/lxd/unix.socket
@@ -50,7 +57,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CLUSTER_DIR=${SSP_CLUSTER_DIR:-/var/lib/ssp-dev-cluster}
 HOST_BRIDGE=${SSP_CLUSTER_BRIDGE:-sspclu0}
 NET=${SSP_CLUSTER_NET:-100.64.70}
-LXD_NET=${SSP_CLUSTER_LXD_NET:-100.64.71}
+LAN=${SSP_CLUSTER_LAN:-ssplan}
+# The LAN's DHCP range (the members themselves are .101 and .102).
+DHCP_RANGE="$NET.128,$NET.250"
 MAIN_LXD_DIR=${LXD_DIR:-/var/lib/lxd}
 MEMBERS=(1 2)
 # The members' /etc/subuid and /etc/subgid: a range for isolated containers that no daemon
@@ -58,7 +67,6 @@ MEMBERS=(1 2)
 SUBIDS="root:1000:100
 root:200000000:1000000000"
 POOL=default
-BRIDGE=lxdbr0
 PORT=8443
 IMAGE=ssp-busybox
 BASE=Common-Server
@@ -116,7 +124,7 @@ member_answers() {
 
 require_tools() {
 	local tool
-	for tool in lxd lxc unshare nsenter ip setsid; do
+	for tool in lxd lxc unshare nsenter ip setsid dnsmasq; do
 		have "$tool" || die "$tool is not installed (run: bash $HERE/dev-lxd.sh install)"
 	done
 }
@@ -135,6 +143,34 @@ ensure_bridge() {
 	fi
 	# The members' containers reach the outside through their member, then through the host.
 	[ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || echo 1 >/proc/sys/net/ipv4/ip_forward
+}
+
+# The LAN's DHCP server: a dnsmasq on the host bridge, DHCP only (no DNS), recorded like the
+# namespace holders so only this very process is ever stopped.
+dhcp_pid() {
+	local file pid start now
+	file=$CLUSTER_DIR/lan/dnsmasq.pid
+	[ -r "$file" ] || return 1
+	read -r pid start <"$file" || return 1
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+	now=$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+	[ "$now" = "$start" ] || return 1
+	printf '%s\n' "$pid"
+}
+
+ensure_dhcp() {
+	local pid dir=$CLUSTER_DIR/lan
+	if pid=$(dhcp_pid); then
+		skipped "LAN DHCP server runs (PID $pid)"
+		return
+	fi
+	mkdir -p "$dir"
+	dnsmasq --conf-file=/dev/null --port=0 --interface="$HOST_BRIDGE" --bind-interfaces \
+		--except-interface=lo --dhcp-range="$DHCP_RANGE,1h" --dhcp-option=3,"$NET.1" \
+		--dhcp-authoritative --dhcp-leasefile="$dir/leases" --pid-file="$dir/raw.pid"
+	pid=$(cat "$dir/raw.pid")
+	echo "$pid $(awk '{ print $22 }' "/proc/$pid/stat")" >"$dir/dnsmasq.pid"
+	changed "LAN DHCP server on $HOST_BRIDGE ($DHCP_RANGE), PID $pid"
 }
 
 # --- a member's namespaces -----------------------------------------------------------------
@@ -224,13 +260,6 @@ bootstrap() {
 	mlxd 1 init --preseed <<EOF
 config:
   core.https_address: $(member_addr 1):$PORT
-networks:
-- name: $BRIDGE
-  type: bridge
-  config:
-    ipv4.address: $LXD_NET.1/24
-    ipv4.nat: "true"
-    ipv6.address: none
 storage_pools:
 - name: $POOL
   driver: dir
@@ -241,10 +270,6 @@ profiles:
       type: disk
       path: /
       pool: $POOL
-    eth0:
-      type: nic
-      name: eth0
-      network: $BRIDGE
 cluster:
   server_name: node1
   enabled: true
@@ -283,6 +308,28 @@ $cert
     value: ""
 EOF
 	changed "member 2: joined the cluster as node2 at $(member_addr 2):$PORT"
+}
+
+# The containers' network: macvlan on each member's LAN NIC. A cluster network is made in two
+# steps: defined on each member with its member-specific keys, then created cluster-wide.
+ensure_lan() {
+	local id
+	if mlxc 1 query "/1.0/networks/$LAN" >/dev/null 2>&1; then
+		skipped "network $LAN exists"
+	else
+		for id in "${MEMBERS[@]}"; do
+			mlxc 1 network create "$LAN" --type=macvlan parent=eth0 --target "node$id" >/dev/null
+		done
+		mlxc 1 network create "$LAN" --type=macvlan >/dev/null
+		changed "created network $LAN (macvlan on each member's eth0)"
+	fi
+	if mlxc 1 profile device get default eth0 network 2>/dev/null | grep -qx "$LAN"; then
+		skipped "the default profile's eth0 is on $LAN"
+	else
+		mlxc 1 profile device remove default eth0 >/dev/null 2>&1 || true
+		mlxc 1 profile device add default eth0 nic name=eth0 network="$LAN" >/dev/null
+		changed "the default profile's eth0 is on $LAN"
+	fi
 }
 
 # Member names and states, one "name state" line each (state: Online, Offline, ...).
@@ -355,6 +402,7 @@ cmd_up() {
 	require_tools
 	mkdir -p "$CLUSTER_DIR"
 	ensure_bridge
+	ensure_dhcp
 	for id in "${MEMBERS[@]}"; do
 		ensure_namespace "$id"
 		ensure_daemon "$id"
@@ -362,6 +410,7 @@ cmd_up() {
 	bootstrap
 	join
 	wait_online
+	ensure_lan
 	ensure_image
 	ensure_base
 	local changes="nothing changed"
@@ -389,11 +438,15 @@ stop_member() {
 }
 
 cmd_down() {
-	local id
+	local id pid
 	require_root down
 	for id in 2 1; do
 		stop_member "$id"
 	done
+	if pid=$(dhcp_pid); then
+		kill "$pid"
+		changed "stopped the LAN DHCP server (PID $pid)"
+	fi
 	if ip link show "$HOST_BRIDGE" >/dev/null 2>&1; then
 		ip link del "$HOST_BRIDGE"
 		changed "deleted host bridge $HOST_BRIDGE"

@@ -390,7 +390,8 @@ def test_write_picks_the_named_host_among_several(
     repo = make_repo(tmp_path, two)
     code, _, err = run_cli(capsys, "gpus", "--repo", str(repo), "--write")
     assert code == 2
-    assert "several hosts (super-server, small-box): name one with --host" in err
+    assert "several hosts (super-server, small-box) and LXD " in err
+    assert err.rstrip().endswith("name one with --host")
     assert (repo / "config" / "hosts.yaml").read_text(encoding="utf-8") == two
 
     code, _, err = run_cli(capsys, "gpus", "--repo", str(repo), "--write", "--host", "nope")

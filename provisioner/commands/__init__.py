@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from provisioner.flows.checkout import MainCheckout, read_main
 from provisioner.host import subidfiles
 from provisioner.host.ports import listening_ports
+from provisioner.planning.cluster import ONLINE
 from provisioner.planning.hostproject import forbids_low_level
 from provisioner.reporting.escape import log_line
 from provisioner.validation.validate import Validation
 from provisioner.values import subids
-from provisioner.values.errors import UsageError
+from provisioner.values.errors import LxdError, UsageError
+from provisioner.values.gpuinventory import Card
 from provisioner.values.idranges import IdRange
 from provisioner.values.models import ContainerRequest
 from provisioner.values.plandata import HostFacts
@@ -151,7 +153,7 @@ def host_facts(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> 
     """What planning needs to know about this host besides LXD's instances."""
     return HostFacts(
         busy_ports=listening_ports(),
-        gpu_refusal=gpu_gate(validation, env),
+        gpu_refusal=gpu_gate(validation, env, lxd),
         id_spans=host_id_spans(),
         pin_ids=ids_pinnable(lxd),
     )
@@ -168,12 +170,17 @@ def ids_pinnable(lxd: HostApi) -> bool:
     return not forbids_low_level(lxd.read_project())
 
 
-def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:
+def gpu_gate(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> str | None:
     """Why GPUs may not be attached now (None: they may, or no request wants one).
 
+    On a single server NVML on this host is compared with the inventory; in an LXD cluster
+    each member's cards, read through LXD, with that member's entry (`member_gpu_refusal`).
     SSP_GPU_CHECK=off skips the check: for machines without GPUs in tests and demos only.
     """
-    from provisioner.gpu.gate import gpu_refusal  # noqa: PLC0415  (loads NVML bindings)
+    from provisioner.gpu.gate import (  # noqa: PLC0415  (loads NVML bindings)
+        gpu_refusal,
+        member_gpu_refusal,
+    )
 
     config = validation.config
     wants = any(
@@ -181,7 +188,24 @@ def gpu_gate(validation: Validation, env: Mapping[str, str]) -> str | None:
     )
     if config is None or not wants or env.get("SSP_GPU_CHECK") == "off":
         return None
-    return gpu_refusal(config.inventory)
+    members = lxd.members()
+    if not members:
+        return gpu_refusal(config.inventory)
+    return member_gpu_refusal(config.inventory, member_cards(lxd, members))
+
+
+def member_cards(lxd: HostApi, members: Mapping[str, str]) -> dict[str, Sequence[Card] | str]:
+    """Each cluster member's GPU cards as its LXD lists them, or why they could not be read."""
+    found: dict[str, Sequence[Card] | str] = {}
+    for member, status in sorted(members.items()):
+        if status != ONLINE:
+            found[member] = f"LXD calls it {status}"
+            continue
+        try:
+            found[member] = lxd.gpu_cards(member)
+        except LxdError as e:
+            found[member] = str(e)
+    return found
 
 
 def print_invalid_config(command: str, validation: Validation) -> None:

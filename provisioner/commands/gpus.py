@@ -4,7 +4,9 @@ Run it on the GPU host. The table shows what each card is (model, PCI address as
 it, UUID) and what it is doing (memory in use, utilisation, processes). `--write` replaces the
 `gpus:` list of one host in `config/hosts.yaml` with what NVML reports, keeps the host's other
 keys and the file's leading comment block, and prints what changed, so the admin can commit
-the inventory the validator and `apply` rely on.
+the inventory the validator and `apply` rely on. When the file lists several hosts and LXD
+here is a cluster, `--write` without `--host` rewrites every member's entry
+(`provisioner.flows.inventory`): this member's from NVML, the others' from their own LXD.
 
 Exit statuses: 0 listed (and written); 2 usage (bad --host, missing or malformed hosts file);
 3 NVML unusable (no driver library, driver not loaded, no permission): the `GpuError` raised
@@ -23,14 +25,15 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 # The package, not the name: `provisioner.commands` imports this module while it is itself
 # being initialised, and `add_repo_arg` is defined after that import runs.
 from provisioner import commands
+from provisioner.flows.inventory import Written, write_members
 from provisioner.gpu.nvml import missing_device_nodes, read_gpus
-from provisioner.validation.hostsfile import HOSTS_FILE, update_hosts_text
-from provisioner.values.errors import UsageError
+from provisioner.validation.hostsfile import HOSTS_FILE, host_names, update_hosts_text
+from provisioner.values.errors import LxdError, UsageError
 from provisioner.values.gpuinventory import Gpu
 from provisioner.values.sizes import format_mib
 
@@ -87,30 +90,64 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
     if args.write:
-        path = args.repo / HOSTS_FILE
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(
-                f"{path} not found: create it with this host's entry (cpu, memory, disk) first"
-            ) from None
-        new_text, host, changes, dropped_comments = update_hosts_text(text, args.host, gpus)
-        # In JSON mode stdout is for the document; the summary goes beside it.
-        out = sys.stderr if args.format == "json" else sys.stdout
-        if new_text == text:
-            print(f"{path}: GPUs of host {host} already match; nothing written", file=out)
-        else:
-            write_atomically(path, new_text)
-            print(f"{path}: host {host}: GPUs written", file=out)
-            for line in changes:
-                print(f"  {line}", file=out)
-            if dropped_comments:
-                print(
-                    f"note: comments below the header of {path} were not kept; "
-                    "check `git diff` before committing",
-                    file=sys.stderr,
-                )
+        write(args, env, gpus)
     return 0
+
+
+def write(args: argparse.Namespace, env: Mapping[str, str], gpus: Sequence[Gpu]) -> None:
+    """--write: the host's entry (or, in a cluster, every member's) in config/hosts.yaml."""
+    path = args.repo / HOSTS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path} not found: create it with this host's entry (cpu, memory, disk) first"
+        ) from None
+    # In JSON mode stdout is for the document; the summary goes beside it.
+    out = sys.stderr if args.format == "json" else sys.stdout
+    if args.host is None and len(names := host_names(text)) > 1:
+        why = "LXD here is not a cluster"
+        try:
+            lxd = commands.open_lxd("default", env, require_project=False)
+            written = write_members(lxd, gpus, text)
+        except LxdError as e:
+            written, why = None, f"LXD does not answer ({e})"
+        if written is None:
+            raise UsageError(
+                f"{HOSTS_FILE} lists several hosts ({', '.join(names)}) and {why}: "
+                "name one with --host"
+            )
+        report(path, text, written, out)
+        return
+    new_text, host, changes, dropped_comments = update_hosts_text(text, args.host, gpus)
+    if new_text == text:
+        print(f"{path}: GPUs of host {host} already match; nothing written", file=out)
+    else:
+        write_atomically(path, new_text)
+        print(f"{path}: host {host}: GPUs written", file=out)
+        for line in changes:
+            print(f"  {line}", file=out)
+        if dropped_comments:
+            print(
+                f"note: comments below the header of {path} were not kept; "
+                "check `git diff` before committing",
+                file=sys.stderr,
+            )
+
+
+def report(path: Path, text: str, written: Written, out: TextIO) -> None:
+    """Write every member's entry (in one rename) and say what changed, member by member."""
+    if written.text == text:
+        print(f"{path}: every member's GPUs that could be read already match", file=out)
+    else:
+        write_atomically(path, written.text)
+        print(f"{path}: GPUs written for the cluster's members", file=out)
+    for line in written.changes:
+        print(f"  {line}", file=out)
+    for line in written.skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    if written.dropped_comments:
+        print(f"note: comments below the header of {path} were not kept", file=sys.stderr)
 
 
 def format_table(gpus: Sequence[Gpu]) -> str:

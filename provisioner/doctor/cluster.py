@@ -18,8 +18,12 @@ POOL_FULL = 0.9
 GUIDE = "see the admin guide, 'Add a second server to the lab'"
 
 
-def check_members(members: Mapping[str, str], inventory: Inventory) -> Check:
-    """cluster.members: the cluster's members are the inventory's servers, all online."""
+def check_members(
+    members: Mapping[str, str], inventory: Inventory, silent: Mapping[str, str] | None = None
+) -> Check:
+    """cluster.members: the cluster's members are the inventory's servers, all online and
+    answering. `silent`: members LXD still calls Online whose requests fail (member → the
+    error): a member going away, before the others notice."""
     name = "cluster.members"
     hosts = sorted(inventory.hosts)
     if not members:
@@ -36,6 +40,11 @@ def check_members(members: Mapping[str, str], inventory: Inventory) -> Check:
     if down:
         states = ", ".join(f"{m} is {members[m]}" for m in down)
         problems.append(f"{states}: its containers' requests are reported 'member down'")
+    for member, error in sorted((silent or {}).items()):
+        problems.append(
+            f"{member} is listed Online but does not answer ({error}): it is going away or "
+            "down; its containers' requests are reported 'member down'"
+        )
     unlisted = sorted(set(members) - set(hosts))
     if unlisted:
         problems.append(
@@ -59,7 +68,7 @@ def check_members(members: Mapping[str, str], inventory: Inventory) -> Check:
 
 
 def check_member_pools(pool: str, found: Mapping[str, Pool | None]) -> Check:
-    """pool.members: the policy's pool on every online member, none nearly full."""
+    """pool.members: the policy's pool on every member that answers, none nearly full."""
     name = "pool.members"
     if not found:
         return not_applicable(name, "a single server: see pool.space")
@@ -81,4 +90,4 @@ def check_member_pools(pool: str, found: Mapping[str, Pool | None]) -> Check:
             "free space on that member (retired containers, old snapshots) or grow its pool; "
             "a member without the pool needs it created when it joins",
         )
-    return passed(name, f"pool {pool!r} on every member: {shown}")
+    return passed(name, f"pool {pool!r} on every member that answers: {shown}")

@@ -30,7 +30,14 @@ from provisioner.values.idranges import IdMapUse
 from provisioner.values.loaded import Loaded, resources
 from provisioner.values.models import ContainerRequest, GpuEntry
 from provisioner.values.policymodels import CloneImage, Policy
-from provisioner.values.state import ExecResult, HostApi, Instance, Profile, ServerInfo
+from provisioner.values.state import (
+    ExecResult,
+    HostApi,
+    Instance,
+    Pool,
+    Profile,
+    ServerInfo,
+)
 
 NVIDIA_VENDOR = "0x10de"
 DISPLAY_CLASS = "0x03"  # PCI class 03: VGA (0300) and 3D controllers (0302, data-centre GPUs)
@@ -60,6 +67,8 @@ class DoctorLxd(HostApi, Protocol):
     def source_config(self, source: str, project: str = "default") -> Profile | None: ...
 
     def id_maps(self) -> list[IdMapUse]: ...
+
+    def member_name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -185,11 +194,44 @@ def _lxd_checks(
     clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
     checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
     members = lxd.members()
-    checks.append(doctorcluster.check_members(members, config.inventory))
     online = [m for m, status in sorted(members.items()) if status == doctorcluster.ONLINE]
-    pools = {m: lxd.storage_pool(policy.lxd.pool, member=m) for m in online}
+    pools: dict[str, Pool | None] = {}
+    silent: dict[str, str] = {}
+    for member in online:
+        # A member that is going away is still listed Online for a while (about 20 s on
+        # 5.0.2) while requests for it fail: that is this check's finding, not an error.
+        try:
+            pools[member] = lxd.storage_pool(policy.lxd.pool, member=member)
+        except LxdError as e:
+            silent[member] = str(e)
+    checks.append(doctorcluster.check_members(members, config.inventory, silent))
     checks.append(doctorcluster.check_member_pools(policy.lxd.pool, pools))
     return checks, instances
+
+
+def _lxd_part(
+    config: Config, valid: Sequence[Loaded], lxd: DoctorLxd, where: str
+) -> tuple[ServerInfo | None, list[Instance] | None, list[Check]]:
+    """The server (None: LXD does not answer), the project's instances and the LXD checks."""
+    server: ServerInfo | None = None
+    instances: list[Instance] | None = None
+    try:
+        server = lxd.server()
+    except LxdError as e:
+        checks = [doctor.check_reachable(e, where)]
+        down = "LXD does not answer (see lxd.reachable)"
+        checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
+    else:
+        try:
+            found, instances = _lxd_checks(config, valid, lxd, server)
+            checks = [doctor.check_reachable(None, where), *found]
+        except LxdError as e:
+            # LXD answered, then a request failed: in a cluster, a member going away.
+            server, instances = None, None
+            checks = [doctor.check_reachable(LxdError(f"{e} (it answered at first)"), where)]
+            down = "LXD stopped answering (see lxd.reachable)"
+            checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
+    return server, instances, checks
 
 
 def examine(
@@ -201,20 +243,11 @@ def examine(
 ) -> list[Check]:
     """Every check, in order; LXD-dependent ones are skipped when LXD does not answer."""
     policy = config.policy
-    expected = [g for host in config.inventory.hosts.values() for g in host.gpus]
-    server = None
-    instances: list[Instance] | None = None
-    try:
-        server = lxd.server()
-    except LxdError as e:
-        checks = [doctor.check_reachable(e, where)]
-        down = "LXD does not answer (see lxd.reachable)"
-        checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
-    else:
-        checks = [doctor.check_reachable(None, where)]
-        found, instances = _lxd_checks(config, valid, lxd, server)
-        checks += found
-
+    server, instances, checks = _lxd_part(config, valid, lxd, where)
+    # This server's GPUs are held against its own entry: in a cluster, the member's.
+    here = lxd.member_name() if server is not None else ""
+    hosts = [config.inventory.hosts[here]] if here in config.inventory.hosts else None
+    expected = [g for host in hosts or config.inventory.hosts.values() for g in host.gpus]
     sources = sorted({s.source for s in policy.shares.values()})
     checks.append(doctor.check_shares(sources, lambda p: (paths.root / p.lstrip("/")).is_dir()))
     texts = {str(p): subidfiles.read(p) for p in (paths.subuid, paths.subgid)}

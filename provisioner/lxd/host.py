@@ -6,8 +6,9 @@ its profile, storage pools, networks and the GPUs LXD sees, for `ssp host init` 
 from __future__ import annotations
 
 from provisioner.lxd.conn import LxdConnection, not_found
-from provisioner.lxd.wire import device_map
+from provisioner.lxd.wire import card_of, device_map
 from provisioner.values.errors import LxdError
+from provisioner.values.gpuinventory import Card
 from provisioner.values.state import Pool, Profile, Project, ServerInfo
 
 
@@ -81,6 +82,13 @@ class LxdHost(LxdConnection):
         got = self._send(what, self._api.cluster.members.get, params={"recursion": 1})
         return {m["server_name"]: m["status"] for m in got.json()["metadata"]}
 
+    def member_name(self) -> str:
+        """This daemon's cluster member name ("" on a single server), from `GET /1.0`."""
+        environment = self._connect().host_info.get("environment") or {}
+        return (
+            str(environment.get("server_name") or "") if environment.get("server_clustered") else ""
+        )
+
     def storage_pool(self, name: str, member: str = "") -> Pool | None:
         """The pool and its space; in a cluster, on `member` ("": the member answering)."""
         node = self._server_api.storage_pools[name]
@@ -116,6 +124,15 @@ class LxdHost(LxdConnection):
         got = self._send("read the host's resources", self._server_api.resources.get)
         cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
         return frozenset(str(c["pci_address"]).lower() for c in cards if c.get("pci_address"))
+
+    def gpu_cards(self, member: str = "") -> tuple[Card, ...]:
+        """The GPU cards of one server, as its own LXD reads them (`?target=` in a cluster):
+        the answer is that member's PCI bus, whichever member the request goes through."""
+        params = {"target": member} if member else {}
+        what = "read the GPUs of " + (f"cluster member {member!r}" if member else "the host")
+        got = self._send(what, self._server_api.resources.get, params=params)
+        cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
+        return tuple(card_of(c) for c in cards if c.get("pci_address"))
 
     def source_config(self, source: str, project: str = "default") -> Profile | None:
         """The local config and devices of an instance (`name`) or snapshot (`name/snap`) that

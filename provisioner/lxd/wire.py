@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from provisioner.values.gpuinventory import Card
 from provisioner.values.state import Instance
 
 DEBIAN_SOCKET = "/var/lib/lxd/unix.socket"
@@ -73,6 +74,18 @@ def to_instance(raw: Mapping[str, Any]) -> Instance:
             s["name"] if isinstance(s, Mapping) else str(s).rsplit("/", 1)[-1] for s in snapshots
         ),
         location=raw.get("location") or "",
+    )
+
+
+def card_of(raw: Mapping[str, Any]) -> Card:
+    """A `Card` from one of LXD's `gpu.cards` (resources API). The `nvidia` section is there
+    only when LXD could ask the NVIDIA driver; then its model and UUID are the driver's."""
+    nvidia = raw.get("nvidia") or {}
+    return Card(
+        pci=str(raw["pci_address"]).lower(),
+        vendor_id=str(raw.get("vendor_id") or "").lower(),
+        model=str(nvidia.get("model") or raw.get("product") or raw.get("product_id") or "?"),
+        uuid=str(nvidia["uuid"]) if nvidia.get("uuid") else None,
     )
 
 

@@ -6,8 +6,15 @@ request's `host:`, else the first), nothing is targeted and nothing is down. In 
 inventory's host ids are the members' names: an existing container is where LXD says it is
 (its `location`), a new one is placed by `provisioner.planning.placement` from what each member's
 containers already take, and a member is down when LXD says it is not Online, or when every
-instance on it reads back in the `Error` state (LXD answers that way for a member it cannot
-reach before its heartbeat has timed out).
+instance on it reads back in the `Error` state or without any config (LXD 5.0.2 answers
+that way for a member it cannot reach, before and after its heartbeat has timed out).
+
+While any member is down the plan sees only part of the cluster: the down member's
+containers are listed without their devices and config, so the SSH ports and host ID ranges
+they hold are invisible. Nothing new is handed out from that view (`Where.partial`): what
+needs a new port or ID range waits until every member answers, while changes that need no
+new allocation still go ahead. GPUs are per member and each up member is seen whole, so GPUs
+there are still shared out as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from provisioner.planning.placement import Need, Placement, Usage, place
 from provisioner.values import state
 from provisioner.values.loaded import resources
 from provisioner.values.models import ContainerRequest, Inventory
+from provisioner.values.plandata import Refuse
 from provisioner.values.policymodels import Policy
 from provisioner.values.sizes import size_bytes
 from provisioner.values.state import Instance
@@ -36,6 +44,24 @@ class Where:
     down: frozenset[str] = frozenset()  # members that are down now
     unplaced: Mapping[str, str] = field(default_factory=dict)  # name → why no member fits
     clustered: bool = False
+
+    @property
+    def partial(self) -> str | None:
+        """Why nothing new may be handed out now (some member is down), or None."""
+        if not self.down:
+            return None
+        return (
+            f"member down: server '{', '.join(sorted(self.down))}' does not answer, so the "
+            "ports and host ID ranges its containers hold cannot be seen; ssp hands out no new "
+            "ones until it is back, and the next apply after that does this"
+        )
+
+    def waiting(self, name: str, path: str, allocates: bool) -> Refuse | None:
+        """`name`'s refusal when it needs something new (`allocates`) from a partial view."""
+        why = self.partial
+        if not allocates or why is None:
+            return None
+        return Refuse(name=name, request_path=path, message=why, member_down=True)
 
     def down_message(self, name: str) -> str | None:
         """Why `name` cannot be touched now (its member is down), or None."""
@@ -81,12 +107,16 @@ def member_down(member: str, down: frozenset[str]) -> str | None:
 
 
 def down_members(members: Mapping[str, str], observed: Sequence[Instance]) -> frozenset[str]:
-    """Members that are not Online, and those whose every instance is unreachable."""
+    """Members that are not Online, those whose every instance is unreachable, and those with
+    an instance listed without any config (LXD always keeps its own `volatile.*` keys on a
+    real one: an empty config is a member LXD could not read)."""
     down = {m for m, status in members.items() if status != ONLINE}
     statuses: dict[str, set[str]] = {}
     for inst in observed:
         if inst.location:
             statuses.setdefault(inst.location, set()).add(inst.status)
+            if not inst.config and inst.location in members:
+                down.add(inst.location)
     down |= {m for m, seen in statuses.items() if m in members and seen == {UNREACHABLE}}
     return frozenset(down)
 

@@ -255,6 +255,13 @@ def make_plan(inputs: Inputs) -> Plan:
         ssh_now, rdp_now = held.get(req.name, (None, None))
         ssh_port = pool.keep_or_new(ssh_now)
         rdp_port = pool.keep_or_new(rdp_now) if req.desktop else None
+        # Nothing new from a partial view: a down member's ports and ID ranges are unseen.
+        new = (ssh_now is None or (req.desktop and rdp_now is None)) or (
+            inputs.pin_ids and (req.name not in observed or req.name in ids.moved)
+        )
+        if (waits := where.waiting(req.name, item.path, new)) is not None:
+            actions.append(waits)
+            continue
         if ssh_port is None or (req.desktop and rdp_port is None):
             actions.append(_refuse(item, "no free port left in the policy's ssh.ports range"))
             continue

@@ -36,8 +36,8 @@ def text_lines(status: ServerStatus) -> list[str]:
         if g.live is not None:
             util = "?" if g.live.utilization is None else f"{g.live.utilization}%"
             use = f"  {util} busy, {human_size(g.live.memory_used)} of {human_size(g.live.memory)}"
-        lines.append(f"  GPU {g.index}  {g.model:<26} {holder}{use}")
-    free = ", ".join(map(str, status.free_gpus)) or "none"
+        lines.append(f"  GPU {g.label}  {g.model:<26} {holder}{use}")
+    free = ", ".join(status.free_labels) or "none"
     lines.append(f"  free: {free}")
     lines.append("")
     lines.append("Containers:")

@@ -44,10 +44,15 @@ class GpuSlot:
     owner: str | None = None
     until: date | None = None
     live: Live | None = None
+    server: str = ""  # in a cluster, the member the card is in ("" on a single server)
 
     @property
     def free(self) -> bool:
         return self.container is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.server}: {self.index}" if self.server else str(self.index)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,11 @@ class ServerStatus:
     def free_gpus(self) -> tuple[int, ...]:
         return tuple(g.index for g in self.gpus if g.free)
 
+    @property
+    def free_labels(self) -> tuple[str, ...]:
+        """The free GPUs as people name them: `2`, or `node2: 0` in a cluster."""
+        return tuple(g.label for g in self.gpus if g.free)
+
     def upcoming(self, within_days: int = 30) -> tuple[ContainerRow | AccountRow, ...]:
         """Leases that end within `within_days`, soonest first (already ended ones too)."""
         every: list[ContainerRow | AccountRow] = [*self.containers, *self.accounts]
@@ -153,17 +163,24 @@ def build(
     pool: PoolUse | None = None,
     live: Mapping[str, Live] | None = None,
 ) -> ServerStatus:
-    """The status of the host from what was observed; `live` is keyed by PCI address."""
-    host = sorted(inventory.hosts)[0]
-    entries = inventory.hosts[host].gpus
-    by_pci = {g.pci.lower(): g for g in entries}
-    holders: dict[str, Instance] = {}
+    """The status of the host, or of every server of a cluster, from what was observed.
+
+    GPUs are told apart by (server, PCI address): two servers of one make have the same
+    addresses. `live` (NVML's readings, keyed by PCI address) is the runner's own host's, so
+    it is shown on a single server only; in a cluster it would be put on every server's card
+    in that slot.
+    """
+    hosts = sorted(inventory.hosts)
+    single = len(hosts) == 1
+    by_pci = {(h, g.pci.lower()): g for h in hosts for g in inventory.hosts[h].gpus}
+    holders: dict[tuple[str, str], Instance] = {}
     containers: list[ContainerRow] = []
     for inst in sorted(instances, key=lambda i: i.name):
         if not inst.managed:
             continue
         expires = _date(inst.config.get(state.EXPIRES))
-        pcis = [d["pci"].lower() for d in inst.devices.values() if d.get("type") == "gpu"]
+        member = inst.location if inst.location in inventory.hosts else hosts[0]
+        pcis = [(member, d["pci"].lower()) for d in inst.devices.values() if d.get("type") == "gpu"]
         row_state = _container_state(inst, expires, today)
         if not inst.config.get(state.RETIRED):  # a kept container holds no GPU
             for pci in pcis:
@@ -182,8 +199,8 @@ def build(
             )
         )
     slots = []
-    for g in sorted(entries, key=lambda e: e.index):
-        holder = holders.get(g.pci.lower())
+    for (server, slot), g in sorted(by_pci.items(), key=lambda e: (e[0][0], e[1].index)):
+        holder = holders.get((server, slot))
         slots.append(
             GpuSlot(
                 index=g.index,
@@ -193,12 +210,13 @@ def build(
                 container=holder.name if holder else None,
                 owner=holder.config.get(state.OWNER) if holder else None,
                 until=_date(holder.config.get(state.EXPIRES)) if holder else None,
-                live=(live or {}).get(g.pci.lower()),
+                live=(live or {}).get(slot) if single else None,
+                server="" if single else server,
             )
         )
     return ServerStatus(
         generated=now,
-        host=host,
+        host=", ".join(hosts),
         gpus=tuple(slots),
         containers=tuple(containers),
         accounts=_accounts(policy, requests, servers, today),

@@ -17,7 +17,7 @@ import yaml
 from provisioner.validation.sources import load
 from provisioner.values.errors import UsageError
 from provisioner.values.gpuinventory import Gpu, nvml_to_lxd_pci
-from provisioner.values.sizes import format_mib
+from provisioner.values.sizes import format_mib, size_bytes
 
 HOSTS_FILE = Path("config") / "hosts.yaml"
 # What --write records for each GPU, in this order (memory as a size string).
@@ -173,3 +173,29 @@ def _plain(entry: object) -> object:
     if isinstance(entry, dict):
         return {str(k): str(v) for k, v in entry.items()}
     return entry
+
+
+def recorded_memory(text: str, host: str) -> dict[str, int]:
+    """UUID → memory size in bytes of each GPU the file records for `host` ({} if none)."""
+    doc, _problems = load(text.encode("utf-8"), str(HOSTS_FILE))
+    data = doc.data if doc is not None else None
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    entry = hosts.get(host) if isinstance(hosts, dict) else None
+    gpus = entry.get("gpus") if isinstance(entry, dict) else None
+    out = {}
+    for gpu in gpus if isinstance(gpus, list) else ():
+        if not isinstance(gpu, dict):
+            continue
+        try:
+            out[str(gpu.get("uuid"))] = size_bytes(str(gpu.get("memory")))
+        except ValueError:
+            continue
+    return out
+
+
+def host_names(text: str) -> list[str]:
+    """The host ids the file lists ([] when it cannot be read; `update_hosts_text` says why)."""
+    doc, _problems = load(text.encode("utf-8"), str(HOSTS_FILE))
+    data = doc.data if doc is not None else None
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    return [str(h) for h in hosts] if isinstance(hosts, dict) else []

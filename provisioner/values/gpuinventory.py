@@ -12,7 +12,7 @@ LXD's own `id` option is the DRM card number, which is a third numbering again.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -148,3 +148,87 @@ def compare_inventory(live: Sequence[Gpu], expected: Sequence[ExpectedGpu]) -> I
                 "but not in the inventory"
             )
     return InventoryDiff(tuple(missing), tuple(unexpected), tuple(changed))
+
+
+NVIDIA_VENDOR_ID = "10de"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A GPU card as a server's LXD reports it (`GET /1.0/resources?target=<member>`).
+
+    LXD reads the PCI bus, so a card is listed without the NVIDIA driver too; `model` and
+    `uuid` are the driver's (LXD's `nvidia` section) when LXD could ask it, else the PCI
+    product name and None. LXD gives no NVML index and no memory size.
+    """
+
+    pci: str
+    vendor_id: str
+    model: str
+    uuid: str | None = None
+
+    @property
+    def nvidia(self) -> bool:
+        return self.vendor_id.lower() == NVIDIA_VENDOR_ID
+
+
+def compare_cards(cards: Sequence[Card], expected: Sequence[ExpectedGpu]) -> InventoryDiff:
+    """What differs between the NVIDIA cards one server's LXD lists and that server's own
+    inventory entry, matched by PCI address. The UUID is compared where LXD knows it; the
+    model only then too (without the driver LXD has the PCI product name, not the model)."""
+    live_by_pci = {_same_pci(c.pci): c for c in cards if c.nvidia}
+    expected_by_pci = {_same_pci(e.pci): e for e in expected}
+    missing = tuple(
+        f"{pci}: {want.model} ({want.uuid or 'no UUID recorded'}) is in the inventory but "
+        "not on the server"
+        for pci, want in sorted(expected_by_pci.items())
+        if pci not in live_by_pci
+    )
+    unexpected = tuple(
+        f"{pci}: {have.model} is on the server but not in the inventory"
+        for pci, have in sorted(live_by_pci.items())
+        if pci not in expected_by_pci
+    )
+    changed: list[str] = []
+    for pci, want in sorted(expected_by_pci.items()):
+        have = live_by_pci.get(pci)
+        if have is None or have.uuid is None:
+            continue
+        if want.uuid and want.uuid != have.uuid:
+            changed.append(
+                f"{pci}: UUID {have.uuid}, inventory says {want.uuid} (a different card)"
+            )
+        if want.model != have.model:
+            changed.append(f"{pci}: model {have.model!r}, inventory says {want.model!r}")
+    return InventoryDiff(missing, unexpected, tuple(changed))
+
+
+def cards_as_gpus(cards: Sequence[Card], memory: Mapping[str, int]) -> list[Gpu] | str:
+    """One server's NVIDIA cards as `ssp gpus --write` records them, from what its LXD lists
+    (for a cluster member other than the one it runs on); or why they cannot be.
+
+    Numbered in PCI bus order, the order NVML enumerates them in. LXD reports no memory size,
+    so each card's comes from the inventory's entry of the same UUID (`memory`): a card the
+    inventory does not know yet, or one LXD could not ask the driver about (no UUID), is
+    recorded by running `ssp gpus --write` on that server, where NVML sees everything.
+    """
+    nvidia = sorted((c for c in cards if c.nvidia), key=lambda c: c.pci)
+    blind = [c.pci for c in nvidia if c.uuid is None]
+    if blind:
+        return f"LXD there cannot ask the NVIDIA driver about {', '.join(blind)}"
+    unknown = [c.pci for c in nvidia if c.uuid not in memory]
+    if unknown:
+        return f"new card(s) at {', '.join(unknown)}, whose memory size LXD does not report"
+    return [
+        Gpu(
+            index=i,
+            model=c.model,
+            uuid=str(c.uuid),
+            pci=c.pci,
+            memory=memory[str(c.uuid)],
+            memory_used=0,
+            utilization=None,
+            processes=(),
+        )
+        for i, c in enumerate(nvidia)
+    ]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from provisioner.values.gpuinventory import Card
 from provisioner.values.idranges import IdMapUse
 
 LABEL = "user.ssp."
@@ -258,3 +259,7 @@ class HostApi(Protocol):
         ...
 
     def network_exists(self, name: str) -> bool: ...
+
+    def gpu_cards(self, member: str = "") -> tuple[Card, ...]:
+        """The GPU cards LXD lists on `member` ("": the member answering), from its PCI bus."""
+        ...

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "runner" / "dev-lxd-cluster.sh"
 DEFAULT_DIR = "/var/lib/ssp-dev-cluster"
 MEMBERS = ("node1", "node2")
+LAN = "ssplan"  # the containers' network: macvlan on each member's LAN NIC (the script's)
+LAN_FIRST, LAN_LAST = "100.64.70.128", "100.64.70.250"  # the LAN's DHCP range
 
 SLOTS = ("0000:18:00.0", "0000:3b:00.0")
 RTX, A100 = "NVIDIA GeForce RTX 4090", "NVIDIA A100 80GB PCIe"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from integration.helpers import Adapters, LabRepo, apply_pass, eventually, outcomes
 from pylxd import Client
 
-from cluster.conftest import A100, SLOTS, Cluster, inventory_yaml
+from cluster.conftest import A100, LAN, SLOTS, Cluster, inventory_yaml
 from provisioner.flows.reconcile import Pass
 from provisioner.reporting.applyreport import ssh_command
 
@@ -27,6 +28,11 @@ class ClusterLab(LabRepo):
 
     def hosts(self) -> str:
         return inventory_yaml()
+
+    def policy(self) -> dict[str, Any]:
+        policy = super().policy()
+        policy["lxd"]["network"] = LAN  # the cluster's containers are on the lab's LAN
+        return policy
 
 
 @pytest.fixture
@@ -60,6 +66,24 @@ def runs_through_node1(cluster: Cluster, project: str, name: str) -> bool:
         check=False,
     )
     return done.returncode == 0
+
+
+def ports_and_addresses(cluster: Cluster, project: str) -> dict[str, tuple[str, list[str]]]:
+    """Each instance's SSH listen address and IPv4 addresses, as LXD reports them."""
+    client = Client(endpoint=cluster.socket(), project=project)
+    listed = client.api.instances.get(params={"recursion": 2}).json()["metadata"]
+    out = {}
+    for i in listed:
+        net = (i.get("state") or {}).get("network") or {}
+        inet = [
+            a["address"]
+            for nic, d in net.items()
+            if nic != "lo"
+            for a in d.get("addresses") or ()
+            if a["family"] == "inet"
+        ]
+        out[i["name"]] = (((i.get("devices") or {}).get("ssh") or {}).get("listen", ""), inet)
+    return out
 
 
 def where(cluster: Cluster, project: str) -> dict[str, tuple[str, str, list[str]]]:
@@ -162,8 +186,13 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
         assert (action, ok) == ("member down", False), got[name]
         assert "node2" in message
     assert got[on1] == ("unchanged", True, "")
-    assert got[anywhere][:2] == ("created", True)
-    assert where(cluster, cluster_project)[anywhere][0] == "node1"
+    # node2's containers are listed without their devices while it is down: their ports
+    # cannot be seen, so no new one is handed out (seen on main: `anywhere` got on2's port
+    # and kept it after node2 came back).
+    action, ok, message = got[anywhere]
+    assert (action, ok) == ("member down", False), got[anywhere]
+    assert "hands out no new ones until it is back" in message
+    assert anywhere not in where(cluster, cluster_project)
 
     # node2 is back: the next apply does what it could not, and the one after is a no-op.
     # Back means serving again, not only listed ONLINE: for a while after it restarts, LXD
@@ -172,8 +201,20 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
     eventually(lambda: where(cluster, cluster_project)[on2][1] == "Running", 60)
     eventually(lambda: runs_through_node1(cluster, cluster_project, on2), 120, every_s=2)
     converged = applied(cluster, lab, adapters, *first, *more)
-    assert outcomes(converged)[later2][:2] == ("created", True), outcomes(converged)[later2]
+    for name in (later2, anywhere):
+        assert outcomes(converged)[name][:2] == ("created", True), outcomes(converged)[name]
     assert where(cluster, cluster_project)[later2][:2] == ("node2", "Running")
+    assert where(cluster, cluster_project)[anywhere][:2] == ("node1", "Running")
+    # Every container has a port and an address of its own, across both members.
+    eventually(
+        lambda: all(found for _, found in ports_and_addresses(cluster, cluster_project).values()),
+        60,
+    )
+    seen = ports_and_addresses(cluster, cluster_project)
+    listens = [listen for listen, _ in seen.values()]
+    addresses = [a for _, found in seen.values() for a in found]
+    assert len(set(listens)) == len(listens) == 4, seen
+    assert len(set(addresses)) == len(addresses) == 4, seen
     before = len(adapters.mutations())
     again = applied(cluster, lab, adapters, *first, *more)
     assert adapters.mutations()[before:] == []
