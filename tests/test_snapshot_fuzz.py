@@ -170,7 +170,7 @@ def test_the_fuzzer_reaches_usable_and_refused_snapshots() -> None:
     """The mutations are not so wild that every snapshot is refused at the first byte."""
     seen: dict[str, int] = {"usable": 0, "model": 0, "other": 0}
 
-    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True)
     @given(mutated())
     def collect(raw: bytes) -> None:
         preview = _check(raw)["preview"]

@@ -8,6 +8,7 @@ has as long as they are still its to have, so running the plan twice changes not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from provisioner.planning import allocate
@@ -283,17 +284,8 @@ def make_plan(inputs: Inputs) -> Plan:
             ),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
-        if req.name in gpu_conflicts:
-            conflict = gpu_conflicts[req.name]
-            actions.append(replace(_refuse(item, conflict.message), gpu_holders=conflict.holders))
-            continue
-        if len(want.gpus) < want_gpus:
-            actions.append(
-                _refuse(
-                    item,
-                    f"only {len(want.gpus)} of the {want_gpus} GPUs asked for are free",
-                )
-            )
+        if (no_gpus := _gpu_refusal(item, want, want_gpus, gpu_conflicts)) is not None:
+            actions.append(no_gpus)
             continue
         inst, moved = observed.get(req.name), ids.moved.get(req.name)
         action, found = _container_action(inst, want, want_gpus > 0, inputs, moved, publishing)
@@ -341,6 +333,20 @@ def _retirements(inputs: Inputs, wanted: set[str], down: frozenset[str]) -> list
             )
         )
     return out
+
+
+def _gpu_refusal(
+    item: Loaded, want: specs.Spec, wanted: int, conflicts: Mapping[str, allocate.GpuConflict]
+) -> Refuse | None:
+    """Why the request cannot have its GPUs now: a pin on a GPU another container holds
+    (naming the holder), or too few free."""
+    name = item.request.name
+    if name in conflicts:
+        conflict = conflicts[name]
+        return replace(_refuse(item, conflict.message), gpu_holders=conflict.holders)
+    if len(want.gpus) < wanted:
+        return _refuse(item, f"only {len(want.gpus)} of the {wanted} GPUs asked for are free")
+    return None
 
 
 def _refuse(item: Loaded, message: str) -> Refuse:
