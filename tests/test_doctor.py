@@ -306,11 +306,10 @@ def test_forwarded_ports_of_running_managed_containers() -> None:
 
 
 def test_a_shared_servers_ssh_port_is_checked_and_the_fix_says_how_to_forward_it() -> None:
-    seed = config().policy
-    assert shared_forwards(seed) == []  # the seed forwards no port to Common-Server
-    common = seed.shared_servers["common"].model_copy(update={"ssh_port": 22000})
-    policy = seed.model_copy(update={"shared_servers": {"common": common}})
+    policy = config().policy  # the sample forwards port 22000 to Common-Server's SSH
     assert shared_forwards(policy) == [("Common-Server", 22000)]
+    unforwarded = policy.shared_servers["common"].model_copy(update={"ssh_port": None})
+    assert shared_forwards(policy.model_copy(update={"shared_servers": {"c": unforwarded}})) == []
     down = doctor.check_ports(shared_forwards(policy), frozenset({22}))
     assert status(down) == ("ports.listening", Status.PROBLEM)
     assert "Common-Server:22000" in down.detail
