@@ -9,6 +9,7 @@ Each maintenance pass is `Lab.day` of test_leases_real (the reconcile, then
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from helpers import ENV, run_cli
 from integration.conftest import throwaway_project
 from integration.helpers import LabRepo, in_instance
 from integration.test_leases_real import LAST, Lab, noon
+from provisioner.flows import maintain
 from provisioner.lxd.api import Lxd
 from provisioner.planning.backups import file_name
 from provisioner.values import state
@@ -71,6 +73,12 @@ def test_backups_go_off_the_host_a_failure_is_retried_and_a_restore_brings_the_f
     done = world.day(day2)
     assert {b.name: b.action for b in done.backups} == {kept: "backed up", other: "backed up"}
     assert done.ok
+    # The report says it where the admin looks: the log, the job summary, the JSON.
+    config = done.applied.validation.config
+    assert config is not None
+    assert any(line.startswith(f"backup {kept}") for line in maintain.text_lines(done))
+    assert "### Backups" in maintain.markdown(done, config.policy)
+    assert json.loads(maintain.to_json(done, config.policy))["backups"][0]["ok"] is True
     # Not due again the same day; the third day's backup drops the oldest (keep: 2).
     assert world.day(day2).backups == ()
     world.day(day2 + timedelta(days=1))
