@@ -45,6 +45,10 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("plan", "show what apply would change (and drift)"),
             ("apply", "reconcile LXD with the requests on this checkout"),
             ("maintain", "daily upkeep: expire leases, notify owners, delete past retention"),
+            (
+                "backup",
+                "list a container's backups off the host, or restore one as a new container",
+            ),
             ("status", "who holds which GPU until when: containers, accounts, quotas, pool"),
             (
                 "publish",

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Registers the GitHub Actions self-hosted runner that runs apply.yml and maintenance.yml on
-# the GPU host: a dedicated system user, access to the LXD socket through its group, the
-# runner unpacked in its own folder, registered with the labels the workflows ask for, and a
-# systemd service that starts it at boot after LXD and the NVIDIA device unit.
+# install-runner.sh: registers the GitHub Actions self-hosted runner that runs apply.yml and
+# maintenance.yml on the GPU host: a dedicated system user, access to the LXD socket through
+# its group, the runner unpacked in its own folder, registered with the labels the workflows
+# ask for, and a systemd service that starts it at boot after LXD and the NVIDIA device unit.
 #
 # Usage: install-runner.sh --url URL --runner TARBALL|DIR [--token-file FILE|-] [--name NAME]
 #          [--group RUNNER_GROUP] [--ephemeral [--pat-file FILE] [--api-url URL]] [--user USER]
@@ -21,13 +21,16 @@
 #                     self-hosted runner, or `gh api -X POST repos/OWNER/REPO/actions/runners/registration-token`.
 #                     It is passed to config.sh in its environment, never on a command line.
 #                     Only needed the first time (or with --ephemeral, every time).
+#   --name NAME       the runner's name on GitHub (default: this host's short name + -ssp)
+#   --group G         the organisation's runner group to join (with --url https://github.com/ORG)
 #   --ephemeral       register for one job only; GitHub then removes the runner. Without
 #                     --pat-file the service then stays stopped until this script runs again
 #                     with a new token; with it, the service registers again by itself.
 #   --pat-file F      (with --ephemeral, repository runners) keep the runner registered
-#                     unattended: a credential that may create registration tokens (a
-#                     fine-grained personal access token, or a GitHub App installation token,
-#                     with the repository permission "Administration: write"), copied to
+#                     unattended: a fine-grained personal access token of a repository admin
+#                     with the repository permission "Administration: Read and write" and an
+#                     expiry date (not a GitHub App installation token: it expires within an
+#                     hour and nothing here renews it), copied to
 #                     /etc/ssp-runner/github-pat (root only, mode 600). Only the registration
 #                     helper reads it: runner/registration-token.sh, run by systemd as root
 #                     once per connection to the socket /run/ssp-runner-token.sock
@@ -43,10 +46,12 @@
 #   --dir DIR         where the runner lives (default /opt/ssp-runner)
 #   --lxd-group G     the group owning the LXD socket (default: read from the socket, else lxd)
 #   --dry-run         print what would be done and change nothing (root not needed)
+#   -h, --help        print this help
 #
 # Every step checks first and says "unchanged" when there is nothing to do, so running it
 # again changes nothing. An unpacked runner is never replaced: it updates itself, and an old
-# tarball would downgrade it. Run as root on the GPU host.
+# tarball would downgrade it. Run as root on the GPU host; the admin guide, section 1 step 9,
+# walks through it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,7 +101,8 @@ while [ $# -gt 0 ]; do
 	--ephemeral) ephemeral=true ;;
 	--dry-run) dry_run=true ;;
 	-h | --help)
-		printf '%s\n' "$USAGE"
+		# The help is this file's header comment: one text, read by both people and --help.
+		sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
 	*) usage_error "unknown argument: $1" ;;

@@ -27,8 +27,9 @@
 # Usage: registration-token.sh --url https://github.com/OWNER/REPO --pat-file FILE [--api-url URL]
 #
 #   --url URL        the repository whose runners are registered
-#   --pat-file FILE  the credential: a fine-grained personal access token (or a GitHub App
-#                    installation token) with the repository permission "Administration: write"
+#   --pat-file FILE  the credential: a fine-grained personal access token with the repository
+#                    permission "Administration: write" (a GitHub App installation token would
+#                    expire within the hour and nothing renews it)
 #   --api-url URL    the REST API (default https://api.github.com for github.com,
 #                    https://HOST/api/v3 for GitHub Enterprise Server)
 set -euo pipefail

@@ -193,7 +193,7 @@ def test_a_second_pass_makes_no_mutating_call(lab: Lab, fake: FakeLxd) -> None:
         "bob-nb",
         "common",
         True,
-        None,  # the lab's shared server forwards no port: its own address is shown
+        22000,  # the sample's shared server forwards its SSH: the comment gives that port
     )
     # one listing of the project, one of the shared server, one of every host ID block and
     # one of ssp's images

@@ -16,6 +16,7 @@ import yaml
 from helpers import ENV, run_cli, sample_repo
 from nvml_standin import NvmlStandin, seed_server
 
+from provisioner.doctor import baseusers
 from provisioner.doctor import checks as doctor
 from provisioner.doctor import gpus as doctorgpus
 from provisioner.doctor.checks import Check, Need, Status
@@ -306,11 +307,10 @@ def test_forwarded_ports_of_running_managed_containers() -> None:
 
 
 def test_a_shared_servers_ssh_port_is_checked_and_the_fix_says_how_to_forward_it() -> None:
-    seed = config().policy
-    assert shared_forwards(seed) == []  # the seed forwards no port to Common-Server
-    common = seed.shared_servers["common"].model_copy(update={"ssh_port": 22000})
-    policy = seed.model_copy(update={"shared_servers": {"common": common}})
+    policy = config().policy  # the sample forwards port 22000 to Common-Server's SSH
     assert shared_forwards(policy) == [("Common-Server", 22000)]
+    unforwarded = policy.shared_servers["common"].model_copy(update={"ssh_port": None})
+    assert shared_forwards(policy.model_copy(update={"shared_servers": {"c": unforwarded}})) == []
     down = doctor.check_ports(shared_forwards(policy), frozenset({22}))
     assert status(down) == ("ports.listening", Status.PROBLEM)
     assert "Common-Server:22000" in down.detail
@@ -410,3 +410,36 @@ def test_instances_sharing_host_ids_are_a_problem_with_the_fix() -> None:
     assert "ssp/far maps host IDs 90000000-90065535 outside root's usable range" in check.detail
     assert "`ssp apply` moves the later" in check.fix and "security.idmap.base" in check.fix
     assert "lxc copy --project P NAME NAME-new" in check.fix  # the restricted project
+
+
+# --- the members' UIDs against the bases' users -------------------------------------------------
+
+BASE_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "sshd:x:101:65534::/run/sshd:/usr/sbin/nologin\n"
+    "user:x:1000:1000:The base's own user:/home/user:/bin/bash\n"
+)
+
+
+def test_a_members_uid_that_the_bases_own_user_has_is_a_problem_naming_both() -> None:
+    """The old sample gave lab-admin 1000, the base's `user`: useradd then failed."""
+    users = {"lab-admin": 1000, "alice": 1001}
+    found = baseusers.check_base_uids({"Common-Server": BASE_PASSWD}, users)
+    assert status(found) == ("images.uids", Status.PROBLEM)
+    assert "lab-admin's UID 1000 is user 'user' in Common-Server" in found.detail
+    assert "alice" not in found.detail
+    assert "config/policy.yaml `users:`" in found.fix
+    # A base that could not be read is said so; one that has the member's own login is fine.
+    fine = baseusers.check_base_uids(
+        {"Common-Server": BASE_PASSWD + "alice:x:1001:1001::/home/alice:/bin/sh\n", "Gone": None},
+        users | {"lab-admin": 1004},
+    )
+    assert fine.status is Status.OK
+    assert "could not read /etc/passwd of Gone" in fine.detail
+
+
+def test_the_sample_policys_uids_avoid_the_bases_user() -> None:
+    users = {login: u.uid for login, u in config().policy.users.items()}
+    assert 1000 not in users.values()
+    checked = baseusers.check_base_uids({"Common-Server": BASE_PASSWD}, users)
+    assert checked.status is Status.OK, checked.detail

@@ -63,7 +63,7 @@ def test_an_account_name_stays_with_its_holder_when_a_member_with_that_login_arr
     bobs = valid_request("account", owner="bob", name="bob-nb")
     theirs = valid_request("account", owner="bob-nb", name="bob-nb")
     policy = (Path(__file__).parents[1] / "config" / "policy.yaml").read_text()
-    policy = policy.replace("  carol: {uid: 1003", "  bob-nb: {uid: 1004}\n  carol: {uid: 1003", 1)
+    policy = policy.replace("  carol: {uid: 1003", "  bob-nb: {uid: 1005}\n  carol: {uid: 1003", 1)
     base = {"config/policy.yaml": policy, "requests/bob/bob-nb.yaml": bobs}
     path = "requests/bob-nb/bob-nb.yaml"
     git = GitRepo.pull_request(tmp_path / "repo", base, {path: theirs})

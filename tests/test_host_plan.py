@@ -71,8 +71,8 @@ def test_the_project_is_restricted_to_what_the_lab_allows() -> None:
     # host paths: only the share catalogue's sources
     assert config["restricted.devices.disk"] == "allow"
     assert config["restricted.devices.disk.paths"] == "/home/user/share"
-    # host UIDs in raw.idmap: only the members' (1000-1003 in the sample policy)
-    assert config["restricted.idmap.uid"] == config["restricted.idmap.gid"] == "1000-1003"
+    # host UIDs in raw.idmap: only the members' (1001-1004 in the sample policy)
+    assert config["restricted.idmap.uid"] == config["restricted.idmap.gid"] == "1001-1004"
     assert config["restricted.devices.gpu"] == config["restricted.devices.proxy"] == "allow"
     for kind in ("unix-char", "unix-block", "unix-hotplug", "usb", "pci", "infiniband"):
         assert config[f"restricted.devices.{kind}"] == "block", kind
@@ -171,8 +171,8 @@ def test_a_new_member_widens_the_allowed_uids() -> None:
         # a member's default quota of one container, twice for retired ones
         "project ssp: limits.instances: 18 → 20",
         "project ssp: limits.processes: 180000 → 200000",
-        "project ssp: restricted.idmap.gid: 1000-1003 → 1000-1003,1010",
-        "project ssp: restricted.idmap.uid: 1000-1003 → 1000-1003,1010",
+        "project ssp: restricted.idmap.gid: 1001-1004 → 1001-1004,1010",
+        "project ssp: restricted.idmap.uid: 1001-1004 → 1001-1004,1010",
     ]
 
 

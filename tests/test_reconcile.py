@@ -164,7 +164,8 @@ def test_plan_then_apply_then_nothing_left_to_do(lab: Lab, fake: FakeLxd, tmp_pa
     ]
     bob = doc["outcomes"][2]
     assert (bob["kind"], bob["server"]) == ("account", "common")
-    assert bob["ipv4"] and bob["ssh_command"] == f"ssh bob-nb@{bob['ipv4'][0]}"
+    # the sample policy forwards the shared server's SSH (shared_servers.common.ssh_port)
+    assert bob["ipv4"] and bob["ssh_command"] == "ssh -p 22000 bob-nb@super-server.lab.example"
     alice = doc["outcomes"][0]
     assert alice["ssh_command"] == "ssh -p 22001 alice@super-server.lab.example"
     assert alice["gpus"] == [{"index": 0, "model": "NVIDIA GeForce RTX 4090", "pci": PCI[0]}]

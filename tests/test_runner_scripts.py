@@ -308,3 +308,19 @@ def test_a_credential_is_for_repository_runners_only(tarball: Path) -> None:
     )
     assert done.returncode == 2
     assert "--pat-file registers repository runners" in done.stderr
+
+
+def test_help_explains_every_option_and_exits_0() -> None:
+    """`--help` printed the one usage line; it now says what each option does."""
+    done = subprocess.run(
+        [BASH, str(INSTALL), "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    usage = re.search(r'^USAGE="(.*)"$', INSTALL.read_text(encoding="utf-8"), re.MULTILINE)
+    assert usage is not None
+    options = set(re.findall(r"--[a-z0-9-]+", usage.group(1)))
+    explained = set(re.findall(r"^  (--[a-z0-9-]+)", done.stdout, re.MULTILINE))
+    assert options <= explained, sorted(options - explained)
+    assert "Administration: Read and write" in done.stdout
+    assert not any(line.startswith("#") for line in done.stdout.splitlines())
+    assert "set -euo" not in done.stdout

@@ -875,10 +875,7 @@ def _cases() -> Iterator[Case]:
         ),
         (
             "policy-shared-port-among-the-containers-ports",
-            policy(
-                "    instance: Common-Server\n",
-                "    instance: Common-Server\n    ssh_port: 22500\n",
-            ),
+            policy("    ssh_port: 22000\n", "    ssh_port: 22500\n"),
             "policy.shared_port",
             "ssh_port: 22500",
             10,

@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp apply --dry-run  # what would change, changing nothing",
             "ssp apply --no-comment  # apply without commenting on GitHub",
             "ssp apply --format json  # the outcome for scripts",
+            status="Exit status: 0 all applied, 1 a request failed, was refused or is on a "
+            "server that is down ('member down': the next apply does it), 2 usage, 3 error.",
         ),
     )
     add_repo_arg(parser)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from provisioner.doctor import baseusers
 from provisioner.doctor import checks as doctor
 from provisioner.doctor import cluster as doctorcluster
 from provisioner.doctor import gpus as doctorgpus
@@ -50,6 +51,7 @@ LXD_CHECKS = (
     "lxd.network",
     "pool.space",
     "images.clones",
+    "images.uids",
     "cluster.members",
     "pool.members",
 )
@@ -69,6 +71,7 @@ class DoctorLxd(HostApi, Protocol):
     def id_maps(self) -> list[IdMapUse]: ...
 
     def member_name(self) -> str: ...
+    def read_file(self, name: str, path: str, project: str = "default") -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ def _lxd_checks(
     checks.append(doctor.check_pool(policy.lxd.pool, pool, need, declared))
     clones = {i.clone for i in policy.images.values() if isinstance(i, CloneImage)}
     checks.append(doctor.check_clone_sources({c: lxd.source_config(c) for c in sorted(clones)}))
+    checks.append(base_uids(policy, clones, lxd))
     members = lxd.members()
     online = [m for m, status in sorted(members.items()) if status == doctorcluster.ONLINE]
     pools: dict[str, Pool | None] = {}
@@ -232,6 +236,19 @@ def _lxd_part(
             down = "LXD stopped answering (see lxd.reachable)"
             checks += [doctor.skipped(name, down) for name in LXD_CHECKS]
     return server, instances, checks
+
+
+def base_uids(policy: Policy, clones: set[str], lxd: DoctorLxd) -> Check:
+    """The bases' and shared servers' /etc/passwd against the members' UIDs (the file of a
+    clone base's instance: its snapshot is taken from it and the files API reads instances)."""
+    bases = {(c.partition("/")[0], "default") for c in clones}
+    bases |= {(s.instance, s.project) for s in policy.shared_servers.values()}
+    passwds: dict[str, str | None] = {}
+    for name, project in sorted(bases):
+        raw = lxd.read_file(name, "/etc/passwd", project)
+        label = name if project == "default" else f"{name} (project {project})"
+        passwds[label] = None if raw is None else raw.decode("utf-8", "replace")
+    return baseusers.check_base_uids(passwds, {k: u.uid for k, u in policy.users.items()})
 
 
 def examine(

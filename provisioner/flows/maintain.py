@@ -8,7 +8,10 @@ The order, each step on what the one before left:
 3. deletions: a container past retention is deleted only where the review says so (the
    policy consents, and its owner got the final notice long enough ago), exported first
    into the policy's `retention.export_dir` when one is set; a failed export keeps it;
-4. notices on GitHub (provisioner.reporting.notices), when a client is handed in; a final
+4. backups off the host (provisioner.flows.backup), where the policy has a `backup:` section:
+   the due containers exported into its target, each on its own (a failure is reported and
+   retried on the next pass), the oldest past `keep` removed;
+5. notices on GitHub (provisioner.reporting.notices), when a client is handed in; a final
    notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
    later pass delete it. GitHub failures are reported and change nothing on the host.
 
@@ -25,6 +28,7 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
+from provisioner.flows import backup
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
 from provisioner.reporting import applyreport, notices
@@ -32,16 +36,18 @@ from provisioner.reporting.render import render
 from provisioner.values import state
 from provisioner.values.errors import LxdError
 from provisioner.values.policymodels import Policy
-from provisioner.values.state import Instance, LxdApi
+from provisioner.values.state import Instance, LxdApi, Pool
 
 
 class Archiver(Protocol):
     """What deletion needs beyond `LxdApi`: an `lxc export`-style tarball of an instance."""
 
-    def export(self, name: str, path: str) -> int:
+    def export(self, name: str, path: str, optimized: bool = False) -> int:
         """Write the instance (with its snapshots) as a backup tarball at PATH, a file that
         must not exist yet; returns its size in bytes."""
         ...
+
+    def storage_pool(self, name: str, member: str = "") -> Pool | None: ...
 
 
 class MaintainLxd(LxdApi, Archiver, Protocol):
@@ -69,10 +75,16 @@ class Maintenance:
     github: bool = False  # whether notices were tried at all
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default=())
+    backups: tuple[backup.BackupStep, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.applied.result.ok and not self.applied.skipped and all(s.ok for s in self.steps)
+        return (
+            self.applied.result.ok
+            and not self.applied.skipped
+            and all(s.ok for s in self.steps)
+            and all(b.ok for b in self.backups)
+        )
 
 
 def export_path(policy: Policy, lease: Lease) -> str:
@@ -144,12 +156,22 @@ def maintain(
                 )
             )
     left = tuple(lease for lease in leases if lease.name not in gone)
+    kept = [i for i in instances if i.name not in gone]
+    chosen = backup.opted_in(applied.validation.valid)
+    backups = backup.run_backups(lxd, policy, kept, chosen, now=now, dry_run=dry_run, log=log)
     sent: list[notices.Sent] = []
     if notice_client is not None and not dry_run:
         sent = notices.send(notice_client, left, policy, log=log)
         _record_warnings(lxd, left, sent, today, log)
     return Maintenance(
-        applied, today, left, tuple(steps), tuple(sent), notice_client is not None, dry_run
+        applied,
+        today,
+        left,
+        tuple(steps),
+        tuple(sent),
+        notice_client is not None,
+        dry_run,
+        backups=backups,
     )
 
 
@@ -244,6 +266,8 @@ def text_lines(m: Maintenance) -> list[str]:
             + (f"  (deletion on or after {row['delete_on']})" if row["delete_on"] != "-" else "")
             + (f"  notice: {row['notice']}" if row["notice"] != "-" else "")
         )
+    for b in m.backups:
+        lines.append(f"backup {b.name:<17} {b.action}" + (f": {b.message}" if b.message else ""))
     return lines
 
 
@@ -251,7 +275,12 @@ def markdown(m: Maintenance, policy: Policy) -> str:
     """The job summary: the leases, then the reconcile's own report."""
     applied = applyreport.markdown(policy, m.applied.result, m.applied.skipped)
     return render(
-        "maintain.md.j2", today=m.today, dry_run=m.dry_run, rows=lease_rows(m), apply=applied
+        "maintain.md.j2",
+        today=m.today,
+        dry_run=m.dry_run,
+        rows=lease_rows(m),
+        backups=m.backups,
+        apply=applied,
     )
 
 
@@ -261,6 +290,10 @@ def to_json(m: Maintenance, policy: Policy) -> str:
         "today": m.today.isoformat(),
         "dry_run": m.dry_run,
         "leases": lease_rows(m),
+        "backups": [
+            {"name": b.name, "action": b.action, "ok": b.ok, "message": b.message}
+            for b in m.backups
+        ],
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

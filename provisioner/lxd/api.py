@@ -17,16 +17,14 @@ that a no-op apply mutates nothing. It never reads the environment: the CLI pass
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from urllib import parse
 
 from pylxd import exceptions as pylxd_errors
 from pylxd.models import Instance as PylxdInstance
 
+from provisioner.lxd.backups import LxdBackups
 from provisioner.lxd.conn import not_found
 from provisioner.lxd.host import LxdHost
 from provisioner.lxd.wire import (
@@ -34,7 +32,6 @@ from provisioner.lxd.wire import (
     EXEC_TRIES,
     MANAGED_PREFIXES,
     POLL_S,
-    REQUEST_TIMEOUT_S,
     device_map,
     ipv4_addresses,
     perm_headers,
@@ -47,10 +44,8 @@ from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdMapUse, use_of
 from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance
 
-_CHUNK = 1 << 20  # an export is streamed to its file a MiB at a time
 
-
-class Lxd(LxdHost):
+class Lxd(LxdHost, LxdBackups):
     """`LxdApi` on one project of a daemon reached by its unix socket. Connects on first use.
 
     Safe to share between threads (apply makes new containers concurrently): each thread
@@ -344,37 +339,3 @@ class Lxd(LxdHost):
         """Delete an image with its aliases (instances made from it keep their copy)."""
         node = self._api.images[fingerprint]
         self._send(f"delete image {fingerprint[:12]}", node.delete)
-
-    def export(self, name: str, path: str) -> int:
-        """The instance and its snapshots as an `lxc export`-style tarball at PATH (a file
-        that must not exist yet; owner-only), through a backup LXD makes and ssp removes
-        again, whatever happened. Returns the tarball's size in bytes."""
-        target = Path(path)
-        if target.exists():
-            raise LxdError(f"export of {name!r}: {path} exists already; it is never overwritten")
-        backup = f"ssp-export-{secrets.token_hex(4)}"
-        node = self._api.instances[name].backups
-        body = {
-            "name": backup,
-            "instance_only": False,
-            "optimized_storage": False,
-            "compression_algorithm": "gzip",
-        }
-        self._send(f"back up instance {name!r}", node.post, json=body)
-        partial = target.with_name(target.name + ".partial")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            size = 0
-            with self._errors(f"export instance {name!r} to {path}"):
-                response = node[backup].export.get(stream=True, timeout=REQUEST_TIMEOUT_S)
-                # Owner-only: a container's whole disk, home directories included.
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        out.write(chunk)
-                        size += len(chunk)
-                partial.rename(target)
-            return size
-        finally:
-            partial.unlink(missing_ok=True)
-            self._send(f"remove the backup of {name!r}", node[backup].delete)

@@ -6,7 +6,7 @@ its profile, storage pools, networks and the GPUs LXD sees, for `ssp host init` 
 from __future__ import annotations
 
 from provisioner.lxd.conn import LxdConnection, not_found
-from provisioner.lxd.wire import card_of, device_map
+from provisioner.lxd.wire import REQUEST_TIMEOUT_S, card_of, device_map
 from provisioner.values.errors import LxdError
 from provisioner.values.gpuinventory import Card
 from provisioner.values.state import Pool, Profile, Project, ServerInfo
@@ -133,6 +133,23 @@ class LxdHost(LxdConnection):
         got = self._send(what, self._server_api.resources.get, params=params)
         cards = (got.json()["metadata"].get("gpu") or {}).get("cards") or ()
         return tuple(card_of(c) for c in cards if c.get("pci_address"))
+
+    def read_file(self, name: str, path: str, project: str = "default") -> bytes | None:
+        """A file of an instance in PROJECT (`lxc file pull`; a stopped one too); None when
+        the instance or the file is not there. For the bases `ssp doctor` looks into."""
+        node = self._server_api.instances[name].files
+        try:
+            with self._errors(f"read {path} in {name!r} (LXD project {project!r})"):
+                got = node.get(
+                    params={"path": path, "project": project},
+                    is_api=False,
+                    timeout=REQUEST_TIMEOUT_S,
+                )
+        except LxdError as e:
+            if not_found(e):
+                return None
+            raise
+        return bytes(got.content)
 
     def source_config(self, source: str, project: str = "default") -> Profile | None:
         """The local config and devices of an instance (`name`) or snapshot (`name/snap`) that

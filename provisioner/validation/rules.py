@@ -58,7 +58,8 @@ def check_request(
                 f"name '{req.name}' must equal the file name '{item.stem}.yaml'",
             )
         )
-    if req.owner != item.folder:
+    # GitHub logins are case-insensitive: requests/WangXM/ is wangxm's folder too.
+    if req.owner.casefold() != item.folder.casefold():
         out.append(
             item.problem(
                 ("owner",),

@@ -10,6 +10,7 @@ its error, what was broken before is a note.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from provisioner.values.changes import FileChange
 from provisioner.values.held import Held
 from provisioner.values.loaded import Lifecycle, Loaded, lifecycle
 from provisioner.values.models import REQUEST_MODELS, AccountRequest, AnyRequest
+from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Position, Problem, Severity
 from provisioner.values.requestpaths import LAYOUT, is_request_path, under_requests
 from provisioner.values.tree import Tree
@@ -135,6 +137,19 @@ def load_request(path: str, raw: bytes) -> tuple[Loaded | None, list[Problem]]:
     return Loaded(path, doc, request), []
 
 
+def as_registered(item: Loaded, policy: Policy) -> Loaded:
+    """ITEM with its owner spelt as the policy's `users:` spells that login. GitHub logins
+    are case-insensitive (`WangXM` is `wangxm`): one spelling from here on keeps the labels,
+    quotas and names that plan and apply compare by owner the same whatever a file wrote."""
+    owner = item.request.owner
+    if owner in policy.users:
+        return item
+    same = [login for login in policy.users if login.casefold() == owner.casefold()]
+    if len(same) != 1:
+        return item
+    return dataclasses.replace(item, request=item.request.model_copy(update={"owner": same[0]}))
+
+
 def validate_tree(
     tree: Tree,
     now: datetime,
@@ -162,6 +177,7 @@ def validate_tree(
         item, found = load_request(path, tree.files[path])
         problems += found
         if item is not None:
+            item = as_registered(item, config.policy)
             loaded.append(item)
             focused = focus is not None and path in focus
             problems += check_request(item, config.policy, config.inventory, today, focused, held)

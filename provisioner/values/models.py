@@ -109,6 +109,11 @@ class ContainerRequest(StrictModel):
     ssh_keys: list[SshKeyText] = Field(min_length=1, max_length=10)
     desktop: bool = Field(False, description="xrdp + xfce, reachable through a forwarded port.")
     snapshots: Literal["none", "daily", "weekly"] | None = None
+    backup: bool = Field(
+        False,
+        description="Back this container up off the host, where the policy's backup section "
+        "backs up the containers that opt in (`containers: opted-in`).",
+    )
     expires: date = Field(
         description="Last day of the lease (YYYY-MM-DD), inclusive, in the policy's time zone."
     )

@@ -154,6 +154,27 @@ class Retention(StrictModel):
     )
 
 
+class BackupPolicy(StrictModel):
+    """Backups off the host: `ssp maintain` exports containers into a folder on other disks."""
+
+    target: AbsPath = Field(
+        description="A host folder on another machine's disks, mounted (NFS, SMB, sshfs or an "
+        "rsync-synced folder on a NAS): one `lxc export` tarball per container and day is "
+        "written there, owner-only."
+    )
+    containers: Literal["all", "opted-in"] = Field(
+        "all",
+        description="all: every container ssp manages; opted-in: those whose request says "
+        "`backup: true`.",
+    )
+    every_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        7, description="A container's backup is due when its newest is this many days old."
+    )
+    keep: Annotated[int, Field(ge=1, le=100)] = Field(
+        3, description="How many of a container's backups are kept (the newest)."
+    )
+
+
 class SnapshotPolicy(StrictModel):
     """What the maintenance run publishes for the PR check's plan preview (`ssp publish`)."""
 
@@ -198,6 +219,9 @@ class Policy(StrictModel):
         "deleted."
     )
     retention: Retention = Field(default_factory=Retention)
+    backup: BackupPolicy | None = Field(
+        None, description="Backups off the host, run by `ssp maintain` (unset: none)."
+    )
     reminders: ReminderDays = Field(
         default_factory=lambda: [14, 3],
         description="Days before the last day of a lease on which its owner gets a reminder.",

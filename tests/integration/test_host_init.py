@@ -220,7 +220,7 @@ def test_dry_run_changes_nothing_and_subids_are_appended_once(
     assert dry.code == 0, dry.both
     assert "would change:" in dry.out
     assert f"project {project}: set restricted=true" in dry.out
-    assert f"{subuid}: append root:1000:4" in dry.out
+    assert f"{subuid}: append root:1001:4" in dry.out
     assert "nothing was changed" in dry.out
     assert opened[0].mutations == []
     assert Lxd(project, endpoint=lxd_socket, require_project=False).read_project() is None
@@ -228,7 +228,7 @@ def test_dry_run_changes_nothing_and_subids_are_appended_once(
 
     done, _ = host_init(repo, monkeypatch)
     assert done.code == 0, done.both
-    assert subuid.read_text(encoding="utf-8") == "root:100000:65536\nroot:1000:4\n"
+    assert subuid.read_text(encoding="utf-8") == "root:100000:65536\nroot:1001:4\n"
     assert subgid.read_text(encoding="utf-8") == before  # the host's copy delegates them already
     assert "restart the daemon" in done.out
 
