@@ -58,7 +58,7 @@ def test_a_database_from_a_newer_ssp_is_refused_and_left_alone(tmp_path: Path) -
 
 def test_a_missing_database_is_not_created_by_a_reader(tmp_path: Path) -> None:
     path = tmp_path / "usage.sqlite"
-    with pytest.raises(UsageDbError, match="ssp-sample.timer"):
+    with pytest.raises(UsageDbError, match=r"ssp-sample\.timer"):
         UsageDb(path, create=False)
     assert not path.exists()
 
