@@ -10,7 +10,10 @@ The order, each step on what the one before left:
    into the policy's `retention.export_dir` when one is set; a failed export keeps it;
 4. notices on GitHub (provisioner.reporting.notices), when a client is handed in; a final
    notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
-   later pass delete it. GitHub failures are reported and change nothing on the host.
+   later pass delete it. GitHub failures are reported and change nothing on the host;
+5. idle-GPU notices (provisioner.reporting.idlenotices) for the GPUs the usage database shows
+   held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
+   nothing is released.
 
 A dry run changes nothing anywhere: it lists what would be stopped, deleted and notified.
 The caller holds the host lock, as for an apply.
@@ -27,12 +30,13 @@ from typing import Protocol
 
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
-from provisioner.reporting import applyreport, notices
+from provisioner.reporting import applyreport, idlenotices, notices
 from provisioner.reporting.render import render
 from provisioner.values import state
 from provisioner.values.errors import LxdError
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi
+from provisioner.values.usage import IdleGpu
 
 
 class Archiver(Protocol):
@@ -69,6 +73,8 @@ class Maintenance:
     github: bool = False  # whether notices were tried at all
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default=())
+    idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
+    idle_sent: tuple[notices.Sent, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -112,6 +118,7 @@ def maintain(
     now: datetime,
     notice_client: notices.NoticeClient | None = None,
     log: Callable[[str], None] = lambda _l: None,
+    idle: Sequence[IdleGpu] = (),
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -145,11 +152,22 @@ def maintain(
             )
     left = tuple(lease for lease in leases if lease.name not in gone)
     sent: list[notices.Sent] = []
+    idle_sent: list[notices.Sent] = []
     if notice_client is not None and not dry_run:
-        sent = notices.send(notice_client, left, policy, log=log)
+        keep = idlenotices.watched(idle, left)
+        sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
+        idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
     return Maintenance(
-        applied, today, left, tuple(steps), tuple(sent), notice_client is not None, dry_run
+        applied,
+        today,
+        left,
+        tuple(steps),
+        tuple(sent),
+        notice_client is not None,
+        dry_run,
+        idle=tuple(idle),
+        idle_sent=tuple(idle_sent),
     )
 
 
@@ -236,13 +254,46 @@ def _notice_said(m: Maintenance, lease: Lease | None, note: notices.Sent | None)
     return "not sent: no GitHub access" if not m.github else "-"
 
 
-def text_lines(m: Maintenance) -> list[str]:
+def idle_rows(m: Maintenance, timezone: str) -> list[dict[str, str]]:
+    """One row per held GPU idle for the policy's days, with what became of its notice."""
+    sent = {(s.name, s.notice): s for s in m.idle_sent}
+    rows = []
+    for gpu in m.idle:
+        note = sent.get((gpu.container, f"idle {gpu.pci}"))
+        if note is None:
+            said = (
+                "would notify" if m.dry_run else "not notified (no GitHub access, or not running)"
+            )
+        elif note.error:
+            said = f"not sent: {note.error}"
+        else:
+            said = f"{'sent' if note.new else 'already sent'} (#{note.issue})"
+        rows.append(
+            {
+                "gpu": gpu.pci,
+                "host": gpu.host or "-",
+                "name": gpu.container,
+                "owner": gpu.owner,
+                "idle_since": gpu.since_day(timezone).isoformat(),
+                "peak_utilization": str(gpu.peak),
+                "notice": said,
+            }
+        )
+    return rows
+
+
+def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
     lines = [f"lab day {m.today}" + (" (dry run: nothing changed)" if m.dry_run else "")]
     for row in lease_rows(m):
         lines.append(
             f"{row['name']:<24} {row['owner']:<12} until {row['expires']:<10}  {row['state']}"
             + (f"  (deletion on or after {row['delete_on']})" if row["delete_on"] != "-" else "")
             + (f"  notice: {row['notice']}" if row["notice"] != "-" else "")
+        )
+    for idle in idle_rows(m, timezone):
+        lines.append(
+            f"{idle['name']:<24} {idle['owner']:<12} GPU {idle['gpu']} idle since "
+            f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
         )
     return lines
 
@@ -261,6 +312,7 @@ def to_json(m: Maintenance, policy: Policy) -> str:
         "today": m.today.isoformat(),
         "dry_run": m.dry_run,
         "leases": lease_rows(m),
+        "idle_gpus": idle_rows(m, policy.timezone),
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

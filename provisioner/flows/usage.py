@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioner.host.usagedb import UsageDb
-from provisioner.status.usage import DAY_S, IdleGpu, MemberUse, account, idle_gpus, month_span
+from provisioner.status.usage import DAY_S, MemberUse, account, idle_gpus, month_span
 from provisioner.values.policymodels import Policy
+from provisioner.values.usage import IdleGpu
 
 ENV = "SSP_USAGE_DB"
 

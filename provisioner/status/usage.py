@@ -23,11 +23,11 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from provisioner.values.errors import UsageError
-from provisioner.values.usage import Reading
+from provisioner.values.usage import IdleGpu, Reading
 
 _MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 DAY_S = 86_400
@@ -145,21 +145,6 @@ def to_prometheus(rows: Sequence[MemberUse]) -> str:
 
 
 # --- idle GPUs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdleGpu:
-    """A held GPU idle for at least the policy's days: who holds it and since when."""
-
-    host: str
-    pci: str
-    container: str
-    owner: str
-    since: int  # Unix seconds: the first reading of the idle stretch
-    peak: int  # the highest utilisation seen in the stretch (percent)
-
-    def since_day(self, timezone: str) -> date:
-        return datetime.fromtimestamp(self.since, UTC).astimezone(ZoneInfo(timezone)).date()
 
 
 def idle_gpus(

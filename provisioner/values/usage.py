@@ -8,6 +8,8 @@ turns them into GPU-hours and idle GPUs. Times are Unix seconds (UTC).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,18 @@ class Reading:
     owner: str = ""  # the holder's owner login, "" when no managed container holds it
     container: str = ""  # the holder's name
     host: str = ""  # the cluster member that sampled it ("" on a single host)
+
+
+@dataclass(frozen=True)
+class IdleGpu:
+    """A held GPU idle for at least the policy's days: who holds it and since when."""
+
+    host: str
+    pci: str
+    container: str
+    owner: str
+    since: int  # Unix seconds: the first reading of the idle stretch
+    peak: int  # the highest utilisation seen in the stretch (percent)
+
+    def since_day(self, timezone: str) -> date:
+        return datetime.fromtimestamp(self.since, UTC).astimezone(ZoneInfo(timezone)).date()
