@@ -12,7 +12,7 @@ pruning readings older than the policy's `usage.keep_days` at every sample.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from provisioner.values.errors import UsageDbError
@@ -35,7 +35,7 @@ MIGRATIONS: tuple[str, ...] = (
         processes INTEGER NOT NULL,
         owner TEXT NOT NULL,
         container TEXT NOT NULL,
-        PRIMARY KEY (host, pci, at)
+        PRIMARY KEY (host, at, pci)
     ) WITHOUT ROWID;
     CREATE INDEX readings_at ON readings (at);
     """,
@@ -169,7 +169,8 @@ class UsageDb:
         """Every reading with SINCE <= at < UNTIL, oldest first (one snapshot of the file)."""
         try:
             cursor = self.conn.execute(_SELECT, (since, until))
-            return [_reading(row) for row in cursor]
+            # The columns are Reading's fields, in order, with SQLite's own int and str.
+            return [Reading(*row) for row in cursor]
         except sqlite3.Error as e:
             raise UsageDbError(f"reading the usage database {self.path}: {e}") from e
 
@@ -184,19 +185,3 @@ class UsageDb:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _reading(row: Sequence[object]) -> Reading:
-    at, pci, seconds, util, used, total, procs, owner, container, host = row
-    return Reading(
-        at=int(str(at)),
-        pci=str(pci),
-        seconds=int(str(seconds)),
-        utilization=None if util is None else int(str(util)),
-        memory_used=int(str(used)),
-        memory_total=int(str(total)),
-        processes=int(str(procs)),
-        owner=str(owner),
-        container=str(container),
-        host=str(host),
-    )
