@@ -185,3 +185,13 @@ def test_ssp_usage_refuses_a_bad_month_and_a_missing_database_clearly(tmp_path: 
     missing = run_cli("usage", "--repo", str(repo), "--db", str(tmp_path / "none.sqlite"))
     assert missing.code == 3 and "no usage database" in missing.err
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_what_a_label_says_is_stored_as_data_never_as_sql(tmp_path: Path) -> None:
+    hostile = "x'); DROP TABLE readings; --"
+    path = tmp_path / "usage.sqlite"
+    with UsageDb(path) as db:
+        db.record([reading(T0, owner=hostile, container=hostile)])
+    with UsageDb(path, create=False) as db:
+        (back,) = db.readings(0, T0 + 1)
+    assert back.owner == hostile and back.container == hostile
