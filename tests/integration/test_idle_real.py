@@ -10,13 +10,16 @@ with a real GPU device cannot start on a machine without GPUs.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
+from helpers import ENV, NOW, run_cli
 
-from integration.helpers import LabRepo
+from integration.helpers import Adapters, LabRepo, apply_pass
 from integration.test_leases_real import Lab, noon
 from provisioner.flows import maintain
 from provisioner.flows.usage import idle_now
@@ -94,3 +97,32 @@ def test_an_idle_gpu_is_told_once_in_the_lease_issue_and_nothing_is_released(
     assert world.config(busy) == bystander
     report = maintain.text_lines(done, policy.timezone)
     assert any(f"GPU {IDLE_PCI} idle since" in line and "already sent" in line for line in report)
+
+
+def test_ssp_maintain_reads_the_database_and_an_unreadable_one_is_only_a_warning(
+    lab: LabRepo, adapters: Adapters, suffix: str, tmp_path: Path
+) -> None:
+    idler = f"idle-cli-{suffix}"
+    lab.settings = {"usage": {"idle_days": 3}}
+    apply_pass(lab, adapters, lab.container(idler, image="busybox"))
+    db = tmp_path / "usage.sqlite"
+    end = int(datetime.fromisoformat(NOW).timestamp())
+    with UsageDb(db) as store:
+        store.record(readings(4, end, idler, "alice", IDLE_PCI, util=2))
+    env = {**ENV, "SSP_LOCK": str(tmp_path / "apply.lock"), "SSP_USAGE_DB": str(db)}
+    if os.environ.get("LXD_DIR"):
+        env["LXD_DIR"] = os.environ["LXD_DIR"]
+
+    seen = run_cli("maintain", "--repo", str(lab.root), "--dry-run", "--format", "json", env=env)
+    assert seen.code == 0, seen.both
+    (row,) = json.loads(seen.out)["idle_gpus"]
+    assert (row["name"], row["owner"], row["gpu"]) == (idler, "alice", IDLE_PCI)
+    assert row["notice"] == "would notify" and row["peak_utilization"] == "2"
+
+    db.write_bytes(b"not a database at all" * 100)
+    for companion in ("-wal", "-shm"):
+        Path(f"{db}{companion}").unlink(missing_ok=True)
+    broken = run_cli("maintain", "--repo", str(lab.root), "--dry-run", "--format", "json", env=env)
+    assert broken.code == 0, broken.both
+    assert "idle GPUs not checked" in broken.err and "Traceback" not in broken.both
+    assert json.loads(broken.out)["idle_gpus"] == []
