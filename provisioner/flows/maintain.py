@@ -302,7 +302,12 @@ def markdown(m: Maintenance, policy: Policy) -> str:
     """The job summary: the leases, then the reconcile's own report."""
     applied = applyreport.markdown(policy, m.applied.result, m.applied.skipped)
     return render(
-        "maintain.md.j2", today=m.today, dry_run=m.dry_run, rows=lease_rows(m), apply=applied
+        "maintain.md.j2",
+        today=m.today,
+        dry_run=m.dry_run,
+        rows=lease_rows(m),
+        idle=idle_rows(m, policy.timezone),
+        apply=applied,
     )
 
 

@@ -97,6 +97,8 @@ def test_an_idle_gpu_is_told_once_in_the_lease_issue_and_nothing_is_released(
     assert world.config(busy) == bystander
     report = maintain.text_lines(done, policy.timezone)
     assert any(f"GPU {IDLE_PCI} idle since" in line and "already sent" in line for line in report)
+    summary = maintain.markdown(done, policy)  # the maintenance job's summary
+    assert "### Idle GPUs" in summary and f"`{IDLE_PCI}`" in summary and "already sent" in summary
 
 
 def test_ssp_maintain_reads_the_database_and_an_unreadable_one_is_only_a_warning(
