@@ -162,7 +162,7 @@ def main() -> None:
 
         def one_pass(lxd: Stub) -> None:
             clock[0] += timedelta(seconds=STEP)
-            sample(lxd, db, usage, now=clock[0], read_gpus=read_gpus)
+            sample(lambda: lxd, db, usage, now=clock[0], read_gpus=read_gpus)
 
         for n in (1, 4, 8, 16):
             NvmlStandin(cards(n)).install(mp)

@@ -67,8 +67,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 1
     policy = config.policy
     database = database_path(policy, env, args.db)
-    lxd = open_lxd(policy.lxd.project, env)
-    done = sample(lxd, database, policy.usage, now=now, read_gpus=lambda: _read_gpus(env))
+    done = sample(
+        lambda: open_lxd(policy.lxd.project, env),
+        database,
+        policy.usage,
+        now=now,
+        read_gpus=lambda: _read_gpus(env),
+    )
     if done.why:
         print(f"ssp sample: {done.why}")
         return 0

@@ -90,14 +90,15 @@ def readings_of(
 
 
 def sample(
-    lxd: SampleLxd,
+    connect: Callable[[], SampleLxd],
     database: Path,
     usage: UsagePolicy,
     *,
     now: datetime,
     read_gpus: Callable[[], list[Gpu]],
 ) -> Sampled:
-    """One pass; see the module's docstring. Raises UsageDbError and LxdError."""
+    """One pass; see the module's docstring. CONNECT reaches LXD, only once a GPU was read
+    (a member without GPUs needs no LXD project). Raises UsageDbError and LxdError."""
     try:
         gpus = read_gpus()
     except GpuError as e:
@@ -106,6 +107,7 @@ def sample(
         return Sampled(
             why="NVML reports no GPUs on this host, nothing recorded", database=str(database)
         )
+    lxd = connect()
     member = lxd.server_name() if lxd.members() else ""
     holding = holders(lxd.instances(), member)
     at = int(now.timestamp())

@@ -47,7 +47,7 @@ class Holders:
 def test_one_pass_records_every_real_gpu(gpus: list[Gpu], tmp_path: Path) -> None:
     db = tmp_path / "usage.sqlite"
     now = datetime.now(UTC)
-    done = sample(Holders(gpus[0].pci), db, UsagePolicy(), now=now, read_gpus=read_gpus)
+    done = sample(lambda: Holders(gpus[0].pci), db, UsagePolicy(), now=now, read_gpus=read_gpus)
     assert not done.why, done.why
     pcis = [nvml_to_lxd_pci(b) for b in query("pci.bus_id")]
     with UsageDb(db, create=False) as store:
