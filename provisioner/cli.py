@@ -59,6 +59,8 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
                 "the tunnel client's config for the host (frpc.toml), one proxy per forwarded port",
             ),
             ("gpus", "list this host's NVIDIA GPUs; --write records them in config/hosts.yaml"),
+            ("sample", "record each GPU's use and holder in the usage database (run by a timer)"),
+            ("usage", "GPU-hours held and used per member and month (text, JSON, CSV, Prometheus)"),
             ("host", "set up the GPU host: the hardened LXD project, subordinate UIDs"),
             ("doctor", "check the GPU host: LXD, the project, pool, GPUs, ports, subordinate UIDs"),
             ("schema", "print, write (--write) or check (--check) schemas/"),

@@ -206,3 +206,26 @@ class NvmlStandin:
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: Any) -> list[Any]:
         return self._processes(self._gpu(handle).graphics)
+
+
+# -- readings over time ------------------------------------------------------------------
+# A pass's readings for the four seed cards: (utilisation %, memory used MiB, compute pids).
+# Shaped after what `nvidia-smi --query-gpu=utilization.gpu,memory.used` prints on a shared
+# box: card 0 free, card 1 training flat out, card 2 held but left idle with a stale process
+# (memory held, 0 %), card 3 a notebook that computes in bursts.
+PassReading = tuple[int | None, int, tuple[int, ...]]
+
+RECORDED_PASSES: tuple[tuple[PassReading, ...], ...] = (
+    ((0, 0, ()), (97, 18000, (4242,)), (0, 1200, (5150,)), (35, 6000, (7001,))),
+    ((0, 0, ()), (99, 18000, (4242,)), (0, 1200, (5150,)), (0, 6000, (7001,))),
+    ((0, 0, ()), (96, 18100, (4242,)), (0, 1200, (5150,)), (80, 6400, (7001,))),
+    ((0, 0, ()), (98, 18000, (4242,)), (0, 1200, (5150,)), (5, 6000, (7001,))),
+)
+
+
+def play(standin: NvmlStandin, reading: tuple[PassReading, ...]) -> None:
+    """Set every card to one recorded pass's reading."""
+    for gpu, (util, used_mib, pids) in zip(standin.gpus, reading, strict=True):
+        gpu.utilization = util
+        gpu.used = used_mib * MiB
+        gpu.compute = [(pid, used_mib * MiB // max(len(pids), 1)) for pid in pids]

@@ -75,6 +75,11 @@ def test_the_help_table_says_what_each_command_s_own_help_says() -> None:
         assert sub._choices_actions[0].help == line, name
 
 
+def test_every_command_module_is_in_the_help_table() -> None:
+    modules = {p.stem for p in (ROOT / "provisioner" / "commands").glob("*.py")} - {"__init__"}
+    assert set(cli.HELP) == modules
+
+
 def test_help_groups_the_commands_by_who_runs_them() -> None:
     result = run_cli("--help")
     assert result.code == 0, result.both

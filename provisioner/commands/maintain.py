@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from provisioner.commands import (
@@ -28,10 +29,14 @@ from provisioner.commands import (
 )
 from provisioner.flows import maintain
 from provisioner.flows.reconcile import run_pass
+from provisioner.flows.usage import database_path, idle_now
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.reporting.notices import NoticeClient
+from provisioner.values.errors import UsageDbError
+from provisioner.values.policymodels import Policy
+from provisioner.values.usage import IdleGpu
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -74,14 +79,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
             log=_note,
         )
-        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note)
+        idle = _idle_gpus(config.policy, env, now)
+        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
     policy = config.policy
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))
     elif args.format == "markdown":
         sys.stdout.write(maintain.markdown(done, policy))
     else:
-        for line in maintain.text_lines(done):
+        for line in maintain.text_lines(done, policy.timezone):
             print(log_line(line))
         for line in applyreport.text_lines(policy, applied.result, applied.skipped):
             print(log_line(line))
@@ -90,6 +96,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")
     return 0 if done.ok else 1
+
+
+def _idle_gpus(policy: Policy, env: Mapping[str, str], now: datetime) -> list[IdleGpu]:
+    """The held GPUs idle for the policy's days, from the usage database; an unreadable
+    database is a warning, never a reason to skip the upkeep."""
+    try:
+        return idle_now(database_path(policy, env), policy, now)
+    except UsageDbError as e:
+        _warn(env, f"idle GPUs not checked: {e}")
+        return []
 
 
 def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:

@@ -13,7 +13,10 @@ The order, each step on what the one before left:
    retried on the next pass), the oldest past `keep` removed;
 5. notices on GitHub (provisioner.reporting.notices), when a client is handed in; a final
    notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
-   later pass delete it. GitHub failures are reported and change nothing on the host.
+   later pass delete it. GitHub failures are reported and change nothing on the host;
+6. idle-GPU notices (provisioner.reporting.idlenotices) for the GPUs the usage database shows
+   held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
+   nothing is released.
 
 A dry run changes nothing anywhere: it lists what would be stopped, deleted and notified.
 The caller holds the host lock, as for an apply.
@@ -31,12 +34,13 @@ from typing import Protocol
 from provisioner.flows import backup
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
-from provisioner.reporting import applyreport, notices
+from provisioner.reporting import applyreport, idlenotices, notices
 from provisioner.reporting.render import render
 from provisioner.values import state
 from provisioner.values.errors import LxdError
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
+from provisioner.values.usage import IdleGpu
 
 
 class Archiver(Protocol):
@@ -76,6 +80,8 @@ class Maintenance:
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default=())
     backups: tuple[backup.BackupStep, ...] = ()
+    idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
+    idle_sent: tuple[notices.Sent, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -124,6 +130,7 @@ def maintain(
     now: datetime,
     notice_client: notices.NoticeClient | None = None,
     log: Callable[[str], None] = lambda _l: None,
+    idle: Sequence[IdleGpu] = (),
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -160,9 +167,12 @@ def maintain(
     chosen = backup.opted_in(applied.validation.valid)
     backups = backup.run_backups(lxd, policy, kept, chosen, now=now, dry_run=dry_run, log=log)
     sent: list[notices.Sent] = []
+    idle_sent: list[notices.Sent] = []
     if notice_client is not None and not dry_run:
-        sent = notices.send(notice_client, left, policy, log=log)
+        keep = idlenotices.watched(idle, left)
+        sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
+        idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
     return Maintenance(
         applied,
         today,
@@ -172,6 +182,8 @@ def maintain(
         notice_client is not None,
         dry_run,
         backups=backups,
+        idle=tuple(idle),
+        idle_sent=tuple(idle_sent),
     )
 
 
@@ -258,7 +270,35 @@ def _notice_said(m: Maintenance, lease: Lease | None, note: notices.Sent | None)
     return "not sent: no GitHub access" if not m.github else "-"
 
 
-def text_lines(m: Maintenance) -> list[str]:
+def idle_rows(m: Maintenance, timezone: str) -> list[dict[str, str]]:
+    """One row per held GPU idle for the policy's days, with what became of its notice."""
+    sent = {(s.name, s.notice): s for s in m.idle_sent}
+    rows = []
+    for gpu in m.idle:
+        note = sent.get((gpu.container, f"idle {gpu.pci}"))
+        if note is None:
+            said = (
+                "would notify" if m.dry_run else "not notified (no GitHub access, or not running)"
+            )
+        elif note.error:
+            said = f"not sent: {note.error}"
+        else:
+            said = f"{'sent' if note.new else 'already sent'} (#{note.issue})"
+        rows.append(
+            {
+                "gpu": gpu.pci,
+                "host": gpu.host or "-",
+                "name": gpu.container,
+                "owner": gpu.owner,
+                "idle_since": gpu.since_day(timezone).isoformat(),
+                "peak_utilization": str(gpu.peak),
+                "notice": said,
+            }
+        )
+    return rows
+
+
+def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
     lines = [f"lab day {m.today}" + (" (dry run: nothing changed)" if m.dry_run else "")]
     for row in lease_rows(m):
         lines.append(
@@ -268,6 +308,11 @@ def text_lines(m: Maintenance) -> list[str]:
         )
     for b in m.backups:
         lines.append(f"backup {b.name:<17} {b.action}" + (f": {b.message}" if b.message else ""))
+    for idle in idle_rows(m, timezone):
+        lines.append(
+            f"{idle['name']:<24} {idle['owner']:<12} GPU {idle['gpu']} idle since "
+            f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
+        )
     return lines
 
 
@@ -280,6 +325,7 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         dry_run=m.dry_run,
         rows=lease_rows(m),
         backups=m.backups,
+        idle=idle_rows(m, policy.timezone),
         apply=applied,
     )
 
@@ -294,6 +340,7 @@ def to_json(m: Maintenance, policy: Policy) -> str:
             {"name": b.name, "action": b.action, "ok": b.ok, "message": b.message}
             for b in m.backups
         ],
+        "idle_gpus": idle_rows(m, policy.timezone),
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -72,6 +72,11 @@ class LxdHost(LxdConnection):
         }
         self._send(what, node.put, json=body, headers={"If-Match": etag} if etag else {})
 
+    def server_name(self) -> str:
+        """This daemon's name: its cluster member name in a cluster (from `GET /1.0`)."""
+        environment = self._connect().host_info.get("environment") or {}
+        return str(environment.get("server_name") or "")
+
     def members(self) -> dict[str, str]:
         """In an LXD cluster, each member's name → its status ("Online", "Offline", ...), in
         one GET; {} on a single server (known from the `GET /1.0` the connection began with)."""

@@ -18,7 +18,7 @@ nothing here raises for GitHub's sake, so host work never waits on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -143,6 +143,8 @@ def issue_body(lease: Lease, policy: Policy, closed: str = "") -> str:
         lines.append("- **State:** the container no longer exists, so this issue is closed.")
     elif lease.stage is Stage.REMINDER:
         lines.append("- **State:** running; the lease ends soon.")
+    elif lease.stage is Stage.ACTIVE:
+        lines.append("- **State:** running.")
     else:
         lines.append(f"- **State:** stopped and kept (retired on {lease.retired_on or '-'}).")
         if lease.delete_on is not None:
@@ -177,11 +179,13 @@ def send(
     leases: Sequence[Lease],
     policy: Policy,
     log: Callable[[str], None] = lambda _line: None,
+    keep_open: Collection[str] = (),
 ) -> list[Sent]:
     """Post the notices due on LEASES, close the issues of renewed and vanished containers.
 
     LEASES is every managed container that exists now; an issue whose container is not among
-    them is closed as gone.
+    them is closed as gone. The issues of containers in KEEP_OPEN (an idle-GPU notice is
+    due on them) are not closed as renewed.
     """
     try:
         issues = _by_name(client.our_issues(LABEL))
@@ -193,7 +197,12 @@ def send(
         try:
             if lease.notice:
                 done.append(_deliver(client, lease, policy, issue))
-            elif lease.stage is Stage.ACTIVE and issue is not None and issue.open:
+            elif (
+                lease.stage is Stage.ACTIVE
+                and issue is not None
+                and issue.open
+                and lease.name not in keep_open
+            ):
                 client.edit_issue(issue.number, issue_body(lease, policy, "renewed"), False)
                 log(f"{lease.name}: renewed; closed #{issue.number}")
                 done.append(Sent(lease.name, issue=issue.number, url=issue.url, closed="renewed"))

@@ -26,3 +26,7 @@ class GpuError(SspError):
 
 class LockHeldError(SspError):
     """Another apply holds the host lock."""
+
+
+class UsageDbError(SspError):
+    """The GPU usage database could not be opened, migrated, read or written."""

@@ -191,6 +191,34 @@ class SnapshotPolicy(StrictModel):
     )
 
 
+class UsagePolicy(StrictModel):
+    """GPU use: how `ssp sample` keeps readings and when `ssp maintain` calls a GPU idle."""
+
+    interval_minutes: Annotated[int, Field(ge=1, le=60)] = Field(
+        default=5,
+        description="How often the sampler's timer runs (runner/systemd/ssp-sample.timer); a "
+        "reading stands for at most this long, so gaps (a host that was down) count nothing.",
+    )
+    keep_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=400,
+        description="Days of readings the usage database keeps; older ones are pruned at "
+        "each sample, which bounds its size.",
+    )
+    idle_utilization: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=5,
+        description="A GPU whose utilisation (percent) never rose above this is idle.",
+    )
+    idle_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        default=0,
+        description="Days a held GPU must be idle before `ssp maintain` tells its owner in the "
+        "lease issue (0: no idle notices).",
+    )
+    database: AbsPath = Field(
+        default="/var/lib/ssp/usage.sqlite",
+        description="The usage database on the host (SQLite); $SSP_USAGE_DB overrides it.",
+    )
+
+
 class LxdSettings(StrictModel):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
     profiles: list[str] = Field(default_factory=lambda: ["default"])
@@ -239,6 +267,10 @@ class Policy(StrictModel):
         False, description="Every member may use members' images (false: only their owner)."
     )
     lxd: LxdSettings = Field(default_factory=LxdSettings)
+    usage: UsagePolicy = Field(
+        default_factory=UsagePolicy,
+        description="GPU use: sampling, the usage database's retention and idle notices.",
+    )
     snapshot: SnapshotPolicy = Field(
         default_factory=SnapshotPolicy,
         description="The published state snapshot the PR check previews against.",

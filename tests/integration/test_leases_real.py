@@ -29,6 +29,7 @@ from provisioner.lxd.api import Lxd
 from provisioner.planning.leases import WARNED
 from provisioner.validation.validate import blocking, validate_tree
 from provisioner.values import state
+from provisioner.values.usage import IdleGpu
 
 pytestmark = pytest.mark.lxd
 
@@ -51,6 +52,7 @@ class Lab:
         )
         self.requests: dict[str, tuple[str, bytes]] = {}
         self.policy_changes: dict[str, Any] = {}
+        self.idle: list[IdleGpu] = []  # what `ssp maintain` reads from the usage database
 
     def write_policy(self) -> None:
         self.lab.write(*self.requests.values())
@@ -76,7 +78,9 @@ class Lab:
             dry_run=dry_run,
         )
         assert applied.result.ok, applied.result.outcomes
-        return maintain.maintain(applied, self.lxd, now=now, notice_client=self.client)
+        return maintain.maintain(
+            applied, self.lxd, now=now, notice_client=self.client, idle=self.idle
+        )
 
     def config(self, name: str) -> dict[str, str]:
         return dict(lxc_query(f"/1.0/instances/{name}", self.project)["config"])

@@ -1,0 +1,48 @@
+"""The usage database read back: a month's GPU-hours per member (`ssp usage`) and the GPUs
+held but idle now (`ssp maintain`'s idle notices). The math is `provisioner.status.usage`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+from provisioner.host.usagedb import UsageDb
+from provisioner.status.usage import DAY_S, MemberUse, account, idle_gpus, month_span
+from provisioner.values.policymodels import Policy
+from provisioner.values.usage import IdleGpu
+
+ENV = "SSP_USAGE_DB"
+
+
+def database_path(policy: Policy, env: Mapping[str, str], given: Path | None = None) -> Path:
+    """--db, else $SSP_USAGE_DB, else the policy's `usage.database`."""
+    return Path(given or env.get(ENV) or policy.usage.database)
+
+
+def member_use(database: Path, policy: Policy, month: str) -> list[MemberUse]:
+    """Held and used GPU-hours per member in MONTH (lab time); UsageDbError without a file."""
+    start, end = month_span(month, policy.timezone)
+    with UsageDb(database, create=False) as db:
+        return account(db.readings(start, end), month)
+
+
+def idle_now(database: Path, policy: Policy, now: datetime) -> list[IdleGpu]:
+    """The held GPUs idle for the policy's `usage.idle_days`; [] when idle notices are off
+    or no database exists yet (no readings, no notice)."""
+    usage = policy.usage
+    if usage.idle_days <= 0 or not database.exists():
+        return []
+    at = int(now.timestamp())
+    # A day more than the window: the stretch must be seen to begin before it.
+    since = at - (usage.idle_days + 1) * DAY_S
+    with UsageDb(database, create=False) as db:
+        readings = db.readings(since, at + 1)
+    return idle_gpus(
+        readings,
+        at,
+        threshold=usage.idle_utilization,
+        days=usage.idle_days,
+        fresh_s=3 * usage.interval_minutes * 60,
+    )

@@ -1,0 +1,179 @@
+"""GPU-hours per member and idle GPUs, from the sampler's readings. Pure.
+
+Definitions (the guides repeat them):
+- **held** GPU-hours: the time a GPU was attached to one of the member's managed containers,
+  summed over GPUs. Each reading stands for its `seconds` (the time since the previous pass,
+  capped at the sampling interval), so time the sampler did not see counts nothing.
+- **used** GPU-hours: held time weighted by utilisation: a reading at 40 % for 5 minutes adds
+  2 minutes. A GPU busy all month at 100 % uses what it holds; one left idle uses nothing.
+- **idle**: a held GPU whose utilisation stayed at or below the policy's
+  `usage.idle_utilization` in every reading of its current holder for `usage.idle_days`.
+  A reading NVML could not give a utilisation for never counts as idle.
+
+Months are calendar months in the lab's time zone. The Prometheus text exposition format is
+written here by hand (format version 0.0.4): the figures are a handful of gauges, which does
+not justify a new dependency on the host.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from provisioner.values.errors import UsageError
+from provisioner.values.usage import IdleGpu, Reading
+
+_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+DAY_S = 86_400
+
+
+def month_span(month: str, timezone: str) -> tuple[int, int]:
+    """[start, end) of MONTH ("2026-11") in Unix seconds, midnight to midnight in TIMEZONE."""
+    match = _MONTH.fullmatch(month)
+    if not match:
+        raise UsageError(f"--month {month!r}: write the month as YYYY-MM, e.g. 2026-11")
+    year, number = int(match.group(1)), int(match.group(2))
+    zone = ZoneInfo(timezone)
+    start = datetime(year, number, 1, tzinfo=zone)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def month_of(now: datetime, timezone: str) -> str:
+    return now.astimezone(ZoneInfo(timezone)).strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class MemberUse:
+    """One member's GPU-hours in one month."""
+
+    month: str
+    member: str
+    held_hours: float
+    used_hours: float
+    containers: tuple[str, ...]
+
+    @property
+    def used_share(self) -> float:
+        """Used over held, 0..1 (0 when nothing was held)."""
+        return self.used_hours / self.held_hours if self.held_hours else 0.0
+
+
+def account(readings: Iterable[Reading], month: str) -> list[MemberUse]:
+    """Held and used GPU-hours per member over READINGS (one month's), by member."""
+    held: dict[str, float] = {}
+    used: dict[str, float] = {}
+    containers: dict[str, set[str]] = {}
+    for r in readings:
+        if not r.owner:
+            continue
+        held[r.owner] = held.get(r.owner, 0.0) + r.seconds
+        used[r.owner] = used.get(r.owner, 0.0) + r.seconds * (r.utilization or 0) / 100
+        containers.setdefault(r.owner, set()).add(r.container)
+    return [
+        MemberUse(
+            month,
+            member,
+            round(held[member] / 3600, 3),
+            round(used[member] / 3600, 3),
+            tuple(sorted(containers[member])),
+        )
+        for member in sorted(held)
+    ]
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def text(rows: Sequence[MemberUse], month: str) -> str:
+    if not rows:
+        return f"{month}: no GPU was held by a member's container in this month's readings\n"
+    width = max(len("MEMBER"), *(len(r.member) for r in rows))
+    lines = [f"GPU-hours in {month}", f"{'MEMBER':<{width}}  {'HELD':>9}  {'USED':>9}  USED/HELD"]
+    for r in rows:
+        lines.append(
+            f"{r.member:<{width}}  {r.held_hours:>9.2f}  {r.used_hours:>9.2f}  {r.used_share:>8.0%}"
+        )
+    total_held = sum(r.held_hours for r in rows)
+    total_used = sum(r.used_hours for r in rows)
+    lines.append(f"{'total':<{width}}  {total_held:>9.2f}  {total_used:>9.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(rows: Sequence[MemberUse], month: str) -> str:
+    doc = {
+        "month": month,
+        "members": [{**asdict(r), "containers": list(r.containers)} for r in rows],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(rows: Sequence[MemberUse]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["month", "member", "held_gpu_hours", "used_gpu_hours", "containers"])
+    for r in rows:
+        # A login cannot start with = + - @, so no cell reads as a spreadsheet formula.
+        writer.writerow([r.month, r.member, r.held_hours, r.used_hours, " ".join(r.containers)])
+    return out.getvalue()
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def to_prometheus(rows: Sequence[MemberUse]) -> str:
+    """The Prometheus text exposition format (0.0.4): two gauges labelled member and month."""
+    lines: list[str] = []
+    for metric, field, help_ in (
+        ("ssp_gpu_held_hours", "held_hours", "GPU-hours held by the member's containers"),
+        ("ssp_gpu_used_hours", "used_hours", "GPU-hours used (held time weighted by utilisation)"),
+    ):
+        lines += [f"# HELP {metric} {help_}.", f"# TYPE {metric} gauge"]
+        for r in rows:
+            value = getattr(r, field)
+            lines.append(
+                f'{metric}{{member="{_label(r.member)}",month="{_label(r.month)}"}} {value!r}'
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --- idle GPUs ---------------------------------------------------------------------------
+
+
+def idle_gpus(
+    readings: Iterable[Reading], now: int, *, threshold: int, days: int, fresh_s: int
+) -> list[IdleGpu]:
+    """The GPUs whose latest reading (no older than FRESH_S) has a holder, and whose readings
+    under that holder stayed at or below THRESHOLD for DAYS or more, back from now.
+
+    READINGS must reach back further than DAYS for a GPU to be found idle. A stale sampler
+    (no reading within FRESH_S) finds nothing: no notice rests on old readings.
+    """
+    if days <= 0:
+        return []
+    by_gpu: dict[tuple[str, str], list[Reading]] = {}
+    for r in readings:
+        by_gpu.setdefault((r.host, r.pci), []).append(r)
+    found = []
+    for (host, pci), seen in sorted(by_gpu.items()):
+        seen.sort(key=lambda r: r.at)
+        latest = seen[-1]
+        if not latest.container or latest.at < now - fresh_s:
+            continue
+        since: int | None = None
+        peak = 0
+        for r in reversed(seen):
+            quiet = r.utilization is not None and r.utilization <= threshold
+            if r.container != latest.container or r.owner != latest.owner or not quiet:
+                break
+            since, peak = r.at, max(peak, r.utilization or 0)
+        if since is not None and since <= now - days * DAY_S:
+            found.append(IdleGpu(host, pci, latest.container, latest.owner, since, peak))
+    return found
