@@ -78,7 +78,7 @@ def test_an_account_stays_with_its_owner_when_a_newer_login_equals_its_name(
 
     # The lab registers a member whose login is bob's account name; they ask for it.
     policy = lab.policy()
-    lab.settings["users"] = {**policy["users"], login: {"uid": 1004}}
+    lab.settings["users"] = {**policy["users"], login: {"uid": 1010}}  # a UID nobody has
     lab.keys[login] = make_key(tmp_path / "keys", login)
     theirs = lab.account(login, owner=login)
     done = apply_pass(lab, adapters, bobs, theirs, invalid_ok=True)
