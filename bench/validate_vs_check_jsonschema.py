@@ -395,7 +395,8 @@ def report(corpus: Corpus, reps: int, series: Sequence[Series], load: Sequence[s
     print(f"ratio ssp / check-jsonschema (median wall time, whole CLI runs): {ratio:.2f}")
     ssp0, cjs0 = series[5], series[4]  # ssp's is `validate --help`: --version loads nothing
     print(
-        "work beyond start-up (median of the run - median of --version): "
+        "work beyond start-up (median of the run - median of `ssp validate --help` / "
+        "`check-jsonschema --version`): "
         f"ssp {statistics.median(ssp.seconds) - statistics.median(ssp0.seconds):.2f} s, "
         f"check-jsonschema {statistics.median(cjs.seconds) - statistics.median(cjs0.seconds):.2f} s"
     )
