@@ -1,6 +1,6 @@
 """A fast yes/no answer to "does this data satisfy the JSON Schema?", for the schema pass.
 
-`provisioner.validation.schema.check` asks `passes(kind, data)` first: a file that passes needs
+`provisioner.validation.schema.check` asks the kind's gate first: a file that passes needs
 no JSON-Schema error at all, so `jsonschema` (its import, and its generic validator that builds
 a path for every value it visits) runs only for files that do not, and says what is wrong
 exactly as before. Every message therefore still comes from the one place it always came from.
@@ -10,7 +10,7 @@ schemas use, with `jsonschema`'s Draft 2020-12 semantics (and ssp's own: 2.0 is 
 It may only err on the safe side: any keyword it does not know, or a `const`/`enum` it
 cannot compare simply, makes it answer "no", and the full validator decides. So a file it
 lets through is one `jsonschema` would pass too (tests/test_schema_gate.py compares the two
-on every case file and on mutations of them).
+on the sample checkout's files and thousands of mutations of them).
 """
 
 from __future__ import annotations
