@@ -70,12 +70,12 @@ def one_pass(
 
 
 def listing(adapters: Adapters) -> list[str]:
-    """The main adapter's requests that list instances (not all projects' ID blocks) or
-    members."""
+    """The main adapter's requests that list instances (every project's, host ID blocks
+    included, since issue 27) or members."""
     out = []
     for method, path in adapters.main.requests:
         bare = f"{method} {path.split('?')[0]}"
-        if bare in LISTING and "all-projects" not in path:
+        if bare in LISTING:
             out.append(f"{method} {path}")
     return out
 

@@ -55,7 +55,7 @@ from provisioner.values.idranges import IdMapUse
 from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance, Project
 from provisioner.values.tree import Tree
 
-READS = frozenset({"instances", "instance", "wait_ipv4", "id_maps", "images"})
+READS = frozenset({"instances", "all_instances", "instance", "wait_ipv4", "id_maps", "images"})
 GOLDEN = "golden"
 BASE = "Common-Server"
 BASE_MACHINE_ID = b"0123456789abcdef0123456789abcdef\n"
@@ -543,6 +543,17 @@ class FakeLxd:
     def instances(self) -> list[Instance]:
         self._call("instances", "")
         return [self._to_instance(r) for _n, r in sorted(self._records.items())]
+
+    @_serialized
+    def all_instances(self) -> dict[str, list[Instance]]:
+        """Every project's instances, as LXD's `all-projects` listing (projects that hold none
+        are absent from it)."""
+        self._call("all_instances", "")
+        return {
+            project: [self._to_instance(r) for _n, r in sorted(records.items())]
+            for project, records in sorted(self.daemon.projects.items())
+            if records
+        }
 
     @_serialized
     def members(self) -> dict[str, str]:

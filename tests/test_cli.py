@@ -193,6 +193,55 @@ def test_validate_loads_no_host_library(tmp_path: Path, argv: list[str]) -> None
     assert done.stdout.splitlines()[-1] == "loaded:  status: 1"
 
 
+# What building ssp's models and judging files loads: none of it before the first file.
+JUDGING = (
+    "pydantic",
+    "jsonschema",
+    "yaml",
+    "provisioner.values.models",
+    "provisioner.values.policymodels",
+    "provisioner.validation.validate",
+    "provisioner.flows.prcheck",
+)
+
+
+def _loaded_after(argv: list[str], judged: tuple[str, ...]) -> tuple[str, str]:
+    """What `ssp ARGV` printed, and which of `judged` it had imported when it ended."""
+    code = (
+        "import sys\n"
+        "from provisioner.cli import main\n"
+        "try:\n"
+        f"    main({argv!r}, {{'SSP_NOW': '{NOW}'}})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('loaded:', ','.join(m for m in {judged!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    *printed, last = done.stdout.splitlines()
+    return "\n".join(printed), last.removeprefix("loaded:").strip()
+
+
+def test_validate_help_builds_no_model_and_reads_no_yaml() -> None:
+    """`ssp validate --help` is start-up only (issue 27): the judging loads with the first file."""
+    printed, loaded = _loaded_after(["validate", "--help"], JUDGING)
+    assert "--all" in printed and "check every request on its own" in printed
+    assert loaded == ""
+
+
+def test_a_valid_tree_is_judged_without_loading_jsonschema(tmp_path: Path) -> None:
+    """Files the schema gate passes need no JSON-Schema error: jsonschema loads only for a file
+    that has one, and then says what is wrong as before."""
+    repo = sample_repo(tmp_path / "repo")
+    printed, loaded = _loaded_after(["validate", "--all", "--repo", str(repo)], ("jsonschema",))
+    assert loaded == ""
+    bad = GitRepo.create(tmp_path / "bad", {BAD: valid_request(desktop="yes")})
+    printed, loaded = _loaded_after(["validate", "--all", "--repo", str(bad.root)], ("jsonschema",))
+    assert loaded == "jsonschema"
+    assert f"{BAD}:{CONTAINER_LINES['desktop']}:" in printed
+    assert "desktop: expected true or false, got text" in printed
+
+
 def test_a_host_command_in_the_members_slim_install_says_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

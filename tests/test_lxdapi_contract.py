@@ -120,6 +120,24 @@ def test_id_maps_list_the_projects_instances_with_their_host_ids(lxd: Backend) -
     assert use.current is None  # it has never run
 
 
+def test_all_instances_list_each_project_with_state_as_its_own_listing_does(
+    lxd: Backend,
+) -> None:
+    """What a no-op pass reads in one request: the project's instances, running or not, with
+    the same state and config as the project's own listing (and the other projects')."""
+    up = lxd.make("all-up", running=True)
+    down = lxd.make("all-down", **{"security.idmap.isolated": "true"})
+    everything = lxd.api.all_instances()
+    mine = {i.name: i for i in everything[lxd.project]}
+    own = {i.name: i for i in lxd.api.instances()}
+    assert sorted(mine) == sorted(own) == sorted([up, down])
+    assert (mine[up].status, mine[down].status) == ("Running", "Stopped")
+    for name in (up, down):
+        assert (mine[name].config, mine[name].devices) == (own[name].config, own[name].devices)
+        assert mine[name].profiles == own[name].profiles
+    assert "volatile.idmap.next" in mine[down].config  # what the host ID blocks are read from
+
+
 def test_the_project_is_not_restricted(lxd: Backend) -> None:
     """HostApi's read_project, as apply uses it: may ssp choose host ID blocks here?"""
     read = lxd.api.read_project  # type: ignore[attr-defined]
@@ -438,6 +456,6 @@ def test_a_target_member_on_a_single_server_is_refused(lxd: Backend) -> None:
 
 def test_the_contract_covers_every_method_of_lxdapi() -> None:
     methods = {m for m in vars(LxdApi) if not m.startswith("_")}
-    covered = set(MISSING_CALLS) | {"instances", "id_maps", "create", "members"}
+    covered = set(MISSING_CALLS) | {"instances", "all_instances", "id_maps", "create", "members"}
     covered |= {"images", "publish_image", "delete_image"}
     assert methods == covered, methods ^ covered

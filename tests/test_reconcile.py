@@ -338,7 +338,7 @@ def test_apply_jobs_is_a_small_whole_number(
 
 
 def test_an_unreachable_lxd_is_an_error(lab: Lab, fake: FakeLxd, tmp_path: Path) -> None:
-    fake.fail_on("instances", "", "cannot reach LXD at /var/lib/lxd/unix.socket")
+    fake.fail_on("all_instances", "", "cannot reach LXD at /var/lib/lxd/unix.socket")
     repo = tmp_path / "repo"
     checkout(lab, repo, lab.container("alice-x"))
     code, out, err = ssp("apply", "--repo", str(repo), tmp_path=tmp_path)
@@ -365,7 +365,7 @@ def test_a_dry_run_pass_makes_no_mutation(lab: Lab) -> None:
     done = run_pass(v, fake, fake.servers, now=NOW, sha="", dry_run=True)
     assert [o.action for o in done.result.outcomes] == ["would create", "would change account"]
     assert fake.mutations == []
-    assert [m for m, _n in fake.calls] == ["instances", "instances", "id_maps", "images"]
+    assert [m for m, _n in fake.calls] == ["all_instances", "images"]
 
 
 def outcome(**fields: object) -> Outcome:

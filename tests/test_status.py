@@ -31,7 +31,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 def status_of(fake: FakeLxd, v: Validation, today: date = TODAY, **extra: object) -> ServerStatus:
     assert v.config is not None
-    seen = observe(v.config, fake, fake.servers)
+    seen = observe(v.config, fake)
     return build(
         policy=v.config.policy,
         inventory=v.config.inventory,

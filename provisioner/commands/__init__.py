@@ -22,27 +22,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from provisioner.flows.checkout import MainCheckout, read_main
-from provisioner.host import subidfiles
 from provisioner.host.ports import listening_ports
-from provisioner.planning.cluster import ONLINE
-from provisioner.planning.hostproject import forbids_low_level
 from provisioner.reporting.escape import log_line
-from provisioner.validation.validate import Validation
-from provisioner.values import subids
-from provisioner.values.errors import LxdError, UsageError
-from provisioner.values.gpuinventory import Card
-from provisioner.values.idranges import IdRange
-from provisioner.values.models import ContainerRequest
-from provisioner.values.plandata import HostFacts
-from provisioner.values.policymodels import Policy
-from provisioner.values.problems import Problem
-from provisioner.values.state import HostApi
+from provisioner.values.errors import UsageError
 
+# Every command imports this package, `ssp validate --help` included: what builds models or
+# reads config (the checkout, validation, planning) loads inside the functions that use it,
+# so a command's start-up costs only what that command needs (issue 27).
 if TYPE_CHECKING:  # types only: pylxd loads when a command connects
+    from provisioner.flows.checkout import MainCheckout
     from provisioner.flows.observe import Observed
     from provisioner.github.client import GitHubClient
     from provisioner.lxd.api import Lxd
+    from provisioner.validation.validate import Validation
+    from provisioner.values.gpuinventory import Card
+    from provisioner.values.idranges import IdRange
+    from provisioner.values.plandata import HostFacts
+    from provisioner.values.policymodels import Policy
+    from provisioner.values.problems import Problem
+    from provisioner.values.state import HostApi
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -87,6 +85,8 @@ def add_repo_arg(parser: argparse.ArgumentParser) -> None:
 
 def load_for_host(repo: Path, env: Mapping[str, str]) -> MainCheckout:
     """The checkout for apply, maintain and plan, with what would stop them."""
+    from provisioner.flows.checkout import read_main  # noqa: PLC0415  (see the imports)
+
     return read_main(repo, clock(env))
 
 
@@ -151,6 +151,8 @@ def lock_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
 
 def host_facts(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> HostFacts:
     """What planning needs to know about this host besides LXD's instances."""
+    from provisioner.values.plandata import HostFacts  # noqa: PLC0415  (see the imports)
+
     return HostFacts(
         busy_ports=listening_ports(),
         gpu_refusal=gpu_gate(validation, env, lxd),
@@ -161,12 +163,17 @@ def host_facts(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> 
 
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where containers' host ID blocks may go: root's ranges in /etc/subuid and /etc/subgid."""
+    from provisioner.host import subidfiles  # noqa: PLC0415  (see the imports)
+    from provisioner.values import subids  # noqa: PLC0415
+
     return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
 
 
 def ids_pinnable(lxd: HostApi) -> bool:
     """Whether ssp may choose host ID blocks in the policy's project: not where the project
     forbids low-level keys (ssp's own restricted project); LXD chooses there."""
+    from provisioner.planning.hostproject import forbids_low_level  # noqa: PLC0415
+
     return not forbids_low_level(lxd.read_project())
 
 
@@ -181,6 +188,7 @@ def gpu_gate(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> st
         gpu_refusal,
         member_gpu_refusal,
     )
+    from provisioner.values.models import ContainerRequest  # noqa: PLC0415  (see the imports)
 
     config = validation.config
     wants = any(
@@ -196,6 +204,9 @@ def gpu_gate(validation: Validation, env: Mapping[str, str], lxd: HostApi) -> st
 
 def member_cards(lxd: HostApi, members: Mapping[str, str]) -> dict[str, Sequence[Card] | str]:
     """Each cluster member's GPU cards as its LXD lists them, or why they could not be read."""
+    from provisioner.planning.cluster import ONLINE  # noqa: PLC0415  (see the imports)
+    from provisioner.values.errors import LxdError  # noqa: PLC0415
+
     found: dict[str, Sequence[Card] | str] = {}
     for member, status in sorted(members.items()):
         if status != ONLINE:

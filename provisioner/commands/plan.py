@@ -45,10 +45,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print_blocking(main.blocking)
         return 1
     config, validation, sha = main.config, main.validation, main.sha
-    lxd, servers = connect(config.policy, env)
+    lxd, _servers = connect(config.policy, env)
     plan = plan_for(
         validation,
-        observe(config, lxd, servers),
+        observe(config, lxd),
         now=main.now,
         sha=sha,
         **host_facts(validation, env, lxd),

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "config/policy.yaml has no `tunnel:` (the frp server members reach from outside); "
             "see the admin guide, 'Access from outside the lab'"
         )
-    lxd, servers = connect(policy, env)
-    observed = observe(config, lxd, servers, id_maps=False)
+    lxd, _servers = connect(policy, env)
+    observed = observe(config, lxd, id_maps=False)
     ports = tunnel.forwards(policy, observed.instances)
     text = tunnel.frpc_toml(policy, ports)
     emit("tunnel", text, args.output, f" ({len(ports)} proxies)")

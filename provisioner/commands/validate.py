@@ -11,16 +11,18 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.commands import add_repo_arg, clock, examples, gh_login, github_client
-from provisioner.flows import prcheck
-from provisioner.reporting import validationreport
 from provisioner.reporting.escape import log_line
-from provisioner.status import preview
-from provisioner.validation.validate import Validation
-from provisioner.values.changes import FileChange
 from provisioner.values.errors import UsageError
+
+# The judging (models, schemas, YAML, git) loads in `run`, not here: `ssp validate --help`
+# and a usage error start without building a model (issue 27; tests/test_cli.py holds it).
+if TYPE_CHECKING:
+    from provisioner.status import preview
+    from provisioner.validation.validate import Validation
+    from provisioner.values.changes import FileChange
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -106,7 +108,13 @@ def _output(
     changes: Sequence[FileChange],
     shown: preview.Preview | None,
 ) -> None:
-    previewed = [log_line(line) for line in preview.text_lines(shown)] if shown else []
+    from provisioner.reporting import validationreport  # noqa: PLC0415  (see the imports)
+
+    previewed: list[str] = []
+    if shown is not None:
+        from provisioner.status import preview  # noqa: PLC0415  (only with --snapshot)
+
+        previewed = [log_line(line) for line in preview.text_lines(shown)]
     if fmt == "json":
         doc = json.loads(validationreport.to_json(result))
         if shown is not None:
@@ -135,6 +143,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
         raise UsageError(f"{args.repo} is not a git checkout (needed for --base)")
+    from provisioner.flows import prcheck  # noqa: PLC0415  (see the imports)
+
     event = _event(env)
     number = _pull_number(args, event) if args.base else None
     pull_commits = None

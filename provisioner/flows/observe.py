@@ -63,8 +63,8 @@ def observe_status(
     if config is None:
         return None, validation
     policy = config.policy
-    lxd, servers = connect(policy)
-    observed = observe(config, lxd, servers, id_maps=False)
+    lxd, _servers = connect(policy)
+    observed = observe(config, lxd, id_maps=False)
     got = lxd.storage_pool(policy.lxd.pool)
     pool = PoolUse(got.name, got.used, got.total) if got is not None else None
     live, why = live_gpus() if read_gpus else ({}, None)

@@ -16,13 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.git import files as gitfiles
 from provisioner.git import history as gitrepo
 from provisioner.reporting import validationreport
-from provisioner.status import preview
-from provisioner.status import snapshot as snapshots
-from provisioner.status.snapshot import Snapshot
 from provisioner.validation.authz import commit_people
 from provisioner.validation.config import load_config
 from provisioner.validation.validate import Validation, load_request, validate_pull, validate_tree
@@ -31,6 +29,12 @@ from provisioner.values.errors import GithubError, UsageError
 from provisioner.values.held import Held
 from provisioner.values.models import LOGIN_MAX, LOGIN_PATTERN
 from provisioner.values.problems import Position, Problem
+
+# The snapshot and the preview (their models, planning) load only with --snapshot: a plain
+# check does not pay for them at start-up (issue 27).
+if TYPE_CHECKING:
+    from provisioner.status import preview
+    from provisioner.status.snapshot import Snapshot
 
 # Where a clone's main is, in the order tried: a fork's `upstream` (the lab's repository)
 # first, then the remote's default branch.
@@ -75,6 +79,8 @@ def judge(asked: Asked) -> Judged:
     result, changes, base = _judge(asked)
     shown = None
     if asked.snapshot is not None:
+        from provisioner.status import snapshot as snapshots  # noqa: PLC0415  (see the imports)
+
         read = _read_snapshot(asked.snapshot, result, asked.now)
         if read[0] is not None:
             # What the host holds (a retired container's name, an account's login, ssp's
@@ -238,6 +244,9 @@ def _read_snapshot(path: Path, result: Validation, now: datetime) -> tuple[Snaps
     The status page beside it (index.html) must be the one its digest names: the branch is
     data anyone with push access could have written.
     """
+    from provisioner.status import preview  # noqa: PLC0415  (see the imports)
+    from provisioner.status import snapshot as snapshots  # noqa: PLC0415
+
     if result.config is None:
         return None, "config/ is not valid after this PR, so nothing can be planned"
     hours = result.config.policy.snapshot.max_age_hours
@@ -268,6 +277,8 @@ def _preview(
 ) -> preview.Preview:
     """What apply would do with the change's requests now, from the snapshot READ (or why
     there is none)."""
+    from provisioner.status import preview  # noqa: PLC0415  (see the imports)
+
     if base is None:
         return preview.Preview(
             "the preview is of a change: run it in a clone or with --base (not --all)",
@@ -299,6 +310,8 @@ def _preview(
 
 def _shown(made: preview.Preview) -> preview.Preview:
     """MADE, once every form the command prints it in has been made from it without error."""
+    from provisioner.status import preview  # noqa: PLC0415  (see the imports)
+
     for text in (
         *preview.text_lines(made),
         json.dumps(preview.to_dict(made), ensure_ascii=False),

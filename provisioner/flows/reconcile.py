@@ -46,22 +46,28 @@ class Observed:
         return {i.name: i for i in self.instances}
 
 
-def observe(
-    config: Config, lxd: LxdApi, servers: Callable[[str], LxdApi], *, id_maps: bool = True
-) -> Observed:
-    """The project's instances (one request, every cluster member's included), each shared
-    server's instance, in a cluster its members (one request), and the host ID blocks of
-    every instance on the host and ssp's images (one request each; only planning needs
-    them)."""
-    found = []
-    for shared in config.policy.shared_servers.values():
-        found += [i for i in servers(shared.instance).instances() if i.name == shared.instance]
-    instances = tuple(lxd.instances())
-    if not id_maps:
-        return Observed(instances, tuple(found), members=lxd.members())
-    return Observed(
-        instances, tuple(found), tuple(lxd.id_maps()), tuple(lxd.images()), lxd.members()
+def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True) -> Observed:
+    """What a pass reads of LXD, in one listing of every project's instances with their
+    state: the project's own, each shared server's instance (in its project) and the host ID
+    blocks of every instance on the host; then, in a cluster, its members (one request) and
+    ssp's images (one request; only planning needs them). Connecting adds what the adapter
+    needs; a shared server's project is not connected to."""
+    everything = lxd.all_instances()
+    instances = tuple(everything.get(lxd.project, ()))
+    found = tuple(
+        i
+        for shared in config.policy.shared_servers.values()
+        for i in everything.get(shared.project, ())
+        if i.name == shared.instance
     )
+    if not id_maps:
+        return Observed(instances, found, members=lxd.members())
+    uses = tuple(
+        idranges.use_of(project, i.name, i.config)
+        for project, listed in everything.items()
+        for i in listed
+    )
+    return Observed(instances, found, uses, tuple(lxd.images()), lxd.members())
 
 
 def plan_for(
@@ -117,7 +123,7 @@ def run_pass(
 ) -> Pass:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
-    observed = observe(config, lxd, servers)
+    observed = observe(config, lxd)
     # Names and logins LXD holds stay their owners': main is judged again knowing them.
     validation = with_held(
         validation, held.from_lxd(observed.instances, observed.servers, config.policy)

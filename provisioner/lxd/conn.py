@@ -56,6 +56,9 @@ class LxdConnection:
         self.requests: list[tuple[str, str]] = []
         self._local = threading.local()  # .client: this thread's connection to the project
         self._server_client: Any = None
+        # The project as the connection's check read it: `read_project` answers from it
+        # rather than asking again (None until connected, and after ssp changed the project).
+        self._seen_project: dict[str, Any] | None = None
 
     @property
     def mutations(self) -> list[tuple[str, str]]:
@@ -93,19 +96,28 @@ class LxdConnection:
                 return client
             try:
                 # Listing a project that does not exist returns [] rather than an error.
-                client.api.projects[self.project].get(timeout=REQUEST_TIMEOUT_S)
+                got = client.api.projects[self.project].get(timeout=REQUEST_TIMEOUT_S)
             except pylxd_errors.NotFound as e:
                 raise LxdError(f"LXD project {self.project!r} does not exist") from e
             except (pylxd_errors.ClientConnectionFailed, requests.RequestException) as e:
                 raise self._unreachable(e) from e
             except pylxd_errors.LXDAPIException as e:
                 raise LxdError(f"LXD at {self.socket} refused the connection: {e}") from e
+            self._seen_project = dict(got.json()["metadata"])
             self._local.client = client
         return client
 
     @property
     def _api(self) -> Any:
         return self._connect().api
+
+    @property
+    def _unscoped_api(self) -> Any:
+        """This thread's connection without `?project=`, for the requests about every project
+        (LXD refuses `all-projects` beside a project); no second client, so no second
+        `GET /1.0`. pylxd's node takes its project when made: a new root node is made here."""
+        api = self._api
+        return type(api)(api._api_endpoint, api.session, timeout=api._timeout)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

@@ -22,6 +22,13 @@ class LxdHost(LxdConnection):
         )
 
     def read_project(self) -> Project | None:
+        if self.require_project:
+            self._connect()  # it reads the project: no second request for it
+            if self._seen_project is not None:
+                seen = self._seen_project
+                return Project(
+                    seen["name"], seen.get("description") or "", dict(seen.get("config") or {})
+                )
         got = self._get_or_none(
             f"read LXD project {self.project!r}", self._server_api.projects[self.project]
         )
@@ -43,6 +50,7 @@ class LxdHost(LxdConnection):
     def update_project(self, project: Project) -> None:
         """PUT the whole config: on LXD 5.0 a project PATCH replaces the config anyway."""
         what = f"update LXD project {project.name!r}"
+        self._seen_project = None  # read again from now on
         node = self._server_api.projects[project.name]
         etag = self._send(what, node.get).headers.get("ETag")
         body = {"description": project.description, "config": dict(project.config)}

@@ -2,7 +2,9 @@
 
 `generate()` derives the three committed schemas from `provisioner.values.models`; `check()` runs a
 loaded Document through the JSON-Schema validator (with format checking) and then pydantic,
-and reports every failure as a Problem at the line and column it is about. Values under
+and reports every failure as a Problem at the line and column it is about. A compiled gate
+(`provisioner.validation.schemagate`) passes the documents that surely satisfy the schema, so
+jsonschema is loaded and run only for the others. Values under
 `ssh_keys` are never echoed back: a member may have pasted a private key there.
 """
 
@@ -16,9 +18,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from provisioner.validation.schemagate import Check, compile_schema
 from provisioner.validation.sources import field_name
 from provisioner.values import models, policymodels
 from provisioner.values.document import Document, Where
@@ -108,16 +110,23 @@ def _is_integer(_checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_Base = jsonschema.Draft202012Validator
-# jsonschema.validators.extend is untyped in its stubs.
-_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    _Base, type_checker=_Base.TYPE_CHECKER.redefine("integer", _is_integer)
-)
+@cache
+def _validator(kind: str) -> Any:
+    """jsonschema's validator, which says what is wrong; loaded for the first file that the
+    gate does not pass (a valid tree never imports jsonschema)."""
+    import jsonschema  # noqa: PLC0415  (see above)
+
+    base = jsonschema.Draft202012Validator
+    # jsonschema.validators.extend is untyped in its stubs.
+    validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer)
+    )
+    return validator(generate(kind), format_checker=base.FORMAT_CHECKER)
 
 
 @cache
-def _validator(kind: str) -> Any:
-    return _Validator(generate(kind), format_checker=_Base.FORMAT_CHECKER)
+def _gate(kind: str) -> Check:
+    return compile_schema(generate(kind))
 
 
 _TYPE_WORDS = {
@@ -323,9 +332,12 @@ def _pydantic_problems(doc: Document, error: ValidationError) -> list[Problem]:
 
 def check(doc: Document, kind: str, model: type[M]) -> tuple[M | None, list[Problem]]:
     """Validate `doc` against the schema of `kind`, then build `model` from it."""
-    problems = _problems(doc, _validator(kind).iter_errors(doc.data))
-    if problems:
-        return None, problems
+    # The gate passes what surely satisfies the schema; anything else meets jsonschema, whose
+    # errors are the messages (the gate may say "no" where jsonschema finds nothing: fine).
+    if not _gate(kind)(doc.data):
+        problems = _problems(doc, _validator(kind).iter_errors(doc.data))
+        if problems:
+            return None, problems
     try:
         # JSON mode + strict: ISO dates from text, and no other coercion at all.
         return model.model_validate_json(json.dumps(doc.data), strict=True), []

@@ -58,6 +58,8 @@ def first_forbidden(text: str, *, layout: bool = False) -> int | None:
     With `layout`, `text` is a whole file: tabs, line feeds and carriage returns that end a
     line (CR LF) are allowed between its values.
     """
+    if text.isascii() and text.isprintable():
+        return None  # printable ASCII is letters, digits, punctuation and space: all allowed
     for match in _CANDIDATE.finditer(text):
         char, at = match.group(), match.start()
         if layout and (char in "\t\n" or (char == "\r" and text.startswith("\n", at + 1))):

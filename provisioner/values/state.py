@@ -98,8 +98,15 @@ class ExecResult:
 class LxdApi(Protocol):
     """What apply needs from LXD. Every method raises provisioner.values.errors.LxdError."""
 
+    project: str  # the LXD project it works in
+
     def instances(self) -> list[Instance]:
         """Every instance of the project, with state, in one request."""
+        ...
+
+    def all_instances(self) -> dict[str, list[Instance]]:
+        """Every instance of every project of the daemon, with state, by project, in one
+        request (what a pass observes: its project, the shared servers, the host ID blocks)."""
         ...
 
     def instance(self, name: str) -> Instance: ...

@@ -76,7 +76,7 @@ def memory_limit(project: str, name: str) -> int:
 
 
 def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
-    lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
+    lab: LabRepo, adapters: Adapters, lxd_project: str, lxd_socket: str, suffix: str
 ) -> None:
     project = lxd_project
     a, b = f"alice-a-{suffix}", f"alice-b-{suffix}"
@@ -155,14 +155,20 @@ def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
     assert host_keys[a].split()[1] != host_keys[b].split()[1]
     assert host_keys[a].strip().endswith(f"root@{a}")
 
-    # A second pass changes nothing: one listing per adapter, one of every instance's host
-    # IDs (all projects), one of ssp's images (members' `kind: image`) and one read of the
-    # project's restrictions (may ssp choose host ID blocks there?), no mutating request.
-    before = adapters.requests()
-    mutations = len(adapters.mutations())
-    second = apply_pass(lab, adapters, req_a, req_b)
-    assert adapters.mutations()[mutations:] == []
-    assert adapters.requests() - before == 5
+    # A second pass changes nothing, and reads LXD in two requests, as `ssp apply` does with
+    # fresh adapters: connecting (`GET /1.0`, the project), then one listing of every
+    # project's instances with their state (the project's, the shared server, every host ID
+    # block) and one of ssp's images. The project's restrictions (may ssp choose host ID
+    # blocks?) come from connecting; the shared server's project is not connected to.
+    fresh = Adapters.make(project, lxd_socket)
+    second = apply_pass(lab, fresh, req_a, req_b)
+    assert fresh.main.requests == [
+        ("GET", f"/1.0?project={project}"),
+        ("GET", f"/1.0/projects/{project}?project={project}"),
+        ("GET", "/1.0/instances?all-projects=true&recursion=2"),
+        ("GET", f"/1.0/images?recursion=1&project={project}"),
+    ]
+    assert fresh.shared.requests == []
     assert second.plan.changes == ()
     assert outcomes(second) == {a: ("unchanged", True, ""), b: ("unchanged", True, "")}
     assert {o.name: o.ipv4 for o in second.result.outcomes} == {a: oa.ipv4, b: ob.ipv4}
