@@ -27,7 +27,7 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.flows import maintain
+from provisioner.flows import maintain, notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
 from provisioner.host.lock import host_lock
@@ -82,6 +82,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         idle = _idle_gpus(config.policy, env, now)
         done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
     policy = config.policy
+    # After the lock: mail and webhooks wait on networks, never on the host.
+    notified = notify.send_all(done, policy, log=_note)
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))
     elif args.format == "markdown":
@@ -95,6 +97,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")
+    for failed in notified.failed:
+        _warn(env, f"{failed.key}: {failed.channel}: not delivered: {failed.error}")
+    for warning in notified.warnings:
+        _warn(env, f"notices: {warning}")
     return 0 if done.ok else 1
 
 

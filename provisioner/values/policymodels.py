@@ -21,6 +21,7 @@ from provisioner.values.models import (
     Size,
     StrictModel,
 )
+from provisioner.values.notifymodels import Notify
 
 
 class User(StrictModel):
@@ -274,6 +275,9 @@ class Policy(StrictModel):
     snapshot: SnapshotPolicy = Field(
         default_factory=SnapshotPolicy,
         description="The published state snapshot the PR check previews against.",
+    )
+    notify: Notify | None = Field(
+        None, description="Notices by e-mail and webhook besides GitHub (unset: GitHub only)."
     )
 
     def quota_for(self, login: str) -> tuple[str, Quota]:
