@@ -258,3 +258,21 @@ def test_dry_runs_and_a_policy_without_notify_send_nothing(
 def test_the_policy_takes_no_secret_and_no_unknown_service(section: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         policy(notify=section)
+
+
+def test_a_bad_secret_file_is_named_never_quoted(tmp_path: Path, smtp: tuple[int, Mailbox]) -> None:
+    mail = mail_section(tmp_path, smtp[0])
+    mail["credentials_file"] = secret(tmp_path, "smtp", "pw-on-the-only-line\n")
+    p = lab_policy(
+        tmp_path,
+        attempts=1,
+        mail=mail,
+        addresses={"alice": "alice@lab.example"},
+        webhooks={"lab": hook(tmp_path, "w", "wecom", "token=abc123 not a url")},
+    )
+    done = notify.send_all(upkeep(p, REMINDER_DAY), p)
+    (failed,) = done.failed
+    assert failed.channel == "webhook lab"
+    assert str(tmp_path / "hook-w") in failed.error and "abc123" not in failed.error
+    (warning,) = done.warnings
+    assert str(tmp_path / "smtp") in warning and "pw-on-the-only-line" not in warning

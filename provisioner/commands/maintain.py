@@ -5,7 +5,9 @@ deletes what is past retention where the policy consents (exported first when it
 tells owners on GitHub: reminders, the expiry, the final notice. With GITHUB_TOKEN and
 GITHUB_REPOSITORY set (as in maintenance.yml) notices go through GITHUB_API_URL; without
 them nothing is posted, and nothing that waits on a final notice is deleted. GitHub failures
-print a warning and never change the exit status.
+print a warning and never change the exit status. With a policy `notify:` section the same
+notices (and, for admins, the run's failures and drift) then go by e-mail and webhook after the
+host lock is released (provisioner.flows.notify); a failed delivery is a warning too.
 """
 
 from __future__ import annotations
