@@ -18,13 +18,14 @@ from notifyservers import LOGIN, PASSWORD, Mailbox, Receiver, free_port, smtp_se
 from pydantic import ValidationError
 from test_leases import LAST, container, policy
 
+from provisioner.doctor.checks import Check, Status
 from provisioner.flows import notify
 from provisioner.flows.maintain import Maintenance
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import review
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.plandata import Drift
-from provisioner.values.policymodels import Policy
+from provisioner.values.policymodels import Policy, SnapshotPolicy
 from provisioner.values.usage import IdleGpu
 
 REMINDER_DAY = LAST - timedelta(days=3)
@@ -86,8 +87,9 @@ def test_a_reminder_is_mailed_after_starttls_with_the_login_from_the_private_fil
         mail=mail_section(tmp_path, port),
         addresses_file=secret(tmp_path, "addresses", "# login address\nalice alice@lab.example\n"),
     )
+    p = p.model_copy(update={"snapshot": SnapshotPolicy(page_url="https://lab.example/status")})
     for _ in range(2):  # a rerun on the same day sends nothing again
-        done = notify.send_all(upkeep(p, REMINDER_DAY), p, page="https://lab.example/status")
+        done = notify.send_all(upkeep(p, REMINDER_DAY), p)
         assert not done.failed and not done.warnings, done
 
     (got,) = box.got
@@ -276,3 +278,34 @@ def test_a_bad_secret_file_is_named_never_quoted(tmp_path: Path, smtp: tuple[int
     assert str(tmp_path / "hook-w") in failed.error and "abc123" not in failed.error
     (warning,) = done.warnings
     assert str(tmp_path / "smtp") in warning and "pw-on-the-only-line" not in warning
+
+
+def test_doctor_problems_reach_the_admins_once_a_day_by_mail_and_chat(
+    tmp_path: Path, smtp: tuple[int, Mailbox], receiver: Receiver
+) -> None:
+    port, box = smtp
+    admins, members = receiver.add("/admins", "ok"), receiver.add("/members")
+    p = lab_policy(
+        tmp_path,
+        mail=mail_section(tmp_path, port),
+        addresses={"lab-admin": "admin@lab.example", "alice": "alice@lab.example"},
+        webhooks={
+            "admins": hook(tmp_path, "a", "slack", receiver.url + "/admins", "admins"),
+            "members": hook(tmp_path, "m", "wecom", receiver.url + "/members", "members"),
+        },
+    )
+    checks = [
+        Check("lxd", Status.OK, "LXD 5.0.2"),
+        Check("pool", Status.PROBLEM, "pool default is 97% full", "grow it (admin guide 4)"),
+    ]
+    for _ in range(2):
+        done = notify.doctor_findings(p, checks, REMINDER_DAY)
+        assert not done.failed, done
+    (mail,) = box.got
+    assert mail.to == ["admin@lab.example"]
+    assert mail.mail["Subject"] == f"[ssp] ssp doctor on {REMINDER_DAY}: 1 to look at"
+    (said,) = admins.bodies
+    assert "pool: pool default is 97% full (fix: grow it (admin guide 4))" in said["text"]
+    assert "lxd" not in said["text"].split("\n", 2)[-1] and members.bodies == []
+    healthy = [Check("lxd", Status.OK, "LXD 5.0.2")]
+    assert notify.doctor_findings(p, healthy, REMINDER_DAY).deliveries == ()

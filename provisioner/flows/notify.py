@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from provisioner.doctor.checks import Check, Status
 from provisioner.flows.maintain import Maintenance
 from provisioner.notify import deliver, secrets
 from provisioner.reporting import notifytexts
@@ -56,13 +57,47 @@ def send_all(
     m: Maintenance,
     policy: Policy,
     *,
-    page: str = "",
     log: Callable[[str], None] = lambda _l: None,
     sleep: deliver.Sleep = time.sleep,
 ) -> Notified:
     """Steps 1-3 for the pass M; nothing when the policy has no `notify:` or M is a dry run."""
+    if policy.notify is None or m.dry_run:
+        return Notified(())
+    found = messages(m, policy, policy.snapshot.page_url)
+    return deliver_all(policy, found, m.today, log=log, sleep=sleep)
+
+
+def doctor_findings(
+    policy: Policy,
+    checks: Sequence[Check],
+    today: date,
+    *,
+    log: Callable[[str], None] = lambda _l: None,
+    sleep: deliver.Sleep = time.sleep,
+) -> Notified:
+    """The problems `ssp doctor` found, to the admins (the same findings once a day)."""
+    if policy.notify is None:
+        return Notified(())
+    lines = [
+        f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
+        for c in checks
+        if c.status is Status.PROBLEM
+    ]
+    found = notifytexts.admin_messages(today.isoformat(), lines, (), "ssp doctor")
+    return deliver_all(policy, found, today, log=log, sleep=sleep)
+
+
+def deliver_all(
+    policy: Policy,
+    found: Sequence[Message],
+    today: date,
+    *,
+    log: Callable[[str], None] = lambda _l: None,
+    sleep: deliver.Sleep = time.sleep,
+) -> Notified:
+    """Steps 2-3: FOUND to their recipients, each (message, channel) once (the ledger)."""
     settings = policy.notify
-    if settings is None or m.dry_run:
+    if settings is None or not found:
         return Notified(())
     warnings: list[str] = []
     try:
@@ -72,7 +107,7 @@ def send_all(
         ledger = {}
     book = _addresses(settings, warnings)
     done: list[Delivery] = []
-    for message in messages(m, policy, page):
+    for message in found:
         logins = [message.login] if message.audience == "member" else list(policy.admins)
         for channel, attempt in _channels(settings, message, logins, book, warnings):
             entry = f"{message.key} | {channel}"
@@ -84,10 +119,10 @@ def send_all(
             result = deliver.retried(message.key, channel, settings, attempt, sleep)
             log(f"{channel}: {message.subject}: " + ("sent" if result.ok else result.error))
             if result.ok:
-                ledger[entry] = m.today.isoformat()
+                ledger[entry] = today.isoformat()
             done.append(result)
     try:
-        secrets.write_ledger(settings.ledger, _pruned(ledger, m.today))
+        secrets.write_ledger(settings.ledger, _pruned(ledger, today))
     except OSError as e:
         warnings.append(f"cannot write the ledger {settings.ledger}: {type(e).__name__}")
     return Notified(tuple(done), tuple(warnings))

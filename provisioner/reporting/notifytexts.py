@@ -84,17 +84,21 @@ def member_messages(
     return out
 
 
-def admin_messages(day: str, failures: Sequence[str], drift: Sequence[Drift]) -> list[Message]:
-    """One message for the admins when the day's upkeep failed somewhere or found drift;
-    its key is the day and its content, so the same findings are sent once a day at most."""
+def admin_messages(
+    day: str, failures: Sequence[str], drift: Sequence[Drift], what: str = "ssp maintain"
+) -> list[Message]:
+    """One message for the admins when WHAT (the day's upkeep, the doctor) failed somewhere
+    or found drift; its key is the day and its content, so the same findings are sent once
+    a day at most."""
     if not failures and not drift:
         return []
-    lines = [f"ssp maintain on {day} needs an admin:"]
+    lines = [f"{what} on {day} needs an admin:"]
     lines += [f"- failed: {f}" for f in failures]
     lines += [f"- drift: {d.name}: {d.message}" for d in drift]
     text = plain("\n".join(lines) + "\n")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]  # same findings, same key
-    return [Message(f"admins {day} {digest}", "admins", "", f"[ssp] upkeep on {day}", text)]
+    subject = f"[ssp] {what} on {day}: {len(failures) + len(drift)} to look at"
+    return [Message(f"admins {what} {day} {digest}", "admins", "", subject, text)]
 
 
 def webhook_body(kind: str, message: Message) -> dict[str, object]:

@@ -176,6 +176,14 @@ class BackupPolicy(StrictModel):
     )
 
 
+PageUrl = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/?#=&+-]*)?)?$"
+    ),
+]
+
+
 class SnapshotPolicy(StrictModel):
     """What the maintenance run publishes for the PR check's plan preview (`ssp publish`)."""
 
@@ -189,6 +197,11 @@ class SnapshotPolicy(StrictModel):
         ge=1,
         le=720,
         description="An older snapshot is not used: the PR check says so and previews nothing.",
+    )
+    page_url: PageUrl = Field(
+        default="",
+        description="Where members find the status page (e.g. the repository's GitHub Pages "
+        "address); e-mail and chat notices end with it.",
     )
 
 
