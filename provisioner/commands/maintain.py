@@ -13,6 +13,7 @@ host lock is released (provisioner.flows.notify); a failed delivery is a warning
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)
+    done = dataclasses.replace(done, delivered=notified.deliveries)
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))
     elif args.format == "markdown":

@@ -6,6 +6,7 @@ rerun sends nothing twice while it tries the dead one again."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -71,14 +72,19 @@ def test_ssp_maintain_mails_and_posts_the_reminder_and_a_dead_webhook_is_only_a_
         if os.environ.get("LXD_DIR"):
             env["LXD_DIR"] = os.environ["LXD_DIR"]
 
+        said = []
         for run in range(2):
-            done = run_cli("maintain", "--repo", str(lab.root), env=env)
+            done = run_cli("maintain", "--repo", str(lab.root), "--format", "json", env=env)
             assert done.code == 0, done.both
+            said.append({r["channel"]: r["result"] for r in json.loads(done.out)["delivered"]})
             assert "webhook gone: not delivered: cannot connect" in done.err
             assert token not in done.both and PASSWORD not in done.both
             assert "Traceback" not in done.both
             assert len(box.got) == 1 and len(wecom.bodies) == 1, f"run {run + 1}"
 
+        assert said[0]["mail to alice"] == said[0]["webhook lab"] == "sent"
+        assert said[0]["webhook gone"].startswith("failed after 2 tries: cannot connect")
+        assert said[1] == {"webhook gone": said[0]["webhook gone"]}  # the rest is in the ledger
         (mail,) = box.got
         assert mail.tls and mail.login == LOGIN and mail.to == ["alice@lab.example"]
         assert mail.mail["Subject"] == f"[ssp] Lease of {name} ends soon"
