@@ -7,6 +7,8 @@ raised, and a secret (the webhook's URL, the SMTP password) is never in what is 
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
@@ -309,3 +311,28 @@ def test_doctor_problems_reach_the_admins_once_a_day_by_mail_and_chat(
     assert "lxd" not in said["text"].split("\n", 2)[-1] and members.bodies == []
     healthy = [Check("lxd", Status.OK, "LXD 5.0.2")]
     assert notify.doctor_findings(p, healthy, REMINDER_DAY).deliveries == ()
+
+
+def test_a_receiver_that_answers_garbage_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    # a server whose answer is no HTTP: http.client's own errors, which are not OSErrors
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def bad_answers() -> None:
+        for _ in range(2):
+            conn, _addr = server.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 two hundred\r\n\r\n")  # http.client: BadStatusLine
+            conn.close()
+
+    threading.Thread(target=bad_answers, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    p = lab_policy(
+        tmp_path, attempts=2, backoff_seconds=0, webhooks={"lab": hook(tmp_path, "w", "wecom", url)}
+    )
+    try:
+        (failed,) = notify.send_all(upkeep(p, REMINDER_DAY), p).failed
+    finally:
+        server.close()
+    assert failed.attempts == 2 and failed.error

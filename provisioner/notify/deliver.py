@@ -7,6 +7,7 @@ but never its secret (a webhook's URL carries its token, so errors name the webh
 
 from __future__ import annotations
 
+import http.client
 import json
 import smtplib
 import socket
@@ -32,7 +33,7 @@ def retried(
         try:
             once()
             return Delivery(key, channel, True, attempt)
-        except (OSError, smtplib.SMTPException, ValueError) as e:
+        except (OSError, smtplib.SMTPException, http.client.HTTPException, ValueError) as e:
             error = _said(e)
         if attempt < policy.attempts:
             sleep(policy.backoff_seconds * 2 ** (attempt - 1))
