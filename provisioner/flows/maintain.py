@@ -18,6 +18,9 @@ The order, each step on what the one before left:
    held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
    nothing is released.
 
+After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
+same notices by e-mail and webhook where the policy has a `notify:` section.
+
 A dry run changes nothing anywhere: it lists what would be stopped, deleted and notified.
 The caller holds the host lock, as for an apply.
 """
