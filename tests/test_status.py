@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -150,7 +151,7 @@ def test_text_json_markdown_and_html_carry_the_same_facts(
     text = "\n".join(statuspage.text_lines(status))
     assert "  GPU 0  NVIDIA GeForce RTX 4090" in text
     assert "alice-x (alice, until 2027-06-30)  87% busy, 20GiB of 24GiB" in text
-    assert "  free: 2" in text
+    assert "  1 of 4 free (GPU 2)" in text
     assert "Pool default: 300GiB of 1TiB used (29%)" in text
     data = json.loads(statuspage.to_json(status))
     assert data["free_gpus"] == [2]
@@ -160,10 +161,12 @@ def test_text_json_markdown_and_html_carry_the_same_facts(
     assert "| 2 | NVIDIA GeForce RTX 4090 | **free · 空闲** | – |" in md
     page = statuspage.html(status)
     assert page.startswith("<!doctype html>")
-    assert '<strong id="free-gpus">2</strong>' in page
+    assert '<strong id="free-gpus">1 of 4 free (GPU 2)</strong>' in page
     assert "87% busy · 利用率" in page
-    # self-contained: nothing fetched from elsewhere, no script
-    assert "<script" not in page and "http://" not in page and "https://" not in page
+    # self-contained: nothing fetched from elsewhere, one inline script of ours, no links
+    # without a repository to link to
+    assert page.count("<script") == 1 and "<script>" in page and " src=" not in page
+    assert "http://" not in page and "https://" not in page
 
 
 def test_html_escapes_what_it_shows(host: tuple[FakeLxd, Validation]) -> None:
@@ -172,3 +175,66 @@ def test_html_escapes_what_it_shows(host: tuple[FakeLxd, Validation]) -> None:
     page = statuspage.html(odd)
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert "a<script>" not in page
+
+
+def test_the_page_says_how_many_are_free_which_and_when_the_next_one_frees(
+    host: tuple[FakeLxd, Validation],
+) -> None:
+    status = status_of(*host)  # GPU 2 free; carol's GPU 3 lease ends 2027-01-20, alice's later
+    assert statuspage.free_summary(status) == "1 of 4 free (GPU 2)"
+    assert statuspage.next_frees(status) == date(2027, 1, 21)  # the day after her last day
+    text = "\n".join(statuspage.text_lines(status))
+    assert "  next GPU frees 2027-01-21" in text and "free: 2" not in text
+    assert "GPUs · 显卡: **1 of 4 free (GPU 2)** · next GPU frees 2027-01-21" in (
+        statuspage.markdown(status)
+    )
+    assert '<span id="next-free">next GPU frees 2027-01-21' in statuspage.html(status)
+
+
+def test_times_are_the_labs_with_the_iso_time_for_the_age_script(
+    host: tuple[FakeLxd, Validation],
+) -> None:
+    status = status_of(*host)  # made 2027-01-10 04:00 UTC: noon in Shanghai
+    page = statuspage.html(status, "Asia/Shanghai")
+    assert 'data-generated="2027-01-10T04:00:00+00:00"' in page
+    assert ">updated · 更新于 2027-01-10 12:00 (Asia/Shanghai)</span>" in page
+    assert "\n".join(statuspage.text_lines(status, "Asia/Shanghai")).startswith(
+        "super-server at 2027-01-10 12:00 (Asia/Shanghai)"
+    )
+
+
+def test_given_back_and_expired_rows_say_so_not_a_running_lease(
+    lab: Lab, host: tuple[FakeLxd, Validation]
+) -> None:
+    fake, v = host
+    gone = next(c for c in status_of(fake, v).containers if c.name == "carol-gone")
+    # its request asked until 2027-06-30, but it was given back: no "days left"
+    assert statuspage.lease(gone) == f"given back {gone.retired}, stopped and kept"
+    later = NOW + timedelta(days=11)
+    then = lab.validate(
+        lab.container("alice-x", gpus=2, expires="2027-06-30"),
+        lab.container("carol-y", owner="carol", gpus=[3], expires="2027-01-20"),
+        lab.account("bob-nb"),
+        now=later,
+    )
+    assert run_pass(then, fake, fake.servers, now=later, sha="").result.ok
+    rows = {c.name: c for c in status_of(fake, v, today=later.date()).containers}
+    assert statuspage.lease(rows["carol-y"]) == "ended 2027-01-20 (1 days ago), stopped and kept"
+    page = statuspage.html(status_of(fake, v, today=later.date()))
+    assert "given back · 已归还" in page
+
+
+def test_rows_link_to_their_pr_and_lease_issue_only_on_a_repository_address(
+    host: tuple[FakeLxd, Validation],
+) -> None:
+    status = status_of(*host)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    row = next(c for c in status.containers if c.name == "alice-x")
+    links = statuspage.links(replace(row, sha=sha), "https://github.com/lab/gpu-server")
+    assert links["pr"] == f"https://github.com/lab/gpu-server/commit/{sha}"
+    assert links["issue"].startswith("https://github.com/lab/gpu-server/issues?q=label%3Assp-lease")
+    assert "Lease%20of%20container%20alice-x" in links["issue"]
+    page = statuspage.html(status, "UTC", "https://github.com/lab/gpu-server")
+    assert page.count('class="issue" href="https://github.com/lab/gpu-server/issues?q=') == 3
+    for bad in ("javascript:alert(1)", 'https://github.com/lab/x"><b>', "http://github.com/a/b"):
+        assert statuspage.links(row, bad) == {}

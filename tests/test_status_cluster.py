@@ -78,5 +78,5 @@ def test_every_servers_gpus_are_on_the_board_held_where_they_are(status: ServerS
 def test_the_page_names_the_server_of_each_gpu(status: ServerStatus) -> None:
     text = "\n".join(statuspage.text_lines(status))
     assert "GPU node2: 0  A100" in text and "carol-y (carol, until 2027-01-20)" in text
-    assert "free: node1: 0, node1: 1, node2: 1" in text
+    assert "3 of 4 free (GPUs node1: 0, node1: 1, node2: 1)" in text
     assert "| node2: 0 | A100 | carol\\-y (carol) | 2027-01-20 |" in statuspage.markdown(status)

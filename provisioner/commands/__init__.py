@@ -57,6 +57,14 @@ def clock(env: Mapping[str, str]) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def repo_url(env: Mapping[str, str]) -> str:
+    """The repository's web address for the status page's links, from the Actions
+    environment ("" outside it: the page then has no links; the page checks the form)."""
+    repository = env.get("GITHUB_REPOSITORY", "")
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    return f"{server}/{repository}" if repository else ""
+
+
 def examples(*lines: str, status: str = "") -> dict[str, Any]:
     """`add_parser` arguments for a help text ending in an EXAMPLES section (and exit statuses).
 

@@ -30,8 +30,10 @@ from provisioner.doctor import checks as doctor
 from provisioner.doctor import reach
 from provisioner.doctor import repository as repocheck
 from provisioner.doctor.checks import Check, Status
+from provisioner.flows import notify
 from provisioner.flows.checkout import load_main
 from provisioner.flows.checkup import examine
+from provisioner.planning.leases import lab_today
 from provisioner.reporting.escape import log_line
 from provisioner.values.errors import GithubError, UsageError
 
@@ -48,6 +50,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "sudo ssp doctor  # check this host",
             "ssp doctor --format json  # the same, for scripts",
             "ssp doctor --github  # also check the GitHub token, repository and labels",
+            "ssp doctor --notify  # and tell the admins by mail and chat (policy notify:)",
             status="Exit status: 0 healthy, 1 a problem (or a check that could not run).",
         ),
     )
@@ -59,6 +62,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="check the GitHub repository's settings instead of the host (GITHUB_TOKEN with "
         "administration read access, else `gh auth token`; GITHUB_REPOSITORY, else the "
         "clone's origin remote; GITHUB_API_URL)",
+    )
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="tell the admins about the problems found through the policy's `notify:` mail "
+        "and webhooks (the same findings once a day); a failed delivery is a warning",
     )
     parser.set_defaults(func=run)
 
@@ -91,7 +100,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(log_line(problem))
         return 1
     lxd = open_lxd(config.policy.lxd.project, env, require_project=False)
-    return show(examine(config, validation.valid, lxd, lxd.socket), args.format)
+    checks = examine(config, validation.valid, lxd, lxd.socket)
+    code = show(checks, args.format)
+    if args.notify:
+        today = lab_today(clock(env), config.policy.timezone)
+        told = notify.doctor_findings(config.policy, checks, today)
+        for failed in told.failed:
+            print(
+                log_line(f"ssp doctor: warning: {failed.channel}: {failed.error}"), file=sys.stderr
+            )
+        for warning in told.warnings:
+            print(log_line(f"ssp doctor: warning: {warning}"), file=sys.stderr)
+    return code
 
 
 def show(checks: Sequence[Check], fmt: str) -> int:

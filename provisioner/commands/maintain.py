@@ -5,12 +5,15 @@ deletes what is past retention where the policy consents (exported first when it
 tells owners on GitHub: reminders, the expiry, the final notice. With GITHUB_TOKEN and
 GITHUB_REPOSITORY set (as in maintenance.yml) notices go through GITHUB_API_URL; without
 them nothing is posted, and nothing that waits on a final notice is deleted. GitHub failures
-print a warning and never change the exit status.
+print a warning and never change the exit status. With a policy `notify:` section the same
+notices (and, for admins, the run's failures and drift) then go by e-mail and webhook after the
+host lock is released (provisioner.flows.notify); a failed delivery is a warning too.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -27,7 +30,7 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.flows import maintain
+from provisioner.flows import maintain, notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
 from provisioner.host.lock import host_lock
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         idle = _idle_gpus(config.policy, env, now)
         done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
     policy = config.policy
+    # After the lock: mail and webhooks wait on networks, never on the host.
+    notified = notify.send_all(done, policy, log=_note)
+    done = dataclasses.replace(done, delivered=notified.deliveries)
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))
     elif args.format == "markdown":
@@ -95,6 +101,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")
+    for failed in notified.failed:
+        _warn(env, f"{failed.key}: {failed.channel}: not delivered: {failed.error}")
+    for warning in notified.warnings:
+        _warn(env, f"notices: {warning}")
     return 0 if done.ok else 1
 
 

@@ -18,7 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, examples, github_client, observe_host
+from provisioner.commands import (
+    add_repo_arg,
+    examples,
+    github_client,
+    observe_host,
+    repo_url,
+)
 from provisioner.host.ports import listening_ports
 from provisioner.status import page as statuspage
 from provisioner.status import snapshot as snapshots
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         busy_ports=listening_ports(),
         images=found.images,
     )
-    page = statuspage.html(snap.status)
+    page = statuspage.html(snap.status, found.policy.timezone, repo_url(env))
     # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.
     snap = snapshots.with_page(snap, page)
     files = {snapshots.SNAPSHOT_FILE: snapshots.to_json(snap), snapshots.PAGE_FILE: page}

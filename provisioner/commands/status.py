@@ -11,15 +11,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, emit, examples, observe_host
+from provisioner.commands import add_repo_arg, emit, examples, observe_host, repo_url
 from provisioner.status import page as statuspage
+from provisioner.status.server import ServerStatus
 
-FORMATS = {
-    "text": lambda s: "\n".join(statuspage.text_lines(s)) + "\n",
-    "json": statuspage.to_json,
-    "markdown": statuspage.markdown,
-    "html": statuspage.html,
-}
+FORMATS = ("text", "json", "markdown", "html")
+
+
+def formatted(form: str, status: ServerStatus, timezone: str, url: str) -> str:
+    if form == "json":
+        return statuspage.to_json(status)
+    if form == "markdown":
+        return statuspage.markdown(status, timezone, url)
+    if form == "html":
+        return statuspage.html(status, timezone, url)
+    return "\n".join(statuspage.text_lines(status, timezone)) + "\n"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -35,7 +41,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     add_repo_arg(parser)
-    parser.add_argument("--format", choices=tuple(FORMATS), default="text")
+    parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
     parser.set_defaults(func=run)
 
@@ -44,5 +50,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     found = observe_host(args.repo, env, "status")
     if found is None:
         return 1
-    emit("status", FORMATS[args.format](found.status), args.output)
+    text = formatted(args.format, found.status, found.policy.timezone, repo_url(env))
+    emit("status", text, args.output)
     return 0

@@ -18,6 +18,9 @@ The order, each step on what the one before left:
    held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
    nothing is released.
 
+After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
+same notices by e-mail and webhook where the policy has a `notify:` section.
+
 A dry run changes nothing anywhere: it lists what would be stopped, deleted and notified.
 The caller holds the host lock, as for an apply.
 """
@@ -38,6 +41,7 @@ from provisioner.reporting import applyreport, idlenotices, notices
 from provisioner.reporting.render import render
 from provisioner.values import state
 from provisioner.values.errors import LxdError
+from provisioner.values.messages import Delivery
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
 from provisioner.values.usage import IdleGpu
@@ -82,6 +86,7 @@ class Maintenance:
     backups: tuple[backup.BackupStep, ...] = ()
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
+    delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
 
     @property
     def ok(self) -> bool:
@@ -298,6 +303,22 @@ def idle_rows(m: Maintenance, timezone: str) -> list[dict[str, str]]:
     return rows
 
 
+def delivery_rows(m: Maintenance) -> list[dict[str, str]]:
+    """One row per mail or webhook message tried (or skipped) in this run."""
+    return [
+        {
+            "notice": d.key,
+            "channel": d.channel,
+            "result": f"not sent: {d.skipped}"
+            if d.skipped
+            else "sent"
+            if d.ok
+            else f"failed after {d.attempts} tries: {d.error}",
+        }
+        for d in m.delivered
+    ]
+
+
 def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
     lines = [f"lab day {m.today}" + (" (dry run: nothing changed)" if m.dry_run else "")]
     for row in lease_rows(m):
@@ -313,6 +334,7 @@ def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
             f"{idle['name']:<24} {idle['owner']:<12} GPU {idle['gpu']} idle since "
             f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
         )
+    lines += [f"{r['channel']}: {r['notice']}: {r['result']}" for r in delivery_rows(m)]
     return lines
 
 
@@ -326,6 +348,7 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         rows=lease_rows(m),
         backups=m.backups,
         idle=idle_rows(m, policy.timezone),
+        delivered=delivery_rows(m),
         apply=applied,
     )
 
@@ -341,6 +364,7 @@ def to_json(m: Maintenance, policy: Policy) -> str:
             for b in m.backups
         ],
         "idle_gpus": idle_rows(m, policy.timezone),
+        "delivered": delivery_rows(m),
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

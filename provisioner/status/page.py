@@ -1,33 +1,85 @@
 """`ServerStatus` as text, JSON, Markdown and one self-contained HTML page. Pure: strings out.
 
-The page carries its own styles and no script or external asset, so it works offline, from a
-file, on a phone; labels are in English and Chinese. Every value reaches HTML through
+The page carries its own styles and one small inline script of ours (it turns the embedded
+ISO time into "updated 5 min ago"; without it the absolute time in the lab's time zone
+stays), no external asset, so it works offline, from a file, on a phone; labels are in
+English and Chinese. Times are shown in the lab's time zone (the policy's `timezone`).
+Given a repository's address, each container row links to the commit that made it (whose
+page names its pull request) and to its lease issue. Every value reaches HTML through
 jinja2's autoescaping, and Markdown through the `md` filter.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from provisioner.reporting.render import render, render_html
 from provisioner.status.server import AccountRow, ContainerRow, ServerStatus
 from provisioner.values.sizes import human_size
 
+_REPO_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9-]+/[A-Za-z0-9._-]+")
+
 
 def lease(row: ContainerRow | AccountRow) -> str:
-    """How long a lease runs: "until 2027-06-30 (212 days left)", or "ended … (31 days ago)"."""
+    """How long a lease runs: "until 2027-06-30 (212 days left)", or "ended … (31 days ago)";
+    a container given back or stopped at its end says so, not a lease that seems to run."""
+    retired = getattr(row, "retired", None)
+    if row.state == "retired":
+        return f"given back {retired}, stopped and kept" if retired else "given back"
     if row.expires is None or row.days_left is None:
         return "no lease"
+    if retired is not None:
+        return f"ended {row.expires} ({-row.days_left} days ago), stopped and kept"
     if row.days_left >= 0:
         return f"until {row.expires} ({row.days_left} days left)"
     return f"ended {row.expires} ({-row.days_left} days ago)"
 
 
-def text_lines(status: ServerStatus) -> list[str]:
-    lines = [f"{status.host} at {status.generated:%Y-%m-%d %H:%M %Z}"]
+def local_time(status: ServerStatus, timezone: str) -> str:
+    """When STATUS was made, in the lab's time zone: "2026-11-28 20:00 (Asia/Shanghai)"."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ValueError, KeyError, OSError):
+        zone, timezone = ZoneInfo("UTC"), "UTC"
+    return f"{status.generated.astimezone(zone):%Y-%m-%d %H:%M} ({timezone})"
+
+
+def free_summary(status: ServerStatus) -> str:
+    """ "1 of 4 free (GPU 2)", "2 of 4 free (GPUs 0, 2)", "0 of 4 free"."""
+    labels = status.free_labels
+    said = f"{len(labels)} of {len(status.gpus)} free"
+    if labels:
+        said += f" ({'GPU' if len(labels) == 1 else 'GPUs'} {', '.join(labels)})"
+    return said
+
+
+def next_frees(status: ServerStatus) -> date | None:
+    """The day the first held GPU comes free: the day after its lease's last day."""
+    ends = [g.until for g in status.gpus if not g.free and g.until is not None]
+    return min(ends) + timedelta(days=1) if ends else None
+
+
+def links(row: ContainerRow, repo_url: str) -> dict[str, str]:
+    """The row's pull request (the commit that made it, whose page names it) and lease
+    issue on REPO_URL (https://github.com/OWNER/REPO), where known."""
+    if not _REPO_URL.fullmatch(repo_url):
+        return {}
+    found = {}
+    if row.sha:
+        found["pr"] = f"{repo_url}/commit/{row.sha}"
+    title = quote(f'label:ssp-lease in:title "Lease of container {row.name}"')
+    found["issue"] = f"{repo_url}/issues?q={title}"
+    return found
+
+
+def text_lines(status: ServerStatus, timezone: str = "UTC") -> list[str]:
+    lines = [f"{status.host} at {local_time(status, timezone)}"]
     lines.append("")
     lines.append("GPUs:")
     for g in status.gpus:
@@ -37,8 +89,10 @@ def text_lines(status: ServerStatus) -> list[str]:
             util = "?" if g.live.utilization is None else f"{g.live.utilization}%"
             use = f"  {util} busy, {human_size(g.live.memory_used)} of {human_size(g.live.memory)}"
         lines.append(f"  GPU {g.label}  {g.model:<26} {holder}{use}")
-    free = ", ".join(status.free_labels) or "none"
-    lines.append(f"  free: {free}")
+    lines.append(f"  {free_summary(status)}")
+    frees = next_frees(status)
+    if frees is not None:
+        lines.append(f"  next GPU frees {frees}")
     lines.append("")
     lines.append("Containers:")
     if not status.containers:
@@ -90,9 +144,22 @@ def to_json(status: ServerStatus) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def markdown(status: ServerStatus) -> str:
-    return render("status.md.j2", s=status, lease=lease, human=human_size)
+def _facts(status: ServerStatus, timezone: str, repo_url: str) -> dict[str, Any]:
+    return {
+        "s": status,
+        "lease": lease,
+        "human": human_size,
+        "when": local_time(status, timezone),
+        "iso": status.generated.isoformat(timespec="seconds"),
+        "free": free_summary(status),
+        "frees": next_frees(status),
+        "links": lambda row: links(row, repo_url),
+    }
 
 
-def html(status: ServerStatus) -> str:
-    return render_html("status.html.j2", s=status, lease=lease, human=human_size)
+def markdown(status: ServerStatus, timezone: str = "UTC", repo_url: str = "") -> str:
+    return render("status.md.j2", **_facts(status, timezone, repo_url))
+
+
+def html(status: ServerStatus, timezone: str = "UTC", repo_url: str = "") -> str:
+    return render_html("status.html.j2", **_facts(status, timezone, repo_url))

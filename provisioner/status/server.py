@@ -12,6 +12,7 @@ request asks for, and its lease is the one it was made with (`user.ssp.expires`)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -66,6 +67,7 @@ class ContainerRow:
     expires: date | None
     days_left: int | None
     retired: date | None = None
+    sha: str = ""  # the commit of `main` that made or last changed it ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ def _container_state(inst: Instance, expires: date | None, today: date) -> str:
     return "running" if inst.running else "stopped"
 
 
+def _sha(text: str) -> str:
+    """A commit id as LXD holds it, or "" for anything else (it ends up in links)."""
+    return text if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text) else ""
+
+
 def _days(expires: date | None, today: date) -> int | None:
     return None if expires is None else (expires - today).days
 
@@ -196,6 +203,7 @@ def build(
                 expires=expires,
                 days_left=_days(expires, today),
                 retired=_date(inst.config.get(state.RETIRED)),
+                sha=_sha(inst.config.get(state.SHA, "")),
             )
         )
     slots = []

@@ -21,6 +21,7 @@ from provisioner.values.models import (
     Size,
     StrictModel,
 )
+from provisioner.values.notifymodels import Notify
 
 
 class User(StrictModel):
@@ -175,6 +176,14 @@ class BackupPolicy(StrictModel):
     )
 
 
+PageUrl = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/?#=&+-]*)?)?$"
+    ),
+]
+
+
 class SnapshotPolicy(StrictModel):
     """What the maintenance run publishes for the PR check's plan preview (`ssp publish`)."""
 
@@ -188,6 +197,11 @@ class SnapshotPolicy(StrictModel):
         ge=1,
         le=720,
         description="An older snapshot is not used: the PR check says so and previews nothing.",
+    )
+    page_url: PageUrl = Field(
+        default="",
+        description="Where members find the status page (e.g. the repository's GitHub Pages "
+        "address); e-mail and chat notices end with it.",
     )
 
 
@@ -274,6 +288,9 @@ class Policy(StrictModel):
     snapshot: SnapshotPolicy = Field(
         default_factory=SnapshotPolicy,
         description="The published state snapshot the PR check previews against.",
+    )
+    notify: Notify | None = Field(
+        None, description="Notices by e-mail and webhook besides GitHub (unset: GitHub only)."
     )
 
     def quota_for(self, login: str) -> tuple[str, Quota]:

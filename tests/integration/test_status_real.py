@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from integration.helpers import NOW, Adapters, LabRepo, apply_pass
+from integration.helpers import NOW, SHA, Adapters, LabRepo, apply_pass
 from integration.test_ssh_login import make_shared_server
 from provisioner import cli
 
@@ -28,11 +31,14 @@ CAROL_ENDS = (NOW + timedelta(days=5)).date()
 LATER = NOW + timedelta(days=7)  # two days after carol's last day
 
 
-def ssp_status(lab: LabRepo, socket: str, *options: str) -> tuple[int, Path]:
+def ssp_status(
+    lab: LabRepo, socket: str, *options: str, now: datetime = LATER, **more: str
+) -> tuple[int, Path]:
     # The browser takes a page for HTML by its name: status.html, not status.out.
     out = lab.root / ("status.html" if "html" in options else "status.out")
     env = {
-        "SSP_NOW": LATER.isoformat(),
+        **more,
+        "SSP_NOW": now.isoformat(),
         "SSP_GPU_CHECK": "off",
         "LXD_DIR": str(Path(socket).parent),
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -117,7 +123,7 @@ def test_the_status_page_shows_the_board_in_a_real_browser(
         assert all("free · 空闲" in c.text for c in cards)
         assert "RTX 4090" in cards[0].text
         table = driver.find_element(By.ID, "containers").text
-        assert f"alice-s-{suffix}" in table and "expired" in table and "retired" in table
+        assert f"alice-s-{suffix}" in table and "expired" in table and "given back" in table
         assert "bob-nb" in driver.find_element(By.ID, "accounts").text
         assert f"carol-s-{suffix}" in driver.find_element(By.ID, "upcoming").text
         # nothing overflows a phone's width but the tables, which scroll in their own box
@@ -135,3 +141,91 @@ def test_the_status_page_shows_the_board_in_a_real_browser(
             shutil.copy(shot, target / shot.name)
     finally:
         driver.quit()
+
+
+def _browser(found: tuple[str, str], phone: bool) -> Any:
+    """Headless Chromium at a desktop's width, or emulating a phone (390 px wide)."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(flag)
+    if phone:
+        metrics = {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0}}
+        options.add_experimental_option("mobileEmulation", metrics)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(found[1]))
+
+
+def test_the_page_is_current_matches_the_json_and_reads_at_desktop_and_phone_width(
+    lab_made: LabRepo, lxd_socket: str, suffix: str, tmp_path: Path
+) -> None:
+    found = _chromium()
+    if found is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (`make test` installs them)")
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+    # made five minutes ago by the browser's clock; the links need the repository's address
+    made = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    github = {"GITHUB_REPOSITORY": "lab/gpu-server", "GITHUB_SERVER_URL": "https://github.com"}
+    code, out = ssp_status(lab_made, lxd_socket, "--format", "json", now=made)
+    assert code == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    code, page = ssp_status(lab_made, lxd_socket, "--format", "html", now=made, **github)
+    assert code == 0
+    free, total = len(data["free_gpus"]), len(data["gpus"])
+    labels = ", ".join(map(str, data["free_gpus"]))
+    noun = "GPU" if free == 1 else "GPUs"
+    shanghai = made.astimezone(ZoneInfo("Asia/Shanghai"))
+    for phone in (False, True):
+        driver = _browser(found, phone)
+        try:
+            driver.get(page.as_uri())
+            updated = driver.find_element(By.ID, "updated").text
+            assert re.fullmatch(r"updated [56] min ago · \S+ \S+ \(Asia/Shanghai\)", updated)
+            assert f"{shanghai:%Y-%m-%d %H:%M}" in updated  # the lab's time, not UTC
+            said = driver.find_element(By.ID, "free-gpus").text
+            assert said == f"{free} of {total} free ({noun} {labels})"
+            rows = driver.find_elements(By.CSS_SELECTOR, "#containers tr[data-name]")
+            assert sorted(r.get_attribute("data-name") for r in rows) == sorted(
+                c["name"] for c in data["containers"]
+            )
+            by_name = {r.get_attribute("data-name"): r for r in rows}
+            gone = by_name[f"carol-g-{suffix}"]
+            assert "given back" in gone.text and "days left" not in gone.text
+            alice = by_name[f"alice-s-{suffix}"]
+            pr = alice.find_element(By.CSS_SELECTOR, "a.pr").get_attribute("href")
+            assert pr == f"https://github.com/lab/gpu-server/commit/{SHA}"
+            issue = alice.find_element(By.CSS_SELECTOR, "a.issue").get_attribute("href")
+            assert issue.startswith("https://github.com/lab/gpu-server/issues?q=")
+            inline = alice.find_element(By.CSS_SELECTOR, ".lease-inline")
+            column = alice.find_element(By.CSS_SELECTOR, "td.lease")
+            # on a phone the lease sits under the name and the wide columns step aside
+            assert inline.is_displayed() is phone and column.is_displayed() is not phone
+            shown = inline if phone else column
+            assert (
+                shown.text
+                == "until 2027-06-30 ("
+                + str((date(2027, 6, 30) - shanghai.date()).days)
+                + " days left)"
+            )
+            width, screen = driver.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert width <= screen, (phone, width, screen)
+            # the containers' table fits too: its links need no sideways scrolling
+            box = driver.execute_script(
+                "var b = document.getElementById('containers').parentElement;"
+                "return [b.scrollWidth, b.clientWidth]"
+            )
+            assert box[0] <= box[1], (phone, box)
+            errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors == []
+            shot = tmp_path / f"status-{'phone' if phone else 'desktop'}.png"
+            assert driver.save_screenshot(str(shot))
+            if os.environ.get("SSP_TEST_OUTPUT"):
+                target = Path(os.environ["SSP_TEST_OUTPUT"])
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, target / shot.name)
+        finally:
+            driver.quit()
