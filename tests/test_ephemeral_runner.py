@@ -249,6 +249,7 @@ def test_each_round_fetches_a_new_token_and_only_config_sh_sees_it(
     assert "2 round(s) done" in done.stderr
 
 
+@pytest.mark.slow  # waits out the real back-off between token requests (about 5 s)
 def test_a_refused_or_failed_token_request_is_retried_with_a_bounded_delay(
     host: Host, gh: FakeGitHub
 ) -> None:

@@ -42,6 +42,7 @@ def notice_comments(gh: FakeGitHub) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # a whole lease's notices through the fake GitHub (about 5 s)
 def test_each_reminder_and_the_expiry_is_one_comment_on_one_issue(
     fake_github: FakeGitHub, client: IssuesClient
 ) -> None:

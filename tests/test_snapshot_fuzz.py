@@ -20,10 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import GitRepo, valid_request, validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from snapshots import container, make_snapshot
+
+# Hundreds of whole `ssp validate` runs: part of `make test`, not of the minute-long fast suite.
+pytestmark = pytest.mark.slow
 
 ALICE = "requests/alice/alice-box.yaml"
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
