@@ -44,6 +44,11 @@ from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdMapUse, use_of
 from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance
 
+# How long a delete waits for an operation LXD is still running on the instance, and how often
+# it asks again.
+BUSY_WAIT_S = 30.0
+BUSY_POLL_S = 0.5
+
 
 class Lxd(LxdHost, LxdBackups):
     """`LxdApi` on one project of a daemon reached by its unix socket. Connects on first use.
@@ -235,8 +240,21 @@ class Lxd(LxdHost, LxdBackups):
         self._send(what, self._api.instances[name].put, json={"restore": snapshot})
 
     def delete(self, name: str) -> None:
-        """Delete a stopped instance (LXD refuses running and protected ones)."""
-        self._send(f"delete instance {name!r}", self._api.instances[name].delete)
+        """Delete a stopped instance (LXD refuses running and protected ones).
+
+        One LXD is still busy with is waited for, a bounded time: after a failed start, LXD
+        5.0.2 answers the start and then runs a "stop" operation of its own for a moment, and
+        an apply right after (removing that half-made instance) met "Instance is busy running a
+        "stop" operation"."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            try:
+                self._send(f"delete instance {name!r}", self._api.instances[name].delete)
+                return
+            except LxdError as e:
+                if "is busy running" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(BUSY_POLL_S)
 
     # -- inside the instance ----------------------------------------------------------------
 
