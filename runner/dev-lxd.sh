@@ -140,9 +140,11 @@ start_daemon() {
 	if [ -d /run/systemd/system ] && [ -z "${LXD_DIR:-}" ]; then
 		systemctl start lxd.service
 	else
-		# No init system runs LXD here: detach it from this shell so it outlives it.
+		# No init system runs LXD here: detach it from this shell so it outlives it, and
+		# from the caller's folder: a daemon whose working folder is deleted (a CI clone
+		# removed) can no longer copy an instance (rsync: "getcwd(): No such file").
 		mkdir -p "$STATE_DIR"
-		setsid lxd --group root --logfile "$STATE_DIR/lxd.log" </dev/null >/dev/null 2>&1 &
+		(cd / && setsid lxd --group root --logfile "$STATE_DIR/lxd.log" </dev/null >/dev/null 2>&1 &)
 	fi
 	lxd waitready --timeout 60 || die "LXD did not answer within 60 s (log: $STATE_DIR/lxd.log)"
 }
