@@ -239,9 +239,8 @@ ensure_daemon() {
 	fi
 	pid=$(ns_pid "$id")
 	mkdir -p "$(member_lxd_dir "$id")"
-	# From `/`, as dev-lxd.sh starts its daemon: never from a folder that may be removed.
-	(cd / && setsid nsenter -n -m -t "$pid" env LXD_DIR="$(member_lxd_dir "$id")" \
-		lxd --group root --logfile "$dir/lxd.log" </dev/null >"$dir/lxd.out" 2>&1 &)
+	setsid nsenter -n -m -t "$pid" env LXD_DIR="$(member_lxd_dir "$id")" \
+		lxd --group root --logfile "$dir/lxd.log" </dev/null >"$dir/lxd.out" 2>&1 &
 	mlxd "$id" waitready --timeout 60 ||
 		die "member $id: LXD did not answer within 60 s (log: $dir/lxd.log)"
 	changed "member $id: started LXD at $(member_lxd_dir "$id")"

@@ -144,7 +144,7 @@ start_daemon() {
 		# from the caller's folder: a daemon whose working folder is deleted (a CI clone
 		# removed) can no longer copy an instance (rsync: "getcwd(): No such file").
 		mkdir -p "$STATE_DIR"
-		(cd / && setsid lxd --group root --logfile "$STATE_DIR/lxd.log" </dev/null >/dev/null 2>&1 &)
+		env -C / setsid lxd --group root --logfile "$STATE_DIR/lxd.log" </dev/null >/dev/null 2>&1 &
 	fi
 	lxd waitready --timeout 60 || die "LXD did not answer within 60 s (log: $STATE_DIR/lxd.log)"
 }
