@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # types only: pylxd loads when a command connects
     from provisioner.flows.observe import Observed
     from provisioner.github.client import GitHubClient
     from provisioner.lxd.api import Lxd
+    from provisioner.validation.config import Config
     from provisioner.validation.validate import Validation
     from provisioner.values.gpuinventory import Card
     from provisioner.values.idranges import IdRange
@@ -225,6 +226,17 @@ def member_cards(lxd: HostApi, members: Mapping[str, str]) -> dict[str, Sequence
         except LxdError as e:
             found[member] = str(e)
     return found
+
+
+def main_config(repo: Path, now: datetime, command: str) -> Config | None:
+    """The checkout's config for a command that reads the host against the policy; None (and
+    why, on stderr) when config/ is not valid."""
+    from provisioner.flows.checkout import load_main  # noqa: PLC0415  (see the imports)
+
+    validation, _sha = load_main(repo, now)
+    if validation.config is None:
+        print_invalid_config(command, validation)
+    return validation.config
 
 
 def print_invalid_config(command: str, validation: Validation) -> None:

@@ -16,10 +16,9 @@ from provisioner.commands import (
     add_repo_arg,
     clock,
     examples,
+    main_config,
     open_lxd,
-    print_invalid_config,
 )
-from provisioner.flows.checkout import load_main
 from provisioner.flows.sample import sample
 from provisioner.flows.usage import database_path
 from provisioner.values.errors import GpuError
@@ -60,10 +59,8 @@ def _read_gpus(env: Mapping[str, str]) -> list[Gpu]:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     now = clock(env)
-    validation, _sha = load_main(args.repo, now)
-    config = validation.config
+    config = main_config(args.repo, now, "sample")
     if config is None:
-        print_invalid_config("sample", validation)
         return 1
     policy = config.policy
     database = database_path(policy, env, args.db)

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, connect, emit, print_invalid_config
-from provisioner.flows.checkout import load_main
+from provisioner.commands import add_repo_arg, clock, connect, emit, main_config
 from provisioner.flows.reconcile import observe
 from provisioner.planning import tunnel
 from provisioner.values.errors import UsageError
@@ -36,10 +35,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    validation, _sha = load_main(args.repo, clock(env))
-    config = validation.config
+    config = main_config(args.repo, clock(env), "tunnel")
     if config is None:
-        print_invalid_config("tunnel", validation)
         return 1
     policy = config.policy
     if policy.tunnel is None:

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, emit, examples, print_invalid_config
-from provisioner.flows.checkout import load_main
+from provisioner.commands import add_repo_arg, clock, emit, examples, main_config
 from provisioner.flows.usage import database_path, member_use
 from provisioner.status import usage
 
@@ -50,10 +49,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     now = clock(env)
-    validation, _sha = load_main(args.repo, now)
-    config = validation.config
+    config = main_config(args.repo, now, "usage")
     if config is None:
-        print_invalid_config("usage", validation)
         return 1
     policy = config.policy
     month = args.month or usage.month_of(now, policy.timezone)
