@@ -34,6 +34,7 @@ from provisioner.values.plandata import (
     Update,
 )
 from provisioner.values.state import (
+    RELEASED,
     ACCOUNT,
     KEYS,
     MANAGED,
@@ -830,3 +831,41 @@ def test_a_restore_is_planned_once_and_refused_for_a_missing_snapshot(lab: Lab) 
     )
     (new,) = plan(lab.validate(lab.container("alice-x", restore="before")), []).actions
     assert isinstance(new, Refuse) and "does not exist yet" in new.message
+
+
+# --- GPUs handed back while the container stays (`/ssp stop`, an idle release) -------------------
+
+
+def test_a_container_whose_gpus_were_released_keeps_running_without_them(lab: Lab) -> None:
+    (alice,) = converged(lab, lab.container("alice-x", gpus=2))
+    released = replace(alice, config={**alice.config, RELEASED: "2026-12-01 idle"})
+    (action,) = plan(lab.validate(lab.container("alice-x", gpus=2)), [released]).actions
+    # Its GPUs come off (no restart: its programs keep running), the mark stays.
+    assert isinstance(action, Update), action
+    assert not action.restart
+    assert gpu_indices(action) == ()
+    assert RELEASED not in action.config
+    again = applied(action.spec, config={RELEASED: "2026-12-01 idle"})
+    (after,) = plan(lab.validate(lab.container("alice-x", gpus=2)), [again]).actions
+    assert isinstance(after, Ready), after  # not given them back on the next pass
+
+
+def test_released_gpus_go_to_the_next_request(lab: Lab) -> None:
+    (alice,) = converged(lab, lab.container("alice-x", gpus=2))
+    released = replace(alice, config={**alice.config, RELEASED: "2026-12-01 owner"})
+    v = lab.validate(
+        lab.container("alice-x", gpus=2), lab.container("carol-y", owner="carol", gpus=[0, 1])
+    )
+    p = by_name(plan(v, [released]))
+    assert isinstance(p["carol-y"], Create) and gpu_indices(p["carol-y"]) == (0, 1)
+    assert gpu_indices(p["alice-x"]) == ()
+
+
+def test_a_started_container_asks_for_its_gpus_again(lab: Lab) -> None:
+    (alice,) = converged(lab, lab.container("alice-x", gpus=1))
+    bare = applied(
+        spec_of(lab, lab.container("alice-x", gpus=1)),
+        devices={k: None for k, d in alice.devices.items() if d.get("type") == "gpu"},
+    )
+    (action,) = plan(lab.validate(lab.container("alice-x", gpus=1)), [bare]).actions
+    assert isinstance(action, Update) and gpu_indices(action) == (0,)

@@ -284,6 +284,8 @@ def make_plan(inputs: Inputs) -> Plan:
             ),
         )
         want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
+        if (inst := observed.get(req.name)) is not None and inst.gpus_released:
+            want_gpus = 0  # handed back (`/ssp stop`, an idle release): none until started
         if (no_gpus := _gpu_refusal(item, want, want_gpus, gpu_conflicts)) is not None:
             actions.append(no_gpus)
             continue

@@ -44,7 +44,9 @@ OWNED_PREFIXES = (
 # LXD writes these itself; never compare, never send back different values.
 LXD_MANAGED_PREFIXES = ("volatile.", "image.")
 # Labels that record history rather than desire: not compared.
-UNCOMPARED = (state.SHA, state.STATE, state.RETIRED)
+# Set by ssp outside the plan (the apply's progress, retirement, a GPU release): the plan
+# neither sets nor removes them.
+UNCOMPARED = (state.SHA, state.STATE, state.RETIRED, state.RELEASED)
 # The NVIDIA userspace from the host (policy `gpu_userspace: nvidia-runtime`): LXD's hook
 # injects the host driver's libraries and nvidia-smi at each start, so they always match the
 # running driver; compute and utility are what CUDA and nvidia-smi need, nothing for graphics.

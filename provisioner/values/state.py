@@ -29,6 +29,12 @@ EXPIRES = "user.ssp.expires"
 KEYS = "user.ssp.keys"  # sha256 of the authorized keys pushed inside
 RETIRED = "user.ssp.retired"  # date the instance was retired
 RESTORED = "user.ssp.restored"  # the snapshot its request's `restore` rolled it back to
+# GPUs handed back while the container stays (its owner's `/ssp stop`, or an idle release
+# the policy consented to): "<YYYY-MM-DD> <why>". While it is set the plan gives the
+# container no GPUs and does not put them back; whoever clears it (`/ssp start`) puts the
+# container back in line for its GPUs.
+RELEASED = "user.ssp.released"
+RELEASED_WHY = ("idle", "owner")
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
 # A member's image (`kind: image`) keeps its labels in the image's properties, which LXD
 # keeps as they are: the same names without `user.`.
@@ -72,6 +78,11 @@ class Instance:
 
     def label(self, key: str) -> str | None:
         return self.config.get(key)
+
+    @property
+    def gpus_released(self) -> bool:
+        """Its GPUs were handed back while it stays (see `RELEASED`)."""
+        return self.managed and bool(self.config.get(RELEASED))
 
 
 @dataclass(frozen=True)
