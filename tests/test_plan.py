@@ -34,11 +34,11 @@ from provisioner.values.plandata import (
     Update,
 )
 from provisioner.values.state import (
-    RELEASED,
     ACCOUNT,
     KEYS,
     MANAGED,
     OWNER,
+    RELEASED,
     RESTORED,
     RETIRED,
     SHA,

@@ -149,12 +149,11 @@ def gpus(
     conflicts: dict[str, GpuConflict] = {}
     pinned: list[tuple[ContainerRequest, str, list[GpuEntry]]] = []
     counted: list[tuple[ContainerRequest, str, int]] = []
-    observed = by_name(inputs.observed)
-    for item in containers:
+    # Handed back (`state.RELEASED`): it holds none and asks for none until started again.
+    released = {i.name for i in inputs.observed if i.gpus_released}
+    for item in (c for c in containers if c.request.name not in released):
         req = item.request
         assert isinstance(req, ContainerRequest)  # noqa: S101  (callers pass containers)
-        if (inst := observed.get(req.name)) is not None and inst.gpus_released:
-            continue  # handed back: it holds none and asks for none until it is started again
         res = resources(req, inputs.policy, inputs.inventory)
         host_id = (hosts or {}).get(req.name, res.host)
         if host_id not in inputs.inventory.hosts:

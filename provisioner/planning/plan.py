@@ -283,9 +283,7 @@ def make_plan(inputs: Inputs) -> Plan:
                 host=where.address(req.name, inputs.inventory),
             ),
         )
-        want_gpus = req.gpus if isinstance(req.gpus, int) else len(req.gpus)
-        if (inst := observed.get(req.name)) is not None and inst.gpus_released:
-            want_gpus = 0  # handed back (`/ssp stop`, an idle release): none until started
+        want_gpus = _wanted_gpus(req, observed.get(req.name))
         if (no_gpus := _gpu_refusal(item, want, want_gpus, gpu_conflicts)) is not None:
             actions.append(no_gpus)
             continue
@@ -335,6 +333,14 @@ def _retirements(inputs: Inputs, wanted: set[str], down: frozenset[str]) -> list
             )
         )
     return out
+
+
+def _wanted_gpus(req: ContainerRequest, inst: Instance | None) -> int:
+    """How many GPUs the request asks for now: none while they are handed back (`/ssp stop`,
+    an idle release), until the container is started again."""
+    if inst is not None and inst.gpus_released:
+        return 0
+    return req.gpus if isinstance(req.gpus, int) else len(req.gpus)
 
 
 def _gpu_refusal(
