@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 # Where a key ends with a full-width colon: only a key's characters before it, no ASCII ':',
 # no quote and no comment (after an ASCII ':' it is part of a value such as `用途：说明`).
@@ -89,7 +90,7 @@ def _quoted_end(line: str, start: int) -> bool:
     return False
 
 
-def _candidates(lines: list[str]) -> Iterator[tuple[Slip, Callable[[], str]]]:
+def _candidates(lines: list[str]) -> Iterator[tuple[Slip, str]]:
     """Slips that may explain the error, each with the mended line to try."""
     for number, line in enumerate(lines, start=1):
         colon = _KEY_COLON.match(line)
@@ -106,7 +107,7 @@ def _candidates(lines: list[str]) -> Iterator[tuple[Slip, Callable[[], str]]]:
                     f"“{key}”后面是全角冒号“：”（U+FF1A）；请切换到英文（半角）"
                     "输入，改成英文冒号“:”并在后面加一个空格",
                 ),
-                lambda line=line, at=at: f"{line[:at]}: {line[at + 1 :]}",
+                f"{line[:at]}: {line[at + 1 :]}",
             )
         quote = _FULL_QUOTE.match(line)
         if quote is not None:
@@ -120,7 +121,7 @@ def _candidates(lines: list[str]) -> Iterator[tuple[Slip, Callable[[], str]]]:
                     f'用了全角引号“{quote.group(1)}”；请切换到英文（半角）输入，用英文引号 " '
                     "或 '，或者干脆不加引号",
                 ),
-                lambda line=line: line.translate(_FULL_QUOTES),
+                line.translate(_FULL_QUOTES),
             )
         opened = _OPEN_QUOTE.match(line)
         if opened is not None and not _quoted_end(line, opened.start(1)):
@@ -134,7 +135,7 @@ def _candidates(lines: list[str]) -> Iterator[tuple[Slip, Callable[[], str]]]:
                     f"with {mark} at the end of the value",
                     f"这里开头的引号 {mark} 在本行没有闭合；请在值的末尾补上 {mark}",
                 ),
-                lambda line=line, mark=mark: line.rstrip() + mark,
+                line.rstrip() + mark,
             )
 
 
@@ -144,17 +145,13 @@ def first_slip(text: str, error_line: int, parses: Callable[[str], int | None]) 
     `parses(text)` parses a mended copy and returns the line of its error (None: it parses).
     """
     lines = text.split("\n")
-    tries = 0
     for number, line in enumerate(lines[:error_line], start=1):
         slip = _indent(number, line)
         if slip is not None:
             return slip
-    for slip, mended in _candidates(lines[:error_line]):
-        if tries >= MAX_TRIES:
-            return None
-        tries += 1
+    for slip, mended in islice(_candidates(lines[:error_line]), MAX_TRIES):
         copy = [*lines]
-        copy[slip.line - 1] = mended()
+        copy[slip.line - 1] = mended
         after = parses("\n".join(copy))
         if after is None or after > error_line:  # mending it gets the parser past its error
             return slip
