@@ -381,8 +381,19 @@ def test_an_image_from_a_named_snapshot(repo: Path, home: Path) -> None:
         (("--ssh-key", "k.pub"), 2, "--ssh-key is not for an image"),
         (("--purpose", "TODO"), 2, "does not say what it is for"),
         (("--expires", "someday"), 2, "write a date as YYYY-MM-DD"),
+        (("--from", "alice-thesis\nsnapshot: x"), 2, "--from holds"),  # no key slips in
+        (("--snapshot", "snap3\nexpires: 2099-01-01"), 2, "--snapshot holds"),
     ],
-    ids=["not-her-container", "bad-snapshot", "gpus", "ssh-key", "placeholder", "bad-date"],
+    ids=[
+        "not-her-container",
+        "bad-snapshot",
+        "gpus",
+        "ssh-key",
+        "placeholder",
+        "bad-date",
+        "newline-from",
+        "newline-snapshot",
+    ],
 )
 def test_a_bad_image_request_is_refused_and_nothing_written(
     repo: Path, home: Path, extra: tuple[str, ...], code: int, said: str
