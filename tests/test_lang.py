@@ -123,3 +123,12 @@ def test_the_installed_command_speaks_chinese_in_a_real_process(tmp_path: Path) 
     out = done.stdout.decode("utf-8")
     assert done.returncode == 1, done.stderr.decode("utf-8", "replace")
     assert f"{A}:{CONTAINER_LINES['cpu']}:4: 错误: {SLIP_ZH}" in out
+
+
+def test_ssp_new_says_why_it_wrote_nothing_in_chinese(tmp_path: Path) -> None:
+    repo = sample_repo(tmp_path / "repo", requests=True)
+    argv = ("new", "image", "--owner", "alice", "--name", "base", "--from", "bob-common")
+    result = run_cli(*argv, "--purpose", "My CUDA tools", "--repo", str(repo), env=ZH)
+    assert result.code == 1
+    assert "错误: 镜像的 from 不是你自己的容器：" in result.err
+    assert "[image.from]" in result.err

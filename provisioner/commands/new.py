@@ -21,10 +21,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples, member_login
+from provisioner.commands import (
+    add_lang_arg,
+    add_repo_arg,
+    clock,
+    examples,
+    language,
+    member_login,
+)
 from provisioner.git import files as gitfiles
 from provisioner.reporting.escape import log_line
 from provisioner.reporting.render import render
+from provisioner.reporting.validationreport import said
 from provisioner.validation.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.validation.rules import says_nothing
 from provisioner.validation.sources import NumberTooLongError, load, resolve_plain
@@ -102,6 +110,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "the policy's catalogue)",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing file")
+    add_lang_arg(parser, "the language of the findings that stop it")
     add_repo_arg(parser)
     parser.set_defaults(func=run)
 
@@ -277,7 +286,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     errors = [p for p in result.errors if p.path == rel]
     if errors:
         for problem in errors:
-            print(log_line(problem), file=sys.stderr)
+            print(log_line(said(problem, language(env, args.lang))), file=sys.stderr)
         print(f"ssp new: {rel} would not pass the check; nothing written", file=sys.stderr)
         return 1
     target.parent.mkdir(parents=True, exist_ok=True)
