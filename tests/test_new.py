@@ -322,3 +322,105 @@ def test_asking_for_gpus_tells_how_they_are_numbered_inside(repo: Path, home: Pa
     code, out, _ = ssp(*argv[:5], "carol-cpu", *argv[6:], home=home)
     assert code == 0
     assert "nvidia-smi" not in out
+
+
+# --- ssp new image (issue 26) ------------------------------------------------------------------
+
+
+def _git_clone_of(repo: Path, login: str) -> None:
+    """`repo` as a member's clone: git knows their GitHub login, as `ssp validate` reads it."""
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "github.user", login], check=True)
+
+
+IMAGE = "requests/alice/base.yaml"
+
+
+def test_an_image_request_infers_owner_and_container_and_passes_validate(
+    repo: Path, home: Path
+) -> None:
+    _git_clone_of(repo, "alice")
+    code, out, err = ssp("new", "image", "--name", "base", "--repo", str(repo), home=home)
+    assert code == 0, err
+    assert "owner alice (from git config" in err
+    assert "from alice-thesis (your only container" in err
+    assert f"wrote {IMAGE}" in out
+    assert "`image: alice/base`" in out
+    text = (repo / IMAGE).read_text(encoding="utf-8")
+    assert text.startswith(SCHEMA_LINE)
+    assert read(repo, IMAGE) == {
+        "kind": "image",
+        "name": "base",
+        "owner": "alice",
+        "purpose": PURPOSE,
+        "from": "alice-thesis",
+        "expires": "2027-04-01",  # 90 days after the lab's today
+    }
+    assert ssp("validate", "--all", "--repo", str(repo), home=home)[0] == 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith(("#", " ")):
+            assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
+
+
+def test_an_image_from_a_named_snapshot(repo: Path, home: Path) -> None:
+    argv = ("--owner", "carol", "--name", "ci-base", "--from", "carol-ci", "--snapshot", "snap3")
+    code, _, err = ssp("new", "image", *argv, "--repo", str(repo), home=home)
+    assert code == 0, err
+    data = read(repo, "requests/carol/ci-base.yaml")
+    assert (data["from"], data["snapshot"]) == ("carol-ci", "snap3")
+    assert ssp("validate", "--all", "--repo", str(repo), home=home)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "said"),
+    [
+        (("--from", "bob-common"), 1, "[image.from]"),  # not one of alice's containers
+        (("--snapshot", "snap 3!"), 1, "[image.snapshot]"),
+        (("--gpus", "1"), 2, "--gpus is not for an image"),
+        (("--ssh-key", "k.pub"), 2, "--ssh-key is not for an image"),
+        (("--purpose", "TODO"), 2, "does not say what it is for"),
+        (("--expires", "someday"), 2, "write a date as YYYY-MM-DD"),
+        (("--from", "alice-thesis\nsnapshot: x"), 2, "--from holds"),  # no key slips in
+        (("--snapshot", "snap3\nexpires: 2099-01-01"), 2, "--snapshot holds"),
+    ],
+    ids=[
+        "not-her-container",
+        "bad-snapshot",
+        "gpus",
+        "ssh-key",
+        "placeholder",
+        "bad-date",
+        "newline-from",
+        "newline-snapshot",
+    ],
+)
+def test_a_bad_image_request_is_refused_and_nothing_written(
+    repo: Path, home: Path, extra: tuple[str, ...], code: int, said: str
+) -> None:
+    done = ssp("new", "image", "--owner", "alice", "--name", "base", *extra,
+               "--repo", str(repo), home=home)  # fmt: skip
+    assert done[0] == code, done
+    assert said in done[2]
+    assert "Traceback" not in done[1] + done[2]
+    assert not (repo / IMAGE).exists()
+
+
+def test_which_container_to_publish_is_asked_when_it_is_not_clear(repo: Path, home: Path) -> None:
+    argv = ("new", "image", "--name", "base", "--repo", str(repo))
+    code, _, err = ssp(*argv, "--owner", "bob", home=home)  # bob has only an account
+    assert code == 2
+    assert "requests/bob/ holds no container request" in err
+    assert ssp("new", "container", "--owner", "alice", "--name", "alice-cpu", "--gpus", "0",
+               "--repo", str(repo), home=home)[0] == 0  # fmt: skip
+    code, _, err = ssp(*argv, "--owner", "alice", home=home)
+    assert code == 2
+    assert "say which container to publish with --from (alice-cpu, alice-thesis)" in err
+    assert not (repo / IMAGE).exists()
+
+
+def test_image_options_are_refused_for_a_container(repo: Path, home: Path) -> None:
+    code, _, err = ssp("new", "container", "--owner", "alice", "--name", "alice-cpu",
+                       "--snapshot", "snap3", "--repo", str(repo), home=home)  # fmt: skip
+    assert code == 2
+    assert "--snapshot is for `ssp new image`" in err

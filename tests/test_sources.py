@@ -186,9 +186,9 @@ def test_windows_line_ends_give_the_same_positions() -> None:
         ("", "yaml.empty", 1, 1),
         ("# only a comment", "yaml.empty", 1, 17),
         ("a: [1, 2\n", "yaml.syntax", 1, 9),
-        ("a: 'open\n", "yaml.syntax", 1, 9),
+        ("a: 'open\n", "yaml.unclosed_quote", 1, 4),  # where it opens, not where YAML gave up
         ("a: b: c\n", "yaml.syntax", 1, 5),
-        ("a:\n\t- 1\n", "yaml.syntax", 2, 1),
+        ("a:\n\t- 1\n", "yaml.tab_indent", 2, 1),
         ("a: ok\nb: x\x07y\n", "yaml.control_char", 2, 5),
         ("a: \u202eevil\n", "yaml.control_char", 1, 4),
         ("a: x\u2029y\n", "yaml.control_char", 1, 5),

@@ -136,10 +136,48 @@ def _cases() -> Iterator[Case]:
     yield Case(
         "syntax-tab-indent",
         {A: valid_request().replace("  - ssh", "\t- ssh")},
-        "yaml.syntax",
+        "yaml.tab_indent",
         A,
         L["ssh_keys"] + 1,
         1,
+        message="tab character used for indentation; use spaces",
+    )
+    # Chinese-keyboard slips, named on the line where they were typed (issue 26)
+    yield Case(
+        "ime-fullwidth-colon",
+        {A: valid_request().replace("cpu: ", "cpu：", 1)},
+        "yaml.fullwidth",
+        A,
+        L["cpu"],
+        4,
+        message="full-width colon ： (U+FF1A) after 'cpu'; type an ASCII ':'",
+    )
+    yield Case(
+        "ime-fullwidth-space-indent",
+        {A: valid_request().replace("  - ssh", "\u3000- ssh")},
+        "yaml.fullwidth",
+        A,
+        L["ssh_keys"] + 1,
+        1,
+        message="full-width space (U+3000) used for indentation",
+    )
+    yield Case(
+        "ime-fullwidth-quotes",
+        alice(purpose="\u201cExperiments: diffusion\u201d"),
+        "yaml.fullwidth",
+        A,
+        L["purpose"],
+        10,
+        message="full-width quote \u201c (U+201C)",
+    )
+    yield Case(
+        "unclosed-quote",
+        alice(purpose='"Experiments for my thesis'),
+        "yaml.unclosed_quote",
+        A,
+        L["purpose"],
+        10,
+        message='the quote " opened here is not closed',
     )
     yield Case("empty-file", {A: ""}, "yaml.empty", A, 1, 1)
     yield Case("only-comments", {A: "# nothing yet\n"}, "yaml.empty", A, 1, 14)
@@ -1157,6 +1195,7 @@ def _emitted_rules() -> set[str]:
     rules: set[str] = set()
     for module in (
         "validation/sources",
+        "validation/yamlslips",
         "validation/schema",
         "validation/rules",
         "validation/imagerules",

@@ -81,6 +81,31 @@ def examples(*lines: str, status: str = "") -> dict[str, Any]:
     return {"epilog": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
+LANGS = ("en", "zh")
+
+
+def language(env: Mapping[str, str], asked: str | None = None) -> str:
+    """`en` or `zh`: what --lang asked, else what the locale says, as gettext reads it.
+
+    LANGUAGE wins unless the locale is C/POSIX; then LC_ALL, LC_MESSAGES, LANG, the first set.
+    """
+    if asked is not None:
+        return asked
+    locale = next((env[k] for k in ("LC_ALL", "LC_MESSAGES", "LANG") if env.get(k)), "")
+    chosen = locale
+    if env.get("LANGUAGE") and not re.match(r"^(C|POSIX)(\.|$)", locale):
+        chosen = env["LANGUAGE"].split(":", 1)[0]
+    return "zh" if chosen.lower().startswith("zh") else "en"
+
+
+def add_lang_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--lang",
+        choices=LANGS,
+        help=f"{what} (default: zh under a Chinese locale, LANG=zh_CN.UTF-8 say, else en)",
+    )
+
+
 def add_repo_arg(parser: argparse.ArgumentParser) -> None:
     """Every command takes --repo: the checkout holding requests/, config/ and schemas/."""
     parser.add_argument(

@@ -2,7 +2,7 @@
 
 The rule ids, their scope and severity come from the rule catalogue (`rulecatalogue`); the
 explanation is the guide's row, read from the checkout (`docs/user-guide.md`, or
-`docs/user-guide.zh.md` when --lang or LANG asks for Chinese), so the terminal says exactly
+`docs/user-guide.zh.md` when --lang or the locale asks for Chinese), so the terminal says exactly
 what the guide says, and where in the guide it says it.
 """
 
@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner.commands import add_repo_arg, examples
+from provisioner.commands import add_lang_arg, add_repo_arg, examples, language
 from provisioner.validation.catalogue import RULES, Rule
 from provisioner.validation.guide import Entry, catalogue, close_to, show
 from provisioner.values.errors import UsageError
@@ -33,17 +33,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     parser.add_argument("rule", metavar="RULE", help="a rule id, e.g. schema.type")
-    parser.add_argument(
-        "--lang",
-        choices=sorted(GUIDES),
-        help="the guide's language (default: zh when LANG starts with zh, else en)",
-    )
+    add_lang_arg(parser, "the guide's language")
     add_repo_arg(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    lang = args.lang or ("zh" if env.get("LANG", "").startswith("zh") else "en")
+    lang = language(env, args.lang)
     path = args.repo / GUIDES[lang]
     try:
         entries = catalogue(path.read_text(encoding="utf-8"))

@@ -1,5 +1,8 @@
 """`ssp new`: write a request file with the lab's defaults, already checked by the validator.
 
+A container, an account on a shared server, or an image published from one of one's own
+containers (`ssp new image --name base --from alice-box`).
+
 A convenience for members: the file it writes passes `ssp validate` unchanged, or nothing is
 written and the validator's findings say why (unknown owner, quota, ...). Every value goes
 into the YAML either as a plain scalar that reads back as the same string under YAML 1.2, or
@@ -18,13 +21,21 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import add_repo_arg, clock, examples, member_login
+from provisioner.commands import (
+    add_lang_arg,
+    add_repo_arg,
+    clock,
+    examples,
+    language,
+    member_login,
+)
 from provisioner.git import files as gitfiles
 from provisioner.reporting.escape import log_line
 from provisioner.reporting.render import render
+from provisioner.reporting.validationreport import said
 from provisioner.validation.config import HOSTS_PATH, POLICY_PATH, Config, load_config
 from provisioner.validation.rules import says_nothing
-from provisioner.validation.sources import NumberTooLongError, resolve_plain
+from provisioner.validation.sources import NumberTooLongError, load, resolve_plain
 from provisioner.validation.sshkeys import KeyRefusal, parse_key
 from provisioner.validation.textpolicy import describe, first_forbidden
 from provisioner.validation.validate import today_for, validate_tree
@@ -54,16 +65,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp new account --owner bob --name bob-common --purpose 'Notebooks for my course'",
             "ssp new container --owner alice --name alice-cpu --purpose 'CPU-only builds' \\\n"
             "      --ssh-key ~/.ssh/id_ecdsa.pub",
+            "ssp new image --name base --from alice-thesis --purpose 'My CUDA tools, set up'",
         ),
     )
-    parser.add_argument("kind", choices=("container", "account"))
+    parser.add_argument("kind", choices=("container", "account", "image"))
     parser.add_argument(
         "--owner",
         metavar="LOGIN",
         help="your GitHub login (default: as `ssp validate` finds it: SSP_AUTHOR, "
         "git config github.user, gh's login)",
     )
-    parser.add_argument("--name", required=True, help="the container's or account's name")
+    parser.add_argument("--name", required=True, help="the container's, account's or image's name")
     parser.add_argument("--gpus", type=int, metavar="N", help="GPUs (container; default 0)")
     parser.add_argument(
         "--ssh-key", type=Path, metavar="FILE", help="public key (default: ~/.ssh/id_*.pub)"
@@ -80,6 +92,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ):
         parser.add_argument(flag, metavar=metavar, help=text)
     parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="CONTAINER",
+        help="the container to publish (image; default: your only container request)",
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="SNAP",
+        help="one of its snapshots to publish (image; default: ssp takes one when merged)",
+    )
+    parser.add_argument(
         "--share",
         action="append",
         metavar="ID",
@@ -87,6 +110,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "the policy's catalogue)",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing file")
+    add_lang_arg(parser, "the language of the findings that stop it")
     add_repo_arg(parser)
     parser.set_defaults(func=run)
 
@@ -151,6 +175,32 @@ def _server(config: Config, wanted: str | None) -> str:
     return servers[0]
 
 
+def _source(args: argparse.Namespace, tree: Tree) -> str:
+    """The container an image is published from: --from, or the owner's only container."""
+    if args.source is not None:
+        return _text(args.source, "--from")  # the validator explains one that is not yours
+    folder = f"requests/{args.owner}/"
+    mine = sorted(
+        path[len(folder) : -len(".yaml")]
+        for path, raw in tree.files.items()
+        if path.startswith(folder) and path.endswith(".yaml") and _kind(raw, path) == "container"
+    )
+    if len(mine) != 1:
+        raise UsageError(
+            f"say which container to publish with --from ({', '.join(mine)})"
+            if mine
+            else f"{folder} holds no container request to publish; ask for a container first "
+            "(`ssp new container`), or name one of yours with --from CONTAINER"
+        )
+    print(f"ssp new: from {mine[0]} (your only container; --from says otherwise)", file=sys.stderr)
+    return mine[0]
+
+
+def _kind(raw: bytes, path: str) -> object:
+    doc, _ = load(raw, path)
+    return doc.data.get("kind") if doc is not None and isinstance(doc.data, dict) else None
+
+
 def _fields(args: argparse.Namespace, env: Mapping[str, str], config: Config) -> dict[str, Any]:
     """What the template needs; every value from outside goes through `q` (_scalar)."""
     today = today_for(config, clock(env))
@@ -170,9 +220,36 @@ def _fields(args: argparse.Namespace, env: Mapping[str, str], config: Config) ->
         "shares": shares,
         "gpus": args.gpus or 0,
         "server": _server(config, args.server) if args.kind == "account" else "",
-        "ssh_keys": _keys(args, env),
+        "ssh_keys": _keys(args, env) if args.kind != "image" else [],
+        "snapshot": _text(args.snapshot, "--snapshot") if args.snapshot is not None else None,
         "expires": (expires or today + timedelta(days=days)).isoformat(),
     }
+
+
+def _refuse_misplaced(args: argparse.Namespace) -> None:
+    """Options that do not belong to the kind asked for: said, not silently dropped."""
+    if args.kind == "image":
+        for value, option in (
+            (args.gpus, "--gpus"),
+            (args.ssh_key, "--ssh-key"),
+            (args.share, "--share"),
+            (args.server, "--server"),
+        ):
+            if value is not None:
+                raise UsageError(
+                    f"{option} is not for an image: it is published from a container "
+                    "(--from) and keeps what that container has"
+                )
+        return
+    for value, option in ((args.source, "--from"), (args.snapshot, "--snapshot")):
+        if value is not None:
+            raise UsageError(f"{option} is for `ssp new image`, not for a {args.kind}")
+    if args.kind == "account" and args.gpus is not None:
+        raise UsageError("--gpus is for containers; an account shares its server's GPUs")
+    if args.kind == "container" and args.server is not None:
+        raise UsageError("--server is for accounts; a container is placed on a host")
+    if args.kind == "account" and args.share is not None:
+        raise UsageError("--share is for containers; an account sees its server's folders")
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -188,12 +265,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for value, option in ((args.owner, "--owner"), (args.name, "--name")):
         if not _PATH_SAFE.match(value):
             raise UsageError(f"{option} {value!r}: use letters, digits and '-' only")
-    if args.kind == "account" and args.gpus is not None:
-        raise UsageError("--gpus is for containers; an account shares its server's GPUs")
-    if args.kind == "container" and args.server is not None:
-        raise UsageError("--server is for accounts; a container is placed on a host")
-    if args.kind == "account" and args.share is not None:
-        raise UsageError("--share is for containers; an account sees its server's folders")
+    _refuse_misplaced(args)
     rel = request_path(args.owner, args.name)
     target = args.repo / rel
     if target.exists() and not args.force:
@@ -203,7 +275,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if config is None:
         first = f": {problems[0]}" if problems else ""
         raise UsageError(f"{args.repo} has no usable {POLICY_PATH} and {HOSTS_PATH}{first}")
-    text = render(f"request_{args.kind}.yaml.j2", **_fields(args, env, config))
+    fields = _fields(args, env, config)
+    if args.kind == "image":
+        fields["source"] = _source(args, tree)
+    text = render(f"request_{args.kind}.yaml.j2", **fields)
     data = text.encode("utf-8")
     # Judge the file among all the others, so quotas and unique names count too.
     candidate = Tree({**tree.files, rel: data}, tree.problems)
@@ -211,7 +286,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     errors = [p for p in result.errors if p.path == rel]
     if errors:
         for problem in errors:
-            print(log_line(problem), file=sys.stderr)
+            print(log_line(said(problem, language(env, args.lang))), file=sys.stderr)
         print(f"ssp new: {rel} would not pass the check; nothing written", file=sys.stderr)
         return 1
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -220,4 +295,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"wrote {rel}: edit it if you like, check it with `ssp validate`, then open a PR")
     if args.kind == "container" and args.gpus:
         print(f"note: {GPU_NUMBERING}")
+    if args.kind == "image":
+        print(
+            f"note: once it is merged, a container of yours starts from it with "
+            f"`image: {args.owner}/{args.name}`"
+        )
     return 0

@@ -1,7 +1,8 @@
 """`ssp validate`: check request files; with --base, check a pull request against its base.
 
 The judging is `provisioner.flows.prcheck`'s; this command reads the arguments, the
-environment and the event, and prints the verdict for a terminal, for GitHub or as JSON.
+environment and the event, and prints the verdict for a terminal (in English, or in Chinese
+under a Chinese locale or --lang zh), for GitHub or as JSON (both always English).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.commands import add_repo_arg, clock, examples, gh_login, github_client
+from provisioner.commands import (
+    add_lang_arg,
+    add_repo_arg,
+    clock,
+    examples,
+    gh_login,
+    github_client,
+    language,
+)
 from provisioner.reporting.escape import log_line
 from provisioner.values.errors import UsageError
 
@@ -39,6 +48,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp validate --all  # every request on main (admins, CI)",
             "ssp validate --base origin/main --author alice  # committed work only, as in CI",
             "ssp validate --snapshot snapshot.json  # ... and what apply would give it now",
+            "ssp validate --lang zh  # 中文提示 (the default under LANG=zh_CN.UTF-8)",
         ),
     )
     add_repo_arg(parser)
@@ -73,6 +83,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=("text", "github", "json"),
         help="output (default: text; github when GITHUB_ACTIONS=true)",
     )
+    add_lang_arg(parser, "the findings' language; the PR check (GITHUB_ACTIONS) stays en")
     parser.set_defaults(func=run)
 
 
@@ -103,6 +114,7 @@ def _pull_number(args: argparse.Namespace, event: Mapping[str, Any]) -> int | No
 
 def _output(
     fmt: str,
+    lang: str,
     env: Mapping[str, str],
     result: Validation,
     changes: Sequence[FileChange],
@@ -124,7 +136,7 @@ def _output(
     if fmt == "github":
         for problem in result.problems:
             print(validationreport.annotation(problem))
-    for line in [*validationreport.text_lines(result), *previewed]:
+    for line in [*validationreport.text_lines(result, lang), *previewed]:
         print(line)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
@@ -134,11 +146,14 @@ def _output(
         with Path(summary).open("a", encoding="utf-8") as out:
             out.write(text)
     if fmt == "text" and result.ok:
-        print(f"ok: {len(result.valid)} request(s) valid", file=sys.stderr)
+        print(validationreport.ok_line(result, lang), file=sys.stderr)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
+    # The PR check speaks English whatever the runner's locale; --lang still chooses.
+    in_ci = env.get("GITHUB_ACTIONS") == "true"
+    lang = language({} if in_ci else env, args.lang)
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not (args.repo / ".git").exists() and args.base:
@@ -166,5 +181,5 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             snapshot=args.snapshot,
         )
     )
-    _output(fmt, env, judged.result, judged.changes, judged.preview)
+    _output(fmt, lang, env, judged.result, judged.changes, judged.preview)
     return 0 if judged.result.ok else 1

@@ -1,6 +1,7 @@
 """What a validation says, in the three forms people and machines read.
 
-- text: one `path:line:col: severity: message [rule]` line per finding (editors jump to it);
+- text: one `path:line:col: severity: message [rule]` line per finding (editors jump to it),
+  in English or, for a Chinese locale, in Chinese (`cataloguezh`);
 - github: `::error file=…,line=…,col=…::…` workflow commands, plus a Markdown job summary
   (quota use, free GPUs, what the PR would do);
 - json: a stable document for tools.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.reporting.escape import command_data, command_property, log_line, one_line
+from provisioner.validation.cataloguezh import MESSAGES_ZH
 from provisioner.validation.validate import Validation
 from provisioner.values.changes import FileChange
 from provisioner.values.loaded import resources
@@ -28,11 +30,35 @@ from provisioner.values.sizes import format_size
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
 
 
-def text_lines(result: Validation) -> list[str]:
+_SEVERITY_ZH = {"error": "错误", "warning": "警告", "notice": "提示"}
+
+
+def said(problem: Problem, lang: str = "en") -> str:
+    """The finding's line in `lang` (`en`, `zh`); path, line, column and rule id stay as they
+    are, so an editor still jumps to it. In Chinese, a finding without its own Chinese message
+    says its rule's catalogued line, then the English particulars."""
+    if lang != "zh":
+        return str(problem)
+    message = problem.zh or f"{MESSAGES_ZH.get(problem.rule, problem.rule)}：{problem.message}"
+    return (
+        f"{problem.path}:{problem.line}:{problem.col}: "
+        f"{_SEVERITY_ZH[problem.severity.value]}: {message} [{problem.rule}]"
+    )
+
+
+def text_lines(result: Validation, lang: str = "en") -> list[str]:
     """One line per finding, then the notes; escaped for a terminal or a CI log."""
-    lines = [log_line(p) for p in result.problems]
-    lines += [log_line(f"note: {n}") for n in result.notes]
+    lines = [log_line(said(p, lang)) for p in result.problems]
+    note = "注意：" if lang == "zh" else "note: "
+    lines += [log_line(f"{note}{n}") for n in result.notes]
     return lines
+
+
+def ok_line(result: Validation, lang: str = "en") -> str:
+    """What a clean check says once it is done."""
+    if lang == "zh":
+        return f"通过：{len(result.valid)} 个申请有效"
+    return f"ok: {len(result.valid)} request(s) valid"
 
 
 def annotation(problem: Problem) -> str:

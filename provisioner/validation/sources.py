@@ -29,6 +29,7 @@ import yaml
 
 from provisioner.validation.sshkeys import private_refusal
 from provisioner.validation.textpolicy import describe, first_forbidden
+from provisioner.validation.yamlslips import first_slip
 from provisioner.values.document import Document, Where
 from provisioner.values.problems import Position, Problem
 from provisioner.values.tree import MAX_BYTES
@@ -324,11 +325,13 @@ def load(raw: bytes, path: str) -> tuple[Document | None, list[Problem]]:
     except RefusalError as e:
         return None, [Problem(path, _inside(text, e.position), e.rule, e.message)]
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
+        at = _pos(e.problem_mark or e.context_mark)
+        slip = first_slip(text, at.line, _error_line)
+        if slip is not None:  # a keyboard slip explains it: named where it was typed
+            where = Position(slip.line, slip.col)
+            return None, [Problem(path, where, slip.rule, slip.message, zh=slip.zh)]
         what = e.problem or e.context or "not valid YAML"
-        return None, [
-            Problem(path, _inside(text, _pos(mark)), "yaml.syntax", f"YAML syntax: {what}")
-        ]
+        return None, [Problem(path, _inside(text, at), "yaml.syntax", f"YAML syntax: {what}")]
     except yaml.YAMLError as e:  # reader errors (e.g. unprintable characters) carry no mark
         what = str(e).splitlines()[0] if str(e) else "not valid YAML"
         return None, [Problem(path, Position(1, 1), "yaml.syntax", f"YAML syntax: {what}")]
@@ -338,6 +341,18 @@ def load(raw: bytes, path: str) -> tuple[Document | None, list[Problem]]:
     values = {w: at if at.line <= last else _inside(text, at) for w, at in builder.values.items()}
     keys = {w: at if at.line <= last else _inside(text, at) for w, at in builder.keys.items()}
     return Document(path, data, values, keys), []
+
+
+def _error_line(text: str) -> int | None:
+    """The 1-based line of the parser's first error in `text`; None when it parses."""
+    try:
+        for _ in yaml.parse(text, Loader=_Loader):
+            pass
+    except yaml.MarkedYAMLError as e:
+        return _pos(e.problem_mark or e.context_mark).line
+    except yaml.YAMLError:
+        return 1
+    return None
 
 
 def _inside(text: str, position: Position) -> Position:

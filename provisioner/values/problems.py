@@ -36,6 +36,9 @@ class Problem:
     severity: Severity = Severity.ERROR
     # The data path inside the document (("gpus", 1) for the second GPU), for tools.
     where: tuple[str | int, ...] = field(default=(), compare=False)
+    # The message in Chinese where the finding has its own (the YAML slips); otherwise a
+    # Chinese report says the rule's catalogued Chinese line before the English message.
+    zh: str | None = field(default=None, compare=False)
 
     @property
     def line(self) -> int:
