@@ -180,7 +180,9 @@ def ssh_config_hosts(text: str) -> dict[str, dict[str, str]]:
 
 
 def test_account_through_the_shared_servers_port_the_tunnel_and_the_jump_host() -> None:
-    made = body(ctx(tunnel_policy()), bob_account(ssh_port=22000))
+    # frpc reported the shared server's proxy running after the apply (flows/tunnel.py)
+    carried = bob_account(ssh_port=22000, tunnel_ports=frozenset({22000}))
+    made = body(ctx(tunnel_policy()), carried)
     assert made.template == "account"
     golden("account_tunnel", made.body)
     # Never the server's internal address: the forwarded port on the host, from outside the
@@ -202,7 +204,7 @@ def test_account_through_the_shared_servers_port_the_tunnel_and_the_jump_host() 
 
 
 def test_desktop_through_the_tunnel_and_how_to_set_its_password() -> None:
-    desk = alice(gpus=(), shares=(), rdp_port=23001)
+    desk = alice(gpus=(), shares=(), rdp_port=23001, tunnel_ports=frozenset({22001, 23001}))
     made = body(ctx(tunnel_policy()), desk)
     golden("applied_tunnel", made.body)
     assert "`super-server.lab.example:23001`, from outside the lab `frp.lab.example:33001`" in (
@@ -210,6 +212,18 @@ def test_desktop_through_the_tunnel_and_how_to_set_its_password() -> None:
     )
     assert "`sudo passwd alice`" in made.body
     assert "`ssh -p 32001 alice@frp.lab.example`" in made.body
+
+
+def test_no_off_lan_command_for_a_port_the_tunnel_is_not_known_to_carry() -> None:
+    # The tunnel carries the desktop but not SSH (frpc: `start error`, or no admin API to
+    # ask): no SSH command through it, no `-away` alias; the jump host still works.
+    desk = alice(gpus=(), shares=(), rdp_port=23001, tunnel_ports=frozenset({23001}))
+    made = body(ctx(tunnel_policy()), desk)
+    assert "SSH from outside the lab" not in made.body and "frp.lab.example:32001" not in made.body
+    assert "from outside the lab `frp.lab.example:33001`" in made.body
+    assert set(ssh_config_hosts(made.body)) == {"alice-thesis", "alice-thesis-jump"}
+    nothing = body(ctx(tunnel_policy()), alice(rdp_port=23001))
+    assert "frp.lab.example" not in nothing.body
 
 
 def test_no_off_lan_lines_without_a_tunnel_public_host_or_jump_host() -> None:

@@ -10,6 +10,7 @@ posts or updates the comments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
+from provisioner.flows import tunnel
 from provisioner.flows.reconcile import run_pass
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport, mergecomment
@@ -105,6 +107,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
         )
+        # Still under the lock: frpc's file is host state, written by one apply at a time.
+        admin = tunnel.admin_for(config.policy, tunnel_password(config.policy, env))
+        result, carried = tunnel.after_apply(
+            config, lxd, done.result, admin, dry_run=args.dry_run
+        )
+        done = dataclasses.replace(done, result=result)
+    if carried is not None:
+        _tunnel_note(env, carried)
     policy = config.policy
     if args.format == "json":
         sys.stdout.write(applyreport.to_json(policy, done.result, done.skipped))
@@ -167,6 +177,25 @@ def comment(
             _note(
                 f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"
             )
+
+
+def tunnel_password(policy: Policy, env: Mapping[str, str]) -> str:
+    """The admin API's password, from the environment variable the policy names."""
+    name = policy.tunnel.admin_password_env if policy.tunnel else ""
+    return env.get(name, "") if name else ""
+
+
+def _tunnel_note(env: Mapping[str, str], done: tunnel.TunnelSync) -> None:
+    """What keeping the tunnel in step did; a warning on the run when a port is not carried
+    (the comment then leaves its off-LAN command out; the host work stands)."""
+    if done.ok:
+        _note(done.summary())
+        return
+    text = f"{done.summary()} (the comment offers no off-LAN command for those ports)"
+    if env.get("GITHUB_ACTIONS") == "true":
+        print(f"::warning title=Tunnel not in step::{command_data(text)}", file=sys.stderr)
+    else:
+        print(log_line(f"ssp apply: warning: {text}"), file=sys.stderr)
 
 
 def _note(line: str) -> None:
