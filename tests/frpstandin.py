@@ -106,7 +106,7 @@ class FrpStandin:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if not standin._authorised(self.headers.get("Authorization", "")):
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="Restricted"')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,8 +177,6 @@ def test_a_dry_run_reads_the_status_and_changes_nothing(
 def test_the_file_opens_the_admin_api_on_loopback_with_the_password_as_a_template(
     tmp_path: Path,
 ) -> None:
-    import tomllib
-
     pol = policy(tmp_path, 7400)
     doc = tomllib.loads(tunnel.frpc_toml(pol, ()))
     assert doc["webServer"] == {

@@ -33,10 +33,12 @@ from provisioner.flows.reconcile import run_pass
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
+from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
+from provisioner.values.state import LxdApi
 
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
@@ -108,13 +110,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
         )
         # Still under the lock: frpc's file is host state, written by one apply at a time.
-        admin = tunnel.admin_for(config.policy, tunnel_password(config.policy, env))
-        result, carried = tunnel.after_apply(
-            config, lxd, done.result, admin, dry_run=args.dry_run
-        )
+        result = keep_tunnel_in_step(config, lxd, done.result, env, args.dry_run, "apply")
         done = dataclasses.replace(done, result=result)
-    if carried is not None:
-        _tunnel_note(env, carried)
     policy = config.policy
     if args.format == "json":
         sys.stdout.write(applyreport.to_json(policy, done.result, done.skipped))
@@ -179,23 +176,33 @@ def comment(
             )
 
 
-def tunnel_password(policy: Policy, env: Mapping[str, str]) -> str:
-    """The admin API's password, from the environment variable the policy names."""
+def keep_tunnel_in_step(
+    config: Config,
+    lxd: LxdApi,
+    result: ApplyResult,
+    env: Mapping[str, str],
+    dry_run: bool,
+    command: str,
+) -> ApplyResult:
+    """frpc's file rewritten and frpc reloaded after a pass (`apply`, `maintain`), when the
+    policy's tunnel has an admin API; RESULT with the ports the tunnel carries. What it did
+    is a line on stderr, a warning (on the run, in Actions) when a port is not carried: the
+    comment then leaves its off-LAN command out, and the host work stands."""
+    policy = config.policy
     name = policy.tunnel.admin_password_env if policy.tunnel else ""
-    return env.get(name, "") if name else ""
-
-
-def _tunnel_note(env: Mapping[str, str], done: tunnel.TunnelSync) -> None:
-    """What keeping the tunnel in step did; a warning on the run when a port is not carried
-    (the comment then leaves its off-LAN command out; the host work stands)."""
+    admin = tunnel.admin_for(policy, env.get(name, "") if name else "")
+    result, done = tunnel.after_apply(config, lxd, result, admin, dry_run=dry_run)
+    if done is None:
+        return result
     if done.ok:
-        _note(done.summary())
-        return
-    text = f"{done.summary()} (the comment offers no off-LAN command for those ports)"
+        print(log_line(f"ssp {command}: {done.summary()}"), file=sys.stderr)
+        return result
+    text = f"{done.summary()} (no off-LAN command is offered for those ports)"
     if env.get("GITHUB_ACTIONS") == "true":
         print(f"::warning title=Tunnel not in step::{command_data(text)}", file=sys.stderr)
     else:
-        print(log_line(f"ssp apply: warning: {text}"), file=sys.stderr)
+        print(log_line(f"ssp {command}: warning: {text}"), file=sys.stderr)
+    return result
 
 
 def _note(line: str) -> None:

@@ -149,12 +149,12 @@ class Tunnel(StrictModel):
     admin_user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = Field(
         "ssp", description="The admin API's user (webServer.user)."
     )
-    admin_password_env: Annotated[
-        str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")
-    ] = Field(
-        "FRPC_ADMIN_PASSWORD",
-        description="The environment variable holding the admin API's password, read by frpc "
-        "(written into the file only as frp's template) and by ssp; empty for none.",
+    admin_password_env: Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")] = (
+        Field(
+            "FRPC_ADMIN_PASSWORD",
+            description="The environment variable holding the admin API's password, read by frpc "
+            "(written into the file only as frp's template) and by ssp; empty for none.",
+        )
     )
 
 
