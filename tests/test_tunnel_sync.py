@@ -24,6 +24,7 @@ from test_comments import alice, body, ctx, sample_policy
 
 from provisioner.flows import tunnel as tunnel_flow
 from provisioner.planning import tunnel
+from provisioner.values.errors import TunnelError
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy, Tunnel
 from provisioner.values.state import Instance
@@ -189,3 +190,24 @@ def test_the_file_opens_the_admin_api_on_loopback_with_the_password_as_a_templat
     plain = pol.model_copy(update={"tunnel": Tunnel(kind="frp", server="127.0.0.1")})
     assert "webServer" not in tomllib.loads(tunnel.frpc_toml(plain, ()))
     assert tunnel_flow.admin_for(plain, PASSWORD) is None
+
+
+def test_ssp_reads_the_admin_password_from_the_policys_private_file(
+    lab: tuple[Policy, FrpStandin], service: int, tmp_path: Path
+) -> None:
+    pol, frpc = lab
+    assert pol.tunnel is not None
+    secret = tmp_path / "frpc-admin-password"
+    t = pol.tunnel.model_copy(update={"admin_password_file": str(secret)})
+    pol = pol.model_copy(update={"tunnel": t})
+    # Unreadable: an error that names the file, and no off-LAN command.
+    result = ApplyResult(outcomes=(alice(ssh_port=service),))
+    with pytest.raises(TunnelError, match="cannot read .*frpc-admin-password: FileNotFoundError"):
+        tunnel_flow.admin_for(pol, None)
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    admin = tunnel_flow.admin_for(pol, None)
+    assert admin is not None
+    done = tunnel_flow.sync(pol, [container("alice-thesis", service)], admin)
+    assert (done.ok, done.ports) == (True, {service})
+    assert tunnel_flow.carried(result, done.ports).outcomes[0].tunnel_ports == {service}

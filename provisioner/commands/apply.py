@@ -190,8 +190,9 @@ def keep_tunnel_in_step(
     comment then leaves its off-LAN command out, and the host work stands."""
     policy = config.policy
     name = policy.tunnel.admin_password_env if policy.tunnel else ""
-    admin = tunnel.admin_for(policy, env.get(name, "") if name else "")
-    result, done = tunnel.after_apply(config, lxd, result, admin, dry_run=dry_run)
+    # The variable frpc reads, when ssp has it too; else the policy's private file.
+    password = env.get(name) if name else ""
+    result, done = tunnel.after_apply(config, lxd, result, password, dry_run=dry_run)
     if done is None:
         return result
     if done.ok:

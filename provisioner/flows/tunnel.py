@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.flows.reconcile import observe
-from provisioner.host.frpc import FrpcAdmin, write_config
+from provisioner.host.frpc import FrpcAdmin, read_password, write_config
 from provisioner.planning import tunnel
 from provisioner.validation.config import Config
 from provisioner.values.errors import LxdError, TunnelError
@@ -59,11 +59,17 @@ class TunnelSync:
         return "; ".join([head, *tail])
 
 
-def admin_for(policy: Policy, password: str) -> FrpcAdmin | None:
-    """The admin API client the policy describes, or None without `tunnel.admin_port`."""
+def admin_for(policy: Policy, password: str | None) -> FrpcAdmin | None:
+    """The admin API client the policy describes, or None without `tunnel.admin_port`.
+    PASSWORD None: read from the policy's admin_password_file (TunnelError when it cannot
+    be); a tunnel without admin_password_env has no password."""
     t = policy.tunnel
     if t is None or t.admin_port is None:
         return None
+    if not t.admin_password_env:
+        password = ""
+    elif password is None:
+        password = read_password(Path(t.admin_password_file))
     return FrpcAdmin(tunnel.ADMIN_ADDR, t.admin_port, t.admin_user, password)
 
 
@@ -131,13 +137,18 @@ def after_apply(
     config: Config,
     lxd: LxdApi,
     result: ApplyResult,
-    admin: FrpcAdmin | None,
+    password: str | None,
     *,
     dry_run: bool = False,
     wait_s: float = 15.0,
 ) -> tuple[ApplyResult, TunnelSync | None]:
     """The tunnel put in step with what LXD holds after an apply (one listing), and RESULT
-    with the ports it carries; None for a policy whose tunnel has no admin API."""
+    with the ports it carries; None for a policy whose tunnel has no admin API. PASSWORD:
+    the admin API's, None to read it from the policy's file."""
+    try:
+        admin = admin_for(config.policy, password)
+    except TunnelError as e:
+        return result, TunnelSync(frozenset(), 0, error=str(e))
     if admin is None:
         return result, None
     try:

@@ -53,6 +53,23 @@ def write_config(path: Path, text: str) -> bool:
     return True
 
 
+MAX_PASSWORD = 4096
+
+
+def read_password(path: Path) -> str:
+    """The admin API's password: the file's first line. A TunnelError names the file and
+    why, never what is in it."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_PASSWORD)
+    except (OSError, UnicodeDecodeError) as e:
+        raise TunnelError(f"cannot read {path}: {type(e).__name__}") from None
+    line = text.splitlines()[0] if text.strip() else ""
+    if not line:
+        raise TunnelError(f"{path} holds no password on its first line")
+    return line
+
+
 class FrpcAdmin:
     """frpc's admin API at http://ADDR:PORT, with basic auth when a password is given."""
 

@@ -114,6 +114,9 @@ class SshPolicy(StrictModel):
         return self
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")]
+
+
 class Tunnel(StrictModel):
     """The lab's tunnel for off-LAN access: an frp server that forwards its ports to the host.
 
@@ -149,12 +152,16 @@ class Tunnel(StrictModel):
     admin_user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = Field(
         "ssp", description="The admin API's user (webServer.user)."
     )
-    admin_password_env: Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")] = (
-        Field(
-            "FRPC_ADMIN_PASSWORD",
-            description="The environment variable holding the admin API's password, read by frpc "
-            "(written into the file only as frp's template) and by ssp; empty for none.",
-        )
+    admin_password_env: EnvName = Field(
+        "FRPC_ADMIN_PASSWORD",
+        description="The environment variable frpc reads the admin API's password from "
+        "(written into the file only as frp's template); empty for an API without a password.",
+    )
+    admin_password_file: AbsPath = Field(
+        "/etc/ssp/frpc-admin-password",
+        description="Where ssp reads the same password on the host (a private file the "
+        "runner's user can read; the variable named by admin_password_env, when set in "
+        "ssp's environment, wins). Never in the repository or a workflow.",
     )
 
 
