@@ -195,14 +195,14 @@ def test_the_file_opens_the_admin_api_on_loopback_with_the_password_as_a_templat
 def test_ssp_reads_the_admin_password_from_the_policys_private_file(
     lab: tuple[Policy, FrpStandin], service: int, tmp_path: Path
 ) -> None:
-    pol, frpc = lab
+    pol, _frpc = lab
     assert pol.tunnel is not None
     secret = tmp_path / "frpc-admin-password"
     t = pol.tunnel.model_copy(update={"admin_password_file": str(secret)})
     pol = pol.model_copy(update={"tunnel": t})
     # Unreadable: an error that names the file, and no off-LAN command.
     result = ApplyResult(outcomes=(alice(ssh_port=service),))
-    with pytest.raises(TunnelError, match="cannot read .*frpc-admin-password: FileNotFoundError"):
+    with pytest.raises(TunnelError, match=r"cannot read .*frpc-admin-password: FileNotFoundError"):
         tunnel_flow.admin_for(pol, None)
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o600)
