@@ -48,13 +48,20 @@ BOB = "requests/bob/bob-common.yaml"
 CAROL = "requests/carol/carol-ci.yaml"
 
 
+PAGE = "https://lab.github.io/super-server/"
+
+
 def sample_policy(**ssh: str) -> Policy:
+    """The seed policy, with the lab's status page on GitHub Pages (snapshot.page_url), which
+    every comment names last."""
     config, problems = load_config(
         (ROOT / "config" / "policy.yaml").read_bytes(),
         (ROOT / "config" / "hosts.yaml").read_bytes(),
     )
     assert config is not None, problems
     policy = config.policy
+    snapshot = policy.snapshot.model_copy(update={"page_url": PAGE})
+    policy = policy.model_copy(update={"snapshot": snapshot})
     return policy.model_copy(update={"ssh": policy.ssh.model_copy(update=ssh)}) if ssh else policy
 
 
@@ -226,6 +233,25 @@ def test_no_off_lan_command_for_a_port_the_tunnel_is_not_known_to_carry() -> Non
     assert "frp.lab.example" not in nothing.body
 
 
+def test_every_comment_ends_with_where_the_status_page_is_when_the_policy_says() -> None:
+    line = f"**The lab's status page:** [{PAGE}]({PAGE})"
+    for made in (
+        body(ctx(), alice()),
+        body(ctx(), bob_account()),
+        body(ctx(), carol_retired()),
+        body(
+            ctx(),
+            problems=[Problem("config/policy.yaml", Position(1, 1), "policy.x", "broken")],
+            blocked=True,
+        ),
+    ):
+        assert made.body.rstrip().splitlines()[-1].startswith(line), made.template
+    bare = sample_policy().model_copy(
+        update={"snapshot": sample_policy().snapshot.model_copy(update={"page_url": ""})}
+    )
+    assert "status page" not in body(ctx(bare), alice()).body
+
+
 def test_no_off_lan_lines_without_a_tunnel_public_host_or_jump_host() -> None:
     made = body(ctx(), alice(rdp_port=23001))
     assert "outside the lab" not in made.body and "jump" not in made.body
@@ -289,8 +315,10 @@ def test_a_published_image_says_how_to_start_a_container_from_it() -> None:
 def test_every_template_has_a_golden_file_and_ends_with_the_next_step(name: str) -> None:
     text = (GOLDEN / f"{'failed_partly' if name == 'failed' else name}.md").read_text("utf-8")
     assert text.startswith(mergecomment.MARKER + "\n")
-    last = text.rstrip("\n").split("\n\n")[-1]
+    # the next step, then where the status page is (the policy's snapshot.page_url)
+    *_, last, page = text.rstrip("\n").split("\n\n")
     assert last.startswith("**Next:**"), last
+    assert page.startswith(f"**The lab's status page:** [{PAGE}]({PAGE})"), page
     # long detail is folded, and every fold is closed
     assert text.count("<details>") == text.count("</details>")
 

@@ -42,7 +42,7 @@ DEFAULT_API_URL = "https://api.github.com"
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "publish",
-        help="publish the host's state snapshot and status page to a branch (after applies, daily)",
+        help="publish the host's state and status page to a branch (after applies, daily)",
         description="Observe the host as `ssp status` does and publish snapshot.json (what the "
         "PR check previews against) and index.html (the status page) as the one commit of a "
         "branch, through GitHub's API. Containers' IP addresses are left out unless the "
