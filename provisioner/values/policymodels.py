@@ -230,7 +230,8 @@ class SnapshotPolicy(StrictModel):
     page_url: PageUrl = Field(
         default="",
         description="Where members find the status page (e.g. the repository's GitHub Pages "
-        "address); e-mail and chat notices end with it.",
+        "address); every merge comment, lease issue, notice, e-mail and chat notice ends "
+        "with it.",
     )
 
 
