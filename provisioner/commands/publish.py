@@ -108,12 +108,15 @@ def publish_page(repo: Path, env: Mapping[str, str]) -> Published:
         client = github_client(env, StateBranch, needed_for="publishing the status page")
     except Exception as e:  # the host work is done: a failed publish is only reported
         return Published(error=f"cannot reach GitHub: {e}")
-    return publish_state(
-        repo,
-        clock(env),
-        lambda policy: connect(policy, env),
-        client=client,
-        repo_url=repo_url(env),
-        busy_ports=listening_ports,
-        read_gpus=env.get("SSP_GPU_CHECK") != "off",
-    )
+    try:
+        return publish_state(
+            repo,
+            clock(env),
+            lambda policy: connect(policy, env),
+            client=client,
+            repo_url=repo_url(env),
+            busy_ports=listening_ports,
+            read_gpus=env.get("SSP_GPU_CHECK") != "off",
+        )
+    except Exception as e:  # the promise to the caller: reported, never raised
+        return Published(error=f"{type(e).__name__}: {e}")
