@@ -10,24 +10,33 @@ tests/integration/test_tunnel_real.py.
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 import socketserver
 import threading
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import redirect_stderr, redirect_stdout
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fakelxd import NOW, FakeLxd, Lab
 from frpstandin import FrpStandin
 from notifyservers import free_port
-from test_comments import alice, body, ctx, sample_policy
+from test_comments import PCI, alice, body, commit, ctx, sample_policy, skip_without_tools
 
+from provisioner.cli import main
+from provisioner.commands import apply as apply_command
+from provisioner.commands import maintain as maintain_command
 from provisioner.flows import tunnel as tunnel_flow
+from provisioner.validation.config import load_config
 from provisioner.planning import tunnel
 from provisioner.values.errors import TunnelError
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy, Tunnel
-from provisioner.values.state import Instance
+from provisioner.values.state import Instance, LxdApi
 
 PASSWORD = "frpc-admin-pw-not-in-the-repo"
 OFFSET = 1000
@@ -211,3 +220,73 @@ def test_ssp_reads_the_admin_password_from_the_policys_private_file(
     done = tunnel_flow.sync(pol, [container("alice-thesis", service)], admin)
     assert (done.ok, done.ports) == (True, {service})
     assert tunnel_flow.carried(result, done.ports).outcomes[0].tunnel_ports == {service}
+
+
+# --- the commands: `ssp apply` and `ssp maintain` keep the tunnel in step --------------------
+
+
+def ssp(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv, env)
+    return code, out.getvalue(), err.getvalue()
+
+
+@skip_without_tools
+def test_ssp_apply_offers_the_off_lan_command_and_ssp_maintain_takes_an_ended_lease_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lxd = FakeLxd.seeded(present_gpus=PCI)
+
+    def connect(_policy: object, _env: Mapping[str, str]) -> tuple[LxdApi, object]:
+        return lxd, lxd.servers
+
+    monkeypatch.setattr(apply_command, "connect", connect)
+    monkeypatch.setattr(maintain_command, "connect", connect)
+    admin_port, remote = free_port(), 30000  # host port 22001 is 52001 on the "frps"
+    config_file = tmp_path / "frpc.toml"
+    tunnel_yaml = (
+        f"tunnel:\n  kind: frp\n  server: 127.0.0.1\n  remote_offset: {remote}\n"
+        f"  admin_port: {admin_port}\n  config_file: {config_file}\n"
+    )
+    (tmp_path / "keys").mkdir()
+    lab = Lab.make(tmp_path / "keys").edited("\nssh:\n", f"\n{tunnel_yaml}ssh:\n")
+    repo = tmp_path / "repo"
+    commit(lab, repo, lab.container("alice-thesis"))
+    assert pol_file_has_no_secret(repo)
+    env = {
+        "SSP_NOW": NOW.isoformat(),
+        "SSP_LOCK": str(tmp_path / "lock"),
+        "SSP_GPU_CHECK": "off",
+        "FRPC_ADMIN_PASSWORD": PASSWORD,
+    }
+    # the admin's first file, then frpc started on it
+    config = load_config(
+        (repo / "config" / "policy.yaml").read_bytes(),
+        (repo / "config" / "hosts.yaml").read_bytes(),
+    )[0]
+    assert config is not None
+    config_file.write_text(tunnel.frpc_toml(config.policy, ()))
+    frpc = FrpStandin(config_file, {"FRPC_ADMIN_PASSWORD": PASSWORD}).start()
+    try:
+        code, out, err = ssp(["apply", "--repo", str(repo), "--format", "json"], env)
+        assert code == 0, err
+        (row,) = json.loads(out)["outcomes"]
+        port = row["ssh_port"]
+        assert row["ssh_command_public"] == f"ssh -p {port + remote} alice@127.0.0.1"
+        # alice's container and the shared server's SSH (the seed's `ssh_port: 22000`)
+        assert "ssp apply: tunnel: 2 of 2 proxies running, frpc reloaded with a new file" in err
+        assert sorted(frpc.running().values()) == [22000 + remote, port + remote]
+
+        # The lease ended: the daily run retires the container and takes it off the tunnel.
+        later = dict(env, SSP_NOW=datetime(2027, 7, 2, 4, 0, tzinfo=UTC).isoformat())
+        code, out, err = ssp(["maintain", "--repo", str(repo)], later)
+        assert "ssp maintain: tunnel: 1 of 1 proxies running, frpc reloaded" in err, err
+        assert list(frpc.running().values()) == [22000 + remote]
+        assert "alice-thesis" not in config_file.read_text()
+    finally:
+        frpc.stop()
+
+
+def pol_file_has_no_secret(repo: Path) -> bool:
+    return PASSWORD not in (repo / "config" / "policy.yaml").read_text()
