@@ -31,8 +31,8 @@ from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import maintain as maintain_command
 from provisioner.flows import tunnel as tunnel_flow
-from provisioner.validation.config import load_config
 from provisioner.planning import tunnel
+from provisioner.validation.config import load_config
 from provisioner.values.errors import TunnelError
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy, Tunnel
