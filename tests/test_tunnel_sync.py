@@ -290,3 +290,17 @@ def test_ssp_apply_offers_the_off_lan_command_and_ssp_maintain_takes_an_ended_le
 
 def pol_file_has_no_secret(repo: Path) -> bool:
     return PASSWORD not in (repo / "config" / "policy.yaml").read_text()
+
+
+def test_a_proxy_frpc_does_not_list_after_the_reload_is_reported_not_running(
+    lab: tuple[Policy, FrpStandin], service: int
+) -> None:
+    pol, frpc = lab
+    admin = tunnel_flow.admin_for(pol, PASSWORD)
+    assert admin is not None
+    frpc.allow_ports = lambda _port: True
+    # frpc took the reload but lists nothing (its proxies dropped, say): never "in step"
+    admin.status = lambda: {}  # type: ignore[method-assign]
+    done = tunnel_flow.sync(pol, [container("alice-thesis", service)], admin, wait_s=0.5)
+    assert (done.reloaded, done.ok, done.ports) == (True, False, frozenset())
+    assert done.not_running == (f"{pol.lxd.project}-alice-thesis-ssh: not started",)

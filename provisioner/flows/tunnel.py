@@ -114,10 +114,9 @@ def sync(
             break
         sleep(0.25)
     ports = tunnel.running_ports(names, statuses)
+    # frpc answering with fewer proxies than the file names is a proxy not running too.
     not_running = tuple(
-        f"{n}: {statuses.get(n) or 'not started'}"
-        for n, port in names.items()
-        if port not in ports and statuses
+        f"{n}: {statuses.get(n) or 'not started'}" for n, port in names.items() if port not in ports
     )
     return TunnelSync(ports, len(names), changed, reloaded, not_running, "; ".join(errors))
 
