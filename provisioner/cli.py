@@ -52,7 +52,7 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("status", "who holds which GPU until when: containers, accounts, quotas, pool"),
             (
                 "publish",
-                "publish the host's state snapshot and status page to a branch (maintenance)",
+                "publish the host's state and status page to a branch (after applies, daily)",
             ),
             (
                 "tunnel",

@@ -52,10 +52,20 @@ from provisioner.validation.validate import Validation, validate_tree
 from provisioner.values import idranges
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdMapUse
-from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance, Project
+from provisioner.values.state import (
+    IMAGE_MANAGED,
+    Devices,
+    ExecResult,
+    Image,
+    Instance,
+    Pool,
+    Project,
+)
 from provisioner.values.tree import Tree
 
-READS = frozenset({"instances", "all_instances", "instance", "wait_ipv4", "id_maps", "images"})
+READS = frozenset(
+    {"instances", "all_instances", "instance", "wait_ipv4", "id_maps", "images", "storage_pool"}
+)
 GOLDEN = "golden"
 BASE = "Common-Server"
 BASE_MACHINE_ID = b"0123456789abcdef0123456789abcdef\n"
@@ -761,6 +771,13 @@ class FakeLxd:
         if record.status == "Running":
             raise _err("Instance is running")
         del self._records[name]
+
+    # -- HostApi: the storage pool (what `ssp status` and `ssp publish` read) ----------------
+
+    def storage_pool(self, name: str, member: str = "") -> Pool | None:
+        """A dir pool of 4 TiB with 100 GiB used, as the status board reads one."""
+        self._call("storage_pool", name)
+        return Pool(name, "dir", 4096 * 2**30, 100 * 2**30)
 
     # -- LxdApi: images ------------------------------------------------------------------------
 

@@ -48,13 +48,20 @@ BOB = "requests/bob/bob-common.yaml"
 CAROL = "requests/carol/carol-ci.yaml"
 
 
+PAGE = "https://lab.github.io/super-server/"
+
+
 def sample_policy(**ssh: str) -> Policy:
+    """The seed policy, with the lab's status page on GitHub Pages (snapshot.page_url), which
+    every comment names last."""
     config, problems = load_config(
         (ROOT / "config" / "policy.yaml").read_bytes(),
         (ROOT / "config" / "hosts.yaml").read_bytes(),
     )
     assert config is not None, problems
     policy = config.policy
+    snapshot = policy.snapshot.model_copy(update={"page_url": PAGE})
+    policy = policy.model_copy(update={"snapshot": snapshot})
     return policy.model_copy(update={"ssh": policy.ssh.model_copy(update=ssh)}) if ssh else policy
 
 
@@ -180,7 +187,9 @@ def ssh_config_hosts(text: str) -> dict[str, dict[str, str]]:
 
 
 def test_account_through_the_shared_servers_port_the_tunnel_and_the_jump_host() -> None:
-    made = body(ctx(tunnel_policy()), bob_account(ssh_port=22000))
+    # frpc reported the shared server's proxy running after the apply (flows/tunnel.py)
+    carried = bob_account(ssh_port=22000, tunnel_ports=frozenset({22000}))
+    made = body(ctx(tunnel_policy()), carried)
     assert made.template == "account"
     golden("account_tunnel", made.body)
     # Never the server's internal address: the forwarded port on the host, from outside the
@@ -202,7 +211,7 @@ def test_account_through_the_shared_servers_port_the_tunnel_and_the_jump_host() 
 
 
 def test_desktop_through_the_tunnel_and_how_to_set_its_password() -> None:
-    desk = alice(gpus=(), shares=(), rdp_port=23001)
+    desk = alice(gpus=(), shares=(), rdp_port=23001, tunnel_ports=frozenset({22001, 23001}))
     made = body(ctx(tunnel_policy()), desk)
     golden("applied_tunnel", made.body)
     assert "`super-server.lab.example:23001`, from outside the lab `frp.lab.example:33001`" in (
@@ -210,6 +219,37 @@ def test_desktop_through_the_tunnel_and_how_to_set_its_password() -> None:
     )
     assert "`sudo passwd alice`" in made.body
     assert "`ssh -p 32001 alice@frp.lab.example`" in made.body
+
+
+def test_no_off_lan_command_for_a_port_the_tunnel_is_not_known_to_carry() -> None:
+    # The tunnel carries the desktop but not SSH (frpc: `start error`, or no admin API to
+    # ask): no SSH command through it, no `-away` alias; the jump host still works.
+    desk = alice(gpus=(), shares=(), rdp_port=23001, tunnel_ports=frozenset({23001}))
+    made = body(ctx(tunnel_policy()), desk)
+    assert "SSH from outside the lab" not in made.body and "frp.lab.example:32001" not in made.body
+    assert "from outside the lab `frp.lab.example:33001`" in made.body
+    assert set(ssh_config_hosts(made.body)) == {"alice-thesis", "alice-thesis-jump"}
+    nothing = body(ctx(tunnel_policy()), alice(rdp_port=23001))
+    assert "frp.lab.example" not in nothing.body
+
+
+def test_every_comment_ends_with_where_the_status_page_is_when_the_policy_says() -> None:
+    line = f"**The lab's status page:** [{PAGE}]({PAGE})"
+    for made in (
+        body(ctx(), alice()),
+        body(ctx(), bob_account()),
+        body(ctx(), carol_retired()),
+        body(
+            ctx(),
+            problems=[Problem("config/policy.yaml", Position(1, 1), "policy.x", "broken")],
+            blocked=True,
+        ),
+    ):
+        assert made.body.rstrip().splitlines()[-1].startswith(line), made.template
+    bare = sample_policy().model_copy(
+        update={"snapshot": sample_policy().snapshot.model_copy(update={"page_url": ""})}
+    )
+    assert "status page" not in body(ctx(bare), alice()).body
 
 
 def test_no_off_lan_lines_without_a_tunnel_public_host_or_jump_host() -> None:
@@ -275,8 +315,10 @@ def test_a_published_image_says_how_to_start_a_container_from_it() -> None:
 def test_every_template_has_a_golden_file_and_ends_with_the_next_step(name: str) -> None:
     text = (GOLDEN / f"{'failed_partly' if name == 'failed' else name}.md").read_text("utf-8")
     assert text.startswith(mergecomment.MARKER + "\n")
-    last = text.rstrip("\n").split("\n\n")[-1]
+    # the next step, then where the status page is (the policy's snapshot.page_url)
+    *_, last, page = text.rstrip("\n").split("\n\n")
     assert last.startswith("**Next:**"), last
+    assert page.startswith(f"**The lab's status page:** [{PAGE}]({PAGE})"), page
     # long detail is folded, and every fold is closed
     assert text.count("<details>") == text.count("</details>")
 

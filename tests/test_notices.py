@@ -177,3 +177,25 @@ def test_no_mention_for_a_login_that_is_not_one() -> None:
     lease = replace(leases_on(LAST)[0], owner="evil\n@everyone")
     text = notices.notice_text(lease, policy())
     assert "@everyone" not in text and "the owner" in text
+
+
+def test_the_lease_issue_and_each_notice_say_where_the_status_page_is(
+    fake_github: FakeGitHub, client: IssuesClient
+) -> None:
+    page = "https://lab.github.io/super-server/"
+    p = policy()
+    p = p.model_copy(update={"snapshot": p.snapshot.model_copy(update={"page_url": page})})
+    notices.send(client, leases_on(LAST - timedelta(days=2)), p)
+    line = f"The lab's status page: [{page}]({page})"
+    (issue,) = fake_github.issues_of(FAKE_REPO)
+    assert (issue.body or "").rstrip().endswith(line)
+    (notice,) = notice_comments(fake_github)
+    assert notice.rstrip().endswith(line)
+    # The container gone: the closed issue keeps the page's line, last.
+    notices.send(client, (), p)
+    (closed,) = fake_github.issues_of(FAKE_REPO)
+    assert closed.state == "closed"
+    assert "no longer exists" in (closed.body or "")
+    assert (closed.body or "").rstrip().endswith(line)
+    # Without page_url in the policy, no such line.
+    assert "status page" not in notices.issue_body(leases_on(LAST)[0], policy())

@@ -22,9 +22,14 @@ NAMES = ("validate", "apply", "maintenance")
 SELF_HOSTED = ("apply", "maintenance")
 RUNNER_LABELS = ["self-hosted", "linux", "x64", "gpu-host"]
 ADMINS = "@super-server-lab/admins"
-# The one job of a self-hosted workflow that is not on the GPU host: it deploys the status page
-# the publish job uploaded to GitHub Pages, on a GitHub-hosted runner (issue 22, finding 4).
-PAGES_JOB = ("maintenance", "pages")
+# The jobs of the self-hosted workflows that are not on the GPU host: each deploys the status
+# page its publish job uploaded to GitHub Pages, on a GitHub-hosted runner (issue 22, finding
+# 4); apply.yml publishes after every apply, maintenance.yml daily (issue 25).
+PAGES_JOBS = (("maintenance", "pages"), ("apply", "pages"))
+PUBLISH_JOBS = (("maintenance", "publish"), ("apply", "publish"))
+# apply.yml's publish job runs after the apply job whatever its exit status (a failed request
+# is news for the page too), never when the run was cancelled; and only for main.
+AFTER_APPLY = "${{ !cancelled() && github.ref == 'refs/heads/main' }}"
 
 # `uses: owner/repo[/path]@<40 hex> # vX.Y.Z` on one line: the comment is how a human (and
 # Dependabot) knows which release the SHA is
@@ -50,7 +55,7 @@ def jobs(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def host_jobs(name: str) -> list[dict[str, Any]]:
     """The jobs of workflow NAME that run on the GPU host (all but the Pages deployment)."""
-    return [job for job_id, job in load(name)["jobs"].items() if (name, job_id) != PAGES_JOB]
+    return [job for job_id, job in load(name)["jobs"].items() if (name, job_id) not in PAGES_JOBS]
 
 
 def steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -115,8 +120,10 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         # maintain writes the lease notices; publish writes the ssp-state branch
         "maintenance": {"contents": "read", "issues": "write"},
         "maintenance.publish": {"contents": "write"},
+        "apply.publish": {"contents": "write"},
         # deploys the page publish uploaded: Pages, and the OIDC token deploy-pages shows it
         "maintenance.pages": {"pages": "write", "id-token": "write"},
+        "apply.pages": {"pages": "write", "id-token": "write"},
     }
     for name in NAMES:
         for job_id, job in load(name)["jobs"].items():
@@ -124,8 +131,9 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
             assert job["permissions"] == wanted, (name, job_id)
 
 
-def test_only_the_publishing_step_holds_a_token_that_can_write_contents() -> None:
-    (job,) = [j for j in jobs(load("maintenance")) if j["permissions"].get("contents") == "write"]
+@pytest.mark.parametrize("name", SELF_HOSTED)
+def test_only_the_publishing_step_holds_a_token_that_can_write_contents(name: str) -> None:
+    (job,) = [j for j in jobs(load(name)) if j["permissions"].get("contents") == "write"]
     with_token = [s for s in job["steps"] if "secrets." in str(s)]
     assert [s["name"] for s in with_token] == [
         "Publish the snapshot and the status page to ssp-state"
@@ -208,8 +216,12 @@ def test_self_hosted_jobs_run_only_for_main(name: str) -> None:
     # workflow_dispatch runs a workflow from any branch, installing that branch's ssp: the
     # job's own condition keeps it off the GPU host, besides the environment's branch policy
     # (which `ssp doctor --github` checks as github.environment)
-    for job in host_jobs(name):
-        assert job["if"] == "github.ref == 'refs/heads/main'", job["name"]
+    for job_id, job in load(name)["jobs"].items():
+        if (name, job_id) in PAGES_JOBS:
+            continue
+        after_apply = (name, job_id) == ("apply", "publish")
+        wanted = AFTER_APPLY if after_apply else "github.ref == 'refs/heads/main'"
+        assert job["if"] == wanted, job["name"]
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
@@ -218,10 +230,11 @@ def test_privileged_workflows_use_no_caches_or_artifacts(name: str) -> None:
     # status page the publish job uploads for Pages: written, never read back on the host.
     for job_id, job in load(name)["jobs"].items():
         actions = {str(s["uses"]).split("@")[0] for s in job["steps"] if "uses" in s}
-        allowed = {
-            ("maintenance", "publish"): {"actions/checkout", "actions/upload-pages-artifact"},
-            PAGES_JOB: {"actions/deploy-pages"},
-        }.get((name, job_id), {"actions/checkout"})
+        allowed = {"actions/checkout"}
+        if (name, job_id) in PUBLISH_JOBS:
+            allowed = {"actions/checkout", "actions/upload-pages-artifact"}
+        elif (name, job_id) in PAGES_JOBS:
+            allowed = {"actions/deploy-pages"}
         assert actions == allowed, (name, job_id)
     text = (WORKFLOWS / f"{name}.yml").read_text(encoding="utf-8")
     for word in ("actions/cache", "upload-artifact", "download-artifact", "cache:"):
@@ -249,6 +262,22 @@ def test_pages_serve_only_the_page_the_publish_job_generated() -> None:
     (deploy,) = pages["steps"]
     assert str(deploy["uses"]).startswith("actions/deploy-pages@") and "with" not in deploy
     assert "pages" not in str(doc["on"]) and "push" not in triggers(doc)
+
+
+def test_apply_publishes_the_page_after_every_apply_with_maintenances_own_jobs() -> None:
+    """After each apply (issue 25) the page is published as the daily run does: the same
+    steps and permissions, in jobs of their own after the apply job, so the apply job never
+    holds `contents: write` and a failed publish never fails the apply."""
+    apply, daily = load("apply")["jobs"], load("maintenance")["jobs"]
+    assert list(apply) == ["apply", "publish", "pages"]
+    publish = dict(apply["publish"])
+    assert (publish.pop("needs"), publish.pop("if")) == ("apply", AFTER_APPLY)
+    ours = [{k: v for k, v in s.items() if k != "name"} for s in publish.pop("steps")]
+    theirs = dict(daily["publish"])
+    theirs.pop("if")
+    assert ours == [{k: v for k, v in s.items() if k != "name"} for s in theirs.pop("steps")]
+    assert publish == theirs
+    assert apply["pages"] == daily["pages"]
 
 
 def test_validate_runs_on_a_github_hosted_runner() -> None:
@@ -377,8 +406,11 @@ def test_apply_gets_the_token_through_env_only() -> None:
     doc = load("apply")
     (step,) = [s for s in steps(doc) if 'ssp-venv/bin/ssp" apply' in str(s.get("run"))]
     assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    (published,) = [s for s in steps(doc) if 'ssp-venv/bin/ssp" publish' in str(s.get("run"))]
+    assert published["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    # no other secret: frpc's admin password, for one, is read on the host (tunnel section)
     text = (WORKFLOWS / "apply.yml").read_text(encoding="utf-8")
-    assert text.count("secrets.") == 1
+    assert text.count("secrets.") == 2 == text.count("secrets.GITHUB_TOKEN")
 
 
 def codeowners() -> dict[str, list[str]]:

@@ -378,3 +378,36 @@ def test_a_dispatch_on_another_branch_runs_nothing_on_the_gpu_host(
     )
     assert run.condition_false
     assert run.steps == [] and run.skipped == []
+
+
+def test_a_job_after_another_runs_as_github_decides_from_the_results_it_needs(
+    tmp_path: Path,
+) -> None:
+    # apply.yml's publish job: after the apply job whether it passed or failed, not after a
+    # cancelled run; a job given results other than those it needs is refused.
+    doc = workflowrun.load(WORKFLOWS / "apply.yml")
+    condition = str(doc["jobs"]["publish"]["if"])
+    main = {"github": {"ref": "refs/heads/main"}}
+    assert workflowrun._job_condition(condition, main, {"apply": "success"})
+    assert workflowrun._job_condition(condition, main, {"apply": "failure"})
+    assert not workflowrun._job_condition(condition, main, {"apply": "cancelled"})
+    assert not workflowrun._job_condition(condition, {"github": {"ref": "refs/heads/x"}}, {})
+    # without a status function, only after every needed job succeeded
+    plain = "github.ref == 'refs/heads/main'"
+    assert not workflowrun._job_condition(plain, main, {"apply": "failure"})
+    runner = Runner(source=tmp_path, work=tmp_path)
+    push = push_event(GitHubState().add_repo(FAKE_REPO), before="1" * 40, after="2" * 40)
+    with pytest.raises(workflowrun.Unsupported, match="needs"):
+        runner.run_job(
+            WORKFLOWS / "apply.yml", "push", push, sha="2" * 40, ref="refs/heads/main", job="pages"
+        )
+    skipped = runner.run_job(
+        WORKFLOWS / "apply.yml",
+        "push",
+        push,
+        sha="2" * 40,
+        ref="refs/heads/main",
+        job="publish",
+        needs={"apply": "cancelled"},
+    )
+    assert skipped.condition_false and skipped.steps == []

@@ -95,8 +95,10 @@ def broken_copy(tmp_path: Path) -> Path:
     validate.write_text(planted, encoding="utf-8")
     apply = flows / "apply.yml"
     text = apply.read_text(encoding="utf-8")
-    planted = re.sub(r"actions/checkout@[0-9a-f]{40} # v[0-9.]+", "actions/checkout@v5", text)
-    planted = planted.replace("gpu-host]", "gpu-hots]")
+    planted = re.sub(
+        r"actions/checkout@[0-9a-f]{40} # v[0-9.]+", "actions/checkout@v5", text, count=1
+    )
+    planted = planted.replace("gpu-host]", "gpu-hots]", 1)
     assert planted.count("actions/checkout@v5") == 1
     assert "gpu-hots" in planted
     apply.write_text(planted, encoding="utf-8")

@@ -19,10 +19,12 @@ the local SOURCE repository: a fresh repository in `path:` that fetches `ref:` (
 default, everything with `fetch-depth: 0`, as the action does) and checks it out detached;
 `persist-credentials` other than false leaves the token in `.git/config` as the action does.
 A job's `if:` may compare one property path with a string literal
-(`github.ref == 'refs/heads/main'`); when it is false the job is skipped, as GitHub shows it,
-and no step runs. Any other `uses:`, a step `if:`, another job `if:`, a matrix, services or an
-expression beyond a property path or a literal raise `Unsupported`, so a workflow cannot
-silently outgrow what is tested.
+(`github.ref == 'refs/heads/main'`), alone or after `!cancelled() &&`; when it is false the job
+is skipped, as GitHub shows it, and no step runs. A job with `needs:` runs when the caller
+gives the result of each job it needs (`needs=`), and only as GitHub would: all succeeded, or
+none cancelled under `!cancelled()`. Any other `uses:`, a step `if:`, another job `if:`, a
+matrix, services or an expression beyond a property path or a literal raise `Unsupported`, so
+a workflow cannot silently outgrow what is tested.
 Events must be among the workflow's triggers (with its branch filters for `push`).
 
 `pip install` steps run for real and offline: `wheelhouse()` builds, once per dependency
@@ -227,8 +229,24 @@ def evaluate(text: str, context: Mapping[str, Any]) -> str:
 _JOB_IF = re.compile(r"(?:\$\{\{)?\s*([A-Za-z_][\w.-]*)\s*(==|!=)\s*'([^']*)'\s*(?:\}\})?")
 
 
-def _job_condition(text: str, context: Mapping[str, Any]) -> bool:
-    """A job's `if:`: one property path compared with a string literal, nothing else."""
+_NOT_CANCELLED = re.compile(r"\$\{\{\s*!cancelled\(\)\s*&&\s*(.*?)\s*\}\}")
+
+
+def _job_condition(
+    text: str, context: Mapping[str, Any], needs: Mapping[str, str] | None = None
+) -> bool:
+    """A job's `if:`: one property path compared with a string literal, nothing else; or
+    `${{ !cancelled() && <that> }}`. As on GitHub, a job with `needs:` and no status function
+    runs only when every job it needs succeeded; with `!cancelled()`, unless one was
+    cancelled."""
+    results = dict(needs or {})
+    whole = _NOT_CANCELLED.fullmatch(text.strip())
+    if whole:
+        if "cancelled" in results.values():
+            return False
+        text = whole[1]
+    elif any(r != "success" for r in results.values()):
+        return False
     match = _JOB_IF.fullmatch(text.strip())
     if not match:
         raise Unsupported(f"job if: {text!r}")
@@ -378,8 +396,13 @@ class Runner:
         ref: str,
         job: str | None = None,
         inputs: Mapping[str, str] | None = None,
+        needs: Mapping[str, str] | None = None,
     ) -> JobRun:
-        """Run JOB (or the only job) of WORKFLOW for this event, as GitHub would start it."""
+        """Run JOB (or the only job) of WORKFLOW for this event, as GitHub would start it.
+
+        NEEDS: the result (`success`, `failure`, `cancelled`) of each job JOB's `needs:` names,
+        run before by the caller; it must name exactly those jobs.
+        """
         doc = load(workflow)
         _check_trigger(doc, event_name, ref)
         definition = _event_definition(event_name, event)
@@ -390,11 +413,17 @@ class Runner:
                 raise Unsupported(f"{workflow.name} has several jobs; name one")
             job = next(iter(doc["jobs"]))
         spec = doc["jobs"][job]
-        for key in ("strategy", "services", "container", "needs"):
+        for key in ("strategy", "services", "container"):
             if key in spec:
                 raise Unsupported(f"job {job}: {key}")
+        wanted = spec.get("needs", [])
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        if sorted(wanted) != sorted(needs or {}):
+            raise Unsupported(f"job {job} needs {wanted}: give each one's result (needs=)")
         state = self._start(doc, spec, workflow, job, event_name, event, sha, ref, inputs or {})
-        if "if" in spec and not _job_condition(str(spec["if"]), state.context):
+        if "if" not in spec and any(r != "success" for r in (needs or {}).values()):
+            return JobRun(workflow.name, job, [], state.workspace, [], condition_false=True)
+        if "if" in spec and not _job_condition(str(spec["if"]), state.context, needs):
             return JobRun(workflow.name, job, [], state.workspace, [], condition_false=True)
         done: list[StepRun] = []
         skipped: list[str] = []

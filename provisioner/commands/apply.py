@@ -10,6 +10,7 @@ posts or updates the comments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Mapping
@@ -27,14 +28,17 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
+from provisioner.flows import tunnel
 from provisioner.flows.reconcile import run_pass
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
+from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
+from provisioner.values.state import LxdApi
 
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
@@ -105,6 +109,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
         )
+        # Still under the lock: frpc's file is host state, written by one apply at a time.
+        result = keep_tunnel_in_step(config, lxd, done.result, env, args.dry_run, "apply")
+        done = dataclasses.replace(done, result=result)
     policy = config.policy
     if args.format == "json":
         sys.stdout.write(applyreport.to_json(policy, done.result, done.skipped))
@@ -167,6 +174,36 @@ def comment(
             _note(
                 f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"
             )
+
+
+def keep_tunnel_in_step(
+    config: Config,
+    lxd: LxdApi,
+    result: ApplyResult,
+    env: Mapping[str, str],
+    dry_run: bool,
+    command: str,
+) -> ApplyResult:
+    """frpc's file rewritten and frpc reloaded after a pass (`apply`, `maintain`), when the
+    policy's tunnel has an admin API; RESULT with the ports the tunnel carries. What it did
+    is a line on stderr, a warning (on the run, in Actions) when a port is not carried: the
+    comment then leaves its off-LAN command out, and the host work stands."""
+    policy = config.policy
+    name = policy.tunnel.admin_password_env if policy.tunnel else ""
+    # The variable frpc reads, when ssp has it too; else the policy's private file.
+    password = env.get(name) if name else ""
+    result, done = tunnel.after_apply(config, lxd, result, password, dry_run=dry_run)
+    if done is None:
+        return result
+    if done.ok:
+        print(log_line(f"ssp {command}: {done.summary()}"), file=sys.stderr)
+        return result
+    text = f"{done.summary()} (no off-LAN command is offered for those ports)"
+    if env.get("GITHUB_ACTIONS") == "true":
+        print(f"::warning title=Tunnel not in step::{command_data(text)}", file=sys.stderr)
+    else:
+        print(log_line(f"ssp {command}: warning: {text}"), file=sys.stderr)
+    return result
 
 
 def _note(line: str) -> None:

@@ -30,6 +30,7 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
+from provisioner.commands.apply import keep_tunnel_in_step
 from provisioner.flows import maintain, notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         idle = _idle_gpus(config.policy, env, now)
         done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
+        # Retired and deleted containers leave the tunnel (under the lock, as in apply).
+        keep_tunnel_in_step(config, lxd, applied.result, env, args.dry_run, "maintain")
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)

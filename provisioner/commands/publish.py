@@ -1,13 +1,16 @@
 """`ssp publish`: the host's state snapshot and status page, for the PR check and people.
 
-Run by the maintenance workflow on the GPU host. Observes the host as `ssp status` does,
-makes the snapshot the PR check's plan preview reads (redacted as the policy's `snapshot`
-section says) and the status page from the same redacted state, and writes both as the one
-commit of a branch (`ssp-state`) through GitHub's API (GITHUB_TOKEN with `contents: write`,
-GITHUB_REPOSITORY, GITHUB_API_URL). `--output DIR` also writes them to a folder; with
-`--no-push` that is all it does. The snapshot records the SHA-256 of the page, which the PR
-check verifies; `--output` is also what the maintenance workflow can deploy to GitHub Pages as an
-artifact (docs/admin-guide.md), so the site never serves what a push to the branch put there.
+Run on the GPU host by the apply workflow after every apply and by the maintenance workflow
+daily (flows/publish.py does the work; `publish_page` is the same for a command that just
+changed the host). Observes the host as `ssp status` does, makes the snapshot the PR check's
+plan preview reads (redacted as the policy's `snapshot` section says) and the status page from
+the same redacted state, and writes both as the one commit of a branch (`ssp-state`) through
+GitHub's API (GITHUB_TOKEN with `contents: write`, GITHUB_REPOSITORY, GITHUB_API_URL).
+`--output DIR` also writes them to a folder; with `--no-push` that is all it does. The
+snapshot records the SHA-256 of the page, which the PR check verifies; `--output` is also
+what the workflows deploy to GitHub Pages as an artifact (docs/admin-guide.md), so the site
+never serves what a push to the branch put there. A failed publish exits 3 and never touches
+the host.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from typing import Any
 
 from provisioner.commands import (
     add_repo_arg,
+    clock,
+    connect,
     examples,
     github_client,
-    observe_host,
+    print_invalid_config,
     repo_url,
 )
+from provisioner.flows.publish import Published, publish_state
 from provisioner.host.ports import listening_ports
-from provisioner.status import page as statuspage
+from provisioner.reporting.escape import log_line
 from provisioner.status import snapshot as snapshots
 from provisioner.values.errors import UsageError
 
@@ -36,7 +42,7 @@ DEFAULT_API_URL = "https://api.github.com"
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "publish",
-        help="publish the host's state snapshot and status page to a branch (maintenance)",
+        help="publish the host's state and status page to a branch (after applies, daily)",
         description="Observe the host as `ssp status` does and publish snapshot.json (what the "
         "PR check previews against) and index.html (the status page) as the one commit of a "
         "branch, through GitHub's API. Containers' IP addresses are left out unless the "
@@ -65,30 +71,52 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         needs = "publishing (contents: write; or say --output DIR --no-push)"
         client = github_client(env, StateBranch, needed_for=needs)
-    found = observe_host(args.repo, env, "publish", images=True)
-    if found is None:
-        return 1
-    snap = snapshots.make(
-        found.status,
-        found.instances,
-        found.policy,
-        commit=found.sha,
-        busy_ports=listening_ports(),
-        images=found.images,
+    done = publish_state(
+        args.repo,
+        clock(env),
+        lambda policy: connect(policy, env),
+        client=client,
+        repo_url=repo_url(env),
+        busy_ports=listening_ports,
+        read_gpus=env.get("SSP_GPU_CHECK") != "off",
+        output=args.output,
+        branch=args.branch,
     )
-    page = statuspage.html(snap.status, found.policy.timezone, repo_url(env))
-    # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.
-    snap = snapshots.with_page(snap, page)
-    files = {snapshots.SNAPSHOT_FILE: snapshots.to_json(snap), snapshots.PAGE_FILE: page}
-    if args.output is not None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (args.output / name).write_text(text, encoding="utf-8")
-        print(f"ssp publish: wrote {', '.join(files)} to {args.output}", file=sys.stderr)
-    if client is None:
-        return 0
-    when = f"{snap.generated_at:%Y-%m-%d %H:%M %Z}"
-    main = f", main at {found.sha[:12]}" if found.sha else ""
-    sha = client.publish(args.branch, files, f"ssp state of {found.status.host} at {when}{main}")
-    print(f"ssp publish: {args.branch} is now {sha[:12]} ({when})", file=sys.stderr)
+    if done.validation is not None:
+        print_invalid_config("publish", done.validation)
+        return 1
+    if args.output is not None and done.files and not done.error.startswith("cannot write"):
+        print(f"ssp publish: wrote {', '.join(done.files)} to {args.output}", file=sys.stderr)
+    if done.error:
+        print(log_line(f"ssp publish: error: {done.error}"), file=sys.stderr)
+        return 3
+    if done.branch_sha:
+        print(
+            f"ssp publish: {args.branch} is now {done.branch_sha[:12]} ({done.when})",
+            file=sys.stderr,
+        )
     return 0
+
+
+def publish_page(repo: Path, env: Mapping[str, str]) -> Published:
+    """The state and the status page published now, as `ssp publish` does, for a command that
+    just changed the host (the comment commands): GITHUB_TOKEN and GITHUB_REPOSITORY from ENV;
+    never raises (a missing token is a `Published` with its error)."""
+    try:
+        from provisioner.github.statebranch import StateBranch  # noqa: PLC0415
+
+        client = github_client(env, StateBranch, needed_for="publishing the status page")
+    except Exception as e:  # the host work is done: a failed publish is only reported
+        return Published(error=f"cannot reach GitHub: {e}")
+    try:
+        return publish_state(
+            repo,
+            clock(env),
+            lambda policy: connect(policy, env),
+            client=client,
+            repo_url=repo_url(env),
+            busy_ports=listening_ports,
+            read_gpus=env.get("SSP_GPU_CHECK") != "off",
+        )
+    except Exception as e:  # the promise to the caller: reported, never raised
+        return Published(error=f"{type(e).__name__}: {e}")

@@ -1,7 +1,9 @@
 """`ssp tunnel`: the tunnel client's configuration for the GPU host (frp's frpc.toml), one
 proxy per forwarded port that LXD holds now and per shared server's SSH port.
 
-Run on the host (it reads the LXD project); `--output FILE` writes the file frpc reads.
+Run on the host (it reads the LXD project); `--output FILE` writes the file frpc reads. With
+the policy's `tunnel.admin_port`, `ssp apply` keeps that file and frpc in step itself
+(flows/tunnel.py); this command then writes only the first file frpc starts with.
 """
 
 from __future__ import annotations

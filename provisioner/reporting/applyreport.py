@@ -75,12 +75,15 @@ def _forwarded(policy: Policy, outcome: Outcome) -> SshTarget | None:
     return target if target is not None and target.port is not None else None
 
 
-def public_address(policy: Policy, port: int | None) -> tuple[str, int] | None:
+def public_address(policy: Policy, outcome: Outcome, port: int | None) -> tuple[str, int] | None:
     """Host and port that reach the host's forwarded PORT from outside the lab: through the
-    tunnel when there is one, else the policy's public host on the same port."""
+    tunnel when there is one and it is known to carry the port (frpc said so after the
+    apply), else the policy's public host on the same port."""
     if port is None:
         return None
     if policy.tunnel is not None:
+        if port not in outcome.tunnel_ports:
+            return None  # never a command that may not work
         return policy.tunnel.server, port + policy.tunnel.remote_offset
     if policy.ssh.public_host:
         return policy.ssh.public_host, port
@@ -89,7 +92,7 @@ def public_address(policy: Policy, port: int | None) -> tuple[str, int] | None:
 
 def public_command(policy: Policy, outcome: Outcome) -> str | None:
     lan = _forwarded(policy, outcome)
-    where = public_address(policy, lan.port) if lan is not None else None
+    where = public_address(policy, outcome, lan.port) if lan is not None else None
     if lan is None or where is None:
         return None
     return str(SshTarget(login=lan.login, host=where[0], port=where[1]))
@@ -107,7 +110,7 @@ def rdp_addresses(policy: Policy, outcome: Outcome) -> tuple[str, str]:
     """The remote desktop's address on the LAN and from outside ("" where there is none)."""
     if not outcome.rdp_port or not outcome.ok or outcome.action in GIVEN_BACK:
         return "", ""
-    public = public_address(policy, outcome.rdp_port)
+    public = public_address(policy, outcome, outcome.rdp_port)
     return (
         f"{ssh_host(policy, outcome)}:{outcome.rdp_port}",
         f"{public[0]}:{public[1]}" if public else "",
@@ -126,7 +129,7 @@ def ssh_config(policy: Policy, outcome: Outcome) -> str:
         return ""
     login, host, port = target.login, target.host, target.port
     blocks = [_host_block(outcome.name, host, port, login)]
-    public = public_address(policy, port)
+    public = public_address(policy, outcome, port)
     if public is not None:
         blocks.append(_host_block(f"{outcome.name}-away", public[0], public[1], login))
     if policy.ssh.jump_host and port is not None:

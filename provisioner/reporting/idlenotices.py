@@ -23,6 +23,7 @@ from provisioner.reporting.notices import (
     issue_body,
     issue_marker,
     issue_title,
+    page_line,
 )
 from provisioner.values.errors import GithubError
 from provisioner.values.policymodels import Policy
@@ -80,9 +81,8 @@ def send_idle(
                     issue_title(lease), body, LABEL, issue_marker(lease.name)
                 )
                 issues[lease.name] = issue
-            posted = client.upsert_comment(
-                issue.number, idle_text(gpu, lease, policy), idle_marker(gpu, policy)
-            )
+            text = idle_text(gpu, lease, policy) + page_line(policy)
+            posted = client.upsert_comment(issue.number, text, idle_marker(gpu, policy))
             if posted.created:
                 log(f"{lease.name}: GPU {gpu.pci} idle; told {lease.owner} in #{issue.number}")
             done.append(

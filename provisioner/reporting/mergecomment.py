@@ -140,6 +140,7 @@ def draft(
         sha=ctx.sha,
         run_url=ctx.run_url if _WEB_URL.fullmatch(ctx.run_url) else "",
         retention_days=ctx.policy.retention_days if ctx.policy else None,
+        page_url=ctx.policy.snapshot.page_url if ctx.policy else "",
         blocked=blocked,
         failed=[r for r in rows if not r["ok"]],
         containers=[r for r in rows if r["ok"] and r["kind"] == "container" and not r["gone"]],

@@ -124,6 +124,16 @@ def notice_text(lease: Lease, policy: Policy) -> str:
     )
 
 
+_PAGE = "The lab's status page:"
+
+
+def page_line(policy: Policy) -> str:
+    """Where the lab's status page is (the policy's snapshot.page_url), as the last paragraph
+    of a notice on GitHub; "" when the policy does not say."""
+    url = policy.snapshot.page_url
+    return f"\n{_PAGE} [{url}]({url})\n" if url else ""
+
+
 def issue_title(lease: Lease) -> str:
     return f"Lease of container {lease.name} ({lease.owner})"
 
@@ -152,16 +162,20 @@ def issue_body(lease: Lease, policy: Policy, closed: str = "") -> str:
         else:
             lines.append("- **Deletion:** not planned; an admin decides.")
     lines += ["", f"To keep it, {_renew(lease)}."] if not closed else []
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + page_line(policy)
 
 
 def _gone_body(name: str, body: str) -> str:
     lines = [line for line in body.splitlines() if not line.startswith("- **State:**")]
     lines = [line for line in lines if not line.startswith(("- **Deletion:**", "To keep it"))]
+    # the status page's line stays last
+    page = [line for line in lines if line.startswith(_PAGE)]
+    lines = [line for line in lines if not line.startswith(_PAGE)]
     text = "\n".join(lines).rstrip("\n")
     if issue_marker(name) not in text:
         text = issue_marker(name) + "\n" + text
-    return text + "\n- **State:** the container no longer exists, so this issue is closed.\n"
+    text += "\n- **State:** the container no longer exists, so this issue is closed.\n"
+    return text + "".join(f"\n{line}\n" for line in page[:1])
 
 
 def _by_name(issues: Sequence[IssueRef]) -> dict[str, IssueRef]:
@@ -227,5 +241,6 @@ def _deliver(client: NoticeClient, lease: Lease, policy: Policy, issue: IssueRef
         issue = client.create_issue(issue_title(lease), body, LABEL, issue_marker(lease.name))
     if not issue.open or issue.body != body:
         issue = client.edit_issue(issue.number, body, True)
-    posted = client.upsert_comment(issue.number, notice_text(lease, policy), notice_marker(lease))
+    text = notice_text(lease, policy) + page_line(policy)
+    posted = client.upsert_comment(issue.number, text, notice_marker(lease))
     return Sent(lease.name, lease.notice, issue.number, posted.url, posted.created)

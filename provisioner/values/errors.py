@@ -30,3 +30,7 @@ class LockHeldError(SspError):
 
 class UsageDbError(SspError):
     """The GPU usage database could not be opened, migrated, read or written."""
+
+
+class TunnelError(SspError):
+    """The tunnel client's file could not be written, or frpc's admin API refused or is down."""

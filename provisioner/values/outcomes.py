@@ -97,6 +97,8 @@ class Outcome:
     sudo: bool = False
     image: str = ""  # a member's image: its alias, what later requests write as `image:`
     host: str = ""  # the server the container is on, as members reach it ("": the policy's)
+    # Its ports that the lab's tunnel is known to carry (frpc reported the proxy running).
+    tunnel_ports: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -114,11 +114,15 @@ class SshPolicy(StrictModel):
         return self
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^([A-Z_][A-Z0-9_]{0,63})?$")]
+
+
 class Tunnel(StrictModel):
     """The lab's tunnel for off-LAN access: an frp server that forwards its ports to the host.
 
     frpc runs on the GPU host with the file `ssp tunnel --format frpc` writes; each forwarded
-    port P on the host is reachable from anywhere as `server`:P + `remote_offset`.
+    port P on the host is reachable from anywhere as `server`:P + `remote_offset`. With
+    `admin_port`, every apply rewrites that file and reloads frpc, so a new port works at once.
     """
 
     kind: Literal["frp"] = Field(description="The tunnel software (frp is the one supported).")
@@ -133,6 +137,31 @@ class Tunnel(StrictModel):
         "FRP_AUTH_TOKEN",
         description="The environment variable frpc reads the frps token from (never written "
         "into the file); empty for a server without a token.",
+    )
+    admin_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None,
+        description="frpc's admin API (its webServer) on 127.0.0.1 of the host: each apply then "
+        "writes config_file and reloads frpc through it, and the comment offers the off-LAN "
+        "command only for a port whose proxy frpc reports running. Without it the tunnel "
+        "is the admin's to keep in step (`ssp tunnel`) and no off-LAN command is offered.",
+    )
+    config_file: AbsPath = Field(
+        "/etc/frp/frpc.toml",
+        description="The file frpc was started with (`frpc -c`): each apply rewrites it.",
+    )
+    admin_user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = Field(
+        "ssp", description="The admin API's user (webServer.user)."
+    )
+    admin_password_env: EnvName = Field(
+        "FRPC_ADMIN_PASSWORD",
+        description="The environment variable frpc reads the admin API's password from "
+        "(written into the file only as frp's template); empty for an API without a password.",
+    )
+    admin_password_file: AbsPath = Field(
+        "/etc/ssp/frpc-admin-password",
+        description="Where ssp reads the same password on the host (a private file the "
+        "runner's user can read; the variable named by admin_password_env, when set in "
+        "ssp's environment, wins). Never in the repository or a workflow.",
     )
 
 
@@ -201,7 +230,8 @@ class SnapshotPolicy(StrictModel):
     page_url: PageUrl = Field(
         default="",
         description="Where members find the status page (e.g. the repository's GitHub Pages "
-        "address); e-mail and chat notices end with it.",
+        "address); every merge comment, lease issue, notice, e-mail and chat notice ends "
+        "with it.",
     )
 
 

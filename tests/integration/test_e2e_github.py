@@ -12,7 +12,8 @@ switched off: it is simply not needed, and the container really runs.
 The story, in one test because each step builds on the one before:
 1. validate.yml on the PR event: passes, with the job summary;
 2. merge (git and the fake GitHub), then apply.yml on the push while GitHub answers 500 to
-   comments: exit 0, the container runs, no comment, a warning on the run;
+   comments: exit 0, the container runs, no comment, a warning on the run; then the run's
+   publish job: the new container on the ssp-state branch and in the Pages artifact at once;
 3. apply.yml again (a re-run): exactly one comment, by the bot, with the container's real
    address and an SSH command that logs in as alice with her request's key;
 4. apply.yml again: the same comment is edited, not a second one added;
@@ -77,7 +78,22 @@ def status(project: str, name: str) -> str:
 
 
 def apply(runner: Runner, push: dict[str, Any], merge: str) -> JobRun:
-    return runner.run_job(WORKFLOWS / "apply.yml", "push", push, sha=merge, ref="refs/heads/main")
+    return runner.run_job(
+        WORKFLOWS / "apply.yml", "push", push, sha=merge, ref="refs/heads/main", job="apply"
+    )
+
+
+def publish_after(runner: Runner, push: dict[str, Any], merge: str, applied: str) -> JobRun:
+    """apply.yml's publish job, after an apply job that ended APPLIED."""
+    return runner.run_job(
+        WORKFLOWS / "apply.yml",
+        "push",
+        push,
+        sha=merge,
+        ref="refs/heads/main",
+        job="publish",
+        needs={"apply": applied},
+    )
 
 
 def test_pull_request_to_a_working_ssh_command_in_a_comment(
@@ -166,6 +182,21 @@ def test_pull_request_to_a_working_ssh_command_in_a_comment(
     # persist-credentials: false, so the checkout keeps no token for later steps
     assert token not in (first.workspace / ".git" / "config").read_text(encoding="utf-8")
     assert "alice-thesis" in first.summary  # the apply report, in the job summary
+
+    # --- 2b. the same run publishes the page right after the apply: the new container is on
+    # the ssp-state branch and in the Pages artifact at once, not after the next midnight ---
+    before = fake_github.git.get(FAKE_REPO.lower())
+    assert before is None or "refs/heads/ssp-state" not in before.refs
+    page_run = publish_after(runner, push, merge, "success")
+    assert page_run.ok, page_run.log()
+    assert "State published" in page_run.summary
+    db = fake_github.git[FAKE_REPO.lower()]
+    files = db.files(db.objects[db.refs["refs/heads/ssp-state"]].data["tree"])
+    assert b"alice-thesis" in files["index.html"] and b'"alice-thesis"' in files["snapshot.json"]
+    with tarfile.open(page_run.workspace.parent / "pages.tar") as site:
+        page = site.extractfile("./index.html")
+        assert page is not None and page.read() == files["index.html"]
+    assert token not in page_run.output
 
     # --- 3. a re-run posts the comment; its SSH command works ---
     second = apply(runner, push, merge)

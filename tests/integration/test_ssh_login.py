@@ -34,6 +34,7 @@ from integration.helpers import (
 )
 from provisioner import cli, commands
 from provisioner.commands import apply as apply_command
+from provisioner.flows import tunnel as tunnel_flow
 from provisioner.lxd.api import Lxd
 from provisioner.reporting import mergecomment
 from provisioner.values.policymodels import Policy
@@ -250,7 +251,12 @@ def test_an_account_logs_in_on_the_shared_server_and_is_locked_when_removed(
     # the key's path filled in, logs in with `ssh bob-nb`.
     applied = first.validation.config
     assert applied is not None
-    said = mergecomment.draft(mergecomment.Context(applied.policy, "0" * 40), first.result.outcomes)
+    ctx = mergecomment.Context(applied.policy, "0" * 40)
+    # Nothing says the tunnel carries the port (no frpc admin API here): no off-LAN command.
+    unknown = mergecomment.draft(ctx, first.result.outcomes)
+    assert unknown is not None and "frp.lab.example" not in unknown.body
+    # Once frpc reports the proxy running (flows/tunnel.py, after the apply), it is offered.
+    said = mergecomment.draft(ctx, tunnel_flow.carried(first.result, frozenset({port})).outcomes)
     assert said is not None and said.template == "account"
     assert f"`ssh -p {port} {login}@127.0.0.1`" in said.body
     assert f"`ssh -p {port + 10000} {login}@frp.lab.example`" in said.body
@@ -349,7 +355,8 @@ def test_the_desktop_answers_on_its_port_and_takes_the_password_set_as_the_comme
     assert o.rdp_port is not None and o.ssh_port is not None
     applied = done.validation.config
     assert applied is not None
-    said = mergecomment.draft(mergecomment.Context(applied.policy, "0" * 40), done.result.outcomes)
+    carried = tunnel_flow.carried(done.result, frozenset({o.rdp_port}))  # frpc: running
+    said = mergecomment.draft(mergecomment.Context(applied.policy, "0" * 40), carried.outcomes)
     assert said is not None
     assert f"`127.0.0.1:{o.rdp_port}`, from outside the lab `frp.lab.example:" in said.body
     assert f"`sudo passwd {login}`" in said.body
