@@ -8,13 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run_cli, sample_repo
 
+from provisioner.flows.usage import idle_now
 from provisioner.host.usagedb import LATEST, UsageDb
 from provisioner.status import usage
 from provisioner.values.errors import UsageDbError, UsageError
+from provisioner.values.policymodels import Policy
 from provisioner.values.usage import Reading
 
+ROOT = Path(__file__).resolve().parents[1]
 PCI = "0000:4b:00.0"
 T0 = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
 DAY = 86_400
@@ -195,3 +199,16 @@ def test_what_a_label_says_is_stored_as_data_never_as_sql(tmp_path: Path) -> Non
     with UsageDb(path, create=False) as db:
         (back,) = db.readings(0, T0 + 1)
     assert back.owner == hostile and back.container == hostile
+
+
+def test_an_idle_stretch_longer_than_the_window_keeps_the_day_it_began(tmp_path: Path) -> None:
+    """The idle notice's marker names the day the stretch began: read only `idle_days + 1`
+    back, that day crept forward every day and each pass posted a new notice."""
+    path = _db_with(tmp_path, [reading(T0 + i * 3600) for i in range(30 * 24 + 1)])
+    policy = Policy.model_validate(
+        {**yaml.safe_load((ROOT / "config" / "policy.yaml").read_text()), "usage": {"idle_days": 3}}
+    )
+    for days in (10, 20, 30):
+        now = datetime.fromtimestamp(T0 + days * DAY, UTC)
+        (found,) = idle_now(path, policy, now)
+        assert found.since == T0, days

@@ -30,10 +30,11 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.flows import maintain, notify
+from provisioner.flows import idlerelease, maintain, notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
 from provisioner.host.lock import host_lock
+from provisioner.planning.leases import lab_today
 from provisioner.reporting import applyreport
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.reporting.notices import NoticeClient
@@ -72,6 +73,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = None if args.dry_run else _notice_client(env)
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
+        idle = _idle_gpus(config.policy, env, now)
+        # Before the reconcile, so that it takes the released GPUs off in this same pass.
+        holds, released = idlerelease.before_reconcile(
+            lxd,
+            config.policy,
+            idle,
+            lab_today(now, config.policy.timezone),
+            dry_run=args.dry_run,
+            log=_note,
+        )
         applied = run_pass(
             validation,
             lxd,
@@ -82,8 +93,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
             log=_note,
         )
-        idle = _idle_gpus(config.policy, env, now)
-        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
+        done = maintain.maintain(
+            applied,
+            lxd,
+            now=now,
+            notice_client=client,
+            log=_note,
+            idle=idle,
+            idle_holds=holds,
+            idle_steps=released,
+        )
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)

@@ -15,8 +15,10 @@ The order, each step on what the one before left:
    notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
    later pass delete it. GitHub failures are reported and change nothing on the host;
 6. idle-GPU notices (provisioner.reporting.idlenotices) for the GPUs the usage database shows
-   held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
-   nothing is released.
+   held but idle for the policy's `usage.idle_days`, handed in by the caller; where the policy
+   consents (`usage.idle_action: release`), the final notices and the releases' comments
+   (provisioner.flows.idlerelease, whose `before_reconcile` the caller ran before step 1, so
+   that step's reconcile already took the released GPUs off).
 
 After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
 same notices by e-mail and webhook where the policy has a `notify:` section.
@@ -34,7 +36,7 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from provisioner.flows import backup
+from provisioner.flows import backup, idlerelease
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
 from provisioner.reporting import applyreport, idlenotices, notices
@@ -44,7 +46,7 @@ from provisioner.values.errors import LxdError
 from provisioner.values.messages import Delivery
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
-from provisioner.values.usage import IdleGpu
+from provisioner.values.usage import IdleGpu, IdleHold, IdleStep
 
 
 class Archiver(Protocol):
@@ -86,6 +88,7 @@ class Maintenance:
     backups: tuple[backup.BackupStep, ...] = ()
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
+    idle_steps: tuple[IdleStep, ...] = ()  # releases and final notices (idlerelease)
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
 
     @property
@@ -95,6 +98,7 @@ class Maintenance:
             and not self.applied.skipped
             and all(s.ok for s in self.steps)
             and all(b.ok for b in self.backups)
+            and all(s.ok for s in self.idle_steps if s.action != "final notice not sent")
         )
 
 
@@ -136,6 +140,8 @@ def maintain(
     notice_client: notices.NoticeClient | None = None,
     log: Callable[[str], None] = lambda _l: None,
     idle: Sequence[IdleGpu] = (),
+    idle_holds: Sequence[IdleHold] = (),
+    idle_steps: Sequence[IdleStep] = (),
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -178,6 +184,12 @@ def maintain(
         sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
         idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
+        final_sent, final_steps = idlerelease.after_notices(
+            lxd, notice_client, idle_holds, idle_sent, left, policy, today, log
+        )
+        idle_sent += final_sent
+        idle_steps = [*idle_steps, *final_steps]
+    idle_steps = [*idle_steps, *idlerelease.waiting(idle_holds, dry_run)]
     return Maintenance(
         applied,
         today,
@@ -189,6 +201,7 @@ def maintain(
         backups=backups,
         idle=tuple(idle),
         idle_sent=tuple(idle_sent),
+        idle_steps=tuple(idle_steps),
     )
 
 
@@ -334,6 +347,12 @@ def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
             f"{idle['name']:<24} {idle['owner']:<12} GPU {idle['gpu']} idle since "
             f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
         )
+    for r in idlerelease.rows(m.idle_steps):
+        lines.append(
+            f"{r['name']:<24} {r['owner']:<12} idle GPUs: {r['action']}"
+            + (f" (release on {r['release_on']})" if r["release_on"] != "-" else "")
+            + (f"  {r['message']}" if r["message"] else "")
+        )
     lines += [f"{r['channel']}: {r['notice']}: {r['result']}" for r in delivery_rows(m)]
     return lines
 
@@ -348,6 +367,7 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         rows=lease_rows(m),
         backups=m.backups,
         idle=idle_rows(m, policy.timezone),
+        released=idlerelease.rows(m.idle_steps),
         delivered=delivery_rows(m),
         apply=applied,
     )
@@ -364,6 +384,7 @@ def to_json(m: Maintenance, policy: Policy) -> str:
             for b in m.backups
         ],
         "idle_gpus": idle_rows(m, policy.timezone),
+        "idle_releases": idlerelease.rows(m.idle_steps),
         "delivered": delivery_rows(m),
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }

@@ -41,6 +41,15 @@ def lease(row: ContainerRow | AccountRow) -> str:
     return f"ended {row.expires} ({-row.days_left} days ago)"
 
 
+def released(row: ContainerRow) -> str:
+    """What a container whose GPUs were handed back says (the guides use the same words)."""
+    if row.released_why == "idle":
+        return f"GPUs released for idleness on {row.released}; /ssp start or renew to get them back"
+    if row.released_why == "owner" or row.released is not None:
+        return f"GPUs handed back on {row.released}; /ssp start to get them back"
+    return ""
+
+
 def local_time(status: ServerStatus, timezone: str) -> str:
     """When STATUS was made, in the lab's time zone: "2026-11-28 20:00 (Asia/Shanghai)"."""
     try:
@@ -105,6 +114,8 @@ def text_lines(status: ServerStatus, timezone: str = "UTC") -> list[str]:
             f"  {c.name:<24} {c.owner:<12} {c.state:<9} GPUs {gpus:<8} {address:<15} "
             f"{port:<10} {lease(c)}"
         )
+        if released(c):
+            lines.append(f"  {'':<24} {released(c)}")
     lines.append("")
     lines.append("Accounts:")
     if not status.accounts:
@@ -148,6 +159,7 @@ def _facts(status: ServerStatus, timezone: str, repo_url: str) -> dict[str, Any]
     return {
         "s": status,
         "lease": lease,
+        "released": released,
         "human": human_size,
         "when": local_time(status, timezone),
         "iso": status.generated.isoformat(timespec="seconds"),
