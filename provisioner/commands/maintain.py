@@ -30,9 +30,10 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.flows import idlerelease, maintain, notify
+from provisioner.flows import idlerelease, maintain, notify, usagesummary
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
+from provisioner.flows.usagesummary import MonthUse
 from provisioner.host.lock import host_lock
 from provisioner.planning.leases import lab_today
 from provisioner.reporting import applyreport
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
         idle = _idle_gpus(config.policy, env, now)
+        month_use = _last_month(config.policy, env, now) if client is not None else None
         # Before the reconcile, so that it takes the released GPUs off in this same pass.
         holds, released = idlerelease.before_reconcile(
             lxd,
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             idle=idle,
             idle_holds=holds,
             idle_steps=released,
+            month_use=month_use,
         )
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
@@ -135,6 +138,15 @@ def _idle_gpus(policy: Policy, env: Mapping[str, str], now: datetime) -> list[Id
     except UsageDbError as e:
         _warn(env, f"idle GPUs not checked: {e}")
         return []
+
+
+def _last_month(policy: Policy, env: Mapping[str, str], now: datetime) -> MonthUse | None:
+    """Last month's GPU-hours for its summary issue; an unreadable database is a warning."""
+    try:
+        return usagesummary.last_month(database_path(policy, env), policy, now)
+    except UsageDbError as e:
+        _warn(env, f"monthly GPU-hours summary not made: {e}")
+        return None
 
 
 def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:

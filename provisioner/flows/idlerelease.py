@@ -184,3 +184,31 @@ def rows(steps: Sequence[IdleStep]) -> list[dict[str, str]]:
         }
         for s in steps
     ]
+
+
+def notice_rows(
+    idle: Sequence[IdleGpu], idle_sent: Sequence[Sent], dry_run: bool, timezone: str
+) -> list[dict[str, str]]:
+    """One row per held GPU idle for the policy's days, with what became of its notice."""
+    sent = {(s.name, s.notice): s for s in idle_sent}
+    rows = []
+    for gpu in idle:
+        note = sent.get((gpu.container, f"idle {gpu.pci}"))
+        if note is None:
+            said = "would notify" if dry_run else "not notified (no GitHub access, or not running)"
+        elif note.error:
+            said = f"not sent: {note.error}"
+        else:
+            said = f"{'sent' if note.new else 'already sent'} (#{note.issue})"
+        rows.append(
+            {
+                "gpu": gpu.pci,
+                "host": gpu.host or "-",
+                "name": gpu.container,
+                "owner": gpu.owner,
+                "idle_since": gpu.since_day(timezone).isoformat(),
+                "peak_utilization": str(gpu.peak),
+                "notice": said,
+            }
+        )
+    return rows

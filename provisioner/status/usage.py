@@ -23,9 +23,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from provisioner.reporting.escape import code
 from provisioner.values.errors import UsageError
 from provisioner.values.usage import IdleGpu, Reading
 
@@ -88,6 +89,12 @@ def account(readings: Iterable[Reading], month: str) -> list[MemberUse]:
     ]
 
 
+def previous_month(now: datetime, timezone: str) -> str:
+    """The month before NOW's, in the lab's time zone: "2026-11" on any day of 2026-12."""
+    first = now.astimezone(ZoneInfo(timezone)).replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
 # --- output ------------------------------------------------------------------------------
 
 
@@ -122,6 +129,43 @@ def to_csv(rows: Sequence[MemberUse]) -> str:
         # A login cannot start with = + - @, so no cell reads as a spreadsheet formula.
         writer.writerow([r.month, r.member, r.held_hours, r.used_hours, " ".join(r.containers)])
     return out.getvalue()
+
+
+def summary_marker(month: str) -> str:
+    return f"<!-- ssp:usage-month {month} -->"
+
+
+def summary_title(month: str) -> str:
+    return f"GPU-hours in {month}"
+
+
+def summary_body(rows: Sequence[MemberUse], month: str, top: int = 3) -> str:
+    """The monthly summary issue: held and used GPU-hours per member, then the members who
+    held the most GPU-hours without using them (held minus used). Logins are not mentioned
+    (no @): a summary is no reason to notify anyone."""
+    lines = [
+        summary_marker(month),
+        f"GPU-hours held and used per member in **{month}** (the lab's time zone), from the "
+        "sampler's readings (`ssp usage --month " + month + "`). **Held**: a GPU attached to "
+        "the member's container; **used**: held time weighted by utilisation.",
+        "",
+    ]
+    if not rows:
+        return "\n".join([*lines, "No GPU was held by a member's container this month.", ""])
+    lines += ["| member | held | used | used/held |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {code(r.member)} | {r.held_hours:.1f} | {r.used_hours:.1f} | {r.used_share:.0%} |"
+        )
+    total_held = sum(r.held_hours for r in rows)
+    total_used = sum(r.used_hours for r in rows)
+    lines.append(f"| **total** | {total_held:.1f} | {total_used:.1f} | |")
+    idle = sorted(rows, key=lambda r: (-(r.held_hours - r.used_hours), r.member))
+    idle = [r for r in idle if r.held_hours - r.used_hours > 0][:top]
+    if idle:
+        lines += ["", "Top idle holders (GPU-hours held but not used):", ""]
+        lines += [f"1. {code(r.member)}: {r.held_hours - r.used_hours:.1f}" for r in idle]
+    return "\n".join(lines) + "\n"
 
 
 def _label(value: str) -> str:

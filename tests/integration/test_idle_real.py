@@ -26,7 +26,7 @@ from nvml_standin import NvmlStandin, seed_server
 
 from integration.helpers import SHA, Adapters, LabRepo, apply_pass, host_id_spans, in_instance
 from integration.test_leases_real import Lab, noon
-from provisioner.flows import idlerelease, maintain, sample
+from provisioner.flows import idlerelease, maintain, sample, usagesummary
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import idle_now
 from provisioner.git import files as gitfiles
@@ -212,6 +212,7 @@ def consent_day(world: Lab, day: date, db: Path) -> maintain.Maintenance:
         idle=idle,
         idle_holds=holds,
         idle_steps=steps,
+        month_use=usagesummary.last_month(db, policy, now),
     )
 
 
@@ -342,6 +343,10 @@ def test_with_consent_an_idle_gpu_is_released_after_the_final_notice_reached_its
     assert [(s.container, s.action) for s in back.idle_steps] == [(idler, "GPUs asked for again")]
     assert state.RELEASED not in world.config(idler)
     assert world.config(busy) == bystander
+    # Every pass looked for December's GPU-hours summary; one issue was opened, once.
+    (summary,) = [i for i in fake_github.issues_of(FAKE_REPO) if i.title.startswith("GPU-hours")]
+    assert summary.title == "GPU-hours in 2026-12" and "No GPU was held" in (summary.body or "")
+    assert "GPU-hours of 2026-12: summary issue already open" in maintain.text_lines(back)[-1]
 
 
 def validation_inventory(world: Lab) -> Inventory:
