@@ -212,3 +212,18 @@ def test_an_idle_stretch_longer_than_the_window_keeps_the_day_it_began(tmp_path:
         now = datetime.fromtimestamp(T0 + days * DAY, UTC)
         (found,) = idle_now(path, policy, now)
         assert found.since == T0, days
+
+
+def test_the_pages_chart_puts_every_member_on_one_scale() -> None:
+    last = [
+        usage.MemberUse("2026-11", "alice", 10.0, 5.0, ("a",)),
+        usage.MemberUse("2026-11", "bob", 20.0, 0.0, ("b",)),
+    ]
+    current = [usage.MemberUse("2026-12", "carol", 4.0, 4.0, ("c",))]
+    drawn = usage.chart(last, current, ("2026-11", "2026-12"))
+    bars = {member: pair for member, pair in drawn.members}
+    assert list(bars) == ["alice", "bob", "carol"]
+    assert (bars["alice"][0].held_pct, bars["alice"][0].used_pct) == (50.0, 50.0)
+    assert (bars["bob"][0].held_pct, bars["bob"][0].used_pct) == (100.0, 0.0)
+    assert bars["carol"][0].held_hours == 0.0 and bars["carol"][1].held_pct == 20.0
+    assert usage.chart([], [], ("2026-11", "2026-12")).members == ()

@@ -25,6 +25,7 @@ from provisioner.commands import (
     observe_host,
     repo_url,
 )
+from provisioner.commands.status import usage_chart
 from provisioner.host.ports import listening_ports
 from provisioner.status import page as statuspage
 from provisioner.status import snapshot as snapshots
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         busy_ports=listening_ports(),
         images=found.images,
     )
-    page = statuspage.html(snap.status, found.policy.timezone, repo_url(env))
+    chart = usage_chart(found.policy, env, found.status)
+    page = statuspage.html(snap.status, found.policy.timezone, repo_url(env), chart)
     # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.
     snap = snapshots.with_page(snap, page)
     files = {snapshots.SNAPSHOT_FILE: snapshots.to_json(snap), snapshots.PAGE_FILE: page}

@@ -9,7 +9,17 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioner.host.usagedb import UsageDb
-from provisioner.status.usage import DAY_S, MemberUse, account, idle_gpus, month_span
+from provisioner.status.usage import (
+    DAY_S,
+    Chart,
+    MemberUse,
+    account,
+    chart,
+    idle_gpus,
+    month_of,
+    month_span,
+    previous_month,
+)
 from provisioner.values.policymodels import Policy
 from provisioner.values.usage import IdleGpu
 
@@ -26,6 +36,16 @@ def member_use(database: Path, policy: Policy, month: str) -> list[MemberUse]:
     start, end = month_span(month, policy.timezone)
     with UsageDb(database, create=False) as db:
         return account(db.readings(start, end), month)
+
+
+def page_chart(database: Path, policy: Policy, now: datetime) -> Chart | None:
+    """Last month's and this month's GPU-hours per member for the status page; None without
+    a database (no readings yet). Raises UsageDbError for one that cannot be read."""
+    if not database.exists():
+        return None
+    months = (previous_month(now, policy.timezone), month_of(now, policy.timezone))
+    last, current = (member_use(database, policy, m) for m in months)
+    return chart(last, current, months)
 
 
 def idle_now(database: Path, policy: Policy, now: datetime) -> list[IdleGpu]:

@@ -131,6 +131,43 @@ def to_csv(rows: Sequence[MemberUse]) -> str:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One member's month on the status page's chart: hours, and bar widths in percent."""
+
+    month: str
+    held_hours: float
+    used_hours: float
+    held_pct: float  # of the widest bar on the chart
+    used_pct: float  # of this bar (used over held)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Held vs used GPU-hours per member, last month and this one (the status page's)."""
+
+    months: tuple[str, str]
+    members: tuple[tuple[str, tuple[Bar, Bar]], ...]
+
+
+def chart(
+    last: Sequence[MemberUse], current: Sequence[MemberUse], months: tuple[str, str]
+) -> Chart:
+    """The chart's bars: every member who held a GPU in either month, by name."""
+    by_month = [{r.member: r for r in rows} for rows in (last, current)]
+    widest = max((r.held_hours for rows in (last, current) for r in rows), default=0.0) or 1.0
+    members = []
+    for member in sorted({*by_month[0], *by_month[1]}):
+        bars = []
+        for month, rows in zip(months, by_month, strict=True):
+            r = rows.get(member)
+            held, used = (r.held_hours, r.used_hours) if r else (0.0, 0.0)
+            share = min(100.0, 100 * used / held) if held else 0.0
+            bars.append(Bar(month, held, used, round(100 * held / widest, 1), round(share, 1)))
+        members.append((member, (bars[0], bars[1])))
+    return Chart(months, tuple(members))
+
+
 def summary_marker(month: str) -> str:
     return f"<!-- ssp:usage-month {month} -->"
 
