@@ -4,14 +4,16 @@ the GPU-hours per member, idle GPUs, and `ssp usage`'s outputs and refusals."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import run_cli, sample_repo
+from prometheus_client.parser import text_string_to_metric_families
 
-from provisioner.flows.usage import idle_now
+from provisioner.flows.usage import idle_now, prometheus
 from provisioner.host.usagedb import LATEST, UsageDb
 from provisioner.status import usage
 from provisioner.values.errors import UsageDbError, UsageError
@@ -129,10 +131,35 @@ def test_csv_and_prometheus_outputs() -> None:
         "month,member,held_gpu_hours,used_gpu_hours,containers",
         "2026-11,alice,0.083,0.033,alice-box",
     ]
-    prom = usage.to_prometheus(rows).splitlines()
+    text = prometheus(rows)
+    prom = text.splitlines()
     assert "# TYPE ssp_gpu_held_hours gauge" in prom
     assert 'ssp_gpu_held_hours{member="alice",month="2026-11"} 0.083' in prom
     assert 'ssp_gpu_used_hours{member="alice",month="2026-11"} 0.033' in prom
+    # what Prometheus's own parser reads back: the library's format, not a look-alike
+    parsed = {
+        (f.name, s.labels["member"], s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert parsed == {
+        ("ssp_gpu_held_hours", "alice", 0.083),
+        ("ssp_gpu_used_hours", "alice", 0.033),
+    }
+
+
+def test_without_prometheus_client_the_prometheus_format_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's slim install leaves prometheus-client out: only the one output needs it."""
+    repo = sample_repo(tmp_path / "repo")
+    db = _db_with(tmp_path, [reading(T0, util=40)])
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if it were not installed
+    args = ("usage", "--repo", str(repo), "--db", str(db), "--month", "2026-11")
+    done = run_cli(*args, "--format", "prometheus")
+    assert done.code == 2 and "Traceback" not in done.both
+    assert "this needs prometheus-client" in done.err
+    assert run_cli(*args, "--format", "csv").code == 0
 
 
 def idle(readings: list[Reading], now: int, days: int = 3) -> list[usage.IdleGpu]:
@@ -221,7 +248,7 @@ def test_the_pages_chart_puts_every_member_on_one_scale() -> None:
     ]
     current = [usage.MemberUse("2026-12", "carol", 4.0, 4.0, ("c",))]
     drawn = usage.chart(last, current, ("2026-11", "2026-12"))
-    bars = {member: pair for member, pair in drawn.members}
+    bars = dict(drawn.members)
     assert list(bars) == ["alice", "bob", "carol"]
     assert (bars["alice"][0].held_pct, bars["alice"][0].used_pct) == (50.0, 50.0)
     assert (bars["bob"][0].held_pct, bars["bob"][0].used_pct) == (100.0, 0.0)

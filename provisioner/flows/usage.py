@@ -4,10 +4,11 @@ held but idle now (`ssp maintain`'s idle notices). The math is `provisioner.stat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from provisioner.host.prometheus import exposition
 from provisioner.host.usagedb import UsageDb
 from provisioner.status.usage import (
     DAY_S,
@@ -36,6 +37,11 @@ def member_use(database: Path, policy: Policy, month: str) -> list[MemberUse]:
     start, end = month_span(month, policy.timezone)
     with UsageDb(database, create=False) as db:
         return account(db.readings(start, end), month)
+
+
+def prometheus(rows: Sequence[MemberUse]) -> str:
+    """ROWS in the Prometheus text exposition format (provisioner.host.prometheus)."""
+    return exposition((r.member, r.month, r.held_hours, r.used_hours) for r in rows)
 
 
 def page_chart(database: Path, policy: Policy, now: datetime) -> Chart | None:

@@ -11,8 +11,7 @@ Definitions (the guides repeat them):
   A reading NVML could not give a utilisation for never counts as idle.
 
 Months are calendar months in the lab's time zone. The Prometheus text exposition format is
-written here by hand (format version 0.0.4): the figures are a handful of gauges, which does
-not justify a new dependency on the host.
+`prometheus_client`'s (provisioner.host.prometheus), a GPU host's library.
 """
 
 from __future__ import annotations
@@ -202,26 +201,6 @@ def summary_body(rows: Sequence[MemberUse], month: str, top: int = 3) -> str:
     if idle:
         lines += ["", "Top idle holders (GPU-hours held but not used):", ""]
         lines += [f"1. {code(r.member)}: {r.held_hours - r.used_hours:.1f}" for r in idle]
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def to_prometheus(rows: Sequence[MemberUse]) -> str:
-    """The Prometheus text exposition format (0.0.4): two gauges labelled member and month."""
-    lines: list[str] = []
-    for metric, field, help_ in (
-        ("ssp_gpu_held_hours", "held_hours", "GPU-hours held by the member's containers"),
-        ("ssp_gpu_used_hours", "used_hours", "GPU-hours used (held time weighted by utilisation)"),
-    ):
-        lines += [f"# HELP {metric} {help_}.", f"# TYPE {metric} gauge"]
-        for r in rows:
-            value = getattr(r, field)
-            lines.append(
-                f'{metric}{{member="{_label(r.member)}",month="{_label(r.month)}"}} {value!r}'
-            )
     return "\n".join(lines) + "\n"
 
 
