@@ -239,6 +239,21 @@ def test_an_idle_stretch_longer_than_the_window_keeps_the_day_it_began(tmp_path:
         now = datetime.fromtimestamp(T0 + days * DAY, UTC)
         (found,) = idle_now(path, policy, now)
         assert found.since == T0, days
+    # Further back, what ended the stretch: a busy hour, or another holder before it.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    stretch = [reading(T0 + i * 3600, util=3) for i in range(30 * 24 + 1)]
+    stretch[5 * 24] = reading(T0 + 5 * DAY, util=60)
+    stretch[:24] = [reading(r.at, owner="bob") for r in stretch[:24]]
+    (found,) = idle_now(_db_with(busy, stretch), policy, datetime.fromtimestamp(T0 + 30 * DAY, UTC))
+    assert (found.since, found.peak) == (T0 + 5 * DAY + 3600, 3)
+    handed = tmp_path / "handed"
+    handed.mkdir()
+    stretch[5 * 24] = reading(T0 + 5 * DAY, util=3)
+    (found,) = idle_now(
+        _db_with(handed, stretch), policy, datetime.fromtimestamp(T0 + 30 * DAY, UTC)
+    )
+    assert found.since == T0 + DAY  # alice's stretch began when bob's hold ended
 
 
 def test_the_pages_chart_puts_every_member_on_one_scale() -> None:

@@ -5,6 +5,7 @@ held but idle now (`ssp maintain`'s idle notices). The math is `provisioner.stat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -58,28 +59,32 @@ def idle_now(database: Path, policy: Policy, now: datetime) -> list[IdleGpu]:
     """The held GPUs idle for the policy's `usage.idle_days`; [] when idle notices are off
     or no database exists yet (no readings, no notice).
 
-    Each idle GPU's stretch begins where it really began, however long ago (within
-    `usage.keep_days`): a stretch that fills the whole window read is read further back, so
-    the day a notice names stays the same from one day's pass to the next."""
+    Each idle GPU's stretch begins where it really began, however long ago (the readings
+    kept): a stretch that fills the whole window read is followed further back in the
+    database, so the day a notice names stays the same from one day's pass to the next."""
     usage = policy.usage
     if usage.idle_days <= 0 or not database.exists():
         return []
     at = int(now.timestamp())
     # A day more than the window: the stretch must be seen to begin before it.
-    days = usage.idle_days + 1
     with UsageDb(database, create=False) as db:
-        while True:
-            readings = db.readings(at - days * DAY_S, at + 1)
-            found = idle_gpus(
-                readings,
-                at,
-                threshold=usage.idle_utilization,
-                days=usage.idle_days,
-                fresh_s=3 * usage.interval_minutes * 60,
-            )
-            first: dict[tuple[str, str], int] = {}
-            for r in readings:  # in time order
-                first.setdefault((r.host, r.pci), r.at)
-            if days >= usage.keep_days or all(g.since > first[(g.host, g.pci)] for g in found):
-                return found
-            days = min(days * 2, usage.keep_days)
+        readings = db.readings(at - (usage.idle_days + 1) * DAY_S, at + 1)
+        found = idle_gpus(
+            readings,
+            at,
+            threshold=usage.idle_utilization,
+            days=usage.idle_days,
+            fresh_s=3 * usage.interval_minutes * 60,
+        )
+        first: dict[tuple[str, str], int] = {}
+        for r in readings:  # in time order
+            first.setdefault((r.host, r.pci), r.at)
+        out = []
+        for gpu in found:
+            earlier = None
+            if gpu.since == first[(gpu.host, gpu.pci)]:  # it may have begun before the window
+                earlier = db.quiet_from(gpu, usage.idle_utilization, gpu.since)
+            if earlier is not None:
+                gpu = replace(gpu, since=earlier[0], peak=max(gpu.peak, earlier[1]))  # noqa: PLW2901
+            out.append(gpu)
+        return out
