@@ -8,6 +8,10 @@ them nothing is posted, and nothing that waits on a final notice is deleted. Git
 print a warning and never change the exit status. With a policy `notify:` section the same
 notices (and, for admins, the run's failures and drift) then go by e-mail and webhook after the
 host lock is released (provisioner.flows.notify); a failed delivery is a warning too.
+From the usage database it also finds GPUs held but idle: a notice, and where the policy
+consents (`usage.idle_action: release`) a final notice and then the release, made before the
+reconcile so that it takes the GPUs off in the same pass (provisioner.flows.idlerelease); and
+once a month it opens last month's GPU-hours summary issue (provisioner.flows.usagesummary).
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="daily upkeep: expire leases, notify owners, delete past retention",
         description="Reconcile LXD with the checkout, stop and snapshot containers whose "
         "lease ended, delete those past retention where the policy allows it (exported first "
-        "when it asks), and notify their owners on GitHub. The maintenance workflow runs it "
-        "daily on the GPU host.",
+        "when it asks), and notify their owners on GitHub; tell owners of idle GPUs and, "
+        "where the policy consents, release them after a final notice; open last month's "
+        "GPU-hours summary issue. The maintenance workflow runs it daily on the GPU host.",
         **examples(
             "ssp maintain --dry-run  # what would be stopped, deleted and notified",
             "ssp maintain --format markdown  # as the workflow's job summary shows it",
