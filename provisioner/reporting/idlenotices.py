@@ -113,35 +113,12 @@ def send_idle(
 ) -> list[Sent]:
     """Post a notice for each idle GPU of a running lease; GitHub failures are recorded."""
     by_name = {lease.name: lease for lease in leases}
-    due = [gpu for gpu in idle if gpu.container in watched(idle, leases)]
-    if not due:
-        return []
-    try:
-        issues = _by_name(client.our_issues(LABEL))
-    except GithubError as e:
-        return [Sent(g.container, f"idle {g.pci}", error=str(e)) for g in due]
-    done: list[Sent] = []
-    for gpu in due:
+    due = []
+    for gpu in (g for g in idle if g.container in watched(idle, leases)):
         lease = by_name[gpu.container]
-        try:
-            issue = issues.get(lease.name)
-            if issue is None:
-                body = issue_body(lease, policy)
-                issue = client.create_issue(
-                    issue_title(lease), body, LABEL, issue_marker(lease.name)
-                )
-                issues[lease.name] = issue
-            posted = client.upsert_comment(
-                issue.number, idle_text(gpu, lease, policy), idle_marker(gpu, policy)
-            )
-            if posted.created:
-                log(f"{lease.name}: GPU {gpu.pci} idle; told {lease.owner} in #{issue.number}")
-            done.append(
-                Sent(lease.name, f"idle {gpu.pci}", issue.number, posted.url, posted.created)
-            )
-        except GithubError as e:
-            done.append(Sent(lease.name, f"idle {gpu.pci}", error=str(e)))
-    return done
+        text, marker = idle_text(gpu, lease, policy), idle_marker(gpu, policy)
+        due.append((lease, f"idle {gpu.pci}", text, marker))
+    return _post(client, due, policy, log)
 
 
 def send_final(
@@ -154,31 +131,45 @@ def send_final(
     """Post the final notice of each hold due one, and the release's comment of each released
     now, in the container's lease issue. `Sent.new` is False when the comment was there."""
     by_name = {lease.name: lease for lease in leases}
-    due = [h for h in holds if h.due in ("final", "release") and h.container in by_name]
+    due = []
+    for hold in (h for h in holds if h.container in by_name):
+        lease = by_name[hold.container]
+        if hold.due == "final":
+            due.append((lease, "idle-final", final_text(hold, lease, policy), final_marker(hold)))
+        elif hold.due == "release":
+            text, marker = released_text(hold, lease, policy), released_marker(hold)
+            due.append((lease, "idle-release", text, marker))
+    return _post(client, due, policy, log)
+
+
+def _post(
+    client: NoticeClient,
+    due: Sequence[tuple[Lease, str, str, str]],
+    policy: Policy,
+    log: Callable[[str], None],
+) -> list[Sent]:
+    """Each (lease, notice, text, marker) as one comment in the lease's issue (made when there
+    is none yet); a GitHub failure is recorded in its `Sent`, and the others go on."""
     if not due:
         return []
     try:
         issues = _by_name(client.our_issues(LABEL))
     except GithubError as e:
-        return [Sent(h.container, f"idle-{h.due}", error=str(e)) for h in due]
+        return [Sent(lease.name, notice, error=str(e)) for lease, notice, _, _ in due]
     done: list[Sent] = []
-    for hold in due:
-        lease = by_name[hold.container]
-        final = hold.due == "final"
-        text = final_text(hold, lease, policy) if final else released_text(hold, lease, policy)
-        marker = final_marker(hold) if final else released_marker(hold)
+    for lease, notice, text, marker in due:
         try:
             issue = issues.get(lease.name)
             if issue is None:
+                body = issue_body(lease, policy)
                 issue = client.create_issue(
-                    issue_title(lease), issue_body(lease, policy), LABEL, issue_marker(lease.name)
+                    issue_title(lease), body, LABEL, issue_marker(lease.name)
                 )
                 issues[lease.name] = issue
             posted = client.upsert_comment(issue.number, text, marker)
-            log(f"{lease.name}: idle {hold.due} notice in #{issue.number}")
-            done.append(
-                Sent(lease.name, f"idle-{hold.due}", issue.number, posted.url, posted.created)
-            )
+            if posted.created:
+                log(f"{lease.name}: {notice}; told {lease.owner} in #{issue.number}")
+            done.append(Sent(lease.name, notice, issue.number, posted.url, posted.created))
         except GithubError as e:
-            done.append(Sent(lease.name, f"idle-{hold.due}", error=str(e)))
+            done.append(Sent(lease.name, notice, error=str(e)))
     return done

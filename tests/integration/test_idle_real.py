@@ -18,26 +18,25 @@ import json
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
 from helpers import ENV, NOW, run_cli
 from nvml_standin import NvmlStandin, seed_server
 
-from integration.helpers import SHA, Adapters, LabRepo, apply_pass, host_id_spans, in_instance
+from integration.helpers import Adapters, LabRepo, apply_pass, in_instance
 from integration.test_leases_real import Lab, noon
 from provisioner.flows import idlerelease, maintain, sample, usagesummary
-from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import idle_now
 from provisioner.git import files as gitfiles
 from provisioner.gpu.nvml import read_gpus
-from provisioner.host.ports import listening_ports
 from provisioner.host.usagedb import UsageDb
 from provisioner.lxd.api import Lxd
 from provisioner.planning.leases import lab_today
 from provisioner.status import page
 from provisioner.status.server import build
-from provisioner.validation.validate import blocking, validate_tree
+from provisioner.validation.validate import Validation, validate_tree
 from provisioner.values import state
 from provisioner.values.models import Inventory
 from provisioner.values.policymodels import Policy
@@ -180,40 +179,21 @@ class Holding:
 
 
 def consent_day(world: Lab, day: date, db: Path) -> maintain.Maintenance:
-    """One `ssp maintain` as the command runs it: the idle GPUs from the usage database, the
-    releases before the reconcile, the reconcile, then the upkeep and the notices."""
-    world.write_policy()
-    now = noon(day)
-    validation = validate_tree(gitfiles.worktree(world.lab.root), now)
-    assert not blocking(validation), [str(p) for p in validation.problems]
-    assert validation.config is not None
-    policy = validation.config.policy
-    idle = idle_now(db, policy, now)
-    holds, steps = idlerelease.before_reconcile(
-        world.lxd, policy, idle, lab_today(now, policy.timezone), dry_run=False
-    )
-    applied = run_pass(
-        validation,
-        world.lxd,
-        lambda _i: world.lxd,
-        now=now,
-        sha=SHA,
-        busy_ports=listening_ports(),
-        id_spans=host_id_spans(),
-        pin_ids=True,
-        ipv4_timeout_s=5,
-    )
-    assert applied.result.ok, applied.result.outcomes
-    return maintain.maintain(
-        applied,
-        world.lxd,
-        now=now,
-        notice_client=world.client,
-        idle=idle,
-        idle_holds=holds,
-        idle_steps=steps,
-        month_use=usagesummary.last_month(db, policy, now),
-    )
+    """One `ssp maintain` as the command runs it: the idle GPUs from the usage database and
+    the releases before the reconcile, then the reconcile, the upkeep and the notices."""
+
+    def before(validation: Validation, now: datetime) -> dict[str, Any]:
+        assert validation.config is not None
+        policy = validation.config.policy
+        idle = idle_now(db, policy, now)
+        holds, steps = idlerelease.before_reconcile(
+            world.lxd, policy, idle, lab_today(now, policy.timezone), dry_run=False
+        )
+        month_use = usagesummary.last_month(db, policy, now)
+        return {"idle": idle, "idle_holds": holds, "idle_steps": steps, "month_use": month_use}
+
+    world.before_pass = before
+    return world.day(day)
 
 
 def comments(gh: FakeGitHub, name: str, kind: str) -> list[str]:
