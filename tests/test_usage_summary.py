@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import yaml
 from fakegithub import FAKE_REPO, FakeGitHub
+from test_notices import client  # noqa: F401  (the fixture: the GitHub adapter on the fake)
 
 from provisioner.flows import usagesummary
 from provisioner.github.issues import IssuesClient
@@ -23,16 +23,6 @@ pytest_plugins = ["fakegithub.fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PCI = "0000:4b:00.0"
-
-
-@pytest.fixture
-def client(fake_github: FakeGitHub, github_sleeps: list[float]) -> IssuesClient:
-    return IssuesClient(
-        repository=FAKE_REPO,
-        token=fake_github.token,
-        api_url=fake_github.url,
-        sleep=github_sleeps.append,
-    )
 
 
 def policy() -> Policy:
@@ -63,7 +53,9 @@ def test_the_body_lists_members_and_the_top_idle_holders_without_mentions() -> N
 
 
 def test_the_issue_is_opened_once_from_the_database_and_found_again(
-    client: IssuesClient, fake_github: FakeGitHub, tmp_path: Path
+    client: IssuesClient,  # noqa: F811
+    fake_github: FakeGitHub,
+    tmp_path: Path,
 ) -> None:
     db = tmp_path / "usage.sqlite"
     november = int(datetime(2026, 11, 10, tzinfo=UTC).timestamp())

@@ -38,11 +38,8 @@ def before_reconcile(
 ) -> tuple[list[IdleHold], list[IdleStep]]:
     """Give back renewed containers' GPUs, release the due ones; the holds and what was done."""
     instances = lxd.instances()
-    steps = [
-        _unrelease(lxd, i, dry_run, log)
-        for i in instances
-        if i.name in set(idlerelease.renewed(instances))
-    ]
+    renewed = set(idlerelease.renewed(instances))
+    steps = [_unrelease(lxd, i, dry_run, log) for i in instances if i.name in renewed]
     holds = idlerelease.review(idle, instances, policy, today)
     by_name = {i.name: i for i in instances}
     for hold in holds:
