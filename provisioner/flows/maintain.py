@@ -90,6 +90,7 @@ class Maintenance:
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
     idle_steps: tuple[IdleStep, ...] = ()  # releases and final notices (idlerelease)
+    idle_holds: tuple[IdleHold, ...] = ()  # what was due for idle containers (idlerelease)
     summary: usagesummary.Summary | None = None  # last month's GPU-hours issue
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
 
@@ -208,6 +209,7 @@ def maintain(
         idle=tuple(idle),
         idle_sent=tuple(idle_sent),
         idle_steps=tuple(idle_steps),
+        idle_holds=tuple(idle_holds),
         summary=summary,
     )
 
