@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import run_cli, sample_repo
-from prometheus_client.parser import text_string_to_metric_families
 
 from provisioner.flows.usage import idle_now, prometheus
 from provisioner.host.usagedb import LATEST, UsageDb
@@ -131,12 +130,15 @@ def test_csv_and_prometheus_outputs() -> None:
         "month,member,held_gpu_hours,used_gpu_hours,containers",
         "2026-11,alice,0.083,0.033,alice-box",
     ]
+    # the GPU host's library (a dependency): what Prometheus's own parser reads back
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
     text = prometheus(rows)
     prom = text.splitlines()
     assert "# TYPE ssp_gpu_held_hours gauge" in prom
     assert 'ssp_gpu_held_hours{member="alice",month="2026-11"} 0.083' in prom
     assert 'ssp_gpu_used_hours{member="alice",month="2026-11"} 0.033' in prom
-    # what Prometheus's own parser reads back: the library's format, not a look-alike
+    # the library's format, not a look-alike
     parsed = {
         (f.name, s.labels["member"], s.value)
         for f in text_string_to_metric_families(text)
