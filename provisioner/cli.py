@@ -78,6 +78,7 @@ HOST_LIBRARIES = {
     "jwt": "PyJWT",
     "requests": "requests",
     "ws4py": "ws4py",
+    "prometheus_client": "prometheus-client",
 }
 
 

@@ -20,8 +20,10 @@ from provisioner.values.errors import LxdError
 from provisioner.values.outcomes import GpuInfo
 from provisioner.values.state import (
     ACCOUNT,
+    IDLE_LEASE,
     MANAGED,
     OWNER,
+    RELEASED,
     REQUEST,
     RESTORED,
     RETIRED,
@@ -726,3 +728,25 @@ def test_the_fake_keeps_lxds_rules() -> None:
         lxd.start("z")
     assert [m for m, _n in lxd.mutations].count("start") == 5
     assert ("instances", "") not in lxd.mutations
+
+
+def test_a_gpu_release_takes_the_gpu_off_running_and_survives_later_updates(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    image = lab.edited("gpu_userspace: nvidia-runtime", "gpu_userspace: image")
+    apply(image, fake, image.container("alice-x", gpus=1))
+    rec = fake.record("alice-x")
+    assert "gpu-0000-18-00-0" in rec.devices
+    # An idle release (or `/ssp stop`) sets the label; the next pass takes the GPU off
+    # without a restart, and the label stays: the GPU is not put back on the pass after.
+    fake.set_config("alice-x", {RELEASED: "2027-01-14 idle", IDLE_LEASE: "2027-06-30"})
+    before = len(fake.calls)
+    apply(image, fake, image.container("alice-x", gpus=1))
+    assert ("stop", "alice-x") not in fake.calls[before:]
+    assert not [d for d in rec.devices.values() if d.get("type") == "gpu"]
+    assert rec.config[RELEASED] == "2027-01-14 idle" and rec.config[IDLE_LEASE] == "2027-06-30"
+    # A later change to the container (more memory) keeps the release too.
+    apply(image, fake, image.container("alice-x", gpus=1, memory="2GiB"))
+    assert rec.config["limits.memory"] == "2GiB"
+    assert rec.config[RELEASED] == "2027-01-14 idle"
+    assert not [d for d in rec.devices.values() if d.get("type") == "gpu"]

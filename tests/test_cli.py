@@ -171,7 +171,17 @@ def test_explain_an_unknown_rule_names_the_close_ones() -> None:
     assert "see docs/user-guide.md" in far.err
 
 
-HOST_LIBRARIES = ("pylxd", "github", "pynvml", "jinja2", "ws4py", "requests", "jwt", "cryptography")
+HOST_LIBRARIES = (
+    "pylxd",
+    "github",
+    "pynvml",
+    "jinja2",
+    "ws4py",
+    "requests",
+    "jwt",
+    "cryptography",
+    "prometheus_client",
+)
 
 
 @pytest.mark.parametrize("argv", [["validate", "--all"], ["validate"]], ids=["all", "change"])

@@ -76,7 +76,15 @@ def test_the_lock_says_how_it_was_made_and_make_lock_makes_it_so() -> None:
 
 
 # The GPU host's adapters (LXD, GitHub, NVML) and what they import directly besides.
-HOST_ONLY = {"pylxd", "pygithub", "nvidia-ml-py", "pyjwt", "requests", "cryptography"}
+HOST_ONLY = {
+    "pylxd",
+    "pygithub",
+    "nvidia-ml-py",
+    "prometheus-client",
+    "pyjwt",
+    "requests",
+    "cryptography",
+}
 
 
 def test_the_members_slim_list_is_the_dependencies_without_the_host_libraries() -> None:

@@ -25,10 +25,11 @@ from provisioner.flows import notify
 from provisioner.flows.maintain import Maintenance
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import review
+from provisioner.reporting.notices import Sent
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.plandata import Drift
 from provisioner.values.policymodels import Policy, SnapshotPolicy
-from provisioner.values.usage import IdleGpu
+from provisioner.values.usage import IdleGpu, IdleHold
 
 REMINDER_DAY = LAST - timedelta(days=3)
 
@@ -336,3 +337,26 @@ def test_a_receiver_that_answers_garbage_is_a_failure_not_a_crash(tmp_path: Path
     finally:
         server.close()
     assert failed.attempts == 2 and failed.error
+
+
+def test_a_final_idle_notice_goes_by_chat_too_once_it_is_in_the_lease_issue(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    hooked = receiver.add("/feishu", '{"code": 0}')
+    p = lab_policy(
+        tmp_path, webhooks={"lab": hook(tmp_path, "f", "feishu", receiver.url + "/feishu")}
+    )
+    day = LAST - timedelta(days=30)
+    m = upkeep(p, day)
+    hold = IdleHold("alice-thesis", "alice", ("0000:4b:00.0",), day, "final", day + timedelta(7))
+    # Not in the lease issue (GitHub failed): no mail or chat either; the next pass tries.
+    failed = Sent("alice-thesis", "idle-final", error="GitHub: 502")
+    notify.send_all(replace(m, idle_holds=(hold,), idle_sent=(failed,)), p)
+    assert hooked.bodies == []
+    posted = Sent("alice-thesis", "idle-final", 12, "https://github.example/i/12", True)
+    for _ in range(2):
+        notify.send_all(replace(m, idle_holds=(hold,), idle_sent=(posted,)), p)
+    (body,) = hooked.bodies
+    text = body["content"]["text"]
+    assert f"GPUs of alice-thesis will be released on {day + timedelta(7)}" in text
+    assert "final notice" in text

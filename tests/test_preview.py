@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from helpers import ENV, NOW, ROOT, GitRepo, line_of, valid_request, validate
-from snapshots import PCI, GiB, container, make_snapshot
+from snapshots import PCI, GiB, container, make_snapshot, snapshot_text
 
-from provisioner.values.state import Instance
+from provisioner.status import snapshot as snapshots
+from provisioner.values.state import RELEASED, Instance
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
@@ -413,3 +414,19 @@ def test_a_fault_in_the_preview_itself_is_a_note_not_a_failure(
     assert doc["preview"]["usable"] is False
     assert "OverflowError in the preview" in doc["preview"]["source"]
     assert rows(doc)[ALICE]["verb"] == "create"
+
+
+def test_a_released_container_is_published_as_asking_no_gpus() -> None:
+    """The snapshot carries a GPU release (never the label's text): the preview's plan, like
+    the host's, gives that container no GPUs; its status row says so."""
+    carol = container("carol-box", "carol", (), 22001, "50GiB")
+    released = Instance(
+        carol.name, carol.status, {**carol.config, RELEASED: "2027-01-14 idle"}, carol.devices
+    )
+    text = snapshot_text([released, container("alice-box", "alice", (0,), 22002, "50GiB")])
+    snap = snapshots.parse(text.encode(), datetime.fromisoformat(NOW), timedelta(hours=30))
+    by_name = {i.name: i for i in snapshots.instances(snap)}
+    assert by_name["carol-box"].gpus_released and not by_name["alice-box"].gpus_released
+    assert "2027-01-14 idle" not in text
+    (row,) = [c for c in snap.status.containers if c.name == "carol-box"]
+    assert (row.released, row.released_why) == (date(2027, 1, 14), "idle")

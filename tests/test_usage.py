@@ -4,17 +4,22 @@ the GPU-hours per member, idle GPUs, and `ssp usage`'s outputs and refusals."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run_cli, sample_repo
 
+from provisioner.flows.usage import idle_now, prometheus
 from provisioner.host.usagedb import LATEST, UsageDb
 from provisioner.status import usage
 from provisioner.values.errors import UsageDbError, UsageError
+from provisioner.values.policymodels import Policy
 from provisioner.values.usage import Reading
 
+ROOT = Path(__file__).resolve().parents[1]
 PCI = "0000:4b:00.0"
 T0 = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
 DAY = 86_400
@@ -125,10 +130,38 @@ def test_csv_and_prometheus_outputs() -> None:
         "month,member,held_gpu_hours,used_gpu_hours,containers",
         "2026-11,alice,0.083,0.033,alice-box",
     ]
-    prom = usage.to_prometheus(rows).splitlines()
+    # the GPU host's library (a dependency): what Prometheus's own parser reads back
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    text = prometheus(rows)
+    prom = text.splitlines()
     assert "# TYPE ssp_gpu_held_hours gauge" in prom
     assert 'ssp_gpu_held_hours{member="alice",month="2026-11"} 0.083' in prom
     assert 'ssp_gpu_used_hours{member="alice",month="2026-11"} 0.033' in prom
+    # the library's format, not a look-alike
+    parsed = {
+        (f.name, s.labels["member"], s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert parsed == {
+        ("ssp_gpu_held_hours", "alice", 0.083),
+        ("ssp_gpu_used_hours", "alice", 0.033),
+    }
+
+
+def test_without_prometheus_client_the_prometheus_format_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's slim install leaves prometheus-client out: only the one output needs it."""
+    repo = sample_repo(tmp_path / "repo")
+    db = _db_with(tmp_path, [reading(T0, util=40)])
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if it were not installed
+    args = ("usage", "--repo", str(repo), "--db", str(db), "--month", "2026-11")
+    done = run_cli(*args, "--format", "prometheus")
+    assert done.code == 2 and "Traceback" not in done.both
+    assert "this needs prometheus-client" in done.err
+    assert run_cli(*args, "--format", "csv").code == 0
 
 
 def idle(readings: list[Reading], now: int, days: int = 3) -> list[usage.IdleGpu]:
@@ -195,3 +228,46 @@ def test_what_a_label_says_is_stored_as_data_never_as_sql(tmp_path: Path) -> Non
     with UsageDb(path, create=False) as db:
         (back,) = db.readings(0, T0 + 1)
     assert back.owner == hostile and back.container == hostile
+
+
+def test_an_idle_stretch_longer_than_the_window_keeps_the_day_it_began(tmp_path: Path) -> None:
+    """The idle notice's marker names the day the stretch began: read only `idle_days + 1`
+    back, that day crept forward every day and each pass posted a new notice."""
+    path = _db_with(tmp_path, [reading(T0 + i * 3600) for i in range(30 * 24 + 1)])
+    policy = Policy.model_validate(
+        {**yaml.safe_load((ROOT / "config" / "policy.yaml").read_text()), "usage": {"idle_days": 3}}
+    )
+    for days in (10, 20, 30):
+        now = datetime.fromtimestamp(T0 + days * DAY, UTC)
+        (found,) = idle_now(path, policy, now)
+        assert found.since == T0, days
+    # Further back, what ended the stretch: a busy hour, or another holder before it.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    stretch = [reading(T0 + i * 3600, util=3) for i in range(30 * 24 + 1)]
+    stretch[5 * 24] = reading(T0 + 5 * DAY, util=60)
+    stretch[:24] = [reading(r.at, owner="bob") for r in stretch[:24]]
+    (found,) = idle_now(_db_with(busy, stretch), policy, datetime.fromtimestamp(T0 + 30 * DAY, UTC))
+    assert (found.since, found.peak) == (T0 + 5 * DAY + 3600, 3)
+    handed = tmp_path / "handed"
+    handed.mkdir()
+    stretch[5 * 24] = reading(T0 + 5 * DAY, util=3)
+    (found,) = idle_now(
+        _db_with(handed, stretch), policy, datetime.fromtimestamp(T0 + 30 * DAY, UTC)
+    )
+    assert found.since == T0 + DAY  # alice's stretch began when bob's hold ended
+
+
+def test_the_pages_chart_puts_every_member_on_one_scale() -> None:
+    last = [
+        usage.MemberUse("2026-11", "alice", 10.0, 5.0, ("a",)),
+        usage.MemberUse("2026-11", "bob", 20.0, 0.0, ("b",)),
+    ]
+    current = [usage.MemberUse("2026-12", "carol", 4.0, 4.0, ("c",))]
+    drawn = usage.chart(last, current, ("2026-11", "2026-12"))
+    bars = dict(drawn.members)
+    assert list(bars) == ["alice", "bob", "carol"]
+    assert (bars["alice"][0].held_pct, bars["alice"][0].used_pct) == (50.0, 50.0)
+    assert (bars["bob"][0].held_pct, bars["bob"][0].used_pct) == (100.0, 0.0)
+    assert bars["carol"][0].held_hours == 0.0 and bars["carol"][1].held_pct == 20.0
+    assert usage.chart([], [], ("2026-11", "2026-12")).members == ()

@@ -912,6 +912,15 @@ def _cases() -> Iterator[Case]:
             19,
         ),
         (
+            "policy-idle-release-without-idle-days",
+            policy(
+                "timezone: Asia/Shanghai", "usage:\n  idle_action: release\ntimezone: Asia/Shanghai"
+            ),
+            "policy.idle_release",
+            "idle_action: release",
+            13,
+        ),
+        (
             "policy-shared-port-among-the-containers-ports",
             policy("    ssh_port: 22000\n", "    ssh_port: 22500\n"),
             "policy.shared_port",

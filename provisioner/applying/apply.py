@@ -81,10 +81,11 @@ class Applier:
     # --- containers ---------------------------------------------------------------------------
 
     def _config(self, spec: specs.Spec, keep: Mapping[str, str], status: str) -> dict[str, str]:
-        """Our keys, plus the not-ours keys found on the instance (reported as drift)."""
+        """Our keys, the not-ours keys found (reported as drift), a GPU release's labels."""
+        kept = {k: v for k, v in keep.items() if k in specs.KEPT_LABELS}
         config = {
             k: v for k, v in keep.items() if not specs.ours(k, spec) and not specs.lxd_managed(k)
-        }
+        } | kept
         config.update(spec.config)
         config[state.STATE] = status
         config[state.SHA] = self.sha

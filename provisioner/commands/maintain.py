@@ -8,6 +8,10 @@ them nothing is posted, and nothing that waits on a final notice is deleted. Git
 print a warning and never change the exit status. With a policy `notify:` section the same
 notices (and, for admins, the run's failures and drift) then go by e-mail and webhook after the
 host lock is released (provisioner.flows.notify); a failed delivery is a warning too.
+From the usage database it also finds GPUs held but idle: a notice, and where the policy
+consents (`usage.idle_action: release`) a final notice and then the release, made before the
+reconcile so that it takes the GPUs off in the same pass (provisioner.flows.idlerelease); and
+once a month it opens last month's GPU-hours summary issue (provisioner.flows.usagesummary).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from provisioner.commands import (
     print_blocking,
 )
 from provisioner.commands.apply import keep_tunnel_in_step
-from provisioner.flows import maintain, notify
+from provisioner.flows import idlerelease, maintain, notify, usagesummary
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
+from provisioner.flows.usagesummary import MonthUse
 from provisioner.host.lock import host_lock
+from provisioner.planning.leases import lab_today
 from provisioner.reporting import applyreport
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.reporting.notices import NoticeClient
@@ -49,8 +55,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="daily upkeep: expire leases, notify owners, delete past retention",
         description="Reconcile LXD with the checkout, stop and snapshot containers whose "
         "lease ended, delete those past retention where the policy allows it (exported first "
-        "when it asks), and notify their owners on GitHub. The maintenance workflow runs it "
-        "daily on the GPU host.",
+        "when it asks), and notify their owners on GitHub; tell owners of idle GPUs and, "
+        "where the policy consents, release them after a final notice; open last month's "
+        "GPU-hours summary issue. The maintenance workflow runs it daily on the GPU host.",
         **examples(
             "ssp maintain --dry-run  # what would be stopped, deleted and notified",
             "ssp maintain --format markdown  # as the workflow's job summary shows it",
@@ -73,6 +80,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = None if args.dry_run else _notice_client(env)
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
+        idle = _idle_gpus(config.policy, env, now)
+        month_use = _last_month(config.policy, env, now) if client is not None else None
+        # Before the reconcile, so that it takes the released GPUs off in this same pass.
+        holds, released = idlerelease.before_reconcile(
+            lxd,
+            config.policy,
+            idle,
+            lab_today(now, config.policy.timezone),
+            dry_run=args.dry_run,
+            log=_note,
+        )
         applied = run_pass(
             validation,
             lxd,
@@ -83,8 +101,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
             log=_note,
         )
-        idle = _idle_gpus(config.policy, env, now)
-        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
+        done = maintain.maintain(
+            applied,
+            lxd,
+            now=now,
+            notice_client=client,
+            log=_note,
+            idle=idle,
+            idle_holds=holds,
+            idle_steps=released,
+            month_use=month_use,
+        )
         # Retired and deleted containers leave the tunnel (under the lock, as in apply).
         keep_tunnel_in_step(config, lxd, applied.result, env, args.dry_run, "maintain")
     policy = config.policy
@@ -119,6 +146,15 @@ def _idle_gpus(policy: Policy, env: Mapping[str, str], now: datetime) -> list[Id
     except UsageDbError as e:
         _warn(env, f"idle GPUs not checked: {e}")
         return []
+
+
+def _last_month(policy: Policy, env: Mapping[str, str], now: datetime) -> MonthUse | None:
+    """Last month's GPU-hours for its summary issue; an unreadable database is a warning."""
+    try:
+        return usagesummary.last_month(database_path(policy, env), policy, now)
+    except UsageDbError as e:
+        _warn(env, f"monthly GPU-hours summary not made: {e}")
+        return None
 
 
 def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:

@@ -30,6 +30,7 @@ from provisioner.commands import (
     print_invalid_config,
     repo_url,
 )
+from provisioner.commands.status import usage_chart
 from provisioner.flows.publish import Published, publish_state
 from provisioner.host.ports import listening_ports
 from provisioner.reporting.escape import log_line
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         repo_url=repo_url(env),
         busy_ports=listening_ports,
         read_gpus=env.get("SSP_GPU_CHECK") != "off",
+        chart=lambda policy, status: usage_chart(policy, env, status),
         output=args.output,
         branch=args.branch,
     )
@@ -117,6 +119,7 @@ def publish_page(repo: Path, env: Mapping[str, str]) -> Published:
             repo_url=repo_url(env),
             busy_ports=listening_ports,
             read_gpus=env.get("SSP_GPU_CHECK") != "off",
+            chart=lambda policy, status: usage_chart(policy, env, status),
         )
     except Exception as e:  # the promise to the caller: reported, never raised
         return Published(error=f"{type(e).__name__}: {e}")

@@ -1,7 +1,7 @@
 """`ssp usage`: held and used GPU-hours per member in a month, from the usage database.
 
-Text, JSON, CSV, or the Prometheus text exposition format (for a node exporter's textfile
-collector, or any scrape). The definitions of held and used are in
+Text, JSON, CSV, or the Prometheus text exposition format made by `prometheus_client` (for a
+node exporter's textfile collector, or any scrape). The definitions of held and used are in
 `provisioner.status.usage`, and in the admin guide.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.commands import add_repo_arg, clock, emit, examples, main_config
-from provisioner.flows.usage import database_path, member_use
+from provisioner.flows.usage import database_path, member_use, prometheus
 from provisioner.status import usage
 
 FORMATS = ("text", "json", "csv", "prometheus")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     elif args.format == "csv":
         out = usage.to_csv(rows)
     elif args.format == "prometheus":
-        out = usage.to_prometheus(rows)
+        out = prometheus(rows)
     else:
         out = usage.text(rows, month)
     emit("usage", out, args.output)

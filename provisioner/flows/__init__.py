@@ -1,5 +1,6 @@
 """Flows: one command's whole job, wiring the adapters to the pure core: a reconcile pass,
-maintenance, the doctor's checkup, the PR check, the status observation and its publishing,
+maintenance (with idle GPUs released where the policy consents, and the monthly GPU-hours
+summary issue), the doctor's checkup, the PR check, the status observation and its publishing,
 keeping the tunnel in step after an apply, and GPU sampling and usage.
 
 May import: every wing below (applying, the adapters, doctor, status, reporting, planning,

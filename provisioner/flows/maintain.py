@@ -15,8 +15,11 @@ The order, each step on what the one before left:
    notice that reached GitHub is recorded on the container (`user.ssp.warned`), which is what lets a
    later pass delete it. GitHub failures are reported and change nothing on the host;
 6. idle-GPU notices (provisioner.reporting.idlenotices) for the GPUs the usage database shows
-   held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
-   nothing is released.
+   held but idle for the policy's `usage.idle_days`, handed in by the caller; where the policy
+   consents (`usage.idle_action: release`), the final notices and the releases' comments
+   (provisioner.flows.idlerelease, whose `before_reconcile` the caller ran before step 1, so
+   that step's reconcile already took the released GPUs off);
+7. the monthly GPU-hours summary issue (provisioner.flows.usagesummary) for last month, once.
 
 After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
 same notices by e-mail and webhook where the policy has a `notify:` section.
@@ -34,7 +37,7 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from provisioner.flows import backup
+from provisioner.flows import backup, idlerelease, usagesummary
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
 from provisioner.reporting import applyreport, idlenotices, notices
@@ -44,7 +47,7 @@ from provisioner.values.errors import LxdError
 from provisioner.values.messages import Delivery
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
-from provisioner.values.usage import IdleGpu
+from provisioner.values.usage import IdleGpu, IdleHold, IdleStep
 
 
 class Archiver(Protocol):
@@ -86,6 +89,9 @@ class Maintenance:
     backups: tuple[backup.BackupStep, ...] = ()
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
+    idle_steps: tuple[IdleStep, ...] = ()  # releases and final notices (idlerelease)
+    idle_holds: tuple[IdleHold, ...] = ()  # what was due for idle containers (idlerelease)
+    summary: usagesummary.Summary | None = None  # last month's GPU-hours issue
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
 
     @property
@@ -95,6 +101,7 @@ class Maintenance:
             and not self.applied.skipped
             and all(s.ok for s in self.steps)
             and all(b.ok for b in self.backups)
+            and all(s.ok for s in self.idle_steps if s.action != "final notice not sent")
         )
 
 
@@ -136,6 +143,9 @@ def maintain(
     notice_client: notices.NoticeClient | None = None,
     log: Callable[[str], None] = lambda _l: None,
     idle: Sequence[IdleGpu] = (),
+    idle_holds: Sequence[IdleHold] = (),
+    idle_steps: Sequence[IdleStep] = (),
+    month_use: usagesummary.MonthUse | None = None,
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -173,11 +183,20 @@ def maintain(
     backups = backup.run_backups(lxd, policy, kept, chosen, now=now, dry_run=dry_run, log=log)
     sent: list[notices.Sent] = []
     idle_sent: list[notices.Sent] = []
+    summary = None
     if notice_client is not None and not dry_run:
         keep = idlenotices.watched(idle, left)
         sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
         idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
+        final_sent, final_steps = idlerelease.after_notices(
+            lxd, notice_client, idle_holds, idle_sent, left, policy, today, log
+        )
+        idle_sent += final_sent
+        idle_steps = [*idle_steps, *final_steps]
+        if month_use is not None:
+            summary = usagesummary.post(notice_client, month_use, log)
+    idle_steps = [*idle_steps, *idlerelease.waiting(idle_holds, dry_run)]
     return Maintenance(
         applied,
         today,
@@ -189,6 +208,9 @@ def maintain(
         backups=backups,
         idle=tuple(idle),
         idle_sent=tuple(idle_sent),
+        idle_steps=tuple(idle_steps),
+        idle_holds=tuple(idle_holds),
+        summary=summary,
     )
 
 
@@ -275,34 +297,6 @@ def _notice_said(m: Maintenance, lease: Lease | None, note: notices.Sent | None)
     return "not sent: no GitHub access" if not m.github else "-"
 
 
-def idle_rows(m: Maintenance, timezone: str) -> list[dict[str, str]]:
-    """One row per held GPU idle for the policy's days, with what became of its notice."""
-    sent = {(s.name, s.notice): s for s in m.idle_sent}
-    rows = []
-    for gpu in m.idle:
-        note = sent.get((gpu.container, f"idle {gpu.pci}"))
-        if note is None:
-            said = (
-                "would notify" if m.dry_run else "not notified (no GitHub access, or not running)"
-            )
-        elif note.error:
-            said = f"not sent: {note.error}"
-        else:
-            said = f"{'sent' if note.new else 'already sent'} (#{note.issue})"
-        rows.append(
-            {
-                "gpu": gpu.pci,
-                "host": gpu.host or "-",
-                "name": gpu.container,
-                "owner": gpu.owner,
-                "idle_since": gpu.since_day(timezone).isoformat(),
-                "peak_utilization": str(gpu.peak),
-                "notice": said,
-            }
-        )
-    return rows
-
-
 def delivery_rows(m: Maintenance) -> list[dict[str, str]]:
     """One row per mail or webhook message tried (or skipped) in this run."""
     return [
@@ -329,12 +323,19 @@ def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
         )
     for b in m.backups:
         lines.append(f"backup {b.name:<17} {b.action}" + (f": {b.message}" if b.message else ""))
-    for idle in idle_rows(m, timezone):
+    for idle in idlerelease.notice_rows(m.idle, m.idle_sent, m.dry_run, timezone):
         lines.append(
             f"{idle['name']:<24} {idle['owner']:<12} GPU {idle['gpu']} idle since "
             f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
         )
+    for r in idlerelease.rows(m.idle_steps):
+        lines.append(
+            f"{r['name']:<24} {r['owner']:<12} idle GPUs: {r['action']}"
+            + (f" (release on {r['release_on']})" if r["release_on"] != "-" else "")
+            + (f"  {r['message']}" if r["message"] else "")
+        )
     lines += [f"{r['channel']}: {r['notice']}: {r['result']}" for r in delivery_rows(m)]
+    lines += [said] if (said := usagesummary.said(m.summary)) else []
     return lines
 
 
@@ -347,7 +348,9 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         dry_run=m.dry_run,
         rows=lease_rows(m),
         backups=m.backups,
-        idle=idle_rows(m, policy.timezone),
+        idle=idlerelease.notice_rows(m.idle, m.idle_sent, m.dry_run, policy.timezone),
+        released=idlerelease.rows(m.idle_steps),
+        summary=usagesummary.said(m.summary),
         delivered=delivery_rows(m),
         apply=applied,
     )
@@ -363,7 +366,9 @@ def to_json(m: Maintenance, policy: Policy) -> str:
             {"name": b.name, "action": b.action, "ok": b.ok, "message": b.message}
             for b in m.backups
         ],
-        "idle_gpus": idle_rows(m, policy.timezone),
+        "idle_gpus": idlerelease.notice_rows(m.idle, m.idle_sent, m.dry_run, policy.timezone),
+        "idle_releases": idlerelease.rows(m.idle_steps),
+        "monthly_summary": usagesummary.said(m.summary) or None,
         "delivered": delivery_rows(m),
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }

@@ -3,7 +3,8 @@
 Run after the host lock is released: delivery waits on networks, never on the host, and a
 failure changes nothing there. The steps:
 1. the messages (provisioner.reporting.notifytexts): each lease notice due, each idle GPU of a
-   running lease, and for the admins the pass's failures and drift;
+   running lease, each final idle notice and release posted in a lease issue in this pass,
+   and for the admins the pass's failures (a release that failed too) and drift;
 2. the recipients: a member by e-mail (their address from the policy, else the host's private
    addresses file) and every webhook whose audience covers them; the admins likewise;
 3. each (message, channel) not in the ledger is delivered (provisioner.notify.deliver: tried
@@ -44,11 +45,15 @@ def failures(m: Maintenance) -> list[str]:
     out = [f"{o.name}: {o.message or o.action}" for o in m.applied.result.outcomes if not o.ok]
     out += [f"{s.name}: {s.message}" for s in m.steps if not s.ok]
     out += [f"backup of {b.name}: {b.message}" for b in m.backups if not b.ok]
+    out += [
+        f"idle GPUs of {s.container}: {s.message}" for s in m.idle_steps if s.action == "failed"
+    ]
     return out
 
 
 def messages(m: Maintenance, policy: Policy, page: str = "") -> list[Message]:
     found = notifytexts.member_messages(m.leases, m.idle, policy, page)
+    found += notifytexts.idle_release_messages(m.idle_holds, m.idle_sent, m.leases, policy, page)
     found += notifytexts.admin_messages(m.today.isoformat(), failures(m), m.applied.result.drift)
     return found
 

@@ -19,8 +19,11 @@ from typing import Protocol
 from provisioner.flows.observe import Connect, observe_status
 from provisioner.status import page as statuspage
 from provisioner.status import snapshot as snapshots
+from provisioner.status.server import ServerStatus
+from provisioner.status.usage import Chart
 from provisioner.validation.validate import Validation
 from provisioner.values.errors import SspError
+from provisioner.values.policymodels import Policy
 
 
 class StatePusher(Protocol):
@@ -53,6 +56,7 @@ def publish_state(
     read_gpus: bool = True,
     output: Path | None = None,
     branch: str = snapshots.BRANCH,
+    chart: Callable[[Policy, ServerStatus], Chart | None] = lambda _policy, _status: None,
 ) -> Published:
     """Observe the host against REPO's main, write the files to OUTPUT (when given) and push
     them to BRANCH (when CLIENT is given). Never raises."""
@@ -70,7 +74,9 @@ def publish_state(
         busy_ports=busy_ports(),
         images=found.images,
     )
-    page = statuspage.html(snap.status, found.policy.timezone, repo_url)
+    page = statuspage.html(
+        snap.status, found.policy.timezone, repo_url, chart(found.policy, found.status)
+    )
     # The snapshot records the page's SHA-256: a reader of the branch can tell the page is ours.
     snap = snapshots.with_page(snap, page)
     files = {snapshots.SNAPSHOT_FILE: snapshots.to_json(snap), snapshots.PAGE_FILE: page}

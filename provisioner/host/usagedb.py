@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from provisioner.values.errors import UsageDbError
-from provisioner.values.usage import Reading
+from provisioner.values.usage import IdleGpu, Reading
 
 BUSY_MS = 10_000
 
@@ -46,6 +46,15 @@ LATEST = len(MIGRATIONS)
 _INSERT = (
     "INSERT OR REPLACE INTO readings (at, pci, seconds, utilization, memory_used, memory_total, "
     "processes, owner, container, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The last reading before a time that ends a holder's quiet stretch, and the stretch after it.
+_BREAK = (
+    "SELECT MAX(at) FROM readings WHERE host = ? AND pci = ? AND at < ? AND (utilization IS NULL "
+    "OR utilization > ? OR container != ? OR owner != ?)"
+)
+_STRETCH = (
+    "SELECT MIN(at), MAX(utilization) FROM readings WHERE host = ? AND pci = ? AND at > ? "
+    "AND at < ?"
 )
 _SELECT = (
     "SELECT at, pci, seconds, utilization, memory_used, memory_total, processes, owner, "
@@ -173,6 +182,21 @@ class UsageDb:
             return [Reading(*row) for row in cursor]
         except sqlite3.Error as e:
             raise UsageDbError(f"reading the usage database {self.path}: {e}") from e
+
+    def quiet_from(self, gpu: IdleGpu, threshold: int, before: int) -> tuple[int, int] | None:
+        """Where GPU's quiet stretch under its holder really began, looking back from BEFORE
+        (the first reading of the stretch already read): the first reading after the last
+        one that breaks it (utilisation unknown or above THRESHOLD, another holder), and the
+        highest utilisation from there to BEFORE; None when there is nothing before BEFORE."""
+        key = (gpu.host, gpu.pci)
+        try:
+            broke = self.conn.execute(_BREAK, (*key, before, threshold, gpu.container, gpu.owner))
+            after = broke.fetchone()[0]
+            row = self.conn.execute(_STRETCH, (*key, -1 if after is None else after, before))
+            first, peak = row.fetchone()
+        except sqlite3.Error as e:
+            raise UsageDbError(f"reading the usage database {self.path}: {e}") from e
+        return None if first is None else (int(first), int(peak or 0))
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])

@@ -21,12 +21,12 @@ import re
 from collections.abc import Sequence
 
 from provisioner.planning.leases import Lease
-from provisioner.reporting.idlenotices import idle_text, watched
-from provisioner.reporting.notices import notice_text
+from provisioner.reporting.idlenotices import final_text, idle_text, released_text, watched
+from provisioner.reporting.notices import Sent, notice_text
 from provisioner.values.messages import Message
 from provisioner.values.plandata import Drift
 from provisioner.values.policymodels import Policy
-from provisioner.values.usage import IdleGpu
+from provisioner.values.usage import IdleGpu, IdleHold
 
 # A chat message or mail line is capped: a drift list cannot flood a group.
 MAX_TEXT = 4000
@@ -81,6 +81,35 @@ def member_messages(
                 plain(idle_text(gpu, lease, policy)) + tail,
             )
         )
+    return out
+
+
+def idle_release_messages(
+    holds: Sequence[IdleHold],
+    sent: Sequence[Sent],
+    leases: Sequence[Lease],
+    policy: Policy,
+    page: str = "",
+) -> list[Message]:
+    """The final idle notice and the release's comment, by mail and chat too, once each is in
+    the lease issue (SENT, this pass's): the issue is the record the release waits on, these
+    repeat it. One message per idle stretch and step."""
+    tail = f"\n\nThe lab's GPUs and leases: {page}\n" if page else ""
+    posted = {(s.name, s.notice) for s in sent if not s.error}
+    by_name = {lease.name: lease for lease in leases}
+    out = []
+    for hold in holds:
+        lease = by_name.get(hold.container)
+        if lease is None or (hold.container, f"idle-{hold.due}") not in posted:
+            continue
+        if hold.due == "final":
+            subject = f"[ssp] GPUs of {hold.container} will be released on {hold.release_on}"
+            text = final_text(hold, lease, policy)
+        else:
+            subject = f"[ssp] GPUs of {hold.container} were released for idleness"
+            text = released_text(hold, lease, policy)
+        key = f"idle-{hold.due} {hold.container} {hold.since}"
+        out.append(Message(key, "member", lease.owner, subject, plain(text) + tail))
     return out
 
 

@@ -3,7 +3,10 @@
 The page carries its own styles and one small inline script of ours (it turns the embedded
 ISO time into "updated 5 min ago"; without it the absolute time in the lab's time zone
 stays), no external asset, so it works offline, from a file, on a phone; labels are in
-English and Chinese. Times are shown in the lab's time zone (the policy's `timezone`).
+English and Chinese. Where the usage database has readings, a small chart shows each
+member's held and used GPU-hours last month and this one: plain HTML bars sized by CSS
+widths, no script, no SVG library, with the figures written beside each bar. Times are
+shown in the lab's time zone (the policy's `timezone`).
 Given a repository's address, each container row links to the commit that made it (whose
 page names its pull request) and to its lease issue. Every value reaches HTML through
 jinja2's autoescaping, and Markdown through the `md` filter.
@@ -21,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from provisioner.reporting.render import render, render_html
 from provisioner.status.server import AccountRow, ContainerRow, ServerStatus
+from provisioner.status.usage import Chart
 from provisioner.values.sizes import human_size
 
 _REPO_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9-]+/[A-Za-z0-9._-]+")
@@ -39,6 +43,15 @@ def lease(row: ContainerRow | AccountRow) -> str:
     if row.days_left >= 0:
         return f"until {row.expires} ({row.days_left} days left)"
     return f"ended {row.expires} ({-row.days_left} days ago)"
+
+
+def released(row: ContainerRow) -> str:
+    """What a container whose GPUs were handed back says (the guides use the same words)."""
+    if row.released_why == "idle":
+        return f"GPUs released for idleness on {row.released}; /ssp start or renew to get them back"
+    if row.released_why == "owner" or row.released is not None:
+        return f"GPUs handed back on {row.released}; /ssp start to get them back"
+    return ""
 
 
 def local_time(status: ServerStatus, timezone: str) -> str:
@@ -105,6 +118,8 @@ def text_lines(status: ServerStatus, timezone: str = "UTC") -> list[str]:
             f"  {c.name:<24} {c.owner:<12} {c.state:<9} GPUs {gpus:<8} {address:<15} "
             f"{port:<10} {lease(c)}"
         )
+        if released(c):
+            lines.append(f"  {'':<24} {released(c)}")
     lines.append("")
     lines.append("Accounts:")
     if not status.accounts:
@@ -148,6 +163,7 @@ def _facts(status: ServerStatus, timezone: str, repo_url: str) -> dict[str, Any]
     return {
         "s": status,
         "lease": lease,
+        "released": released,
         "human": human_size,
         "when": local_time(status, timezone),
         "iso": status.generated.isoformat(timespec="seconds"),
@@ -161,5 +177,8 @@ def markdown(status: ServerStatus, timezone: str = "UTC", repo_url: str = "") ->
     return render("status.md.j2", **_facts(status, timezone, repo_url))
 
 
-def html(status: ServerStatus, timezone: str = "UTC", repo_url: str = "") -> str:
-    return render_html("status.html.j2", **_facts(status, timezone, repo_url))
+def html(
+    status: ServerStatus, timezone: str = "UTC", repo_url: str = "", chart: Chart | None = None
+) -> str:
+    """The page; CHART, when given, adds the GPU-hours per member (bars drawn with CSS)."""
+    return render_html("status.html.j2", **_facts(status, timezone, repo_url), chart=chart)

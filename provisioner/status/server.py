@@ -68,6 +68,9 @@ class ContainerRow:
     days_left: int | None
     retired: date | None = None
     sha: str = ""  # the commit of `main` that made or last changed it ("" unknown)
+    # its GPUs were handed back while it stays (`state.RELEASED`): the day, and why
+    released: date | None = None
+    released_why: str = ""  # idle (the policy's idle release) | owner (`/ssp stop`)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,14 @@ def _container_state(inst: Instance, expires: date | None, today: date) -> str:
     return "running" if inst.running else "stopped"
 
 
+def _released(inst: Instance) -> tuple[date | None, str]:
+    """The day and reason from `state.RELEASED` ("2027-01-20 idle"), when it is set."""
+    if not inst.gpus_released:
+        return None, ""
+    day, _, why = (inst.config.get(state.RELEASED) or "").partition(" ")
+    return _date(day), why if why in state.RELEASED_WHY else ""
+
+
 def _sha(text: str) -> str:
     """A commit id as LXD holds it, or "" for anything else (it ends up in links)."""
     return text if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text) else ""
@@ -204,6 +215,8 @@ def build(
                 days_left=_days(expires, today),
                 retired=_date(inst.config.get(state.RETIRED)),
                 sha=_sha(inst.config.get(state.SHA, "")),
+                released=_released(inst)[0],
+                released_why=_released(inst)[1],
             )
         )
     slots = []

@@ -9,8 +9,8 @@ needs and what the status page shows, and nothing else:
   containers' IP addresses removed unless the policy's `snapshot.addresses` allows them
   (they are private LAN addresses; anyone who can read the repository can read the branch);
 - `instances`: each instance of the project reduced to what `make_plan` looks at (owner, image
-  id, lifecycle, GPUs by PCI address, forwarded host ports, root disk size) — never config
-  values, keys, users or addresses;
+  id, lifecycle, GPUs by PCI address, forwarded host ports, root disk size, whether its GPUs
+  were handed back) — never config values, keys, users or addresses;
 - `busy_ports`: host ports in the policy's SSH range that something outside LXD listens on;
 - `images`: ssp's images (members' `kind: image`), alias and owner: a container request
   naming any other `<owner>/<name>` alias is refused at PR time.
@@ -90,6 +90,8 @@ class SnapshotInstance(StrictModel):
     rdp_port: Port | None = None
     other_ports: list[Port] = Field(default_factory=list)
     disk: Annotated[int, Field(ge=0)] | None = None  # root disk size in bytes, when set
+    # its GPUs were handed back (`state.RELEASED`): the plan asks none for it
+    released: bool = False
 
 
 class SnapshotImage(StrictModel):
@@ -164,6 +166,7 @@ def reduce(inst: Instance) -> SnapshotInstance:
         rdp_port=specs.listen_port(inst.devices.get(specs.RDP_DEVICE, {})),
         other_ports=others,
         disk=_disk(inst),
+        released=inst.gpus_released,
     )
 
 
@@ -343,6 +346,8 @@ def instances(snapshot: Snapshot, listen: str = _ANY) -> tuple[Instance, ...]:
             config[state.STATE] = "creating"
         if item.lifecycle == "retired":
             config[state.RETIRED] = "yes"
+        if item.released:
+            config[state.RELEASED] = "yes"
         devices: dict[str, dict[str, str]] = {
             f"gpu{n}": {"type": "gpu", "pci": pci} for n, pci in enumerate(item.gpus)
         }

@@ -11,8 +11,7 @@ Definitions (the guides repeat them):
   A reading NVML could not give a utilisation for never counts as idle.
 
 Months are calendar months in the lab's time zone. The Prometheus text exposition format is
-written here by hand (format version 0.0.4): the figures are a handful of gauges, which does
-not justify a new dependency on the host.
+`prometheus_client`'s (provisioner.host.prometheus), a GPU host's library.
 """
 
 from __future__ import annotations
@@ -23,9 +22,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from provisioner.reporting.escape import code
 from provisioner.values.errors import UsageError
 from provisioner.values.usage import IdleGpu, Reading
 
@@ -88,6 +88,12 @@ def account(readings: Iterable[Reading], month: str) -> list[MemberUse]:
     ]
 
 
+def previous_month(now: datetime, timezone: str) -> str:
+    """The month before NOW's, in the lab's time zone: "2026-11" on any day of 2026-12."""
+    first = now.astimezone(ZoneInfo(timezone)).replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
 # --- output ------------------------------------------------------------------------------
 
 
@@ -124,23 +130,77 @@ def to_csv(rows: Sequence[MemberUse]) -> str:
     return out.getvalue()
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True)
+class Bar:
+    """One member's month on the status page's chart: hours, and bar widths in percent."""
+
+    month: str
+    held_hours: float
+    used_hours: float
+    held_pct: float  # of the widest bar on the chart
+    used_pct: float  # of this bar (used over held)
 
 
-def to_prometheus(rows: Sequence[MemberUse]) -> str:
-    """The Prometheus text exposition format (0.0.4): two gauges labelled member and month."""
-    lines: list[str] = []
-    for metric, field, help_ in (
-        ("ssp_gpu_held_hours", "held_hours", "GPU-hours held by the member's containers"),
-        ("ssp_gpu_used_hours", "used_hours", "GPU-hours used (held time weighted by utilisation)"),
-    ):
-        lines += [f"# HELP {metric} {help_}.", f"# TYPE {metric} gauge"]
-        for r in rows:
-            value = getattr(r, field)
-            lines.append(
-                f'{metric}{{member="{_label(r.member)}",month="{_label(r.month)}"}} {value!r}'
-            )
+@dataclass(frozen=True)
+class Chart:
+    """Held vs used GPU-hours per member, last month and this one (the status page's)."""
+
+    months: tuple[str, str]
+    members: tuple[tuple[str, tuple[Bar, Bar]], ...]
+
+
+def chart(
+    last: Sequence[MemberUse], current: Sequence[MemberUse], months: tuple[str, str]
+) -> Chart:
+    """The chart's bars: every member who held a GPU in either month, by name."""
+    by_month = [{r.member: r for r in rows} for rows in (last, current)]
+    widest = max((r.held_hours for rows in (last, current) for r in rows), default=0.0) or 1.0
+    members = []
+    for member in sorted({*by_month[0], *by_month[1]}):
+        bars = []
+        for month, rows in zip(months, by_month, strict=True):
+            r = rows.get(member)
+            held, used = (r.held_hours, r.used_hours) if r else (0.0, 0.0)
+            share = min(100.0, 100 * used / held) if held else 0.0
+            bars.append(Bar(month, held, used, round(100 * held / widest, 1), round(share, 1)))
+        members.append((member, (bars[0], bars[1])))
+    return Chart(months, tuple(members))
+
+
+def summary_marker(month: str) -> str:
+    return f"<!-- ssp:usage-month {month} -->"
+
+
+def summary_title(month: str) -> str:
+    return f"GPU-hours in {month}"
+
+
+def summary_body(rows: Sequence[MemberUse], month: str, top: int = 3) -> str:
+    """The monthly summary issue: held and used GPU-hours per member, then the members who
+    held the most GPU-hours without using them (held minus used). Logins are not mentioned
+    (no @): a summary is no reason to notify anyone."""
+    lines = [
+        summary_marker(month),
+        f"GPU-hours held and used per member in **{month}** (the lab's time zone), from the "
+        "sampler's readings (`ssp usage --month " + month + "`). **Held**: a GPU attached to "
+        "the member's container; **used**: held time weighted by utilisation.",
+        "",
+    ]
+    if not rows:
+        return "\n".join([*lines, "No GPU was held by a member's container this month.", ""])
+    lines += ["| member | held | used | used/held |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {code(r.member)} | {r.held_hours:.1f} | {r.used_hours:.1f} | {r.used_share:.0%} |"
+        )
+    total_held = sum(r.held_hours for r in rows)
+    total_used = sum(r.used_hours for r in rows)
+    lines.append(f"| **total** | {total_held:.1f} | {total_used:.1f} | |")
+    idle = sorted(rows, key=lambda r: (-(r.held_hours - r.used_hours), r.member))
+    idle = [r for r in idle if r.held_hours - r.used_hours > 0][:top]
+    if idle:
+        lines += ["", "Top idle holders (GPU-hours held but not used):", ""]
+        lines += [f"1. {code(r.member)}: {r.held_hours - r.used_hours:.1f}" for r in idle]
     return "\n".join(lines) + "\n"
 
 

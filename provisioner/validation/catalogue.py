@@ -188,6 +188,7 @@ _SECTIONS: dict[str, tuple[tuple[str, Scope, str], ...]] = {
         ("policy.tunnel_port", _L, "a tunnel offset that moves a port out of range"),
         ("policy.reminders", _L, "a reminder day listed twice"),
         ("policy.final_notice", _L, "a final notice longer than the retention it warns about"),
+        ("policy.idle_release", _L, "a consent to release idle GPUs without idle days"),
         ("hosts.duplicate_gpu", _L, "the inventory lists one GPU twice"),
     ),
 }

@@ -86,6 +86,7 @@ def _policy_rules(doc: Document, policy: Policy) -> list[Problem]:
             )
     out += _port_rules(doc, policy)
     out += _lease_rules(doc, policy)
+    out += _usage_rules(doc, policy)
     try:
         ZoneInfo(policy.timezone)
     # OSError: a name that is a folder of the zone database ("Asia") or too long for a path.
@@ -129,6 +130,23 @@ def _lease_rules(doc: Document, policy: Policy) -> list[Problem]:
             )
         )
     return out
+
+
+def _usage_rules(doc: Document, policy: Policy) -> list[Problem]:
+    """A consent to release idle GPUs that could never act: without idle days no GPU is ever
+    idle, so the admins would believe in releases that never come."""
+    usage = policy.usage
+    if usage.idle_action == "release" and usage.idle_days == 0:
+        return [
+            _at(
+                doc,
+                ("usage", "idle_action"),
+                "policy.idle_release",
+                "usage.idle_action is release but usage.idle_days is 0: no GPU is ever found "
+                "idle, so none would be released; set idle_days (e.g. 7) or idle_action: none",
+            )
+        ]
+    return []
 
 
 def _port_rules(doc: Document, policy: Policy) -> list[Problem]:

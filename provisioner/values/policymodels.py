@@ -257,6 +257,17 @@ class UsagePolicy(StrictModel):
         description="Days a held GPU must be idle before `ssp maintain` tells its owner in the "
         "lease issue (0: no idle notices).",
     )
+    idle_action: Literal["none", "release"] = Field(
+        default="none",
+        description="What `ssp maintain` does with a GPU still idle after the final notice: "
+        "none (notices only) or release (its GPUs come off the container, which keeps "
+        "running; they go to the next request). The lab's consent: none unless set.",
+    )
+    idle_grace_days: Annotated[int, Field(ge=1, le=90)] = Field(
+        default=7,
+        description="Days between the final idle notice reaching the owner and the release; "
+        "a GPU used again meanwhile is not released.",
+    )
     database: AbsPath = Field(
         default="/var/lib/ssp/usage.sqlite",
         description="The usage database on the host (SQLite); $SSP_USAGE_DB overrides it.",

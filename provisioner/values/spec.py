@@ -44,9 +44,20 @@ OWNED_PREFIXES = (
 # LXD writes these itself; never compare, never send back different values.
 LXD_MANAGED_PREFIXES = ("volatile.", "image.")
 # Labels that record history rather than desire: not compared.
-# Set by ssp outside the plan (the apply's progress, retirement, a GPU release): the plan
-# neither sets nor removes them.
-UNCOMPARED = (state.SHA, state.STATE, state.RETIRED, state.RELEASED)
+# Set by ssp outside the plan (the apply's progress, retirement, a GPU release, the final
+# idle notice): the plan neither sets nor removes them.
+UNCOMPARED = (
+    state.SHA,
+    state.STATE,
+    state.RETIRED,
+    state.RELEASED,
+    state.IDLE_FINAL,
+    state.IDLE_LEASE,
+)
+# Of those, the ones an update keeps: the GPU release and what the idle release records
+# (the apply rewrites the whole config, and would otherwise drop them at the first change,
+# the release's own taking the GPU devices off included).
+KEPT_LABELS = (state.RELEASED, state.IDLE_FINAL, state.IDLE_LEASE)
 # The NVIDIA userspace from the host (policy `gpu_userspace: nvidia-runtime`): LXD's hook
 # injects the host driver's libraries and nvidia-smi at each start, so they always match the
 # running driver; compute and utility are what CUDA and nvidia-smi need, nothing for graphics.

@@ -35,6 +35,13 @@ RESTORED = "user.ssp.restored"  # the snapshot its request's `restore` rolled it
 # container back in line for its GPUs.
 RELEASED = "user.ssp.released"
 RELEASED_WHY = ("idle", "owner")
+# The day the final idle-GPU notice reached the owner (posted on the lease issue): an idle
+# release the policy consents to waits `usage.idle_grace_days` from it, and never happens
+# without it.
+IDLE_FINAL = "user.ssp.idle-final"
+# The lease's last day when its GPUs were released for idleness: a renewal past it (a later
+# `user.ssp.expires`) gives the container its GPUs back at the next maintenance pass.
+IDLE_LEASE = "user.ssp.idle-lease"
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
 # A member's image (`kind: image`) keeps its labels in the image's properties, which LXD
 # keeps as they are: the same names without `user.`.

@@ -46,3 +46,33 @@ class IdleGpu:
 
     def since_day(self, timezone: str) -> date:
         return datetime.fromtimestamp(self.since, UTC).astimezone(ZoneInfo(timezone)).date()
+
+
+@dataclass(frozen=True)
+class IdleHold:
+    """A running container all of whose GPUs are idle, where the policy consents to release
+    them (`usage.idle_action: release`), and what is due for it on the lab's day.
+
+    due: `final` (the final notice is due; it names `release_on`), `wait` (the final notice
+    reached the owner on `final_on`; the release comes on `release_on`), `release` (now).
+    """
+
+    container: str
+    owner: str
+    pcis: tuple[str, ...]
+    since: date  # the day the idle stretch began (the latest of its GPUs')
+    due: str  # final | wait | release
+    release_on: date
+    final_on: date | None = None
+
+
+@dataclass(frozen=True)
+class IdleStep:
+    """What a maintenance pass did (or would do) about one idle container's GPUs."""
+
+    container: str
+    owner: str
+    action: str  # released | would release | final notice | would send the final notice | ...
+    on: date | None = None  # the release day
+    ok: bool = True
+    message: str = ""

@@ -11,6 +11,7 @@ are the busybox test image: seconds each.
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from provisioner.github.issues import IssuesClient
 from provisioner.host.ports import listening_ports
 from provisioner.lxd.api import Lxd
 from provisioner.planning.leases import WARNED
-from provisioner.validation.validate import blocking, validate_tree
+from provisioner.validation.validate import Validation, blocking, validate_tree
 from provisioner.values import state
 from provisioner.values.usage import IdleGpu
 
@@ -53,6 +54,9 @@ class Lab:
         self.requests: dict[str, tuple[str, bytes]] = {}
         self.policy_changes: dict[str, Any] = {}
         self.idle: list[IdleGpu] = []  # what `ssp maintain` reads from the usage database
+        # what `ssp maintain` does before the reconcile (the idle releases): more arguments
+        # for `maintain.maintain`, given the pass's validation and clock
+        self.before_pass: Callable[[Validation, datetime], dict[str, Any]] | None = None
 
     def write_policy(self) -> None:
         self.lab.write(*self.requests.values())
@@ -65,6 +69,7 @@ class Lab:
         now = noon(day)
         validation = validate_tree(gitfiles.worktree(self.lab.root), now)
         assert not blocking(validation), [str(p) for p in validation.problems]
+        more = self.before_pass(validation, now) if self.before_pass else {"idle": self.idle}
         applied = run_pass(
             validation,
             self.lxd,
@@ -78,9 +83,7 @@ class Lab:
             dry_run=dry_run,
         )
         assert applied.result.ok, applied.result.outcomes
-        return maintain.maintain(
-            applied, self.lxd, now=now, notice_client=self.client, idle=self.idle
-        )
+        return maintain.maintain(applied, self.lxd, now=now, notice_client=self.client, **more)
 
     def config(self, name: str) -> dict[str, str]:
         return dict(lxc_query(f"/1.0/instances/{name}", self.project)["config"])

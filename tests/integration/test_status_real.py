@@ -24,6 +24,9 @@ import pytest
 from integration.helpers import NOW, SHA, Adapters, LabRepo, apply_pass
 from integration.test_ssh_login import make_shared_server
 from provisioner import cli
+from provisioner.host.usagedb import UsageDb
+from provisioner.status.usage import month_of, month_span, previous_month
+from provisioner.values.usage import Reading
 
 pytestmark = pytest.mark.lxd
 
@@ -171,7 +174,8 @@ def test_the_page_is_current_matches_the_json_and_reads_at_desktop_and_phone_wid
     code, out = ssp_status(lab_made, lxd_socket, "--format", "json", now=made)
     assert code == 0
     data = json.loads(out.read_text(encoding="utf-8"))
-    code, page = ssp_status(lab_made, lxd_socket, "--format", "html", now=made, **github)
+    usage = {"SSP_USAGE_DB": str(_usage_db(tmp_path, made))}
+    code, page = ssp_status(lab_made, lxd_socket, "--format", "html", now=made, **github, **usage)
     assert code == 0
     free, total = len(data["free_gpus"]), len(data["gpus"])
     labels = ", ".join(map(str, data["free_gpus"]))
@@ -219,13 +223,79 @@ def test_the_page_is_current_matches_the_json_and_reads_at_desktop_and_phone_wid
                 "return [b.scrollWidth, b.clientWidth]"
             )
             assert box[0] <= box[1], (phone, box)
+            chart = _chart_reads(driver, phone)
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == []
             shot = tmp_path / f"status-{'phone' if phone else 'desktop'}.png"
             assert driver.save_screenshot(str(shot))
+            hours = tmp_path / f"gpu-hours-{'phone' if phone else 'desktop'}.png"
+            assert chart.screenshot(str(hours))
             if os.environ.get("SSP_TEST_OUTPUT"):
                 target = Path(os.environ["SSP_TEST_OUTPUT"])
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, target / shot.name)
+                shutil.copy(hours, target / hours.name)
         finally:
             driver.quit()
+
+
+def _usage_db(tmp_path: Path, now: datetime) -> Path:
+    """Readings for the page's chart: last month alice held a GPU 10 h at 50 % and bob 20 h
+    at 0 %; this month alice 2 h at 100 %."""
+    zone = "Asia/Shanghai"
+    last = month_span(previous_month(now, zone), zone)[0] + 86_400
+    this = month_span(month_of(now, zone), zone)[0]
+    readings = [
+        *(
+            Reading(last + i * 300, "0000:4b:00.0", 300, 50, 0, 1, 1, "alice", "a")
+            for i in range(120)
+        ),
+        *(Reading(last + i * 300, "0000:b1:00.0", 300, 0, 0, 1, 0, "bob", "b") for i in range(240)),
+        *(
+            Reading(this + i * 300, "0000:4b:00.0", 300, 100, 0, 1, 1, "alice", "a")
+            for i in range(24)
+        ),
+    ]
+    path = tmp_path / "usage.sqlite"
+    with UsageDb(path) as db:
+        db.record(readings)
+    return path
+
+
+def _chart_reads(driver: Any, phone: bool) -> Any:
+    """The GPU-hours chart is shown, its figures are right, its bars are drawn to scale and it
+    fits the screen."""
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+    chart = driver.find_element(By.ID, "gpu-hours")
+    assert chart.is_displayed(), phone
+    members = chart.find_elements(By.CSS_SELECTOR, ".member")
+    assert [m.get_attribute("data-member") for m in members] == ["alice", "bob"]
+    alice, bob = [m.find_elements(By.CSS_SELECTOR, ".month") for m in members]
+    assert [b.find_element(By.CSS_SELECTOR, ".num").text for b in alice] == [
+        "5.0 / 10.0 h",
+        "2.0 / 2.0 h",
+    ]
+    assert bob[0].find_element(By.CSS_SELECTOR, ".num").text == "0.0 / 20.0 h"
+
+    def width(month: Any, part: str) -> float:
+        return float(
+            driver.execute_script(
+                "return arguments[0].querySelector(arguments[1]).getBoundingClientRect().width",
+                month,
+                part,
+            )
+        )
+
+    track = width(bob[0], ".track")
+    assert track > 100, (phone, track)  # a bar, not a sliver, on a phone too
+    # one scale for everyone: every track is as wide, whatever the figures beside it
+    tracks = {round(width(month, ".track")) for month in [*alice, *bob]}
+    assert tracks == {round(track)}, (phone, tracks)
+    assert width(bob[0], ".held") == pytest.approx(track, abs=1)  # the widest bar
+    assert width(alice[0], ".held") == pytest.approx(track / 2, abs=1)  # 10 h of 20
+    assert width(alice[0], ".used") == pytest.approx(track / 4, abs=1)  # half of it used
+    assert width(bob[0], ".used") == pytest.approx(0, abs=0.5)
+    right = driver.execute_script("return arguments[0].getBoundingClientRect().right", chart)
+    assert right <= driver.execute_script("return window.innerWidth"), (phone, right)
+    return chart
