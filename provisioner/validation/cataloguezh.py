@@ -109,6 +109,7 @@ MESSAGES_ZH: dict[str, str] = {
     "policy.default_quota": "没有默认配额",
     "policy.quota_unknown": "某个成员的配额不存在",
     "policy.uid_duplicate": "两个成员的 UID 相同",
+    "policy.idle_release": "同意释放空闲 GPU，却没有设置空闲天数（usage.idle_days）",
     "policy.timezone": "时区不是 IANA 时区名",
     "policy.shared_port": "共享服务器的 SSH 端口落在容器的端口范围内",
     "policy.tunnel_port": "隧道偏移让某个端口超出了范围",
