@@ -277,10 +277,14 @@ def test_the_unit_is_skipped_with_its_reason_on_a_host_without_an_nvidia_gpu(
 def test_the_unit_runs_on_a_host_with_an_nvidia_gpu_even_without_the_driver(
     tmp_path: Path, klass: str
 ) -> None:
-    env = _pci(tmp_path, {"0000:00:00.0": ("0x8086", "0x060000"), "0000:18:00.0": ("0x10de", klass)})
+    env = _pci(
+        tmp_path, {"0000:00:00.0": ("0x8086", "0x060000"), "0000:18:00.0": ("0x10de", klass)}
+    )
     result = run(DEVICES, "--check", env=env)
     assert result.returncode == 0
-    assert result.stdout == "nvidia-devices: NVIDIA GPU at 0000:18:00.0: creating its device nodes\n"
+    assert (
+        result.stdout == "nvidia-devices: NVIDIA GPU at 0000:18:00.0: creating its device nodes\n"
+    )
 
 
 def test_scripts_are_shellcheck_clean() -> None:

@@ -141,12 +141,8 @@ class Host:
         )  # fmt: skip
 
     def push(self, source: Path, target: str, mode: str = "0644") -> None:
-        _ok(
-            _lxc(
-                "file", "push", "-p", "--mode", mode, str(source),
-                f"{self.name}{target}", "--project", self.project,
-            )  # fmt: skip
-        )
+        target = f"{self.name}{target}"
+        _ok(_lxc(*f"file push -p --mode {mode} {source} {target} --project {self.project}".split()))
 
     def unit(self, name: str, *props: str) -> dict[str, str]:
         shown = _ok(self.sh(f"systemctl show {name} -p {','.join(props)}"))
@@ -240,20 +236,13 @@ def host(lxd_project: str, suffix: str, github: FakeGitHub, tmp_path: Path) -> H
         )
     name = f"gpuhost-{suffix}"
     port = github.url.rsplit(":", 1)[1]
-    _ok(
-        _lxc(
-            "init", "ssp-debian", name, "--project", lxd_project,
-            "-c", "security.nesting=true",
-            "-c", "security.syscalls.intercept.mknod=true",
-            "-c", "security.syscalls.intercept.setxattr=true",
-        )  # fmt: skip
+    nesting = "security.nesting=true"
+    intercept = (
+        "-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true"
     )
-    _ok(
-        _lxc(
-            "config", "device", "add", name, "github", "proxy", "--project", lxd_project,
-            f"listen=tcp:127.0.0.1:{port}", f"connect=tcp:127.0.0.1:{port}", "bind=instance",
-        )  # fmt: skip
-    )
+    _ok(_lxc(*f"init ssp-debian {name} --project {lxd_project} -c {nesting} {intercept}".split()))
+    ends = f"listen=tcp:127.0.0.1:{port} connect=tcp:127.0.0.1:{port} bind=instance"
+    _ok(_lxc(*f"config device add {name} github proxy --project {lxd_project} {ends}".split()))
     _ok(_lxc("start", name, "--project", lxd_project))
     machine = Host(lxd_project, name)
     booted = machine.sh("systemctl is-system-running --wait || true").stdout.strip()
@@ -271,12 +260,8 @@ def host(lxd_project: str, suffix: str, github: FakeGitHub, tmp_path: Path) -> H
     machine.push(_runner_tarball(tmp_path), RUNNER_TARBALL)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     wheels = sorted(_wheels(cache).glob("*.whl"))
-    _ok(
-        _lxc(
-            "file", "push", "-p", *map(str, wheels), f"{name}/root/wheels/",
-            "--project", lxd_project,
-        )  # fmt: skip
-    )
+    target = f"{name}/root/wheels/"
+    _ok(_lxc("file", "push", "-p", *map(str, wheels), target, "--project", lxd_project))
     _ok(_lxc("image", "export", "ssp-busybox", str(tmp_path / "base"), "--project", "default"))
     machine.push(next(tmp_path.glob("base*.tar.gz")), "/root/base-image.tar.gz")
     return machine
@@ -309,7 +294,9 @@ def test_the_guides_from_zero_chapter_installs_a_working_host(
         stdin = github.token + "\n" if TOKEN_BLOCK in block else None
         done = host.sh(script, stdin=stdin)
         timings.append((round(time.monotonic() - began, 1), block.splitlines()[0]))
-        assert done.returncode == 0, f"the guide's block failed:\n{script}\n{done.stdout}{done.stderr}"
+        assert done.returncode == 0, (
+            f"the guide's block failed:\n{script}\n{done.stdout}{done.stderr}"
+        )
         last = done.stdout
     with capsys.disabled():
         print("\nfrom zero, seconds per block:", timings)
