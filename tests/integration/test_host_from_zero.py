@@ -8,7 +8,9 @@ the base container and its snapshot, `ssp host init`, the GPU boot unit, the sam
 the runner's install with its registration helper, and the final check. Then the test looks at
 what an admin would: every unit enabled and started, the GPU unit skipped with its reason (no
 GPU here), one sampler pass succeeding, the runner registered through the helper and waiting
-for a job as `ssp-runner` (reaching LXD, not the credential), `ssp doctor` healthy.
+for a job as `ssp-runner` (reaching LXD, not the credential), `ssp doctor` healthy. Last, the
+host reboots (section 6's power cut, beyond the chapter): the GPU unit is skipped again at
+boot and the runner's units come up and register anew by themselves.
 
 Replaced in the blocks, and visible there as placeholders (tests/guidechapter.py):
 `OWNER/REPO` by the fake GitHub's repository, `<hex>` by the stand-in runner's SHA-256,
@@ -36,7 +38,8 @@ it, because a real Debian 12 host needs neither: the container holds 10,000,001 
 Debian's lxd package delegates root 100000:10000001 (beyond them), so /etc/subuid and
 /etc/subgid are written with a range that fits; and this kernel mounts cpu and cpuacct as
 separate cgroup v1 hierarchies, which LXC shows the container as links to a `cpu,cpuacct`
-that is never mounted, so the two are mounted where the links were.
+that is never mounted, so a unit of the test's (ssp-test-cgroups.service) mounts the two
+where the links were, at every boot before LXD starts.
 
 Apt reaches Debian's mirror over plain http from the container (the bridge has NAT).
 """
@@ -98,8 +101,9 @@ mv standin-run.log.part standin-run.log
 exec sleep infinity
 """
 
-# The machine's cgroup v1 layout, repaired inside the container (see the docstring).
-CGROUPS = """
+# This machine's cgroup v1 layout, repaired inside the container at every boot before LXD
+# starts (see the top): a unit of the test's, not of the chapter's.
+CGROUPS = """#!/bin/bash
 cd /sys/fs/cgroup
 for c in cpu cpuacct; do
   if [ -L "$c" ] && ! mountpoint -q "$(readlink -f "$c")"; then
@@ -109,7 +113,21 @@ for c in cpu cpuacct; do
     mount -t cgroup -o "$c" cgroup "$c"
   fi
 done
-for d in cpu,cpuacct; do if [ -d "$d" ] && ! mountpoint -q "$d"; then rmdir "$d"; fi; done
+if [ -d cpu,cpuacct ] && ! mountpoint -q cpu,cpuacct; then rmdir cpu,cpuacct; fi
+"""
+CGROUPS_UNIT = """[Unit]
+Description=This test machine only: mount the cgroup v1 cpu and cpuacct LXC links elsewhere
+DefaultDependencies=no
+After=local-fs.target
+Before=lxd.socket lxd.service lxd-containers.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/bash /usr/local/sbin/ssp-test-cgroups
+
+[Install]
+WantedBy=sysinit.target
 """
 
 
@@ -147,6 +165,16 @@ class Host:
     def unit(self, name: str, *props: str) -> dict[str, str]:
         shown = _ok(self.sh(f"systemctl show {name} -p {','.join(props)}"))
         return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+    def booted(self) -> str:
+        """systemd's state once the boot is done (running, or degraded: a unit failed)."""
+        deadline = time.monotonic() + 120
+        while True:  # right after a start, LXD may not run a command in it yet
+            done = self.sh("systemctl is-system-running --wait || true")
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
+            assert time.monotonic() < deadline, f"no boot: {done.stderr}"
+            time.sleep(1)
 
     def wait_for(self, path: str, seconds: float) -> str:
         deadline = time.monotonic() + seconds
@@ -245,9 +273,12 @@ def host(lxd_project: str, suffix: str, github: FakeGitHub, tmp_path: Path) -> H
     _ok(_lxc(*f"config device add {name} github proxy --project {lxd_project} {ends}".split()))
     _ok(_lxc("start", name, "--project", lxd_project))
     machine = Host(lxd_project, name)
-    booted = machine.sh("systemctl is-system-running --wait || true").stdout.strip()
-    assert booted in {"running", "degraded"}, booted
-    _ok(machine.sh(CGROUPS))
+    assert machine.booted() in {"running", "degraded"}
+    (tmp_path / "cgroups").write_text(CGROUPS, encoding="ascii")
+    (tmp_path / "cgroups.service").write_text(CGROUPS_UNIT, encoding="ascii")
+    machine.push(tmp_path / "cgroups", "/usr/local/sbin/ssp-test-cgroups", mode="0755")
+    machine.push(tmp_path / "cgroups.service", "/etc/systemd/system/ssp-test-cgroups.service")
+    _ok(machine.sh("systemctl daemon-reload && systemctl enable --now ssp-test-cgroups.service"))
     _ok(machine.sh(f"printf '{SUBIDS}' | tee /etc/subuid >/etc/subgid"))
     # git reads /etc/gitconfig once the chapter installs it.
     _ok(
@@ -341,3 +372,30 @@ def test_the_guides_from_zero_chapter_installs_a_working_host(
     kept = _ok(host.sh("stat -c '%U %a' /etc/ssp-runner/github-pat; ls /root"))
     assert kept.splitlines()[0] == "root 600"
     assert "github-pat" not in kept.split()  # shredded
+
+    # A reboot (the power cut of section 6): the units come up by themselves, the GPU unit is
+    # skipped again at boot, and the runner registers anew with a fresh token.
+    registered = len(tokens)
+    began = time.monotonic()
+    _ok(_lxc("restart", host.name, "--project", host.project, "--timeout", "120"))
+    assert host.booted() in {"running", "degraded"}
+    # systemd-binfmt fails in any container (binfmt_misc cannot be mounted): nothing of ours may
+    failed = _ok(host.sh("systemctl --failed --plain --no-legend | awk '{print $1}'")).split()
+    assert set(failed) <= {"systemd-binfmt.service"}, failed
+    rebooted = round(time.monotonic() - began, 1)
+    gpu = host.unit("nvidia-devices.service", "ActiveState", "Result", "ConditionResult")
+    assert gpu == {"ActiveState": "inactive", "Result": "exec-condition", "ConditionResult": "no"}
+    journal = _ok(host.sh("journalctl -b -u nvidia-devices.service --no-pager -o cat"))
+    assert "skipped: no NVIDIA GPU on this host's PCI bus" in journal
+    for unit in ("ssp-runner.service", "ssp-runner-token.socket", "ssp-sample.timer"):
+        assert host.unit(unit, "ActiveState")["ActiveState"] == "active", unit
+    deadline = time.monotonic() + 60
+    while len(tokens) == registered:
+        assert time.monotonic() < deadline, "the runner did not register again after the reboot"
+        time.sleep(1)
+    # LXD started again with the host, and with it the shared server: the doctor is content.
+    doctor = host.sh("/opt/ssp/venv/bin/ssp --repo /opt/ssp/repo doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert doctor.stdout.splitlines()[-1] == "ssp doctor: healthy"
+    with capsys.disabled():
+        print(f"from zero: rebooted and running in {rebooted} s")
