@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Create every NVIDIA device node at boot, before LXD starts its containers.
 #
-# Usage: nvidia-devices.sh [--help]
+# Usage: nvidia-devices.sh [--check] [--help]
+#   --check  only say whether this host has an NVIDIA GPU on its PCI bus: exit 0 if it has,
+#            else print why there is nothing to do and exit 1. The unit's ExecCondition=:
+#            systemd then skips the unit ("Skipped due to 'exec-condition'") instead of
+#            failing it, so a host without GPUs (a CPU-only cluster member, a test host)
+#            boots with the unit inactive and its reason in the journal. A host whose GPUs
+#            are on the bus but whose driver is missing still runs the unit, which fails
+#            and says what is missing.
 #
 # Why: an LXD `gpu` device passes the card's /dev/nvidiaN plus the shared /dev/nvidiactl and
 # /dev/nvidia-uvm into the container, but only the nodes that exist on the host at the moment
@@ -18,23 +25,40 @@
 # stderr, which systemd sends to the journal (`journalctl -u nvidia-devices`).
 # Running it again changes nothing. Exit status: 0 all nodes present, 1 something missing.
 #
-# NVIDIA_DEVICES_DEV and NVIDIA_DEVICES_PROC point the checks at another /dev and
-# /proc/driver/nvidia/gpus; only the tests set them.
+# NVIDIA_DEVICES_DEV, NVIDIA_DEVICES_PROC and NVIDIA_DEVICES_PCI point the checks at another
+# /dev, /proc/driver/nvidia/gpus and /sys/bus/pci/devices; only the tests set them.
 set -euo pipefail
 
-usage() { echo "Usage: $(basename "$0") [--help]"; }
+usage() { echo "Usage: $(basename "$0") [--check] [--help]"; }
 
+check=false
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
+  --check) check=true ;;
   "") ;;
   *) usage >&2; exit 2 ;;
 esac
 
 dev=${NVIDIA_DEVICES_DEV:-/dev}
 proc=${NVIDIA_DEVICES_PROC:-/proc/driver/nvidia/gpus}
+pci=${NVIDIA_DEVICES_PCI:-/sys/bus/pci/devices}
 
 log() { echo "nvidia-devices: $*"; }
 fail() { echo "nvidia-devices: error: $*" >&2; exit 1; }
+
+if $check; then
+  # The hardware, not the driver, decides: vendor 0x10de (NVIDIA), class 0x03xxxx (display:
+  # VGA or 3D controller, as GPUs are; NVIDIA's audio and USB functions are not).
+  for device in "$pci"/*; do
+    if [ ! -r "$device/vendor" ] || [ ! -r "$device/class" ]; then continue; fi
+    if [ "$(cat "$device/vendor")" = 0x10de ] && [[ $(cat "$device/class") == 0x03* ]]; then
+      log "NVIDIA GPU at ${device##*/}: creating its device nodes"
+      exit 0
+    fi
+  done
+  log "skipped: no NVIDIA GPU on this host's PCI bus (no display device of vendor 10de under $pci), so there are no device nodes to create"
+  exit 1
+fi
 
 for tool in nvidia-modprobe nvidia-smi; do
   command -v "$tool" >/dev/null \

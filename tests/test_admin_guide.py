@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from guidechapter import GUIDES, PLACEHOLDERS, TOKEN_BLOCK, chapter, shell_blocks
 from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +54,22 @@ def test_apply_help_says_what_its_exit_status_means_with_a_server_down() -> None
     shown = run_cli("apply", "--help")
     assert shown.code == 0
     assert "member down" in shown.out and "Exit status: 0 all applied, 1" in shown.out
+
+
+def test_the_from_zero_chapter_is_the_same_commands_in_both_languages() -> None:
+    english, chinese = (shell_blocks(GUIDES[lang]) for lang in ("en", "zh"))
+    assert len(english) >= 8
+    assert chinese == english
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_from_zero_chapter_shows_every_placeholder_the_test_replaces(lang: str) -> None:
+    blocks = shell_blocks(GUIDES[lang])
+    text = "\n".join(blocks)
+    for placeholder in PLACEHOLDERS:
+        assert placeholder in text, placeholder
+    # the token is pasted, never typed on a command line, and only one block reads it
+    assert [b for b in blocks if TOKEN_BLOCK in b] == [TOKEN_BLOCK + "\n"]
+    # the chapter names the test that runs it, so a reader can see it is kept true
+    assert "tests/integration/test_host_from_zero.py" in chapter(GUIDES[lang])
+    assert (ROOT / "tests" / "integration" / "test_host_from_zero.py").is_file()

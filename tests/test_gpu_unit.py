@@ -56,6 +56,8 @@ def test_unit_runs_once_before_every_lxd_entry_point() -> None:
     assert unit["Unit.DefaultDependencies"] == ["no"]
     assert "basic.target" not in unit["Unit.After"]
     assert unit["Service.ExecStart"] == ["/usr/local/sbin/ssp-nvidia-devices"]
+    # without an NVIDIA GPU the unit is skipped (inactive, its reason in the journal), not failed
+    assert unit["Service.ExecCondition"] == ["/usr/local/sbin/ssp-nvidia-devices", "--check"]
 
 
 def _analyze(tmp_path: Path, unit_text: str) -> str:
@@ -234,7 +236,55 @@ def test_devices_script_fails_when_a_node_is_still_missing(tmp_path: Path) -> No
 
 def test_devices_script_usage() -> None:
     result = run(DEVICES, "--help")
-    assert (result.returncode, result.stdout) == (0, "Usage: nvidia-devices.sh [--help]\n")
+    assert (result.returncode, result.stdout) == (
+        0,
+        "Usage: nvidia-devices.sh [--check] [--help]\n",
+    )
+
+
+def _pci(tmp_path: Path, devices: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """A /sys/bus/pci/devices of `address: (vendor, class)`, and PATH without the driver."""
+    bus = tmp_path / "pci"
+    for address, (vendor, klass) in devices.items():
+        (bus / address).mkdir(parents=True)
+        (bus / address / "vendor").write_text(f"{vendor}\n", encoding="ascii")
+        (bus / address / "class").write_text(f"{klass}\n", encoding="ascii")
+    bus.mkdir(exist_ok=True)
+    return {"PATH": os.environ["PATH"], "NVIDIA_DEVICES_PCI": str(bus)}
+
+
+def test_the_unit_is_skipped_with_its_reason_on_a_host_without_an_nvidia_gpu(
+    tmp_path: Path,
+) -> None:
+    # an Intel host bridge, a Matrox VGA card, an NVIDIA HD-audio function: no NVIDIA GPU
+    env = _pci(
+        tmp_path,
+        {
+            "0000:00:00.0": ("0x8086", "0x060000"),
+            "0000:03:00.0": ("0x102b", "0x030000"),
+            "0000:18:00.1": ("0x10de", "0x040300"),
+        },
+    )
+    result = run(DEVICES, "--check", env=env)
+    assert result.returncode == 1  # ExecCondition: 1 skips the unit
+    assert result.stdout == (
+        "nvidia-devices: skipped: no NVIDIA GPU on this host's PCI bus (no display device of "
+        f"vendor 10de under {tmp_path}/pci), so there are no device nodes to create\n"
+    )
+
+
+@pytest.mark.parametrize("klass", ["0x030000", "0x030200"])  # VGA, 3D controller
+def test_the_unit_runs_on_a_host_with_an_nvidia_gpu_even_without_the_driver(
+    tmp_path: Path, klass: str
+) -> None:
+    env = _pci(
+        tmp_path, {"0000:00:00.0": ("0x8086", "0x060000"), "0000:18:00.0": ("0x10de", klass)}
+    )
+    result = run(DEVICES, "--check", env=env)
+    assert result.returncode == 0
+    assert (
+        result.stdout == "nvidia-devices: NVIDIA GPU at 0000:18:00.0: creating its device nodes\n"
+    )
 
 
 def test_scripts_are_shellcheck_clean() -> None:

@@ -324,3 +324,32 @@ def test_help_explains_every_option_and_exits_0() -> None:
     assert "Administration: Read and write" in done.stdout
     assert not any(line.startswith("#") for line in done.stdout.splitlines())
     assert "set -euo" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("api_url", "accepted"),
+    [
+        ("http://127.0.0.1:8123", True),  # a test's stand-in for GitHub, as the helper allows
+        ("http://localhost:8123/api/v3", True),
+        ("https://ghe.example/api/v3", True),
+        ("http://ghe.example/api/v3", False),  # a credential never crosses a network in clear
+        ("http://10.0.0.5:8123", False),
+    ],
+)
+def test_the_api_url_is_https_or_plain_http_to_this_machine_only(
+    tmp_path: Path, tarball: Path, api_url: str, accepted: bool
+) -> None:
+    pat = tmp_path / "pat"
+    pat.write_text("github_pat_SECRETSECRET\n", encoding="utf-8")
+    pat.chmod(0o600)
+    done = install(
+        *("--url", URL, "--runner", str(tarball), "--ephemeral", "--pat-file", str(pat)),
+        *("--api-url", api_url, "--dir", str(tmp_path / "r"), "--user", "ssp-runner-test"),
+        *("--lxd-group", "lxd", "--dry-run"),
+    )
+    if accepted:
+        assert done.returncode == 0, done.stderr
+        assert f"--api-url {api_url}" in done.stdout  # written into the helper's unit
+    else:
+        assert done.returncode == 2
+        assert "--api-url must be https://HOST[/PATH] (http only to localhost)" in done.stderr
