@@ -30,3 +30,7 @@ class LockHeldError(SspError):
 
 class UsageDbError(SspError):
     """The GPU usage database could not be opened, migrated, read or written."""
+
+
+class LedgerError(SspError):
+    """A host ledger (the comment commands' counts) cannot be read or written."""
