@@ -33,6 +33,7 @@ ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 SNAPSHOT_PREFIX = "ssp-cmd-"
 HOUR_S = 3600.0
 _LOGIN = re.compile(LOGIN_PATTERN)
+_WORD = re.compile(r"[A-Z_]{1,40}")
 USAGE = (
     "ssp understands one command per comment, alone on its first line: `/ssp restart`, "
     "`/ssp stop` (hand the GPUs back and stop; the lease stays), `/ssp start` (start again "
@@ -122,7 +123,7 @@ def refusal(event: CommentEvent, owner: str, admins: Iterable[str]) -> str | Non
         return f"only @{owner} (its owner) or an admin may `/ssp {event.verb}` this container"
     if event.association not in ASSOCIATIONS:
         named = f"@{event.commenter}" if _LOGIN.fullmatch(event.commenter) else "this account"
-        association = event.association if event.association.isalpha() else "something else"
+        association = event.association if _WORD.fullmatch(event.association) else "another"
         return (
             f"{named} is not a member or collaborator of this repository "
             f"(GitHub says {association}), so the host takes no commands from them"
