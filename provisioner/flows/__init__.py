@@ -1,6 +1,6 @@
 """Flows: one command's whole job, wiring the adapters to the pure core: a reconcile pass,
-maintenance, the doctor's checkup, the PR check, the status observation, and GPU sampling
-and usage.
+maintenance, the doctor's checkup, the PR check, the status observation, GPU sampling and
+usage, and a member's comment command (`comment`).
 
 May import: every wing below (applying, the adapters, doctor, status, reporting, planning,
 validation, values). Reads no environment and never exits: the commands hand it what it needs.
