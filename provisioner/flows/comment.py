@@ -37,7 +37,7 @@ from provisioner.reporting.notices import CommentLike
 from provisioner.validation import commands as judge
 from provisioner.validation.validate import Validation, today_for
 from provisioner.values import state
-from provisioner.values.errors import GithubError, LedgerError, LxdError
+from provisioner.values.errors import GithubError, LedgerError, LockHeldError, LxdError
 from provisioner.values.loaded import Loaded
 from provisioner.values.models import ContainerRequest
 from provisioner.values.state import Instance
@@ -136,7 +136,7 @@ def run_command(
     except _Refused as r:
         done.container = done.container or r.name
         done.outcome, done.message = "refused", replies.refused(event.verb, str(r), page)
-    except (LxdError, LedgerError) as e:
+    except (LxdError, LedgerError, LockHeldError) as e:
         done.outcome = "failed"
         done.message = replies.failed(event.verb or "", done.container, str(e), page)
     except GithubError as e:  # the pull request could not be read: say so, change nothing

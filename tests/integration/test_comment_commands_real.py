@@ -20,7 +20,8 @@ pull request that added the request.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,9 @@ from fakegithub.events import issue_comment_event
 from helpers import GitRepo
 from workflowrun import WORKFLOWS, Runner
 
-from integration.helpers import NOW, SHA, LabRepo, host_id_spans, lxc_query
+from integration.helpers import Adapters, LabRepo, apply_pass, lxc_query
 from integration.test_e2e_github import actions_token
 from provisioner import cli
-from provisioner.flows.reconcile import run_pass
-from provisioner.git import files as gitfiles
-from provisioner.host.ports import listening_ports
-from provisioner.lxd.api import Lxd
-from provisioner.validation.validate import validate_tree
 from provisioner.values.issues import LEASE_LABEL, lease_marker
 from provisioner.values.state import RELEASED
 
@@ -55,26 +51,32 @@ def wheels() -> Path:
     return workflowrun.wheelhouse()
 
 
-def _made(lab: LabRepo, project: str, socket: str, *requests: tuple[str, bytes]) -> None:
-    """The containers exist, as the apply after their merge made them."""
-    lab.write(*requests)
-    done = run_pass(
-        validate_tree(gitfiles.worktree(lab.root), NOW),
-        Lxd(project, endpoint=socket),
-        lambda _i: Lxd(project, endpoint=socket),
-        now=NOW,
-        sha=SHA,
-        busy_ports=listening_ports(),
-        id_spans=host_id_spans(),
-        ipv4_timeout_s=5,
-    )
-    assert done.result.ok, done.result.outcomes
+@dataclass(frozen=True)
+class _Lab:
+    """One busybox container, made by a pass as after its merge, and main with its request."""
+
+    name: str
+    path: str  # its request file
+    origin: GitRepo  # main, as the runner's checkout fetches it
+    token: str  # the workflow's GITHUB_TOKEN (an installation token: its comments are a bot's)
 
 
-def _origin(lab: LabRepo, tmp_path: Path, *requests: tuple[str, bytes]) -> GitRepo:
+def _lab(
+    lab: LabRepo,
+    adapters: Adapters,
+    gh: FakeGitHub,
+    tmp_path: Path,
+    name: str,
+    commands: dict[str, int],
+) -> _Lab:
+    request = lab.container(name, image="busybox")
+    lab.settings["commands"] = commands
+    made = apply_pass(lab, adapters, request)
+    assert made.result.ok, made.result.outcomes
     policy = yaml.safe_dump(lab.policy(), sort_keys=False)
     files = workflowrun.project_files() | {"config/policy.yaml": policy}
-    return GitRepo.create(tmp_path / "origin", files | {p: t.decode() for p, t in requests})
+    origin = GitRepo.create(tmp_path / "origin", files | {request[0]: request[1].decode()})
+    return _Lab(name, request[0], origin, actions_token(gh))
 
 
 def _instance(name: str, project: str) -> dict[str, Any]:
@@ -99,19 +101,16 @@ def _answer(gh: FakeGitHub, number: int, comment_id: int) -> str:
 
 def test_members_command_their_container_from_its_lease_issue(
     lab: LabRepo,
+    adapters: Adapters,
     lxd_project: str,
-    lxd_socket: str,
-    suffix: str,
+    unique: Callable[[str], str],
     fake_github: FakeGitHub,
     wheels: Path,
     tmp_path: Path,
 ) -> None:
-    name = f"cmd-{suffix}"
-    request = lab.container(name, image="busybox")
-    lab.settings["commands"] = {"per_hour": 4, "snapshots": 2}
-    origin = _origin(lab, tmp_path, request)
-    _made(lab, lxd_project, lxd_socket, request)
-    token = actions_token(fake_github)
+    name = unique("cmd")
+    made = _lab(lab, adapters, fake_github, tmp_path, name, {"per_hour": 4, "snapshots": 2})
+    origin, token = made.origin, made.token
     issue = fake_github.add_issue(
         FAKE_REPO,
         author=BOT,
@@ -210,19 +209,15 @@ def _ssp_comment(
 
 def test_the_rate_limit_and_which_pull_requests_name_a_container(
     lab: LabRepo,
+    adapters: Adapters,
     lxd_project: str,
-    lxd_socket: str,
-    suffix: str,
+    unique: Callable[[str], str],
     fake_github: FakeGitHub,
     tmp_path: Path,
 ) -> None:
-    name = f"lim-{suffix}"
-    request = lab.container(name, image="busybox")
-    lab.settings["commands"] = {"per_hour": 2}
-    _made(lab, lxd_project, lxd_socket, request)
-    repo = _origin(lab, tmp_path, request).root
-    token = actions_token(fake_github)
-    path = request[0]
+    name = unique("lim")
+    made = _lab(lab, adapters, fake_github, tmp_path, name, {"per_hour": 2})
+    repo, token, path = made.origin.root, made.token, made.path
 
     # A pull request that is not merged names nothing, whatever its files say.
     open_pull = fake_github.add_pull(FAKE_REPO, author="alice", title="Mine", files=[path])
@@ -256,19 +251,16 @@ def test_the_rate_limit_and_which_pull_requests_name_a_container(
 
 def test_snapshot_keeps_the_policy_s_number_of_its_own_and_no_more(
     lab: LabRepo,
+    adapters: Adapters,
     lxd_project: str,
-    lxd_socket: str,
-    suffix: str,
+    unique: Callable[[str], str],
     fake_github: FakeGitHub,
     tmp_path: Path,
 ) -> None:
-    name = f"snap-{suffix}"
-    request = lab.container(name, image="busybox")
-    lab.settings["commands"] = {"per_hour": 10, "snapshots": 2}
-    _made(lab, lxd_project, lxd_socket, request)
-    Lxd(lxd_project, endpoint=lxd_socket).snapshot(name, "mine")  # an admin's: never touched
-    repo = _origin(lab, tmp_path, request).root
-    token = actions_token(fake_github)
+    name = unique("snap")
+    made = _lab(lab, adapters, fake_github, tmp_path, name, {"per_hour": 10, "snapshots": 2})
+    adapters.main.snapshot(name, "mine")  # an admin's: never touched
+    repo, token = made.origin.root, made.token
     issue = fake_github.add_issue(
         FAKE_REPO, author=BOT, title="Lease", body=lease_marker(name), labels=(LEASE_LABEL,)
     )
