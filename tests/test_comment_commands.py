@@ -16,16 +16,24 @@ import pytest
 import workflowrun
 from fakegithub import FAKE_REPO, FakeGitHub
 from fakegithub.events import InvalidPayloadError, issue_comment_event, validate_event
+from fakelxd import NOW, FakeLxd, Lab
 from workflowrun import WORKFLOWS
 
+from provisioner.flows.comment import Host, run_command
+from provisioner.flows.reconcile import Pass, run_pass
 from provisioner.github.commands import CommandsClient
 from provisioner.host import commandlog
+from provisioner.host.lock import host_lock
 from provisioner.reporting import commandreplies
 from provisioner.validation import commands as judge
+from provisioner.validation.validate import blocking
 from provisioner.values.errors import LedgerError
 from provisioner.values.issues import LEASE_LABEL, lease_marker
+from provisioner.values.state import RELEASED
 
 BOT = "github-actions[bot]"
+SHA = "c0ffee" * 6 + "abcd"
+PCI = {0: "0000:18:00.0", 1: "0000:3b:00.0", 2: "0000:86:00.0", 3: "0000:af:00.0"}
 
 
 @pytest.mark.parametrize(
@@ -229,3 +237,59 @@ def test_reactions_and_the_answer_are_never_doubled(fake_github: FakeGitHub) -> 
     with pytest.raises(ValueError, match="not a reaction"):
         client.react(comment.id, "heart")
     fake_github.assert_no_violations()
+
+
+# --- what /ssp stop and /ssp start do to GPUs: whole passes on the in-memory LXD --------------
+
+
+def test_stop_hands_the_gpus_to_the_request_waiting_and_start_queues_for_them(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    lab = Lab.make(tmp_path)
+    fake = FakeLxd.seeded(present_gpus=list(PCI.values()))
+    alice = lab.container("alice-x", gpus=2)
+    first = run_pass(lab.validate(alice), fake, fake.servers, now=NOW, sha=SHA)  # type: ignore[arg-type]
+    assert first.result.ok
+    # carol's request wants exactly the two GPUs alice holds: it waits
+    validation = lab.validate(alice, lab.container("carol-y", owner="carol", gpus=[0, 1]))
+    assert not blocking(validation)
+
+    def reconcile() -> Pass:
+        return run_pass(validation, fake, fake.servers, now=NOW, sha=SHA)  # type: ignore[arg-type]
+
+    waiting = {o.name: o.ok for o in reconcile().result.outcomes}
+    assert waiting == {"alice-x": True, "carol-y": False}
+    client = CommandsClient(repository=FAKE_REPO, token=fake_github.token, api_url=fake_github.url)
+    fake_github.user(BOT, type="Bot")
+    issue = fake_github.add_issue(
+        FAKE_REPO, author=BOT, title="t", body=lease_marker("alice-x"), labels=(LEASE_LABEL,)
+    )
+    host = Host(
+        lxd=fake,  # type: ignore[arg-type]
+        lock=lambda: host_lock(tmp_path / "ssp.lock"),
+        ledger=tmp_path / "commands.json",
+        reconcile=reconcile,
+    )
+
+    def command(body: str) -> str:
+        comment = fake_github.add_comment(FAKE_REPO, issue.number, body, author="alice")
+        event = judge.read_event(issue_comment_event(issue, comment, site=fake_github.site))
+        done = run_command(event, validation, client, host, now=NOW)
+        assert done.outcome == "done", done.message
+        return done.message
+
+    def gpus(name: str) -> list[str]:
+        devices = fake.instance(name).devices.values()
+        return [d["pci"] for d in devices if d.get("type") == "gpu"]
+
+    assert "GPUs went back to the pool" in command("/ssp stop")
+    after = fake.instance("alice-x")
+    assert not after.running and after.config[RELEASED].endswith(" owner")
+    assert gpus("alice-x") == [] and sorted(gpus("carol-y")) == [PCI[0], PCI[1]]
+    assert fake.instance("carol-y").running
+
+    # started again, alice asks for two GPUs again and gets the two still free
+    assert "It is running with 2 GPUs." in command("/ssp start")
+    assert fake.instance("alice-x").running and RELEASED not in fake.instance("alice-x").config
+    assert sorted(gpus("alice-x")) == [PCI[2], PCI[3]]
+    assert sorted(gpus("carol-y")) == [PCI[0], PCI[1]]

@@ -81,10 +81,10 @@ class Applier:
     # --- containers ---------------------------------------------------------------------------
 
     def _config(self, spec: specs.Spec, keep: Mapping[str, str], status: str) -> dict[str, str]:
-        """Our keys, plus the not-ours keys found on the instance (reported as drift)."""
-        config = {
-            k: v for k, v in keep.items() if not specs.ours(k, spec) and not specs.lxd_managed(k)
-        }
+        """Our keys, plus the not-ours keys found on the instance (reported as drift) and the
+        GPU hand-back mark (`state.RELEASED`: set and cleared by `/ssp stop` and `start`)."""
+        kept = {k for k in keep if not specs.ours(k, spec) or k == state.RELEASED}
+        config = {k: v for k, v in keep.items() if k in kept and not specs.lxd_managed(k)}
         config.update(spec.config)
         config[state.STATE] = status
         config[state.SHA] = self.sha
