@@ -293,3 +293,35 @@ def test_stop_hands_the_gpus_to_the_request_waiting_and_start_queues_for_them(
     assert fake.instance("alice-x").running and RELEASED not in fake.instance("alice-x").config
     assert sorted(gpus("alice-x")) == [PCI[2], PCI[3]]
     assert sorted(gpus("carol-y")) == [PCI[0], PCI[1]]
+
+
+def test_a_busy_host_is_a_failure_the_member_is_told_without_the_host_s_paths(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    lab = Lab.make(tmp_path)
+    fake = FakeLxd.seeded()
+    validation = lab.validate(lab.container("alice-x"))
+    assert run_pass(validation, fake, fake.servers, now=NOW, sha=SHA).result.ok  # type: ignore[arg-type]
+    lock = tmp_path / "run" / "ssp-apply.lock"
+    host = Host(
+        lxd=fake,  # type: ignore[arg-type]
+        lock=lambda: host_lock(lock, wait_s=0),
+        ledger=tmp_path / "commands.json",
+        reconcile=lambda: None,
+    )
+    fake_github.user(BOT, type="Bot")
+    issue = fake_github.add_issue(
+        FAKE_REPO, author=BOT, title="t", body=lease_marker("alice-x"), labels=(LEASE_LABEL,)
+    )
+    comment = fake_github.add_comment(FAKE_REPO, issue.number, "/ssp restart", author="alice")
+    event = judge.read_event(issue_comment_event(issue, comment, site=fake_github.site))
+    client = CommandsClient(repository=FAKE_REPO, token=fake_github.token, api_url=fake_github.url)
+    before = len(fake.mutations)
+    with host_lock(lock):  # an apply is running
+        done = run_command(event, validation, client, host, now=NOW)
+    assert (done.outcome, done.ok) == ("failed", False)
+    assert "the host is busy" in done.message and str(lock) not in done.message
+    assert str(lock) in done.error  # the job's log names it for the admins
+    assert fake_github.reactions_on(comment.id) == [("ssp-bot", "eyes"), ("ssp-bot", "-1")]
+    assert fake.mutations[before:] == []  # nothing was done to the container
+    assert not (tmp_path / "commands.json").exists()  # a command not run is not counted

@@ -123,6 +123,8 @@ def _report(done: Done, event: CommentEvent, fmt: str, env: Mapping[str, str]) -
         print("> " + "\n> ".join(done.message.rstrip("\n").splitlines()))
     else:
         print(log_line(f"{verb}{on} by @{event.commenter} ({where}): {done.outcome}"))
+    if done.error:
+        print(log_line(f"ssp comment: {done.error}"), file=sys.stderr)
     for error in done.github_errors:
         text = f"GitHub: {error} (the host's part stands; the answer may be missing)"
         if env.get("GITHUB_ACTIONS") == "true":

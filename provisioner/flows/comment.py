@@ -85,6 +85,7 @@ class Done:
     outcome: str = "ignored"  # ignored | done | refused | failed
     message: str = ""  # the answer posted in the thread
     answer_url: str = ""
+    error: str = ""  # the host's failure in full, for the job's log
     github_errors: list[str] = field(default_factory=list)
 
     @property
@@ -136,9 +137,14 @@ def run_command(
     except _Refused as r:
         done.container = done.container or r.name
         done.outcome, done.message = "refused", replies.refused(event.verb, str(r), page)
-    except (LxdError, LedgerError, LockHeldError) as e:
-        done.outcome = "failed"
+    except LxdError as e:
+        done.outcome, done.error = "failed", str(e)
         done.message = replies.failed(event.verb or "", done.container, str(e), page)
+    except (LedgerError, LockHeldError) as e:  # the host's own files: for the admins' eyes
+        done.outcome, done.error = "failed", str(e)
+        busy = "the host is busy with an apply or maintenance run; try again in a few minutes"
+        why = busy if isinstance(e, LockHeldError) else "the host could not count commands"
+        done.message = replies.failed(event.verb or "", done.container, why, page)
     except GithubError as e:  # the pull request could not be read: say so, change nothing
         done.github_errors.append(str(e))
         done.outcome = "failed"
