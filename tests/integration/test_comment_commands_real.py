@@ -72,7 +72,7 @@ def _lab(
     request = lab.container(name, image="busybox")
     lab.settings["commands"] = commands
     made = apply_pass(lab, adapters, request)
-    assert made.result.ok, made.result.outcomes
+    assert made.result.ok, [(o.name, o.action, o.message) for o in made.result.outcomes]
     policy = yaml.safe_dump(lab.policy(), sort_keys=False)
     files = workflowrun.project_files() | {"config/policy.yaml": policy}
     origin = GitRepo.create(tmp_path / "origin", files | {request[0]: request[1].decode()})
