@@ -46,6 +46,10 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("apply", "reconcile LXD with the requests on this checkout"),
             ("maintain", "daily upkeep: expire leases, notify owners, delete past retention"),
             (
+                "comment",
+                "run a member's /ssp command from an issue comment (the commands workflow)",
+            ),
+            (
                 "backup",
                 "list a container's backups off the host, or restore one as a new container",
             ),

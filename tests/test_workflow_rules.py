@@ -18,8 +18,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
-NAMES = ("validate", "apply", "maintenance")
-SELF_HOSTED = ("apply", "maintenance")
+NAMES = ("validate", "apply", "maintenance", "commands")
+SELF_HOSTED = ("apply", "maintenance", "commands")
+# The self-hosted workflows that run for pushes to main, a schedule or a dispatch: they check
+# out exactly the commit that started them. commands.yml runs for a comment and checks out
+# main by name (test_commands_check_out_main_never_the_commented_pull_request).
+ON_MAIN = ("apply", "maintenance")
 RUNNER_LABELS = ["self-hosted", "linux", "x64", "gpu-host"]
 ADMINS = "@super-server-lab/admins"
 # The jobs of the self-hosted workflows that are not on the GPU host: each deploys the status
@@ -81,8 +85,8 @@ def workflow(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return request.param, load(request.param)
 
 
-def test_only_our_three_workflows_exist() -> None:
-    # a fourth workflow would not be held to the rules below
+def test_only_our_four_workflows_exist() -> None:
+    # a fifth workflow would not be held to the rules below
     assert sorted(p.stem for p in WORKFLOWS.iterdir()) == sorted(NAMES)
 
 
@@ -100,11 +104,17 @@ def test_triggers_are_the_allowed_ones() -> None:
     assert set(maintenance) == {"schedule", "workflow_dispatch"}
     assert all(set(entry) == {"cron"} for entry in maintenance["schedule"])
 
+    # a new comment only: an edited one would let a command be run again by editing it
+    assert triggers(load("commands")) == {"issue_comment": {"types": ["created"]}}
+
 
 def test_no_workflow_runs_on_pr_content_with_privileges() -> None:
-    dangerous = {"pull_request_target", "workflow_run", "issue_comment"}
+    # pull_request_target and workflow_run nowhere; issue_comment only in commands.yml, whose
+    # file and checkout are main's and whose gate the commands tests below pin down
     for name in NAMES:
-        assert not dangerous & set(triggers(load(name))), name
+        found = set(triggers(load(name)))
+        assert not {"pull_request_target", "workflow_run"} & found, name
+        assert ("issue_comment" in found) == (name == "commands"), name
 
 
 def test_top_level_permissions_are_empty(workflow: tuple[str, dict[str, Any]]) -> None:
@@ -124,6 +134,8 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         # deploys the page publish uploaded: Pages, and the OIDC token deploy-pages shows it
         "maintenance.pages": {"pages": "write", "id-token": "write"},
         "apply.pages": {"pages": "write", "id-token": "write"},
+        # reacts to the command and answers it, on a lease issue or a merged pull request
+        "commands": {"contents": "read", "issues": "write", "pull-requests": "write"},
     }
     for name in NAMES:
         for job_id, job in load(name)["jobs"].items():
@@ -190,7 +202,14 @@ def test_every_job_has_a_timeout(workflow: tuple[str, dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "group"), [("apply", "ssp-apply"), ("maintenance", "ssp-maintenance")]
+    ("name", "group"),
+    [
+        ("apply", "ssp-apply"),
+        ("maintenance", "ssp-maintenance"),
+        # one queue per thread: GitHub's one pending run per group never drops a command on
+        # another container's thread; the host lock orders them all
+        ("commands", "ssp-commands-${{ github.event.issue.number }}"),
+    ],
 )
 def test_self_hosted_workflows_have_their_own_uncancelled_concurrency_group(
     name: str, group: str
@@ -219,9 +238,10 @@ def test_self_hosted_jobs_run_only_for_main(name: str) -> None:
     for job_id, job in load(name)["jobs"].items():
         if (name, job_id) in PAGES_JOBS:
             continue
-        after_apply = (name, job_id) == ("apply", "publish")
-        wanted = AFTER_APPLY if after_apply else "github.ref == 'refs/heads/main'"
-        assert job["if"] == wanted, job["name"]
+        if (name, job_id) == ("apply", "publish"):
+            assert job["if"] == AFTER_APPLY, job["name"]
+        else:
+            assert job["if"].split(" && ")[0] == "github.ref == 'refs/heads/main'", job["name"]
 
 
 @pytest.mark.parametrize("name", SELF_HOSTED)
@@ -356,7 +376,7 @@ def test_validate_fetches_the_published_state_as_data_with_its_read_only_token()
     assert job["permissions"]["contents"] == "read"
 
 
-@pytest.mark.parametrize("name", SELF_HOSTED)
+@pytest.mark.parametrize("name", ON_MAIN)
 def test_self_hosted_workflows_check_out_exactly_github_sha(name: str) -> None:
     for job in host_jobs(name):
         (step,) = [
@@ -463,3 +483,58 @@ def test_pre_commit_hook_runs_ssp_validate_on_request_files() -> None:
     assert local["ssp-validate"]["entry"] == "ssp validate --repo ."
     assert local["ssp-validate"]["files"] == hook["files"]
     assert {"ruff-check", "ruff-format"} <= set(local)
+
+
+# --- commands.yml: the one workflow a comment starts -------------------------------------------
+
+
+def test_commands_admit_only_ssp_comments_by_the_repository_s_people() -> None:
+    # A stranger's comment, or any comment not starting with "/ssp ", never takes the runner:
+    # the job is skipped before a step (tests/test_comment_commands.py runs this gate).
+    (job,) = jobs(load("commands"))
+    assert job["if"] == (
+        "github.ref == 'refs/heads/main' && startsWith(github.event.comment.body, '/ssp ') && "
+        'contains(fromJSON(\'["OWNER","MEMBER","COLLABORATOR"]\'), '
+        "github.event.comment.author_association)"
+    )
+
+
+def test_commands_check_out_main_never_the_commented_pull_request() -> None:
+    (step,) = checkouts(load("commands"))
+    assert step["with"] == {"ref": "main", "fetch-depth": 0, "persist-credentials": False}
+
+
+def test_commands_read_the_comment_only_from_the_event_file() -> None:
+    # the comment's text is in no script and no env value: `ssp comment` reads the event file
+    doc = load("commands")
+    (job,) = jobs(doc)
+    text = yaml.safe_dump(list(job["steps"]))
+    assert "github.event" not in text
+    (step,) = [s for s in job["steps"] if 'ssp" comment' in str(s.get("run", ""))]
+    assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    words = shlex.split(str(step["run"]).replace("\\\n", " ").splitlines()[2])
+    assert words == [
+        "$RUNNER_TEMP/ssp-venv/bin/ssp",
+        "comment",
+        "--repo",
+        ".",
+        "--event",
+        "$GITHUB_EVENT_PATH",
+        "--format",
+        "markdown",
+        ">$report",
+        "||",
+        "rc=$?",
+    ]
+    assert (WORKFLOWS / "commands.yml").read_text(encoding="utf-8").count("secrets.") == 1
+
+
+def test_commands_run_ssp_from_a_fresh_venv_of_main() -> None:
+    (job,) = jobs(load("commands"))
+    each = "\n".join(str(s["run"]) for s in job["steps"] if "run" in s).replace("\\\n", " ")
+    installs = [line.split() for line in each.splitlines() if 'bin/pip" install' in line]
+    assert len(installs) == 2
+    assert {"--require-hashes", "--only-binary", "--no-deps"} <= set(installs[0])
+    assert installs[0][-2:] == ["-r", "requirements.lock"]
+    assert installs[1][-1] == "."
+    assert '>>"$GITHUB_STEP_SUMMARY"' in each and 'exit "$rc"' in each

@@ -40,8 +40,13 @@ def run(argv: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_three_workflows_are_there() -> None:
-    assert [p.name for p in WORKFLOW_FILES] == ["apply.yml", "maintenance.yml", "validate.yml"]
+def test_the_four_workflows_are_there() -> None:
+    assert [p.name for p in WORKFLOW_FILES] == [
+        "apply.yml",
+        "commands.yml",
+        "maintenance.yml",
+        "validate.yml",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,14 @@ What stands in for GitHub: `actions/checkout` becomes what it does, done with gi
 the local SOURCE repository: a fresh repository in `path:` that fetches `ref:` (depth 1 by
 default, everything with `fetch-depth: 0`, as the action does) and checks it out detached;
 `persist-credentials` other than false leaves the token in `.git/config` as the action does.
-A job's `if:` may compare one property path with a string literal
-(`github.ref == 'refs/heads/main'`), alone or after `!cancelled() &&`; when it is false the job
-is skipped, as GitHub shows it, and no step runs. A job with `needs:` runs when the caller
-gives the result of each job it needs (`needs=`), and only as GitHub would: all succeeded, or
-none cancelled under `!cancelled()`. Any other `uses:`, a step `if:`, another job `if:`, a
-matrix, services or an expression beyond a property path or a literal raise `Unsupported`, so
-a workflow cannot silently outgrow what is tested.
+A job's `if:` may join with `&&` clauses that compare a property path with a string literal
+(`github.ref == 'refs/heads/main'`), `startsWith(path, 'literal')` and
+`contains(fromJSON('[…]'), path)` (both ignoring case, as GitHub does), the first of them may
+be `!cancelled()`; when it is false the job is skipped, as GitHub shows it, and no step runs.
+A job with `needs:` runs when the caller gives the result of each job it needs (`needs=`), and
+only as GitHub would: all succeeded, or none cancelled under `!cancelled()`. Any other
+`uses:`, a step `if:`, a matrix, services or an expression beyond a property path or a
+literal raise `Unsupported`, so a workflow cannot silently outgrow what is tested.
 Events must be among the workflow's triggers (with its branch filters for `push`).
 
 `pip install` steps run for real and offline: `wheelhouse()` builds, once per dependency
@@ -226,32 +227,61 @@ def evaluate(text: str, context: Mapping[str, Any]) -> str:
     return _EXPRESSION.sub(one, text)
 
 
-_JOB_IF = re.compile(r"(?:\$\{\{)?\s*([A-Za-z_][\w.-]*)\s*(==|!=)\s*'([^']*)'\s*(?:\}\})?")
+_PATH = r"([A-Za-z_][\w.-]*)"
+_JOB_IF_CLAUSES = (
+    # github.ref == 'refs/heads/main'
+    ("equals", re.compile(_PATH + r"\s*(==|!=)\s*'([^']*)'")),
+    # startsWith(github.event.comment.body, '/ssp ')
+    ("starts", re.compile(r"startsWith\(\s*" + _PATH + r"\s*,\s*'([^']*)'\s*\)")),
+    # contains(fromJSON('["OWNER","MEMBER"]'), github.event.comment.author_association)
+    (
+        "one of",
+        re.compile(r"contains\(\s*fromJSON\(\s*'(\[[^']*\])'\s*\)\s*,\s*" + _PATH + r"\s*\)"),
+    ),
+)
 
 
-_NOT_CANCELLED = re.compile(r"\$\{\{\s*!cancelled\(\)\s*&&\s*(.*?)\s*\}\}")
+def _clause(text: str, context: Mapping[str, Any]) -> bool:
+    for kind, pattern in _JOB_IF_CLAUSES:
+        match = pattern.fullmatch(text.strip())
+        if match is None:
+            continue
+        if kind == "equals":
+            value = evaluate("${{ " + match[1] + " }}", context)
+            return (value == match[3]) == (match[2] == "==")
+        if kind == "starts":  # GitHub's startsWith ignores case
+            value = evaluate("${{ " + match[1] + " }}", context)
+            return value.casefold().startswith(match[2].casefold())
+        items = json.loads(match[1])
+        value = evaluate("${{ " + match[2] + " }}", context)
+        return any(isinstance(i, str) and i.casefold() == value.casefold() for i in items)
+    raise Unsupported(f"job if: {text!r}")
 
 
 def _job_condition(
     text: str, context: Mapping[str, Any], needs: Mapping[str, str] | None = None
 ) -> bool:
-    """A job's `if:`: one property path compared with a string literal, nothing else; or
-    `${{ !cancelled() && <that> }}`. As on GitHub, a job with `needs:` and no status function
-    runs only when every job it needs succeeded; with `!cancelled()`, unless one was
-    cancelled."""
+    """A job's `if:`: clauses joined by `&&`, each a property path compared with a string
+    literal, `startsWith(path, 'literal')` or `contains(fromJSON('[…]'), path)`, the first
+    of them may be `!cancelled()`; nothing else (no `||`, no parentheses). As on GitHub, a
+    job with `needs:` and no status function runs only when every job it needs succeeded;
+    with `!cancelled()`, unless one was cancelled."""
     results = dict(needs or {})
-    whole = _NOT_CANCELLED.fullmatch(text.strip())
-    if whole:
+    body = text.strip()
+    if body.startswith("${{") and body.endswith("}}"):
+        body = body[3:-2]
+    if "||" in body:
+        raise Unsupported(f"job if: {text!r}")
+    parts = [part.strip() for part in body.split("&&")]
+    if parts[0] == "!cancelled()":
         if "cancelled" in results.values():
             return False
-        text = whole[1]
+        parts = parts[1:]
     elif any(r != "success" for r in results.values()):
         return False
-    match = _JOB_IF.fullmatch(text.strip())
-    if not match:
+    if not parts:
         raise Unsupported(f"job if: {text!r}")
-    value = evaluate("${{ " + match[1] + " }}", context)
-    return (value == match[3]) == (match[2] == "==")
+    return all(_clause(part, context) for part in parts)
 
 
 # --- the workflow file ---------------------------------------------------------------------------
@@ -286,8 +316,8 @@ def _check_trigger(doc: Mapping[str, Any], event_name: str, ref: str) -> None:
 
 
 def _event_definition(event_name: str, event: Mapping[str, Any]) -> str | None:
-    if event_name == "pull_request":
-        return f"pull_request${event['action']}"
+    if event_name in ("pull_request", "issue_comment"):
+        return f"{event_name}${event['action']}"
     if event_name == "push":
         return "push$event"
     return None

@@ -234,6 +234,11 @@ class Lxd(LxdHost, LxdBackups):
         what = f"snapshot {name!r} as {snapshot!r}"
         self._send(what, self._api.instances[name].snapshots.post, json=body)
 
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        """Delete one of an instance's snapshots (waits for LXD's operation)."""
+        what = f"delete snapshot {snapshot!r} of {name!r}"
+        self._send(what, self._api.instances[name].snapshots[snapshot].delete)
+
     def restore_snapshot(self, name: str, snapshot: str) -> None:
         """Roll a stopped instance back to one of its snapshots (a PUT with `restore`)."""
         what = f"restore {name!r} to snapshot {snapshot!r}"

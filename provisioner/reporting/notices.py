@@ -25,13 +25,12 @@ from typing import Protocol
 
 from provisioner.planning.leases import Lease, Stage
 from provisioner.values.errors import GithubError
-from provisioner.values.issues import IssueRef
+from provisioner.values.issues import LEASE_LABEL, LEASE_MARKER, IssueRef, lease_marker
 from provisioner.values.models import LOGIN_PATTERN
 from provisioner.values.policymodels import Policy
 from provisioner.values.requestpaths import under_requests
 
-LABEL = "ssp-lease"
-_ISSUE_MARKER = re.compile(r"<!-- ssp:lease ([a-z][a-z0-9-]{1,30}[a-z0-9]) -->")
+LABEL = LEASE_LABEL
 _LOGIN = re.compile(LOGIN_PATTERN)
 
 
@@ -73,7 +72,7 @@ class Sent:
 
 
 def issue_marker(name: str) -> str:
-    return f"<!-- ssp:lease {name} -->"
+    return lease_marker(name)
 
 
 def notice_marker(lease: Lease) -> str:
@@ -182,7 +181,7 @@ def _by_name(issues: Sequence[IssueRef]) -> dict[str, IssueRef]:
     """Each container's issue: the oldest one carrying its marker."""
     found: dict[str, IssueRef] = {}
     for issue in sorted(issues, key=lambda i: i.number):
-        match = _ISSUE_MARKER.search(issue.body)
+        match = LEASE_MARKER.search(issue.body)
         if match:
             found.setdefault(match.group(1), issue)
     return found

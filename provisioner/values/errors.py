@@ -34,3 +34,7 @@ class UsageDbError(SspError):
 
 class TunnelError(SspError):
     """The tunnel client's file could not be written, or frpc's admin API refused or is down."""
+
+
+class LedgerError(SspError):
+    """A host ledger (the comment commands' counts) cannot be read or written."""

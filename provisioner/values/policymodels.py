@@ -1,5 +1,6 @@
 """The lab's policy as pydantic models: members and quotas, the image catalogue, shares,
-shared servers, SSH and tunnel settings, leases and retention, the LXD project.
+shared servers, SSH and tunnel settings, leases and retention, members' comment commands,
+the LXD project.
 
 Part of the contract with `provisioner.values.models` (request files, the inventory, the scalar
 types all share): `config/policy.yaml` is read into `Policy`, and `schemas/policy.schema.json`
@@ -274,6 +275,27 @@ class UsagePolicy(StrictModel):
     )
 
 
+class CommandsPolicy(StrictModel):
+    """Members' comment commands: `/ssp restart|stop|start|snapshot` on a container's lease
+    issue or merged pull request, run on the host by the commands workflow."""
+
+    per_hour: Annotated[int, Field(ge=1, le=60)] = Field(
+        default=4,
+        description="Commands one container may be given in any hour (by its owner and the "
+        "admins together); more are refused until the hour has passed.",
+    )
+    snapshots: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=3,
+        description="How many `/ssp snapshot` snapshots a container keeps: the oldest of "
+        "them is deleted to make room for a new one (0: `/ssp snapshot` is refused).",
+    )
+    ledger: AbsPath = Field(
+        default="/var/lib/ssp/commands.json",
+        description="The host file counting each container's commands of the last hour "
+        "(the rate limit); written only under the host lock.",
+    )
+
+
 class LxdSettings(StrictModel):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] = "ssp"
     profiles: list[str] = Field(default_factory=lambda: ["default"])
@@ -332,6 +354,11 @@ class Policy(StrictModel):
     )
     notify: Notify | None = Field(
         None, description="Notices by e-mail and webhook besides GitHub (unset: GitHub only)."
+    )
+    commands: CommandsPolicy = Field(
+        default_factory=CommandsPolicy,
+        description="Members' comment commands (`/ssp restart` and the others): their rate "
+        "limit and snapshots.",
     )
 
     def quota_for(self, login: str) -> tuple[str, Quota]:

@@ -60,6 +60,8 @@ PATHS = frozenset(
         "/repos/{owner}/{repo}/git/refs",
         "/repos/{owner}/{repo}/git/refs/{ref}",
         "/repos/{owner}/{repo}/git/trees",
+        # the comment commands' reactions on the member's comment (eyes, +1, confused, -1)
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
     }
 )
 

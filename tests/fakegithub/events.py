@@ -1,4 +1,5 @@
-"""Webhook / Actions event payloads (`pull_request`, `push`) as GitHub delivers them.
+"""Webhook / Actions event payloads (`pull_request`, `push`, `issue_comment`) as GitHub
+delivers them.
 
 What a workflow finds in `$GITHUB_EVENT_PATH`. Each builder validates its result against the
 webhook schemas in tests/contracts (`@octokit/webhooks-schemas`, one definition per event and
@@ -13,6 +14,8 @@ Build from the fake's state, so that the event and the API agree:
     event = pull_request_event("closed", pull, site=gh.site)            # merged
     event = push_event(pull.repo, before=pull.base_sha, after=pull.merge_commit_sha,
                        commits=[PushCommit(pull.merge_commit_sha, "Merge #1", added=[...])])
+    comment = gh.add_comment("lab/super-server", issue.number, "/ssp stop", author="alice")
+    event = issue_comment_event(issue, comment, site=gh.site)         # or a pull request
 
 Without a running fake, `GitHubState()` (from state.py) makes the Repo and Pull objects.
 """
@@ -31,6 +34,7 @@ from jsonschema.exceptions import best_match
 
 from . import resources as r
 from .contract import CONTRACTS
+from .issues import Issue, issue_json, pull_as_issue
 
 WEBHOOKS_FILE = CONTRACTS / "github-webhooks-schema.json"
 GITHUB = r.Site(api="https://api.github.com", web="https://github.com")
@@ -203,4 +207,46 @@ def push_event(
         "head_commit": _commit(site, repo, commits[-1]) if commits else None,
     }
     validate_event("push$event", payload)
+    return payload
+
+
+def _strip_users(value: Any) -> Any:
+    """Webhook user objects lack the REST API's `user_view_type`; drop it at any depth."""
+    if isinstance(value, dict):
+        if "login" in value and "user_view_type" in value:
+            value = {k: v for k, v in value.items() if k != "user_view_type"}
+        return {k: _strip_users(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_users(v) for v in value]
+    return value
+
+
+def issue_comment_event(
+    thread: r.Pull | Issue,
+    comment: r.Comment,
+    *,
+    site: r.Site = GITHUB,
+    comments: int = 1,
+) -> dict[str, Any]:
+    """An `issue_comment` "created" event for COMMENT on THREAD (an Issue of the fake's
+    issues, or a Pull: GitHub sends pull request comments as issue comments too), as the
+    fake's state has them now. The comment's author is the sender."""
+    if isinstance(thread, r.Pull):
+        issue = pull_as_issue(site, thread, comments)
+    else:
+        issue = issue_json(site, thread, comments)
+    # what the REST API shows of an issue beyond the webhook's issue (e.g. `closed_by`)
+    described = _definitions()["definitions"]["issue"]["properties"]
+    issue = {k: v for k, v in _strip_users(issue).items() if k in described}
+    issue.setdefault("reactions", r.reaction_rollup(f"{issue['url']}/reactions", []))
+    issue.setdefault("active_lock_reason", None)
+    issue.setdefault("locked", False)
+    payload: dict[str, Any] = {
+        "action": "created",
+        "issue": issue,
+        "comment": _strip_users(r.issue_comment(site, comment)),
+        "repository": _repository(site, comment.repo),
+        "sender": _user(site, comment.author),
+    }
+    validate_event("issue_comment$created", payload)
     return payload

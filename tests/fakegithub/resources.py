@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -114,6 +115,16 @@ class Pull:
         return self.merged_at is not None
 
 
+@dataclass(frozen=True)
+class Reaction:
+    """One person's reaction on a comment (GitHub keeps one per person and content)."""
+
+    id: int
+    user: User
+    content: str
+    created_at: datetime
+
+
 @dataclass
 class Comment:
     repo: Repo
@@ -124,6 +135,28 @@ class Comment:
     created_at: datetime
     updated_at: datetime
     on_issue: bool = False  # on an issue rather than a pull request (its web address)
+    reactions: list[Reaction] = field(default_factory=list)
+    # how GitHub relates the author to the repository (webhooks and the API say it)
+    association: str = ""
+
+
+REACTION_CONTENTS = ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes")
+
+
+def reaction(site: Site, made: Reaction) -> Json:
+    return {
+        "id": made.id,
+        "node_id": node_id("Reaction", made.id),
+        "user": simple_user(site, made.user),
+        "content": made.content,
+        "created_at": iso(made.created_at),
+    }
+
+
+def reaction_rollup(url: str, made: Sequence[Reaction]) -> Json:
+    """The `reactions` summary a comment carries: how many of each content."""
+    counts = {c: sum(1 for m in made if m.content == c) for c in REACTION_CONTENTS}
+    return {"url": url, "total_count": len(made), **counts}
 
 
 def simple_user(site: Site, user: User) -> Json:
@@ -393,20 +426,12 @@ def issue_comment(site: Site, comment: Comment) -> Json:
         "user": simple_user(site, comment.author),
         "created_at": iso(comment.created_at),
         "updated_at": iso(comment.updated_at),
-        "author_association": "NONE" if comment.author.type == "Bot" else "MEMBER",
+        "author_association": comment.association
+        or ("NONE" if comment.author.type == "Bot" else "MEMBER"),
         "body": comment.body,
-        "reactions": {
-            "url": f"{repo_api}/issues/comments/{comment.id}/reactions",
-            "total_count": 0,
-            "+1": 0,
-            "-1": 0,
-            "laugh": 0,
-            "hooray": 0,
-            "confused": 0,
-            "heart": 0,
-            "rocket": 0,
-            "eyes": 0,
-        },
+        "reactions": reaction_rollup(
+            f"{repo_api}/issues/comments/{comment.id}/reactions", comment.reactions
+        ),
         "performed_via_github_app": None,
     }
 

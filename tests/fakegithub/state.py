@@ -24,6 +24,8 @@ from . import settings as rs
 from .gitdata import GitDatabase, Reply
 from .issues import HANDLERS as ISSUE_HANDLERS
 from .issues import Issue, IssuesMixin
+from .reactions import HANDLERS as REACTION_HANDLERS
+from .reactions import ReactionsMixin
 from .settings import RepoSettings
 
 # GitHub's limit on issue comment bodies (the API answers 422 beyond it).
@@ -55,7 +57,7 @@ def _not_found(docs: str = DOCS) -> Reply:
     return Reply(404, r.error("Not Found", docs, 404))
 
 
-class GitHubState(IssuesMixin):
+class GitHubState(IssuesMixin, ReactionsMixin):
     """In-memory GitHub: seed it from tests, read it back to check what the client did."""
 
     def __init__(self, *, login: str = "ssp-bot", web_url: str = "https://github.com") -> None:
@@ -185,11 +187,21 @@ class GitHubState(IssuesMixin):
             self.commit_links.setdefault((full_name.lower(), sha), []).extend(numbers)
 
     def add_comment(
-        self, full_name: str, number: int, body: str, *, author: str | None = None
+        self,
+        full_name: str,
+        number: int,
+        body: str,
+        *,
+        author: str | None = None,
+        association: str = "",
     ) -> r.Comment:
+        """A comment by AUTHOR (default: the fake's own user); ASSOCIATION is how GitHub
+        relates them to the repository (default: MEMBER, NONE for a bot)."""
         with self.lock:
             thread = self.issues.get((full_name.lower(), number)) or self.pull(full_name, number)
-            return self._new_comment(thread, body, self.user(author) if author else self.me)
+            made = self._new_comment(thread, body, self.user(author) if author else self.me)
+            made.association = association
+            return made
 
     def comments_on(self, full_name: str, number: int) -> list[r.Comment]:
         """The comments on a pull request, oldest first."""
@@ -544,6 +556,7 @@ _HANDLERS = {
     "apps/get-repo-installation": GitHubState._get_installation,
     "apps/create-installation-access-token": GitHubState._create_token,
     **ISSUE_HANDLERS,
+    **REACTION_HANDLERS,
     **gitdata.HANDLERS,
     **repoadmin.HANDLERS,
 }
