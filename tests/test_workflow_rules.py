@@ -29,8 +29,8 @@ ADMINS = "@super-server-lab/admins"
 # The jobs of the self-hosted workflows that are not on the GPU host: each deploys the status
 # page its publish job uploaded to GitHub Pages, on a GitHub-hosted runner (issue 22, finding
 # 4); apply.yml publishes after every apply, maintenance.yml daily (issue 25).
-PAGES_JOBS = (("maintenance", "pages"), ("apply", "pages"))
-PUBLISH_JOBS = (("maintenance", "publish"), ("apply", "publish"))
+PAGES_JOBS = (("maintenance", "pages"), ("apply", "pages"), ("commands", "pages"))
+PUBLISH_JOBS = (("maintenance", "publish"), ("apply", "publish"), ("commands", "publish"))
 # apply.yml's publish job runs after the apply job whatever its exit status (a failed request
 # is news for the page too), never when the run was cancelled; and only for main.
 AFTER_APPLY = "${{ !cancelled() && github.ref == 'refs/heads/main' }}"
@@ -134,6 +134,8 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         # deploys the page publish uploaded: Pages, and the OIDC token deploy-pages shows it
         "maintenance.pages": {"pages": "write", "id-token": "write"},
         "apply.pages": {"pages": "write", "id-token": "write"},
+        "commands.publish": {"contents": "write"},
+        "commands.pages": {"pages": "write", "id-token": "write"},
         # reacts to the command and answers it, on a lease issue or a merged pull request
         "commands": {"contents": "read", "issues": "write", "pull-requests": "write"},
     }
@@ -491,7 +493,7 @@ def test_pre_commit_hook_runs_ssp_validate_on_request_files() -> None:
 def test_commands_admit_only_ssp_comments_by_the_repository_s_people() -> None:
     # A stranger's comment, or any comment not starting with "/ssp ", never takes the runner:
     # the job is skipped before a step (tests/test_comment_commands.py runs this gate).
-    (job,) = jobs(load("commands"))
+    job = load("commands")["jobs"]["command"]
     assert job["if"] == (
         "github.ref == 'refs/heads/main' && startsWith(github.event.comment.body, '/ssp ') && "
         'contains(fromJSON(\'["OWNER","MEMBER","COLLABORATOR"]\'), '
@@ -500,15 +502,18 @@ def test_commands_admit_only_ssp_comments_by_the_repository_s_people() -> None:
 
 
 def test_commands_check_out_main_never_the_commented_pull_request() -> None:
-    (step,) = checkouts(load("commands"))
-    assert step["with"] == {"ref": "main", "fetch-depth": 0, "persist-credentials": False}
+    # the command and the publish after it
+    steps = checkouts(load("commands"))
+    assert len(steps) == 2
+    for step in steps:
+        assert step["with"] == {"ref": "main", "fetch-depth": 0, "persist-credentials": False}
 
 
 def test_commands_read_the_comment_only_from_the_event_file() -> None:
     # the comment's text is in no script and no env value: `ssp comment` reads the event file
     doc = load("commands")
-    (job,) = jobs(doc)
-    text = yaml.safe_dump(list(job["steps"]))
+    job = doc["jobs"]["command"]
+    text = yaml.safe_dump([step for j in jobs(doc) for step in j["steps"]])
     assert "github.event" not in text
     (step,) = [s for s in job["steps"] if 'ssp" comment' in str(s.get("run", ""))]
     assert step["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
@@ -526,11 +531,12 @@ def test_commands_read_the_comment_only_from_the_event_file() -> None:
         "||",
         "rc=$?",
     ]
-    assert (WORKFLOWS / "commands.yml").read_text(encoding="utf-8").count("secrets.") == 1
+    # this step's token, and the publish job's (contents: write, for ssp-state only)
+    assert (WORKFLOWS / "commands.yml").read_text(encoding="utf-8").count("secrets.") == 2
 
 
 def test_commands_run_ssp_from_a_fresh_venv_of_main() -> None:
-    (job,) = jobs(load("commands"))
+    job = load("commands")["jobs"]["command"]
     each = "\n".join(str(s["run"]) for s in job["steps"] if "run" in s).replace("\\\n", " ")
     installs = [line.split() for line in each.splitlines() if 'bin/pip" install' in line]
     assert len(installs) == 2
@@ -538,3 +544,26 @@ def test_commands_run_ssp_from_a_fresh_venv_of_main() -> None:
     assert installs[0][-2:] == ["-r", "requirements.lock"]
     assert installs[1][-1] == "."
     assert '>>"$GITHUB_STEP_SUMMARY"' in each and 'exit "$rc"' in each
+
+
+def test_a_command_is_followed_by_the_page_published_as_after_an_apply() -> None:
+    """After each comment command (issue 25) the page is published by apply.yml's own jobs,
+    step for step, only after a command that ran: a skipped one (a stranger's comment) never
+    takes the runner, and a refused one changed nothing."""
+    ours, apply = load("commands")["jobs"], load("apply")["jobs"]
+    assert list(ours) == ["command", "publish", "pages"]
+    publish, theirs = dict(ours["publish"]), dict(apply["publish"])
+    assert (publish.pop("needs"), publish.pop("if")) == (
+        "command",
+        "github.ref == 'refs/heads/main'",
+    )
+    theirs.pop("needs"), theirs.pop("if")
+    strip = [
+        {k: v for k, v in step.items() if k not in ("name", "with")}
+        for step in publish.pop("steps")
+    ]
+    assert strip == [
+        {k: v for k, v in step.items() if k not in ("name", "with")} for step in theirs.pop("steps")
+    ]
+    assert publish == theirs
+    assert ours["pages"] == apply["pages"]
