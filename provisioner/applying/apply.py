@@ -53,6 +53,7 @@ from provisioner.values.plandata import (
     Start,
     Unpublish,
     Update,
+    Wait,
     unchanged,
 )
 from provisioner.values.policymodels import Policy
@@ -382,7 +383,7 @@ def apply_plan(
 
 
 def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier) -> Outcome:
-    if isinstance(action, Refuse):
+    if isinstance(action, Refuse | Wait):
         return failed(action, LxdError(action.message))
     if unchanged(action):
         return applier.step(action, observed)  # nothing to change: no request either

@@ -35,6 +35,7 @@ from provisioner.validation.validate import Validation
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
+from provisioner.values.waitlist import Landed
 
 # Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
 _SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
+            merged=main.merged,
         )
     policy = config.policy
     if args.format == "json":
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(line)
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
-        comment(env, policy, done.validation, done.result, done.skipped)
+        comment(env, policy, done.validation, done.result, done.skipped, main.landed)
     return 0 if done.result.ok and not done.skipped else 1
 
 
@@ -125,8 +127,14 @@ def comment(
     validation: Validation,
     result: ApplyResult | None,
     problems: tuple[Problem, ...] | list[Problem],
+    landed: Mapping[str, Landed] | None = None,
+    *,
+    merged_prs: bool = True,
 ) -> None:
     """Post or update the sticky comment on each PR merged by GITHUB_SHA; warn on failure.
+    With LANDED (when each request first landed on main), also the comments of earlier PRs
+    whose requests wait in line for GPUs, or were made now after waiting; `merged_prs=False`
+    (`ssp maintain`): those comments only.
 
     Never raises: by now the host work is done, and its exit status stands.
     """
@@ -154,11 +162,14 @@ def comment(
         client = maybe_github_client(env)
         if client is None:
             return
-        posted = mergecomment.post(client, ctx, result, problems, log=_note)
+        posted = mergecomment.post(client, ctx, result, problems, log=_note) if merged_prs else []
+        if result is not None and landed:
+            late = mergecomment.made_late(result, landed, sha)
+            posted += mergecomment.post_waitlist(client, ctx, result, landed, late, log=_note)
     except Exception as e:
         _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))
         return
-    if not posted:
+    if not posted and merged_prs:
         _note(f"no merged pull request found for {sha[:12]}; no comment")
     for p in posted:
         if p.error:

@@ -30,6 +30,7 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
+from provisioner.commands.apply import comment
 from provisioner.flows import maintain, notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.flows.usage import database_path, idle_now
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             **host_facts(validation, env, lxd),
             dry_run=args.dry_run,
             log=_note,
+            merged=main.merged,
         )
         idle = _idle_gpus(config.policy, env, now)
         done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
@@ -98,6 +100,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for line in applyreport.text_lines(policy, applied.result, applied.skipped):
             print(log_line(line))
     sys.stdout.flush()
+    if not args.dry_run:
+        # A request this pass made after it waited in line: its PR comment gets the ssh
+        # command (and one still waiting, its place). Never changes the exit status.
+        comment(env, policy, validation, applied.result, (), main.landed, merged_prs=False)
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")

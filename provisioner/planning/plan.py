@@ -1,17 +1,15 @@
 """The plan: desired state (valid requests on main) vs observed LXD state → actions. Pure.
 
 `make_plan` decides everything — which GPUs a count becomes, which port a new container
-gets, what to create, change, start, retire or refuse — and returns an immutable `Plan`.
+gets, what to create, change, start, retire or refuse, and which requests wait in line for
+GPUs that are taken (`provisioner.planning.waitlist`) — and returns an immutable `Plan`.
 `apply` only walks it. Allocation is stable: a container keeps the GPUs and ports it already
 has as long as they are still its to have, so running the plan twice changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-
-from provisioner.planning import allocate
+from provisioner.planning import allocate, waitlist
 from provisioner.planning import cluster as clusterplace
 from provisioner.planning import images as imageplan
 from provisioner.planning.accounts import account_actions
@@ -284,8 +282,10 @@ def make_plan(inputs: Inputs) -> Plan:
             ),
         )
         want_gpus = _wanted_gpus(req, observed.get(req.name))
-        if (no_gpus := _gpu_refusal(item, want, want_gpus, gpu_conflicts)) is not None:
-            actions.append(no_gpus)
+        if (
+            short := waitlist.shortage(item, want, want_gpus, gpu_conflicts, inputs, where.host)
+        ) is not None:
+            actions.append(short)  # its GPUs are taken: it waits in line
             continue
         inst, moved = observed.get(req.name), ids.moved.get(req.name)
         action, found = _container_action(inst, want, want_gpus > 0, inputs, moved, publishing)
@@ -299,8 +299,9 @@ def make_plan(inputs: Inputs) -> Plan:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
     actions = image_actions + actions
-    actions += _retirements(inputs, wanted, where.down)
-    actions += account_actions(inputs)
+    actions += _retirements(inputs, wanted, where.down) + account_actions(inputs)
+    # Each request that waits for GPUs learns its place in line.
+    actions = waitlist.in_line(actions, containers, inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)
 
 
@@ -341,20 +342,6 @@ def _wanted_gpus(req: ContainerRequest, inst: Instance | None) -> int:
     if inst is not None and inst.gpus_released:
         return 0
     return req.gpus if isinstance(req.gpus, int) else len(req.gpus)
-
-
-def _gpu_refusal(
-    item: Loaded, want: specs.Spec, wanted: int, conflicts: Mapping[str, allocate.GpuConflict]
-) -> Refuse | None:
-    """Why the request cannot have its GPUs now: a pin on a GPU another container holds
-    (naming the holder), or too few free."""
-    name = item.request.name
-    if name in conflicts:
-        conflict = conflicts[name]
-        return replace(_refuse(item, conflict.message), gpu_holders=conflict.holders)
-    if len(want.gpus) < wanted:
-        return _refuse(item, f"only {len(want.gpus)} of the {wanted} GPUs asked for are free")
-    return None
 
 
 def _refuse(item: Loaded, message: str) -> Refuse:

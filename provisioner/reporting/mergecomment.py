@@ -30,9 +30,10 @@ from provisioner.values.outcomes import GIVEN_BACK, ApplyResult, Done, Outcome, 
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
 from provisioner.values.spec import SCHEDULES
+from provisioner.values.waitlist import Landed, line_text
 
 MARKER = "<!-- ssp:apply -->"
-TEMPLATES = ("applied", "failed", "retired", "account", "image")
+TEMPLATES = ("applied", "failed", "retired", "account", "image", "waiting")
 
 # A private key block, whatever its kind (OPENSSH, RSA, EC, ENCRYPTED …).
 _PRIVATE_KEY = re.compile(
@@ -108,6 +109,8 @@ def belongs(
 def template_for(outcomes: Sequence[Outcome], problems: Sequence[Problem], blocked: bool) -> str:
     if blocked or problems or any(not o.ok for o in outcomes):
         return "failed"
+    if any(o.action == Done.WAITING for o in outcomes):
+        return "waiting"
     if all(o.action in GIVEN_BACK for o in outcomes):
         return "retired"
     if all(o.kind == Subject.ACCOUNT for o in outcomes):
@@ -134,15 +137,23 @@ def draft(
     # Redacted before rendering too: escaping would split a key block past recognition.
     rows = [_redacted(_row(ctx, o), ctx.secrets) for o in outcomes]
     problems = [replace(p, message=redact(p.message, ctx.secrets)) for p in problems]
+    # A waiting comment is rendered again on every pass: without the run's link it stays
+    # the same text (so it is not edited) until the place in line or the wait changes.
+    linked = name != "waiting" and _WEB_URL.fullmatch(ctx.run_url)
     body = render(
         f"comment_{name}.md.j2",
         marker=MARKER,
         sha=ctx.sha,
-        run_url=ctx.run_url if _WEB_URL.fullmatch(ctx.run_url) else "",
+        run_url=ctx.run_url if linked else "",
         retention_days=ctx.policy.retention_days if ctx.policy else None,
         blocked=blocked,
         failed=[r for r in rows if not r["ok"]],
-        containers=[r for r in rows if r["ok"] and r["kind"] == "container" and not r["gone"]],
+        waiting=[r for r in rows if r["action"] == Done.WAITING],
+        containers=[
+            r
+            for r in rows
+            if r["ok"] and r["kind"] == "container" and not r["gone"] and not r.get("line")
+        ],
         accounts=[r for r in rows if r["ok"] and r["kind"] == "account" and not r["gone"]],
         images=[r for r in rows if r["ok"] and r["kind"] == "image" and not r["gone"]],
         gone=[r for r in rows if r["ok"] and r["gone"]],
@@ -192,6 +203,60 @@ def post(
     return done
 
 
+def post_waitlist(
+    client: CommentClient,
+    ctx: Context,
+    result: ApplyResult,
+    landed: Mapping[str, Landed],
+    made_late: Iterable[str] = (),
+    log: Callable[[str], None] = lambda _line: None,
+) -> list[Posted]:
+    """The comments of pull requests merged BEFORE ctx.sha whose requests are in line: each
+    pass while a request waits (GitHub is asked to edit only when the text changed, that
+    is when its place or what it waits for did), and once when it is made (MADE_LATE: the
+    request paths this pass created after they had waited). Each pull request is found by
+    the commit its request first landed with (LANDED) and must have touched that file.
+    """
+    paths = {o.request_path for o in result.outcomes if o.action == Done.WAITING}
+    paths |= set(made_late)
+    commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != ctx.sha})
+    done = []
+    for sha in commits:
+        # The PR's own merge commit, never this run's: its provenance must not change.
+        mine_ctx = replace(ctx, sha=sha, run_url="")
+        try:
+            for pull in client.merged_pulls_for_commit(sha):
+                files = client.pull_files(pull.number)
+                mine, _ = belongs(files, result.outcomes, ())
+                if not any(o.request_path in paths for o in mine):
+                    continue
+                text = draft(mine_ctx if _waits(mine) else ctx, mine)
+                if text is None:
+                    continue
+                ref = client.upsert_comment(pull.number, text.body, MARKER)
+                log(f"waitlist: the comment on #{pull.number} is up to date: {ref.url}")
+                done.append(Posted(pull.number, ref.url, ref.created))
+        except GithubError as e:
+            done.append(Posted(0, error=f"{sha[:12]}: {e}"))
+    return done
+
+
+def made_late(result: ApplyResult, landed: Mapping[str, Landed], sha: str) -> set[str]:
+    """The requests this pass created that landed on main before SHA: they waited (or
+    failed before), and their pull request's comment still says so."""
+    return {
+        o.request_path
+        for o in result.outcomes
+        if o.action == Done.CREATED
+        and o.request_path in landed
+        and landed[o.request_path].sha != sha
+    }
+
+
+def _waits(outcomes: Sequence[Outcome]) -> bool:
+    return any(o.action == Done.WAITING for o in outcomes)
+
+
 def _redacted(row: dict[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
     return {k: redact(v, secrets) if isinstance(v, str) else v for k, v in row.items()}
 
@@ -216,6 +281,8 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     row["internal"] = bool(row["ssh_command"]) and not row["ssh_command"].startswith("ssh -p")
     row["rdp"], row["rdp_public"] = rdp_addresses(ctx.policy, o)
     row["sudo"] = o.sudo
+    if o.action == Done.WAITING:
+        row["line"] = line_text(o.place, o.waits_for, o.frees)
     first = o.message.strip().splitlines()[0] if o.message.strip() else ""
     row["short"] = first if len(first) <= _SHORT else first[: _SHORT - 1] + "…"
     row["long"] = o.message.strip() if row["short"] != o.message.strip() else ""
