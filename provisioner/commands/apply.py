@@ -27,11 +27,12 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
+from provisioner.flows import notify
 from provisioner.flows.reconcile import run_pass
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
-from provisioner.validation.validate import Validation
+from provisioner.validation.validate import Validation, today_for
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
@@ -118,6 +119,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
         comment(env, policy, done.validation, done.result, done.skipped, main.landed)
+    if not args.dry_run:
+        tell = notify.made_after_waiting(
+            done.result, main.landed, main.sha, policy, today_for(config, main.now), log=_note
+        )
+        for failed in tell.failed:
+            _warn(env, f"{failed.key}: {failed.channel}: not delivered: {failed.error}")
     return 0 if done.result.ok and not done.skipped else 1
 
 

@@ -89,6 +89,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)
+    if not args.dry_run:  # a request this pass made after it waited in line for GPUs
+        made = notify.made_after_waiting(
+            applied.result, main.landed, main.sha, policy, done.today, log=_note
+        )
+        notified = dataclasses.replace(
+            notified,
+            deliveries=notified.deliveries + made.deliveries,
+            warnings=notified.warnings + made.warnings,
+        )
     done = dataclasses.replace(done, delivered=notified.deliveries)
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))

@@ -105,6 +105,11 @@ def text_lines(status: ServerStatus, timezone: str = "UTC") -> list[str]:
             f"  {c.name:<24} {c.owner:<12} {c.state:<9} GPUs {gpus:<8} {address:<15} "
             f"{port:<10} {lease(c)}"
         )
+    if status.waiting:
+        lines.append("")
+        lines.append("Waiting for GPUs (in line by merge order):")
+        for w in status.waiting:
+            lines.append(f"  {w.place:>3}. {w.name:<24} {w.owner:<12} {w.line}: {w.message}")
     lines.append("")
     lines.append("Accounts:")
     if not status.accounts:
