@@ -223,7 +223,7 @@ def test_the_job_summary_shows_the_preview_and_flags_at_a_glance(tmp_path: Path)
     assert "⚠️ **1 request(s) would not fit on the host now**" in text
     assert "Free GPUs now: **3**" in text
     # the warning is also among the summary's first lines, before the tables
-    assert text.index("would not fit on the host now") < text.index("### Quota use")
+    assert text.index("would wait: 1st in line") < text.index("### Quota use")
 
 
 @pytest.mark.parametrize(

@@ -191,14 +191,15 @@ def gpus(
             if slot in outside:
                 reasons.append(
                     f"GPU {g.index} ({g.pci}) is in use by instance '{outside[slot]}', "
-                    "which no valid request manages; an admin must free it first"
+                    "which no valid request manages; it is yours once that is given back or "
+                    "an admin frees it"
                 )
             elif exclusive and slot in holder and holder[slot] != req.name:
                 holders.append(holder[slot])
                 reasons.append(
                     f"GPU {g.index} ({g.pci}) is held by container '{holder[slot]}', which was "
-                    "given it for its GPU count; GPUs never move under a container: pin a "
-                    "free GPU or ask for a count (gpus: N)"
+                    "given it for its GPU count; GPUs never move under a container, so it is "
+                    "yours once that is given back (or pin a free GPU, or ask for a count)"
                 )
             elif exclusive:
                 used.add(slot)

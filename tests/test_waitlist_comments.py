@@ -1,0 +1,90 @@
+"""`ssp apply` and the waitlist on the fake GitHub: a merged request whose pinned GPU another
+container holds waits; its pull request's comment says "waiting, 1st in line" with the day
+the GPU frees, stays as it is (not edited) while nothing changes, and is edited once into
+the ssh command on the pass that makes it, the same pass that retires the holder whose lease
+ended. Nothing is refused and the apply's exit status is 0 throughout.
+
+`ssp apply` runs in-process on a real git checkout (merge order is read from its history)
+against the in-memory LXD (tests/fakelxd.py) and the fake GitHub, as in tests/test_comments.py.
+On the real LXD, see tests/integration/test_waitlist_real.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from fakegithub import FAKE_REPO, FakeGitHub
+from fakelxd import FakeLxd, Lab
+from test_comments import (  # noqa: F401  (lab, fake_lxd: fixtures)
+    commit,
+    fake_lxd,
+    lab,
+    merged,
+    skip_without_tools,
+    ssp_apply,
+)
+
+from provisioner.reporting.mergecomment import MARKER
+
+BOB_LAST = date(2027, 1, 15)  # the last day of bob's lease; the clock starts 2027-01-10
+
+
+@skip_without_tools
+def test_a_waiting_request_is_told_its_place_then_the_ssh_command_once(
+    lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
+    sha_bob = commit(lab, repo, bob)
+    merged(fake_github, sha_bob, "bob", bob[0])
+    code, _out, err = ssp_apply(repo, fake_github, sha_bob, tmp_path)
+    assert code == 0, err
+    gpu0 = next(d for d in fake_lxd.record("bob-count").devices.values() if d["type"] == "gpu")
+
+    # alice pins GPU 0, which bob's count was given: merged, she waits (GPUs never move).
+    alice = lab.container("alice-pin", gpus=[0])
+    sha_alice = commit(lab, repo, bob, alice)
+    pull = merged(fake_github, sha_alice, "alice", alice[0])
+    code, out, err = ssp_apply(repo, fake_github, sha_alice, tmp_path)
+    assert code == 0, err  # waiting is not a failure
+    assert "waiting" in out and "1st in line; GPU 0 frees on 2027-01-16" in out
+    (comment,) = fake_github.comments_on(FAKE_REPO, pull)
+    assert comment.body.startswith(MARKER + "\n### ⏳ Waiting for GPUs")
+    assert "- **Status:** waiting, 1st in line; GPU 0 frees on 2027-01-16" in comment.body
+    assert "ssh -p" not in comment.body
+    assert "alice-pin" not in {i.name for i in fake_lxd.instances()}
+    first_edit = comment.updated_at
+
+    # carol's unrelated PR is merged and applied: alice's comment is rendered again, the
+    # same, and left as it is (no edit, no second comment).
+    carol = lab.container("carol-cpu", owner="carol")
+    sha_carol = commit(lab, repo, bob, alice, carol)
+    merged(fake_github, sha_carol, "carol", carol[0])
+    code, _out, err = ssp_apply(repo, fake_github, sha_carol, tmp_path)
+    assert code == 0, err
+    (same,) = fake_github.comments_on(FAKE_REPO, pull)
+    assert (same.body, same.updated_at) == (comment.body, first_edit)
+
+    # bob's lease ends: the next apply retires his container and, in the same run, makes
+    # alice's with GPU 0; her comment is edited into the ssh command.
+    later = datetime(2027, 1, 16, 4, 0, tzinfo=UTC).isoformat()
+    code, out, err = ssp_apply(repo, fake_github, sha_carol, tmp_path, SSP_NOW=later)
+    assert code == 0, err
+    assert fake_lxd.record("alice-pin").devices[next(iter(_gpus(fake_lxd, "alice-pin")))] == gpu0
+    assert fake_lxd.record("bob-count").status == "Stopped"
+    (made,) = fake_github.comments_on(FAKE_REPO, pull)
+    port = fake_lxd.record("alice-pin").devices["ssh"]["listen"].rsplit(":", 1)[1]
+    assert "### ✅ Your container is ready" in made.body
+    assert f"`ssh -p {port} alice@" in made.body
+    assert "Waiting for GPUs" not in made.body and made.updated_at > first_edit
+
+    # once: the next run finds it running and leaves the comment alone
+    code, _out, err = ssp_apply(repo, fake_github, sha_carol, tmp_path, SSP_NOW=later)
+    assert code == 0, err
+    (after,) = fake_github.comments_on(FAKE_REPO, pull)
+    assert (after.body, after.updated_at) == (made.body, made.updated_at)
+
+
+def _gpus(fake: FakeLxd, name: str) -> list[str]:
+    return [k for k, d in fake.record(name).devices.items() if d["type"] == "gpu"]
