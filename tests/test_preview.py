@@ -413,3 +413,26 @@ def test_a_fault_in_the_preview_itself_is_a_note_not_a_failure(
     assert doc["preview"]["usable"] is False
     assert "OverflowError in the preview" in doc["preview"]["source"]
     assert rows(doc)[ALICE]["verb"] == "create"
+
+
+def test_a_request_whose_gpus_are_taken_would_wait_behind_those_already_in_line(
+    tmp_path: Path,
+) -> None:
+    # Every GPU is held by a container whose request is gone (kept until it is retired, its
+    # lease ending 2027-06-30); carol's request on main already waits for one. alice's PR,
+    # merged now, would wait behind her: 2nd in line, told when the first GPU frees.
+    carol_count = valid_request(owner="carol", gpus="1", shares="[]")
+    mine = valid_request(gpus="1", shares="[]")
+    repo = pull_request(tmp_path, {CAROL: carol_count}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("old-box", "bob", (0, 1, 2, 3), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0  # a warning: the check passes, an admin sees it
+    assert warnings(doc) == [(ALICE, line_of(mine, "gpus:"), "preview.fit")]
+    (flag,) = rows(doc)[ALICE]["flags"]
+    assert flag.startswith("would wait: 2nd in line; GPU 0 frees on 2027-07-01 (")
+    (problem,) = [p for p in doc["problems"] if p["path"] == ALICE]
+    assert problem["message"].startswith("would wait: 2nd in line; GPU 0 frees on 2027-07-01")

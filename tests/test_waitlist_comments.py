@@ -32,7 +32,10 @@ BOB_LAST = date(2027, 1, 15)  # the last day of bob's lease; the clock starts 20
 
 @skip_without_tools
 def test_a_waiting_request_is_told_its_place_then_the_ssh_command_once(
-    lab: Lab, fake_lxd: FakeLxd, fake_github: FakeGitHub, tmp_path: Path
+    lab: Lab,  # noqa: F811
+    fake_lxd: FakeLxd,  # noqa: F811
+    fake_github: FakeGitHub,
+    tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
     bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
