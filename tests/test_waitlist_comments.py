@@ -63,11 +63,13 @@ def test_a_waiting_request_is_told_its_place_then_the_ssh_command_once(
     # same, and left as it is (no edit, no second comment).
     carol = lab.container("carol-cpu", owner="carol")
     sha_carol = commit(lab, repo, bob, alice, carol)
-    merged(fake_github, sha_carol, "carol", carol[0])
+    carol_pull = merged(fake_github, sha_carol, "carol", carol[0])
     code, _out, err = ssp_apply(repo, fake_github, sha_carol, tmp_path)
     assert code == 0, err
     (same,) = fake_github.comments_on(FAKE_REPO, pull)
     assert (same.body, same.updated_at) == (comment.body, first_edit)
+    (theirs,) = fake_github.comments_on(FAKE_REPO, carol_pull)
+    assert "alice-pin" not in theirs.body  # nobody else's PR hears of alice's wait
 
     # bob's lease ends: the next apply retires his container and, in the same run, makes
     # alice's with GPU 0; her comment is edited into the ssh command.
@@ -91,3 +93,30 @@ def test_a_waiting_request_is_told_its_place_then_the_ssh_command_once(
 
 def _gpus(fake: FakeLxd, name: str) -> list[str]:
     return [k for k, d in fake.record(name).devices.items() if d["type"] == "gpu"]
+
+
+@skip_without_tools
+def test_a_retirement_that_fails_gives_its_gpu_to_nobody(
+    lab: Lab,  # noqa: F811
+    fake_lxd: FakeLxd,  # noqa: F811
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
+    sha = commit(lab, repo, bob)
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    alice = lab.container("alice-pin", gpus=[0])
+    sha = commit(lab, repo, bob, alice)
+    pull = merged(fake_github, sha, "alice", alice[0])
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    # bob's lease ends but his container cannot be stopped: it keeps GPU 0, so alice is not
+    # made with it (a card is never given to two containers); she still waits, 1st in line.
+    fake_lxd.fail_on("stop", "bob-count", "LXD could not stop it")
+    later = datetime(2027, 1, 16, 4, 0, tzinfo=UTC).isoformat()
+    code, out, _err = ssp_apply(repo, fake_github, sha, tmp_path, SSP_NOW=later)
+    assert code == 1  # bob's retirement failed
+    assert "alice-pin" not in {i.name for i in fake_lxd.instances()}
+    assert "1st in line" in out
+    (comment,) = fake_github.comments_on(FAKE_REPO, pull)
+    assert "Waiting for GPUs" in comment.body

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from provisioner.applying.apply import DEFAULT_JOBS
@@ -118,10 +118,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(line)
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
-        comment(env, policy, done.validation, done.result, done.skipped, main.landed)
+        made = notify.created(done)
+        comment(env, policy, done.validation, done.result, done.skipped, main.landed, made=made)
     if not args.dry_run:
         tell = notify.made_after_waiting(
-            done.result, main.landed, main.sha, policy, today_for(config, main.now), log=_note
+            done, main.landed, main.sha, policy, today_for(config, main.now), log=_note
         )
         for failed in tell.failed:
             _warn(env, f"{failed.key}: {failed.channel}: not delivered: {failed.error}")
@@ -137,11 +138,12 @@ def comment(
     landed: Mapping[str, Landed] | None = None,
     *,
     merged_prs: bool = True,
+    made: Collection[str] = (),
 ) -> None:
     """Post or update the sticky comment on each PR merged by GITHUB_SHA; warn on failure.
     With LANDED (when each request first landed on main), also the comments of earlier PRs
-    whose requests wait in line for GPUs, or were made now after waiting; `merged_prs=False`
-    (`ssp maintain`): those comments only.
+    whose requests wait in line for GPUs, or that the pass made (MADE: the paths its plan
+    created) after they waited; `merged_prs=False` (`ssp maintain`): those comments only.
 
     Never raises: by now the host work is done, and its exit status stands.
     """
@@ -171,7 +173,7 @@ def comment(
             return
         posted = mergecomment.post(client, ctx, result, problems, log=_note) if merged_prs else []
         if result is not None and landed:
-            late = mergecomment.made_late(result, landed, sha)
+            late = mergecomment.made_late(result, landed, sha, made)
             posted += mergecomment.post_waitlist(client, ctx, result, landed, late, log=_note)
     except Exception as e:
         _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))

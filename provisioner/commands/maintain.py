@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     notified = notify.send_all(done, policy, log=_note)
     if not args.dry_run:  # a request this pass made after it waited in line for GPUs
         made = notify.made_after_waiting(
-            applied.result, main.landed, main.sha, policy, done.today, log=_note
+            applied, main.landed, main.sha, policy, done.today, log=_note
         )
         notified = dataclasses.replace(
             notified,
@@ -112,7 +112,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not args.dry_run:
         # A request this pass made after it waited in line: its PR comment gets the ssh
         # command (and one still waiting, its place). Never changes the exit status.
-        comment(env, policy, validation, applied.result, (), main.landed, merged_prs=False)
+        created = notify.created(applied)
+        comment(
+            env, policy, validation, applied.result, (), main.landed, merged_prs=False, made=created
+        )
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")

@@ -21,11 +21,12 @@ from datetime import date, timedelta
 
 from provisioner.doctor.checks import Check, Status
 from provisioner.flows.maintain import Maintenance
+from provisioner.flows.reconcile import Pass
 from provisioner.notify import deliver, secrets
 from provisioner.reporting import mergecomment, notifytexts
 from provisioner.values.messages import Delivery, Message
 from provisioner.values.notifymodels import Notify
-from provisioner.values.outcomes import ApplyResult
+from provisioner.values.plandata import Create
 from provisioner.values.policymodels import Policy
 from provisioner.values.waitlist import Landed
 
@@ -71,7 +72,7 @@ def send_all(
 
 
 def made_after_waiting(
-    result: ApplyResult,
+    done: Pass,
     landed: Mapping[str, Landed],
     sha: str,
     policy: Policy,
@@ -80,14 +81,20 @@ def made_after_waiting(
     log: Callable[[str], None] = lambda _l: None,
     sleep: deliver.Sleep = time.sleep,
 ) -> Notified:
-    """Each owner of a request RESULT made although it landed on main before SHA (it waited
-    in line for GPUs) is told, once (the ledger), by every channel the policy has for them."""
-    late = mergecomment.made_late(result, landed, sha)
-    made = [o for o in result.outcomes if o.request_path in late]
+    """Each owner of a request the pass DONE made although it landed on main before SHA (it
+    waited in line for GPUs) is told, once (the ledger), by every channel the policy has for
+    them."""
+    late = mergecomment.made_late(done.result, landed, sha, created(done))
+    made = [o for o in done.result.outcomes if o.request_path in late and o.ok]
     if policy.notify is None or not made:
         return Notified(())
     found = notifytexts.made_messages(made, policy, policy.snapshot.page_url)
     return deliver_all(policy, found, today, log=log, sleep=sleep)
+
+
+def created(done: Pass) -> frozenset[str]:
+    """The request paths the pass's plan created a container for."""
+    return frozenset(a.spec.request_path for a in done.plan.actions if isinstance(a, Create))
 
 
 def doctor_findings(

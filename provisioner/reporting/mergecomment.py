@@ -18,7 +18,7 @@ and the secrets to keep out of the text.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -222,7 +222,8 @@ def post_waitlist(
     commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != ctx.sha})
     done = []
     for sha in commits:
-        # The PR's own merge commit, never this run's: its provenance must not change.
+        # The PR's own merge commit and no run link, never this run's: the text stays the
+        # same from pass to pass (GitHub is not asked to edit it) until the request's does.
         mine_ctx = replace(ctx, sha=sha, run_url="")
         try:
             for pull in client.merged_pulls_for_commit(sha):
@@ -230,7 +231,7 @@ def post_waitlist(
                 mine, _ = belongs(files, result.outcomes, ())
                 if not any(o.request_path in paths for o in mine):
                     continue
-                text = draft(mine_ctx if _waits(mine) else ctx, mine)
+                text = draft(mine_ctx, mine)
                 if text is None:
                     continue
                 ref = client.upsert_comment(pull.number, text.body, MARKER)
@@ -241,20 +242,20 @@ def post_waitlist(
     return done
 
 
-def made_late(result: ApplyResult, landed: Mapping[str, Landed], sha: str) -> set[str]:
-    """The requests this pass created that landed on main before SHA: they waited (or
-    failed before), and their pull request's comment still says so."""
+def made_late(
+    result: ApplyResult, landed: Mapping[str, Landed], sha: str, created: Collection[str]
+) -> set[str]:
+    """Of the requests this pass's plan CREATED, those that landed on main before SHA: they
+    waited in line (or failed before), and their pull request's comment still says so. Made
+    (`created`) or not (`failed`: its comment says why now)."""
     return {
         o.request_path
         for o in result.outcomes
-        if o.action == Done.CREATED
+        if o.action in (Done.CREATED, Done.FAILED)
+        and o.request_path in created
         and o.request_path in landed
         and landed[o.request_path].sha != sha
     }
-
-
-def _waits(outcomes: Sequence[Outcome]) -> bool:
-    return any(o.action == Done.WAITING for o in outcomes)
 
 
 def _redacted(row: dict[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
