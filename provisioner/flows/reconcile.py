@@ -3,7 +3,9 @@
 Level-triggered: every pass looks at all of main and all managed instances. A request that
 is invalid on main is skipped and reported, and its instance is left alone; so is one that
 does not fit beside older requests (a GPU, a quota, the host's capacity: newest refused
-first). A name LXD holds (a container, even retired or expired, or a login on a shared
+first); one whose GPUs are taken waits in line (merge order), and a pass that retires a
+holder while someone waits plans again at once, so the first in line is made in that run. A
+name LXD holds (a container, even retired or expired, or a login on a shared
 server) stays its owner's: main is judged again with what was observed before planning. Only
 a broken config, which every request needs, stops the pass before anything changes.
 """
