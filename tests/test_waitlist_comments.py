@@ -114,9 +114,11 @@ def test_a_retirement_that_fails_gives_its_gpu_to_nobody(
     # made with it (a card is never given to two containers); she still waits, 1st in line.
     fake_lxd.fail_on("stop", "bob-count", "LXD could not stop it")
     later = datetime(2027, 1, 16, 4, 0, tzinfo=UTC).isoformat()
-    code, out, _err = ssp_apply(repo, fake_github, sha, tmp_path, SSP_NOW=later)
+    code, out, _err = ssp_apply(
+        repo, fake_github, sha, tmp_path, "--format", "markdown", SSP_NOW=later
+    )
     assert code == 1  # bob's retirement failed
     assert "alice-pin" not in {i.name for i in fake_lxd.instances()}
-    assert "1st in line" in out
+    assert "| `alice-pin` | alice | ✅ waiting, 1st in line; GPU 0 frees on 2027\\-01\\-16: " in out
     (comment,) = fake_github.comments_on(FAKE_REPO, pull)
     assert "Waiting for GPUs" in comment.body
