@@ -200,11 +200,16 @@ class _Planner:
 
 
 def _line(result: Validation, snapshot: Snapshot, focus: frozenset[str]) -> dict[str, int]:
-    """The waitlist's order as the snapshot knows it: main's requests before the PR's own
-    files (merged last), those waiting on the host in their place in line after the rest."""
-    merged = {i.path: 0 for i in result.valid if i.path not in focus}
-    merged.update({w.request_path: w.place for w in snapshot.status.waiting})
-    return merged
+    """The waitlist's order as the snapshot knows it: those with a container first (they
+    hold what they have), then those waiting on the host in their place in line, then main's
+    requests merged after the snapshot, and the PR's own files last (not in the map)."""
+    made = {i.name for i in snapshot.instances}
+    waiting = {w.request_path: w.place for w in snapshot.status.waiting}
+    later = len(waiting) + 1
+    merged = {
+        i.path: 0 if i.request.name in made else later for i in result.valid if i.path not in focus
+    }
+    return merged | waiting
 
 
 def _problems(item: Loaded, flags: Sequence[str], held: bool = False) -> list[Problem]:
