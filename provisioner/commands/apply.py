@@ -2,9 +2,11 @@
 
 When GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_SHA are set (as in apply.yml), it then
 comments on the pull request(s) merged by GITHUB_SHA, one sticky comment each, through
-GITHUB_API_URL. Commenting comes last and can only print a warning: a GitHub outage never
-changes the exit status and never undoes host work; re-running the apply for the same commit
-posts or updates the comments.
+GITHUB_API_URL; and on earlier pull requests whose requests wait in line for GPUs (their
+place) or were made now after waiting (the ssh command), edited in place. Commenting comes
+last and can only print a warning: a GitHub outage never changes the exit status and never
+undoes host work; re-running the apply for the same commit posts or updates the comments.
+The owner of a request made after it waited also gets a notice by mail or chat (`notify:`).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp apply --dry-run  # what would change, changing nothing",
             "ssp apply --no-comment  # apply without commenting on GitHub",
             "ssp apply --format json  # the outcome for scripts",
-            status="Exit status: 0 all applied, 1 a request failed, was refused or is on a "
-            "server that is down ('member down': the next apply does it), 2 usage, 3 error.",
+            status="Exit status: 0 all applied (a request waiting in line for GPUs is not a "
+            "failure), 1 a request failed, was refused or is on a server that is down ('member "
+            "down': the next apply does it), 2 usage, 3 error.",
         ),
     )
     add_repo_arg(parser)
