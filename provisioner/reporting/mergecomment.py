@@ -4,9 +4,14 @@ the text, rendered from one template per outcome.
 A pull request's results are those of the request files it touched (a renamed file under
 both names), plus the problems found in those files on `main`. The template follows from
 them: `comment_failed` when anything failed or was skipped (what did work is listed too),
-`comment_retired` when the PR only gave things back, `comment_account` when it only asked
-for logins on a shared server, `comment_applied` otherwise. Each comment starts with the
+`comment_waiting` when a request waits in line for GPUs that are taken, `comment_retired`
+when the PR only gave things back, `comment_account` when it only asked for logins on a
+shared server, `comment_applied` otherwise. Each comment starts with the
 hidden MARKER, by which the next run finds and edits it instead of adding another.
+
+A request that waits was merged by an earlier commit than the one being applied, so
+`post_waitlist` finds its pull request by the commit its file landed with and edits that
+comment on every pass (GitHub is asked only when the text changed) and once when it is made.
 
 Text only, plus `post`, which walks the pull requests of a commit through a small client
 interface (`CommentClient`, which provisioner.github.client's GitHubClient fits). This module does
