@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # types only: pylxd loads when a command connects
     from provisioner.flows.observe import Observed
     from provisioner.github.client import GitHubClient
     from provisioner.lxd.api import Lxd
+    from provisioner.reporting.mergecomment import Context
     from provisioner.validation.config import Config
     from provisioner.validation.validate import Validation
     from provisioner.values.gpuinventory import Card
@@ -299,6 +300,32 @@ def maybe_github_client(
     return kind(
         repository=repository, token=token, api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL
     )
+
+
+# Environment variables whose values never appear in a PR comment, besides GITHUB_TOKEN.
+_SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
+
+
+def comment_context(
+    env: Mapping[str, str], policy: Policy | None, validation: Validation
+) -> Context | None:
+    """What the PR comments of a run share (`ssp apply`, and `ssp maintain` for a request in
+    line), from GITHUB_* as Actions sets them; None unless token, repository and sha are."""
+    from provisioner.reporting.mergecomment import Context  # noqa: PLC0415
+
+    token, repository, sha = (
+        env.get(k, "").strip() for k in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_SHA")
+    )
+    if not (token and repository and sha):
+        return None
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    run_id, attempt = env.get("GITHUB_RUN_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "1")
+    run_url = f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else ""
+    if run_url and attempt.isdigit() and int(attempt) > 1:
+        run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
+    secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
+    purposes = {i.path: i.request.purpose for i in (*validation.valid, *validation.expired)}
+    return Context(policy, sha, run_url, purposes, tuple(secrets))
 
 
 @overload

@@ -12,7 +12,6 @@ The owner of a request made after it waited also gets a notice by mail or chat (
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from provisioner.applying.apply import DEFAULT_JOBS
 from provisioner.commands import (
     add_lock_args,
     add_repo_arg,
+    comment_context,
     connect,
     examples,
     host_facts,
@@ -40,8 +40,6 @@ from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
 from provisioner.values.waitlist import Landed
 
-# Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
-_SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
 MAX_JOBS = 32
 
 
@@ -122,7 +120,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
         made = notify.created(done)
-        comment(env, policy, done.validation, done.result, done.skipped, main.landed, made=made)
+        comment(env, policy, done.validation, done.result, done.skipped, main.landed, made)
     if not args.dry_run:
         tell = notify.made_after_waiting(
             done, main.landed, main.sha, policy, today_for(config, main.now), log=_note
@@ -139,53 +137,36 @@ def comment(
     result: ApplyResult | None,
     problems: tuple[Problem, ...] | list[Problem],
     landed: Mapping[str, Landed] | None = None,
-    *,
-    merged_prs: bool = True,
     made: Collection[str] = (),
 ) -> None:
     """Post or update the sticky comment on each PR merged by GITHUB_SHA; warn on failure.
     With LANDED (when each request first landed on main), also the comments of earlier PRs
     whose requests wait in line for GPUs, or that the pass made (MADE: the paths its plan
-    created) after they waited; `merged_prs=False` (`ssp maintain`): those comments only.
+    created) after they waited.
 
     Never raises: by now the host work is done, and its exit status stands.
     """
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
-    sha = env.get("GITHUB_SHA", "").strip()
-    if not (token and repository and sha):
+    ctx = comment_context(env, policy, validation)
+    if ctx is None:
         return
-    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-    run_id = env.get("GITHUB_RUN_ID", "")
-    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
-    run_url = f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else ""
-    if run_url and attempt.isdigit() and int(attempt) > 1:
-        run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
-    secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
-    ctx = mergecomment.Context(
-        policy=policy,
-        sha=sha,
-        run_url=run_url,
-        purposes={v.path: v.request.purpose for v in (*validation.valid, *validation.expired)},
-        secrets=tuple(secrets),
-    )
     try:
         # PyGithub loads only when a comment is to be written.
         client = maybe_github_client(env)
         if client is None:
             return
-        posted = mergecomment.post(client, ctx, result, problems, log=_note) if merged_prs else []
+        posted = mergecomment.post(client, ctx, result, problems, log=_note)
         if result is not None and landed:
-            late = mergecomment.made_late(result, landed, sha, made)
+            late = mergecomment.made_late(result, landed, ctx.sha, made)
             posted += mergecomment.post_waitlist(client, ctx, result, landed, late, log=_note)
     except Exception as e:
-        _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))
+        _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", ctx.secrets))
         return
-    if not posted and merged_prs:
-        _note(f"no merged pull request found for {sha[:12]}; no comment")
+    if not posted:
+        _note(f"no merged pull request found for {ctx.sha[:12]}; no comment")
     for p in posted:
         if p.error:
-            _warn(env, mergecomment.redact(f"could not comment on #{p.number}: {p.error}", secrets))
+            text = f"could not comment on #{p.number}: {p.error}"
+            _warn(env, mergecomment.redact(text, ctx.secrets))
         else:
             _note(
                 f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"

@@ -22,6 +22,7 @@ from typing import Any
 from provisioner.commands import (
     add_lock_args,
     add_repo_arg,
+    comment_context,
     connect,
     examples,
     host_facts,
@@ -30,17 +31,18 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.commands.apply import comment
 from provisioner.flows import maintain, notify
-from provisioner.flows.reconcile import run_pass
+from provisioner.flows.reconcile import Pass, run_pass
 from provisioner.flows.usage import database_path, idle_now
 from provisioner.host.lock import host_lock
-from provisioner.reporting import applyreport
+from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.reporting.notices import NoticeClient
+from provisioner.validation.validate import Validation
 from provisioner.values.errors import UsageDbError
 from provisioner.values.policymodels import Policy
 from provisioner.values.usage import IdleGpu
+from provisioner.values.waitlist import Landed
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -110,12 +112,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(log_line(line))
     sys.stdout.flush()
     if not args.dry_run:
-        # A request this pass made after it waited in line: its PR comment gets the ssh
-        # command (and one still waiting, its place). Never changes the exit status.
-        created = notify.created(applied)
-        comment(
-            env, policy, validation, applied.result, (), main.landed, merged_prs=False, made=created
-        )
+        _comment_waitlist(env, policy, validation, applied, main.landed)
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")
@@ -148,6 +145,31 @@ def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:
     if client is None:
         _note("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no notices are posted")
     return client
+
+
+def _comment_waitlist(
+    env: Mapping[str, str],
+    policy: Policy,
+    validation: Validation,
+    applied: Pass,
+    landed: Mapping[str, Landed],
+) -> None:
+    """The PR comment of a request in line for GPUs: its place, or the ssh command once this
+    pass made it (the daily pass may be the one that frees its GPUs). Never raises."""
+    ctx = comment_context(env, policy, validation)
+    if ctx is None:
+        return
+    try:
+        client = maybe_github_client(env)
+        if client is None:
+            return
+        late = mergecomment.made_late(applied.result, landed, ctx.sha, notify.created(applied))
+        posted = mergecomment.post_waitlist(client, ctx, applied.result, landed, late, log=_note)
+    except Exception as e:
+        posted = [mergecomment.Posted(0, error=str(e))]
+    for p in posted:
+        if p.error:
+            _warn(env, mergecomment.redact(f"PR comment not updated: {p.error}", ctx.secrets))
 
 
 def _note(line: str) -> None:
