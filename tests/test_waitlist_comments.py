@@ -11,9 +11,12 @@ On the real LXD, see tests/integration/test_waitlist_real.py.
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
 from fakelxd import FakeLxd, Lab
 from test_comments import (  # noqa: F401  (lab, fake_lxd: fixtures)
@@ -25,6 +28,9 @@ from test_comments import (  # noqa: F401  (lab, fake_lxd: fixtures)
     ssp_apply,
 )
 
+from provisioner.cli import main
+from provisioner.commands import apply as apply_command
+from provisioner.commands import maintain as maintain_command
 from provisioner.reporting.mergecomment import MARKER
 
 BOB_LAST = date(2027, 1, 15)  # the last day of bob's lease; the clock starts 2027-01-10
@@ -122,3 +128,41 @@ def test_a_retirement_that_fails_gives_its_gpu_to_nobody(
     assert "| `alice-pin` | alice | ✅ waiting, 1st in line; GPU 0 frees on 2027\\-01\\-16: " in out
     (comment,) = fake_github.comments_on(FAKE_REPO, pull)
     assert "Waiting for GPUs" in comment.body
+
+
+@skip_without_tools
+def test_the_daily_maintenance_that_frees_the_gpu_makes_the_request_and_edits_its_comment(
+    lab: Lab,  # noqa: F811
+    fake_lxd: FakeLxd,  # noqa: F811
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(maintain_command, "connect", apply_command.connect)  # the fake LXD
+    repo = tmp_path / "repo"
+    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
+    sha = commit(lab, repo, bob)
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    alice = lab.container("alice-pin", gpus=[0])
+    sha = commit(lab, repo, bob, alice)
+    pull = merged(fake_github, sha, "alice", alice[0])
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    # `ssp maintain` on its schedule, the day after bob's last day (main unchanged)
+    out, err = io.StringIO(), io.StringIO()
+    environ = {
+        "SSP_NOW": datetime(2027, 1, 16, 4, 0, tzinfo=UTC).isoformat(),
+        "SSP_LOCK": str(tmp_path / "apply.lock"),
+        "SSP_GPU_CHECK": "off",
+        "SSP_USAGE_DB": str(tmp_path / "none.sqlite3"),
+        "GITHUB_TOKEN": fake_github.token,
+        "GITHUB_REPOSITORY": FAKE_REPO,
+        "GITHUB_SHA": sha,
+        "GITHUB_API_URL": fake_github.url,
+    }
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["maintain", "--repo", str(repo)], environ)
+    assert code == 0, err.getvalue()
+    assert fake_lxd.record("bob-count").status == "Stopped"
+    assert "alice-pin" in {i.name for i in fake_lxd.instances()}
+    (made,) = fake_github.comments_on(FAKE_REPO, pull)
+    assert "### ✅ Your container is ready" in made.body and "`ssh -p " in made.body

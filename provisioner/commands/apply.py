@@ -157,7 +157,9 @@ def comment(
         posted = mergecomment.post(client, ctx, result, problems, log=_note)
         if result is not None and landed:
             late = mergecomment.made_late(result, landed, ctx.sha, made)
-            posted += mergecomment.post_waitlist(client, ctx, result, landed, late, log=_note)
+            posted += mergecomment.post_waitlist(
+                client, ctx, result, landed, late, log=_note, posted=ctx.sha
+            )
     except Exception as e:
         _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", ctx.secrets))
         return

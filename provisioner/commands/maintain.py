@@ -92,9 +92,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)
     if not args.dry_run:  # a request this pass made after it waited in line for GPUs
-        made = notify.made_after_waiting(
-            applied, main.landed, main.sha, policy, done.today, log=_note
-        )
+        made = notify.made_after_waiting(applied, main.landed, "", policy, done.today, log=_note)
         notified = dataclasses.replace(
             notified,
             deliveries=notified.deliveries + made.deliveries,
@@ -163,7 +161,8 @@ def _comment_waitlist(
         client = maybe_github_client(env)
         if client is None:
             return
-        late = mergecomment.made_late(applied.result, landed, ctx.sha, notify.created(applied))
+        # A maintenance pass follows no merge: whatever it creates had landed before.
+        late = mergecomment.made_late(applied.result, landed, "", notify.created(applied))
         posted = mergecomment.post_waitlist(client, ctx, applied.result, landed, late, log=_note)
     except Exception as e:
         posted = [mergecomment.Posted(0, error=str(e))]

@@ -85,7 +85,8 @@ def made_after_waiting(
     waited in line for GPUs) is told, once (the ledger), by every channel the policy has for
     them."""
     late = mergecomment.made_late(done.result, landed, sha, created(done))
-    made = [o for o in done.result.outcomes if o.request_path in late and o.ok]
+    # Only what got GPUs: a container without any never waited in line for them.
+    made = [o for o in done.result.outcomes if o.request_path in late and o.ok and o.gpus]
     if policy.notify is None or not made:
         return Notified(())
     found = notifytexts.made_messages(made, policy, policy.snapshot.page_url)

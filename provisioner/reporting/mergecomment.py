@@ -215,16 +215,20 @@ def post_waitlist(
     landed: Mapping[str, Landed],
     made_late: Iterable[str] = (),
     log: Callable[[str], None] = lambda _line: None,
+    *,
+    posted: str = "",
 ) -> list[Posted]:
     """The comments of pull requests merged BEFORE ctx.sha whose requests are in line: each
     pass while a request waits (GitHub is asked to edit only when the text changed, that
     is when its place or what it waits for did), and once when it is made (MADE_LATE: the
     request paths this pass created after they had waited). Each pull request is found by
     the commit its request first landed with (LANDED) and must have touched that file.
+    POSTED: the commit whose pull requests `post` already commented on in this run (`ssp
+    apply`'s; none for `ssp maintain`).
     """
     paths = {o.request_path for o in result.outcomes if o.action == Done.WAITING}
     paths |= set(made_late)
-    commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != ctx.sha})
+    commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != posted})
     done = []
     for sha in commits:
         # The PR's own merge commit and no run link, never this run's: the text stays the
@@ -250,8 +254,9 @@ def post_waitlist(
 def made_late(
     result: ApplyResult, landed: Mapping[str, Landed], sha: str, created: Collection[str]
 ) -> set[str]:
-    """Of the requests this pass's plan CREATED, those that landed on main before SHA: they
-    waited in line (or failed before), and their pull request's comment still says so. Made
+    """Of the requests this pass's plan CREATED, those that landed on main before SHA (the
+    commit an apply runs for; "" for maintenance, whose passes follow no merge): they waited
+    in line (or failed before), and their pull request's comment still says so. Made
     (`created`) or not (`failed`: its comment says why now)."""
     return {
         o.request_path
