@@ -153,4 +153,6 @@ def test_released_gpus_go_to_the_first_in_line_and_a_restart_waits_by_merge_orde
     assert isinstance(by_name(started)["carol-c"], Ready)  # GPUs never move under her
     again = waiting(started, "alice-x")
     assert (again.place, again.message) == (1, "only 0 of the 2 GPUs asked for are free")
+    assert again.exists  # it keeps running without GPUs meanwhile; carol's never waited so
+    assert not waiting(before, "carol-c").exists
     assert again.gpus == (0, 1, 2, 3)  # carol's first: her lease ends, the admin's never

@@ -15,6 +15,7 @@ import io
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fakegithub import FAKE_REPO, FakeGitHub
@@ -24,6 +25,7 @@ from test_comments import (  # noqa: F401  (lab, fake_lxd: fixtures)
     fake_lxd,
     lab,
     merged,
+    sample_policy,
     skip_without_tools,
     ssp_apply,
 )
@@ -31,7 +33,10 @@ from test_comments import (  # noqa: F401  (lab, fake_lxd: fixtures)
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import maintain as maintain_command
+from provisioner.reporting import mergecomment
 from provisioner.reporting.mergecomment import MARKER
+from provisioner.values.outcomes import ApplyResult, Done, Outcome, Subject
+from provisioner.values.waitlist import Landed
 
 BOB_LAST = date(2027, 1, 15)  # the last day of bob's lease; the clock starts 2027-01-10
 
@@ -166,3 +171,41 @@ def test_the_daily_maintenance_that_frees_the_gpu_makes_the_request_and_edits_it
     assert "alice-pin" in {i.name for i in fake_lxd.instances()}
     (made,) = fake_github.comments_on(FAKE_REPO, pull)
     assert "### ✅ Your container is ready" in made.body and "`ssh -p " in made.body
+
+
+def test_a_running_container_waiting_for_more_gpus_leaves_the_pr_that_made_it_alone() -> None:
+    # alice's container runs with one GPU; a later PR asked for two and it waits for the
+    # second. That later PR was told when it merged; the PR that made the container long
+    # ago keeps its "ready" comment. A new request that waits does get its PR's comment.
+    class Client:
+        def __init__(self) -> None:
+            self.written: list[int] = []
+
+        def merged_pulls_for_commit(self, sha: str) -> list[SimpleNamespace]:
+            return [SimpleNamespace(number=int(sha[0], 16))]
+
+        def pull_files(self, number: int) -> list[str]:
+            return [f"requests/alice/alice-{number}.yaml"]
+
+        def upsert_comment(self, number: int, body: str, marker: str) -> SimpleNamespace:
+            self.written.append(number)
+            return SimpleNamespace(url=f"#{number}", created=False)
+
+    def waits(number: int, exists: bool) -> Outcome:
+        return Outcome(
+            name=f"alice-{number}",
+            owner="alice",
+            request_path=f"requests/alice/alice-{number}.yaml",
+            kind=Subject.CONTAINER,
+            action=Done.WAITING,
+            ok=True,
+            place=number,
+            exists=exists,
+        )
+
+    landed = {f"requests/alice/alice-{n}.yaml": Landed(n, f"{n}" * 40) for n in (1, 2)}
+    client = Client()
+    context = mergecomment.Context(policy=sample_policy(), sha="f" * 40)
+    result = ApplyResult(outcomes=(waits(1, exists=True), waits(2, exists=False)))
+    mergecomment.post_waitlist(client, context, result, landed, posted=context.sha)
+    assert client.written == [2]

@@ -51,7 +51,9 @@ def shortage(
         return None
     host = hosts.get(req.name) or resources(req, inputs.policy, inputs.inventory).host
     gpus, frees = _held_for(req, inputs, host)
+    inst = next((i for i in inputs.observed if i.name == req.name and i.managed), None)
     return Wait(
+        exists=inst is not None and not allocate.half_made(inst),
         name=req.name,
         request_path=item.path,
         place=0,

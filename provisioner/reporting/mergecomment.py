@@ -226,7 +226,9 @@ def post_waitlist(
     POSTED: the commit whose pull requests `post` already commented on in this run (`ssp
     apply`'s; none for `ssp maintain`).
     """
-    paths = {o.request_path for o in result.outcomes if o.action == Done.WAITING}
+    # A container that waits for more GPUs (or its own back) was told by the pull request
+    # that asked for them; the one that made it is left alone.
+    paths = {o.request_path for o in result.outcomes if o.action == Done.WAITING and not o.exists}
     paths |= set(made_late)
     commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != posted})
     done = []

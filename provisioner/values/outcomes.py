@@ -104,6 +104,7 @@ class Outcome:
     place: int = 0
     waits_for: tuple[int, ...] = ()
     frees: date | None = None
+    exists: bool = False  # waiting with its container running as it is (see plandata.Wait)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +219,7 @@ def refused(action: Refuse | Wait) -> Outcome:
             place=action.place,
             waits_for=action.gpus,
             frees=action.frees,
+            exists=action.exists,
         )
     return Outcome(
         name=action.name,

@@ -216,6 +216,9 @@ class Wait:
     gpus: tuple[int, ...] = ()  # the GPUs it waits for, the first to come free first
     frees: date | None = None  # when the first of them comes free, from its holder's lease
     gpu_holders: tuple[str, ...] = ()  # containers given its pinned GPUs for a count
+    # Its container exists (it asks for more GPUs, or for its own again after they were
+    # handed back): it keeps running as it is meanwhile.
+    exists: bool = False
     kind: ClassVar[Kind] = Kind.WAIT
 
     @property
