@@ -491,7 +491,7 @@ def test_a_later_pin_never_takes_the_gpu_from_a_running_count_container(
         lab.container("carol-z", owner="carol", gpus=[1]),
     )
     action, ok, message = outcomes(done)["carol-y"]
-    assert (action, ok) == ("refused", False)
+    assert (action, ok) == ("waiting", True)  # in line for GPU 0, not refused
     assert f"GPU 0 ({PCI[0]}) is held by container 'alice-x'" in message
     assert "GPUs never move under a container" in message
     # alice's container is untouched: same devices, never stopped or restarted, still running

@@ -29,6 +29,7 @@ from provisioner.validation import commands as judge
 from provisioner.validation.validate import blocking
 from provisioner.values.errors import LedgerError
 from provisioner.values.issues import LEASE_LABEL, lease_marker
+from provisioner.values.outcomes import Done
 from provisioner.values.state import RELEASED
 
 BOT = "github-actions[bot]"
@@ -257,8 +258,8 @@ def test_stop_hands_the_gpus_to_the_request_waiting_and_start_queues_for_them(
     def reconcile() -> Pass:
         return run_pass(validation, fake, fake.servers, now=NOW, sha=SHA)  # type: ignore[arg-type]
 
-    waiting = {o.name: o.ok for o in reconcile().result.outcomes}
-    assert waiting == {"alice-x": True, "carol-y": False}
+    waiting = {o.name: o.action for o in reconcile().result.outcomes}
+    assert waiting["carol-y"] == Done.WAITING and waiting["alice-x"] != Done.WAITING
     client = CommandsClient(repository=FAKE_REPO, token=fake_github.token, api_url=fake_github.url)
     fake_github.user(BOT, type="Bot")
     issue = fake_github.add_issue(

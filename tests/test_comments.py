@@ -311,6 +311,31 @@ def test_a_published_image_says_how_to_start_a_container_from_it() -> None:
     golden("image", made.body)
 
 
+def test_waiting_in_line_says_the_place_the_gpus_and_when_one_frees_without_the_run_link() -> None:
+    waits = alice(
+        action=Done.WAITING,
+        login="",
+        ipv4=(),
+        ssh_port=None,
+        gpus=(),
+        shares=(),
+        expires=None,
+        snapshots="",
+        place=1,
+        waits_for=(0,),
+        frees=date(2027, 1, 20),
+        message=f"GPU 0 ({PCI[0]}) is held by container 'bob-old', which was given it for "
+        "its GPU count; GPUs never move under a container, so it is yours once that is given "
+        "back (or pin a free GPU, or ask for a count)",
+    )
+    made = body(ctx(), waits)
+    assert made.template == "waiting"
+    assert "- **Status:** waiting, 1st in line; GPU 0 frees on 2027-01-20" in made.body
+    # the same text on every pass while the place stays: no link to the run that wrote it
+    assert RUN not in made.body and made.body == body(ctx(run_url=RUN + "9"), waits).body
+    golden("waiting", made.body)
+
+
 @pytest.mark.parametrize("name", mergecomment.TEMPLATES)
 def test_every_template_has_a_golden_file_and_ends_with_the_next_step(name: str) -> None:
     text = (GOLDEN / f"{'failed_partly' if name == 'failed' else name}.md").read_text("utf-8")

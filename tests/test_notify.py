@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,10 +27,11 @@ from provisioner.flows.maintain import Maintenance
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import review
 from provisioner.reporting.notices import Sent
-from provisioner.values.outcomes import ApplyResult
-from provisioner.values.plandata import Drift
+from provisioner.values.outcomes import ApplyResult, Done, GpuInfo, Outcome, Subject
+from provisioner.values.plandata import Create, Drift, Plan
 from provisioner.values.policymodels import Policy, SnapshotPolicy
 from provisioner.values.usage import IdleGpu, IdleHold
+from provisioner.values.waitlist import Landed
 
 REMINDER_DAY = LAST - timedelta(days=3)
 
@@ -360,3 +362,37 @@ def test_a_final_idle_notice_goes_by_chat_too_once_it_is_in_the_lease_issue(
     text = body["content"]["text"]
     assert f"GPUs of alice-thesis will be released on {day + timedelta(7)}" in text
     assert "final notice" in text
+
+
+def test_a_request_made_after_it_waited_in_line_is_told_once_with_its_ssh_command(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    hooked = receiver.add("/slack", "ok")
+    p = lab_policy(
+        tmp_path, webhooks={"lab": hook(tmp_path, "s", "slack", receiver.url + "/slack")}
+    )
+    path = "requests/alice/alice-pin.yaml"
+    made = Outcome(
+        name="alice-pin",
+        owner="alice",
+        request_path=path,
+        kind=Subject.CONTAINER,
+        action=Done.CREATED,
+        ok=True,
+        login="alice",
+        ssh_port=22005,
+        gpus=(GpuInfo(0, "NVIDIA GeForce RTX 4090", "0000:18:00.0"),),
+    )
+    # the pass's plan created it (only the request path of its spec is read)
+    create = Create(spec=SimpleNamespace(request_path=path))  # type: ignore[arg-type]
+    done = Pass(None, Plan(actions=(create,)), ApplyResult(outcomes=(made,)), ())  # type: ignore[arg-type]
+    landed = {path: Landed(3, "a" * 40)}
+    for _ in range(2):  # the next run, or a rerun, sends nothing again (the ledger)
+        notify.made_after_waiting(done, landed, "b" * 40, p, LAST)
+    (body,) = hooked.bodies
+    assert body["text"].startswith("alice: [ssp] alice-pin is ready: its GPUs came free")
+    assert "GPU 0 (NVIDIA GeForce RTX 4090)" in body["text"]
+    assert "ssh -p 22005 alice@" in body["text"]
+    # made on the very pass its PR was merged (no wait): the PR comment says it, no notice
+    again = notify.made_after_waiting(done, {path: Landed(3, "b" * 40)}, "b" * 40, p, LAST)
+    assert again.deliveries == ()

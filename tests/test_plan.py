@@ -32,6 +32,7 @@ from provisioner.values.plandata import (
     Retire,
     Start,
     Update,
+    Wait,
 )
 from provisioner.values.state import (
     ACCOUNT,
@@ -534,7 +535,7 @@ def test_a_smaller_count_keeps_the_lowest_of_its_gpus(lab: Lab) -> None:
 
 def test_a_later_pin_does_not_take_a_gpu_a_count_was_given(lab: Lab) -> None:
     # alice's count got GPU 0 and runs with it; carol then pins GPU 0. Moving alice to
-    # GPU 1 would swap the card under her running programs: carol is refused instead.
+    # GPU 1 would swap the card under her running programs: carol waits for it instead.
     before = converged(lab, lab.container("alice-x", gpus=1))
     v = lab.validate(
         lab.container("alice-x", gpus=1), lab.container("carol-y", owner="carol", gpus=[0])
@@ -543,8 +544,10 @@ def test_a_later_pin_does_not_take_a_gpu_a_count_was_given(lab: Lab) -> None:
     assert isinstance(p["alice-x"], Ready)
     assert gpu_indices(p["alice-x"]) == (0,)
     refused = p["carol-y"]
-    assert isinstance(refused, Refuse)
+    assert isinstance(refused, Wait)
     assert refused.gpu_holders == ("alice-x",)
+    # 1st in line for GPU 0, which frees the day after alice's lease ends
+    assert (refused.place, refused.gpus, refused.frees) == (1, (0,), date(2027, 7, 1))
     assert refused.message.startswith(
         f"GPU 0 ({PCI[0]}) is held by container 'alice-x', which was given it for its GPU count"
     )
@@ -560,7 +563,7 @@ def test_a_stopped_count_container_keeps_its_gpus_too(lab: Lab) -> None:
     assert gpu_indices(p["alice-x"]) == (0, 1)
     assert isinstance(p["alice-x"], Start)
     refused = p["carol-y"]
-    assert isinstance(refused, Refuse) and refused.gpu_holders == ("alice-x",)
+    assert isinstance(refused, Wait) and refused.gpu_holders == ("alice-x",)
 
 
 def test_a_pin_gets_the_gpu_a_count_gave_up(lab: Lab) -> None:
@@ -605,19 +608,23 @@ def test_gpus_of_an_unmanaged_instance_are_not_given_away(lab: Lab) -> None:
     assert gpu_indices(p["alice-x"]) == (1,)
 
 
-def test_not_enough_free_gpus_is_refused(lab: Lab) -> None:
+def test_not_enough_free_gpus_makes_the_request_wait(lab: Lab) -> None:
     admin = unmanaged("admin-box", a=gpu(0), b=gpu(1), c=gpu(2))
     v = lab.validate(lab.container("alice-x", gpus=2), lab.container("carol-y", owner="carol"))
     p = plan(v, [admin])
-    assert refusal(p, "alice-x") == "only 1 of the 2 GPUs asked for are free"
+    waits = by_name(p)["alice-x"]
+    assert isinstance(waits, Wait) and waits.message == "only 1 of the 2 GPUs asked for are free"
+    # held by an instance without a lease: nobody can say when one frees
+    assert (waits.place, waits.gpus, waits.frees) == (1, (0, 1, 2), None)
     assert isinstance(by_name(p)["carol-y"], Create)
 
 
-def test_a_pinned_gpu_in_use_outside_the_requests_is_refused(lab: Lab) -> None:
+def test_a_pinned_gpu_in_use_outside_the_requests_waits(lab: Lab) -> None:
     admin = unmanaged("admin-box", card=gpu(2))
     p = plan(lab.validate(lab.container("carol-y", owner="carol", gpus=[2, 3])), [admin])
-    assert "GPU 2" in refusal(p, "carol-y")
-    assert "admin-box" in refusal(p, "carol-y")
+    waits = by_name(p)["carol-y"]
+    assert isinstance(waits, Wait) and waits.gpus == (2,)
+    assert "GPU 2" in waits.message and "admin-box" in waits.message
 
 
 def test_gpus_of_an_instance_whose_request_is_invalid_stay_its_own(lab: Lab) -> None:
@@ -869,3 +876,23 @@ def test_a_started_container_asks_for_its_gpus_again(lab: Lab) -> None:
     )
     (action,) = plan(lab.validate(lab.container("alice-x", gpus=1)), [bare]).actions
     assert isinstance(action, Update) and gpu_indices(action) == (0,)
+
+
+def test_a_container_its_owner_stopped_stays_stopped_until_started(lab: Lab) -> None:
+    # `/ssp stop`: the GPUs came off while it ran, then it was stopped; later passes (the
+    # daily upkeep, the next merge) neither start it nor change it, whatever they find.
+    (alice,) = converged(lab, lab.container("alice-x", gpus=1))
+    bare = applied(
+        spec_of(lab, lab.container("alice-x", gpus=1)),
+        status="Stopped",
+        config={RELEASED: "2026-12-01 owner"},
+        devices={k: None for k, d in alice.devices.items() if d.get("type") == "gpu"},
+    )
+    changed = lab.container("alice-x", gpus=1, cpu=2)
+    (action,) = plan(lab.validate(changed), [bare]).actions
+    assert isinstance(action, Ready), action
+    assert action.detail == "stopped by its owner (/ssp stop); left stopped until /ssp start"
+    # released for idleness: a stopped one is started (an update starts it too) without GPUs
+    idle = replace(bare, config={**bare.config, RELEASED: "2026-12-01 idle"})
+    (started,) = plan(lab.validate(lab.container("alice-x", gpus=1)), [idle]).actions
+    assert isinstance(started, Start | Update) and gpu_indices(started) == ()

@@ -224,7 +224,7 @@ def test_the_job_summary_shows_the_preview_and_flags_at_a_glance(tmp_path: Path)
     assert "⚠️ **1 request(s) would not fit on the host now**" in text
     assert "Free GPUs now: **3**" in text
     # the warning is also among the summary's first lines, before the tables
-    assert text.index("would not fit on the host now") < text.index("### Quota use")
+    assert text.index("would wait: 1st in line") < text.index("### Quota use")
 
 
 @pytest.mark.parametrize(
@@ -430,3 +430,26 @@ def test_a_released_container_is_published_as_asking_no_gpus() -> None:
     assert "2027-01-14 idle" not in text
     (row,) = [c for c in snap.status.containers if c.name == "carol-box"]
     assert (row.released, row.released_why) == (date(2027, 1, 14), "idle")
+
+
+def test_a_request_whose_gpus_are_taken_would_wait_behind_those_already_in_line(
+    tmp_path: Path,
+) -> None:
+    # Every GPU is held by a container whose request is gone (kept until it is retired, its
+    # lease ending 2027-06-30); carol's request on main already waits for one. alice's PR,
+    # merged now, would wait behind her: 2nd in line, told when the first GPU frees.
+    carol_count = valid_request(owner="carol", gpus="1", shares="[]")
+    mine = valid_request(gpus="1", shares="[]")
+    repo = pull_request(tmp_path, {CAROL: carol_count}, {ALICE: mine})
+    snap = make_snapshot(
+        tmp_path / "s.json", [container("old-box", "bob", (0, 1, 2, 3), 22001, "50GiB")]
+    )
+
+    doc = check(repo, snap)
+
+    assert doc["exit"] == 0  # a warning: the check passes, an admin sees it
+    assert warnings(doc) == [(ALICE, line_of(mine, "gpus:"), "preview.fit")]
+    (flag,) = rows(doc)[ALICE]["flags"]
+    assert flag.startswith("would wait: 2nd in line; GPU 0 frees on 2027-07-01 (")
+    (problem,) = [p for p in doc["problems"] if p["path"] == ALICE]
+    assert problem["message"].startswith("would wait: 2nd in line; GPU 0 frees on 2027-07-01")

@@ -127,8 +127,9 @@ def test_each_job_asks_for_exactly_its_permissions() -> None:
         "validate": {"contents": "read", "pull-requests": "read"},
         # PR comments go through the issues API, which takes `pull-requests: write` for a PR
         "apply": {"contents": "read", "pull-requests": "write"},
-        # maintain writes the lease notices; publish writes the ssp-state branch
-        "maintenance": {"contents": "read", "issues": "write"},
+        # maintain writes the lease notices and the sticky comment of a PR whose request it
+        # made after the request waited in line; publish writes the ssp-state branch
+        "maintenance": {"contents": "read", "issues": "write", "pull-requests": "write"},
         "maintenance.publish": {"contents": "write"},
         "apply.publish": {"contents": "write"},
         # deploys the page publish uploaded: Pages, and the OIDC token deploy-pages shows it

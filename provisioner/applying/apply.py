@@ -53,6 +53,7 @@ from provisioner.values.plandata import (
     Start,
     Unpublish,
     Update,
+    Wait,
     unchanged,
 )
 from provisioner.values.policymodels import Policy
@@ -78,14 +79,13 @@ class Applier:
     ipv4_timeout_s: float = IPV4_TIMEOUT_S
     log: Callable[[str], None] = field(default=lambda _line: None)
 
-    # --- containers ---------------------------------------------------------------------------
-
     def _config(self, spec: specs.Spec, keep: Mapping[str, str], status: str) -> dict[str, str]:
         """Our keys, the not-ours keys found (reported as drift), a GPU release's labels."""
-        kept = {k: v for k, v in keep.items() if k in specs.KEPT_LABELS}
         config = {
-            k: v for k, v in keep.items() if not specs.ours(k, spec) and not specs.lxd_managed(k)
-        } | kept
+            k: v
+            for k, v in keep.items()
+            if k in specs.KEPT_LABELS or not (specs.ours(k, spec) or specs.lxd_managed(k))
+        }
         config.update(spec.config)
         config[state.STATE] = status
         config[state.SHA] = self.sha
@@ -383,7 +383,7 @@ def apply_plan(
 
 
 def _planned(action: Action, observed: Mapping[str, Instance], applier: Applier) -> Outcome:
-    if isinstance(action, Refuse):
+    if isinstance(action, Refuse | Wait):
         return failed(action, LxdError(action.message))
     if unchanged(action):
         return applier.step(action, observed)  # nothing to change: no request either

@@ -2,9 +2,11 @@
 
 When GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_SHA are set (as in apply.yml), it then
 comments on the pull request(s) merged by GITHUB_SHA, one sticky comment each, through
-GITHUB_API_URL. Commenting comes last and can only print a warning: a GitHub outage never
-changes the exit status and never undoes host work; re-running the apply for the same commit
-posts or updates the comments.
+GITHUB_API_URL; and on earlier pull requests whose requests wait in line for GPUs (their
+place) or were made now after waiting (the ssh command), edited in place. Commenting comes
+last and can only print a warning: a GitHub outage never changes the exit status and never
+undoes host work; re-running the apply for the same commit posts or updates the comments.
+The owner of a request made after it waited also gets a notice by mail or chat (`notify:`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import dataclasses
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from provisioner.applying.apply import DEFAULT_JOBS
@@ -28,20 +30,19 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.flows import tunnel
+from provisioner.flows import notify, tunnel
 from provisioner.flows.reconcile import run_pass
 from provisioner.host.lock import host_lock
 from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.validation.config import Config
-from provisioner.validation.validate import Validation
+from provisioner.validation.validate import Validation, today_for
 from provisioner.values.outcomes import ApplyResult
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
 from provisioner.values.state import LxdApi
+from provisioner.values.waitlist import Landed
 
-# Environment variables whose values must never appear in a comment, besides GITHUB_TOKEN.
-_SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
 MAX_JOBS = 32
 
 
@@ -63,8 +64,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "ssp apply --dry-run  # what would change, changing nothing",
             "ssp apply --no-comment  # apply without commenting on GitHub",
             "ssp apply --format json  # the outcome for scripts",
-            status="Exit status: 0 all applied, 1 a request failed, was refused or is on a "
-            "server that is down ('member down': the next apply does it), 2 usage, 3 error.",
+            status="Exit status: 0 all applied (a request waiting in line for GPUs is not a "
+            "failure), 1 a request failed, was refused or is on a server that is down ('member "
+            "down': the next apply does it), 2 usage, 3 error.",
         ),
     )
     add_repo_arg(parser)
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
             jobs=args.jobs,
             log=lambda line: print(f"ssp apply: {line}", file=sys.stderr),
+            merged=main.merged,
         )
         # Still under the lock: frpc's file is host state, written by one apply at a time.
         result = keep_tunnel_in_step(config, lxd, done.result, env, args.dry_run, "apply")
@@ -122,7 +125,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(line)
     sys.stdout.flush()  # the report first, whatever commenting prints or however long it takes
     if not args.dry_run and not args.no_comment:
-        comment(env, policy, done.validation, done.result, done.skipped)
+        made = notify.created(done)
+        comment(env, policy, done.validation, done.result, done.skipped, main.landed, made)
+    if not args.dry_run:
+        tell = notify.made_after_waiting(
+            done, main.landed, main.sha, policy, today_for(config, main.now), log=_note
+        )
+        for failed in tell.failed:
+            _warn(env, f"{failed.key}: {failed.channel}: not delivered: {failed.error}")
     return 0 if done.result.ok and not done.skipped else 1
 
 
@@ -132,44 +142,39 @@ def comment(
     validation: Validation,
     result: ApplyResult | None,
     problems: tuple[Problem, ...] | list[Problem],
+    landed: Mapping[str, Landed] | None = None,
+    made: Collection[str] = (),
 ) -> None:
     """Post or update the sticky comment on each PR merged by GITHUB_SHA; warn on failure.
+    With LANDED (when each request first landed on main), also the comments of earlier PRs
+    whose requests wait in line for GPUs, or that the pass made (MADE: the paths its plan
+    created) after they waited.
 
     Never raises: by now the host work is done, and its exit status stands.
     """
-    token = env.get("GITHUB_TOKEN", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
-    sha = env.get("GITHUB_SHA", "").strip()
-    if not (token and repository and sha):
+    ctx = comment_context(env, policy, validation)
+    if ctx is None:
         return
-    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-    run_id = env.get("GITHUB_RUN_ID", "")
-    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
-    run_url = f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else ""
-    if run_url and attempt.isdigit() and int(attempt) > 1:
-        run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
-    secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
-    ctx = mergecomment.Context(
-        policy=policy,
-        sha=sha,
-        run_url=run_url,
-        purposes={v.path: v.request.purpose for v in (*validation.valid, *validation.expired)},
-        secrets=tuple(secrets),
-    )
     try:
         # PyGithub loads only when a comment is to be written.
         client = maybe_github_client(env)
         if client is None:
             return
         posted = mergecomment.post(client, ctx, result, problems, log=_note)
+        if result is not None and landed:
+            late = mergecomment.made_late(result, landed, ctx.sha, made)
+            posted += mergecomment.post_waitlist(
+                client, ctx, result, landed, late, log=_note, posted=ctx.sha
+            )
     except Exception as e:
-        _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", secrets))
+        _warn(env, mergecomment.redact(f"could not comment on the merged PR(s): {e}", ctx.secrets))
         return
     if not posted:
-        _note(f"no merged pull request found for {sha[:12]}; no comment")
+        _note(f"no merged pull request found for {ctx.sha[:12]}; no comment")
     for p in posted:
         if p.error:
-            _warn(env, mergecomment.redact(f"could not comment on #{p.number}: {p.error}", secrets))
+            text = f"could not comment on #{p.number}: {p.error}"
+            _warn(env, mergecomment.redact(text, ctx.secrets))
         else:
             _note(
                 f"{'commented on' if p.created else 'updated the comment on'} #{p.number}: {p.url}"
@@ -218,3 +223,27 @@ def _warn(env: Mapping[str, str], text: str) -> None:
         print(f"::warning title=PR comment not posted::{command_data(text)}", file=sys.stderr)
     else:
         print(log_line(f"ssp apply: warning: {text}"), file=sys.stderr)
+
+
+# Environment variables whose values never appear in a PR comment, besides GITHUB_TOKEN.
+_SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PRIVATE_KEY)$")
+
+
+def comment_context(
+    env: Mapping[str, str], policy: Policy | None, validation: Validation
+) -> mergecomment.Context | None:
+    """What the PR comments of a run share (`ssp apply`, and `ssp maintain` for a request in
+    line), from GITHUB_* as Actions sets them; None unless token, repository and sha are."""
+    token, repository, sha = (
+        env.get(k, "").strip() for k in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_SHA")
+    )
+    if not (token and repository and sha):
+        return None
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    run_id, attempt = env.get("GITHUB_RUN_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "1")
+    run_url = f"{server}/{repository}/actions/runs/{run_id}" if run_id.isdigit() else ""
+    if run_url and attempt.isdigit() and int(attempt) > 1:
+        run_url += f"/attempts/{attempt}"  # a re-run keeps the run's id
+    secrets = [token] + [v for k, v in env.items() if _SECRET_NAME.fullmatch(k) and v.strip()]
+    purposes = {i.path: i.request.purpose for i in (*validation.valid, *validation.expired)}
+    return mergecomment.Context(policy, sha, run_url, purposes, tuple(secrets))

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             sha=main.sha,
             **host_facts(validation, env, lxd),
             log=lambda line: print(log_line(f"ssp comment: {line}"), file=sys.stderr),
+            merged=main.merged,
         )
 
     host = Host(

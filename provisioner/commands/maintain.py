@@ -34,19 +34,21 @@ from provisioner.commands import (
     maybe_github_client,
     print_blocking,
 )
-from provisioner.commands.apply import keep_tunnel_in_step
+from provisioner.commands.apply import comment_context, keep_tunnel_in_step
 from provisioner.flows import idlerelease, maintain, notify, usagesummary
-from provisioner.flows.reconcile import run_pass
+from provisioner.flows.reconcile import Pass, run_pass
 from provisioner.flows.usage import database_path, idle_now
 from provisioner.flows.usagesummary import MonthUse
 from provisioner.host.lock import host_lock
 from provisioner.planning.leases import lab_today
-from provisioner.reporting import applyreport
+from provisioner.reporting import applyreport, mergecomment
 from provisioner.reporting.escape import command_data, log_line
 from provisioner.reporting.notices import NoticeClient
+from provisioner.validation.validate import Validation
 from provisioner.values.errors import UsageDbError
 from provisioner.values.policymodels import Policy
 from provisioner.values.usage import IdleGpu
+from provisioner.values.waitlist import Landed
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             **host_facts(validation, env, lxd),
             dry_run=args.dry_run,
             log=_note,
+            merged=main.merged,
         )
         done = maintain.maintain(
             applied,
@@ -117,6 +120,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)
+    if not args.dry_run:  # a request this pass made after it waited in line for GPUs
+        made = notify.made_after_waiting(applied, main.landed, "", policy, done.today, log=_note)
+        notified = dataclasses.replace(
+            notified,
+            deliveries=notified.deliveries + made.deliveries,
+            warnings=notified.warnings + made.warnings,
+        )
     done = dataclasses.replace(done, delivered=notified.deliveries)
     if args.format == "json":
         sys.stdout.write(maintain.to_json(done, policy))
@@ -128,6 +138,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for line in applyreport.text_lines(policy, applied.result, applied.skipped):
             print(log_line(line))
     sys.stdout.flush()
+    if not args.dry_run:
+        _comment_waitlist(env, policy, validation, applied, main.landed)
     for sent in done.sent:
         if sent.error:
             _warn(env, f"{sent.name}: notice not posted: {sent.error}")
@@ -169,6 +181,32 @@ def _notice_client(env: Mapping[str, str]) -> NoticeClient | None:
     if client is None:
         _note("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no notices are posted")
     return client
+
+
+def _comment_waitlist(
+    env: Mapping[str, str],
+    policy: Policy,
+    validation: Validation,
+    applied: Pass,
+    landed: Mapping[str, Landed],
+) -> None:
+    """The PR comment of a request in line for GPUs: its place, or the ssh command once this
+    pass made it (the daily pass may be the one that frees its GPUs). Never raises."""
+    ctx = comment_context(env, policy, validation)
+    if ctx is None:
+        return
+    try:
+        client = maybe_github_client(env)
+        if client is None:
+            return
+        # A maintenance pass follows no merge: whatever it creates had landed before.
+        late = mergecomment.made_late(applied.result, landed, "", notify.created(applied))
+        posted = mergecomment.post_waitlist(client, ctx, applied.result, landed, late, log=_note)
+    except Exception as e:
+        posted = [mergecomment.Posted(0, error=str(e))]
+    for p in posted:
+        if p.error:
+            _warn(env, mergecomment.redact(f"PR comment not updated: {p.error}", ctx.secrets))
 
 
 def _note(line: str) -> None:

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         now=main.now,
         sha=sha,
         **host_facts(validation, env, lxd),
+        merged=main.merged,
     )
     rows = [{"kind": a.kind, "name": a.name, "detail": a.detail} for a in plan.changes]
     drift = [{"name": d.name, "message": d.message} for d in plan.drift]

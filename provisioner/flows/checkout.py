@@ -7,7 +7,8 @@ are refused and the rest applied; outside git, path order decides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation, blocking, validate_tree
 from provisioner.values.errors import SspError
 from provisioner.values.problems import Problem
+from provisioner.values.waitlist import Landed
 
 
 def load_main(repo: Path, now: datetime) -> tuple[Validation, str]:
@@ -36,6 +38,13 @@ class MainCheckout:
     sha: str
     now: datetime
     blocking: tuple[Problem, ...]
+    # When each request first landed on main (the waitlist's merge order); empty outside git.
+    landed: Mapping[str, Landed] = field(default_factory=dict)
+
+    @property
+    def merged(self) -> dict[str, int]:
+        """Request path → its place in merge order, as planning reads it (`Inputs.merged`)."""
+        return {path: landed.position for path, landed in self.landed.items()}
 
     @property
     def config(self) -> Config:
@@ -49,5 +58,15 @@ def read_main(repo: Path, now: datetime) -> MainCheckout:
     """The checkout for apply, maintain and plan, with what would stop them."""
     validation, sha = load_main(repo, now)
     return MainCheckout(
-        validation=validation, sha=sha, now=now, blocking=tuple(blocking(validation))
+        validation=validation,
+        sha=sha,
+        now=now,
+        blocking=tuple(blocking(validation)),
+        landed=landed_on_main(repo),
     )
+
+
+def landed_on_main(repo: Path) -> dict[str, Landed]:
+    """When each request file first landed on main (see `gitrepo.landings`); outside git,
+    nothing (path order then decides the waitlist)."""
+    return gitrepo.landings(repo) if (repo / ".git").exists() else {}

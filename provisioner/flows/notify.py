@@ -1,4 +1,5 @@
-"""Notices by e-mail and webhook after a maintenance pass (the policy's `notify:` section).
+"""Notices by e-mail and webhook after a maintenance pass (the policy's `notify:` section),
+and after any pass that made a request which waited in line for GPUs (`made_after_waiting`).
 
 Run after the host lock is released: delivery waits on networks, never on the host, and a
 failure changes nothing there. The steps:
@@ -15,17 +16,20 @@ failure changes nothing there. The steps:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from provisioner.doctor.checks import Check, Status
 from provisioner.flows.maintain import Maintenance
+from provisioner.flows.reconcile import Pass
 from provisioner.notify import deliver, secrets
-from provisioner.reporting import notifytexts
+from provisioner.reporting import mergecomment, notifytexts
 from provisioner.values.messages import Delivery, Message
 from provisioner.values.notifymodels import Notify
+from provisioner.values.plandata import Create
 from provisioner.values.policymodels import Policy
+from provisioner.values.waitlist import Landed
 
 KEEP_LEDGER_DAYS = 400  # longer than any lease's reminders: an old key is never due again
 
@@ -70,6 +74,33 @@ def send_all(
         return Notified(())
     found = messages(m, policy, policy.snapshot.page_url)
     return deliver_all(policy, found, m.today, log=log, sleep=sleep)
+
+
+def made_after_waiting(
+    done: Pass,
+    landed: Mapping[str, Landed],
+    sha: str,
+    policy: Policy,
+    today: date,
+    *,
+    log: Callable[[str], None] = lambda _l: None,
+    sleep: deliver.Sleep = time.sleep,
+) -> Notified:
+    """Each owner of a request the pass DONE made although it landed on main before SHA (it
+    waited in line for GPUs) is told, once (the ledger), by every channel the policy has for
+    them."""
+    late = mergecomment.made_late(done.result, landed, sha, created(done))
+    # Only what got GPUs: a container without any never waited in line for them.
+    made = [o for o in done.result.outcomes if o.request_path in late and o.ok and o.gpus]
+    if policy.notify is None or not made:
+        return Notified(())
+    found = notifytexts.made_messages(made, policy, policy.snapshot.page_url)
+    return deliver_all(policy, found, today, log=log, sleep=sleep)
+
+
+def created(done: Pass) -> frozenset[str]:
+    """The request paths the pass's plan created a container for."""
+    return frozenset(a.spec.request_path for a in done.plan.actions if isinstance(a, Create))
 
 
 def doctor_findings(

@@ -1,9 +1,10 @@
 """The status observation: the host as it is now against `main`, for `ssp status` and
 `ssp publish` alike.
 
-Reads the checkout (for leases and quotas), the LXD project and the shared servers, the storage
-pool, and NVML's live readings when a driver answers (without one, the board shows holders
-only and says why).
+Reads the checkout (for leases, quotas and the waitlist's merge order), the LXD project and
+the shared servers, the storage pool, and NVML's live readings when a driver answers (without
+one, the board shows holders only and says why). Who waits in line for GPUs is what the plan
+says now.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from provisioner.flows.checkout import load_main
-from provisioner.flows.reconcile import observe
+from provisioner.flows.checkout import landed_on_main, load_main
+from provisioner.flows.reconcile import observe, plan_for
 from provisioner.status.server import Live, PoolUse, ServerStatus, build
 from provisioner.validation.validate import Validation, today_for
 from provisioner.values.errors import GpuError
+from provisioner.values.plandata import Wait
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import HostApi, Image, Instance, LxdApi
 
@@ -68,6 +70,18 @@ def observe_status(
     got = lxd.storage_pool(policy.lxd.pool)
     pool = PoolUse(got.name, got.used, got.total) if got is not None else None
     live, why = live_gpus() if read_gpus else ({}, None)
+    # Who waits in line for GPUs: the plan apply would make now, in merge order. Ports and
+    # host IDs are the apply's business; only its Wait actions are read here.
+    plan = plan_for(
+        validation,
+        observed,
+        now=now,
+        sha=sha,
+        busy_ports=frozenset(),
+        gpu_refusal=None,
+        pin_ids=False,
+        merged={p: landed.position for p, landed in landed_on_main(repo).items()},
+    )
     status = build(
         policy=policy,
         inventory=config.inventory,
@@ -78,6 +92,7 @@ def observe_status(
         today=today_for(config, now),
         pool=pool,
         live=live,
+        waiting=[a for a in plan.actions if isinstance(a, Wait)],
     )
     if why:
         status = dataclasses.replace(status, notes=(*status.notes, why))

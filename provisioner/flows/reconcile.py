@@ -3,7 +3,9 @@
 Level-triggered: every pass looks at all of main and all managed instances. A request that
 is invalid on main is skipped and reported, and its instance is left alone; so is one that
 does not fit beside older requests (a GPU, a quota, the host's capacity: newest refused
-first). A name LXD holds (a container, even retired or expired, or a login on a shared
+first); one whose GPUs are taken waits in line (merge order), and a pass that retires a
+holder while someone waits plans again at once, so the first in line is made in that run. A
+name LXD holds (a container, even retired or expired, or a login on a shared
 server) stays its owner's: main is judged again with what was observed before planning. Only
 a broken config, which every request needs, stops the pass before anything changes.
 """
@@ -11,8 +13,9 @@ a broken config, which every request needs, stops the pass before anything chang
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from provisioner.applying.apply import DEFAULT_JOBS, Applier, apply_plan
 from provisioner.planning.plan import make_plan
@@ -20,8 +23,8 @@ from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation, today_for, with_held
 from provisioner.values import held, idranges
 from provisioner.values.idranges import IdMapUse, IdRange
-from provisioner.values.outcomes import ApplyResult
-from provisioner.values.plandata import Inputs, Plan
+from provisioner.values.outcomes import ApplyResult, Done
+from provisioner.values.plandata import Inputs, Plan, Retire, Wait
 from provisioner.values.problems import Problem, Severity
 from provisioner.values.state import Image, Instance, LxdApi
 
@@ -80,6 +83,7 @@ def plan_for(
     gpu_refusal: str | None,
     id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
     pin_ids: bool = True,
+    merged: Mapping[str, int] | None = None,
 ) -> Plan:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
@@ -101,6 +105,7 @@ def plan_for(
             id_maps=observed.id_maps,
             pin_ids=pin_ids,
             members=observed.members,
+            merged=merged or {},
         )
     )
 
@@ -120,24 +125,63 @@ def run_pass(
     log: Callable[[str], None] = lambda _l: None,
     ipv4_timeout_s: float = 60.0,
     jobs: int = DEFAULT_JOBS,
+    merged: Mapping[str, int] | None = None,
 ) -> Pass:
+    """One pass; `merged`: the waitlist's merge order (`MainCheckout.merged`).
+
+    When the pass retired a container while a request waited in line for GPUs, a second
+    pass follows at once: the retirement is done (stopped, its GPUs free), so the first in
+    line is made now rather than by the next apply, which may be a day away. A retirement
+    that failed leaves its container holding its GPUs, so nobody is given them twice.
+    """
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
+    args: dict[str, Any] = {
+        "now": now,
+        "sha": sha,
+        "busy_ports": busy_ports,
+        "gpu_refusal": gpu_refusal,
+        "id_spans": id_spans,
+        "pin_ids": pin_ids,
+        "merged": merged,
+    }
+    first = _one_pass(validation, lxd, servers, args, dry_run, log, ipv4_timeout_s, jobs)
+    freed = any(o.action == Done.RETIRED and o.ok for o in first.result.outcomes)
+    if dry_run or not freed or not any(isinstance(a, Wait) for a in first.plan.actions):
+        return first
+    log("a retirement freed GPUs that a request waits for: planning again")
+    again = _one_pass(validation, lxd, servers, args, dry_run, log, ipv4_timeout_s, jobs)
+    # The retirements were the first pass's; everything else is as the second found it.
+    done = {o.request_path for o in again.result.outcomes}
+    earlier = tuple(o for o in first.result.outcomes if o.request_path not in done)
+    kept = tuple(a for a in first.plan.actions if isinstance(a, Retire))
+    return Pass(
+        again.validation,
+        replace(again.plan, actions=kept + again.plan.actions),
+        replace(again.result, outcomes=earlier + again.result.outcomes),
+        again.skipped,
+    )
+
+
+def _one_pass(
+    validation: Validation,
+    lxd: LxdApi,
+    servers: Callable[[str], LxdApi],
+    args: Mapping[str, Any],
+    dry_run: bool,
+    log: Callable[[str], None],
+    ipv4_timeout_s: float,
+    jobs: int,
+) -> Pass:
+    config = validation.config
+    assert config is not None  # noqa: S101  (run_pass checks)
+    sha = str(args["sha"])
     observed = observe(config, lxd)
     # Names and logins LXD holds stay their owners': main is judged again knowing them.
     validation = with_held(
         validation, held.from_lxd(observed.instances, observed.servers, config.policy)
     )
-    plan = plan_for(
-        validation,
-        observed,
-        now=now,
-        sha=sha,
-        busy_ports=busy_ports,
-        gpu_refusal=gpu_refusal,
-        id_spans=id_spans,
-        pin_ids=pin_ids,
-    )
+    plan = plan_for(validation, observed, **args)
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
     result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)
     skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)

@@ -1,5 +1,6 @@
 """The git adapter's history side: merge bases and test merges, what a PR changed and who
-committed it, how old each request is, refs and the checkout's top level.
+committed it, how old each request is and when it first landed, refs and the checkout's top
+level.
 
 git runs with argv lists (never a shell); `git` raises `UsageError` with git's own message.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from provisioner.values.changes import FileChange
 from provisioner.values.errors import UsageError
+from provisioner.values.waitlist import Landed
 
 # What validation and apply read from a checkout: the request files and the lab's config.
 ROOTS = ("requests", "config")
@@ -190,6 +192,44 @@ def ages(repo: Path, rev: str = "HEAD") -> dict[str, int]:
             path = name.strip(b"\n").decode("utf-8", "replace")
             if path:
                 found.setdefault(path, len(commits) - i)
+    return found
+
+
+def landings(repo: Path, rev: str = "HEAD") -> dict[str, Landed]:
+    """When each request file on `rev` first landed on main, in its current life: the
+    newest commit on the first-parent history of `rev` that added it, and that commit's place
+    among those that added request files (1: the oldest). The waitlist's merge order.
+
+    Why this source: first-parent history is main's own sequence of merges, so the order is
+    the order PRs were merged, whatever dates their commits carry (author and committer dates
+    are whatever the member's clock said; a rebase rewrites them) and without asking GitHub
+    (merged_at needs the network and a PR per file; a direct push has none). The ADD, not the
+    last change (`ages`): editing a waiting request (a typo, a later `expires`) keeps its
+    place; deleting and adding it again is a new request that joins at the back. A merge
+    counts as adding what its PR added. Callers read `ages` first, which refuses a shallow
+    clone (whose history would make every file look equally old).
+    """
+    raw = git(
+        repo,
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--diff-filter=A",
+        "--name-only",
+        "-z",
+        "--format=%x01%H",
+        rev,
+        "--",
+        "requests",
+    )
+    commits = raw.split(b"\x01")[1:]  # newest first: "<sha>\0\n<path>\0<path>\0..."
+    found: dict[str, Landed] = {}
+    for i, chunk in enumerate(commits):
+        sha, *names = chunk.split(b"\0")
+        for name in names:
+            path = name.strip(b"\n").decode("utf-8", "replace")
+            if path:
+                found.setdefault(path, Landed(len(commits) - i, sha.decode().strip()))
     return found
 
 

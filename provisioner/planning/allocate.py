@@ -3,8 +3,9 @@
 Each allocation is stable: whatever a container already holds stays its own while nobody
 else has a better claim, so planning twice gives the same answer. For GPUs nobody ever has a
 better claim: a card never moves under a container, so a pin on a GPU that a count was given
-is refused rather than served by moving the count. Requests are taken in
-path order, so the result does not depend on the order LXD lists instances in.
+is refused rather than served by moving the count (it waits for the card). Requests are
+taken in line order (merge order, then path: `line_key`), so the result does not depend on
+the order LXD lists instances in, and when GPUs come free the first in line gets them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from provisioner.values.state import Instance
 
 def by_name(observed: Iterable[Instance]) -> dict[str, Instance]:
     return {i.name: i for i in observed}
+
+
+def line_key(item: Loaded, merged: Mapping[str, int]) -> tuple[bool, int, str]:
+    """The waitlist's order: when the request first landed on main (`Inputs.merged`), then
+    its path; a request not on main yet (a PR's own file) after all that are."""
+    return (item.path not in merged, merged.get(item.path, 0), item.path)
 
 
 def ports(inputs: Inputs) -> tuple[dict[str, tuple[int | None, int | None]], set[int]]:
@@ -139,10 +146,13 @@ def gpus(
     from placement); by default the request's `host:` or the first host. Also returns, per
     request, why a pinned GPU cannot be had: another instance holds it, or an existing
     container of a count request was given it (GPUs never move under a container, so the
-    pin is refused, whatever its age). Requests are taken in path order, so the result does
-    not depend on the input order.
+    pin waits, whatever its age). Requests are taken in line order (`line_key`): counts fill
+    from the lowest free GPUs nobody pins, and one that cannot have all it asks for keeps the
+    free ones it got, so no later count takes them (it waits for the rest; see make_plan).
+    A later request may still take GPUs the earlier one cannot use (another model, another
+    server): that never delays it, which is Slurm's rule for backfill.
     """
-    containers = sorted(containers, key=lambda i: i.path)
+    containers = sorted(containers, key=lambda i: line_key(i, inputs.merged))
     exclusive = inputs.policy.gpu_sharing == "exclusive"
     outside = _held_outside(inputs, containers) if exclusive else {}
     result: dict[str, tuple[GpuEntry, ...]] = {}
@@ -181,14 +191,15 @@ def gpus(
             if slot in outside:
                 reasons.append(
                     f"GPU {g.index} ({g.pci}) is in use by instance '{outside[slot]}', "
-                    "which no valid request manages; an admin must free it first"
+                    "which no valid request manages; it is yours once that is given back or "
+                    "an admin frees it"
                 )
             elif exclusive and slot in holder and holder[slot] != req.name:
                 holders.append(holder[slot])
                 reasons.append(
                     f"GPU {g.index} ({g.pci}) is held by container '{holder[slot]}', which was "
-                    "given it for its GPU count; GPUs never move under a container: pin a "
-                    "free GPU or ask for a count (gpus: N)"
+                    "given it for its GPU count; GPUs never move under a container, so it is "
+                    "yours once that is given back (or pin a free GPU, or ask for a count)"
                 )
             elif exclusive:
                 used.add(slot)

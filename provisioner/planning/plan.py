@@ -1,17 +1,15 @@
 """The plan: desired state (valid requests on main) vs observed LXD state → actions. Pure.
 
 `make_plan` decides everything — which GPUs a count becomes, which port a new container
-gets, what to create, change, start, retire or refuse — and returns an immutable `Plan`.
+gets, what to create, change, start, retire or refuse, and which requests wait in line for
+GPUs that are taken (`provisioner.planning.waitlist`) — and returns an immutable `Plan`.
 `apply` only walks it. Allocation is stable: a container keeps the GPUs and ports it already
 has as long as they are still its to have, so running the plan twice changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-
-from provisioner.planning import allocate
+from provisioner.planning import allocate, waitlist
 from provisioner.planning import cluster as clusterplace
 from provisioner.planning import images as imageplan
 from provisioner.planning.accounts import account_actions
@@ -35,6 +33,8 @@ from provisioner.values.plandata import (
 )
 from provisioner.values.requestpaths import request_stem
 from provisioner.values.state import Instance
+
+STOPPED_BY_OWNER = "stopped by its owner (/ssp stop); left stopped until /ssp start"
 
 
 def _config_changes(inst: Instance, want: specs.Spec) -> tuple[dict[str, str | None], list[str]]:
@@ -147,6 +147,21 @@ def _container_action(
             return no_gpus(), drift
         return Start(spec=want), drift
     return Ready(spec=want), drift
+
+
+def _held_or_planned(
+    inst: Instance | None,
+    want: specs.Spec,
+    needs_gpus: bool,
+    inputs: Inputs,
+    ids_moved: str | None,
+    publishing: frozenset[str],
+) -> tuple[Action, list[Drift]]:
+    """A container its owner stopped (`/ssp stop`) is left as it is, stopped, until
+    `/ssp start`: what changed meanwhile is applied then. Anything else is planned."""
+    if inst is not None and inst.stopped_by_owner and inst.config.get(state.OWNER) == want.owner:
+        return Ready(spec=want, detail=STOPPED_BY_OWNER), _drift(inst)
+    return _container_action(inst, want, needs_gpus, inputs, ids_moved, publishing)
 
 
 def _restore(inst: Instance, want: specs.Spec, snapshot: str, gpu_refusal: str | None) -> Action:
@@ -284,11 +299,13 @@ def make_plan(inputs: Inputs) -> Plan:
             ),
         )
         want_gpus = _wanted_gpus(req, observed.get(req.name))
-        if (no_gpus := _gpu_refusal(item, want, want_gpus, gpu_conflicts)) is not None:
-            actions.append(no_gpus)
+        if (
+            short := waitlist.shortage(item, want, want_gpus, gpu_conflicts, inputs, where.host)
+        ) is not None:
+            actions.append(short)  # its GPUs are taken: it waits in line
             continue
         inst, moved = observed.get(req.name), ids.moved.get(req.name)
-        action, found = _container_action(inst, want, want_gpus > 0, inputs, moved, publishing)
+        action, found = _held_or_planned(inst, want, want_gpus > 0, inputs, moved, publishing)
         actions.append(action)
         drift += found
     # Updates first: one may give up a GPU (a count asking for fewer) that a create after it
@@ -299,8 +316,9 @@ def make_plan(inputs: Inputs) -> Plan:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
     actions = image_actions + actions
-    actions += _retirements(inputs, wanted, where.down)
-    actions += account_actions(inputs)
+    actions += _retirements(inputs, wanted, where.down) + account_actions(inputs)
+    # Each request that waits for GPUs learns its place in line.
+    actions = waitlist.in_line(actions, containers, inputs)
     return Plan(actions=tuple(actions), drift=tuple(drift), sha=inputs.sha)
 
 
@@ -341,20 +359,6 @@ def _wanted_gpus(req: ContainerRequest, inst: Instance | None) -> int:
     if inst is not None and inst.gpus_released:
         return 0
     return req.gpus if isinstance(req.gpus, int) else len(req.gpus)
-
-
-def _gpu_refusal(
-    item: Loaded, want: specs.Spec, wanted: int, conflicts: Mapping[str, allocate.GpuConflict]
-) -> Refuse | None:
-    """Why the request cannot have its GPUs now: a pin on a GPU another container holds
-    (naming the holder), or too few free."""
-    name = item.request.name
-    if name in conflicts:
-        conflict = conflicts[name]
-        return replace(_refuse(item, conflict.message), gpu_holders=conflict.holders)
-    if len(want.gpus) < wanted:
-        return _refuse(item, f"only {len(want.gpus)} of the {wanted} GPUs asked for are free")
-    return None
 
 
 def _refuse(item: Loaded, message: str) -> Refuse:

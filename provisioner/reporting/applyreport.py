@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.reporting.render import render
-from provisioner.values.outcomes import GIVEN_BACK, ApplyResult, Outcome
+from provisioner.values.outcomes import GIVEN_BACK, ApplyResult, Done, Outcome
 from provisioner.values.plandata import Plan
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
+from provisioner.values.waitlist import line_text
 
 
 def ssh_host(policy: Policy, outcome: Outcome) -> str:
@@ -168,6 +169,19 @@ def outcome_dict(policy: Policy, o: Outcome) -> dict[str, Any]:
         "snapshots": o.snapshots,
         "server": o.server,
         "image": o.image,
+        **_waiting(o),
+    }
+
+
+def _waiting(o: Outcome) -> dict[str, Any]:
+    """A waiting request's place in line, the GPUs it waits for and when the next frees."""
+    if o.action != Done.WAITING:
+        return {}
+    return {
+        "place": o.place,
+        "line": line_text(o.place, o.waits_for, o.frees),
+        "waits_for": list(o.waits_for),
+        "frees": o.frees.isoformat() if o.frees else None,
     }
 
 
@@ -184,6 +198,8 @@ def text_lines(policy: Policy, result: ApplyResult, skipped: tuple[Problem, ...]
             parts.append(command)
         if o.gpus:
             parts.append("GPUs " + ", ".join(f"{g.index} ({g.pci})" for g in o.gpus))
+        if o.action == Done.WAITING:
+            parts = [line_text(o.place, o.waits_for, o.frees)]
         if o.message:
             parts.append(o.message)
         lines.append(f"{head} " + "  ".join(parts))

@@ -4,9 +4,14 @@ the text, rendered from one template per outcome.
 A pull request's results are those of the request files it touched (a renamed file under
 both names), plus the problems found in those files on `main`. The template follows from
 them: `comment_failed` when anything failed or was skipped (what did work is listed too),
-`comment_retired` when the PR only gave things back, `comment_account` when it only asked
-for logins on a shared server, `comment_applied` otherwise. Each comment starts with the
+`comment_waiting` when a request waits in line for GPUs that are taken, `comment_retired`
+when the PR only gave things back, `comment_account` when it only asked for logins on a
+shared server, `comment_applied` otherwise. Each comment starts with the
 hidden MARKER, by which the next run finds and edits it instead of adding another.
+
+A request that waits was merged by an earlier commit than the one being applied, so
+`post_waitlist` finds its pull request by the commit its file landed with and edits that
+comment on every pass (GitHub is asked only when the text changed) and once when it is made.
 
 Text only, plus `post`, which walks the pull requests of a commit through a small client
 interface (`CommentClient`, which provisioner.github.client's GitHubClient fits). This module does
@@ -18,7 +23,7 @@ and the secrets to keep out of the text.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -30,9 +35,10 @@ from provisioner.values.outcomes import GIVEN_BACK, ApplyResult, Done, Outcome, 
 from provisioner.values.policymodels import Policy
 from provisioner.values.problems import Problem
 from provisioner.values.spec import SCHEDULES
+from provisioner.values.waitlist import Landed, line_text
 
 MARKER = "<!-- ssp:apply -->"
-TEMPLATES = ("applied", "failed", "retired", "account", "image")
+TEMPLATES = ("applied", "failed", "retired", "account", "image", "waiting")
 
 # A private key block, whatever its kind (OPENSSH, RSA, EC, ENCRYPTED …).
 _PRIVATE_KEY = re.compile(
@@ -108,6 +114,8 @@ def belongs(
 def template_for(outcomes: Sequence[Outcome], problems: Sequence[Problem], blocked: bool) -> str:
     if blocked or problems or any(not o.ok for o in outcomes):
         return "failed"
+    if any(o.action == Done.WAITING for o in outcomes):
+        return "waiting"
     if all(o.action in GIVEN_BACK for o in outcomes):
         return "retired"
     if all(o.kind == Subject.ACCOUNT for o in outcomes):
@@ -134,16 +142,24 @@ def draft(
     # Redacted before rendering too: escaping would split a key block past recognition.
     rows = [_redacted(_row(ctx, o), ctx.secrets) for o in outcomes]
     problems = [replace(p, message=redact(p.message, ctx.secrets)) for p in problems]
+    # A waiting comment is rendered again on every pass: without the run's link it stays
+    # the same text (so it is not edited) until the place in line or the wait changes.
+    linked = name != "waiting" and _WEB_URL.fullmatch(ctx.run_url)
     body = render(
         f"comment_{name}.md.j2",
         marker=MARKER,
         sha=ctx.sha,
-        run_url=ctx.run_url if _WEB_URL.fullmatch(ctx.run_url) else "",
+        run_url=ctx.run_url if linked else "",
         retention_days=ctx.policy.retention_days if ctx.policy else None,
         page_url=ctx.policy.snapshot.page_url if ctx.policy else "",
         blocked=blocked,
         failed=[r for r in rows if not r["ok"]],
-        containers=[r for r in rows if r["ok"] and r["kind"] == "container" and not r["gone"]],
+        waiting=[r for r in rows if r["action"] == Done.WAITING],
+        containers=[
+            r
+            for r in rows
+            if r["ok"] and r["kind"] == "container" and not r["gone"] and not r.get("line")
+        ],
         accounts=[r for r in rows if r["ok"] and r["kind"] == "account" and not r["gone"]],
         images=[r for r in rows if r["ok"] and r["kind"] == "image" and not r["gone"]],
         gone=[r for r in rows if r["ok"] and r["gone"]],
@@ -193,6 +209,68 @@ def post(
     return done
 
 
+def post_waitlist(
+    client: CommentClient,
+    ctx: Context,
+    result: ApplyResult,
+    landed: Mapping[str, Landed],
+    made_late: Iterable[str] = (),
+    log: Callable[[str], None] = lambda _line: None,
+    *,
+    posted: str = "",
+) -> list[Posted]:
+    """The comments of pull requests merged BEFORE ctx.sha whose requests are in line: each
+    pass while a request waits (GitHub is asked to edit only when the text changed, that
+    is when its place or what it waits for did), and once when it is made (MADE_LATE: the
+    request paths this pass created after they had waited). Each pull request is found by
+    the commit its request first landed with (LANDED) and must have touched that file.
+    POSTED: the commit whose pull requests `post` already commented on in this run (`ssp
+    apply`'s; none for `ssp maintain`).
+    """
+    # A container that waits for more GPUs (or its own back) was told by the pull request
+    # that asked for them; the one that made it is left alone.
+    paths = {o.request_path for o in result.outcomes if o.action == Done.WAITING and not o.exists}
+    paths |= set(made_late)
+    commits = sorted({landed[p].sha for p in paths if p in landed and landed[p].sha != posted})
+    done = []
+    for sha in commits:
+        # The PR's own merge commit and no run link, never this run's: the text stays the
+        # same from pass to pass (GitHub is not asked to edit it) until the request's does.
+        mine_ctx = replace(ctx, sha=sha, run_url="")
+        try:
+            for pull in client.merged_pulls_for_commit(sha):
+                files = client.pull_files(pull.number)
+                mine, _ = belongs(files, result.outcomes, ())
+                if not any(o.request_path in paths for o in mine):
+                    continue
+                text = draft(mine_ctx, mine)
+                if text is None:
+                    continue
+                ref = client.upsert_comment(pull.number, text.body, MARKER)
+                log(f"waitlist: the comment on #{pull.number} is up to date: {ref.url}")
+                done.append(Posted(pull.number, ref.url, ref.created))
+        except GithubError as e:
+            done.append(Posted(0, error=f"{sha[:12]}: {e}"))
+    return done
+
+
+def made_late(
+    result: ApplyResult, landed: Mapping[str, Landed], sha: str, created: Collection[str]
+) -> set[str]:
+    """Of the requests this pass's plan CREATED, those that landed on main before SHA (the
+    commit an apply runs for; "" for maintenance, whose passes follow no merge): they waited
+    in line (or failed before), and their pull request's comment still says so. Made
+    (`created`) or not (`failed`: its comment says why now)."""
+    return {
+        o.request_path
+        for o in result.outcomes
+        if o.action in (Done.CREATED, Done.FAILED)
+        and o.request_path in created
+        and o.request_path in landed
+        and landed[o.request_path].sha != sha
+    }
+
+
 def _redacted(row: dict[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
     return {k: redact(v, secrets) if isinstance(v, str) else v for k, v in row.items()}
 
@@ -217,6 +295,8 @@ def _row(ctx: Context, o: Outcome) -> dict[str, Any]:
     row["internal"] = bool(row["ssh_command"]) and not row["ssh_command"].startswith("ssh -p")
     row["rdp"], row["rdp_public"] = rdp_addresses(ctx.policy, o)
     row["sudo"] = o.sudo
+    if o.action == Done.WAITING:
+        row["line"] = line_text(o.place, o.waits_for, o.frees)
     first = o.message.strip().splitlines()[0] if o.message.strip() else ""
     row["short"] = first if len(first) <= _SHORT else first[: _SHORT - 1] + "…"
     row["long"] = o.message.strip() if row["short"] != o.message.strip() else ""

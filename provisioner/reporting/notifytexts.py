@@ -1,7 +1,8 @@
 """The words of notices sent by e-mail and webhook, and each chat service's JSON body.
 
 Pure: `member_messages` and `admin_messages` turn what maintenance found (leases with a notice
-due, idle GPUs, failures and drift) into `Message`s with a stable key per notice, so the
+due, idle GPUs, failures and drift), and `made_messages` the requests made after they waited in
+line for GPUs, into `Message`s with a stable key per notice, so the
 ledger can tell a rerun from a new notice. `webhook_body` is each service's documented
 incoming-webhook format for a plain-text message:
 
@@ -21,9 +22,11 @@ import re
 from collections.abc import Sequence
 
 from provisioner.planning.leases import Lease
+from provisioner.reporting.applyreport import ssh_command
 from provisioner.reporting.idlenotices import final_text, idle_text, released_text, watched
 from provisioner.reporting.notices import Sent, notice_text
 from provisioner.values.messages import Message
+from provisioner.values.outcomes import Outcome
 from provisioner.values.plandata import Drift
 from provisioner.values.policymodels import Policy
 from provisioner.values.usage import IdleGpu, IdleHold
@@ -110,6 +113,31 @@ def idle_release_messages(
             text = released_text(hold, lease, policy)
         key = f"idle-{hold.due} {hold.container} {hold.since}"
         out.append(Message(key, "member", lease.owner, subject, plain(text) + tail))
+    return out
+
+
+def made_messages(made: Sequence[Outcome], policy: Policy, page: str = "") -> list[Message]:
+    """A message to each owner whose request waited in line for GPUs and is made now: the
+    GPUs it got and how to log in (the PR comment says the same)."""
+    tail = f"\n\nThe lab's GPUs and leases: {page}\n" if page else ""
+    out = []
+    for o in made:
+        gpus = ", ".join(f"GPU {g.index} ({g.model})" for g in o.gpus) or "none"
+        command = ssh_command(policy, o)
+        login = f"Log in with: {command}" if command else "Its address is on its PR comment."
+        text = (
+            f"Your container {o.name} ({o.request_path}) waited in line for its GPUs and "
+            f"is made now.\nGPUs: {gpus}\n{login}\n"
+        )
+        out.append(
+            Message(
+                f"made {o.name} {o.request_path}",
+                "member",
+                o.owner,
+                f"[ssp] {o.name} is ready: its GPUs came free",
+                plain(text) + tail,
+            )
+        )
     return out
 
 

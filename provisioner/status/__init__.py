@@ -1,4 +1,5 @@
-"""What is seen: the server's status (who holds which GPU until when), the state snapshot
+"""What is seen: the server's status (who holds which GPU until when, who waits in line for
+one), the state snapshot
 published for the PR check, the status page, the plan preview on a pull request, and GPU-hours
 per member, idle GPUs and what is due for them (a final notice, a release) from the sampler's
 readings. Pure.

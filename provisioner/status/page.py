@@ -120,6 +120,11 @@ def text_lines(status: ServerStatus, timezone: str = "UTC") -> list[str]:
         )
         if released(c):
             lines.append(f"  {'':<24} {released(c)}")
+    if status.waiting:
+        lines.append("")
+        lines.append("Waiting for GPUs (in line by merge order):")
+        for w in status.waiting:
+            lines.append(f"  {w.place:>3}. {w.name:<24} {w.owner:<12} {w.line}: {w.message}")
     lines.append("")
     lines.append("Accounts:")
     if not status.accounts:

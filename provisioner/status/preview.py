@@ -10,8 +10,10 @@ the merge, and for a change what changes (`expires: 2027-03-31 → 2027-09-30`).
 A request that would not fit now (the GPUs it asks for are not free, its disk is more than
 the pool has free, or apply would refuse it) gets a WARNING on its line: the snapshot may be
 a day old and GPUs come free, so it does not fail the check, but an admin sees it in the
-summary's first lines and on the file before merging (apply refuses a request whose GPUs are
-taken, and makes the others). One refusal is an ERROR, not a warning: a pinned GPU the
+summary's first lines and on the file before merging. One whose GPUs are taken "would wait:
+2nd in line; GPU 3 frees on 2027-01-20": merged, it waits in line behind the requests the
+snapshot shows waiting (`ServerStatus.waiting`), and the first pass that finds its GPUs free
+makes it. One refusal is an ERROR, not a warning: a pinned GPU the
 snapshot shows held by a container of a count request. GPUs never move under a container, so
 that pin cannot be had until the holder is given back, however long the PR waits. Without a
 usable snapshot the rows keep the diff, say why nothing else is shown, a newly pinned GPU gets
@@ -40,6 +42,7 @@ from provisioner.values.requestpaths import REQUEST_PATH
 from provisioner.values.sizes import format_size
 
 _VERBS = {"A": "create", "M": "change", "D": "retire"}
+WOULD_WAIT = "would wait:"
 _SHOWN_CHARS = 60  # a purpose in a diff line is cut here
 
 
@@ -115,7 +118,9 @@ def _human(n: int) -> str:
 class _Planner:
     """The plan of the merged tree against the snapshot, read per request path."""
 
-    def __init__(self, result: Validation, snapshot: Snapshot, now: datetime) -> None:
+    def __init__(
+        self, result: Validation, snapshot: Snapshot, now: datetime, focus: frozenset[str]
+    ) -> None:
         config = result.config
         assert config is not None  # noqa: S101  (callers check)
         self.config = config
@@ -132,6 +137,7 @@ class _Planner:
                 busy_ports=frozenset(snapshot.busy_ports),
                 # Host ID blocks are the host's business; the preview does not plan them.
                 pin_ids=False,
+                merged=_line(result, snapshot, focus),
             )
         )
         self.actions = {
@@ -154,7 +160,13 @@ class _Planner:
         flags: list[str] = []
         action = self.actions.get(item.path)
         gpus = port = "—"
-        if isinstance(action, plandata.Refuse):
+        if isinstance(action, plandata.Wait):
+            # Merged now, it would wait in line for its GPUs (place by merge order: behind
+            # every request on main that waits, since this PR is merged last).
+            flags.append(f"{WOULD_WAIT} {action.line} ({action.message})")
+            if action.gpu_holders:
+                self.held[item.path] = action.gpu_holders
+        elif isinstance(action, plandata.Refuse):
             flags.append(action.message)
             if action.gpu_holders:
                 self.held[item.path] = action.gpu_holders
@@ -187,11 +199,25 @@ class _Planner:
         return gpus, port, disk, flags
 
 
+def _line(result: Validation, snapshot: Snapshot, focus: frozenset[str]) -> dict[str, int]:
+    """The waitlist's order as the snapshot knows it: those with a container first (they
+    hold what they have), then those waiting on the host in their place in line, then main's
+    requests merged after the snapshot, and the PR's own files last (not in the map)."""
+    made = {i.name for i in snapshot.instances}
+    waiting = {w.request_path: w.place for w in snapshot.status.waiting}
+    later = len(waiting) + 1
+    merged = {
+        i.path: 0 if i.request.name in made else later for i in result.valid if i.path not in focus
+    }
+    return merged | waiting
+
+
 def _problems(item: Loaded, flags: Sequence[str], held: bool = False) -> list[Problem]:
     data = item.doc.data if isinstance(item.doc.data, dict) else {}
     out = []
     for flag in flags:
-        message = f"would not fit on the host now: {flag}"
+        waits = flag.startswith(WOULD_WAIT)
+        message = flag if waits else f"would not fit on the host now: {flag}"
         if held and not flag.startswith("its disk"):
             # Not a day-old guess: a count's GPUs stay with its container until it is given
             # back, so this pin cannot be had however long the PR waits.
@@ -243,7 +269,7 @@ def build(
     """
     planner = None
     if snapshot is not None and result.config is not None:
-        planner = _Planner(result, snapshot, now)
+        planner = _Planner(result, snapshot, now, frozenset(c.path for c in changes))
     after = {i.path: i for i in result.valid}
     rows: list[Row] = []
     problems: list[Problem] = []

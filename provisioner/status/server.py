@@ -1,8 +1,9 @@
 """What the server looks like now: who holds which GPU until when, containers, accounts, quotas.
 
 Pure: `build` takes what was observed (the project's instances, the shared servers, the pool,
-NVML's live readings when there is a driver) and what `main` asks for (the valid and expired
-requests, the policy and inventory), and returns a `ServerStatus` of plain values that
+NVML's live readings when there is a driver), what `main` asks for (the valid and expired
+requests, the policy and inventory) and who waits in line for GPUs (the plan's `Wait`
+actions), and returns a `ServerStatus` of plain values that
 `ssp status` prints as text, JSON, Markdown or a self-contained HTML page.
 
 Observed state wins: a container's GPUs are the `gpu` devices it has, not the ones its
@@ -21,6 +22,7 @@ from provisioner.values import spec as specs
 from provisioner.values import state
 from provisioner.values.loaded import Loaded, resources
 from provisioner.values.models import AccountRequest, ContainerRequest, Inventory
+from provisioner.values.plandata import Wait
 from provisioner.values.policymodels import Policy
 from provisioner.values.sizes import size_bytes
 from provisioner.values.state import Instance
@@ -74,6 +76,20 @@ class ContainerRow:
 
 
 @dataclass(frozen=True)
+class WaitRow:
+    """A merged container request waiting in line for GPUs that are taken."""
+
+    name: str
+    owner: str
+    request_path: str
+    place: int  # 1: the first in line (merge order)
+    gpus: tuple[int, ...]  # the GPUs it waits for, the first to come free first
+    frees: date | None  # the day the first of them comes free (None: no lease says)
+    message: str  # what it waits for
+    line: str = ""  # "1st in line; GPU 0 frees on 2027-01-20", as everything says it
+
+
+@dataclass(frozen=True)
 class AccountRow:
     server: str
     login: str
@@ -113,6 +129,8 @@ class ServerStatus:
     quotas: tuple[QuotaRow, ...]
     pool: PoolUse | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Merged requests waiting for GPUs, first in line first (none in an older snapshot).
+    waiting: tuple[WaitRow, ...] = field(default_factory=tuple)
 
     @property
     def free_gpus(self) -> tuple[int, ...]:
@@ -180,6 +198,7 @@ def build(
     today: date,
     pool: PoolUse | None = None,
     live: Mapping[str, Live] | None = None,
+    waiting: Sequence[Wait] = (),
 ) -> ServerStatus:
     """The status of the host, or of every server of a cluster, from what was observed.
 
@@ -243,6 +262,24 @@ def build(
         accounts=_accounts(policy, requests, servers, today),
         quotas=_quotas(policy, inventory, requests, containers),
         pool=pool,
+        waiting=_waiting(requests, waiting),
+    )
+
+
+def _waiting(requests: Sequence[Loaded], waits: Sequence[Wait]) -> tuple[WaitRow, ...]:
+    owners = {i.path: i.request.owner for i in requests}
+    return tuple(
+        WaitRow(
+            name=w.name,
+            owner=owners.get(w.request_path, ""),
+            request_path=w.request_path,
+            place=w.place,
+            gpus=w.gpus,
+            frees=w.frees,
+            message=w.message,
+            line=w.line,
+        )
+        for w in sorted(waits, key=lambda w: w.place)
     )
 
 

@@ -26,6 +26,7 @@ from provisioner.values.plandata import (
     Start,
     Unpublish,
     Update,
+    Wait,
 )
 from provisioner.values.requestpaths import request_owner
 
@@ -51,6 +52,7 @@ class Done(StrEnum):
     PUBLISHED = "published"
     DELETED = "deleted"  # a member's image whose request is gone
     REFUSED = "refused"
+    WAITING = "waiting"  # for GPUs that are taken, in line (not a failure)
     FAILED = "failed"
     MEMBER_DOWN = "member down"
     WOULD_CREATE = "would create"
@@ -99,6 +101,12 @@ class Outcome:
     host: str = ""  # the server the container is on, as members reach it ("": the policy's)
     # Its ports that the lab's tunnel is known to carry (frpc reported the proxy running).
     tunnel_ports: frozenset[int] = frozenset()
+    # Waiting for GPUs: its place in line (1: first), the GPUs it waits for, the first of
+    # them to come free first, and the day that one frees (from its holder's lease).
+    place: int = 0
+    waits_for: tuple[int, ...] = ()
+    frees: date | None = None
+    exists: bool = False  # waiting with its container running as it is (see plandata.Wait)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,8 +206,23 @@ def failed(action: Action, error: Exception) -> Outcome:
     return refused(action)
 
 
-def refused(action: Refuse) -> Outcome:
-    """A request the plan would not carry out; its owner is its folder under requests/."""
+def refused(action: Refuse | Wait) -> Outcome:
+    """A request the plan would not carry out (or not yet: it waits in line for GPUs); its
+    owner is its folder under requests/."""
+    if isinstance(action, Wait):
+        return Outcome(
+            name=action.name,
+            owner=request_owner(action.request_path),
+            request_path=action.request_path,
+            kind=Subject.CONTAINER,
+            action=Done.WAITING,
+            ok=True,  # nothing failed: the first pass that finds its GPUs free makes it
+            message=action.message,
+            place=action.place,
+            waits_for=action.gpus,
+            frees=action.frees,
+            exists=action.exists,
+        )
     return Outcome(
         name=action.name,
         owner=request_owner(action.request_path),

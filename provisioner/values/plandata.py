@@ -19,6 +19,7 @@ from provisioner.values.loaded import Loaded
 from provisioner.values.models import Inventory
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Image, Instance
+from provisioner.values.waitlist import line_text
 
 
 class Kind(StrEnum):
@@ -33,6 +34,7 @@ class Kind(StrEnum):
     PUBLISH = "publish"  # a member's image (`kind: image`)
     UNPUBLISH = "unpublish"
     REFUSE = "refuse"
+    WAIT = "wait"  # a merged container request whose GPUs are taken: it waits in line
     ACCOUNT = "account"
 
 
@@ -202,6 +204,34 @@ class Refuse:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Wait:
+    """A merged container request that cannot have its GPUs now (too few free, or its
+    pinned ones held): nothing is done for it, and the first pass that finds them free makes
+    it. `place` is its place in line by merge order (1: the first), among all who wait."""
+
+    name: str
+    request_path: str
+    place: int
+    message: str  # what it waits for, as its owner reads it
+    gpus: tuple[int, ...] = ()  # the GPUs it waits for, the first to come free first
+    frees: date | None = None  # when the first of them comes free, from its holder's lease
+    gpu_holders: tuple[str, ...] = ()  # containers given its pinned GPUs for a count
+    # Its container exists (it asks for more GPUs, or for its own again after they were
+    # handed back): it keeps running as it is meanwhile.
+    exists: bool = False
+    kind: ClassVar[Kind] = Kind.WAIT
+
+    @property
+    def line(self) -> str:
+        """ "1st in line; GPU 0 frees on 2027-01-20"."""
+        return line_text(self.place, self.gpus, self.frees)
+
+    @property
+    def detail(self) -> str:
+        return f"waiting, {self.line}: {self.message}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccountAction:
     account: specs.AccountSpec
     verb: AccountVerb
@@ -233,6 +263,7 @@ Action = (
     | Restore
     | Retire
     | Refuse
+    | Wait
     | AccountAction
     | Publish
     | Unpublish
@@ -288,6 +319,10 @@ class Inputs:
     # In an LXD cluster, each member's name → its status ("Online", "Offline", ...); empty
     # on a single server, where nothing is placed or targeted.
     members: Mapping[str, str] = field(default_factory=dict)
+    # Request path → its place in merge order (larger: later; see values.waitlist.Landed):
+    # the waitlist's order. A path without one (a pull request's own file, a checkout
+    # outside git) comes after all that have one, then path order decides.
+    merged: Mapping[str, int] = field(default_factory=dict)
 
 
 class HostFacts(TypedDict):

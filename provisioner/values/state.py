@@ -91,6 +91,13 @@ class Instance:
         """Its GPUs were handed back while it stays (see `RELEASED`)."""
         return self.managed and bool(self.config.get(RELEASED))
 
+    @property
+    def stopped_by_owner(self) -> bool:
+        """Stopped by its owner's `/ssp stop` (GPUs handed back "owner"): it stays stopped,
+        whatever the passes after it find, until `/ssp start` clears the mark."""
+        why = (self.config.get(RELEASED) or "").split()
+        return self.managed and not self.running and why[-1:] == ["owner"]
+
 
 @dataclass(frozen=True)
 class Image:

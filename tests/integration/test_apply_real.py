@@ -255,7 +255,7 @@ def test_a_missing_gpu_fails_its_request_clearly_and_a_refusal_changes_nothing(
 # --- GPUs never move under a container ----------------------------------------------------------
 
 
-def test_a_later_pin_is_refused_and_the_count_container_keeps_its_gpu_config(
+def test_a_later_pin_waits_and_the_count_container_keeps_its_gpu_config(
     lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
 ) -> None:
     # No GPU here, so a container with a gpu device cannot start: alice's container is made
@@ -277,7 +277,7 @@ def test_a_later_pin_is_refused_and_the_count_container_keeps_its_gpu_config(
     done = apply_pass(lab, adapters, req_alice, req_carol)
 
     action, ok, message = outcomes(done)[carol]
-    assert (action, ok) == ("refused", False)
+    assert (action, ok) == ("waiting", True)  # in line for GPU 0, not refused
     assert message.startswith(f"GPU 0 ({GPU0[0]}) is held by container '{alice}'")
     missing = lxc("info", "--project", project, carol, check=False)
     assert missing.returncode != 0 and "not found" in missing.stderr.lower()
