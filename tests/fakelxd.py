@@ -762,6 +762,17 @@ class FakeLxd:
             raise _err("Instance is running")
         del self._records[name]
 
+    @_serialized
+    def rename(self, name: str, new_name: str) -> None:
+        self._call("rename", name)
+        record = self._get(name)
+        if record.status == "Running":
+            raise _err("Renaming of running instance not allowed")
+        if new_name in self._records:
+            raise _err(f"Name {new_name!r} already in use")
+        record.name = new_name
+        self._records[new_name] = self._records.pop(name)
+
     # -- LxdApi: images ------------------------------------------------------------------------
 
     @_serialized

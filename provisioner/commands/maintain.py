@@ -72,18 +72,28 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = None if args.dry_run else _notice_client(env)
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
+        facts = host_facts(validation, env, lxd)
         applied = run_pass(
             validation,
             lxd,
             servers,
             now=now,
             sha=main.sha,
-            **host_facts(validation, env, lxd),
+            **facts,
             dry_run=args.dry_run,
             log=_note,
         )
         idle = _idle_gpus(config.policy, env, now)
-        done = maintain.maintain(applied, lxd, now=now, notice_client=client, log=_note, idle=idle)
+        done = maintain.maintain(
+            applied,
+            lxd,
+            now=now,
+            notice_client=client,
+            log=_note,
+            idle=idle,
+            id_spans=facts["id_spans"],
+            pin_ids=facts["pin_ids"],
+        )
     policy = config.policy
     # After the lock: mail and webhooks wait on networks, never on the host.
     notified = notify.send_all(done, policy, log=_note)

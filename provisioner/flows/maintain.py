@@ -16,7 +16,9 @@ The order, each step on what the one before left:
    later pass delete it. GitHub failures are reported and change nothing on the host;
 6. idle-GPU notices (provisioner.reporting.idlenotices) for the GPUs the usage database shows
    held but idle for the policy's `usage.idle_days`, handed in by the caller. Notice only:
-   nothing is released.
+   nothing is released;
+7. the warm pool (provisioner.applying.warm): stale or surplus warm clones removed, missing
+   ones made, so the next merged request claims one instead of copying the base.
 
 After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
 same notices by e-mail and webhook where the policy has a `notify:` section.
@@ -34,13 +36,15 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
+from provisioner.applying import warm
 from provisioner.flows import backup
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
 from provisioner.reporting import applyreport, idlenotices, notices
 from provisioner.reporting.render import render
-from provisioner.values import state
+from provisioner.values import idranges, state
 from provisioner.values.errors import LxdError
+from provisioner.values.idranges import IdRange
 from provisioner.values.messages import Delivery
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
@@ -87,6 +91,7 @@ class Maintenance:
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
+    warm: tuple[warm.WarmStep, ...] = ()  # the warm pool's upkeep
 
     @property
     def ok(self) -> bool:
@@ -95,6 +100,7 @@ class Maintenance:
             and not self.applied.skipped
             and all(s.ok for s in self.steps)
             and all(b.ok for b in self.backups)
+            and all(w.ok for w in self.warm)
         )
 
 
@@ -136,6 +142,8 @@ def maintain(
     notice_client: notices.NoticeClient | None = None,
     log: Callable[[str], None] = lambda _l: None,
     idle: Sequence[IdleGpu] = (),
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -178,6 +186,7 @@ def maintain(
         sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
         idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
+    pool = warm.refill(lxd, policy, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log)
     return Maintenance(
         applied,
         today,
@@ -189,6 +198,7 @@ def maintain(
         backups=backups,
         idle=tuple(idle),
         idle_sent=tuple(idle_sent),
+        warm=pool,
     )
 
 
@@ -335,6 +345,9 @@ def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
             f"{idle['idle_since']} (peak {idle['peak_utilization']}%)  notice: {idle['notice']}"
         )
     lines += [f"{r['channel']}: {r['notice']}: {r['result']}" for r in delivery_rows(m)]
+    lines += [
+        f"warm {w.name:<19} {w.action}" + (f": {w.message}" if w.message else "") for w in m.warm
+    ]
     return lines
 
 
@@ -365,6 +378,9 @@ def to_json(m: Maintenance, policy: Policy) -> str:
         ],
         "idle_gpus": idle_rows(m, policy.timezone),
         "delivered": delivery_rows(m),
+        "warm": [
+            {"name": w.name, "action": w.action, "ok": w.ok, "message": w.message} for w in m.warm
+        ],
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
