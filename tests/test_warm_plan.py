@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="need
 
 SPAN = IdRange(165536, 20 * 65536)
 PROJECT = "ssp"
+FIRST = IdRange(SPAN.base)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 
 def clone(
-    index: int, block: IdRange | None = IdRange(SPAN.base), status: str = "ready", **extra: str
+    index: int, block: IdRange | None = FIRST, status: str = "ready", **extra: str
 ) -> Instance:
     config = {
         state.WARM: "common-server",

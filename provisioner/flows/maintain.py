@@ -36,7 +36,7 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from provisioner.applying import warm
+from provisioner.applying import warm as warmpool
 from provisioner.flows import backup
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
@@ -91,7 +91,7 @@ class Maintenance:
     idle: tuple[IdleGpu, ...] = ()  # held GPUs idle for the policy's days
     idle_sent: tuple[notices.Sent, ...] = ()
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
-    warm: tuple[warm.WarmStep, ...] = ()  # the warm pool's upkeep
+    warm: tuple[warmpool.WarmStep, ...] = ()  # the warm pool's upkeep
 
     @property
     def ok(self) -> bool:
@@ -186,7 +186,9 @@ def maintain(
         sent = notices.send(notice_client, left, policy, log=log, keep_open=keep)
         _record_warnings(lxd, left, sent, today, log)
         idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
-    pool = warm.refill(lxd, policy, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log)
+    pool = warmpool.refill(
+        lxd, policy, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log
+    )
     return Maintenance(
         applied,
         today,
@@ -362,6 +364,7 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         backups=m.backups,
         idle=idle_rows(m, policy.timezone),
         delivered=delivery_rows(m),
+        warm=m.warm,
         apply=applied,
     )
 

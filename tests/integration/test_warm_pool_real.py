@@ -9,6 +9,7 @@ is untouched, and a warm clone is never shown as anyone's container.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,9 @@ def _warm(project: str) -> list[dict[str, object]]:
 
 def _rootfs_ctime(project: str, name: str, path: str) -> float:
     """When PATH's inode last changed, read on the host: a re-own (chown) changes it."""
-    pool = lxc_query("/1.0/storage-pools/default", "default")["config"]["source"]
-    return (Path(pool) / "containers" / f"{project}_{name}" / "rootfs" / path).stat().st_ctime
+    # LXD mounts every pool here, whatever its driver (a btrfs loop file's source is the file).
+    pools = Path(os.environ.get("LXD_DIR", "/var/lib/lxd")) / "storage-pools" / "default"
+    return (pools / "containers" / f"{project}_{name}" / "rootfs" / path).stat().st_ctime
 
 
 def test_a_merged_request_claims_a_warm_clone_and_maintain_makes_another(
