@@ -1,8 +1,8 @@
 """Making warm clones ahead, and claiming one for a new container (provisioner.planning.warm).
 
 Making one (in `ssp maintain`, under the host lock): copy the base stopped, labelled
-`making`; give it exactly our config — isolated, its ID block, no device of its own (so no
-GPU, no port: the profile's root disk and NIC only); start it once, which makes LXD re-own
+`making`; give it exactly our config — isolated, its ID block, its root disk on the policy's
+pool and no other device (so no GPU, no port; the profile's NIC); start it once, which makes LXD re-own
 every file to that block (the cost a claim then skips); list every UID and GID owning a file
 in it; stop it and label it `ready`. A failure leaves it `making`, and the next pass removes
 it. Where LXD chooses the block (a project forbidding ssp's choice) it is made one at a time
@@ -91,8 +91,10 @@ def make(
     profiles = tuple(policy.lxd.profiles)
     labels = {k: config[k] for k in (state.WARM, state.WARM_STATE)}
     lxd.create(name, copy, labels, {}, profiles, plan.DESCRIPTION)
-    # A copy carries the base's devices and security keys: none of them stay.
-    lxd.replace(name, config, {}, profiles, plan.DESCRIPTION)
+    # A copy carries the base's devices and security keys: none of them stay but the root
+    # disk, on the policy's pool as a container's (LXD moves no root disk between pools).
+    root = {specs.ROOT_DEVICE: {"type": "disk", "path": "/", "pool": policy.lxd.pool}}
+    lxd.replace(name, config, root, profiles, plan.DESCRIPTION)
     if block is None:
         clash = idranges.shared_with(lxd.id_maps(), policy.lxd.project, name)
         if clash:

@@ -6,7 +6,7 @@ re-owned every file to that block. A new container that claims one skips the cop
 re-own; it is renamed and given the request's config, keys and identity as any new one.
 
 Warm clones are never members' containers: they carry no `user.ssp.managed` label (status,
-doctor, leases and retirement skip them), no GPU and no port (no device of their own), and
+doctor, leases and retirement skip them), no GPU and no port (no device but their root disk), and
 their names have a capital letter, which no request name can have, and a tag of the
 project's name (projects on one bridge share its DNS names). Pure.
 

@@ -64,7 +64,7 @@ def test_a_merged_request_claims_a_warm_clone_and_maintain_makes_another(
     assert clone["status"] == "Stopped"
     assert config[state.WARM_STATE] == "ready" and state.MANAGED not in config
     assert config[state.WARM_IDS]  # every owner of a file in it, recorded
-    assert clone["devices"] == {}  # no GPU, no port of its own
+    assert list(clone["devices"]) == ["root"]  # no GPU, no port: only its disk
     block = config["security.idmap.base"]
     # Its first start is done: the files are shifted to its own block already.
     assert f'"Hostid":{block}' in config[warm.LAST_MAP]
