@@ -173,7 +173,12 @@ def with_ssp(
         config = lab.validation(*requests).config
         assert config is not None
         made = refill(
-            adapters.main, config.policy, id_spans=host_id_spans(), pin_ids=True, dry_run=False
+            adapters.main,
+            config.policy,
+            adapters.main.instances(),
+            id_spans=host_id_spans(),
+            pin_ids=True,
+            dry_run=False,
         )
         if [w.action for w in made] != ["made"] * count:
             raise RuntimeError(f"the warm pool was not made: {made}")

@@ -2,11 +2,12 @@
 
 Making one (in `ssp maintain`, under the host lock): copy the base stopped, labelled
 `making`; give it exactly our config — isolated, its ID block, its root disk on the policy's
-pool and no other device (so no GPU, no port; the profile's NIC); start it once, which makes LXD re-own
-every file to that block (the cost a claim then skips); list every UID and GID owning a file
-in it; stop it and label it `ready`. A failure leaves it `making`, and the next pass removes
-it. Where LXD chooses the block (a project forbidding ssp's choice) it is made one at a time
-and its block checked against every instance, as for new containers (applying.apply).
+pool and no other device (so no GPU, no port; the profile's NIC); start it once, which makes
+LXD re-own every file to that block (the cost a claim then skips); list every UID and GID
+owning a file in it; stop it and label it `ready`. A failure leaves it `making`, and the
+next pass removes it. Where LXD chooses the block (a project forbidding ssp's choice), clones
+are made one at a time and each block is checked against every instance before the first
+start, as for new containers (applying.apply); one LXD gave a taken block is removed.
 
 Claiming one (in apply, for a Create the plan gave a warm clone): rename it to the request's
 name, replace its config and devices with the request's, and, where its files are already
@@ -17,7 +18,7 @@ path: identity, verify, start, the owner's user and keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from provisioner.planning import warm as plan
@@ -26,7 +27,7 @@ from provisioner.values import spec as specs
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdRange
 from provisioner.values.policymodels import Policy
-from provisioner.values.state import LxdApi
+from provisioner.values.state import Instance, LxdApi
 
 # Every owner of a file on the clone's own disk (-xdev: not /proc, /sys, /dev or /run), one
 # a line, each once. A fixed command: nothing from a request or the policy is in it.
@@ -98,7 +99,8 @@ def make(
     if block is None:
         clash = idranges.shared_with(lxd.id_maps(), policy.lxd.project, name)
         if clash:
-            raise LxdError(f"LXD gave it host IDs that are {clash}")
+            lxd.delete(name)  # never started: nothing in it yet
+            raise LxdError(f"LXD gave it host IDs that are {clash}; it was removed")
     lxd.start(name)  # LXD re-owns every file to the clone's block here, once
     found = lxd.execute(name, SCAN)
     ids = plan.ids_label(plan.owner_ids(found.stdout)) if found.exit_code == 0 else ""
@@ -109,6 +111,7 @@ def make(
 def refill(
     lxd: LxdApi,
     policy: Policy,
+    instances: Sequence[Instance],
     *,
     id_spans: tuple[IdRange, ...],
     pin_ids: bool,
@@ -116,10 +119,11 @@ def refill(
     log: Callable[[str], None] = lambda _l: None,
 ) -> tuple[WarmStep, ...]:
     """Bring the pool to the policy's size: remove stale, half-made and surplus clones,
-    then make the missing ones, one at a time (the host is the members' to use)."""
-    if not policy.lxd.warm_pool and not any(plan.is_warm(i) for i in lxd.instances()):
+    then make the missing ones, one at a time (the host is the members' to use). INSTANCES:
+    the project's, as just listed; no request is sent when there is no pool to keep."""
+    if not policy.lxd.warm_pool and not any(plan.is_warm(i) for i in instances):
         return ()
-    wanted = plan.refill(policy, lxd.instances(), lxd.id_maps(), id_spans, pin_ids=pin_ids)
+    wanted = plan.refill(policy, instances, lxd.id_maps(), id_spans, pin_ids=pin_ids)
     steps: list[WarmStep] = []
     for name in wanted.remove:
         if dry_run:
@@ -140,7 +144,7 @@ def refill(
             make(lxd, policy, name, block)
             steps.append(WarmStep(name, "made", message=f"from {wanted.image}"))
         except LxdError as e:
-            steps.append(WarmStep(name, "failed", False, f"{e}; removed and made again next pass"))
+            steps.append(WarmStep(name, "failed", False, f"{e} (the next pass makes it again)"))
     if wanted.why_none:
         steps.append(WarmStep("-", "none", True, wanted.why_none))
     return tuple(steps)

@@ -187,7 +187,7 @@ def maintain(
         _record_warnings(lxd, left, sent, today, log)
         idle_sent = idlenotices.send_idle(notice_client, idle, left, policy, log=log)
     pool = warmpool.refill(
-        lxd, policy, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log
+        lxd, policy, kept, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log
     )
     return Maintenance(
         applied,
