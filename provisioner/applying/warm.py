@@ -126,6 +126,8 @@ def refill(
     the project's, as just listed; no request is sent when there is no pool to keep."""
     if not policy.lxd.warm_pool and not any(plan.is_warm(i) for i in instances):
         return ()
+    if lxd.members():  # a clone would have to be on the member a request is placed on
+        return (WarmStep("-", "none", True, "no warm pool in an LXD cluster (not yet)"),)
     wanted = plan.refill(policy, instances, lxd.id_maps(), id_spans, pin_ids=pin_ids)
     steps: list[WarmStep] = []
     for name in wanted.remove:
