@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found 
     LabRepo,
     apply_pass,
     free_ports,
+    host_id_spans,
     make_key,
 )
 
 from provisioner.applying.apply import DEFAULT_JOBS  # noqa: E402
+from provisioner.applying.warm import refill  # noqa: E402
 from provisioner.lxd.wire import socket_path  # noqa: E402
 
 GOLDEN = "Common-Server/golden"
@@ -61,7 +64,7 @@ IDENTITY = (
 SUDOERS = (
     "echo 'alice ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/alice && chmod 440 /etc/sudoers.d/alice"
 )
-SIDES = ("ssp", "ssp-serial", "manual", "manual-same")
+SIDES = ("ssp", "ssp-serial", "ssp-warm", "manual", "manual-same", "manual-4")
 WINDOW = (41000, 41999)  # apart from the tests' 40000-40999
 
 
@@ -154,12 +157,31 @@ def manual(
     return time.perf_counter() - start
 
 
-def with_ssp(socket: str, project: str, count: int, work: Path, jobs: int) -> float:
-    """One reconcile pass over `count` new requests, `jobs` made at once; seconds for it."""
+def with_ssp(
+    socket: str, project: str, count: int, work: Path, jobs: int, warm: bool = False
+) -> float:
+    """One reconcile pass over `count` new requests, `jobs` made at once; seconds for it.
+    With `warm`, a warm pool of `count` clones is made first, untimed, as `ssp maintain`
+    makes it ahead (provisioner.applying.warm): the pass claims them instead of copying."""
     suffix = project.rsplit("-", 1)[-1]
     lab = BenchLab.make(work, project, suffix, ports=count, window=WINDOW)
     requests = [lab.container(f"bench-{i:02d}-{suffix}", shares=["share"]) for i in range(count)]
     adapters = Adapters.make(project, socket, shared_project="default")
+    if warm:
+        lxd = {"project": project, "profiles": ["default"], "pool": lab.pool, "warm_pool": count}
+        lab.settings = {"lxd": lxd}
+        config = lab.validation(*requests).config
+        assert config is not None
+        made = refill(
+            adapters.main,
+            config.policy,
+            adapters.main.instances(),
+            id_spans=host_id_spans(),
+            pin_ids=True,
+            dry_run=False,
+        )
+        if [w.action for w in made] != ["made"] * count:
+            raise RuntimeError(f"the warm pool was not made: {made}")
     start = time.perf_counter()
     done = apply_pass(lab, adapters, *requests, jobs=jobs)
     took = time.perf_counter() - start
@@ -176,7 +198,10 @@ def one_round(socket: str, side: str, count: int, jobs: int) -> float:
     ):
         work = Path(tmp)
         if side.startswith("ssp"):
-            return with_ssp(socket, project, count, work, 1 if side == "ssp-serial" else jobs)
+            serial = side == "ssp-serial"
+            return with_ssp(
+                socket, project, count, work, 1 if serial else jobs, warm=side == "ssp-warm"
+            )
         share = work / "share"
         share.mkdir()
         same = None
@@ -185,7 +210,19 @@ def one_round(socket: str, side: str, count: int, jobs: int) -> float:
             same = key.with_name(key.name + ".pub")
         suffix = project.rsplit("-", 1)[-1]
         names = [f"manual-{i:02d}-{suffix}" for i in range(count)]
-        return manual(project, names, free_ports(count, WINDOW)[0], share, same)
+        first = free_ports(count * (4 if side == "manual-4" else 1), WINDOW)[0]
+        if side != "manual-4":
+            return manual(project, names, first, share, same)
+        # The same steps by hand in 4 parallel jobs (4 terminals), a quarter of the names each.
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            done = [
+                pool.submit(manual, project, names[j::4], first + j * count, share, None)
+                for j in range(4)
+            ]
+            for job in done:
+                job.result()
+        return time.perf_counter() - start
 
 
 def warm_up(socket: str) -> None:

@@ -10,7 +10,11 @@
 #
 # Environment: LXD_DIR (daemon directory, default /var/lib/lxd), SSP_BRIDGE_IPV4 (bridge
 # address, default 10.201.7.1/24), SSP_DEBIAN_MIRROR (default: apt's bookworm mirror),
-# XDG_CACHE_HOME (image tarballs), SSP_STATE_DIR (daemon log).
+# XDG_CACHE_HOME (image tarballs), SSP_STATE_DIR (daemon log), SSP_POOL_DRIVER (the pool's
+# driver: btrfs, a copy-on-write pool on a loop file LXD makes, where the kernel and
+# btrfs-progs allow it, else dir), SSP_POOL_SIZE (the btrfs loop file, default 30GiB).
+# On dir every new container is a full copy of the base (seconds per GB); on btrfs a copy is
+# a snapshot (~0.1 s whatever the size): see bench/README.md, "Clone cost at a lab's scale".
 set -euo pipefail
 
 USAGE="usage: ${0##*/} {install|start|init|images|common-server|up|down|status}"
@@ -20,9 +24,12 @@ IMAGES_DIR=$HERE/images
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-PACKAGES=(lxd nftables iptables busybox-static debootstrap openssh-client shellcheck)
+PACKAGES=(lxd nftables iptables busybox-static debootstrap openssh-client shellcheck btrfs-progs)
 PROJECT=default
 POOL=default
+POOL_DRIVER=${SSP_POOL_DRIVER:-}
+POOL_SIZE=${SSP_POOL_SIZE:-30GiB}
+POOL_MADE=""
 BRIDGE=lxdbr0
 BRIDGE_IPV4=${SSP_BRIDGE_IPV4:-10.201.7.1/24}
 IMAGE_BUSYBOX=ssp-busybox
@@ -180,6 +187,7 @@ cmd_init() {
 		lxd_exists "/1.0/networks/$BRIDGE" || log "warning: no network '$BRIDGE'"
 		return
 	fi
+	make_pool
 	lxd init --preseed <<EOF
 config: {}
 networks:
@@ -189,9 +197,6 @@ networks:
     ipv4.address: $BRIDGE_IPV4
     ipv4.nat: "true"
     ipv6.address: none
-storage_pools:
-- name: $POOL
-  driver: dir
 profiles:
 - name: default
   devices:
@@ -204,7 +209,29 @@ profiles:
       name: eth0
       network: $BRIDGE
 EOF
-	changed "initialised LXD: dir pool $POOL, bridge $BRIDGE $BRIDGE_IPV4"
+	changed "initialised LXD: $POOL_MADE pool $POOL, bridge $BRIDGE $BRIDGE_IPV4"
+}
+
+# The pool: btrfs (copy-on-write) where it can be made, else dir. SSP_POOL_DRIVER chooses.
+make_pool() {
+	local driver=$POOL_DRIVER
+	if [ -z "$driver" ]; then
+		driver=dir
+		if command -v mkfs.btrfs >/dev/null && { grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null; }; then
+			driver=btrfs
+		fi
+	fi
+	if [ "$driver" = btrfs ]; then
+		if lxc storage create "$POOL" btrfs size="$POOL_SIZE" >/dev/null; then
+			POOL_MADE=btrfs
+			return
+		fi
+		[ -n "$POOL_DRIVER" ] && die "could not create a btrfs pool (SSP_POOL_DRIVER=btrfs)"
+		log "no btrfs pool here (no loop device?): a dir pool, where every copy is a full copy"
+		driver=dir
+	fi
+	lxc storage create "$POOL" "$driver" >/dev/null
+	POOL_MADE=$driver
 }
 
 # --- images --------------------------------------------------------------------------------

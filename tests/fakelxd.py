@@ -779,6 +779,17 @@ class FakeLxd:
         self._call("storage_pool", name)
         return Pool(name, "dir", 4096 * 2**30, 100 * 2**30)
 
+    @_serialized
+    def rename(self, name: str, new_name: str) -> None:
+        self._call("rename", name)
+        record = self._get(name)
+        if record.status == "Running":
+            raise _err("Renaming of running instance not allowed")
+        if new_name in self._records:
+            raise _err(f"Name {new_name!r} already in use")
+        record.name = new_name
+        self._records[new_name] = self._records.pop(name)
+
     # -- LxdApi: images ------------------------------------------------------------------------
 
     @_serialized

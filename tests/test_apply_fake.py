@@ -14,9 +14,11 @@ import threading
 import pytest
 from fakelxd import BASE, BASE_MACHINE_ID, NOW, OLD_KEYS, FakeLxd, File, Lab, User
 
+from provisioner.applying.warm import refill
 from provisioner.flows.reconcile import Pass, run_pass
 from provisioner.validation.validate import blocking
 from provisioner.values.errors import LxdError
+from provisioner.values.idranges import IdRange
 from provisioner.values.outcomes import GpuInfo
 from provisioner.values.state import (
     ACCOUNT,
@@ -29,6 +31,7 @@ from provisioner.values.state import (
     RETIRED,
     SHA,
     STATE,
+    WARM,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
@@ -750,3 +753,33 @@ def test_a_gpu_release_takes_the_gpu_off_running_and_survives_later_updates(
     assert rec.config["limits.memory"] == "2GiB"
     assert rec.config[RELEASED] == "2027-01-14 idle"
     assert not [d for d in rec.devices.values() if d.get("type") == "gpu"]
+
+
+# --- the warm pool (provisioner.applying.warm) ----------------------------------------------------
+
+
+def test_maintenance_makes_a_warm_pool_only_outside_a_dry_run_and_none_when_not_asked(
+    lab: Lab, fake: FakeLxd
+) -> None:
+    v = lab.validate()
+    assert v.config is not None
+    policy = v.config.policy
+    pooled = policy.model_copy(update={"lxd": policy.lxd.model_copy(update={"warm_pool": 2})})
+    spans = (IdRange(165536, 20 * 65536),)
+    # No pool asked for and none there: not a single request.
+    before = len(fake.calls)
+    assert refill(fake, policy, fake.instances(), id_spans=spans, pin_ids=True, dry_run=False) == ()
+    assert len(fake.calls) == before + 1  # the listing handed in, nothing else
+    # A dry run says what it would make and changes nothing.
+    dry = refill(fake, pooled, fake.instances(), id_spans=spans, pin_ids=True, dry_run=True)
+    assert [s.action for s in dry] == ["would make", "would make"]
+    assert fake.mutations == []
+    made = refill(fake, pooled, fake.instances(), id_spans=spans, pin_ids=True, dry_run=False)
+    assert [(s.action, s.ok) for s in made] == [("made", True), ("made", True)], made
+    clones = [i for i in fake.instances() if WARM in i.config]
+    assert len(clones) == 2 and not any(i.managed or i.running for i in clones)
+    assert all(set(i.devices) == {"root"} for i in clones)  # no GPU, no port
+    # Full: the next pass changes nothing.
+    mutated = len(fake.mutations)
+    again = refill(fake, pooled, fake.instances(), id_spans=spans, pin_ids=True, dry_run=False)
+    assert again == () and len(fake.mutations) == mutated

@@ -367,6 +367,21 @@ def test_delete_refuses_running_and_protected_instances(lxd: Backend) -> None:
     assert lxd.api.instances() == []
 
 
+def test_rename_moves_a_stopped_instance_with_its_config_and_refuses_a_running_one(
+    lxd: Backend,
+) -> None:
+    # A claimed warm clone (applying.warm) is renamed to the member's container's name.
+    stopped = lxd.make("renfrom", **{"user.ssp.warm": "common-server"})
+    new = lxd.name("rento")
+    lxd.api.rename(stopped, new)
+    assert {i.name for i in lxd.api.instances()} == {new}
+    assert lxd.api.instance(new).config["user.ssp.warm"] == "common-server"
+    running = lxd.make("renrun", running=True)
+    _fails(lambda: lxd.api.rename(running, lxd.name("renrun2")), "running")
+    assert {i.name for i in lxd.api.instances()} == {new, running}
+    lxd.api.stop(running, timeout_s=5)
+
+
 # --- inside -------------------------------------------------------------------------------------
 
 
@@ -419,6 +434,7 @@ MISSING_CALLS: dict[str, Callable[[LxdApi, str], object]] = {
     "stop": lambda api, n: api.stop(n, timeout_s=1),
     "snapshot": lambda api, n: api.snapshot(n, "s"),
     "delete": lambda api, n: api.delete(n),
+    "rename": lambda api, n: api.rename(n, n + "-b"),
     "restore_snapshot": lambda api, n: api.restore_snapshot(n, "s"),
     "execute": lambda api, n: api.execute(n, ["true"]),
     "push_file": lambda api, n: api.push_file(n, "/tmp/x", b"x", 0o644, 0, 0),

@@ -10,8 +10,10 @@ tests/integration/test_tunnel_real.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import random
 import socket
 import socketserver
 import threading
@@ -243,7 +245,9 @@ def test_ssp_apply_offers_the_off_lan_command_and_ssp_maintain_takes_an_ended_le
 
     monkeypatch.setattr(apply_command, "connect", connect)
     monkeypatch.setattr(maintain_command, "connect", connect)
-    admin_port, remote = free_port(), 30000  # host port 22001 is 52001 on the "frps"
+    # host port 22001 is 22001 + remote on the "frps", which really listens there: an offset
+    # whose first ports are free now (another test on this machine may hold 52000 itself)
+    admin_port, remote = free_port(), _free_offset(22000, 8)
     config_file = tmp_path / "frpc.toml"
     tunnel_yaml = (
         f"tunnel:\n  kind: frp\n  server: 127.0.0.1\n  remote_offset: {remote}\n"
@@ -304,3 +308,17 @@ def test_a_proxy_frpc_does_not_list_after_the_reload_is_reported_not_running(
     done = tunnel_flow.sync(pol, [container("alice-thesis", service)], admin, wait_s=0.5)
     assert (done.reloaded, done.ok, done.ports) == (True, False, frozenset())
     assert done.not_running == (f"{pol.lxd.project}-alice-thesis-ssh: not started",)
+
+
+def _free_offset(first: int, count: int) -> int:
+    """An offset under which ports FIRST .. FIRST+COUNT-1 are all free on 127.0.0.1 now."""
+    for offset in random.Random().sample(range(20000, 38000, 10), 200):
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first + offset, first + offset + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return offset
+        except OSError:
+            continue
+    raise AssertionError("no free run of ports for the frps stand-in")

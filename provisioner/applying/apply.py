@@ -5,8 +5,9 @@ Every step of a new container follows the same order: create stopped (labelled
 devices and security settings), give it its own identity, verify, start, wait for an IPv4,
 create the owner's user and keys inside, then mark it `ready` and protected. A failure on
 one request is recorded and the others go on; a half-made instance keeps its `creating`
-label and is removed and made again on the next run. Nothing from a request reaches a
-shell: commands are argv lists and files are pushed as bytes.
+label and is removed and made again on the next run. A new container the plan gave a warm
+clone claims it instead of being created (provisioner.applying.warm). Nothing from a request
+reaches a shell: commands are argv lists and files are pushed as bytes.
 
 Changes to existing instances run one at a time, in the plan's order; new containers are
 then made a few at a time (`jobs`), since each mostly waits on LXD. The `LxdApi` given must
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from provisioner.applying import inside
+from provisioner.applying import inside, warm
 from provisioner.applying.accounts import apply_account
 from provisioner.applying.failures import source_failure, start_failure
 from provisioner.applying.images import member_refusal, publish, remove_members, unpublish
@@ -111,12 +112,21 @@ class Applier:
             "security.protection.delete": "false",
         }
         config = self._config(spec, {}, "creating")
-        if idranges.BASE in spec.config:
+        shifted = False
+        if action.warm:  # made ahead: its copy and re-own are already paid (applying.warm)
+            self.log(f"{spec.name}: claiming warm clone {action.warm}")
+            try:
+                shifted = warm.claim(self.lxd, spec, action.warm, config)
+            except LxdError as e:
+                raise start_failure(spec, e) from e
+        elif idranges.BASE in spec.config:
             self._make(spec, labels, config)
         else:
             self._make_in_lxds_block(spec, labels, config)
         inside.give_identity(self.lxd, spec.name)
         self._verify(spec, config)
+        if shifted:
+            warm.mark_shifted(self.lxd, spec.name, self.log)
         self._start(spec)
         # The owner is set up while the container boots: only the desktop needs the network.
         removed = ""
@@ -165,7 +175,7 @@ class Applier:
             clash = ""
             for _attempt in range(CREATE_TRIES):
                 self._make(spec, labels, config)
-                clash = self._shared_block(spec.name)
+                clash = idranges.shared_with(self.lxd.id_maps(), self.policy.lxd.project, spec.name)
                 if not clash:
                     return
                 self.log(f"{spec.name}: LXD gave it host IDs {clash}; making it again")
@@ -174,16 +184,6 @@ class Applier:
             f"LXD gave {spec.name} host IDs that another instance has ({clash}) "
             f"{CREATE_TRIES} times; it was removed: see `ssp doctor` (idmaps.overlap)"
         )
-
-    def _shared_block(self, name: str) -> str:
-        """Which other instance's host IDs the new instance's overlap ("" for none)."""
-        project = self.policy.lxd.project
-        for o in idranges.overlaps(self.lxd.id_maps()):
-            ends = {(o.first.project, o.first.name), (o.second.project, o.second.name)}
-            if (project, name) in ends:
-                other = o.second if (o.first.project, o.first.name) == (project, name) else o.first
-                return f"{other.label}'s, around {o.range}"
-        return ""
 
     def _remove(self, name: str) -> None:
         # A half-made clone of a privileged base refuses every config change, the unprotect
@@ -320,9 +320,8 @@ class Applier:
         if isinstance(action, Start):
             return self.start(action)
         if isinstance(action, Ready):
-            return container_outcome(
-                action.spec, Done.UNCHANGED, ipv4=observed[action.spec.name].ipv4
-            )
+            ipv4 = observed[action.spec.name].ipv4
+            return container_outcome(action.spec, Done.UNCHANGED, ipv4=ipv4)
         if isinstance(action, Restore):
             return self.restore(action)
         if isinstance(action, Retire):

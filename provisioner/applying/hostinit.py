@@ -9,7 +9,22 @@ from __future__ import annotations
 from provisioner.planning.hostproject import DEFAULT_PROFILE, HostPlan
 from provisioner.values.models import Inventory
 from provisioner.values.policymodels import Policy
-from provisioner.values.state import HostApi
+from provisioner.values.state import HostApi, Pool
+
+
+def pool_advice(pool: Pool | None) -> str:
+    """What a `dir` pool costs each new container, and the better choice ("": none to give).
+
+    Measured in bench/README.md ("Clone cost at a lab's scale"): on dir a clone is a full copy
+    of the base, seconds per GB; on btrfs or ZFS it is a snapshot, a fraction of a second."""
+    if pool is None or pool.driver != "dir":
+        return ""
+    return (
+        f"storage pool {pool.name!r} is a dir pool: every new container is a full copy of the "
+        "base (seconds per GB of it); a btrfs or zfs pool copies in a fraction of a second "
+        "(`lxc storage create <name> btrfs source=<disk>`, then lxd.pool in config/policy.yaml; "
+        "see the admin guide, 'Storage pool')"
+    )
 
 
 def missing_prerequisites(lxd: HostApi, policy: Policy, project_exists: bool) -> list[str]:

@@ -29,6 +29,7 @@ from provisioner.applying.hostinit import (
     cluster_lines,
     gpu_userspace_lines,
     missing_prerequisites,
+    pool_advice,
 )
 from provisioner.commands import add_repo_arg, clock, examples, open_lxd
 from provisioner.flows.checkout import load_main
@@ -96,10 +97,11 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     lxd = open_lxd(policy.lxd.project, env, require_project=False)
     observed = lxd.read_project()
     missing = missing_prerequisites(lxd, policy, observed is not None)
-    gpu_errors, gpu_warnings = gpu_userspace_lines(
+    gpu_errors, host_warnings = gpu_userspace_lines(
         policy, config.inventory, nvidia.driver_loaded(), nvidia.container_cli(env.get("PATH"))
     )
     missing += gpu_errors
+    host_warnings += [w for w in (pool_advice(lxd.storage_pool(policy.lxd.pool)),) if w]
     profile = lxd.read_profile(DEFAULT_PROFILE) if observed is not None else None
     plan = plan_host(policy, config.inventory, observed, profile)
     uids = [user.uid for user in policy.users.values()]
@@ -119,7 +121,7 @@ def run_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"{PREFIX}: {'would change' if args.dry_run else 'changing'}:")
     for line in lines:
         print(f"  {line}")
-    print("".join(f"{PREFIX}: warning: {w}\n" for w in gpu_warnings), end="", file=sys.stderr)
+    print("".join(f"{PREFIX}: warning: {w}\n" for w in host_warnings), end="", file=sys.stderr)
     if missing:
         for line in missing:
             print(f"{PREFIX}: error: {line}", file=sys.stderr)

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = None if args.dry_run else _notice_client(env)
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd, servers = connect(config.policy, env)
+        facts = host_facts(validation, env, lxd)
         idle = _idle_gpus(config.policy, env, now)
         month_use = _last_month(config.policy, env, now) if client is not None else None
         # Before the reconcile, so that it takes the released GPUs off in this same pass.
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             servers,
             now=now,
             sha=main.sha,
-            **host_facts(validation, env, lxd),
+            **facts,
             dry_run=args.dry_run,
             log=_note,
             merged=main.merged,
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             idle_holds=holds,
             idle_steps=released,
             month_use=month_use,
+            id_spans=facts["id_spans"],
+            pin_ids=facts["pin_ids"],
         )
         # Retired and deleted containers leave the tunnel (under the lock, as in apply).
         keep_tunnel_in_step(config, lxd, applied.result, env, args.dry_run, "maintain")

@@ -19,7 +19,9 @@ The order, each step on what the one before left:
    consents (`usage.idle_action: release`), the final notices and the releases' comments
    (provisioner.flows.idlerelease, whose `before_reconcile` the caller ran before step 1, so
    that step's reconcile already took the released GPUs off);
-7. the monthly GPU-hours summary issue (provisioner.flows.usagesummary) for last month, once.
+7. the monthly GPU-hours summary issue (provisioner.flows.usagesummary) for last month, once;
+8. the warm pool (provisioner.applying.warm): stale or surplus warm clones removed, missing
+   ones made, so the next merged request claims one instead of copying the base.
 
 After the lock, `ssp maintain` hands the result to provisioner.flows.notify, which sends the
 same notices by e-mail and webhook where the policy has a `notify:` section.
@@ -37,13 +39,15 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
+from provisioner.applying import warm as warmpool
 from provisioner.flows import backup, idlerelease, usagesummary
 from provisioner.flows.reconcile import Pass
 from provisioner.planning.leases import WARNED, Lease, Stage, lab_today, review
 from provisioner.reporting import applyreport, idlenotices, notices
 from provisioner.reporting.render import render
-from provisioner.values import state
+from provisioner.values import idranges, state
 from provisioner.values.errors import LxdError
+from provisioner.values.idranges import IdRange
 from provisioner.values.messages import Delivery
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import Instance, LxdApi, Pool
@@ -93,6 +97,7 @@ class Maintenance:
     idle_holds: tuple[IdleHold, ...] = ()  # what was due for idle containers (idlerelease)
     summary: usagesummary.Summary | None = None  # last month's GPU-hours issue
     delivered: tuple[Delivery, ...] = ()  # mail and webhooks (provisioner.flows.notify)
+    warm: tuple[warmpool.WarmStep, ...] = ()  # the warm pool's upkeep
 
     @property
     def ok(self) -> bool:
@@ -102,6 +107,7 @@ class Maintenance:
             and all(s.ok for s in self.steps)
             and all(b.ok for b in self.backups)
             and all(s.ok for s in self.idle_steps if s.action != "final notice not sent")
+            and all(w.ok for w in self.warm)
         )
 
 
@@ -146,6 +152,8 @@ def maintain(
     idle_holds: Sequence[IdleHold] = (),
     idle_steps: Sequence[IdleStep] = (),
     month_use: usagesummary.MonthUse | None = None,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
 ) -> Maintenance:
     """Steps 2-4 after APPLIED, the reconcile pass (step 1, a dry run or not) made under the
     same host lock; see the module's docstring."""
@@ -197,6 +205,9 @@ def maintain(
         if month_use is not None:
             summary = usagesummary.post(notice_client, month_use, log)
     idle_steps = [*idle_steps, *idlerelease.waiting(idle_holds, dry_run)]
+    pool = warmpool.refill(
+        lxd, policy, kept, id_spans=id_spans, pin_ids=pin_ids, dry_run=dry_run, log=log
+    )
     return Maintenance(
         applied,
         today,
@@ -211,6 +222,7 @@ def maintain(
         idle_steps=tuple(idle_steps),
         idle_holds=tuple(idle_holds),
         summary=summary,
+        warm=pool,
     )
 
 
@@ -336,6 +348,9 @@ def text_lines(m: Maintenance, timezone: str = "UTC") -> list[str]:
         )
     lines += [f"{r['channel']}: {r['notice']}: {r['result']}" for r in delivery_rows(m)]
     lines += [said] if (said := usagesummary.said(m.summary)) else []
+    lines += [
+        f"warm {w.name:<19} {w.action}" + (f": {w.message}" if w.message else "") for w in m.warm
+    ]
     return lines
 
 
@@ -352,6 +367,7 @@ def markdown(m: Maintenance, policy: Policy) -> str:
         released=idlerelease.rows(m.idle_steps),
         summary=usagesummary.said(m.summary),
         delivered=delivery_rows(m),
+        warm=m.warm,
         apply=applied,
     )
 
@@ -370,6 +386,9 @@ def to_json(m: Maintenance, policy: Policy) -> str:
         "idle_releases": idlerelease.rows(m.idle_steps),
         "monthly_summary": usagesummary.said(m.summary) or None,
         "delivered": delivery_rows(m),
+        "warm": [
+            {"name": w.name, "action": w.action, "ok": w.ok, "message": w.message} for w in m.warm
+        ],
         "apply": json.loads(applyreport.to_json(policy, m.applied.result, m.applied.skipped)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

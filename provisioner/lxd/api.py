@@ -261,6 +261,11 @@ class Lxd(LxdHost, LxdBackups):
                     raise
             time.sleep(BUSY_POLL_S)
 
+    def rename(self, name: str, new_name: str) -> None:
+        """Rename a stopped instance (POST with the new name; LXD refuses a running one)."""
+        what = f"rename instance {name!r} to {new_name!r}"
+        self._send(what, self._api.instances[name].post, json={"name": new_name})
+
     # -- inside the instance ----------------------------------------------------------------
 
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult:

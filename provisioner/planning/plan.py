@@ -9,7 +9,7 @@ has as long as they are still its to have, so running the plan twice changes not
 
 from __future__ import annotations
 
-from provisioner.planning import allocate, waitlist
+from provisioner.planning import allocate, waitlist, warm
 from provisioner.planning import cluster as clusterplace
 from provisioner.planning import images as imageplan
 from provisioner.planning.accounts import account_actions
@@ -78,13 +78,16 @@ def _container_action(
     # Attaching a GPU includes starting a container that has one: after a power cut the
     # device nodes may be missing, and the container would start with broken CUDA.
     gpus_blocked = bool(inputs.gpu_refusal) and needs_gpus
-    if inst is not None and not inst.managed:
+    # A warm clone renamed to this name whose claim did not finish is remade like a half-made
+    # container; any other unmanaged instance of that name is an admin's.
+    claimed_half = warm.half_claimed(inst)
+    if inst is not None and not inst.managed and not claimed_half:
         return _refuse_spec(
             want,
             f"an instance named '{want.name}' exists and is not managed by ssp; "
             "an admin must rename or adopt it",
         ), []
-    half_made = inst is not None and allocate.half_made(inst)
+    half_made = inst is not None and (allocate.half_made(inst) or claimed_half)
     restore = want.config.get(state.RESTORED)
     if inst is None or half_made:
         if restore is not None:
@@ -315,7 +318,8 @@ def make_plan(inputs: Inputs) -> Plan:
     if not inputs.pin_ids:
         drift += _shared_blocks(inputs)
     # Images before the containers that start from them: changes run before creates.
-    actions = image_actions + actions
+    # New containers claim the warm clones made ahead (planning.warm), in the plan's order.
+    actions = image_actions + list(warm.claims(actions, inputs))
     actions += _retirements(inputs, wanted, where.down) + account_actions(inputs)
     # Each request that waits for GPUs learns its place in line.
     actions = waitlist.in_line(actions, containers, inputs)

@@ -134,6 +134,16 @@ class Overlap:
         )
 
 
+def shared_with(uses: Iterable[IdMapUse], project: str, name: str) -> str:
+    """Which other instance's host IDs instance NAME's overlap, said for a message ("": none)."""
+    for o in overlaps(uses):
+        if (project, name) == (o.first.project, o.first.name):
+            return f"{o.second.label}'s, around {o.range}"
+        if (project, name) == (o.second.project, o.second.name):
+            return f"{o.first.label}'s, around {o.range}"
+    return ""
+
+
 def overlaps(uses: Iterable[IdMapUse]) -> list[Overlap]:
     """Pairs of instances whose host ID ranges overlap, where one of them is isolated.
 

@@ -49,6 +49,7 @@ class AccountVerb(StrEnum):
 class Create:
     spec: specs.Spec
     replace_half_made: bool = False
+    warm: str = ""  # the warm clone it claims instead of copying the base ("": none)
     kind: ClassVar[Kind] = Kind.CREATE
 
     @property
@@ -59,7 +60,8 @@ class Create:
     def detail(self) -> str:
         again = " (replacing a half-made one)" if self.replace_half_made else ""
         where = f" on {self.spec.member}" if self.spec.member else ""
-        return f"from {self.spec.image}{where}{again}"
+        warm = f" (claims warm clone {self.warm})" if self.warm else ""
+        return f"from {self.spec.image}{where}{again}{warm}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -301,6 +301,12 @@ class LxdSettings(StrictModel):
     profiles: list[str] = Field(default_factory=lambda: ["default"])
     pool: str = "default"
     network: str = "lxdbr0"
+    warm_pool: Annotated[int, Field(ge=0, le=32)] = Field(
+        default=0,
+        description="Warm clones of the default image that `ssp maintain` keeps ready: stopped "
+        "copies with their own host IDs and first start done, so a new container claims one "
+        "instead of copying the base (0: none; each holds a copy's disk and 65,536 host IDs).",
+    )
 
 
 class Policy(StrictModel):

@@ -43,6 +43,12 @@ IDLE_FINAL = "user.ssp.idle-final"
 # `user.ssp.expires`) gives the container its GPUs back at the next maintenance pass.
 IDLE_LEASE = "user.ssp.idle-lease"
 ACCOUNT = "user.ssp.account."  # on a shared server: one key per account
+# A warm clone (provisioner.planning.warm): a stopped, unmanaged copy of a base made ahead by
+# `ssp maintain`, with its own host IDs and first start done; never a member's container.
+WARM = "user.ssp.warm"  # the policy image id it is a copy of
+WARM_SOURCE = "user.ssp.warm.source"  # the instance/snapshot it was copied from
+WARM_STATE = "user.ssp.warm.state"  # making | ready
+WARM_IDS = "user.ssp.warm.ids"  # every UID and GID owning a file in it ("": not known)
 # A member's image (`kind: image`) keeps its labels in the image's properties, which LXD
 # keeps as they are: the same names without `user.`.
 IMAGE_MANAGED = "ssp.managed"
@@ -187,6 +193,10 @@ class LxdApi(Protocol):
         ...
 
     def delete(self, name: str) -> None: ...
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Give a stopped instance another name (a warm clone claimed by a request)."""
+        ...
 
     def execute(self, name: str, argv: Sequence[str], stdin: str | None = None) -> ExecResult: ...
 

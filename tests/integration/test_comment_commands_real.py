@@ -136,12 +136,17 @@ def test_members_command_their_container_from_its_lease_issue(
         )
         event = issue_comment_event(issue, comment, site=fake_github.site)
         run = runner.run_job(
-            WORKFLOWS / "commands.yml", "issue_comment", event, sha=sha, ref="refs/heads/main"
+            WORKFLOWS / "commands.yml",
+            "issue_comment",
+            event,
+            sha=sha,
+            ref="refs/heads/main",
+            job="command",
         )
-        return comment, run
+        return comment, run, event
 
     started = _instance(name, lxd_project)["state"]["pid"]
-    comment, run = command("/ssp restart")
+    comment, run, _ = command("/ssp restart")
     assert run.ok, run.log()
     after = _instance(name, lxd_project)
     assert after["status"] == "Running" and after["state"]["pid"] != started
@@ -149,28 +154,44 @@ def test_members_command_their_container_from_its_lease_issue(
     assert "stopped and started again" in _answer(fake_github, issue.number, comment.id)
     assert f"`/ssp restart` on `{name}`" in run.summary
 
-    comment, run = command("/ssp stop")
+    comment, run, event = command("/ssp stop")
     assert run.ok, run.log()
     after = _instance(name, lxd_project)
     today = datetime.now(ZoneInfo(lab.policy()["timezone"])).date()
     assert after["status"] == "Stopped"
     assert after["config"][RELEASED] == f"{today} owner"
     assert "GPUs went back to the pool" in _answer(fake_github, issue.number, comment.id)
+    # the workflow's publish job follows the command: the page shows it stopped at once
+    page_run = runner.run_job(
+        WORKFLOWS / "commands.yml",
+        "issue_comment",
+        event,
+        sha=sha,
+        ref="refs/heads/main",
+        job="publish",
+        needs={"command": "success"},
+    )
+    assert page_run.ok, page_run.log()
+    db = fake_github.git[FAKE_REPO.lower()]
+    files = db.files(db.objects[db.refs["refs/heads/ssp-state"]].data["tree"])
+    snap = json.loads(files["snapshot.json"])
+    (published,) = [i for i in snap["instances"] if i["name"] == name]
+    assert not published["running"] and published["released"], published
 
-    comment, run = command("/ssp start  ")  # trailing blanks are fine
+    comment, run, _ = command("/ssp start  ")  # trailing blanks are fine
     assert run.ok, run.log()
     after = _instance(name, lxd_project)
     assert after["status"] == "Running" and RELEASED not in after["config"]
     assert fake_github.reactions_on(comment.id) == [(BOT, "eyes"), (BOT, "+1")]
 
-    comment, run = command("/ssp snapshot")
+    comment, run, _ = command("/ssp snapshot")
     assert run.ok, run.log()
     snapshots = lxc_query(f"/1.0/instances/{name}/snapshots", lxd_project)
     (taken,) = [_snapshot(s) for s in snapshots if "/ssp-cmd-" in s]
     assert f"Snapshot `{taken}` was taken" in _answer(fake_github, issue.number, comment.id)
 
     # bob is a collaborator, but not the container's owner nor an admin
-    comment, run = command("/ssp stop", author="bob")
+    comment, run, _ = command("/ssp stop", author="bob")
     assert run.ok, run.log()  # a refusal is an answer, not a failed run
     assert _instance(name, lxd_project)["status"] == "Running"
     said = _answer(fake_github, issue.number, comment.id)
@@ -180,7 +201,7 @@ def test_members_command_their_container_from_its_lease_issue(
 
     # the job's gate: a stranger's command and a comment that is no command take no runner
     for body, association in (("/ssp stop", "NONE"), ("thanks, works now", "COLLABORATOR")):
-        comment, run = command(body, association=association)
+        comment, run, _ = command(body, association=association)
         assert run.condition_false and not run.steps, run.log()
         assert fake_github.reactions_on(comment.id) == []
     assert _instance(name, lxd_project)["status"] == "Running"

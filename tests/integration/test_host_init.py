@@ -222,6 +222,14 @@ def test_dry_run_changes_nothing_and_subids_are_appended_once(
     assert f"project {project}: set restricted=true" in dry.out
     assert f"{subuid}: append root:1001:4" in dry.out
     assert "nothing was changed" in dry.out
+    # On a dir pool it says what each new container costs there, and what to use instead.
+    pool = Lxd(project, endpoint=lxd_socket, require_project=False).storage_pool("default")
+    assert pool is not None
+    said = "storage pool 'default' is a dir pool: every new container is a full copy"
+    assert (said in dry.err) == (pool.driver == "dir"), dry.err
+    assert ("btrfs or zfs pool copies in a fraction of a second" in dry.err) == (
+        pool.driver == "dir"
+    )
     assert opened[0].mutations == []
     assert Lxd(project, endpoint=lxd_socket, require_project=False).read_project() is None
     assert subuid.read_text(encoding="utf-8") == "root:100000:65536\n"
