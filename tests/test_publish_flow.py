@@ -1,5 +1,5 @@
 """Publishing the host's state right after the host changed (flows/publish.py): `ssp publish`
-as apply.yml's publish job runs it, and `publish_page`, which the comment commands call.
+as apply.yml's (and commands.yml's) publish job runs it, and the flow beneath it.
 
 In-process on a git checkout with the commands' `connect` pointed at the in-memory LXD
 (tests/fakelxd.py) and GITHUB_* at the fake GitHub (held to GitHub's OpenAPI description).
@@ -21,6 +21,8 @@ from test_comments import PCI, commit, skip_without_tools, ssp_apply
 from provisioner.cli import main
 from provisioner.commands import apply as apply_command
 from provisioner.commands import publish as publish_command
+from provisioner.flows.publish import Published, publish_state
+from provisioner.github.statebranch import StateBranch
 from provisioner.values.state import LxdApi
 
 
@@ -46,6 +48,12 @@ def env_for(gh: FakeGitHub) -> dict[str, str]:
     }
 
 
+def _publish(repo: Path, gh: FakeGitHub, lxd: FakeLxd) -> Published:
+    """What the publish job's `ssp publish` does, as the flow's own result."""
+    client = publish_command.github_client(env_for(gh), StateBranch, needed_for="the test")
+    return publish_state(repo, NOW, lambda _policy: (lxd, lxd.servers), client=client)  # type: ignore[arg-type, return-value]
+
+
 def branch_files(gh: FakeGitHub) -> dict[str, bytes]:
     db = gh.git[FAKE_REPO.lower()]
     return dict(db.files(db.objects[db.refs["refs/heads/ssp-state"]].data["tree"]))
@@ -62,7 +70,7 @@ def test_a_new_container_is_on_the_page_as_soon_as_the_host_changed(
     code, _out, err = ssp_apply(repo, fake_github, sha, tmp_path, "--no-comment")
     assert code == 0, err
 
-    done = publish_command.publish_page(repo, env_for(fake_github))
+    done = _publish(repo, fake_github, fake_lxd)
 
     assert (done.ok, done.error) == (True, "")
     files = branch_files(fake_github)
@@ -84,7 +92,7 @@ def test_a_failed_publish_is_reported_never_raised_and_changes_nothing_on_the_ho
     # a token without contents: write (GitHub: 403, not retried)
     fake_github.fail_next(20, 403, path_prefix=f"/repos/{FAKE_REPO}/git/")
 
-    done = publish_command.publish_page(repo, env_for(fake_github))
+    done = _publish(repo, fake_github, fake_lxd)
 
     assert not done.ok and "cannot push ssp-state" in done.error and "403" in done.error
     assert fake_github.token not in done.error

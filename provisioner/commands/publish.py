@@ -1,16 +1,15 @@
 """`ssp publish`: the host's state snapshot and status page, for the PR check and people.
 
 Run on the GPU host by the apply workflow after every apply and by the maintenance workflow
-daily (flows/publish.py does the work; `publish_page` is the same for a command that just
-changed the host). Observes the host as `ssp status` does, makes the snapshot the PR check's
-plan preview reads (redacted as the policy's `snapshot` section says) and the status page from
-the same redacted state, and writes both as the one commit of a branch (`ssp-state`) through
-GitHub's API (GITHUB_TOKEN with `contents: write`, GITHUB_REPOSITORY, GITHUB_API_URL).
-`--output DIR` also writes them to a folder; with `--no-push` that is all it does. The
-snapshot records the SHA-256 of the page, which the PR check verifies; `--output` is also
-what the workflows deploy to GitHub Pages as an artifact (docs/admin-guide.md), so the site
-never serves what a push to the branch put there. A failed publish exits 3 and never touches
-the host.
+daily, and after each comment command (flows/publish.py does the work). Observes the host as
+`ssp status` does, makes the snapshot the PR check's plan preview reads (redacted as the
+policy's `snapshot` section says) and the status page from the same redacted state, and writes
+both as the one commit of a branch (`ssp-state`) through GitHub's API (GITHUB_TOKEN with
+`contents: write`, GITHUB_REPOSITORY, GITHUB_API_URL). `--output DIR` also writes them to a
+folder; with `--no-push` that is all it does. The snapshot records the SHA-256 of the page,
+which the PR check verifies; `--output` is also what the workflows deploy to GitHub Pages as an
+artifact (docs/admin-guide.md), so the site never serves what a push to the branch put there. A
+failed publish exits 3 and never touches the host.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from provisioner.commands import (
     repo_url,
 )
 from provisioner.commands.status import usage_chart
-from provisioner.flows.publish import Published, publish_state
+from provisioner.flows.publish import publish_state
 from provisioner.host.ports import listening_ports
 from provisioner.reporting.escape import log_line
 from provisioner.status import snapshot as snapshots
@@ -98,28 +97,3 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def publish_page(repo: Path, env: Mapping[str, str]) -> Published:
-    """The state and the status page published now, as `ssp publish` does, for a command that
-    just changed the host (the comment commands): GITHUB_TOKEN and GITHUB_REPOSITORY from ENV;
-    never raises (a missing token is a `Published` with its error)."""
-    try:
-        from provisioner.github.statebranch import StateBranch  # noqa: PLC0415
-
-        client = github_client(env, StateBranch, needed_for="publishing the status page")
-    except Exception as e:  # the host work is done: a failed publish is only reported
-        return Published(error=f"cannot reach GitHub: {e}")
-    try:
-        return publish_state(
-            repo,
-            clock(env),
-            lambda policy: connect(policy, env),
-            client=client,
-            repo_url=repo_url(env),
-            busy_ports=listening_ports,
-            read_gpus=env.get("SSP_GPU_CHECK") != "off",
-            chart=lambda policy, status: usage_chart(policy, env, status),
-        )
-    except Exception as e:  # the promise to the caller: reported, never raised
-        return Published(error=f"{type(e).__name__}: {e}")
