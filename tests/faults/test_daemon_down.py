@@ -28,7 +28,8 @@ from faults.helpers import (
     wait_for_line,
 )
 
-pytestmark = [pytest.mark.lxd, pytest.mark.slow]
+# Every other test's LXD requests would fail while it is down: it holds the daemon alone.
+pytestmark = [pytest.mark.lxd, pytest.mark.slow, pytest.mark.daemon_wide]
 
 
 def answers() -> bool:

@@ -21,7 +21,8 @@ import pytest
 from pylxd import Client
 from pylxd import exceptions as pylxd_errors
 
-from integration.helpers import Adapters, LabRepo
+from integration.helpers import Adapters, LabRepo, host_id_spans
+from provisioner import commands
 from provisioner.lxd.api import Lxd
 from provisioner.lxd.wire import socket_path
 from provisioner.values.errors import LxdError
@@ -34,6 +35,13 @@ def _wait(client: Any, response: Any) -> None:
         meta = client.api.operations[op].wait.get(params={"timeout": 120}).json()["metadata"]
         if meta["status_code"] != 200:
             raise RuntimeError(f"LXD operation failed: {meta.get('err')}")
+
+
+@pytest.fixture(autouse=True)
+def worker_id_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ssp` commands run in-process choose host ID blocks where this test's passes do: in
+    this xdist worker's own slice of root's IDs (all of them in one process; workers.py)."""
+    monkeypatch.setattr(commands, "host_id_spans", host_id_spans)
 
 
 @pytest.fixture(scope="session")

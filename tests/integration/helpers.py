@@ -34,6 +34,7 @@ from provisioner.planning.hostproject import forbids_low_level
 from provisioner.validation.validate import Validation, blocking, validate_tree
 from provisioner.values import subids
 from provisioner.values.idranges import IdRange
+from workers import id_share, port_window
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -41,7 +42,7 @@ EXPIRES = "2027-06-30"
 SHA = "5e7f" * 10
 # Members of the sample policy, with their host UIDs (delegated by runner/dev-lxd.sh).
 UIDS = {"alice": 1001, "bob": 1002, "carol": 1003}
-PORT_WINDOW = (40000, 40999)
+PORT_WINDOW = (40000, 40999)  # each xdist worker forwards from its own slice (workers.py)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,10 @@ def make_key(folder: Path, label: str) -> Key:
     return Key(path, path.with_name(path.name + ".pub").read_text(encoding="ascii").strip())
 
 
-def free_ports(count: int, window: tuple[int, int] = PORT_WINDOW) -> tuple[int, int]:
-    """The first run of `count` consecutive ports in `window` on which nothing listens."""
+def free_ports(count: int, window: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The first run of `count` consecutive ports in `window` (default: this worker's slice
+    of PORT_WINDOW) on which nothing listens."""
+    window = window or port_window(PORT_WINDOW)
     busy = listening_ports()
     first = window[0]
     while first + count - 1 <= window[1]:
@@ -137,7 +140,7 @@ class LabRepo:
         suffix: str,
         ports: int = 20,
         shared_ssh: bool = False,
-        window: tuple[int, int] = PORT_WINDOW,
+        window: tuple[int, int] | None = None,
     ) -> Self:
         """The lab in `root`; `shared_ssh` also gives the shared server a forwarded port."""
         (root / "keys").mkdir(parents=True, exist_ok=True)
@@ -296,8 +299,11 @@ def apply_pass(
 
 
 def host_id_spans() -> tuple[IdRange, ...]:
-    """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them."""
-    return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
+    """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them
+    (on an xdist worker, its own slice of them: workers.py)."""
+    return id_share(
+        subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
+    )
 
 
 def ssh(key: Key, port: int, login: str, *command: str) -> subprocess.CompletedProcess[str]:
