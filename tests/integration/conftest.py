@@ -5,7 +5,9 @@ Each test gets its own project (`ssp-t-<random>`) that shares the default projec
 (root disk on pool `default`, `eth0` on `lxdbr0`). Cleanup is registered before the test runs
 and removes every instance (protected ones included), then the project, even when the test
 fails. Instance names carry the same random suffix: projects on one bridge share its DNS
-names, so two tests must never both start a container called the same.
+names, so two tests must never both start a container called the same. On pytest-xdist's
+workers (`make test`) each worker also has its own forwarded ports and host ID blocks, and
+`ssp` commands run in-process choose blocks there too (tests/workers.py).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -63,16 +64,19 @@ def make_key(folder: Path, label: str) -> Key:
 
 
 def free_ports(count: int, window: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The first run of `count` consecutive ports in `window` (default: this worker's slice
-    of PORT_WINDOW) on which nothing listens."""
+    """A run of `count` consecutive ports in `window` (default: this worker's slice of
+    PORT_WINDOW) on which nothing listens, the search starting at a random port: ports are
+    only listened on once a container starts, so two test runs at once on this daemon (other
+    checkouts) that both took the first free run were given the same ports."""
     window = window or port_window(PORT_WINDOW)
     busy = listening_ports()
-    first = window[0]
-    while first + count - 1 <= window[1]:
-        clash = [p for p in range(first, first + count) if p in busy]
-        if not clash:
+    starts = range(window[0], window[1] - count + 2)
+    if not starts:
+        raise RuntimeError(f"no {count} free ports in {window}")
+    turn = secrets.randbelow(len(starts))
+    for first in [*starts[turn:], *starts[:turn]]:
+        if not any(p in busy for p in range(first, first + count)):
             return first, first + count - 1
-        first = clash[-1] + 1
     raise RuntimeError(f"no {count} free ports in {window}")
 
 
