@@ -48,7 +48,9 @@ def _fast(config: pytest.Config) -> bool:
 def _workers_asked(config: pytest.Config) -> bool:
     """Whether the command line itself (not addopts) asks for xdist workers."""
     args = config.invocation_params.args
-    return any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args)
+    return any(
+        a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,10 +11,11 @@ a broken config, which every request needs, stops the pass before anything chang
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from provisioner.applying.apply import DEFAULT_JOBS, Applier, apply_plan
+from provisioner.planning.cluster import members_seen
 from provisioner.planning.plan import make_plan
 from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation, today_for, with_held
@@ -46,13 +47,15 @@ class Observed:
         return {i.name: i for i in self.instances}
 
 
-def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True) -> Observed:
+def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True, members: bool = True) -> Observed:
     """What a pass reads of LXD, in one listing of every project's instances with their
     state: the project's own, each shared server's instance (in its project) and the host ID
-    blocks of every instance on the host; then, in a cluster, its members (one request) and
-    ssp's images (one request; only planning needs them). Connecting adds what the adapter
-    needs; a shared server's project is not connected to."""
+    blocks of every instance on the host; then, in a cluster, its members (one request;
+    without `members`, those the listing shows instead: see `run_pass`) and ssp's images (one
+    request; only planning needs them). Connecting adds what the adapter needs; a shared
+    server's project is not connected to."""
     everything = lxd.all_instances()
+    cluster = lxd.members() if members else members_seen(everything)
     instances = tuple(everything.get(lxd.project, ()))
     found = tuple(
         i
@@ -61,13 +64,13 @@ def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True) -> Observed:
         if i.name == shared.instance
     )
     if not id_maps:
-        return Observed(instances, found, members=lxd.members())
+        return Observed(instances, found, members=cluster)
     uses = tuple(
         idranges.use_of(project, i.name, i.config)
         for project, listed in everything.items()
         for i in listed
     )
-    return Observed(instances, found, uses, tuple(lxd.images()), lxd.members())
+    return Observed(instances, found, uses, tuple(lxd.images()), cluster)
 
 
 def plan_for(
@@ -123,21 +126,33 @@ def run_pass(
 ) -> Pass:
     config = validation.config
     assert config is not None  # noqa: S101  (callers check `blocking` first)
-    observed = observe(config, lxd)
+    observed = observe(config, lxd, members=False)
     # Names and logins LXD holds stay their owners': main is judged again knowing them.
     validation = with_held(
         validation, held.from_lxd(observed.instances, observed.servers, config.policy)
     )
-    plan = plan_for(
-        validation,
-        observed,
-        now=now,
-        sha=sha,
-        busy_ports=busy_ports,
-        gpu_refusal=gpu_refusal,
-        id_spans=id_spans,
-        pin_ids=pin_ids,
-    )
+
+    def planned(seen: Observed) -> Plan:
+        return plan_for(
+            validation,
+            seen,
+            now=now,
+            sha=sha,
+            busy_ports=busy_ports,
+            gpu_refusal=gpu_refusal,
+            id_spans=id_spans,
+            pin_ids=pin_ids,
+        )
+
+    plan = planned(observed)
+    if plan.changes or plan.drift:
+        # Something to do or to report: in a cluster the members' own states decide where a
+        # new container goes and which member is out (one request; none on a single server).
+        # A pass with nothing to do is planned from the members its listing shows.
+        members = lxd.members()
+        if members != observed.members:
+            observed = replace(observed, members=members)
+            plan = planned(observed)
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
     result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)
     skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
+from workers import id_share, port_window
 
 from provisioner.applying.apply import DEFAULT_JOBS
 from provisioner.flows.reconcile import Pass, run_pass
@@ -35,7 +36,6 @@ from provisioner.planning.hostproject import forbids_low_level
 from provisioner.validation.validate import Validation, blocking, validate_tree
 from provisioner.values import subids
 from provisioner.values.idranges import IdRange
-from workers import id_share, port_window
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -305,9 +305,7 @@ def apply_pass(
 def host_id_spans() -> tuple[IdRange, ...]:
     """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them
     (on an xdist worker, its own slice of them: workers.py)."""
-    return id_share(
-        subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
-    )
+    return id_share(subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID)))
 
 
 def ssh(key: Key, port: int, login: str, *command: str) -> subprocess.CompletedProcess[str]:
