@@ -43,7 +43,10 @@ EXPIRES = "2027-06-30"
 SHA = "5e7f" * 10
 # Members of the sample policy, with their host UIDs (delegated by runner/dev-lxd.sh).
 UIDS = {"alice": 1001, "bob": 1002, "carol": 1003}
-PORT_WINDOW = (40000, 40999)  # each xdist worker forwards from its own slice (workers.py)
+# Below the kernel's ephemeral ports (32768-60999 here): an outgoing connection's local port
+# in the window would make a container's forward fail to listen. Each xdist worker forwards
+# from its own slice of it (workers.py).
+PORT_WINDOW = (24000, 24999)
 
 
 @dataclass(frozen=True)
