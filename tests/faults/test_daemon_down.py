@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 from integration.helpers import ROOT, eventually, lxc
@@ -55,7 +56,7 @@ def start_daemon(stopped: list[int]) -> None:
     before it exits, which on this shared, loaded machine once took over the 60 s that
     `start` waits (it said "LXD daemon is shutting down" and the daemon stayed down)."""
     for pid in stopped:
-        assert eventually(lambda: gone(pid), timeout_s=600, every_s=0.5), f"LXD {pid} still up"
+        assert eventually(partial(gone, pid), timeout_s=600, every_s=0.5), f"LXD {pid} still up"
     subprocess.run(["bash", str(ROOT / "runner" / "dev-lxd.sh"), "start"], check=True, timeout=120)
 
 
