@@ -74,7 +74,7 @@ test:
 	$(MAKE) --no-print-directory -j3 --output-sync=line venv lxd browser
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q
-	$(BIN)/pytest -q -n 2 -m "lxd or gpu or slow" tests
+	$(BIN)/pytest -q -n 3 -m "lxd or gpu or slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

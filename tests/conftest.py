@@ -5,8 +5,8 @@ network for any test.
 cluster, the browser), `gpu` (real NVIDIA GPUs) or `slow` are left out, and the header says
 so. Naming a folder or file (`pytest tests`, `pytest tests/integration`) or a marker
 (`pytest -m lxd`) runs what was named, in one process, unless `-n` is given too: then on
-pytest-xdist's workers with `--dist loadgroup`, each with its own ports and host ID blocks
-(tests/workers.py says how they share the one daemon). `make test` runs everything, both
+pytest-xdist's workers, each with its own ports and host ID blocks (tests/workers.py says how
+they share the one daemon). `make test` runs everything, both
 halves on two workers. The choice is made once in the controlling process and handed to the
 workers through the environment.
 
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from workers import daemon_turn, group_items, lock_file
+from workers import GROUPS, daemon_turn, group_items, lock_file
 
 pytest_plugins = ["fakegithub.fixtures"]
 
@@ -61,11 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if fast:
         return
     if _workers_asked(config) and config.option.numprocesses:
-        # Real-LXD tests on workers: each group of tests/workers.py must stay on one worker
-        # (pytest-xdist's own hook reads this after ours).
-        config.option.dist = "loadgroup"
-        # The run's id, chosen here rather than by pytest-xdist, names its daemon lock file,
-        # which the controller removes at the end.
+        # Real-LXD tests on workers (tests/workers.py). The run's id, chosen here rather than
+        # by pytest-xdist, names its lock files, which the controller removes at the end.
         config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
     else:
         # What was named may hold real-LXD tests, which share one daemon, its ports and ID
@@ -74,20 +71,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and config.option.dist == "loadgroup":
-        lock_file(config.option.testrunuid).unlink(missing_ok=True)
+    if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", None):
+        for name in ("daemon", *GROUPS):
+            lock_file(config.option.testrunuid, name).unlink(missing_ok=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     if _fast(config):
         left = ", ".join(f"{m} ({why})" for m, why in NOT_FAST.items())
         return f"fast suite: leaves out tests marked {left}; `make test` runs them too"
-    if config.option.dist == "loadgroup":
+    if config.option.dist != "no":
         return "suite: what was named (nothing left out by marker), on workers (tests/workers.py)"
     return "suite: what was named (nothing left out by marker), in one process"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _fast(config):
         group_items(items)

@@ -7,10 +7,13 @@ all of root's IDs, so two tests at once on two workers were given the same ones.
 
 from __future__ import annotations
 
+import tempfile
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
-from workers import GROUPS, id_share, port_window, worker
+from workers import GROUPS, daemon_turn, id_share, port_window, worker
 
 from provisioner.values import subids
 from provisioner.values.idranges import Allocator, IdRange
@@ -67,10 +70,65 @@ def test_two_passes_at_once_on_two_workers_never_choose_the_same_host_ids(
     assert all(any(s.within(span) for span in spans) for s in (a, b))
 
 
-def test_the_cluster_and_the_fault_suite_each_keep_to_one_worker() -> None:
-    root = Path(__file__).parent
+class Stub:
+    """What daemon_turn reads of a test and of the run's config."""
+
+    def __init__(self, path: str, *markers: str) -> None:
+        self.path = Path(__file__).parent.parent / path
+        self.markers = markers
+        self.workerinput: dict[str, str] = {}
+
+    def get_closest_marker(self, name: str) -> object:
+        return name if name in self.markers else None
+
+
+def held_together(monkeypatch: pytest.MonkeyPatch, first: Stub, second: Stub) -> bool:
+    """Whether `second` gets its turn while `first` holds its own (two workers' tests)."""
+    as_worker(monkeypatch, 0)
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+    config = Stub("tests")
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with daemon_turn(config, second):  # type: ignore[arg-type]
+            inside.set()
+
+    with daemon_turn(config, first):  # type: ignore[arg-type]
+        thread = threading.Thread(target=other)
+        thread.start()
+        together = inside.wait(timeout=1)
+        release.set()
+    thread.join(timeout=5)
+    assert inside.is_set()  # and its turn came once the first was done
+    return together
+
+
+def test_two_tests_of_one_group_never_run_at_once_on_two_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real, host = "tests/cluster/test_cluster_real.py", "tests/cluster/test_host_cluster.py"
+    cluster = Stub(real), Stub(host)
+    assert not held_together(monkeypatch, *cluster)
+    faults = Stub("tests/faults/test_lxd_faults.py"), Stub("tests/integration/test_host_init.py")
+    assert not held_together(monkeypatch, *faults)
+    # Different groups, or none, share the daemon.
+    assert held_together(monkeypatch, cluster[0], faults[0])
+    assert held_together(monkeypatch, Stub("tests/integration/test_apply_real.py"), faults[1])
+
+
+def test_a_test_that_stops_the_daemon_holds_it_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    down = Stub("tests/faults/test_daemon_down.py", "daemon_wide")
+    other = Stub("tests/integration/test_apply_real.py")
+    assert not held_together(monkeypatch, down, other)
+    assert not held_together(monkeypatch, other, down)
+
+
+def test_every_group_path_is_there() -> None:
+    root = Path(__file__).parent.parent
     for paths in GROUPS.values():
         for path in paths:
-            assert (root.parent / path).exists(), path  # a renamed file would fall out
-    assert "tests/cluster/" in GROUPS["cluster"]
-    assert "tests/faults/" in GROUPS["lowest-ids"]
+            assert (root / path).exists(), path  # a renamed file would fall out of its group
