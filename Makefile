@@ -66,10 +66,10 @@ unit: venv
 
 # Everything: what it needs installed, side by side (the venv's downloads beside LXD's
 # packages, images and base, and the browser's packages); lint; the fast suite on both cores;
-# then what it leaves out (real LXD, the cluster, the browser, GPUs, slow tests), also on two
-# workers: each has its own ports and host ID blocks on the one LXD daemon, the cluster's and
-# the fault suite's tests keep to one worker, and a test that stops the daemon runs alone
-# (tests/workers.py).
+# then what it leaves out (real LXD, the cluster, the browser, GPUs, slow tests) on three
+# workers, since those tests mostly wait on LXD: each worker has its own ports and host ID
+# blocks on the one LXD daemon, the cluster's and the fault suite's tests run one at a time,
+# and a test that stops the daemon runs alone (tests/workers.py).
 test:
 	$(MAKE) --no-print-directory -j3 --output-sync=line venv lxd browser
 	$(MAKE) --no-print-directory lint

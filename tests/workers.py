@@ -1,8 +1,8 @@
 """How the real suites share one LXD daemon between pytest-xdist workers.
 
-`make test` runs the real half (`-m "lxd or gpu or slow"`) on two workers: most of its time
-is waiting on LXD (copies, first boots, DHCP), which two tests at a time overlap. What two
-tests at once could collide on is made the worker's own here:
+`make test` runs the real half (`-m "lxd or gpu or slow"`) on three workers: most of its
+time is waiting on LXD (copies, first boots, DHCP), which tests side by side overlap. What
+two tests at once could collide on is made the worker's own here:
 
 - ports: each worker forwards SSH from its own slice of the tests' port window;
 - host ID blocks: a pass (and an `ssp` command run in-process) chooses blocks from the
