@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv lxd browser clean lock
+.PHONY: demo test lint unit venv lxd lxd-packages browser clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # A real LXD daemon with the test images and Common-Server (idempotent; see runner/dev-lxd.sh).
-lxd:
+# Its packages first, on their own: the browser's packages wait for them (one apt at a time),
+# while the images build and the venv installs beside them (make test runs these with -j).
+lxd-packages:
+	bash runner/dev-lxd.sh install
+
+lxd: lxd-packages
 	bash runner/dev-lxd.sh up
 
 # Headless Chromium and its driver from Debian, for the status page's browser test, and a
 # Chinese font so its screenshot shows the page's Chinese labels as a member's phone does.
 BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
-browser:
+browser: lxd-packages
 	dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
 
@@ -59,11 +64,17 @@ lock: venv
 unit: venv
 	$(BIN)/pytest -q
 
-# Everything: the fast suite on both cores, then what it leaves out (real LXD, the cluster, the
-# browser, GPUs, slow tests) in one process, as tests sharing one LXD daemon need.
-test: venv lxd browser lint
+# Everything: what it needs installed, side by side (the venv's downloads beside LXD's
+# packages, images and base, and the browser's packages); lint; the fast suite on both cores;
+# then what it leaves out (real LXD, the cluster, the browser, GPUs, slow tests) on three
+# workers, since those tests mostly wait on LXD: each worker has its own ports and host ID
+# blocks on the one LXD daemon, the cluster's and the fault suite's tests run one at a time,
+# and a test that stops the daemon runs alone (tests/workers.py).
+test:
+	$(MAKE) --no-print-directory -j3 --output-sync=line venv lxd browser
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q
-	$(BIN)/pytest -q -m "lxd or gpu or slow" tests
+	$(BIN)/pytest -q -n 3 -m "lxd or gpu or slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

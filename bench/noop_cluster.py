@@ -5,9 +5,9 @@ in one throwaway project, for each N in --sizes (growing): ssp itself makes N bu
 containers in one pass (no `host:`: placement spreads them over node1 and node2 by
 headroom), then --reps no-op passes run, each with fresh adapters as every `ssp apply`
 process has. The counts come from the adapters' request logs: every request of a pass, the
-mutating ones (must be 0), and those that read the instances and the cluster — the listing
-of every managed instance with its `location`, and the members' states — which must not grow
-with N and stay at 2 for the whole cluster.
+mutating ones (must be 0), and the listings — every managed instance with its `location`,
+the members' states if read, ssp's images — which must not grow with N and stay at 2 for the
+whole cluster (issue 27: a no-op reads no members' listing).
 
 usage: .venv/bin/python bench/noop_cluster.py [--sizes 20,200] [--reps 3]
 (mypy: MYPYPATH=tests .venv/bin/mypy --strict bench/noop_cluster.py)
@@ -35,8 +35,8 @@ from noop_apply import requests_for  # noqa: E402
 from provisioner.flows.reconcile import run_pass  # noqa: E402
 
 WINDOW = (42000, 42999)  # apart from the tests' and the single-server bench's ports
-# The cluster's listing of its instances and members: what must not grow with N.
-LISTING = ("GET /1.0/instances", "GET /1.0/cluster/members")
+# The listings of a pass: instances, members, ssp's images; what must not grow with N.
+LISTING = ("GET /1.0/instances", "GET /1.0/cluster/members", "GET /1.0/images")
 
 
 class ClusterBenchLab(BenchLab):
@@ -71,7 +71,7 @@ def one_pass(
 
 def listing(adapters: Adapters) -> list[str]:
     """The main adapter's requests that list instances (every project's, host ID blocks
-    included, since issue 27) or members."""
+    included, since issue 27), members or images."""
     out = []
     for method, path in adapters.main.requests:
         bare = f"{method} {path.split('?')[0]}"
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                          statistics.median(pass_s)))  # fmt: skip
     print()
     print(
-        "| managed instances | on node1 / node2 | listing instances + members (requests) "
+        "| managed instances | on node1 / node2 | listings: instances, members, images "
         "| all LXD requests per no-op pass | mutating | pass (s) |"
     )
     print("|---|---|---|---|---|---|")

@@ -4,9 +4,11 @@ network for any test.
 `pytest` with no path and no `-m` is the fast suite: tests marked `lxd` (a real LXD, the
 cluster, the browser), `gpu` (real NVIDIA GPUs) or `slow` are left out, and the header says
 so. Naming a folder or file (`pytest tests`, `pytest tests/integration`) or a marker
-(`pytest -m lxd`) runs what was named, in one process (real-LXD tests share a daemon); `make
-test` runs everything. Only the fast suite runs on pytest-xdist's workers; the choice is made
-once in the controlling process and handed to them through the environment.
+(`pytest -m lxd`) runs what was named, in one process, unless `-n` is given too: then on
+pytest-xdist's workers, each with its own ports and host ID blocks (tests/workers.py says how
+they share the one daemon). `make test` runs everything, both
+halves on two workers. The choice is made once in the controlling process and handed to the
+workers through the environment.
 
 Every test runs with a network blocker (autouse): a socket may connect to a unix socket (the
 LXD daemon) or to a loopback address (the fake GitHub, a port the test listens on); anything
@@ -22,10 +24,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from workers import GROUPS, daemon_turn, group_items, lock_file
 
 pytest_plugins = ["fakegithub.fixtures"]
 
@@ -41,26 +45,49 @@ def _fast(config: pytest.Config) -> bool:
     return not given and not config.option.markexpr and not config.option.keyword
 
 
+def _workers_asked(config: pytest.Config) -> bool:
+    """Whether the command line itself (not addopts) asks for xdist workers."""
+    args = config.invocation_params.args
+    return any(
+        a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     fast = _fast(config)
     os.environ[_SUITE] = "fast" if fast else "named"
-    if not fast:
+    if fast:
+        return
+    if _workers_asked(config) and config.option.numprocesses:
+        # Real-LXD tests on workers (tests/workers.py). The run's id, chosen here rather than
+        # by pytest-xdist, names its lock files, which the controller removes at the end.
+        config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
+    else:
         # What was named may hold real-LXD tests, which share one daemon, its ports and ID
-        # ranges: one process runs them (pytest-xdist's own hook reads this after ours).
+        # ranges: without -n on the command line, one process runs them.
         config.option.dist, config.option.tx = "no", []
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", None):
+        for name in ("daemon", *GROUPS):
+            lock_file(config.option.testrunuid, name).unlink(missing_ok=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     if _fast(config):
         left = ", ".join(f"{m} ({why})" for m, why in NOT_FAST.items())
         return f"fast suite: leaves out tests marked {left}; `make test` runs them too"
+    if config.option.dist != "no":
+        return "suite: what was named (nothing left out by marker), on workers (tests/workers.py)"
     return "suite: what was named (nothing left out by marker), in one process"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _fast(config):
+        group_items(items)
         return
     keep, out = [], []
     for item in items:
@@ -68,6 +95,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if out:
         config.hook.pytest_deselected(items=out)
         items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # The whole protocol: a module's fixtures are made in its first test's setup.
+    if _fast(item.config):
+        return (yield)
+    with daemon_turn(item.config, item):
+        return (yield)
 
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", ""})

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.planning.cluster import down_members, where
+from provisioner.planning.cluster import down_members, members_seen, where
 from provisioner.values.models import ContainerRequest, GpuEntry, Host, Inventory
 from provisioner.values.policymodels import Policy
 from provisioner.values.state import MANAGED, RETIRED, Instance
@@ -90,6 +90,17 @@ def test_a_member_is_down_when_lxd_says_so_or_none_of_its_instances_answers() ->
     # One instance in Error beside a running one is that instance's trouble, not the member's.
     mixed = [inst("x", "node2", status="Error"), inst("z", "node2")]
     assert down_members(ONLINE, mixed) == frozenset()
+
+
+def test_a_no_op_plans_with_the_members_its_listing_shows_and_finds_one_down_the_same() -> None:
+    # The all-projects listing, by project: what a pass plans with before it lists members.
+    listed = {"lab": [inst("a", "node1")], "other": [inst("b", "node2"), inst("c", "node2")]}
+    assert members_seen(listed) == ONLINE
+    # A single server: LXD 5.0.2 gives every instance the location `none`.
+    assert members_seen({"lab": [inst("a", "none")], "default": [inst("d", "")]}) == {}
+    # A member LXD cannot reach is listed all the same, and its instances say it is down.
+    cut_off = {"lab": [inst("a", "node1"), inst("x", "node2", status="Error")]}
+    assert down_members(members_seen(cut_off), cut_off["lab"]) == {"node2"}
 
 
 def test_requests_on_a_down_member_say_so_and_new_ones_go_elsewhere() -> None:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from provisioner.applying.apply import DEFAULT_JOBS, Applier, apply_plan
+from provisioner.planning.cluster import members_seen
 from provisioner.planning.plan import make_plan
 from provisioner.validation.config import Config
 from provisioner.validation.validate import Validation, today_for, with_held
@@ -49,13 +50,15 @@ class Observed:
         return {i.name: i for i in self.instances}
 
 
-def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True) -> Observed:
+def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True, members: bool = True) -> Observed:
     """What a pass reads of LXD, in one listing of every project's instances with their
     state: the project's own, each shared server's instance (in its project) and the host ID
-    blocks of every instance on the host; then, in a cluster, its members (one request) and
-    ssp's images (one request; only planning needs them). Connecting adds what the adapter
-    needs; a shared server's project is not connected to."""
+    blocks of every instance on the host; then, in a cluster, its members (one request;
+    without `members`, those the listing shows instead: see `run_pass`) and ssp's images (one
+    request; only planning needs them). Connecting adds what the adapter needs; a shared
+    server's project is not connected to."""
     everything = lxd.all_instances()
+    cluster = lxd.members() if members else members_seen(everything)
     instances = tuple(everything.get(lxd.project, ()))
     found = tuple(
         i
@@ -64,13 +67,13 @@ def observe(config: Config, lxd: LxdApi, *, id_maps: bool = True) -> Observed:
         if i.name == shared.instance
     )
     if not id_maps:
-        return Observed(instances, found, members=lxd.members())
+        return Observed(instances, found, members=cluster)
     uses = tuple(
         idranges.use_of(project, i.name, i.config)
         for project, listed in everything.items()
         for i in listed
     )
-    return Observed(instances, found, uses, tuple(lxd.images()), lxd.members())
+    return Observed(instances, found, uses, tuple(lxd.images()), cluster)
 
 
 def plan_for(
@@ -176,12 +179,20 @@ def _one_pass(
     config = validation.config
     assert config is not None  # noqa: S101  (run_pass checks)
     sha = str(args["sha"])
-    observed = observe(config, lxd)
+    observed = observe(config, lxd, members=False)
     # Names and logins LXD holds stay their owners': main is judged again knowing them.
     validation = with_held(
         validation, held.from_lxd(observed.instances, observed.servers, config.policy)
     )
     plan = plan_for(validation, observed, **args)
+    if plan.changes or plan.drift:
+        # Something to do or to report: in a cluster the members' own states decide where a
+        # new container goes and which member is out (one request; none on a single server).
+        # A pass with nothing to do is planned from the members its listing shows.
+        members = lxd.members()
+        if members != observed.members:
+            observed = replace(observed, members=members)
+            plan = plan_for(validation, observed, **args)
     applier = Applier(lxd, config.policy, servers, sha=sha, ipv4_timeout_s=ipv4_timeout_s, log=log)
     result = apply_plan(plan, applier, observed.by_name(), dry_run=dry_run, jobs=jobs)
     skipped = tuple(p for p in validation.problems if p.severity is Severity.ERROR)

@@ -106,6 +106,21 @@ def member_down(member: str, down: frozenset[str]) -> str | None:
     )
 
 
+def members_seen(listed: Mapping[str, Sequence[Instance]]) -> dict[str, str]:
+    """The members an all-projects listing shows holding an instance, each as Online: what a
+    pass plans with first, so that a no-op needs no listing of the members. A member LXD
+    cannot reach is still found down from its instances (`down_members`); one holding no
+    instance, or a status its instances do not show (evacuated), only matters to a plan with
+    something to do, which reads the members' own states. {} on a single server (LXD 5.0.2
+    gives its instances the location `none`)."""
+    return {
+        i.location: ONLINE
+        for instances in listed.values()
+        for i in instances
+        if i.location and i.location != "none"
+    }
+
+
 def down_members(members: Mapping[str, str], observed: Sequence[Instance]) -> frozenset[str]:
     """Members that are not Online, those whose every instance is unreachable, and those with
     an instance listed without any config (LXD always keeps its own `volatile.*` keys on a

@@ -219,3 +219,17 @@ def test_a_member_down_has_its_requests_reported_and_the_rest_applied_then_conve
     again = applied(cluster, lab, adapters, *first, *more)
     assert adapters.mutations()[before:] == []
     assert {a for a, _, _ in outcomes(again).values()} == {"unchanged"}
+    # With fresh adapters, as every `ssp apply` process has, that no-op reads the cluster in
+    # two listings besides connecting (`GET /1.0`, the project): every project's instances,
+    # each with its member, and ssp's images. The members' own states are not read: the
+    # listing shows both members answering (issue 27; before, one more request).
+    fresh = Adapters.make(cluster_project, cluster.socket())
+    noop = applied(cluster, lab, fresh, *first, *more)
+    assert {a for a, _, _ in outcomes(noop).values()} == {"unchanged"}
+    assert fresh.main.requests == [
+        ("GET", f"/1.0?project={cluster_project}"),
+        ("GET", f"/1.0/projects/{cluster_project}?project={cluster_project}"),
+        ("GET", "/1.0/instances?all-projects=true&recursion=2"),
+        ("GET", f"/1.0/images?recursion=1&project={cluster_project}"),
+    ]
+    assert fresh.shared.requests == []

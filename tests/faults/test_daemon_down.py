@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 from integration.helpers import ROOT, eventually, lxc
@@ -28,7 +29,8 @@ from faults.helpers import (
     wait_for_line,
 )
 
-pytestmark = [pytest.mark.lxd, pytest.mark.slow]
+# Every other test's LXD requests would fail while it is down: it holds the daemon alone.
+pytestmark = [pytest.mark.lxd, pytest.mark.slow, pytest.mark.daemon_wide]
 
 
 def answers() -> bool:
@@ -40,16 +42,34 @@ def answers() -> bool:
     )
 
 
-def start_daemon() -> None:
-    """runner/dev-lxd.sh start: starts LXD detached, returns once it answers (or fails)."""
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def start_daemon(stopped: list[int]) -> None:
+    """runner/dev-lxd.sh start: starts LXD detached, returns once it answers (or fails).
+    First the stopped daemon must have exited: it stops answering at once but shuts down
+    before it exits, which on this shared, loaded machine once took over the 60 s that
+    `start` waits (it said "LXD daemon is shutting down" and the daemon stayed down)."""
+    for pid in stopped:
+        assert eventually(partial(gone, pid), timeout_s=600, every_s=0.5), f"LXD {pid} still up"
     subprocess.run(["bash", str(ROOT / "runner" / "dev-lxd.sh"), "start"], check=True, timeout=120)
 
 
 @pytest.fixture
-def daemon(lxd_socket: str) -> Iterator[Callable[[], int]]:
+def stopped() -> list[int]:
+    """The daemons' process ids the test stopped."""
+    return []
+
+
+@pytest.fixture
+def daemon(lxd_socket: str, stopped: list[int]) -> Iterator[Callable[[], int]]:
     """stop() sends the daemon SIGTERM and returns once it no longer answers; the daemon is
     started again at the end in any case."""
-    stopped: list[int] = []
 
     def stop() -> int:
         pid = int(lxc("query", "/1.0").stdout.split('"server_pid":')[1].split(",")[0])
@@ -62,7 +82,7 @@ def daemon(lxd_socket: str) -> Iterator[Callable[[], int]]:
         yield stop
     finally:
         if stopped and not answers():
-            start_daemon()
+            start_daemon(stopped)
         assert answers(), "LXD did not come back: run `bash runner/dev-lxd.sh start`"
 
 
@@ -71,6 +91,7 @@ def test_lxd_stopped_mid_apply_fails_clearly_and_the_next_apply_converges(
     lxd_socket: str,
     suffix: str,
     daemon: Callable[[], int],
+    stopped: list[int],
     record: Callable[..., None],
 ) -> None:
     lab, project = estate.lab, estate.lab.project
@@ -83,7 +104,7 @@ def test_lxd_stopped_mid_apply_fails_clearly_and_the_next_apply_converges(
         down_at = time.monotonic()
         daemon()
         time.sleep(2)  # the apply meets a daemon that is not there
-        start_daemon()
+        start_daemon(stopped)
         outage = time.monotonic() - down_at
         out, err = proc.communicate(timeout=180)
     finally:

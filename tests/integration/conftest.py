@@ -5,7 +5,9 @@ Each test gets its own project (`ssp-t-<random>`) that shares the default projec
 (root disk on pool `default`, `eth0` on `lxdbr0`). Cleanup is registered before the test runs
 and removes every instance (protected ones included), then the project, even when the test
 fails. Instance names carry the same random suffix: projects on one bridge share its DNS
-names, so two tests must never both start a container called the same.
+names, so two tests must never both start a container called the same. On pytest-xdist's
+workers (`make test`) each worker also has its own forwarded ports and host ID blocks, and
+`ssp` commands run in-process choose blocks there too (tests/workers.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 from pylxd import Client
 from pylxd import exceptions as pylxd_errors
 
-from integration.helpers import Adapters, LabRepo
+from integration.helpers import Adapters, LabRepo, host_id_spans
+from provisioner import commands
 from provisioner.lxd.api import Lxd
 from provisioner.lxd.wire import socket_path
 from provisioner.values.errors import LxdError
@@ -34,6 +37,13 @@ def _wait(client: Any, response: Any) -> None:
         meta = client.api.operations[op].wait.get(params={"timeout": 120}).json()["metadata"]
         if meta["status_code"] != 200:
             raise RuntimeError(f"LXD operation failed: {meta.get('err')}")
+
+
+@pytest.fixture(autouse=True)
+def worker_id_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ssp` commands run in-process choose host ID blocks where this test's passes do: in
+    this xdist worker's own slice of root's IDs (all of them in one process; workers.py)."""
+    monkeypatch.setattr(commands, "host_id_spans", host_id_spans)
 
 
 @pytest.fixture(scope="session")

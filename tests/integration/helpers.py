@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
+from workers import id_share, port_window
 
 from provisioner.applying.apply import DEFAULT_JOBS
 from provisioner.flows.reconcile import Pass, run_pass
@@ -41,7 +43,10 @@ EXPIRES = "2027-06-30"
 SHA = "5e7f" * 10
 # Members of the sample policy, with their host UIDs (delegated by runner/dev-lxd.sh).
 UIDS = {"alice": 1001, "bob": 1002, "carol": 1003}
-PORT_WINDOW = (40000, 40999)
+# Below the kernel's ephemeral ports (32768-60999 here): an outgoing connection's local port
+# in the window would make a container's forward fail to listen. Each xdist worker forwards
+# from its own slice of it (workers.py).
+PORT_WINDOW = (24000, 24999)
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,20 @@ def make_key(folder: Path, label: str) -> Key:
     return Key(path, path.with_name(path.name + ".pub").read_text(encoding="ascii").strip())
 
 
-def free_ports(count: int, window: tuple[int, int] = PORT_WINDOW) -> tuple[int, int]:
-    """The first run of `count` consecutive ports in `window` on which nothing listens."""
+def free_ports(count: int, window: tuple[int, int] | None = None) -> tuple[int, int]:
+    """A run of `count` consecutive ports in `window` (default: this worker's slice of
+    PORT_WINDOW) on which nothing listens, the search starting at a random port: ports are
+    only listened on once a container starts, so two test runs at once on this daemon (other
+    checkouts) that both took the first free run were given the same ports."""
+    window = window or port_window(PORT_WINDOW)
     busy = listening_ports()
-    first = window[0]
-    while first + count - 1 <= window[1]:
-        clash = [p for p in range(first, first + count) if p in busy]
-        if not clash:
+    starts = range(window[0], window[1] - count + 2)
+    if not starts:
+        raise RuntimeError(f"no {count} free ports in {window}")
+    turn = secrets.randbelow(len(starts))
+    for first in [*starts[turn:], *starts[:turn]]:
+        if not any(p in busy for p in range(first, first + count)):
             return first, first + count - 1
-        first = clash[-1] + 1
     raise RuntimeError(f"no {count} free ports in {window}")
 
 
@@ -137,7 +147,7 @@ class LabRepo:
         suffix: str,
         ports: int = 20,
         shared_ssh: bool = False,
-        window: tuple[int, int] = PORT_WINDOW,
+        window: tuple[int, int] | None = None,
     ) -> Self:
         """The lab in `root`; `shared_ssh` also gives the shared server a forwarded port."""
         (root / "keys").mkdir(parents=True, exist_ok=True)
@@ -296,8 +306,9 @@ def apply_pass(
 
 
 def host_id_spans() -> tuple[IdRange, ...]:
-    """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them."""
-    return subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID))
+    """Where LXD may place ID blocks on this host: root's ranges, as `ssp apply` reads them
+    (on an xdist worker, its own slice of them: workers.py)."""
+    return id_share(subids.id_spans(subidfiles.read(subids.SUBUID), subidfiles.read(subids.SUBGID)))
 
 
 def ssh(key: Key, port: int, login: str, *command: str) -> subprocess.CompletedProcess[str]:

@@ -120,6 +120,7 @@ def test_unknown_subcommand_prints_usage() -> None:
     assert done.stderr.startswith("usage: dev-lxd.sh {install|")
 
 
+@pytest.mark.daemon_wide  # `up` restarts the daemon or rebuilds an image where it must
 @pytest.mark.skipif(os.geteuid() != 0, reason="dev-lxd.sh up needs root")
 def test_up_a_second_time_changes_nothing() -> None:
     subprocess.run([SCRIPT, "up"], capture_output=True, check=True, timeout=900)
@@ -129,6 +130,7 @@ def test_up_a_second_time_changes_nothing() -> None:
     assert "(nothing changed)" in again.stdout, again.stderr
 
 
+@pytest.mark.daemon_wide  # deletes ssp-busybox, which most tests start from, for a moment
 @pytest.mark.skipif(os.geteuid() != 0, reason="dev-lxd.sh images needs root")
 def test_an_image_built_from_an_older_recipe_is_replaced() -> None:
     # As if ssp-busybox had been built before runner/images/busybox last changed.

@@ -1,0 +1,134 @@
+"""The real suites on two xdist workers (tests/workers.py): each worker forwards SSH from its
+own ports and chooses host ID blocks from its own slice, above where LXD and `ssp apply`
+processes choose; the cluster's and the fault suite's tests stay on one worker.
+
+Before, every test took the first free ports of one window and the lowest free ID block of
+all of root's IDs, so two tests at once on two workers were given the same ones."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from workers import GROUPS, daemon_turn, id_share, port_window, worker
+
+from provisioner.values import subids
+from provisioner.values.idranges import Allocator, IdRange
+
+WINDOW = (40000, 40999)
+# This machine's /etc/subuid (and subgid): root's ~150 blocks, and UIDs 1000-1099 delegated.
+SUBIDS = "_lxd:100000:10000001\nroot:100000:10000001\nroot:1000:100\n"
+
+
+def as_worker(monkeypatch: pytest.MonkeyPatch, index: int, count: int = 2) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(count))
+
+
+def test_outside_xdist_a_test_has_the_whole_window_and_all_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    spans = subids.id_spans(SUBIDS, SUBIDS)
+    assert worker() == (0, 1)
+    assert port_window(WINDOW) == WINDOW
+    assert id_share(spans) == spans
+
+
+def test_two_workers_forward_ssh_from_ports_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    windows = []
+    for index in (0, 1):
+        as_worker(monkeypatch, index)
+        windows.append(port_window(WINDOW))
+    (a_first, a_last), (b_first, b_last) = windows
+    assert WINDOW[0] <= a_first <= a_last < b_first <= b_last <= WINDOW[1]
+    assert a_last - a_first + 1 >= 200  # room for the largest lab (20 ports) many times over
+
+
+def test_two_passes_at_once_on_two_workers_never_choose_the_same_host_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spans = subids.id_spans(SUBIDS, SUBIDS)
+    taken: list[IdRange] = []  # an empty host
+    first_blocks, shares = [], []
+    for index in (0, 1):
+        as_worker(monkeypatch, index)
+        share = id_share(spans)
+        shares.append(share)
+        # Each worker's pass sees the same host (nothing made yet) and takes the first fit.
+        first_blocks.append(Allocator(share, taken).new())
+    lowest = Allocator(spans, taken).new()  # what LXD or an `ssp apply` process would take
+    assert None not in first_blocks and lowest is not None
+    assert len({*first_blocks, lowest}) == 3
+    (a,), (b,) = shares
+    assert not a.overlaps(b)
+    assert not a.overlaps(lowest) and not b.overlaps(lowest)
+    assert all(s.size // 65536 >= 40 for s in (a, b))  # 6 containers at once fit many times
+    assert all(any(s.within(span) for span in spans) for s in (a, b))
+
+
+class Stub:
+    """What daemon_turn reads of a test and of the run's config."""
+
+    def __init__(self, path: str, *markers: str) -> None:
+        self.path = Path(__file__).parent.parent / path
+        self.markers = markers
+        self.workerinput: dict[str, str] = {}
+
+    def get_closest_marker(self, name: str) -> object:
+        return name if name in self.markers else None
+
+
+def held_together(monkeypatch: pytest.MonkeyPatch, first: Stub, second: Stub) -> bool:
+    """Whether `second` gets its turn while `first` holds its own (two workers' tests)."""
+    as_worker(monkeypatch, 0)
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+    config = Stub("tests")
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with daemon_turn(config, second):  # type: ignore[arg-type]
+            inside.set()
+
+    with daemon_turn(config, first):  # type: ignore[arg-type]
+        thread = threading.Thread(target=other)
+        thread.start()
+        together = inside.wait(timeout=1)
+        release.set()
+    thread.join(timeout=5)
+    assert inside.is_set()  # and its turn came once the first was done
+    return together
+
+
+def test_two_tests_of_one_group_never_run_at_once_on_two_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real, host = "tests/cluster/test_cluster_real.py", "tests/cluster/test_host_cluster.py"
+    cluster = Stub(real), Stub(host)
+    assert not held_together(monkeypatch, *cluster)
+    faults = Stub("tests/faults/test_lxd_faults.py"), Stub("tests/integration/test_host_init.py")
+    assert not held_together(monkeypatch, *faults)
+    # Different groups, or none, share the daemon.
+    assert held_together(monkeypatch, cluster[0], faults[0])
+    assert held_together(monkeypatch, Stub("tests/integration/test_apply_real.py"), faults[1])
+
+
+def test_a_test_that_stops_the_daemon_holds_it_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    down = Stub("tests/faults/test_daemon_down.py", "daemon_wide")
+    other = Stub("tests/integration/test_apply_real.py")
+    assert not held_together(monkeypatch, down, other)
+    assert not held_together(monkeypatch, other, down)
+
+
+def test_every_group_path_is_there() -> None:
+    root = Path(__file__).parent.parent
+    for paths in GROUPS.values():
+        for path in paths:
+            assert (root / path).exists(), path  # a renamed file would fall out of its group

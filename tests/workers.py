@@ -1,0 +1,129 @@
+"""How the real suites share one LXD daemon between pytest-xdist workers.
+
+`make test` runs the real half (`-m "lxd or gpu or slow"`) on three workers: most of its
+time is waiting on LXD (copies, first boots, DHCP), which tests side by side overlap. What
+two tests at once could collide on is made the worker's own here:
+
+- ports: each worker forwards SSH from its own slice of the tests' port window;
+- host ID blocks: a pass (and an `ssp` command run in-process) chooses blocks from the
+  worker's own slice of root's subordinate IDs, every slice above the lowest part;
+- groups: tests that share something beyond one project never run two at once, on
+  whichever workers they land (each group has a lock its tests hold in turn): the
+  two-member cluster's tests; and the tests whose blocks come from that lowest part, the
+  lowest free block first, so that two at once would choose the same: the fault suite (its
+  `ssp apply` processes read the whole of /etc/subuid), and those where LXD chooses (ssp's
+  restricted project in `ssp host init`'s tests, the adapter contract's isolated
+  containers). (pytest-xdist's `--dist loadgroup` would keep a group on one worker, but with
+  pytest 9 it no longer does: the group it appends to a test's id is dropped.)
+- daemon-wide tests (marker `daemon_wide`: they stop the daemon or replace an image every
+  test uses) hold the daemon alone: every test of a multi-worker run takes a shared lock,
+  they take it exclusively.
+
+A test takes its group's lock before the daemon's, so no two tests wait on each other.
+
+With one process (no xdist, or `-n 0`) nothing here changes anything: the whole window, all
+of root's IDs, no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from provisioner.values.idranges import SIZE, IdRange
+
+# Tests (by path) that run one at a time, and why.
+GROUPS = {
+    "cluster": ("tests/cluster/",),  # the one two-member cluster: members are stopped, joined
+    "lowest-ids": (  # blocks from the lowest free in all of root's IDs (see above)
+        "tests/faults/",
+        "tests/integration/test_host_init.py",
+        "tests/test_lxdapi_contract.py",
+    ),
+}
+DAEMON_WIDE = "daemon_wide"
+
+
+def worker() -> tuple[int, int]:
+    """(this worker's index, how many workers): (0, 1) outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not name.startswith("gw"):
+        return 0, 1
+    return int(name[2:]), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def port_window(window: tuple[int, int]) -> tuple[int, int]:
+    """This worker's slice of a port window (all of it outside xdist)."""
+    index, count = worker()
+    width = (window[1] - window[0] + 1) // count
+    first = window[0] + index * width
+    return first, first + width - 1
+
+
+def id_share(spans: tuple[IdRange, ...]) -> tuple[IdRange, ...]:
+    """This worker's slice of each span of host IDs: the span cut in workers + 1 parts of
+    whole blocks, worker i taking part i + 1 (all of them outside xdist). The lowest part is
+    where LXD and `ssp apply` processes choose (the lowest free block first)."""
+    index, count = worker()
+    if count == 1:
+        return spans
+    share = []
+    for span in spans:
+        part = span.size // SIZE // (count + 1) * SIZE
+        if part < SIZE:  # too small to share out: LXD refuses isolation there anyway
+            continue
+        share.append(IdRange(span.base + (index + 1) * part, part))
+    return tuple(share)
+
+
+def group_of(item: pytest.Item) -> str | None:
+    """The group whose paths hold the test, if any."""
+    where = Path(str(item.path)).as_posix()
+    return next((g for g, paths in GROUPS.items() if any(f"/{p}" in where for p in paths)), None)
+
+
+def group_items(items: list[pytest.Item]) -> None:
+    """On workers, the groups' tests first: each group is a chain that runs one test at a
+    time, which ends the run late if it starts late (the rest is shared out as workers come
+    free). The order is the same on every worker, as pytest-xdist requires."""
+    if worker()[1] > 1:
+        items.sort(key=lambda item: group_of(item) is None)
+
+
+def lock_file(run: str, name: str) -> Path:
+    """Lock `name` ("daemon" or a group) of one multi-worker run (pytest-xdist's run id)."""
+    return Path(tempfile.gettempdir()) / f"ssp-tests-{run}-{name}.lock"
+
+
+@contextmanager
+def _held(path: Path, mode: int) -> Iterator[None]:
+    with path.open("a") as held:
+        fcntl.flock(held, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
+@contextmanager
+def daemon_turn(config: pytest.Config, item: pytest.Item) -> Iterator[None]:
+    """Around a test's setup, call and teardown on a worker of a multi-worker run: its
+    group's lock if it has one, then the daemon's, shared, or exclusive for a daemon-wide
+    test. The lock files are the run's own."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if not hasattr(config, "workerinput") or not run or worker()[1] == 1:
+        yield
+        return
+    mode = fcntl.LOCK_EX if item.get_closest_marker(DAEMON_WIDE) else fcntl.LOCK_SH
+    group = group_of(item)
+    with ExitStack() as stack:
+        if group is not None:
+            stack.enter_context(_held(lock_file(run, group), fcntl.LOCK_EX))
+        stack.enter_context(_held(lock_file(run, "daemon"), mode))
+        yield
