@@ -53,13 +53,14 @@ from provisioner.values import idranges
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdMapUse
 from provisioner.values.state import (
-    IMAGE_MANAGED,
+    IMAGE_PROJECT,
     Devices,
     ExecResult,
     Image,
     Instance,
     Pool,
     Project,
+    image_of,
 )
 from provisioner.values.tree import Tree
 
@@ -798,7 +799,7 @@ class FakeLxd:
         return [
             Image(fp, (alias,), dict(props), props.get("description", ""))
             for fp, (alias, props) in sorted(self.daemon.published.items())
-            if props.get(IMAGE_MANAGED) == "true"
+            if image_of(props, self.project)
         ]
 
     @_serialized
@@ -823,7 +824,7 @@ class FakeLxd:
         self.daemon.images[alias] = Snapshot(
             {**config, "volatile.base_image": fingerprint}, {}, copy.deepcopy(saved.inside)
         )
-        props = {**properties, "description": description}
+        props = {**properties, IMAGE_PROJECT: self.project, "description": description}
         self.daemon.published[fingerprint] = (alias, props)
         return fingerprint
 

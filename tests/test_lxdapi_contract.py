@@ -39,6 +39,7 @@ class Backend:
     project: str
     suffix: str
     real: bool
+    elsewhere: LxdApi  # the same daemon seen from another project (the default one)
 
     def name(self, role: str) -> str:
         return f"{role}-{self.suffix}"
@@ -56,7 +57,8 @@ def _fake() -> Iterator[Backend]:
     daemon = FakeDaemon()
     daemon.images["ssp-busybox"] = busybox_image()
     project = f"ssp-c-{suffix}"
-    yield Backend(FakeLxd(project, daemon), project, suffix, real=False)
+    api = FakeLxd(project, daemon)
+    yield Backend(api, project, suffix, real=False, elsewhere=api.view("default"))
 
 
 def _real() -> Iterator[Backend]:
@@ -66,7 +68,13 @@ def _real() -> Iterator[Backend]:
     except LxdError as e:
         pytest.skip(f"{e}; start one with: bash runner/dev-lxd.sh up")
     with throwaway_project(socket, prefix="ssp-c") as project:
-        yield Backend(Lxd(project, endpoint=socket), project, project.rsplit("-", 1)[-1], True)
+        yield Backend(
+            Lxd(project, endpoint=socket),
+            project,
+            project.rsplit("-", 1)[-1],
+            real=True,
+            elsewhere=Lxd("default", endpoint=socket),
+        )
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.lxd)])
@@ -331,6 +339,10 @@ def test_a_snapshot_is_published_started_from_and_deleted_with_its_alias(lxd: Ba
         assert found[0].aliases == (alias,)
         assert {k: found[0].properties[k] for k in props} == props
         assert found[0].managed and found[0].description == "contract image"
+        # Every project sees the daemon's images; ssp in another one (a second lab, a
+        # concurrent test) neither lists nor unpublishes this project's.
+        assert found[0].properties["ssp.project"] == lxd.project
+        assert all(i.fingerprint != fingerprint for i in lxd.elsewhere.images())
         _fails(lambda: lxd.api.publish_image(name, "base", alias, props, "again"), "already exists")
         _fails(lambda: lxd.api.publish_image(name, "nope", f"{alias}-x", props, ""), "nope")
         child = lxd.name("child")

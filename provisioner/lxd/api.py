@@ -42,7 +42,7 @@ from provisioner.lxd.wire import (
 )
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdMapUse, use_of
-from provisioner.values.state import IMAGE_MANAGED, Devices, ExecResult, Image, Instance
+from provisioner.values.state import IMAGE_PROJECT, Devices, ExecResult, Image, Instance, image_of
 
 # How long a delete waits for an operation LXD is still running on the instance, and how often
 # it asks again.
@@ -349,7 +349,7 @@ class Lxd(LxdHost, LxdBackups):
             )
             for m in got.json()["metadata"]
         ]
-        return [i for i in found if i.properties.get(IMAGE_MANAGED) == "true"]
+        return [i for i in found if image_of(i.properties, self.project)]
 
     def publish_image(
         self,
@@ -364,7 +364,7 @@ class Lxd(LxdHost, LxdBackups):
         body = {
             "source": {"type": "snapshot", "name": f"{name}/{snapshot}"},
             "aliases": [{"name": alias, "description": description}],
-            "properties": {**properties, "description": description},
+            "properties": {**properties, IMAGE_PROJECT: self.project, "description": description},
             "public": False,
         }
         what = f"publish {name!r} snapshot {snapshot!r} as image {alias!r}"

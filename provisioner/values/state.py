@@ -57,6 +57,20 @@ IMAGE_REQUEST = "ssp.request"
 IMAGE_SHA = "ssp.sha"
 IMAGE_SOURCE = "ssp.source"  # the container/snapshot it was published from
 IMAGE_USERS = "ssp.users"  # "true": it has useradd and sshd (see policy images' `users`)
+# The LXD project whose ssp published it. ssp's project shares the default project's images
+# (features.images=false), so every project on the daemon sees them: another project's ssp (a
+# second lab, a test) must neither use nor unpublish them. One published before it was
+# recorded counts as every project's, as it did.
+IMAGE_PROJECT = "ssp.project"
+
+
+def image_of(properties: Mapping[str, str], project: str) -> bool:
+    """Whether an image with PROPERTIES is ssp's in PROJECT (see `IMAGE_PROJECT`)."""
+    return (
+        properties.get(IMAGE_MANAGED) == "true"
+        and properties.get(IMAGE_PROJECT, project) == project
+    )
+
 
 Devices = Mapping[str, Mapping[str, str]]
 
