@@ -142,6 +142,9 @@ def _ok(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout
 
 
+EXEC_NOT_STARTED = "Failed to retrieve PID of executing child process"
+
+
 class Host:
     """The system container that plays the GPU host."""
 
@@ -153,10 +156,18 @@ class Host:
     ) -> subprocess.CompletedProcess[str]:
         """`script` in a new root login-less bash, as a block of the guide runs."""
         pairs = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
-        return _lxc(
-            "exec", self.name, "--project", self.project, *pairs, "--",
-            "bash", "-euo", "pipefail", "-c", script, stdin=stdin,
-        )  # fmt: skip
+        for _ in range(3):
+            done = _lxc(
+                "exec", self.name, "--project", self.project, *pairs, "--",
+                "bash", "-euo", "pipefail", "-c", script, stdin=stdin,
+            )  # fmt: skip
+            # LXD 5.0.2 under load sometimes fails to start the command at all (seen in a
+            # fresh-clone run, on the doctor's block): it could not read the command's PID,
+            # the command never started, and it is run again.
+            if not (done.returncode == 255 and EXEC_NOT_STARTED in done.stderr):
+                break
+            time.sleep(1)
+        return done
 
     def push(self, source: Path, target: str, mode: str = "0644") -> None:
         target = f"{self.name}{target}"
