@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from workers import GROUPS, daemon_turn, group_items, lock_file
+from workers import GROUPS, ChainScheduling, daemon_turn, group_items, lock_file
 
 pytest_plugins = ["fakegithub.fixtures"]
 
@@ -68,6 +68,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # What was named may hold real-LXD tests, which share one daemon, its ports and ID
         # ranges: without -n on the command line, one process runs them.
         config.option.dist, config.option.tx = "no", []
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The real half's scheduler (tests/workers.py); the fast suite keeps xdist's own."""
+    return None if _fast(config) else ChainScheduling(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

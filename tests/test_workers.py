@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from workers import GROUPS, daemon_turn, id_share, port_window, worker
+from workers import GROUPS, ChainScheduling, daemon_turn, id_share, port_window, worker
 
 from provisioner.values import subids
 from provisioner.values.idranges import Allocator, IdRange
@@ -132,3 +132,58 @@ def test_every_group_path_is_there() -> None:
     for paths in GROUPS.values():
         for path in paths:
             assert (root / path).exists(), path  # a renamed file would fall out of its group
+
+
+class FakeNode:
+    """What pytest-xdist's scheduler uses of a worker: the tests it is sent, by index."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.shutting_down = False
+        self.sent: list[int] = []
+
+    def send_runtest_some(self, indexes: list[int]) -> None:
+        self.sent += indexes
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def test_each_group_goes_whole_to_one_worker_first_and_the_rest_one_test_at_a_time() -> None:
+    config = type(
+        "Config",
+        (),
+        {
+            "getvalue": staticmethod(lambda name: ["3*popen"] if name == "tx" else None),
+            "option": type("Option", (), {"loadscopereorder": True})(),
+        },
+    )()
+    collection = [
+        "tests/cluster/test_apply_cluster.py::test_a",
+        "tests/cluster/test_host_cluster.py::test_b",
+        "tests/faults/test_lxd_faults.py::test_c",
+        "tests/test_lxdapi_contract.py::test_d[real]",
+        "tests/faults/test_daemon_down.py::test_e",
+        *(f"tests/integration/test_apply_real.py::test_{n}" for n in range(8)),
+    ]
+    scheduler = ChainScheduling(config)  # type: ignore[arg-type]
+    nodes = [FakeNode(f"gw{i}") for i in range(3)]
+    for node in nodes:
+        scheduler.add_node(node)  # type: ignore[arg-type]
+        scheduler.add_node_collection(node, collection)  # type: ignore[arg-type]
+    scheduler.schedule()
+
+    def sent(node: FakeNode) -> list[str]:
+        return [collection[i] for i in node.sent]
+
+    first, second, third = (sent(n) for n in nodes)
+    assert sorted(first) == sorted(collection[2:5])  # the lowest-ids group, whole, first
+    assert sorted(second[:2]) == sorted(collection[:2])  # the cluster, whole
+    # then one test a unit, each worker topped up to three: with two left it gets another
+    rest = collection[5:]
+    assert second[2:] == [rest[1]] and third == [rest[0], rest[2]]
+    finished = 0
+    while scheduler.workqueue:  # as a worker finishes a test, it is given the next
+        scheduler.mark_test_complete(nodes[2], nodes[2].sent[finished])  # type: ignore[arg-type]
+        finished += 1
+    assert sent(nodes[2]) == [rest[0], *rest[2:]]

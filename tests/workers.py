@@ -7,14 +7,18 @@ two tests at once could collide on is made the worker's own here:
 - ports: each worker forwards SSH from its own slice of the tests' port window;
 - host ID blocks: a pass (and an `ssp` command run in-process) chooses blocks from the
   worker's own slice of root's subordinate IDs, every slice above the lowest part;
-- groups: tests that share something beyond one project never run two at once, on
-  whichever workers they land (each group has a lock its tests hold in turn): the
+- groups: tests that share something beyond one project never run two at once: the
   two-member cluster's tests; and the tests whose blocks come from that lowest part, the
   lowest free block first, so that two at once would choose the same: the fault suite (its
   `ssp apply` processes read the whole of /etc/subuid), and those where LXD chooses (ssp's
   restricted project in `ssp host init`'s tests, the adapter contract's isolated
-  containers). (pytest-xdist's `--dist loadgroup` would keep a group on one worker, but with
-  pytest 9 it no longer does: the group it appends to a test's id is dropped.)
+  containers). `ChainScheduling` hands each group to one worker whole, to run in turn, and
+  every other test on its own, the groups first (each is a chain that ends the run late if
+  it starts late), then the tests marked `slow`, the longest; a lock per group stays as the
+  guarantee. (pytest-xdist's `--dist loadgroup` would keep a group on one worker, but with
+  pytest 9 it no longer does: the group it appends to a test's id is dropped. Before this
+  scheduler, xdist's `load` gave the first tests, the groups', to every worker, and all but
+  one waited on the group's lock: about 4 minutes of the real half's 10.)
 - daemon-wide tests (marker `daemon_wide`: they stop the daemon or replace an image every
   test uses) hold the daemon alone: every test of a multi-worker run takes a shared lock,
   they take it exclusively.
@@ -35,6 +39,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from provisioner.values.idranges import SIZE, IdRange
 
@@ -89,11 +94,24 @@ def group_of(item: pytest.Item) -> str | None:
 
 
 def group_items(items: list[pytest.Item]) -> None:
-    """On workers, the groups' tests first: each group is a chain that runs one test at a
-    time, which ends the run late if it starts late (the rest is shared out as workers come
-    free). The order is the same on every worker, as pytest-xdist requires."""
+    """On workers, the groups' tests first, then those marked `slow` (see ChainScheduling).
+    The order is the same on every worker, as pytest-xdist requires."""
     if worker()[1] > 1:
-        items.sort(key=lambda item: group_of(item) is None)
+        items.sort(key=lambda item: (group_of(item) is None, not item.get_closest_marker("slow")))
+
+
+class ChainScheduling(LoadScopeScheduling):
+    """pytest-xdist's scope scheduling with a group's tests as one unit of work (the worker
+    that takes it runs them one after the other) and every other test a unit of its own.
+    Units go out in the items' order (`group_items`) with the largest groups first; a worker
+    is given the next when it has two or fewer tests left."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        where = nodeid.split("::", 1)[0]
+        group = next(
+            (g for g, paths in GROUPS.items() if any(where.startswith(p) for p in paths)), None
+        )
+        return f"group {group}" if group else nodeid
 
 
 def lock_file(run: str, name: str) -> Path:
