@@ -77,7 +77,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", None):
-        for name in ("daemon", *GROUPS):
+        for name in ("daemon", "gate", *GROUPS):
             lock_file(config.option.testrunuid, name).unlink(missing_ok=True)
 
 

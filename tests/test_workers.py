@@ -187,3 +187,47 @@ def test_each_group_goes_whole_to_one_worker_first_and_the_rest_one_test_at_a_ti
         scheduler.mark_test_complete(nodes[2], nodes[2].sent[finished])  # type: ignore[arg-type]
         finished += 1
     assert sent(nodes[2]) == [rest[0], *rest[2:]]
+
+
+def test_a_daemon_wide_test_waits_only_for_the_tests_running_when_it_asks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    as_worker(monkeypatch, 0, count=3)
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+    config = Stub("tests")
+    order: list[str] = []
+    inside = {name: threading.Event() for name in ("alone", "later")}
+    leave = {name: threading.Event() for name in ("running", "alone", "later")}
+
+    def turn(name: str, test: Stub) -> None:
+        with daemon_turn(config, test):  # type: ignore[arg-type]
+            order.append(name)
+            if name in inside:
+                inside[name].set()
+            leave[name].wait(timeout=10)
+
+    running = threading.Thread(target=turn, args=("running", Stub("tests/test_a.py")))
+    running.start()
+    while not order:  # a test holds the daemon, shared
+        threading.Event().wait(0.01)
+    alone = threading.Thread(
+        target=turn, args=("alone", Stub("tests/faults/test_daemon_down.py", "daemon_wide"))
+    )
+    alone.start()
+    threading.Event().wait(0.3)  # it asks, and waits for the running test
+    later = threading.Thread(target=turn, args=("later", Stub("tests/test_b.py")))
+    later.start()
+    # Without the gate a shared lock is given beside the running one, and with three
+    # workers there was always one: the daemon-wide test waited for minutes.
+    assert not inside["later"].wait(timeout=0.5)
+    assert not inside["alone"].is_set()
+    leave["running"].set()
+    assert inside["alone"].wait(timeout=5)
+    assert not inside["later"].is_set()
+    leave["alone"].set()
+    assert inside["later"].wait(timeout=5)
+    leave["later"].set()
+    for thread in (running, alone, later):
+        thread.join(timeout=5)
+    assert order == ["running", "alone", "later"]

@@ -94,10 +94,18 @@ def group_of(item: pytest.Item) -> str | None:
 
 
 def group_items(items: list[pytest.Item]) -> None:
-    """On workers, the groups' tests first, then those marked `slow` (see ChainScheduling).
-    The order is the same on every worker, as pytest-xdist requires."""
+    """On workers, the groups' tests first, then the rest (see ChainScheduling); within
+    each, the daemon-wide tests first (they run alone: at the start, before the workers are
+    busy, they wait least), then those marked `slow`. The order is the same on every worker,
+    as pytest-xdist requires."""
     if worker()[1] > 1:
-        items.sort(key=lambda item: (group_of(item) is None, not item.get_closest_marker("slow")))
+        items.sort(
+            key=lambda item: (
+                group_of(item) is None,
+                not item.get_closest_marker(DAEMON_WIDE),
+                not item.get_closest_marker("slow"),
+            )
+        )
 
 
 class ChainScheduling(LoadScopeScheduling):
@@ -138,10 +146,20 @@ def daemon_turn(config: pytest.Config, item: pytest.Item) -> Iterator[None]:
     if not hasattr(config, "workerinput") or not run or worker()[1] == 1:
         yield
         return
-    mode = fcntl.LOCK_EX if item.get_closest_marker(DAEMON_WIDE) else fcntl.LOCK_SH
+    alone = item.get_closest_marker(DAEMON_WIDE) is not None
     group = group_of(item)
     with ExitStack() as stack:
         if group is not None:
             stack.enter_context(_held(lock_file(run, group), fcntl.LOCK_EX))
-        stack.enter_context(_held(lock_file(run, "daemon"), mode))
+        # A turnstile: a daemon-wide test holds the gate while it waits for the daemon and
+        # while it runs; every other test passes the gate before taking its shared lock. So
+        # once one waits, no new test starts: it gets the daemon when those running end.
+        # (flock gives a shared lock while an exclusive one waits: with three workers or
+        # more, always one of them holding it, a daemon-wide test waited for minutes.)
+        if alone:
+            stack.enter_context(_held(lock_file(run, "gate"), fcntl.LOCK_EX))
+            stack.enter_context(_held(lock_file(run, "daemon"), fcntl.LOCK_EX))
+        else:
+            with _held(lock_file(run, "gate"), fcntl.LOCK_EX):
+                stack.enter_context(_held(lock_file(run, "daemon"), fcntl.LOCK_SH))
         yield
