@@ -1,7 +1,7 @@
 # Super Server Platform — the two commands a newcomer needs:
 #   make demo   the main job on this machine: a real LXD, the example requests applied
 #   make test   every test and lint, installing what it needs on a fresh Debian/Ubuntu
-#   make unit   the fast suite alone (`pytest`): feedback in about a minute
+#   make unit   the fast suite alone (`pytest`): feedback in under a minute
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= python3
@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv lxd lxd-packages browser clean lock
+.PHONY: demo test lint unit real venv lxd lxd-packages browser clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,21 +60,26 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --build-de
 lock: venv
 	PIP_CONSTRAINT= $(BIN)/pip-compile $(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
 
-# The fast suite: no LXD, no cluster, no browser, no network; about a minute on two cores.
+# The fast suite: no LXD, no cluster, no browser, no network; under a minute on two cores.
 unit: venv
 	$(BIN)/pytest -q
 
+# What the fast suite leaves out (real LXD, the cluster, the browser, GPUs, slow tests), on
+# four xdist workers, since those tests mostly wait on LXD: each worker has its own ports and
+# host ID blocks on the one LXD daemon, each group of tests that share more (the cluster, the
+# lowest host IDs) runs whole on one worker, and a test that stops the daemon runs alone
+# (tests/workers.py).
+real: venv
+	$(BIN)/pytest -q -n 4 -m "lxd or gpu or slow" tests
+
 # Everything: what it needs installed, side by side (the venv's downloads beside LXD's
-# packages, images and base, and the browser's packages); lint; the fast suite on both cores;
-# then what it leaves out (real LXD, the cluster, the browser, GPUs, slow tests) on three
-# workers, since those tests mostly wait on LXD: each worker has its own ports and host ID
-# blocks on the one LXD daemon, the cluster's and the fault suite's tests run one at a time,
-# and a test that stops the daemon runs alone (tests/workers.py).
+# packages, images and base, and the browser's packages); lint; then both halves side by
+# side, each printed whole when it ends (the fast suite's CPU work fills the real half's
+# waits on LXD).
 test:
 	$(MAKE) --no-print-directory -j3 --output-sync=line venv lxd browser
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -q
-	$(BIN)/pytest -q -n 3 -m "lxd or gpu or slow" tests
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit real
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

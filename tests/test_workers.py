@@ -7,13 +7,23 @@ all of root's IDs, so two tests at once on two workers were given the same ones.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import tempfile
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
-from workers import GROUPS, ChainScheduling, daemon_turn, id_share, port_window, worker
+from workers import (
+    GROUPS,
+    ChainScheduling,
+    daemon_turn,
+    id_share,
+    lock_file,
+    port_window,
+    worker,
+)
 
 from provisioner.values import subids
 from provisioner.values.idranges import Allocator, IdRange
@@ -189,6 +199,19 @@ def test_each_group_goes_whole_to_one_worker_first_and_the_rest_one_test_at_a_ti
     assert sent(nodes[2]) == [rest[0], *rest[2:]]
 
 
+def held_by_another(path: Path) -> bool:
+    """Whether someone holds the lock file PATH (flock, exclusive)."""
+    if not path.exists():
+        return False
+    with path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 def test_a_daemon_wide_test_waits_only_for_the_tests_running_when_it_asks(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -215,7 +238,9 @@ def test_a_daemon_wide_test_waits_only_for_the_tests_running_when_it_asks(
         target=turn, args=("alone", Stub("tests/faults/test_daemon_down.py", "daemon_wide"))
     )
     alone.start()
-    threading.Event().wait(0.3)  # it asks, and waits for the running test
+    gate = lock_file(os.environ["PYTEST_XDIST_TESTRUNUID"], "gate")
+    while not held_by_another(gate):  # it asks, and waits for the running test
+        threading.Event().wait(0.01)
     later = threading.Thread(target=turn, args=("later", Stub("tests/test_b.py")))
     later.start()
     # Without the gate a shared lock is given beside the running one, and with three

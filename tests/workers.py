@@ -1,6 +1,6 @@
 """How the real suites share one LXD daemon between pytest-xdist workers.
 
-`make test` runs the real half (`-m "lxd or gpu or slow"`) on three workers: most of its
+`make test` runs the real half (`-m "lxd or gpu or slow"`) on four workers: most of its
 time is waiting on LXD (copies, first boots, DHCP), which tests side by side overlap. What
 two tests at once could collide on is made the worker's own here:
 
@@ -12,16 +12,18 @@ two tests at once could collide on is made the worker's own here:
   lowest free block first, so that two at once would choose the same: the fault suite (its
   `ssp apply` processes read the whole of /etc/subuid), and those where LXD chooses (ssp's
   restricted project in `ssp host init`'s tests, the adapter contract's isolated
-  containers). `ChainScheduling` hands each group to one worker whole, to run in turn, and
-  every other test on its own, the groups first (each is a chain that ends the run late if
-  it starts late), then the tests marked `slow`, the longest; a lock per group stays as the
-  guarantee. (pytest-xdist's `--dist loadgroup` would keep a group on one worker, but with
-  pytest 9 it no longer does: the group it appends to a test's id is dropped. Before this
-  scheduler, xdist's `load` gave the first tests, the groups', to every worker, and all but
-  one waited on the group's lock: about 4 minutes of the real half's 10.)
+  containers); with them the test that makes two containers share a block on purpose
+  (`ssp doctor` in `ssp host init`'s tests reads every instance's blocks).
+  `ChainScheduling` hands each group to one worker whole, to run in turn, and every other
+  test on its own: the groups first (each is a chain that ends the run late if it starts
+  late), then the tests marked `slow`. A lock per group stays as the guarantee.
+  (pytest-xdist's `--dist loadgroup` would keep a group on one worker, but with pytest 9 it
+  no longer does: the group it appends to a test's id is dropped. Under xdist's `load`,
+  every worker took one of the groups' first tests and all but one waited on its lock.)
 - daemon-wide tests (marker `daemon_wide`: they stop the daemon or replace an image every
   test uses) hold the daemon alone: every test of a multi-worker run takes a shared lock,
-  they take it exclusively.
+  they take it exclusively, through a turnstile so that they wait only for the tests
+  running when they ask; they are scheduled first, before the workers are busy.
 
 A test takes its group's lock before the daemon's, so no two tests wait on each other.
 
@@ -50,6 +52,9 @@ GROUPS = {
         "tests/faults/",
         "tests/integration/test_host_init.py",
         "tests/test_lxdapi_contract.py",
+        # two containers made to share a block on purpose, which `ssp doctor` in
+        # test_host_init (it reads every instance's blocks) reports as a problem
+        "tests/integration/test_idmaps_real.py",
     ),
 }
 DAEMON_WIDE = "daemon_wide"
