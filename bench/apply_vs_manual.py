@@ -20,6 +20,7 @@ the medians; a ratio is ssp / another side (below 1: ssp is faster).
 
 usage: .venv/bin/python bench/apply_vs_manual.py [--count 10] [--rounds 3] [--jobs 4]
                                                  [--sides ssp,ssp-serial,manual,manual-same]
+                                                 [--breakdown]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from integration.helpers import (  # noqa: E402  (the tests' lab helpers, found 
     host_id_spans,
     make_key,
 )
+from steps import Clock, instrument, table  # noqa: E402  (bench/steps.py, beside this file)
 
 from provisioner.applying.apply import DEFAULT_JOBS  # noqa: E402
 from provisioner.applying.warm import refill  # noqa: E402
@@ -157,6 +159,9 @@ def manual(
     return time.perf_counter() - start
 
 
+CLOCK: Clock | None = None  # with --breakdown: where each ssp run's time went
+
+
 def with_ssp(
     socket: str, project: str, count: int, work: Path, jobs: int, warm: bool = False
 ) -> float:
@@ -182,9 +187,15 @@ def with_ssp(
         )
         if [w.action for w in made] != ["made"] * count:
             raise RuntimeError(f"the warm pool was not made: {made}")
+    if CLOCK is not None:
+        CLOCK.reset()
     start = time.perf_counter()
     done = apply_pass(lab, adapters, *requests, jobs=jobs)
     took = time.perf_counter() - start
+    if CLOCK is not None:
+        side = "ssp-serial" if jobs == 1 else "ssp-warm" if warm else "ssp"
+        print(f"\n{side}, {count} containers in {took:.1f} s, where it went:")
+        print("\n".join(table(CLOCK, took)), flush=True)
     failed = [(o.name, o.message) for o in done.result.outcomes if o.action != "created"]
     if failed:
         raise RuntimeError(f"ssp did not create every container: {failed}")
@@ -241,7 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sides", default=",".join(SIDES), help=f"which to run, in order ({','.join(SIDES)})"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time ssp's phases and LXD calls (bench/steps.py) and print them per run",
+    )
     args = parser.parse_args(argv)
+    if args.breakdown:
+        global CLOCK  # noqa: PLW0603 - set once, before any run
+        CLOCK = instrument()
     sides = tuple(args.sides.split(","))
     if "ssp" not in sides or not set(sides) <= set(SIDES):
         parser.error(f"--sides: ssp and any of {', '.join(SIDES[1:])}")

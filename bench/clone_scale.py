@@ -21,6 +21,7 @@ table; see bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -132,9 +134,14 @@ def one_pool(project: str, pool: str, base: str, clones: int) -> dict[str, list[
     return times
 
 
-def ssp(lab: LabRepo, command: str, env: dict[str, str]) -> float:
-    """Seconds one `ssp COMMAND --repo LAB` process takes; it must succeed."""
+def ssp(lab: LabRepo, command: str, env: dict[str, str], steps: Path | None = None) -> float:
+    """Seconds one `ssp COMMAND --repo LAB` process takes; it must succeed. With STEPS, run
+    through bench/steps.py, which writes where the time went there (its timers' cost is
+    a few microseconds a call)."""
     argv = [sys.executable, "-m", "provisioner.cli", command, "--repo", str(lab.root)]
+    if steps is not None:
+        argv[1:3] = [str(ROOT / "bench" / "steps.py"), str(steps)]
+    launched = time.time()
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     took = time.perf_counter() - start
@@ -142,10 +149,17 @@ def ssp(lab: LabRepo, command: str, env: dict[str, str]) -> float:
         raise RuntimeError(
             f"ssp {command} failed ({done.returncode}): {done.stdout[-3000:]} {done.stderr[-2000:]}"
         )
+    if steps is not None:
+        report = json.loads(steps.read_text())
+        report["launch_to_script_s"] = report["process_start_unix"] - launched
+        report["wall_s"] = took
+        steps.write_text(json.dumps(report))
     return took
 
 
-def merge_to_comment(socket: str, pool: str, base: str, warm: bool) -> float:
+def merge_to_comment(
+    socket: str, pool: str, base: str, warm: bool, steps: Path | None = None
+) -> float:
     """Seconds from a merged request to its comment: one `ssp apply` process, as apply.yml
     runs it after the merge, against the fake GitHub; with WARM, `ssp maintain` made one
     warm clone before the merge (untimed: it runs ahead, on its timer)."""
@@ -183,7 +197,7 @@ def merge_to_comment(socket: str, pool: str, base: str, warm: bool) -> float:
             "GITHUB_SHA": merge,
             "GITHUB_API_URL": gh.url,
         }
-        took = ssp(lab, "apply", env | github)
+        took = ssp(lab, "apply", env | github, steps)
         if len(gh.comments_on(FAKE_REPO, pull.number)) != 1:
             raise RuntimeError("ssp apply posted no comment on the merged pull request")
         return took
@@ -211,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     socket = socket_path(lxd_dir=os.environ.get("LXD_DIR"))
     results: dict[str, dict[str, list[float]]] = {}
+    breakdowns: dict[str, dict[str, Any]] = {}
     for driver in args.pools.split(","):
         pool = f"ssp-bench-{driver}-{secrets.token_hex(3)}"
         size = [f"size={args.btrfs_size}"] if driver != "dir" else []
@@ -222,8 +237,17 @@ def main(argv: list[str] | None = None) -> int:
                 results[driver] = one_pool(project, pool, base, args.clones)
             for warm in (False, True):
                 step = "merge -> comment, " + ("warm pool" if warm else "no warm pool")
-                took = [merge_to_comment(socket, pool, base, warm) for _ in range(args.comments)]
+                took: list[float] = []
+                runs: list[dict[str, Any]] = []
+                for _ in range(args.comments):
+                    trace = Path(tempfile.gettempdir()) / f"ssp-bench-steps-{secrets.token_hex(4)}"
+                    took.append(merge_to_comment(socket, pool, base, warm, trace))
+                    runs.append(json.loads(trace.read_text()))
+                    trace.unlink()
                 results[driver][step] = took
+                # The run nearest the median, broken down (bench/steps.py).
+                middle = statistics.median_low(took)
+                breakdowns[f"{driver}, {step}"] = runs[took.index(middle)]
             print(driver, results[driver], flush=True)
         finally:
             if base:
@@ -239,7 +263,32 @@ def main(argv: list[str] | None = None) -> int:
             t = times[step]
             cells.append(f"{statistics.median(t):6.2f} ({min(t):.2f}-{max(t):.2f})")
         print(f"{step:<46}" + "".join(f"{c:>18}" for c in cells))
+    for title, report in breakdowns.items():
+        print(f"\n{title}: {report['wall_s']:.2f} s, where it went")
+        print("\n".join(breakdown(report)))
     return 0
+
+
+def breakdown(report: dict[str, Any]) -> list[str]:
+    """One `ssp apply` process's time (bench/steps.py's report) as Markdown rows: the
+    interpreter, the import, ssp's phases, the rest; then the LXD calls within the phases."""
+    wall = report["wall_s"]
+    phases = report["phases_s"]
+    parts = {
+        "interpreter start (to the script's first line)": report["launch_to_script_s"],
+        "import of ssp (cli, commands, adapters)": report["script_to_import_s"]
+        + report["import_s"],
+        **phases,
+        "the rest of ssp's main (parsing, lock, report, notices)": report["main_s"]
+        - sum(phases.values()),
+    }
+    parts["exit (interpreter shutdown)"] = wall - sum(parts.values())
+    rows = ["| where | calls | seconds | share |", "|---|---:|---:|---:|"]
+    rows += [f"| {k} | | {v:.2f} | {v / wall:.0%} |" for k, v in parts.items()]
+    lxd = sorted(report["lxd"].items(), key=lambda kv: -kv[1]["s"])
+    for name, v in lxd:
+        rows.append(f"| … in LXD `{name}` | {v['calls']} | {v['s']:.2f} | {v['s'] / wall:.0%} |")
+    return rows
 
 
 if __name__ == "__main__":
