@@ -1,6 +1,7 @@
-"""The real suites on two xdist workers (tests/workers.py): each worker forwards SSH from its
-own ports and chooses host ID blocks from its own slice, above where LXD and `ssp apply`
-processes choose; the cluster's and the fault suite's tests stay on one worker.
+"""The real suites on xdist workers (tests/workers.py): each worker forwards SSH from its own
+ports and chooses host ID blocks from its own slice, above where LXD and `ssp apply`
+processes choose; the cluster's and the fault suite's tests go whole to one worker and run
+one at a time; a daemon-wide test waits only for the tests running when it asks.
 
 Before, every test took the first free ports of one window and the lowest free ID block of
 all of root's IDs, so two tests at once on two workers were given the same ones."""
