@@ -1,8 +1,10 @@
 """Making warm clones ahead, and claiming one for a new container (provisioner.planning.warm).
 
 Making one (in `ssp maintain`, under the host lock): copy the base stopped, labelled
-`making`; give it exactly our config — isolated, its ID block, its root disk on the policy's
-pool and no other device (so no GPU, no port; the profile's NIC); start it once, which makes
+`making`; give it exactly our config — isolated, its ID block, a default request's CPU and
+memory limits, its root disk on the policy's pool with a default request's size (a project
+with limits, as `ssp host init` makes, refuses an instance without them) and no other device
+(so no GPU, no port; the profile's NIC); start it once, which makes
 LXD re-own every file to that block (the cost a claim then skips); list every UID and GID
 owning a file in it; stop it and label it `ready`. A failure leaves it `making`, and the
 next pass removes it. Where LXD chooses the block (a project forbidding ssp's choice), clones
@@ -27,6 +29,7 @@ from provisioner.values import spec as specs
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import IdRange
 from provisioner.values.policymodels import Policy
+from provisioner.values.sizes import size_bytes
 from provisioner.values.state import Instance, LxdApi
 
 # Every owner of a file on the clone's own disk (-xdev: not /proc, /sys, /dev or /run), one
@@ -77,6 +80,7 @@ def make(
     """Make warm clone NAME of the default image (see the module's docstring)."""
     image = policy.defaults.image
     source = plan.warm_source(policy, image)
+    defaults = policy.defaults
     config = {
         state.WARM: image,
         state.WARM_SOURCE: source,
@@ -84,6 +88,10 @@ def make(
         "security.idmap.isolated": "true",
         "security.protection.delete": "false",
         "boot.autostart": "false",
+        # A project with limits (ssp host init's) refuses an instance without its own: the
+        # clone holds what a default request would until a claim sets the request's.
+        "limits.cpu": str(defaults.cpu),
+        "limits.memory": defaults.memory,
     }
     if block is not None:
         config[idranges.BASE] = str(block.base)
@@ -94,7 +102,8 @@ def make(
     lxd.create(name, copy, labels, {}, profiles, plan.DESCRIPTION)
     # A copy carries the base's devices and security keys: none of them stay but the root
     # disk, on the policy's pool as a container's (LXD moves no root disk between pools).
-    root = {specs.ROOT_DEVICE: {"type": "disk", "path": "/", "pool": policy.lxd.pool}}
+    size = f"{size_bytes(defaults.disk) // 2**20}MiB"
+    root = {specs.ROOT_DEVICE: {"type": "disk", "path": "/", "pool": policy.lxd.pool, "size": size}}
     lxd.replace(name, config, root, profiles, plan.DESCRIPTION)
     if block is None:
         clash = idranges.shared_with(lxd.id_maps(), policy.lxd.project, name)

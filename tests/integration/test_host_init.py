@@ -9,7 +9,8 @@ What is shown: inside the project LXD refuses a disk outside the share catalogue
 and nested containers, `raw.lxc`, a unix device and `raw.idmap` of a host UID that is not a
 member's, with its own error messages; `ssp apply` of a normal request (the Debian test image,
 the share, `raw.idmap` for alice's UID 1001) still works there; a second `ssp host init` sends
-no mutating request; `ssp doctor` then reports GPU checks n/a and everything else ok.
+no mutating request; `ssp doctor` then reports GPU checks n/a and everything else ok; and the
+warm pool works there: a clone is made (LXD choosing its block) and claimed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from helpers import ENV, CliResult, keypair, run_cli
 from provisioner.commands import host as host_command
 from provisioner.host import nvidia
 from provisioner.lxd.api import Lxd
+from provisioner.values import state
 from provisioner.values.errors import LxdError
 from provisioner.values.idranges import overlaps
 
@@ -324,3 +326,63 @@ def test_a_dirty_clone_base_is_flagged_because_lxd_does_not_check_copies(
         if Lxd(project, endpoint=lxd_socket).exists(f"clone-{suffix}"):
             Lxd(project, endpoint=lxd_socket).delete(f"clone-{suffix}")
         admin.delete(base)
+
+
+def test_a_warm_clone_is_made_and_claimed_where_lxd_chooses_the_host_ids(
+    repo: Path, project: str, lxd_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm pool in ssp's restricted project: LXD chooses the clone's ID block (the
+    project forbids `security.idmap.base`) and refuses the volatile key a claim sets to skip
+    the re-own, so the claimed container's first start re-owns its files once; it is still
+    the member's container, in the block the clone was made with, with her share."""
+    assert host_init(repo, monkeypatch)[0].code == 0
+    policy_file = repo / "config" / "policy.yaml"
+    policy = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+    policy["defaults"]["image"] = "common-server"  # a clone of Common-Server/golden
+    policy["lxd"]["warm_pool"] = 1
+    policy_file.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    env = {**ENV, "SSP_LOCK": str(repo.parent / "apply.lock")}
+    lxd = Lxd(project, endpoint=lxd_socket)
+
+    made = run_cli("maintain", "--repo", str(repo), env=env)
+    assert made.code == 0, made.both
+    (clone,) = [i for i in lxd.instances() if state.WARM in i.config]
+    assert clone.config[state.WARM_STATE] == "ready" and not clone.running
+    assert "security.idmap.base" not in clone.config  # LXD chose it, at the clone's making
+    block = clone.config["volatile.idmap.base"]
+    mine = [o for o in overlaps(lxd.id_maps()) if clone.name in (o.first.name, o.second.name)]
+    assert mine == [], [o.describe() for o in mine]
+
+    alice = f"alice-{project.rsplit('-', 1)[-1]}"
+    request = {
+        "kind": "container",
+        "name": alice,
+        "owner": "alice",
+        "purpose": "Claims the warm clone in the restricted project",
+        "cpu": 1,
+        "memory": "512MiB",
+        "disk": "2GiB",
+        "shares": ["share"],
+        "ssh_keys": [keypair("alice").public],
+        "expires": "2027-06-30",
+    }
+    path = repo / "requests" / "alice" / f"{alice}.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(request, sort_keys=False), encoding="utf-8")
+    applied = run_cli("apply", "--repo", str(repo), "--no-comment", env=env)
+
+    assert applied.code == 0, applied.both
+    assert re.search(rf"^created\s+{alice}\s", applied.out, re.MULTILINE), applied.out
+    assert f"claiming warm clone {clone.name}" in applied.err
+    # LXD refused the volatile key: the start re-owned the files (said, not a failure).
+    assert f"{alice}: its files are re-owned at the first start" in applied.err
+    claimed = lxd.instance(alice)
+    assert claimed.running and claimed.config[state.OWNER] == "alice"
+    assert claimed.config["raw.idmap"] == "both 1001 1001"
+    assert claimed.config["volatile.idmap.base"] == block  # the clone's own block
+    assert not [i for i in lxd.instances() if state.WARM in i.config]  # claimed, not copied
+    wrote = lxd.execute(alice, ["su", "alice", "-c", "touch /home/user/share/from-alice"])
+    assert wrote.exit_code == 0, wrote.stderr
+    assert (repo.parent / "share" / "from-alice").stat().st_uid == 1001
+    owners = lxd.execute(alice, ["stat", "-c", "%u", "/home/alice/.ssh/authorized_keys"])
+    assert owners.stdout.strip() == "1001"
