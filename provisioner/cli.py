@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import importlib
 import os
 import re
@@ -192,7 +193,28 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The cyclic garbage collector's young generation, as an `ssp` process sets it: Python's
+# default (700 allocations) has it scan young objects thousands of times while a check builds
+# one object per YAML value and model field, almost none of them in a cycle (mypy raises it
+# for the same reason).
+GC_YOUNG = 100_000
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    if argv is not None:  # a caller in-process (the tests): its collector is its own
+        return _main(argv, env)
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    try:
+        return _main(argv, env)
+    finally:
+        # What the command made is freed by the process's exit, not by the collector: left
+        # to it, the interpreter's last collection walks every object once more. Together
+        # with the threshold, 0.41 -> 0.34 s of `ssp validate --all` on 1,000 files
+        # (bench/README.md).
+        gc.freeze()
+
+
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     environ = dict(os.environ if env is None else env)
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
         print(f"ssp {__version__}")  # without loading a command: a start-up's floor
