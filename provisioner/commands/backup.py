@@ -12,6 +12,8 @@ from provisioner.commands import (
     add_lock_args,
     add_repo_arg,
     examples,
+    host_id_spans,
+    ids_pinnable,
     load_for_host,
     lock_path,
     open_lxd,
@@ -73,8 +75,18 @@ def run_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy = main.config.policy
     with host_lock(lock_path(args, env), wait_s=args.lock_wait):
         lxd = open_lxd(policy.lxd.project, env)
-        done = backup.restore(lxd, policy, args.name, args.as_name, args.file)
+        done = backup.restore(
+            lxd,
+            policy,
+            args.name,
+            args.as_name,
+            args.file,
+            id_spans=host_id_spans(),
+            pin_ids=ids_pinnable(lxd),
+        )
     print(log_line(f"restored {done.source} as {done.name!r} (stopped)"))
+    if done.ids:
+        print(log_line(f"{done.name!r}: {done.ids}"))
     if done.managed:
         print("ssp manages it again: the next apply starts it if its request is still there.")
     else:

@@ -17,8 +17,9 @@ from typing import Protocol
 
 from provisioner.host import backupdir
 from provisioner.planning import backups as plan
-from provisioner.values import state
+from provisioner.values import idranges, state
 from provisioner.values.errors import LxdError, SspError, UsageError
+from provisioner.values.idranges import IdMapUse, IdRange
 from provisioner.values.loaded import Loaded
 from provisioner.values.models import ContainerRequest
 from provisioner.values.policymodels import Policy
@@ -39,6 +40,8 @@ class Importer(Protocol):
     def import_backup(self, path: str, name: str, pool: str) -> None: ...
 
     def set_config(self, name: str, changes: Mapping[str, str | None]) -> None: ...
+
+    def id_maps(self) -> list[IdMapUse]: ...
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ class Restored:
     name: str
     source: str  # the tarball
     managed: bool  # still ssp's (restored under its own name) or the admin's (a copy)
+    # Its host IDs, when the backup's were another instance's (the original beside a copy):
+    # "" kept, else what was done about them, said to the admin.
+    ids: str = ""
 
 
 def backups_of(policy: Policy, name: str) -> list[str]:
@@ -146,11 +152,23 @@ def backups_of(policy: Policy, name: str) -> list[str]:
 
 
 def restore(
-    lxd: Importer, policy: Policy, name: str, as_name: str = "", file: str = ""
+    lxd: Importer,
+    policy: Policy,
+    name: str,
+    as_name: str = "",
+    file: str = "",
+    *,
+    id_spans: tuple[IdRange, ...] = idranges.LXD_DEFAULT_SPANS,
+    pin_ids: bool = True,
 ) -> Restored:
     """NAME's newest backup (or FILE) back as a new, stopped container AS_NAME (default:
     NAME, which must be gone). A copy under another name is left to the admin: its ssp
-    labels go, so ssp neither retires nor deletes it, nor counts it in anyone's quota."""
+    labels go, so ssp neither retires nor deletes it, nor counts it in anyone's quota.
+
+    The backup holds the host ID block its container had; where another instance holds it
+    now (the original, beside a copy or a drill), the restored one is given a free block of
+    ID_SPANS, or, where the project forbids ssp's choice (PIN_IDS false), the admin is told
+    how to give it one: two containers in one block are root in each other on the host."""
     new = as_name or name
     if not file:
         found = backups_of(policy, name)
@@ -167,4 +185,35 @@ def restore(
     copy = new != name
     if copy:
         lxd.set_config(new, {state.MANAGED: None, state.STATE: None})
-    return Restored(new, file, not copy)
+    ids = _own_block(lxd, policy.lxd.project, new, id_spans, pin_ids)
+    return Restored(new, file, not copy, ids)
+
+
+def _own_block(
+    lxd: Importer, project: str, name: str, spans: tuple[IdRange, ...], pin_ids: bool
+) -> str:
+    """Give restored instance NAME a host ID block of its own (see `restore`); what was done."""
+    uses = lxd.id_maps()
+    clash = idranges.shared_with(uses, project, name)
+    if not clash:
+        return ""
+    if not pin_ids:
+        return (
+            f"its host IDs are {clash}: before starting it, give it a block of its own as "
+            "`ssp doctor` says (idmaps.overlap)"
+        )
+    taken = [r for u in uses if (u.project, u.name) != (project, name) for r in u.ranges()]
+    block = idranges.Allocator(spans, taken).new()
+    if block is None:
+        return f"its host IDs are {clash}, and no free block is left: see `ssp doctor`"
+    # The map it ran with elsewhere is dropped too: it has not run here, and its first start
+    # re-owns its files from the map on disk (volatile.last_state.idmap) to the new block.
+    lxd.set_config(
+        name,
+        {
+            idranges.BASE: str(block.base),
+            idranges.SIZE_KEY: str(block.size),
+            idranges.CURRENT: None,
+        },
+    )
+    return f"its host IDs were {clash}: given {block} (its first start re-owns its files)"

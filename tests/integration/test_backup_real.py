@@ -24,6 +24,7 @@ from provisioner.flows import maintain
 from provisioner.lxd.api import Lxd
 from provisioner.planning.backups import file_name
 from provisioner.values import state
+from provisioner.values.idranges import overlaps
 
 pytestmark = pytest.mark.lxd
 
@@ -110,6 +111,9 @@ def test_backups_go_off_the_host_a_failure_is_retried_and_a_restore_brings_the_f
         assert restored.code == 0, restored.both
         back = Lxd(clean, endpoint=lxd_socket)
         assert back.instance(kept).config[state.OWNER] == "alice"
+        # The original still holds the backup's host IDs: the restored one gets its own.
+        assert f"'{kept}': its host IDs were " in restored.out, restored.out
+        assert not [o.describe() for o in overlaps(back.id_maps()) if kept in o.describe()]
         back.start(kept)
         assert back.execute(kept, ["cat", "/root/thesis.txt"]).stdout == "chapter-3\n"
 
@@ -126,6 +130,9 @@ def test_backups_go_off_the_host_a_failure_is_retried_and_a_restore_brings_the_f
         )
         assert copy.code == 0, copy.both
         assert state.MANAGED not in back.instance(f"copy-{suffix}").config
+        assert f"'copy-{suffix}': its host IDs were " in copy.out, copy.out
+        clashes = [o.describe() for o in overlaps(back.id_maps()) if suffix in o.describe()]
+        assert clashes == []  # root in the copy is nobody else's root on the host
         again = run_cli("backup", "restore", kept, "--repo", str(world.lab.root), env=env)
         assert again.code == 2
         assert "exists already" in again.err
