@@ -1,5 +1,6 @@
 """Backups off the host: the part of `ssp maintain` that exports due containers into the
-policy's `backup.target`, and `ssp backup restore`, which brings one back as a new container.
+policy's `backup.target`, and `ssp backup restore`, which brings one back as a new container
+(in a host ID block of its own when another instance holds the one it was backed up with).
 
 Each due container is exported on its own: one that fails is reported (and, having left no
 file, is due again on the next pass) and the others go on. Old backups past `backup.keep` go
