@@ -3,7 +3,8 @@
 Each subcommand lives in `provisioner.commands.<name>` and exposes `register(subparsers)`,
 which adds its parser and sets `func(args, env) -> int` as the handler. This module maps
 exceptions to exit statuses so that no user ever sees a traceback:
-0 ok, 1 findings/failures, 2 usage, 3 unexpected error.
+0 ok, 1 findings/failures, 2 usage, 3 unexpected error. As the `ssp` process itself (not
+when called in-process), it also sets the garbage collector for a short command.
 """
 
 from __future__ import annotations
