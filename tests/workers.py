@@ -92,10 +92,14 @@ def id_share(spans: tuple[IdRange, ...]) -> tuple[IdRange, ...]:
     return tuple(share)
 
 
+def _group_at(where: str) -> str | None:
+    """The group whose paths hold WHERE (a test file's path, with a "/" before `tests/`)."""
+    return next((g for g, paths in GROUPS.items() if any(f"/{p}" in where for p in paths)), None)
+
+
 def group_of(item: pytest.Item) -> str | None:
     """The group whose paths hold the test, if any."""
-    where = Path(str(item.path)).as_posix()
-    return next((g for g, paths in GROUPS.items() if any(f"/{p}" in where for p in paths)), None)
+    return _group_at(Path(str(item.path)).as_posix())
 
 
 def group_items(items: list[pytest.Item]) -> None:
@@ -120,10 +124,7 @@ class ChainScheduling(LoadScopeScheduling):
     is given the next when it has two or fewer tests left."""
 
     def _split_scope(self, nodeid: str) -> str:
-        where = nodeid.split("::", 1)[0]
-        group = next(
-            (g for g, paths in GROUPS.items() if any(where.startswith(p) for p in paths)), None
-        )
+        group = _group_at("/" + nodeid.split("::", 1)[0])  # ids are from the repository's root
         return f"group {group}" if group else nodeid
 
 
