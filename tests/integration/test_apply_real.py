@@ -75,6 +75,7 @@ def memory_limit(project: str, name: str) -> int:
 # --- a container's whole life ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_request_becomes_a_protected_unprivileged_container_then_retires(
     lab: LabRepo, adapters: Adapters, lxd_project: str, lxd_socket: str, suffix: str
 ) -> None:

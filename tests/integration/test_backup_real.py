@@ -26,7 +26,7 @@ from provisioner.planning.backups import file_name
 from provisioner.values import state
 from provisioner.values.idranges import overlaps
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 DAY = LAST - timedelta(days=60)
 

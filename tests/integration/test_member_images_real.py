@@ -93,6 +93,7 @@ def test_an_image_is_published_started_from_kept_to_its_owner_and_deleted(
         lxc("image", "delete", alias, check=False)
 
 
+@pytest.mark.slow
 def test_a_shared_image_keeps_none_of_its_publishers_logins(
     lab: LabRepo, adapters: Adapters, lxd_project: str, suffix: str
 ) -> None:

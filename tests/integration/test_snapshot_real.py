@@ -25,7 +25,7 @@ from integration.test_status_real import LATER, lab_made, ssp_status  # noqa: F4
 from provisioner import cli
 from provisioner.status import snapshot as snapshots
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 
 def env_for(socket: str, gh: FakeGitHub | None = None) -> dict[str, str]:

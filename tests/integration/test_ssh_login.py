@@ -334,6 +334,7 @@ def rdp_answers(port: int) -> bool:
     return len(reply) >= 6 and reply[0] == 0x03 and reply[5] == 0xD0
 
 
+@pytest.mark.slow
 def test_the_desktop_answers_on_its_port_and_takes_the_password_set_as_the_comment_says(
     tmp_path: Path,
     lxd_project: str,

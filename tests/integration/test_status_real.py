@@ -28,7 +28,7 @@ from provisioner.host.usagedb import UsageDb
 from provisioner.status.usage import month_of, month_span, previous_month
 from provisioner.values.usage import Reading
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 CAROL_ENDS = (NOW + timedelta(days=5)).date()
 LATER = NOW + timedelta(days=7)  # two days after carol's last day

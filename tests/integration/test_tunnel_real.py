@@ -22,7 +22,7 @@ from frpstandin import FrpStandin
 from integration.helpers import NOW, LabRepo, free_ports, lxc, ssh_until_ok
 from provisioner import cli
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 GOLDEN = "Common-Server/golden"
 PASSWORD = "frpc-admin-pw-not-in-the-repo"

@@ -30,7 +30,7 @@ from provisioner.planning import warm
 from provisioner.status import server
 from provisioner.values import state
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 
 def _warm(project: str) -> list[dict[str, object]]:
