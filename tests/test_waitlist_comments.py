@@ -106,6 +106,24 @@ def _gpus(fake: FakeLxd, name: str) -> list[str]:
     return [k for k, d in fake.record(name).devices.items() if d["type"] == "gpu"]
 
 
+def alice_waits_behind_bob(
+    lab: Lab,  # noqa: F811
+    fake_github: FakeGitHub,
+    repo: Path,
+    tmp_path: Path,
+) -> tuple[str, int]:
+    """bob's container made with GPU 0 (his lease ends on BOB_LAST), then alice's request
+    pinning GPU 0 merged and applied: she waits. main's sha and her pull request."""
+    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
+    sha = commit(lab, repo, bob)
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    alice = lab.container("alice-pin", gpus=[0])
+    sha = commit(lab, repo, bob, alice)
+    pull = merged(fake_github, sha, "alice", alice[0])
+    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    return sha, pull
+
+
 @skip_without_tools
 def test_a_retirement_that_fails_gives_its_gpu_to_nobody(
     lab: Lab,  # noqa: F811
@@ -114,13 +132,7 @@ def test_a_retirement_that_fails_gives_its_gpu_to_nobody(
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
-    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
-    sha = commit(lab, repo, bob)
-    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
-    alice = lab.container("alice-pin", gpus=[0])
-    sha = commit(lab, repo, bob, alice)
-    pull = merged(fake_github, sha, "alice", alice[0])
-    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    sha, pull = alice_waits_behind_bob(lab, fake_github, repo, tmp_path)
     # bob's lease ends but his container cannot be stopped: it keeps GPU 0, so alice is not
     # made with it (a card is never given to two containers); she still waits, 1st in line.
     fake_lxd.fail_on("stop", "bob-count", "LXD could not stop it")
@@ -145,13 +157,7 @@ def test_the_daily_maintenance_that_frees_the_gpu_makes_the_request_and_edits_it
 ) -> None:
     monkeypatch.setattr(maintain_command, "connect", apply_command.connect)  # the fake LXD
     repo = tmp_path / "repo"
-    bob = lab.container("bob-count", owner="bob", gpus=1, expires=BOB_LAST.isoformat())
-    sha = commit(lab, repo, bob)
-    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
-    alice = lab.container("alice-pin", gpus=[0])
-    sha = commit(lab, repo, bob, alice)
-    pull = merged(fake_github, sha, "alice", alice[0])
-    assert ssp_apply(repo, fake_github, sha, tmp_path)[0] == 0
+    sha, pull = alice_waits_behind_bob(lab, fake_github, repo, tmp_path)
     # `ssp maintain` on its schedule, the day after bob's last day (main unchanged)
     out, err = io.StringIO(), io.StringIO()
     environ = {
