@@ -124,9 +124,9 @@ class Applier:
         else:
             self._make_in_lxds_block(spec, labels, config)
         inside.give_identity(self.lxd, spec.name)
-        self._verify(spec, config)
+        made = self._verify(spec, config)
         if shifted:
-            warm.mark_shifted(self.lxd, spec.name, self.log)
+            warm.mark_shifted(self.lxd, made, self.log)
         self._start(spec)
         # The owner is set up while the container boots: only the desktop needs the network.
         removed = ""
@@ -193,8 +193,9 @@ class Applier:
         self.lxd.stop(name)
         self.lxd.delete(name)
 
-    def _verify(self, spec: specs.Spec, sent: Mapping[str, str]) -> None:
-        """LXD holds exactly the config and devices sent: nothing dropped, nothing inherited."""
+    def _verify(self, spec: specs.Spec, sent: Mapping[str, str]) -> Instance:
+        """LXD holds exactly the config and devices sent: nothing dropped, nothing inherited.
+        The instance as LXD holds it."""
         inst = self.lxd.instance(spec.name)
         # LXD stores no empty values (setting "" removes a key), e.g. the sha of a checkout
         # that is not a git repository: absent is what was asked for then.
@@ -206,6 +207,7 @@ class Applier:
             wrong.append("devices")
         if wrong:
             raise LxdError(f"LXD did not keep the configuration asked for: {', '.join(wrong)}")
+        return inst
 
     def _start(self, spec: specs.Spec) -> None:
         try:

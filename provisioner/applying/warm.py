@@ -57,18 +57,19 @@ def claim(lxd: LxdApi, spec: specs.Spec, warm: str, config: Mapping[str, str]) -
     return plan.skip_reown(found, spec)
 
 
-def mark_shifted(lxd: LxdApi, name: str, log: Callable[[str], None]) -> None:
-    """Tell LXD the files are shifted to the map it starts NAME with, so it re-owns none.
+def mark_shifted(lxd: LxdApi, claimed: Instance, log: Callable[[str], None]) -> None:
+    """Tell LXD the files are shifted to the map it starts CLAIMED (as LXD holds it after the
+    claim) with, so it re-owns none.
 
     Last before the start: LXD 5.0.2's file API on a stopped instance runs in the files' map,
     and fails ("fork/exec /usr/bin/lxd: invalid argument") on one with a `raw.idmap` entry."""
-    upcoming = lxd.instance(name).config.get(plan.NEXT_MAP)
+    upcoming = claimed.config.get(plan.NEXT_MAP)
     if not upcoming:
         return
     try:  # ssp's restricted project refuses volatile keys: LXD then re-owns at the start
-        lxd.set_config(name, {plan.LAST_MAP: upcoming})
+        lxd.set_config(claimed.name, {plan.LAST_MAP: upcoming})
     except LxdError as e:
-        log(f"{name}: its files are re-owned at the first start ({e})")
+        log(f"{claimed.name}: its files are re-owned at the first start ({e})")
 
 
 def make(
