@@ -271,7 +271,7 @@ def _act(
     if verb == "start":
         if inst.label(state.RELEASED) is not None:
             lxd.set_config(name, {state.RELEASED: None})
-        if not lxd.instance(name).running:
+        if not inst.running:  # as read under the lock a moment ago
             lxd.start(name)
         host.reconcile()  # asks for its GPUs again: it gets them, or waits for them
         return _gpus_now(_gpu_count(lxd.instance(name)), wanted)
