@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "see the admin guide, 'Access from outside the lab'"
         )
     lxd, _servers = connect(policy, env)
-    observed = observe(config, lxd, id_maps=False)
+    observed = observe(config, lxd, id_maps=False, members=False)  # the listing alone
     ports = tunnel.forwards(policy, observed.instances)
     text = tunnel.frpc_toml(policy, ports)
     emit("tunnel", text, args.output, f" ({len(ports)} proxies)")

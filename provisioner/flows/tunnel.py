@@ -141,9 +141,9 @@ def after_apply(
     dry_run: bool = False,
     wait_s: float = 15.0,
 ) -> tuple[ApplyResult, TunnelSync | None]:
-    """The tunnel put in step with what LXD holds after an apply (one listing), and RESULT
-    with the ports it carries; None for a policy whose tunnel has no admin API. PASSWORD:
-    the admin API's, None to read it from the policy's file."""
+    """The tunnel put in step with what LXD holds after an apply (one listing, not even the
+    cluster's members), and RESULT with the ports it carries; None for a policy whose tunnel
+    has no admin API. PASSWORD: the admin API's, None to read it from the policy's file."""
     try:
         admin = admin_for(config.policy, password)
     except TunnelError as e:
@@ -151,7 +151,7 @@ def after_apply(
     if admin is None:
         return result, None
     try:
-        instances = observe(config, lxd, id_maps=False).instances
+        instances = observe(config, lxd, id_maps=False, members=False).instances
     except LxdError as e:
         return result, TunnelSync(frozenset(), 0, error=f"cannot list the forwarded ports: {e}")
     done = sync(config.policy, instances, admin, dry_run=dry_run, wait_s=wait_s)
