@@ -194,8 +194,7 @@ class Applier:
         self.lxd.delete(name)
 
     def _verify(self, spec: specs.Spec, sent: Mapping[str, str]) -> Instance:
-        """LXD holds exactly the config and devices sent: nothing dropped, nothing inherited.
-        The instance as LXD holds it."""
+        """The instance as LXD holds it, with exactly the config and devices sent (or LxdError)."""
         inst = self.lxd.instance(spec.name)
         # LXD stores no empty values (setting "" removes a key), e.g. the sha of a checkout
         # that is not a git repository: absent is what was asked for then.
