@@ -17,7 +17,15 @@ import os
 import pytest
 import yaml
 
-from integration.helpers import Adapters, LabRepo, apply_pass, host_id_spans, in_instance, lxc
+from integration.helpers import (
+    Adapters,
+    LabRepo,
+    apply_pass,
+    eventually,
+    host_id_spans,
+    in_instance,
+    lxc,
+)
 from provisioner.doctor import checks as doctor
 from provisioner.doctor.checks import Status
 from provisioner.values.idranges import IdRange, overlaps, use_of
@@ -37,7 +45,9 @@ def config_of(project: str, name: str) -> dict[str, str]:
 
 def inside_block(project: str, name: str) -> IdRange:
     """Container UID 0's block as the kernel has it: the first line of /proc/self/uid_map."""
-    out = in_instance(project, name, "cat", "/proc/self/uid_map").stdout
+    # Read until it prints: LXD 5.0.2 under load sometimes ends an exec before its output
+    # reached the client (an empty stdout, exit 0).
+    out = eventually(lambda: in_instance(project, name, "cat", "/proc/self/uid_map").stdout, 10)
     first = out.split("\n")[0].split()
     assert first[0] == "0", first
     return IdRange(int(first[1]), 65536)
