@@ -6,7 +6,7 @@ cluster, the browser), `gpu` (real NVIDIA GPUs) or `slow` are left out, and the 
 so. Naming a folder or file (`pytest tests`, `pytest tests/integration`) or a marker
 (`pytest -m lxd`) runs what was named, in one process, unless `-n` is given too: then on
 pytest-xdist's workers, each with its own ports and host ID blocks (tests/workers.py says how
-they share the one daemon). `make test` runs everything: the fast suite on two workers beside
+they share the one daemon). `make test` runs everything: the fast suite on two workers, then
 the rest on four. The choice is made once in the controlling process and handed to the
 workers through the environment.
 
